@@ -1,0 +1,69 @@
+// The x86 page walk (Intel SDM vol. 3, ch. 4): 32-bit paging (with PSE 4 MiB pages), PAE paging,
+// 4-level and 5-level (LA57) paging. A pure function of the CPU state and physical memory: TLBs,
+// page-walk caches and their costs belong to the platform, which sees every paging-structure
+// reference through a WalkObserver.
+#pragma once
+#include <cstdint>
+
+#include "isa/bus_if.h"
+#include "isa/cpu_state.h"
+#include "isa/fault.h"
+
+namespace pgsim::isa {
+
+// Physical-address width reported by CPUID.80000008H:EAX[7:0]; paging-structure bits at and
+// above it (up to bit 51) are reserved.
+constexpr unsigned kMaxPhysAddrBits = 46;
+// Linear-address width reported by CPUID.80000008H:EAX[15:8] (57 with LA57 support).
+constexpr unsigned kMaxLinearAddrBits = 57;
+
+enum class Access : uint8_t { Read, Write, Execute };
+
+struct WalkRequest {
+  uint64_t linear = 0;
+  Access access = Access::Read;
+  bool user = false;      // an explicit access at CPL 3 (user-mode access)
+  bool implicit = false;  // an implicit supervisor access (GDT, LDT, IDT, TSS, even from CPL 3):
+                          // SMAP applies to it regardless of RFLAGS.AC (SDM 4.6)
+};
+
+struct WalkResult {
+  bool ok = false;
+  Fault fault{};           // #PF with error code and CR2 when !ok (#GP(0) for a non-canonical address)
+  uint64_t paddr = 0;      // the translated physical address
+  uint64_t page_size = 0;  // 4 KiB, 2 MiB, 4 MiB or 1 GiB
+  bool writable = false;   // R/W set at every level (what CR0.WP=1 supervisor and user writes need)
+  bool user = false;       // U/S set at every level (a user-mode address)
+  bool executable = false; // XD clear at every level (or no XD in this paging mode)
+  bool global = false;     // G set in the leaf and CR4.PGE
+  bool dirty = false;      // the leaf's dirty flag after this access
+  uint16_t pcid = 0;       // CR3[11:0] with CR4.PCIDE (4- and 5-level paging), else 0
+  unsigned levels = 0;     // depth of the hierarchy in this paging mode (0 without paging)
+  unsigned refs = 0;       // paging-structure entries read from memory by this walk
+};
+
+// Sees every paging-structure memory reference, so the platform can count and charge them and
+// model page-walk caches. `level` counts from the leaf: 1 = page table, 2 = page directory,
+// 3 = PDPT, 4 = PML4, 5 = PML5.
+class WalkObserver {
+ public:
+  virtual ~WalkObserver() = default;
+  virtual void on_reference(uint64_t paddr, unsigned level) = 0;
+};
+
+// The paging mode in use (SDM vol. 3, table 4-1).
+enum class PagingMode : uint8_t { None, Bits32, Pae, Level4, Level5 };
+PagingMode paging_mode(const CpuState& s);
+
+// Translates one linear address, checking the access rights of SDM 4.6 and updating the accessed
+// and dirty flags of a successful translation. On failure, `fault` holds the #PF to raise.
+// PAE PDPTEs are read from memory at each walk (the processor caches them at MOV CR3; the two
+// differ only if software changes a PDPTE without reloading CR3); such reads are not counted as
+// references, since the processor makes none.
+WalkResult page_walk(const CpuState& s, PhysicalBus& bus, const WalkRequest& req,
+                     WalkObserver* observer = nullptr);
+
+// True if `linear` is canonical for the current linear-address width (48 or 57 bits).
+bool is_canonical(const CpuState& s, uint64_t linear);
+
+}  // namespace pgsim::isa
