@@ -1,0 +1,42 @@
+// Exception and interrupt delivery (Intel SDM vol. 3, ch. 6): real-mode IVT, 32-bit and 64-bit
+// IDT gates, privilege changes through the TSS, IST, double and triple fault; and the return
+// from them (IRET/IRETD/IRETQ).
+#pragma once
+#include <cstdint>
+
+#include "isa/fault.h"
+
+namespace pgsim::isa {
+
+class Core;
+
+enum class EventKind : uint8_t {
+  Exception,          // a fault or trap raised by the processor (#DE, #GP, #PF, ...)
+  External,           // a maskable interrupt from the interrupt controller
+  Nmi,                // a non-maskable interrupt
+  SoftwareInt,        // INT n: the gate DPL is checked against CPL
+  SoftwareException,  // INT3, INTO: the gate DPL is checked against CPL
+};
+
+struct Event {
+  uint8_t vector = 0;
+  EventKind kind = EventKind::Exception;
+  bool has_error_code = false;
+  uint32_t error_code = 0;
+  uint64_t cr2 = 0;  // for #PF: loaded into CR2 on delivery
+
+  static Event from_fault(const Fault& f) {
+    return {f.vector, EventKind::Exception, f.has_error_code, f.error_code, f.cr2};
+  }
+  bool software() const { return kind == EventKind::SoftwareInt || kind == EventKind::SoftwareException; }
+};
+
+// Delivers `event` through the IVT or IDT: pushes the return frame (RIP = state().rip, which the
+// caller sets to the faulting instruction or to the next one for traps and INT n), switches stacks
+// and loads CS:RIP of the handler into state(). A fault during delivery becomes a double fault
+// (or is delivered serially, per SDM table 6-5); a fault while delivering #DF shuts the core down
+// (triple fault). Task gates and virtual-8086 mode are not implemented: they shut the core down
+// with a message that says so.
+void deliver_event(Core& core, const Event& event);
+
+}  // namespace pgsim::isa

@@ -1,0 +1,33 @@
+// What the system instructions consult beyond the architectural state: the CPU profile and the
+// hypervisor interface a VMM may present (CPUID leaves 0x40000000+, VMCALL). One per Core.
+#pragma once
+#include <cstdint>
+
+#include "isa/system/profile.h"
+
+namespace pgsim::isa {
+
+class Core;
+
+// One CPUID leaf's output registers.
+struct CpuidLeaf {
+  uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
+};
+
+// Implemented by a VMM that makes itself known to the guest (paravirtualization).
+class HypervisorInterface {
+ public:
+  virtual ~HypervisorInterface() = default;
+  // CPUID leaves 0x40000000-0x4FFFFFFF. Return false for a leaf the hypervisor does not define.
+  virtual bool cpuid(uint32_t leaf, uint32_t subleaf, CpuidLeaf& out) = 0;
+  // The guest executed VMCALL: perform the hypercall and return true, or return false for #UD.
+  // RIP already points past VMCALL when this returns true.
+  virtual bool vmcall(Core& core) = 0;
+};
+
+struct SystemConfig {
+  Profile profile;                            // behaviour of sensitive instructions at CPL > 0
+  HypervisorInterface* hypervisor = nullptr;  // none: leaf 0x40000000 absent, VMCALL raises #UD
+};
+
+}  // namespace pgsim::isa
