@@ -1,0 +1,49 @@
+// mmu: TLBs and page-walk caches.
+#include "platforms/config/schema_sections.h"
+
+namespace pgsim::config {
+
+namespace {
+
+// A TLB level: entries and associativity; entries must divide into sets of `ways`.
+void declare_tlb(Schema& s, const std::string& level, int64_t entries, int64_t ways,
+                 const std::string& what) {
+  s.add(integer("mmu.tlb." + level + ".entries", entries, "entries", 1, 65'536,
+                what + ": number of entries"));
+  s.add(integer("mmu.tlb." + level + ".ways", ways, "ways", 1, 65'536,
+                what + ": associativity (ways = entries: fully associative)"));
+  s.add_rule([level](const Config& c) {
+    int64_t n = c.i64("mmu.tlb." + level + ".entries"), w = c.i64("mmu.tlb." + level + ".ways");
+    if (w > n || n % w != 0)
+      c.fail("mmu.tlb." + level + ".ways",
+             "must divide mmu.tlb." + level + ".entries (" + std::to_string(n) + "); got " +
+                 std::to_string(w));
+  });
+}
+
+}  // namespace
+
+void declare_mmu(Schema& s) {
+  s.add(boolean("mmu.tlb.enabled", true,
+                "model the TLBs (false: every translation walks the page tables)"));
+  // Defaults: an Intel Skylake core (Intel 64 and IA-32 Optimization Reference Manual, 2.2).
+  declare_tlb(s, "l1i", 128, 8, "L1 instruction TLB");
+  declare_tlb(s, "l1d", 64, 4, "L1 data TLB");
+  declare_tlb(s, "l2", 1536, 12, "L2 (second-level, unified) TLB");
+  s.add(integer("mmu.tlb.l2.hit_cycles", 9, "cycles", 0, 1000,
+                "cost of an L1 TLB miss that hits in the L2 TLB"));
+  s.add(boolean("mmu.tlb.pcid", true,
+                "honour PCIDs (CR4.PCIDE): a CR3 load keeps the entries of other PCIDs"));
+
+  s.add(boolean("mmu.pwc.enabled", true,
+                "model the page-walk caches of upper-level entries (false: every walk reads "
+                "every level from memory)"));
+  s.add(integer("mmu.pwc.pml4e_entries", 2, "entries", 0, 4096,
+                "page-walk cache of PML4 (and PML5) entries"));
+  s.add(integer("mmu.pwc.pdpte_entries", 4, "entries", 0, 4096,
+                "page-walk cache of page-directory-pointer entries"));
+  s.add(integer("mmu.pwc.pde_entries", 32, "entries", 0, 4096,
+                "page-walk cache of page-directory entries"));
+}
+
+}  // namespace pgsim::config

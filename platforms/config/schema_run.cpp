@@ -1,0 +1,30 @@
+// run: what one run is called and when it stops.
+#include "platforms/config/schema_sections.h"
+
+namespace pgsim::config {
+
+void declare_run(Schema& s) {
+  s.add(text("run.name", "default",
+             "name of the run; its outputs go to results/<name>/"));
+  s.add(integer("run.max_instructions", 0, "instructions", 0, kNoUpperBound,
+                "stop after this many guest instructions (0: no limit)"));
+  s.add(real("run.max_seconds", 0, "s", 0, 1e9,
+             "stop after this much simulated guest time (0: no limit)"));
+  s.add(real("run.max_host_seconds", 0, "s", 0, 1e9,
+             "stop after this much host wall-clock time (0: no limit); ends as a time limit"));
+  s.add(integer("run.quantum_ns", 1000, "ns", 1, 1'000'000'000,
+                "temporal-decoupling quantum: how far the CPU runs ahead of SystemC time"));
+
+  s.add_rule([](const Config& c) {
+    const std::string& name = c.str("run.name");
+    bool ok = !name.empty() && name != "." && name != "..";
+    for (char ch : name)
+      ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' ||
+                  ch == '.');
+    if (!ok)
+      c.fail("run.name", "must be a folder name of letters, digits, '-', '_' and '.'; got '" +
+                             name + "'");
+  });
+}
+
+}  // namespace pgsim::config

@@ -1,0 +1,82 @@
+// vmm: which virtualization strategy runs the guest, and what its operations cost.
+//
+// Defaults describe one modern Intel core; configs/eras/ holds presets for other generations.
+#include "platforms/config/schema_sections.h"
+
+namespace pgsim::config {
+
+namespace {
+
+void cost(Schema& s, const std::string& name, int64_t cycles, const std::string& what) {
+  s.add(integer("vmm.cost." + name, cycles, "cycles", 0, 10'000'000, what));
+}
+
+// The memory virtualization each strategy uses when vmm.paging is auto.
+std::string paging_for(const std::string& strategy) {
+  if (strategy == "trap_emulate" || strategy == "binary_translation") return "shadow";
+  if (strategy == "paravirt") return "direct";
+  if (strategy == "hw_assist") return "nested";
+  return "none";  // native runs on the guest's own tables; interpret walks them in software
+}
+
+}  // namespace
+
+void declare_vmm(Schema& s) {
+  s.add(choice("vmm.strategy", "native",
+               {"native", "interpret", "trap_emulate", "binary_translation", "paravirt",
+                "hw_assist"},
+               "how the guest kernel is run: directly, interpreted, deprivileged with "
+               "trap-and-emulate, binary-translated, paravirtualized or with VT-x-like hardware"));
+  s.add(choice("vmm.paging", "auto", {"auto", "none", "shadow", "nested", "direct"},
+               "memory virtualization; auto: none for native and interpret, shadow for "
+               "trap_emulate and binary_translation, direct for paravirt, nested for hw_assist"));
+  s.add(choice("vmm.leak_policy", "expose", {"expose", "conceal"},
+               "a sensitive instruction that did not trap: the guest sees the real result "
+               "(expose, as hardware does) or the virtual one (conceal; the leak is only counted)"));
+  s.add(integer("vmm.deprivileged_cpl_prot32", 1, "", 1, 3,
+                "CPL of the deprivileged guest kernel in 32-bit protected mode (long mode uses 3)"));
+  s.add(integer("vmm.shadow.cached_roots", 8, "roots", 0, 4096,
+                "shadow page-table roots kept across address-space switches"));
+
+  cost(s, "trap_cycles", 150, "a fault from the deprivileged guest into the VMM");
+  cost(s, "resume_cycles", 80, "the VMM's return to the deprivileged guest");
+  cost(s, "emulate_cycles", 100, "the VMM's handler emulating one privileged instruction");
+  cost(s, "emulate_io_cycles", 400, "the VMM's handler emulating one port I/O instruction");
+  cost(s, "shadow_fill_cycles", 400, "building a missing shadow page-table entry (hidden fault)");
+  cost(s, "shadow_trace_cycles", 600, "emulating a write to a write-protected guest page table");
+  cost(s, "interpret_cycles", 30, "interpreting one guest instruction in software");
+  cost(s, "soft_mmu_cycles", 10, "one memory access through the interpreter's software MMU");
+  cost(s, "bt_translate_cycles", 300, "translating one guest instruction into the code cache");
+  cost(s, "bt_callout_cycles", 60, "a callout from translated code into the VMM");
+  cost(s, "bt_indirect_cycles", 20, "looking up an indirect branch target in translated code");
+  cost(s, "hypercall_cycles", 150, "a paravirtual hypercall into the VMM and back");
+  cost(s, "vmexit_cycles", 250, "a hardware VM exit (guest state saved, host state loaded)");
+  cost(s, "vmentry_cycles", 250, "a hardware VM entry");
+
+  s.add_derivation([](Config& c) {
+    if (c.str("vmm.paging") == "auto")
+      c.set("vmm.paging", paging_for(c.str("vmm.strategy")),
+            Origin{Origin::Kind::Derived, {}, 0, 0, "vmm.strategy"});
+  });
+  s.add_rule([](const Config& c) {
+    const std::string& strategy = c.str("vmm.strategy");
+    const std::string& paging = c.str("vmm.paging");
+    std::string why;
+    if (paging == "nested" && strategy != "hw_assist")
+      why = "nested paging is a hardware feature: it needs vmm.strategy: hw_assist";
+    else if (paging == "direct" && strategy != "paravirt")
+      why = "direct paging needs a guest that validates its updates by hypercall: "
+            "vmm.strategy: paravirt";
+    else if (paging == "none" && strategy != "native" && strategy != "interpret")
+      why = "a guest running on the real CPU under a VMM needs its memory virtualized "
+            "(shadow, or " + paging_for(strategy) + ")";
+    else if (paging != "none" && (strategy == "native" || strategy == "interpret"))
+      why = strategy + " runs the guest's own page tables: vmm.paging must be none";
+    if (!why.empty())
+      c.fail("vmm.paging", "'" + paging + "' with vmm.strategy '" + strategy + "': " + why);
+    if (strategy == "hw_assist" && !c.flag("cpu.vmx"))
+      c.fail("vmm.strategy", "hw_assist needs the hardware extension: set cpu.vmx: true");
+  });
+}
+
+}  // namespace pgsim::config
