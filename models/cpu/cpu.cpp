@@ -1,0 +1,240 @@
+#include "models/cpu/cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace pgsim::models {
+
+using sc_core::sc_time;
+
+const char* to_string(Cpu::End end) {
+  switch (end) {
+    case Cpu::End::Running: return "running";
+    case Cpu::End::GuestExit: return "guest exit";
+    case Cpu::End::GuestHalted: return "guest halted";
+    case Cpu::End::TripleFault: return "triple fault";
+    case Cpu::End::InstructionLimit: return "instruction limit";
+    case Cpu::End::TimeLimit: return "simulated time limit";
+    case Cpu::End::HostTimeLimit: return "host time limit";
+  }
+  return "?";
+}
+
+Cpu::Cpu(sc_core::sc_module_name name, const Params& params, const TimingParams& timing,
+         const MmuParams& mmu, CacheHierarchy* caches)
+    : sc_module(name),
+      mem("mem"),
+      io("io"),
+      params_(params),
+      timing_(timing),
+      core_(*this, *this),
+      mmu_(mmu, *this, caches),
+      account_(timing, core_.counters(), mmu_.counters()) {
+  mmu_.attach(&core_);
+  core_.set_translator(&mmu_);
+  core_.set_time_source(this);
+  mem.register_invalidate_direct_mem_ptr(this, &Cpu::invalidate_direct_mem_ptr);
+  tlm_utils::tlm_quantumkeeper::set_global_quantum(params.quantum);
+  quantum_.reset();
+  SC_THREAD(run);
+}
+
+void Cpu::attach_interrupt_controller(Lapic& lapic) {
+  lapic_ = &lapic;
+  core_.set_interrupt_source(this);
+}
+
+void Cpu::request_exit(int status) {
+  if (end_ != End::Running) return;
+  exit_status_ = status;
+  std::ostringstream detail;
+  detail << "the guest wrote " << ((status - 1) >> 1) << " to the exit device (status " << status << ")";
+  finish(End::GuestExit, detail.str());
+}
+
+void Cpu::finish(End end, std::string detail) {
+  if (end_ != End::Running) return;
+  end_ = end;
+  end_detail_ = std::move(detail);
+  core_.request_stop();
+}
+
+sc_time Cpu::local_time() const {
+  return time_of(account_.total());
+}
+
+// ---- memory and I/O --------------------------------------------------------------------------
+
+uint8_t* Cpu::host_frame(uint64_t paddr) {
+  const uint64_t frame = paddr & ~0xFFFull;
+  for (const DmiRegion& r : dmi_)
+    if (frame >= r.start && frame + 0xFFF <= r.end) return r.host + (frame - r.start);
+  for (const auto& [start, end] : no_dmi_)
+    if (frame >= start && frame <= end) return nullptr;
+  tlm::tlm_generic_payload trans;
+  tlm::tlm_dmi dmi;
+  trans.set_address(frame);
+  trans.set_command(tlm::TLM_READ_COMMAND);
+  if (mem->get_direct_mem_ptr(trans, dmi) && dmi.is_read_write_allowed() &&
+      dmi.get_start_address() <= frame && frame + 0xFFF <= dmi.get_end_address()) {
+    dmi_.push_back({dmi.get_start_address(), dmi.get_end_address(), dmi.get_dmi_ptr()});
+    return dmi.get_dmi_ptr() + (frame - dmi.get_start_address());
+  }
+  no_dmi_.push_back({frame, frame + 0xFFF});
+  return nullptr;
+}
+
+void Cpu::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end) {
+  dmi_.erase(std::remove_if(dmi_.begin(), dmi_.end(),
+                            [&](const DmiRegion& r) { return r.start <= end && start <= r.end; }),
+             dmi_.end());
+  core_.flush_soft_tlb();
+}
+
+bool Cpu::transport(tlm_utils::simple_initiator_socket<Cpu>& socket, tlm::tlm_command cmd,
+                    uint64_t addr, unsigned size, uint64_t& data) {
+  tlm::tlm_generic_payload trans;
+  trans.set_command(cmd);
+  trans.set_address(addr);
+  trans.set_data_ptr(reinterpret_cast<unsigned char*>(&data));
+  trans.set_data_length(size);
+  trans.set_streaming_width(size);
+  trans.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+  const sc_time now = local_time();
+  const sc_time stamp = sc_core::sc_time_stamp();
+  sc_time delay = now > stamp ? now - stamp : sc_core::SC_ZERO_TIME;
+  socket->b_transport(trans, delay);
+  ++account_.io_accesses;
+  return trans.is_response_ok();
+}
+
+uint64_t Cpu::read(uint64_t paddr, unsigned size) {
+  uint64_t data = 0;
+  if (!transport(mem, tlm::TLM_READ_COMMAND, paddr, size, data)) return ~0ull >> (64 - 8 * size);
+  return data;
+}
+
+void Cpu::write(uint64_t paddr, unsigned size, uint64_t value) {
+  transport(mem, tlm::TLM_WRITE_COMMAND, paddr, size, value);
+}
+
+uint32_t Cpu::in(uint16_t port, unsigned size) {
+  uint64_t data = 0;
+  if (!transport(io, tlm::TLM_READ_COMMAND, port, size, data)) return static_cast<uint32_t>(~0ull >> (64 - 8 * size));
+  return static_cast<uint32_t>(data);
+}
+
+void Cpu::out(uint16_t port, unsigned size, uint32_t value) {
+  uint64_t data = value;
+  transport(io, tlm::TLM_WRITE_COMMAND, port, size, data);
+}
+
+// ---- interrupts --------------------------------------------------------------------------------
+
+bool Cpu::interrupt_pending() { return lapic_ && lapic_->has_pending(); }
+uint8_t Cpu::acknowledge_interrupt() { return lapic_->acknowledge(); }
+
+void Cpu::wait_for_interrupt() {
+  // Bring SystemC time up to the CPU's, then sleep until the interrupt controller has something.
+  quantum_.set(local_time() - sc_core::sc_time_stamp());
+  quantum_.sync();
+  const sc_time before = sc_core::sc_time_stamp();
+  while (!lapic_->has_pending() && end_ == End::Running) {
+    if (params_.max_seconds > 0) {
+      const sc_time limit(params_.max_seconds, sc_core::SC_SEC);
+      if (sc_core::sc_time_stamp() >= limit) break;
+      wait(limit - sc_core::sc_time_stamp(), lapic_->interrupt_event());
+    } else {
+      wait(lapic_->interrupt_event());
+    }
+  }
+  // The halted time becomes whole cycles in the halt bucket.
+  const double halted = (sc_core::sc_time_stamp() - before).to_seconds() * timing_.clock_hz;
+  account_.halt_cycles += static_cast<uint64_t>(std::ceil(halted - 1e-6));
+  quantum_.reset();
+  core_.notify_interrupt();
+}
+
+// ---- the thread ----------------------------------------------------------------------------------
+
+void Cpu::run() {
+  host_start_ = std::chrono::steady_clock::now();
+  const double cycles_per_quantum = params_.quantum.to_seconds() * timing_.clock_hz;
+  const uint64_t chunk = std::max<uint64_t>(64, static_cast<uint64_t>(cycles_per_quantum));
+  core_.notify_interrupt();
+  while (end_ == End::Running) {
+    uint64_t budget = chunk;
+    const uint64_t retired = core_.counters().retired;
+    if (params_.max_instructions) {
+      if (retired >= params_.max_instructions) {
+        finish(End::InstructionLimit, "run.max_instructions (" + std::to_string(params_.max_instructions) + ") reached");
+        break;
+      }
+      budget = std::min(budget, params_.max_instructions - retired);
+    }
+    core_.run(budget);
+    update_trace();
+    if (end_ != End::Running) break;
+    if (core_.is_shutdown()) {
+      finish(End::TripleFault, core_.shutdown_reason());
+      break;
+    }
+    const sc_time now = local_time();
+    if (params_.max_seconds > 0 && now.to_seconds() >= params_.max_seconds) {
+      finish(End::TimeLimit, "run.max_seconds (" + std::to_string(params_.max_seconds) + " s simulated) reached");
+      break;
+    }
+    if (params_.max_host_seconds > 0) {
+      const double host = std::chrono::duration<double>(std::chrono::steady_clock::now() - host_start_).count();
+      if (host >= params_.max_host_seconds) {
+        finish(End::HostTimeLimit, "run.max_host_seconds (" + std::to_string(params_.max_host_seconds) + " s) reached");
+        break;
+      }
+    }
+    if (core_.state().halted) {
+      if (!(core_.state().rflags & isa::IF)) {
+        std::ostringstream detail;
+        detail << "HLT with interrupts disabled at RIP 0x" << std::hex << core_.state().rip;
+        finish(End::GuestHalted, detail.str());
+        break;
+      }
+      if (!lapic_) {
+        finish(End::GuestHalted, "HLT with no interrupt controller attached");
+        break;
+      }
+      wait_for_interrupt();
+      if (!lapic_->has_pending() && end_ == End::Running) {
+        finish(End::TimeLimit, "run.max_seconds reached while halted");
+        break;
+      }
+      continue;
+    }
+    quantum_.set(now - sc_core::sc_time_stamp());
+    if (quantum_.need_sync()) quantum_.sync();
+  }
+  host_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - host_start_).count();
+  quantum_.set(local_time() - sc_core::sc_time_stamp());
+  quantum_.sync();
+  account_.update_snapshot();
+  update_trace();
+  sc_core::sc_stop();
+}
+
+void Cpu::trace(sc_core::sc_trace_file* tf) {
+  tracing_ = true;
+  sc_core::sc_trace(tf, mode_signal_, std::string(name()) + ".mode");
+  sc_core::sc_trace(tf, cpl_signal_, std::string(name()) + ".cpl");
+  sc_core::sc_trace(tf, interrupts_signal_, std::string(name()) + ".interrupts");
+  sc_core::sc_trace(tf, events_signal_, std::string(name()) + ".exceptions_and_interrupts");
+}
+
+void Cpu::update_trace() {
+  if (!tracing_) return;
+  mode_signal_.write(static_cast<int>(core_.mode()));
+  cpl_signal_.write(static_cast<int>(core_.state().cpl()));
+  interrupts_signal_.write(core_.counters().interrupts);
+  events_signal_.write(core_.counters().events);
+}
+
+}  // namespace pgsim::models

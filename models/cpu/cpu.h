@@ -1,0 +1,124 @@
+// The CPU module: one SC_THREAD runs the x86 core (isa/core.h) under temporal decoupling
+// (tlm_utils::tlm_quantumkeeper). Simulated time is the cycle count of the timing model divided by
+// the clock frequency; the core runs in chunks up to the end of the quantum, then the thread
+// synchronizes with SystemC so that timers and other processes catch up. RAM is reached through
+// DMI host pointers, devices through b_transport on the memory and I/O sockets, and interrupts are
+// taken at instruction boundaries from the interrupt controller (the local APIC, with the 8259
+// behind its LINT0).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <systemc>
+#include <tlm>
+#include <tlm_utils/simple_initiator_socket.h>
+#include <tlm_utils/tlm_quantumkeeper.h>
+
+#include "isa/core.h"
+#include "models/devices/lapic.h"
+#include "models/mmu/mmu.h"
+#include "models/timing/timing.h"
+
+namespace pgsim::models {
+
+class Cpu : public sc_core::sc_module,
+            public isa::PhysicalBus,
+            public isa::IoBus,
+            public isa::InterruptSource,
+            public isa::TimeSource {
+ public:
+  struct Params {
+    sc_core::sc_time quantum = sc_core::sc_time(1, sc_core::SC_US);
+    uint64_t max_instructions = 0;  // 0: no limit
+    double max_seconds = 0;         // simulated; 0: no limit
+    double max_host_seconds = 0;    // wall clock; 0: no limit
+  };
+
+  // Why the thread stopped.
+  enum class End { Running, GuestExit, GuestHalted, TripleFault, InstructionLimit, TimeLimit, HostTimeLimit };
+
+  tlm_utils::simple_initiator_socket<Cpu> mem;  // the physical address space
+  tlm_utils::simple_initiator_socket<Cpu> io;   // the I/O port space
+
+  SC_HAS_PROCESS(Cpu);
+  Cpu(sc_core::sc_module_name name, const Params& params, const TimingParams& timing,
+      const MmuParams& mmu, CacheHierarchy* caches);
+
+  isa::Core& core() { return core_; }
+  Mmu& mmu() { return mmu_; }
+  CycleAccount& cycles() { return account_; }
+  void attach_interrupt_controller(Lapic& lapic);
+
+  // The exit device was written: the run ends at the next instruction boundary.
+  void request_exit(int status);
+
+  End end() const { return end_; }
+  int exit_status() const { return exit_status_; }
+  const std::string& end_detail() const { return end_detail_; }
+  double host_seconds() const { return host_seconds_; }
+
+  // VCD tracing of the CPU mode, CPL, interrupts and exceptions (updated at each chunk).
+  void trace(sc_core::sc_trace_file* tf);
+
+  // isa::PhysicalBus
+  uint8_t* host_frame(uint64_t paddr) override;
+  uint64_t read(uint64_t paddr, unsigned size) override;
+  void write(uint64_t paddr, unsigned size, uint64_t value) override;
+  // isa::IoBus
+  uint32_t in(uint16_t port, unsigned size) override;
+  void out(uint16_t port, unsigned size, uint32_t value) override;
+  // isa::InterruptSource
+  bool interrupt_pending() override;
+  uint8_t acknowledge_interrupt() override;
+  // isa::TimeSource
+  uint64_t current_cycle() override { return account_.total(); }
+
+  // The CPU's local time: SystemC time plus what the core ran ahead.
+  sc_core::sc_time local_time() const;
+
+ private:
+  void run();
+  void finish(End end, std::string detail);
+  bool transport(tlm_utils::simple_initiator_socket<Cpu>& socket, tlm::tlm_command cmd, uint64_t addr,
+                 unsigned size, uint64_t& data);
+  sc_core::sc_time time_of(uint64_t cycles) const {
+    return sc_core::sc_time(static_cast<double>(cycles) / timing_.clock_hz, sc_core::SC_SEC);
+  }
+  void wait_for_interrupt();
+  void update_trace();
+  void invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end);
+
+  Params params_;
+  TimingParams timing_;
+  isa::Core core_;
+  Mmu mmu_;
+  CycleAccount account_;
+  Lapic* lapic_ = nullptr;
+  tlm_utils::tlm_quantumkeeper quantum_;
+
+  struct DmiRegion {
+    uint64_t start, end;
+    uint8_t* host;
+  };
+  std::vector<DmiRegion> dmi_;
+  std::vector<std::pair<uint64_t, uint64_t>> no_dmi_;  // device ranges the router refused
+
+  End end_ = End::Running;
+  int exit_status_ = 0;
+  std::string end_detail_;
+  double host_seconds_ = 0;
+  std::chrono::steady_clock::time_point host_start_;
+
+  sc_core::sc_signal<int> mode_signal_{"mode"};   // isa::Mode
+  sc_core::sc_signal<int> cpl_signal_{"cpl"};
+  sc_core::sc_signal<uint64_t> interrupts_signal_{"interrupts"};
+  sc_core::sc_signal<uint64_t> events_signal_{"events"};
+  bool tracing_ = false;
+};
+
+const char* to_string(Cpu::End end);
+
+}  // namespace pgsim::models

@@ -1,0 +1,97 @@
+#include "models/mmu/tlb.h"
+
+#include <algorithm>
+#include <bit>
+#include <stdexcept>
+
+namespace pgsim::models {
+
+Tlb::Tlb(const TlbGeometry& g) {
+  if (g.entries == 0) return;
+  ways_ = (g.ways == 0 || g.ways >= g.entries) ? g.entries : g.ways;
+  if (g.entries % ways_ != 0)
+    throw std::invalid_argument("TLB entries (" + std::to_string(g.entries) +
+                                ") must be a multiple of its ways (" + std::to_string(ways_) + ")");
+  sets_ = g.entries / ways_;
+  for (uint64_t size : g.page_sizes) {
+    if (!std::has_single_bit(size) || size < kPage4K)
+      throw std::invalid_argument("TLB page size " + std::to_string(size) + " is not a power of two >= 4 KiB");
+    shifts_.push_back(static_cast<unsigned>(std::countr_zero(size)));
+  }
+  if (std::find(shifts_.begin(), shifts_.end(), 12u) == shifts_.end()) shifts_.push_back(12);
+  std::sort(shifts_.rbegin(), shifts_.rend());
+  entries_.resize(static_cast<size_t>(sets_) * ways_);
+}
+
+Tlb::Entry* Tlb::find(uint64_t vpn, unsigned shift, uint16_t pcid) {
+  Entry* set = &entries_[static_cast<size_t>(set_of(vpn)) * ways_];
+  for (unsigned w = 0; w < ways_; ++w) {
+    Entry& e = set[w];
+    if (e.valid && e.vpn == vpn && e.page_shift == shift && (e.global || e.pcid == pcid)) return &e;
+  }
+  return nullptr;
+}
+
+bool Tlb::lookup(uint64_t linear, uint16_t pcid) {
+  if (!enabled()) return false;
+  for (unsigned shift : shifts_) {
+    if (Entry* e = find(linear >> shift, shift, pcid)) {
+      e->last_use = ++clock_;
+      return true;
+    }
+  }
+  return false;
+}
+
+uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool global) {
+  if (!enabled()) return 0;
+  unsigned shift = 12;
+  for (unsigned s : shifts_)
+    if ((1ull << s) <= page_size) { shift = s; break; }
+  const uint64_t vpn = linear >> shift;
+  if (Entry* e = find(vpn, shift, pcid)) {
+    e->last_use = ++clock_;
+    e->global = global;
+    e->pcid = pcid;
+    return 1ull << shift;
+  }
+  Entry* set = &entries_[static_cast<size_t>(set_of(vpn)) * ways_];
+  Entry* victim = &set[0];
+  for (unsigned w = 0; w < ways_; ++w) {
+    if (!set[w].valid) { victim = &set[w]; break; }
+    if (set[w].last_use < victim->last_use) victim = &set[w];
+  }
+  if (victim->valid) drop(*victim);
+  *victim = Entry{vpn, pcid, static_cast<uint8_t>(shift), global, true, ++clock_};
+  return 1ull << shift;
+}
+
+void Tlb::drop(Entry& e) {
+  e.valid = false;
+  if (on_evict_) on_evict_(e.vpn << e.page_shift, 1ull << e.page_shift);
+}
+
+void Tlb::invalidate_page(uint64_t linear, uint16_t pcid) {
+  if (!enabled()) return;
+  for (unsigned shift : shifts_) {
+    const uint64_t vpn = linear >> shift;
+    Entry* set = &entries_[static_cast<size_t>(set_of(vpn)) * ways_];
+    for (unsigned w = 0; w < ways_; ++w) {
+      Entry& e = set[w];
+      if (e.valid && e.vpn == vpn && e.page_shift == shift && (e.global || e.pcid == pcid)) drop(e);
+    }
+  }
+}
+
+void Tlb::flush(bool include_global, bool all_pcids, uint16_t pcid) {
+  for (Entry& e : entries_) {
+    if (!e.valid) continue;
+    if (e.global ? include_global : (all_pcids || e.pcid == pcid)) drop(e);
+  }
+}
+
+unsigned Tlb::valid_entries() const {
+  return static_cast<unsigned>(std::count_if(entries_.begin(), entries_.end(), [](const Entry& e) { return e.valid; }));
+}
+
+}  // namespace pgsim::models

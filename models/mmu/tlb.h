@@ -1,0 +1,69 @@
+// A set-associative TLB with LRU replacement: the entries, associativity and page sizes of one
+// level (L1 instruction, L1 data, L2). Entries are tagged with the page number at their page size,
+// the PCID and the global bit, so INVLPG, MOV CR3 with and without PCIDs, and CR4.PGE changes
+// drop exactly what the SDM (vol. 3, 4.10.4) says they drop. A timing model: it records which
+// translations the hardware would hold, not what they translate to.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace pgsim::models {
+
+constexpr uint64_t kPage4K = 1ull << 12, kPage2M = 1ull << 21, kPage4M = 1ull << 22, kPage1G = 1ull << 30;
+
+struct TlbGeometry {
+  unsigned entries = 64;  // 0 disables the level (every lookup misses)
+  unsigned ways = 4;      // 0 or >= entries: fully associative
+  // Page sizes the level holds. A larger page is held as the largest supported size below it
+  // (a "splintered" entry covering part of the page), as real TLBs do.
+  std::vector<uint64_t> page_sizes = {kPage4K};
+};
+
+class Tlb {
+ public:
+  struct Entry {
+    uint64_t vpn = 0;        // linear address >> page_shift
+    uint16_t pcid = 0;
+    uint8_t page_shift = 12;
+    bool global = false;
+    bool valid = false;
+    uint64_t last_use = 0;   // LRU stamp
+  };
+  // Told about every entry that leaves the TLB (eviction or invalidation): base and size.
+  using EvictCallback = std::function<void(uint64_t linear_base, uint64_t size)>;
+
+  explicit Tlb(const TlbGeometry& geometry);
+
+  bool enabled() const { return sets_ > 0; }
+  unsigned sets() const { return sets_; }
+  unsigned ways() const { return ways_; }
+
+  // True (and the entry becomes most recently used) when the page holding `linear` is present for
+  // `pcid` (or as a global entry).
+  bool lookup(uint64_t linear, uint16_t pcid);
+  // Inserts the translation of a page of `page_size` bytes; returns the size actually held.
+  uint64_t insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool global);
+
+  // INVLPG: drops the entries that translate `linear` for `pcid`, and global ones.
+  void invalidate_page(uint64_t linear, uint16_t pcid);
+  // Drops every entry of `pcid` (all PCIDs when `all_pcids`), global ones too when asked.
+  void flush(bool include_global, bool all_pcids = true, uint16_t pcid = 0);
+
+  void set_evict_callback(EvictCallback cb) { on_evict_ = std::move(cb); }
+  unsigned valid_entries() const;
+
+ private:
+  Entry* find(uint64_t vpn, unsigned shift, uint16_t pcid);
+  unsigned set_of(uint64_t vpn) const { return static_cast<unsigned>(vpn % sets_); }
+  void drop(Entry& e);
+
+  unsigned sets_ = 0, ways_ = 0;
+  std::vector<unsigned> shifts_;  // supported page shifts, largest first
+  std::vector<Entry> entries_;    // sets_ * ways_
+  uint64_t clock_ = 0;
+  EvictCallback on_evict_;
+};
+
+}  // namespace pgsim::models

@@ -1,0 +1,110 @@
+// The cycle-approximate timing model: a clock frequency, a cost per instruction class, per string
+// iteration, per exception and per interrupt, plus what the MMU and the devices charge. Every
+// cycle belongs to one named bucket and the total is their sum. The cycle count is a function of
+// live counters (the core's and the MMU's), so RDTSC reads it exactly in the middle of a quantum.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "isa/core.h"
+#include "isa/insn.h"
+#include "models/mmu/mmu.h"
+
+namespace pgsim::models {
+
+enum class Bucket : unsigned {
+  Execute,    // retiring instructions at the cost of their class
+  Tlb,        // L1 TLB misses that hit the L2 TLB
+  PageWalk,   // page-walk references
+  Exception,  // delivering exceptions and software interrupts
+  Interrupt,  // delivering external interrupts
+  Io,         // device accesses (port I/O and MMIO)
+  Halt,       // waiting in HLT for an interrupt
+  kCount,
+};
+constexpr unsigned kNumBuckets = static_cast<unsigned>(Bucket::kCount);
+
+inline const char* bucket_name(Bucket b) {
+  static constexpr const char* names[] = {"execute", "tlb", "page_walk", "exception", "interrupt", "io", "halt"};
+  return names[static_cast<unsigned>(b)];
+}
+inline const char* bucket_description(Bucket b) {
+  static constexpr const char* descriptions[] = {
+      "cycles retiring instructions at the cost of their class",
+      "cycles of L1 TLB misses served by the L2 TLB",
+      "cycles of page-walk memory references",
+      "cycles delivering exceptions and software interrupts",
+      "cycles delivering external interrupts",
+      "cycles of device accesses (port I/O and MMIO)",
+      "cycles halted, waiting for an interrupt",
+  };
+  return descriptions[static_cast<unsigned>(b)];
+}
+
+struct TimingParams {
+  double clock_hz = 2e9;
+  std::array<uint64_t, isa::kNumInsnClasses> class_cycles{};  // by isa::InsnClass
+  uint64_t string_iteration_cycles = 1;  // each iteration of a string instruction, beyond the first
+  uint64_t exception_cycles = 200;       // delivering one exception or software interrupt
+  uint64_t interrupt_cycles = 250;       // delivering one external interrupt
+  uint64_t io_cycles = 1000;             // one port I/O or MMIO device access
+
+  TimingParams() {
+    using C = isa::InsnClass;
+    auto set = [this](C c, uint64_t v) { class_cycles[static_cast<unsigned>(c)] = v; };
+    set(C::Alu, 1); set(C::Mul, 3); set(C::Div, 25); set(C::Branch, 1); set(C::Load, 1);
+    set(C::Store, 1); set(C::Rmw, 2); set(C::String, 2); set(C::Fence, 10); set(C::Nop, 1);
+    set(C::System, 20); set(C::Unimplemented, 1);
+  }
+};
+
+class CycleAccount {
+ public:
+  CycleAccount(const TimingParams& params, const isa::CoreCounters& core, const MmuCounters& mmu)
+      : params_(params), core_(core), mmu_(mmu) {}
+
+  // Counted by the platform as they happen.
+  uint64_t io_accesses = 0;
+  uint64_t halt_cycles = 0;
+
+  uint64_t bucket(Bucket b) const {
+    switch (b) {
+      case Bucket::Execute: {
+        uint64_t cycles = 0;
+        for (unsigned c = 0; c < isa::kNumInsnClasses; ++c) cycles += core_.by_class[c] * params_.class_cycles[c];
+        const uint64_t strings = core_.by_class[static_cast<unsigned>(isa::InsnClass::String)];
+        if (core_.string_iterations > strings)
+          cycles += (core_.string_iterations - strings) * params_.string_iteration_cycles;
+        return cycles;
+      }
+      case Bucket::Tlb: return mmu_.l2_hit_cycles;
+      case Bucket::PageWalk: return mmu_.walk_cycles;
+      case Bucket::Exception: return (core_.events - core_.interrupts) * params_.exception_cycles;
+      case Bucket::Interrupt: return core_.interrupts * params_.interrupt_cycles;
+      case Bucket::Io: return io_accesses * params_.io_cycles;
+      case Bucket::Halt: return halt_cycles;
+      default: return 0;
+    }
+  }
+  uint64_t total() const {
+    uint64_t sum = 0;
+    for (unsigned b = 0; b < kNumBuckets; ++b) sum += bucket(static_cast<Bucket>(b));
+    return sum;
+  }
+  // Copies the buckets into `snapshot`, whose addresses the statistics registry reads.
+  void update_snapshot() {
+    for (unsigned b = 0; b < kNumBuckets; ++b) snapshot[b] = bucket(static_cast<Bucket>(b));
+  }
+  std::array<uint64_t, kNumBuckets> snapshot{};
+
+  const TimingParams& params() const { return params_; }
+  double seconds(uint64_t cycles) const { return static_cast<double>(cycles) / params_.clock_hz; }
+
+ private:
+  TimingParams params_;
+  const isa::CoreCounters& core_;
+  const MmuCounters& mmu_;
+};
+
+}  // namespace pgsim::models
