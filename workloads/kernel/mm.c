@@ -1,0 +1,160 @@
+/* Physical frames, address spaces and demand paging.
+ *
+ * Every address space shares the kernel's identity map (PDPT slots 0 and 3, supervisor-only) and
+ * has its own PDPT slot 1 (0x40000000-0x7FFFFFFF) for ring 3: the program image read-only at
+ * 0x40000000, then heap and stack pages that are allocated, zeroed, on first touch. */
+#include "kernel.h"
+
+extern u64 boot_pml4[512], boot_pd0[512];
+
+u64 kernel_pml4;
+static u64 next_frame, frames_end, free_list, in_use;
+static u64 scratch_pt[512] __attribute__((aligned(4096)));
+
+#define IDX(va, level) (((va) >> (12 + 9 * (level))) & 511)
+#define TABLE_FLAGS (PTE_P | PTE_W | PTE_U)
+
+void mm_init(u64 first_free, u64 end) {
+    next_frame = (first_free + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+    frames_end = end & ~(PAGE_SIZE - 1);
+    kernel_pml4 = (u64)boot_pml4;
+    /* The last 2 MiB of the first GiB become 4 KiB pages: the kernel's scratch mapping. */
+    pvops.set_pte(&boot_pd0[511], (u64)scratch_pt | PTE_P | PTE_W);
+    pvops.invlpg(KERNEL_SCRATCH_VA);
+}
+
+u64 *kernel_scratch_pte(void) { return &scratch_pt[IDX(KERNEL_SCRATCH_VA, 0)]; }
+
+u64 frame_alloc(void) {
+    u64 f;
+    if (free_list) {
+        f = free_list;
+        free_list = *(u64 *)f;
+    } else if (next_frame < frames_end) {
+        f = next_frame;
+        next_frame += PAGE_SIZE;
+    } else {
+        machine_exit(false, "out of physical memory");
+    }
+    in_use++;
+    memset((void *)f, 0, PAGE_SIZE);
+    return f;
+}
+
+void frame_free(u64 f) {
+    *(u64 *)f = free_list;
+    free_list = f;
+    in_use--;
+}
+
+u64 frames_in_use(void) { return in_use; }
+
+static bool is_text(u64 va) { return va >= USER_TEXT_BASE && va < (u64)__user_end; }
+
+/* The user PTE for va (which must be in PDPT slot 1), creating the tables on the way if asked. */
+u64 *aspace_pte(u64 pml4, u64 va, bool create) {
+    u64 *table = (u64 *)pml4;
+    for (int level = 3; level > 0; level--) {
+        u64 *entry = &table[IDX(va, level)];
+        if (!(*entry & PTE_P)) {
+            if (!create)
+                return NULL;
+            pvops.set_pte(entry, frame_alloc() | TABLE_FLAGS);
+        }
+        table = (u64 *)(*entry & PTE_ADDR);
+    }
+    return &table[IDX(va, 0)];
+}
+
+u64 aspace_create(void) {
+    u64 pml4 = frame_alloc(), pdpt = frame_alloc();
+    u64 *kernel_pdpt = (u64 *)(boot_pml4[0] & PTE_ADDR);
+    pvops.set_pte(&((u64 *)pml4)[0], pdpt | TABLE_FLAGS);
+    pvops.set_pte(&((u64 *)pdpt)[0], kernel_pdpt[0]);
+    pvops.set_pte(&((u64 *)pdpt)[3], kernel_pdpt[3]);
+    u64 image = (u64)__user_image_phys;
+    for (u64 va = USER_TEXT_BASE; va < (u64)__user_end; va += PAGE_SIZE)
+        pvops.set_pte(aspace_pte(pml4, va, true), (image + va - USER_TEXT_BASE) | PTE_P | PTE_U);
+    return pml4;
+}
+
+/* Calls fn on every present ring-3 page of the address space (slot 1 only). */
+static void for_each_user_page(u64 pml4, void (*fn)(u64 va, u64 *pte, void *ctx), void *ctx) {
+    u64 *pdpt = (u64 *)(((u64 *)pml4)[0] & PTE_ADDR);
+    u64 *pd = (u64 *)(pdpt[1] & PTE_ADDR);
+    if (!(pdpt[1] & PTE_P))
+        return;
+    for (int i = 0; i < 512; i++) {
+        if (!(pd[i] & PTE_P))
+            continue;
+        u64 *pt = (u64 *)(pd[i] & PTE_ADDR);
+        for (int j = 0; j < 512; j++)
+            if (pt[j] & PTE_P)
+                fn(USER_TEXT_BASE + ((u64)i << 21) + ((u64)j << 12), &pt[j], ctx);
+    }
+}
+
+static void copy_page(u64 va, u64 *pte, void *child) {
+    if (is_text(va))
+        return; /* shared, mapped by aspace_create */
+    u64 frame = frame_alloc();
+    memcpy((void *)frame, (void *)(*pte & PTE_ADDR), PAGE_SIZE);
+    pvops.set_pte(aspace_pte(*(u64 *)child, va, true), frame | (*pte & ~PTE_ADDR));
+}
+
+u64 aspace_clone(u64 pml4) {
+    u64 child = aspace_create();
+    for_each_user_page(pml4, copy_page, &child);
+    return child;
+}
+
+static void free_page(u64 va, u64 *pte, void *unused) {
+    if (!is_text(va))
+        frame_free(*pte & PTE_ADDR);
+}
+
+void aspace_destroy(u64 pml4) {
+    for_each_user_page(pml4, free_page, NULL);
+    u64 *pdpt = (u64 *)(((u64 *)pml4)[0] & PTE_ADDR);
+    if (pdpt[1] & PTE_P) {
+        u64 *pd = (u64 *)(pdpt[1] & PTE_ADDR);
+        for (int i = 0; i < 512; i++)
+            if (pd[i] & PTE_P)
+                frame_free(pd[i] & PTE_ADDR);
+        frame_free((u64)pd);
+    }
+    frame_free((u64)pdpt);
+    frame_free(pml4);
+}
+
+/* The pgfault benchmark's region: touching one of its two pages unmaps the other, so every
+ * access faults; the kernel writes the process's fault count into the fresh page. */
+static void pgfault_region_fault(u64 page) {
+    u64 other = page ^ PAGE_SIZE;
+    u64 *other_pte = aspace_pte(current->pml4, other, false);
+    if (other_pte && (*other_pte & PTE_P)) {
+        u64 frame = *other_pte & PTE_ADDR;
+        pvops.set_pte(other_pte, 0);
+        pvops.invlpg(other);
+        frame_free(frame);
+    }
+    u64 frame = frame_alloc();
+    *(u64 *)frame = ++current->pgfault_count;
+    pvops.set_pte(aspace_pte(current->pml4, page, true), frame | PTE_P | PTE_W | PTE_U);
+}
+
+bool handle_page_fault(struct trapframe *tf, u64 addr) {
+    if (!current || (tf->error & PTE_P))
+        return false; /* a protection violation, not a missing page */
+    u64 page = addr & ~(PAGE_SIZE - 1);
+    if (addr >= USER_FAULT_BASE && addr < USER_FAULT_END) {
+        pgfault_region_fault(page);
+        return true;
+    }
+    bool demand = (addr >= USER_HEAP_BASE && addr < USER_HEAP_END) ||
+                  (addr >= USER_STACK_LOW && addr < USER_STACK_TOP);
+    if (!demand)
+        return false;
+    pvops.set_pte(aspace_pte(current->pml4, page, true), frame_alloc() | PTE_P | PTE_W | PTE_U);
+    return true;
+}

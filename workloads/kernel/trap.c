@@ -1,0 +1,122 @@
+/* Interrupts, exceptions and system calls: everything entry.S hands over. */
+#include "kernel.h"
+
+volatile bool kprobe_armed;
+static u64 kprobe_faults;
+
+static const char *const exception_names[32] = {
+    "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow", "#BR bound",
+    "#UD invalid opcode", "#NM no FPU", "#DF double fault", "coprocessor overrun", "#TS bad TSS",
+    "#NP segment not present", "#SS stack fault", "#GP general protection", "#PF page fault",
+    "reserved 15", "#MF x87 error", "#AC alignment check", "#MC machine check", "#XM SIMD error",
+    "#VE virtualization", "#CP control protection"};
+
+static const char *exception_name(u64 v) {
+    return v < 32 && exception_names[v] ? exception_names[v] : "exception";
+}
+
+static bool from_user(const struct trapframe *tf) { return (tf->cs & 3) == 3; }
+
+static NORETURN void kernel_fault(struct trapframe *tf) {
+    kprintf("kernel fault: vector %lu (%s) error 0x%lx at rip 0x%lx cr2 0x%lx\n", tf->vector,
+            exception_name(tf->vector), tf->error, tf->rip, read_cr2());
+    machine_exit(false, "fault in the kernel");
+}
+
+static NORETURN void leave(struct trapframe *tf) {
+    if (from_user(tf))
+        pvops.return_to_user(tf);
+    trapret_iret(tf);
+}
+
+/* A process in probe mode (selftest, divzero) gets its faults back: execution resumes at the
+ * address it left in R15, with R14 = vector | (number of faults delivered so far << 8). */
+static bool deliver_to_probe(struct trapframe *tf) {
+    if (!current || !current->probe || !tf->r15)
+        return false;
+    current->faults_delivered++;
+    tf->r14 = tf->vector | (current->faults_delivered << 8);
+    tf->rip = tf->r15;
+    tf->r15 = 0;
+    return true;
+}
+
+static u64 do_syscall(struct trapframe *tf) {
+    switch (tf->rax) {
+    case SYS_EXIT:
+        proc_exit((int)tf->rdi);
+    case SYS_FORK:
+        return (u64)(s64)proc_fork(tf);
+    case SYS_WAIT:
+        return (u64)proc_wait();
+    case SYS_GETPID:
+        return (u64)current->pid;
+    case SYS_WRITE:
+        if (tf->rdi < USER_TEXT_BASE || tf->rsi > 4096 || tf->rdi + tf->rsi > USER_STACK_TOP)
+            return (u64)-1;
+        console_write((const char *)tf->rdi, tf->rsi);
+        return tf->rsi;
+    case SYS_NULL:
+        return tf->rdi + 1;
+    case SYS_SEND:
+        channel_send(tf->rdi, tf->rsi);
+        return 0;
+    case SYS_RECV:
+        return channel_recv(tf->rdi);
+    case SYS_RESULT:
+        bench_report(tf->rdi, tf->rsi);
+        return 0;
+    case SYS_PROBE:
+        current->probe = tf->rdi != 0;
+        return 0;
+    case SYS_REPORT:
+        selftest_report("user", tf->rdi, tf->rsi, tf->rdx);
+        return 0;
+    default:
+        return (u64)-1;
+    }
+}
+
+NORETURN void syscall_dispatch(struct trapframe *tf) {
+    tf->rax = do_syscall(tf);
+    pvops.return_to_user(tf);
+}
+
+NORETURN void trap_dispatch(struct trapframe *tf) {
+    u64 v = tf->vector;
+    if (v == VEC_TIMER) {
+        apic_eoi();
+        if (from_user(tf) && current)
+            yield(); /* preempt ring 3; the kernel itself is never preempted */
+        leave(tf);
+    }
+    if (v == VEC_APIC_SPURIOUS || (v >= 0x20 && v < 0x30 && v != VEC_TIMER))
+        leave(tf); /* spurious APIC or (masked) PIC interrupt: nothing to acknowledge */
+    if (v == VEC_SYSCALL_INT && from_user(tf))
+        syscall_dispatch(tf);
+    if (v == VEC_PROBE_USER || v == VEC_PROBE_KERNEL) {
+        /* selftest's INT n target: report the privilege level the frame says we came from */
+        tf->rax = tf->cs;
+        leave(tf);
+    }
+    if (!from_user(tf)) {
+        if (v == VEC_PF && handle_page_fault(tf, read_cr2()))
+            leave(tf); /* the kernel touched a not-yet-present user page (SYS_WRITE) */
+        if (kprobe_armed && tf->r15) { /* the same protocol as deliver_to_probe */
+            tf->r14 = v | (++kprobe_faults << 8);
+            tf->rip = tf->r15;
+            tf->r15 = 0;
+            leave(tf);
+        }
+        kernel_fault(tf);
+    }
+    if (v == VEC_PF) {
+        u64 addr = read_cr2();
+        if (handle_page_fault(tf, addr) || deliver_to_probe(tf))
+            leave(tf);
+        proc_kill("page fault", addr);
+    }
+    if (deliver_to_probe(tf))
+        leave(tf);
+    proc_kill(exception_name(v), tf->rip);
+}
