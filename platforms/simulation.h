@@ -3,8 +3,12 @@
 // The command-line runner (platforms/cli/) loads the config, prepares the statistics registry,
 // the output folder and the serial log, and calls simulate(); the PC platform (platforms/pc/)
 // implements simulate(): it builds the machine from the config, runs the guest and reports how
-// the run ended. simulate() must bind its counters and cycle buckets into `stats` and, before
-// returning, call stats.check_cycle_total(clock) with the cycles its clock counted.
+// the run ended.
+//
+// simulate() binds its counters and cycle buckets into `stats`. Before it returns normally it
+// calls stats.check_cycle_total(clock) with the cycles its clock counted (a mismatch is a
+// simulator error) and then stats.freeze(), which reads every statistic so that the modules that
+// own the counters may be destroyed; the runner refuses a registry that was not frozen.
 #pragma once
 
 #include <cstdint>

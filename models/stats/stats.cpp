@@ -107,6 +107,7 @@ Registry::Registry() {
 }
 
 void Registry::add(std::string name, Entry entry) {
+  if (frozen_) throw StatsError("statistic '" + name + "' added after the registry was frozen");
   if (!valid_name(name))
     throw StatsError("statistic name '" + name +
                      "' is not dotted lower-case letters, digits and '_'");
@@ -152,6 +153,7 @@ void Registry::bind_cycle_bucket(std::string bucket, std::string description,
 }
 
 uint64_t Registry::total_cycles() const {
+  if (frozen_) return frozen_cycles_;
   uint64_t total = 0;
   for (const auto& [bucket, cycles] : cycle_buckets_) total += *cycles;
   return total;
@@ -164,12 +166,20 @@ void Registry::check_cycle_total(uint64_t clock_cycles) const {
   message << "cycle buckets do not add up to the clock: buckets sum to " << total
           << " cycles, the clock counted " << clock_cycles << " (difference "
           << static_cast<int64_t>(total - clock_cycles) << ");";
-  for (const auto& [bucket, cycles] : cycle_buckets_)
-    message << " " << kCycles << "." << bucket << "=" << *cycles;
+  for (const auto& sample : snapshot())
+    if (sample.name.rfind(std::string(kCycles) + ".", 0) == 0)
+      message << " " << sample.name << "=" << sample.text();
   throw CycleMismatch(message.str());
 }
 
+void Registry::freeze() {
+  if (frozen_) return;
+  frozen_cycles_ = total_cycles();
+  frozen_ = snapshot();
+}
+
 std::vector<Sample> Registry::snapshot() const {
+  if (frozen_) return *frozen_;
   std::vector<Sample> samples;
   for (const auto& [name, entry] : entries_) {
     if (name == kCycles) {

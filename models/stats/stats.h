@@ -17,6 +17,7 @@
 #include <iosfwd>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -97,6 +98,12 @@ class Registry {
   // Snapshot of every statistic (name -> value, unit, description), sorted by name.
   std::vector<Sample> snapshot() const;
 
+  // Reads every bound counter, formula and histogram now and keeps the values: later snapshots
+  // return them, and the objects that own the counters may then be destroyed. No statistic can be
+  // added after this.
+  void freeze();
+  bool frozen() const { return frozen_.has_value(); }
+
   bool contains(std::string_view name) const;
 
  private:
@@ -115,6 +122,8 @@ class Registry {
   std::map<std::string, Entry, std::less<>> entries_;
   std::deque<Histo> histograms_;
   std::vector<std::pair<std::string, const uint64_t*>> cycle_buckets_;  // in binding order
+  std::optional<std::vector<Sample>> frozen_;
+  uint64_t frozen_cycles_ = 0;
 };
 
 // Checks a statistic name: dotted, each part of lower-case letters, digits and '_'.
