@@ -7,8 +7,9 @@
 //
 // simulate() binds its counters and cycle buckets into `stats`. Before it returns normally it
 // calls stats.check_cycle_total(clock) with the cycles its clock counted (a mismatch is a
-// simulator error) and then stats.freeze(), which reads every statistic so that the modules that
-// own the counters may be destroyed; the runner refuses a registry that was not frozen.
+// simulator error). The runner freezes the registry (stats::Registry::freeze) as soon as
+// simulate() returns, so the objects that own the counters must either outlive that return, or
+// simulate() calls stats.freeze() itself before it destroys them.
 #pragma once
 
 #include <cstdint>
