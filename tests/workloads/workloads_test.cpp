@@ -148,6 +148,8 @@ TEST_P(GuestKernel, SelftestObservesX86Semantics) {
         "selftest kernel in: value=0xff",           "selftest kernel ltr_busy: #GP",
         "selftest kernel rdmsr_efer: value=0x501",  // SCE | LME | LMA
         "selftest user syscall_vs_int80: same",
+        "selftest user timer_interrupt_in_ring3: seen",
+        "selftest user fork_copy_on_write: ok",
     };
     for (const auto& line : expected) EXPECT_TRUE(has_line(lines, line)) << "missing: " << line;
     for (const char* privileged :

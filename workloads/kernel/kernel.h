@@ -66,6 +66,7 @@ u64 frame_alloc(void); /* a zeroed 4 KiB frame (identity-mapped); fails the run 
 void frame_free(u64 phys);
 u64 frames_in_use(void);
 u64 *kernel_scratch_pte(void); /* the PTE of the kernel's one scratch page */
+extern u64 clock_frame;        /* holds the timer-tick count ring 3 reads at USER_CLOCK_PAGE */
 #define KERNEL_SCRATCH_VA 0x3FFFF000UL
 u64 aspace_create(void);
 u64 aspace_clone(u64 pml4);
@@ -105,6 +106,7 @@ NORETURN void proc_kill(const char *why, u64 addr);
 /* ---- trap.c ---- */
 /* selftest: while armed, a kernel fault resumes at R15 with R14 = vector | (count << 8) */
 extern volatile bool kprobe_armed;
+extern u64 preemptions; /* timer interrupts that took the CPU from ring 3 */
 
 /* ---- bench.c / selftest.c ---- */
 extern enum workload run_workload;

@@ -155,5 +155,6 @@ void kmain(u32 magic, u32 info) {
     }
     if (run_workload != WORKLOAD_selftest && !bench_reported())
         machine_exit(false, "the workload reported no result");
+    kprintf("timing: timer_ticks=%lu preemptions=%lu\n", *(u64 *)clock_frame, preemptions);
     machine_exit(true, NULL);
 }

@@ -1,8 +1,9 @@
-/* Physical frames, address spaces and demand paging.
+/* Physical frames, address spaces, demand paging and copy on write.
  *
  * Every address space shares the kernel's identity map (PDPT slots 0 and 3, supervisor-only) and
  * has its own PDPT slot 1 (0x40000000-0x7FFFFFFF) for ring 3: the program image read-only at
- * 0x40000000, then heap and stack pages that are allocated, zeroed, on first touch. */
+ * 0x40000000, then heap and stack pages that are allocated, zeroed, on first touch. Fork shares
+ * the private pages read-only (PTE_COW) and the first write to one copies it. */
 #include "kernel.h"
 
 extern u64 boot_pml4[512], boot_pd0[512];
@@ -10,6 +11,10 @@ extern u64 boot_pml4[512], boot_pd0[512];
 u64 kernel_pml4;
 static u64 next_frame, frames_end, free_list, in_use;
 static u64 scratch_pt[512] __attribute__((aligned(4096)));
+/* How many address spaces map each frame (the identity map covers 1 GiB). */
+#define MAX_FRAMES (0x40000000UL / PAGE_SIZE)
+static u8 frame_refs[MAX_FRAMES];
+#define PTE_COW (1UL << 9) /* software bit: shared since a fork, copied on the first write */
 
 #define IDX(va, level) (((va) >> (12 + 9 * (level))) & 511)
 #define TABLE_FLAGS (PTE_P | PTE_W | PTE_U)
@@ -21,6 +26,7 @@ void mm_init(u64 first_free, u64 end) {
     /* The last 2 MiB of the first GiB become 4 KiB pages: the kernel's scratch mapping. */
     pvops.set_pte(&boot_pd0[511], (u64)scratch_pt | PTE_P | PTE_W);
     pvops.invlpg(KERNEL_SCRATCH_VA);
+    clock_frame = frame_alloc();
 }
 
 u64 *kernel_scratch_pte(void) { return &scratch_pt[IDX(KERNEL_SCRATCH_VA, 0)]; }
@@ -37,6 +43,7 @@ u64 frame_alloc(void) {
         machine_exit(false, "out of physical memory");
     }
     in_use++;
+    frame_refs[f / PAGE_SIZE] = 1;
     memset((void *)f, 0, PAGE_SIZE);
     return f;
 }
@@ -49,7 +56,18 @@ void frame_free(u64 f) {
 
 u64 frames_in_use(void) { return in_use; }
 
-static bool is_text(u64 va) { return va >= USER_TEXT_BASE && va < (u64)__user_end; }
+/* Drops one mapping of a user page; the last one frees it. */
+static void page_unref(u64 f) {
+    if (--frame_refs[f / PAGE_SIZE] == 0)
+        frame_free(f);
+}
+
+u64 clock_frame; /* the page behind USER_CLOCK_PAGE, the same in every address space */
+
+/* Pages every address space shares: the program image and the clock page. */
+static bool is_shared(u64 va) {
+    return (va >= USER_TEXT_BASE && va < (u64)__user_end) || va == USER_CLOCK_PAGE;
+}
 
 /* The user PTE for va (which must be in PDPT slot 1), creating the tables on the way if asked. */
 u64 *aspace_pte(u64 pml4, u64 va, bool create) {
@@ -75,6 +93,7 @@ u64 aspace_create(void) {
     u64 image = (u64)__user_image_phys;
     for (u64 va = USER_TEXT_BASE; va < (u64)__user_end; va += PAGE_SIZE)
         pvops.set_pte(aspace_pte(pml4, va, true), (image + va - USER_TEXT_BASE) | PTE_P | PTE_U);
+    pvops.set_pte(aspace_pte(pml4, USER_CLOCK_PAGE, true), clock_frame | PTE_P | PTE_U);
     return pml4;
 }
 
@@ -94,23 +113,46 @@ static void for_each_user_page(u64 pml4, void (*fn)(u64 va, u64 *pte, void *ctx)
     }
 }
 
-static void copy_page(u64 va, u64 *pte, void *child) {
-    if (is_text(va))
-        return; /* shared, mapped by aspace_create */
-    u64 frame = frame_alloc();
-    memcpy((void *)frame, (void *)(*pte & PTE_ADDR), PAGE_SIZE);
-    pvops.set_pte(aspace_pte(*(u64 *)child, va, true), frame | (*pte & ~PTE_ADDR));
+/* Fork: the child maps the parent's private page too, both read-only until one writes. */
+static void share_page(u64 va, u64 *pte, void *child) {
+    if (is_shared(va))
+        return; /* mapped by aspace_create */
+    u64 entry = *pte;
+    if (entry & PTE_W) {
+        entry = (entry & ~PTE_W) | PTE_COW;
+        pvops.set_pte(pte, entry);
+        pvops.invlpg(va); /* the parent's address space is the current one */
+    }
+    frame_refs[(entry & PTE_ADDR) / PAGE_SIZE]++;
+    pvops.set_pte(aspace_pte(*(u64 *)child, va, true), entry);
+}
+
+/* A write to a copy-on-write page: copy it unless no one else maps it any more. */
+static bool copy_on_write(u64 page) {
+    u64 *pte = aspace_pte(current->pml4, page, false);
+    if (!pte || !(*pte & PTE_COW))
+        return false;
+    u64 frame = *pte & PTE_ADDR, flags = (*pte & ~PTE_ADDR & ~PTE_COW) | PTE_W;
+    if (frame_refs[frame / PAGE_SIZE] > 1) {
+        u64 copy = frame_alloc();
+        memcpy((void *)copy, (void *)frame, PAGE_SIZE);
+        page_unref(frame);
+        frame = copy;
+    }
+    pvops.set_pte(pte, frame | flags);
+    pvops.invlpg(page);
+    return true;
 }
 
 u64 aspace_clone(u64 pml4) {
     u64 child = aspace_create();
-    for_each_user_page(pml4, copy_page, &child);
+    for_each_user_page(pml4, share_page, &child);
     return child;
 }
 
 static void free_page(u64 va, u64 *pte, void *unused) {
-    if (!is_text(va))
-        frame_free(*pte & PTE_ADDR);
+    if (!is_shared(va))
+        page_unref(*pte & PTE_ADDR);
 }
 
 void aspace_destroy(u64 pml4) {
@@ -136,17 +178,22 @@ static void pgfault_region_fault(u64 page) {
         u64 frame = *other_pte & PTE_ADDR;
         pvops.set_pte(other_pte, 0);
         pvops.invlpg(other);
-        frame_free(frame);
+        page_unref(frame);
     }
     u64 frame = frame_alloc();
     *(u64 *)frame = ++current->pgfault_count;
     pvops.set_pte(aspace_pte(current->pml4, page, true), frame | PTE_P | PTE_W | PTE_U);
 }
 
+#define PF_PRESENT (1UL << 0) /* the error code: a protection fault, not a missing page */
+#define PF_WRITE (1UL << 1)
+
 bool handle_page_fault(struct trapframe *tf, u64 addr) {
-    if (!current || (tf->error & PTE_P))
-        return false; /* a protection violation, not a missing page */
     u64 page = addr & ~(PAGE_SIZE - 1);
+    if (!current || addr < USER_TEXT_BASE || addr >= USER_STACK_TOP + PAGE_SIZE)
+        return false;
+    if (tf->error & PF_PRESENT)
+        return (tf->error & PF_WRITE) && copy_on_write(page);
     if (addr >= USER_FAULT_BASE && addr < USER_FAULT_END) {
         pgfault_region_fault(page);
         return true;

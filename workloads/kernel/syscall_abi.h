@@ -26,6 +26,7 @@ enum syscall_number {
 #define USER_FAULT_END   0x60002000UL
 #define USER_STACK_LOW   0x7F000000UL /* the stack, zero-filled on demand */
 #define USER_STACK_TOP   0x7FFFF000UL
+#define USER_CLOCK_PAGE  0x7FFFF000UL /* read-only, shared: the kernel's timer-tick count */
 
 /* Workloads: chosen by bench=NAME on the command line. */
 #define WORKLOAD_LIST(X) \

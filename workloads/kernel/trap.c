@@ -2,6 +2,7 @@
 #include "kernel.h"
 
 volatile bool kprobe_armed;
+u64 preemptions;
 static u64 kprobe_faults;
 
 static const char *const exception_names[32] = {
@@ -85,9 +86,12 @@ NORETURN void syscall_dispatch(struct trapframe *tf) {
 NORETURN void trap_dispatch(struct trapframe *tf) {
     u64 v = tf->vector;
     if (v == VEC_TIMER) {
+        ++*(volatile u64 *)clock_frame;
         apic_eoi();
-        if (from_user(tf) && current)
+        if (from_user(tf) && current) {
+            preemptions++;
             yield(); /* preempt ring 3; the kernel itself is never preempted */
+        }
         leave(tf);
     }
     if (v == VEC_APIC_SPURIOUS || (v >= 0x20 && v < 0x30 && v != VEC_TIMER))
