@@ -14,7 +14,7 @@ enum Vector : uint8_t {
   BR = 5,   // BOUND range exceeded
   UD = 6,   // invalid opcode
   NM = 7,   // device not available
-  DF = 8,   // double fault
+  DF_ = 8,  // double fault (underscore: RFLAGS has DF)
   TS = 10,  // invalid TSS
   NP = 11,  // segment not present
   SS_ = 12, // stack-segment fault
@@ -50,7 +50,7 @@ struct Fault {
 
 // Exceptions with an error code (SDM vol. 3, table 6-1).
 constexpr bool vector_has_error_code(unsigned v) {
-  return v == DF || v == TS || v == NP || v == SS_ || v == GP || v == PF_ || v == AC_;
+  return v == DF_ || v == TS || v == NP || v == SS_ || v == GP || v == PF_ || v == AC_;
 }
 
 }  // namespace pgsim::isa

@@ -1,0 +1,451 @@
+// The execution loop, the decoded-instruction cache, segmentation and the soft TLB.
+#include "isa/core.h"
+
+#include <stdexcept>
+
+#include "isa/decoder.h"
+#include "isa/dispatch.h"
+
+namespace pgsim::isa {
+
+// The decoded instructions of one physical page in one mode, by page offset.
+struct Core::DecodedPage {
+  uint64_t frame = 0;
+  Mode mode = Mode::Real;
+  std::array<Insn*, 4096> slot{};
+  std::deque<Insn> store;  // stable addresses: an executing Insn never moves
+};
+
+namespace {
+constexpr unsigned kRead = 0, kWrite = 1, kExec = 2;
+unsigned kind_index(AccessKind k) { return static_cast<unsigned>(k); }
+uint64_t page_key(uint64_t frame, Mode mode) { return frame << 3 | static_cast<uint64_t>(mode); }
+}  // namespace
+
+Core::Core(PhysicalBus& bus, IoBus& io)
+    : bus_(bus), io_(io), decoder_(std::make_unique<Decoder>(Dispatch::instance())) {
+  sync_mode();
+}
+
+Core::~Core() = default;
+
+// ---- Execution loop -------------------------------------------------------------------------
+
+uint64_t Core::run(uint64_t max_instructions) {
+  uint64_t done = 0;
+  sync_mode();
+  while (done < max_instructions) {
+    try {
+      while (done < max_instructions) {
+        if (attention_ && !service_boundary()) return done;
+        // Fetch: the current code page is kept for the fast path (its soft-ITLB entry is valid).
+        const uint64_t lin = (cs_base_ + state_.rip) & lin_mask_;
+        const Insn* insn = nullptr;
+        if ((lin >> 12) == code_lpage_ && state_.rip <= cs_limit_) [[likely]] {
+          insn = code_page_->slot[lin & 0xFFF];
+          if (insn) [[likely]] ++counters_.itlb_hits;
+        }
+        if (!insn) insn = fetch_slow(lin);
+        next_rip_ = (state_.rip + insn->length) & ip_mask_;
+        insn->handler(*this, *insn);
+        state_.rip = next_rip_;
+        ++done;
+        ++counters_.retired;
+        ++counters_.by_class[static_cast<unsigned>(insn->cls)];
+        ++(user_ ? counters_.retired_user : counters_.retired_kernel);
+      }
+    } catch (const Fault& fault) {
+      try {
+        handle_fault(fault);
+      } catch (const Fault& nested) {  // delivery itself must resolve nested faults (#DF)
+        shutdown("fault " + std::to_string(nested.vector) + " escaped event delivery of fault " +
+                 std::to_string(fault.vector));
+      }
+      if (shutdown_) return done;
+    }
+  }
+  return done;
+}
+
+void Core::shutdown(const std::string& reason) {
+  shutdown_ = true;
+  shutdown_reason_ = reason;
+  attention_ = true;
+}
+
+void Core::set_trap_hook(TrapHook* hook, bool boundary_calls) {
+  hook_ = hook;
+  hook_boundary_ = hook && boundary_calls;
+  recompute_attention();
+}
+
+uint64_t Core::read_tsc() const { return time_ ? time_->current_cycle() + state_.tsc : state_.tsc; }
+
+void Core::recompute_attention() {
+  attention_ = stop_requested_ || irq_notified_ || hook_boundary_ || shutdown_ || state_.halted ||
+               state_.interrupt_shadow || single_step_pending_ || (state_.rflags & TF) ||
+               !retired_pages_.empty();
+}
+
+bool Core::service_boundary() {
+  retired_pages_.clear();  // decoded pages discarded by self-modifying code are unused from here
+  if (shutdown_) return false;
+  if (stop_requested_) {
+    stop_requested_ = false;
+    recompute_attention();
+    return false;
+  }
+  // Single-step trap (#DB) after an instruction that began with TF=1 (SDM vol. 3, 18.3.1.4).
+  if (single_step_pending_) {
+    single_step_pending_ = false;
+    state_.dr[6] |= 1u << 14;  // DR6.BS
+    raise_single_step();
+  }
+  const bool shadow = state_.interrupt_shadow;  // STI / MOV SS inhibit for one instruction
+  state_.interrupt_shadow = false;
+  if (irq_notified_ && irq_source_ && !shadow) {
+    if (irq_source_->nmi_pending()) {
+      irq_source_->acknowledge_nmi();
+      state_.halted = false;
+      raise_external(NMI, true);
+    } else if (state_.rflags & IF) {
+      if (irq_source_->interrupt_pending()) {
+        const uint8_t vector = irq_source_->acknowledge_interrupt();
+        state_.halted = false;
+        ++counters_.interrupts;
+        raise_external(vector, false);
+      } else {
+        irq_notified_ = false;
+      }
+    }
+  } else if (irq_notified_ && !irq_source_) {
+    irq_notified_ = false;
+  }
+  if (shutdown_ || state_.halted) {
+    recompute_attention();
+    return false;
+  }
+  if (hook_boundary_) hook_->on_instruction_boundary(*this);
+  if (stop_requested_) {
+    stop_requested_ = false;
+    recompute_attention();
+    return false;
+  }
+  if (state_.rflags & TF) single_step_pending_ = true;
+  recompute_attention();
+  return true;
+}
+
+void Core::record_unimplemented(const char* mnemonic) {
+  auto [it, inserted] = unimplemented_.try_emplace(mnemonic, UnimplementedInstruction{mnemonic, 0, 0});
+  if (inserted) it->second.first_address = (cs_base_ + state_.rip) & lin_mask_;
+  ++it->second.count;
+}
+
+// ---- Mode cache ---------------------------------------------------------------------------------
+
+void Core::sync_mode() {
+  mode_ = state_.mode();
+  const bool long64 = mode_ == Mode::Long64;
+  const bool was_user = user_;
+  user_ = state_.cpl() == 3;
+  stack_size_ = long64 ? 8 : state_.seg[SS].db() ? 4 : 2;
+  ip_mask_ = long64 ? ~0ull : state_.seg[CS].db() ? 0xFFFFFFFFull : 0xFFFFull;
+  lin_mask_ = long64 ? ~0ull : 0xFFFFFFFFull;
+  for (unsigned s = 0; s < kNumSegRegs; ++s)
+    seg_base_[s] = long64 && s < FS ? 0 : state_.seg[s].base;
+  cs_base_ = seg_base_[CS];
+  cs_limit_ = long64 ? ~0ull : state_.seg[CS].limit;
+  if (state_.cr0 != synced_cr0_ || state_.cr3 != synced_cr3_ || state_.cr4 != synced_cr4_ ||
+      state_.efer != synced_efer_) {
+    synced_cr0_ = state_.cr0;
+    synced_cr3_ = state_.cr3;
+    synced_cr4_ = state_.cr4;
+    synced_efer_ = state_.efer;
+    flush_soft_tlb();
+  }
+  // The fast fetch path skips the ITLB: re-check the code page after a mode or privilege change.
+  if (mode_ != synced_mode_ || user_ != was_user) {
+    synced_mode_ = mode_;
+    code_lpage_ = ~0ull;
+    code_page_ = nullptr;
+  }
+  recompute_attention();
+}
+
+// ---- Soft TLB and decode-cache maintenance ---------------------------------------------------
+
+void Core::drop_soft_tlb(uint64_t linear_page) {
+  const uint64_t tag = linear_page >> 12;
+  for (auto& by_user : tlb_)
+    for (auto& tlb : by_user) {
+      SoftTlbEntry& e = tlb[tag % kSoftTlbSize];
+      if (e.tag == tag) e = SoftTlbEntry{};
+    }
+  if (code_lpage_ == tag) {
+    code_lpage_ = ~0ull;
+    code_page_ = nullptr;
+  }
+}
+
+void Core::flush_soft_tlb() {
+  for (auto& by_user : tlb_)
+    for (auto& tlb : by_user) tlb.fill(SoftTlbEntry{});
+  code_lpage_ = ~0ull;
+  code_page_ = nullptr;
+}
+
+void Core::invalidate_page(uint64_t linear) {
+  drop_soft_tlb(linear & ~0xFFFull);
+  if (translator_) translator_->invalidate_page(linear);
+}
+
+void Core::flush_tlbs(bool include_global) {
+  flush_soft_tlb();
+  if (translator_) translator_->flush(include_global);
+}
+
+void Core::invalidate_decoded(uint64_t paddr, uint64_t size) {
+  if (size == 0) return;
+  for (uint64_t frame = paddr >> 12; frame <= (paddr + size - 1) >> 12; ++frame) {
+    if (code_frames_.count(frame)) invalidate_frame(frame);
+  }
+}
+
+void Core::invalidate_frame(uint64_t frame) {
+  for (unsigned m = 0; m < 7; ++m) {
+    auto it = pages_.find(page_key(frame, static_cast<Mode>(m)));
+    if (it == pages_.end()) continue;
+    if (it->second.get() == code_page_) {
+      code_lpage_ = ~0ull;
+      code_page_ = nullptr;
+    }
+    retired_pages_.push_back(std::move(it->second));  // the current Insn may live there
+    pages_.erase(it);
+    ++counters_.smc_invalidations;
+  }
+  code_frames_.erase(frame);
+  attention_ = true;
+}
+
+Core::DecodedPage* Core::code_page(uint64_t frame) {
+  const uint64_t key = page_key(frame, mode_);
+  auto it = pages_.find(key);
+  if (it != pages_.end()) return it->second.get();
+  auto page = std::make_unique<DecodedPage>();
+  page->frame = frame;
+  page->mode = mode_;
+  DecodedPage* raw = page.get();
+  pages_.emplace(key, std::move(page));
+  if (code_frames_[frame]++ == 0) {
+    // Writes to this frame must now take the slow path, which discards the decoded code.
+    for (auto& by_user : tlb_)
+      for (SoftTlbEntry& e : by_user[kWrite])
+        if (e.tag != ~0ull && e.frame == frame) e = SoftTlbEntry{};
+  }
+  return raw;
+}
+
+// ---- Fetch and decode --------------------------------------------------------------------------
+
+const Insn* Core::fetch_slow(uint64_t lin) {
+  if (state_.rip > cs_limit_) throw Fault::gp(0);
+  uint64_t paddr = 0;
+  bool cacheable = false;
+  uint8_t* host = host_for(lin, AccessKind::Execute, AccessOrigin::Instruction, &paddr, &cacheable);
+  const unsigned offset = lin & 0xFFF;
+  const unsigned in_page = 0x1000 - offset;
+  uint8_t bytes[16];
+  const unsigned first = in_page < 15 ? in_page : 15;
+  for (unsigned k = 0; k < first; ++k)
+    bytes[k] = host ? host[k] : static_cast<uint8_t>(bus_.read(paddr + k, 1));
+
+  DecodedPage* page = host ? code_page(paddr >> 12) : nullptr;
+  if (page && page->slot[offset]) {
+    if (cacheable) {
+      code_lpage_ = lin >> 12;
+      code_page_ = page;
+    }
+    return page->slot[offset];
+  }
+  ++counters_.decoded;
+  Insn decoded;
+  DecodeStatus status = decoder_->decode(mode_, bytes, first, decoded);
+  if (status == DecodeStatus::NeedMore) {
+    // The instruction continues on the next page: fetch it (which may fault there) and decode
+    // from both; such an instruction is not cached (a write to either page must be seen).
+    uint64_t paddr2 = 0;
+    bool cacheable2 = false;
+    uint8_t* host2 = host_for((lin + in_page) & lin_mask_, AccessKind::Execute, AccessOrigin::Instruction,
+                              &paddr2, &cacheable2);
+    for (unsigned k = first; k < 15; ++k)
+      bytes[k] = host2 ? host2[k - first] : static_cast<uint8_t>(bus_.read(paddr2 + k - first, 1));
+    status = decoder_->decode(mode_, bytes, 15, decoded);
+    if (status == DecodeStatus::NeedMore) throw Fault::ud();  // longer than 15 bytes
+    scratch_insn_ = decoded;
+    return &scratch_insn_;
+  }
+  if (!page) {  // code in device memory: decoded at every execution
+    scratch_insn_ = decoded;
+    return &scratch_insn_;
+  }
+  Insn* slot = &page->store.emplace_back(decoded);
+  page->slot[offset] = slot;
+  if (cacheable) {
+    code_lpage_ = lin >> 12;
+    code_page_ = page;
+  }
+  return slot;
+}
+
+// ---- Segmentation ------------------------------------------------------------------------------
+
+uint64_t Core::canonical_or_fault(uint64_t linear, SegReg s) const {
+  // 57-bit linear addresses with CR4.LA57, else 48-bit (SDM vol. 1, 3.3.7.1).
+  const unsigned shift = (state_.cr4 & CR4_LA57) ? 7 : 16;
+  if (static_cast<uint64_t>(static_cast<int64_t>(linear << shift) >> shift) == linear) return linear;
+  if (s == SS) throw Fault{SS_, true, 0, 0};
+  throw Fault::gp(0);
+}
+
+void Core::check_segment(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const {
+  const Segment& sg = state_.seg[s];
+  const Fault fault = s == SS ? Fault{SS_, true, 0, 0} : Fault::gp(0);
+  const uint64_t last = offset + size - 1;
+  if (mode_ == Mode::Real || mode_ == Mode::Virtual8086) {
+    if (last > sg.limit) throw fault;
+    return;
+  }
+  if (!sg.present()) throw fault;  // a null selector leaves the segment unusable
+  if (sg.s()) {
+    const bool code = sg.type() & 8;
+    if (kind == AccessKind::Write && (code || !(sg.type() & 2))) throw fault;  // code or read-only
+    if (kind == AccessKind::Read && code && !(sg.type() & 2)) throw fault;     // execute-only
+    if (!code && (sg.type() & 4)) {  // expand-down: valid offsets are (limit, 64K or 4G - 1]
+      const uint64_t upper = sg.db() ? 0xFFFFFFFFull : 0xFFFFull;
+      if (offset <= sg.limit || last > upper) throw fault;
+      return;
+    }
+  }
+  if (last > sg.limit) throw fault;
+}
+
+uint64_t Core::linear_address(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const {
+  if (mode_ == Mode::Long64) return canonical_or_fault(offset + seg_base_[s], s);
+  check_segment(s, offset, size, kind);
+  return (seg_base_[s] + offset) & lin_mask_;
+}
+
+// ---- Translation and memory --------------------------------------------------------------------
+
+uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable) {
+  const bool user = user_ && origin == AccessOrigin::Instruction;
+  const unsigned k = kind_index(kind);
+  SoftTlbEntry& e = tlb_[user][k][(lin >> 12) % kSoftTlbSize];
+  if (e.tag == (lin >> 12)) {
+    ++(kind == AccessKind::Execute ? counters_.itlb_hits : counters_.dtlb_hits);
+    *paddr = e.frame << 12 | (lin & 0xFFF);
+    *cacheable = true;
+    return e.host + (lin & 0xFFF);
+  }
+  Translation t;
+  if (!state_.paging()) {
+    t.ok = true;
+    t.paddr = lin;
+  } else {
+    if (!translator_)
+      throw std::logic_error("pgsim core: paging is enabled but no Translator is attached");
+    ++(kind == AccessKind::Execute ? counters_.itlb_misses : counters_.dtlb_misses);
+    t = translator_->translate(state_, lin, kind, user, origin);
+    if (!t.ok) throw t.fault;
+  }
+  const uint64_t frame = t.paddr >> 12;
+  if (kind == AccessKind::Write && code_frames_.count(frame)) invalidate_frame(frame);
+  uint8_t* page = bus_.host_frame(t.paddr & ~0xFFFull);
+  *paddr = t.paddr;
+  *cacheable = page && t.cacheable;
+  if (*cacheable) e = SoftTlbEntry{lin >> 12, page, frame};
+  return page ? page + (t.paddr & 0xFFF) : nullptr;
+}
+
+uint64_t Core::translate(uint64_t linear, AccessKind kind, AccessOrigin origin) {
+  uint64_t paddr = 0;
+  bool cacheable = false;
+  host_for(linear, kind, origin, &paddr, &cacheable);
+  return paddr;
+}
+
+uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin) {
+  uint64_t paddr = 0;
+  bool cacheable = false;
+  if ((lin & 0xFFF) + size <= 0x1000) {
+    const uint8_t* host = host_for(lin, AccessKind::Read, origin, &paddr, &cacheable);
+    if (!host) return bus_.read(paddr, size);
+    uint64_t v = 0;
+    std::memcpy(&v, host, size);
+    return v;
+  }
+  uint64_t v = 0;  // split across two pages: byte by byte (little endian)
+  for (unsigned k = 0; k < size; ++k) {
+    const uint8_t* host = host_for((lin + k) & lin_mask_, AccessKind::Read, origin, &paddr, &cacheable);
+    const uint64_t byte = host ? *host : bus_.read(paddr, 1) & 0xFF;
+    v |= byte << (8 * k);
+  }
+  return v;
+}
+
+void Core::write_slow(uint64_t lin, unsigned size, uint64_t value, AccessOrigin origin) {
+  uint64_t paddr = 0;
+  bool cacheable = false;
+  if ((lin & 0xFFF) + size <= 0x1000) {
+    uint8_t* host = host_for(lin, AccessKind::Write, origin, &paddr, &cacheable);
+    if (host) std::memcpy(host, &value, size);
+    else bus_.write(paddr, size, value);
+    return;
+  }
+  // Split across two pages: translate both first so that a fault leaves memory unchanged.
+  host_for(lin, AccessKind::Write, origin, &paddr, &cacheable);
+  host_for((lin + size - 1) & lin_mask_, AccessKind::Write, origin, &paddr, &cacheable);
+  for (unsigned k = 0; k < size; ++k) {
+    uint8_t* host = host_for((lin + k) & lin_mask_, AccessKind::Write, origin, &paddr, &cacheable);
+    const uint8_t byte = static_cast<uint8_t>(value >> (8 * k));
+    if (host) *host = byte;
+    else bus_.write(paddr, 1, byte);
+  }
+}
+
+uint64_t Core::read_linear(uint64_t linear, unsigned size, AccessOrigin origin) {
+  switch (size) {
+    case 1: return read_lin<uint8_t>(linear, origin);
+    case 2: return read_lin<uint16_t>(linear, origin);
+    case 4: return read_lin<uint32_t>(linear, origin);
+    default: return read_lin<uint64_t>(linear, origin);
+  }
+}
+
+void Core::write_linear(uint64_t linear, unsigned size, uint64_t value, AccessOrigin origin) {
+  switch (size) {
+    case 1: write_lin<uint8_t>(linear, static_cast<uint8_t>(value), origin); break;
+    case 2: write_lin<uint16_t>(linear, static_cast<uint16_t>(value), origin); break;
+    case 4: write_lin<uint32_t>(linear, static_cast<uint32_t>(value), origin); break;
+    default: write_lin<uint64_t>(linear, value, origin); break;
+  }
+}
+
+void Core::push_sized(uint64_t value, unsigned size) {
+  switch (size) {
+    case 2: push<uint16_t>(static_cast<uint16_t>(value)); break;
+    case 4: push<uint32_t>(static_cast<uint32_t>(value)); break;
+    default: push<uint64_t>(value); break;
+  }
+}
+
+uint64_t Core::pop_sized(unsigned size) {
+  switch (size) {
+    case 2: return pop<uint16_t>();
+    case 4: return pop<uint32_t>();
+    default: return pop<uint64_t>();
+  }
+}
+
+}  // namespace pgsim::isa

@@ -1,0 +1,381 @@
+// The x86 core: fetches through a decoded-instruction cache, executes the semantics registered in
+// the Dispatch table and reaches memory through segmentation and a soft TLB. Plain C++: the
+// platform attaches through isa/bus_if.h and isa/core_if.h.
+//
+// Conventions for semantics (handlers `void(Core&, const Insn&)`):
+// - during a handler, state().rip is the address of the instruction and next_rip() the address of
+//   the next one; branches call jump(). The core commits next_rip() to RIP when the handler returns.
+// - a fault is raised with `throw Fault{...}`; the core restores nothing but RIP, so handlers do
+//   every memory access that can fault before they change registers or flags.
+// - after a handler of class System, and after any event delivery, the core calls sync_mode();
+//   code that changes state() outside a handler (loaders, tests, the VMM) calls it too.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "isa/bus_if.h"
+#include "isa/core_if.h"
+#include "isa/cpu_state.h"
+#include "isa/fault.h"
+#include "isa/insn.h"
+
+namespace pgsim::isa {
+
+class Decoder;
+
+// The core's own counts; plain integers so the platform can bind statistics to their addresses.
+struct CoreCounters {
+  uint64_t retired = 0;         // instructions retired (a REP string instruction counts once)
+  uint64_t retired_user = 0;    // of which at CPL 3
+  uint64_t retired_kernel = 0;  // of which at CPL 0-2
+  std::array<uint64_t, kNumInsnClasses> by_class{};  // retired, by InsnClass
+  uint64_t string_iterations = 0;  // iterations executed by string instructions (with REP: each)
+  uint64_t itlb_hits = 0;       // instruction fetches that hit the soft TLB (= modeled L1 ITLB hits)
+  uint64_t dtlb_hits = 0;       // data accesses that hit the soft TLB (= modeled L1 DTLB hits)
+  uint64_t itlb_misses = 0;     // instruction translations handed to the Translator
+  uint64_t dtlb_misses = 0;     // data translations handed to the Translator
+  uint64_t decoded = 0;         // instructions decoded by Zydis (decode-cache misses)
+  uint64_t smc_invalidations = 0;  // decoded pages discarded because their frame was written
+  uint64_t events = 0;          // exceptions and interrupts routed (trap hook or IDT delivery)
+  uint64_t interrupts = 0;      // external interrupts accepted from the InterruptSource
+};
+
+// An instruction the core decoded but has no semantics for (it raised #UD in the guest).
+struct UnimplementedInstruction {
+  std::string mnemonic;    // Zydis mnemonic, or "(undecodable)" for bytes Zydis rejects
+  uint64_t first_address;  // linear address of the first occurrence
+  uint64_t count;          // how many times the guest executed it
+};
+
+class Core {
+ public:
+  Core(PhysicalBus& bus, IoBus& io);
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  // ---- Execution -------------------------------------------------------------------------------
+  // Architectural state (registers, control registers, MSRs, segment caches).
+  CpuState& state() { return state_; }
+  const CpuState& state() const { return state_; }
+  // Runs until `max_instructions` retired, HLT with nothing pending, request_stop() or shutdown
+  // (triple fault); returns the instructions retired.
+  uint64_t run(uint64_t max_instructions);
+  // Executes one instruction (delivering a pending interrupt first); returns instructions retired
+  // (0 when it faulted, was halted or stopped).
+  uint64_t step() { return run(1); }
+  // Makes run() return at the next instruction boundary (callable from handlers and hooks).
+  void request_stop() { stop_requested_ = true; attention_ = true; }
+  // Enters the shutdown state (triple fault); run() returns and no longer executes.
+  void shutdown(const std::string& reason);
+  // True after a triple fault; shutdown_reason() says why.
+  bool is_shutdown() const { return shutdown_; }
+  const std::string& shutdown_reason() const { return shutdown_reason_; }
+
+  // ---- Attachments -----------------------------------------------------------------------------
+  PhysicalBus& bus() { return bus_; }
+  IoBus& io() { return io_; }
+  // The modeled TLB (required once paging is enabled).
+  void set_translator(Translator* translator) { translator_ = translator; }
+  // The interrupt controller; the core polls it only after notify_interrupt().
+  void set_interrupt_source(InterruptSource* source) { irq_source_ = source; }
+  // The VMM/tracing hook; `boundary_calls` enables on_instruction_boundary().
+  void set_trap_hook(TrapHook* hook, bool boundary_calls);
+  // The simulated clock behind RDTSC (without one the TSC is state().tsc).
+  void set_time_source(TimeSource* time) { time_ = time; }
+  // The platform says an interrupt may have become pending: the core polls the source at the next
+  // boundary and keeps polling until it reports none.
+  void notify_interrupt() { irq_notified_ = true; attention_ = true; }
+  // The time-stamp counter: the time source's cycle plus state().tsc as an offset, or state().tsc.
+  uint64_t read_tsc() const;
+
+  // ---- Events ----------------------------------------------------------------------------------
+  // For handlers of trapping instructions (INT n, INT3, INTO, ...): routes `event` through the trap
+  // hook and the IDT as if raised after this instruction (the pushed RIP is next_rip()).
+  void raise_event_after_instruction(const Event& event);
+  // Routes `event` at the current RIP (hook, then isa/system/events.h deliver_event).
+  void route_event(const Event& event);
+
+  // ---- Operands (for semantics) ----------------------------------------------------------------
+  uint64_t next_rip() const { return next_rip_; }
+  // A near branch: the target truncated to the operand size (SDM: EIP/IP wrap in 32/16-bit).
+  // In 64-bit mode a non-canonical target raises #GP(0) at the branch.
+  void jump(uint64_t target, unsigned opsize) {
+    if (opsize != 8) {
+      next_rip_ = target & size_mask(opsize);
+      return;
+    }
+    if (static_cast<uint64_t>(static_cast<int64_t>(target << 16) >> 16) != target) [[unlikely]]
+      target = canonical_or_fault(target, CS);
+    next_rip_ = target;
+  }
+  // Sets the next RIP verbatim (far transfers, event delivery).
+  void set_next_rip(uint64_t rip) { next_rip_ = rip; }
+
+  template <class T> T reg(const Operand& o) const;           // read a Reg operand
+  template <class T> void set_reg(const Operand& o, T v);     // write a Reg operand (32-bit zero-extends)
+  template <class T> T gpr(unsigned r) const { return static_cast<T>(state_.gpr[r]); }
+  template <class T> void set_gpr(unsigned r, T v);           // write the low T of a GPR (32: zero-extend)
+  // The effective address (offset in the segment) of a Mem operand, wrapped to the address size.
+  uint64_t effective_address(const Insn& i, const Operand& o) const;
+  template <class T> T get(const Insn& i, const Operand& o);  // read a Reg/Mem/Imm operand
+  template <class T> void set(const Insn& i, const Operand& o, T v);  // write a Reg/Mem operand
+
+  // ---- Memory (for semantics) ------------------------------------------------------------------
+  // Explicit data access through a segment: segmentation checks, then the soft TLB.
+  template <class T> T read(SegReg s, uint64_t offset);
+  template <class T> void write(SegReg s, uint64_t offset, T value);
+  // Segmentation only: the linear address of `size` bytes at seg:offset, or a #GP/#SS fault.
+  uint64_t linear_address(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const;
+  // Linear access of 1, 2, 4 or 8 bytes (system structures use ImplicitSupervisor).
+  uint64_t read_linear(uint64_t linear, unsigned size, AccessOrigin origin);
+  void write_linear(uint64_t linear, unsigned size, uint64_t value, AccessOrigin origin);
+  // Translates `linear` for `kind` (soft TLB, then the Translator); throws the fault.
+  uint64_t translate(uint64_t linear, AccessKind kind, AccessOrigin origin);
+
+  // Stack: SS-relative at RSP/ESP/SP as the mode and SS.B select.
+  template <class T> void push(T value);
+  template <class T> T pop();
+  void push_sized(uint64_t value, unsigned size);
+  uint64_t pop_sized(unsigned size);
+  // The stack pointer width in bytes (8 in 64-bit mode, else 4 or 2 from SS.B).
+  unsigned stack_size() const { return stack_size_; }
+
+  // ---- Flags helpers ---------------------------------------------------------------------------
+  bool flag(uint64_t f) const { return state_.rflags & f; }
+  // Replaces the bits of `mask` in RFLAGS with those of `value`.
+  void set_flags(uint64_t mask, uint64_t value) { state_.rflags = (state_.rflags & ~mask) | (value & mask); }
+  // Evaluates condition code `cc` (0..15: O NO B AE E NE BE A S NS P NP L GE LE G).
+  bool condition(unsigned cc) const;
+
+  // ---- Mode, TLB and decode-cache maintenance --------------------------------------------------
+  // Recomputes what the core caches from state(): mode, CPL, segment checks; flushes the soft TLB
+  // and the decoder's view when CR0/CR3/CR4/EFER changed.
+  void sync_mode();
+  Mode mode() const { return mode_; }
+  bool long64() const { return mode_ == Mode::Long64; }
+  // The Translator evicted `linear_page` from its L1 TLB: the soft TLB drops it too.
+  void drop_soft_tlb(uint64_t linear_page);
+  // Drops every soft-TLB entry.
+  void flush_soft_tlb();
+  // INVLPG: the soft TLB and the Translator drop the page.
+  void invalidate_page(uint64_t linear);
+  // CR3 load / global flush: the soft TLB and the Translator flush.
+  void flush_tlbs(bool include_global);
+  // Physical memory was written behind the core's back (DMA, loaders): drop decoded code there.
+  void invalidate_decoded(uint64_t paddr, uint64_t size);
+
+  // ---- Statistics ------------------------------------------------------------------------------
+  const CoreCounters& counters() const { return counters_; }
+  // Instructions without semantics the guest executed, by mnemonic.
+  const std::map<std::string, UnimplementedInstruction>& unimplemented() const { return unimplemented_; }
+  // The last exception raised by an instruction (for tests and diagnostics) and its RIP.
+  const Fault& last_fault() const { return last_fault_; }
+  uint64_t last_fault_rip() const { return last_fault_rip_; }
+  // String instructions report their iterations here (timing: each iteration costs).
+  void count_string_iterations(uint64_t n) { counters_.string_iterations += n; }
+  // Called by the #UD handler of an unimplemented instruction.
+  void record_unimplemented(const char* mnemonic);
+
+  static uint64_t size_mask(unsigned size) { return size >= 8 ? ~0ull : (1ull << (size * 8)) - 1; }
+
+ private:
+  struct DecodedPage;
+  struct SoftTlbEntry {
+    uint64_t tag = ~0ull;  // linear page number, ~0 when empty
+    uint8_t* host = nullptr;  // host address of the page's first byte
+    uint64_t frame = 0;    // physical page number
+  };
+  static constexpr unsigned kSoftTlbSize = 256;
+  using SoftTlb = std::array<SoftTlbEntry, kSoftTlbSize>;
+
+  const Insn* fetch_slow(uint64_t linear);
+  const Insn* decode_at(uint64_t linear, uint64_t paddr, DecodedPage* page);
+  DecodedPage* code_page(uint64_t frame);
+  void invalidate_frame(uint64_t frame);
+  bool service_boundary();       // interrupts, hooks, stop; false when run() must return
+  void handle_fault(const Fault& f);
+  uint8_t* host_for(uint64_t linear, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable);
+  void raise_single_step();               // #DB after an instruction that began with TF=1
+  void raise_external(uint8_t vector, bool nmi);  // an accepted interrupt or NMI
+  uint64_t read_slow(uint64_t linear, unsigned size, AccessOrigin origin);
+  void write_slow(uint64_t linear, unsigned size, uint64_t value, AccessOrigin origin);
+  uint64_t canonical_or_fault(uint64_t linear, SegReg s) const;
+  void check_segment(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const;
+  void recompute_attention();
+
+  // Fast-path linear address of explicit data accesses.
+  uint64_t data_linear(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const {
+    if (mode_ == Mode::Long64) {
+      uint64_t lin = offset + seg_base_[s];
+      if (static_cast<uint64_t>(static_cast<int64_t>(lin << 16) >> 16) == lin) [[likely]] return lin;
+      return canonical_or_fault(lin, s);
+    }
+    return linear_address(s, offset, size, kind);
+  }
+  template <class T> T read_lin(uint64_t lin, AccessOrigin origin) {
+    const SoftTlbEntry& e = tlb_[user_ && origin == AccessOrigin::Instruction][0][(lin >> 12) % kSoftTlbSize];
+    if (e.tag == (lin >> 12) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
+      ++counters_.dtlb_hits;
+      T v;
+      std::memcpy(&v, e.host + (lin & 0xFFF), sizeof(T));
+      return v;
+    }
+    return static_cast<T>(read_slow(lin, sizeof(T), origin));
+  }
+  template <class T> void write_lin(uint64_t lin, T v, AccessOrigin origin) {
+    const SoftTlbEntry& e = tlb_[user_ && origin == AccessOrigin::Instruction][1][(lin >> 12) % kSoftTlbSize];
+    if (e.tag == (lin >> 12) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
+      ++counters_.dtlb_hits;
+      std::memcpy(e.host + (lin & 0xFFF), &v, sizeof(T));
+      return;
+    }
+    write_slow(lin, sizeof(T), static_cast<uint64_t>(v), origin);
+  }
+
+  CpuState state_;
+  PhysicalBus& bus_;
+  IoBus& io_;
+  Translator* translator_ = nullptr;
+  InterruptSource* irq_source_ = nullptr;
+  TrapHook* hook_ = nullptr;
+  TimeSource* time_ = nullptr;
+  bool hook_boundary_ = false;
+
+  // Cached from state_ by sync_mode().
+  Mode mode_ = Mode::Real;
+  bool user_ = false;            // CPL 3
+  unsigned stack_size_ = 2;
+  uint64_t ip_mask_ = 0xFFFF;    // RIP wrap (64-bit: all ones)
+  uint64_t lin_mask_ = 0xFFFFFFFF;  // linear-address wrap outside 64-bit mode
+  uint64_t cs_base_ = 0;
+  uint64_t cs_limit_ = 0xFFFF;
+  std::array<uint64_t, kNumSegRegs> seg_base_{};
+  uint64_t synced_cr0_ = 0, synced_cr3_ = 0, synced_cr4_ = 0, synced_efer_ = 0;
+  Mode synced_mode_ = Mode::Real;
+
+  // Execution.
+  uint64_t next_rip_ = 0;
+  bool attention_ = true;        // service_boundary() must run before the next fetch
+  bool stop_requested_ = false;
+  bool irq_notified_ = false;
+  bool single_step_pending_ = false;
+  Fault last_fault_{0};
+  uint64_t last_fault_rip_ = 0;
+  bool shutdown_ = false;
+  std::string shutdown_reason_;
+
+  // Soft TLB: [user][0 read, 1 write, 2 execute].
+  SoftTlb tlb_[2][3];
+
+  // Decoded-instruction cache by (physical frame, mode).
+  std::unique_ptr<Decoder> decoder_;
+  std::unordered_map<uint64_t, std::unique_ptr<DecodedPage>> pages_;  // key: frame << 3 | mode
+  std::unordered_map<uint64_t, unsigned> code_frames_;  // frame -> decoded pages (all modes)
+  std::vector<std::unique_ptr<DecodedPage>> retired_pages_;  // freed at the next boundary
+  uint64_t code_lpage_ = ~0ull;     // linear page of code_page_ (fast fetch path)
+  DecodedPage* code_page_ = nullptr;
+  Insn scratch_insn_;               // an instruction that crosses a page: decoded every time
+
+  CoreCounters counters_;
+  std::map<std::string, UnimplementedInstruction> unimplemented_;
+};
+
+// ---- Inline definitions ----------------------------------------------------------------------
+
+template <class T> inline T Core::reg(const Operand& o) const {
+  if constexpr (sizeof(T) == 1) {
+    if (o.high8) return static_cast<T>(state_.gpr[o.reg] >> 8);
+  }
+  return static_cast<T>(state_.gpr[o.reg]);
+}
+
+template <class T> inline void Core::set_gpr(unsigned r, T v) {
+  uint64_t& g = state_.gpr[r];
+  if constexpr (sizeof(T) == 1) g = (g & ~0xFFull) | static_cast<uint8_t>(v);
+  else if constexpr (sizeof(T) == 2) g = (g & ~0xFFFFull) | static_cast<uint16_t>(v);
+  else g = static_cast<uint64_t>(v);  // a 32-bit write zero-extends (SDM vol. 1, 3.4.1.1)
+}
+
+template <class T> inline void Core::set_reg(const Operand& o, T v) {
+  if constexpr (sizeof(T) == 1) {
+    if (o.high8) {
+      uint64_t& g = state_.gpr[o.reg];
+      g = (g & ~0xFF00ull) | (static_cast<uint64_t>(static_cast<uint8_t>(v)) << 8);
+      return;
+    }
+  }
+  set_gpr<T>(o.reg, v);
+}
+
+inline uint64_t Core::effective_address(const Insn& i, const Operand& o) const {
+  uint64_t ea = static_cast<uint64_t>(o.value);
+  if (o.base < 16) ea += state_.gpr[o.base];
+  else if (o.base == kRipReg) ea += next_rip_;
+  if (o.index < 16) ea += state_.gpr[o.index] << o.scale;
+  return i.addrsize == 8 ? ea : ea & size_mask(i.addrsize);
+}
+
+template <class T> inline T Core::get(const Insn& i, const Operand& o) {
+  if (o.kind == OpKind::Reg) return reg<T>(o);
+  if (o.kind == OpKind::Mem) return read<T>(static_cast<SegReg>(o.seg), effective_address(i, o));
+  return static_cast<T>(o.value);
+}
+
+template <class T> inline void Core::set(const Insn& i, const Operand& o, T v) {
+  if (o.kind == OpKind::Reg) set_reg<T>(o, v);
+  else write<T>(static_cast<SegReg>(o.seg), effective_address(i, o), v);
+}
+
+template <class T> inline T Core::read(SegReg s, uint64_t offset) {
+  return read_lin<T>(data_linear(s, offset, sizeof(T), AccessKind::Read), AccessOrigin::Instruction);
+}
+
+template <class T> inline void Core::write(SegReg s, uint64_t offset, T value) {
+  write_lin<T>(data_linear(s, offset, sizeof(T), AccessKind::Write), value, AccessOrigin::Instruction);
+}
+
+template <class T> inline void Core::push(T value) {
+  uint64_t sp = state_.gpr[RSP] - sizeof(T);
+  if (stack_size_ != 8) sp &= size_mask(stack_size_);
+  write<T>(SS, sp, value);
+  if (stack_size_ == 8) state_.gpr[RSP] = sp;
+  else if (stack_size_ == 4) state_.gpr[RSP] = static_cast<uint32_t>(sp);
+  else set_gpr<uint16_t>(RSP, static_cast<uint16_t>(sp));
+}
+
+template <class T> inline T Core::pop() {
+  uint64_t sp = state_.gpr[RSP];
+  if (stack_size_ != 8) sp &= size_mask(stack_size_);
+  T v = read<T>(SS, sp);
+  sp += sizeof(T);
+  if (stack_size_ == 8) state_.gpr[RSP] = sp;
+  else if (stack_size_ == 4) state_.gpr[RSP] = static_cast<uint32_t>(sp);
+  else set_gpr<uint16_t>(RSP, static_cast<uint16_t>(sp));
+  return v;
+}
+
+inline bool Core::condition(unsigned cc) const {
+  const uint64_t f = state_.rflags;
+  bool r;
+  switch (cc >> 1) {
+    case 0: r = f & OF; break;
+    case 1: r = f & CF; break;
+    case 2: r = f & ZF; break;
+    case 3: r = f & (CF | ZF); break;
+    case 4: r = f & SF; break;
+    case 5: r = f & PF; break;
+    case 6: r = ((f & SF) != 0) != ((f & OF) != 0); break;
+    default: r = (f & ZF) || (((f & SF) != 0) != ((f & OF) != 0)); break;
+  }
+  return (cc & 1) ? !r : r;
+}
+
+}  // namespace pgsim::isa

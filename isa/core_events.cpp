@@ -1,0 +1,35 @@
+// Routing of exceptions and interrupts: the trap hook first, then IDT delivery
+// (isa/system/events.h deliver_event).
+#include "isa/core.h"
+#include "isa/system/events.h"
+
+namespace pgsim::isa {
+
+void Core::route_event(const Event& event) {
+  ++counters_.events;
+  state_.halted = false;
+  if (!(hook_ && hook_->on_event(*this, event))) deliver_event(*this, event);
+  sync_mode();
+}
+
+void Core::raise_event_after_instruction(const Event& event) {
+  state_.rip = next_rip_;  // traps and INT n push the address of the next instruction
+  route_event(event);
+  next_rip_ = state_.rip;  // the run loop commits the handler's address
+}
+
+void Core::handle_fault(const Fault& fault) {
+  last_fault_ = fault;
+  last_fault_rip_ = state_.rip;
+  route_event(Event::from_fault(fault));
+}
+
+void Core::raise_single_step() {
+  route_event(Event{DB, EventKind::Exception, false, 0, 0});
+}
+
+void Core::raise_external(uint8_t vector, bool nmi) {
+  route_event(Event{vector, nmi ? EventKind::Nmi : EventKind::External, false, 0, 0});
+}
+
+}  // namespace pgsim::isa

@@ -1,0 +1,89 @@
+// The small interfaces through which the platform (and the VMM) attach to the core. The ISA knows
+// nothing of SystemC: models/ implements these, tests implement them with plain code.
+#pragma once
+#include <cstdint>
+
+#include "isa/fault.h"
+
+namespace pgsim::isa {
+
+class Core;
+struct CpuState;
+struct Event;  // an exception or interrupt about to be delivered (isa/system/events.h)
+
+// What a memory access is for; selects the soft TLB and the page-walk permission checks.
+enum class AccessKind : uint8_t {
+  Read,     // data read
+  Write,    // data write (read-modify-write instructions translate as Write)
+  Execute,  // instruction fetch
+};
+
+// Who makes an access: the instruction at the current CPL, or the processor itself when it reads
+// system structures (GDT, LDT, IDT, TSS), which the SDM defines as supervisor-mode accesses even
+// at CPL 3 (vol. 3, 4.6), with SMAP applying regardless of RFLAGS.AC.
+enum class AccessOrigin : uint8_t {
+  Instruction,          // explicit access, privilege of the current CPL
+  ImplicitSupervisor,   // implicit supervisor access to a system structure
+};
+
+// The answer of a Translator for one linear address.
+struct Translation {
+  bool ok = false;           // false: `fault` is raised in the guest (normally a #PF)
+  Fault fault{0};            // the fault to raise when !ok
+  uint64_t paddr = 0;        // physical address of the translated byte
+  bool cacheable = true;     // the core may keep the page in its soft TLB (an L1 hit from now on)
+};
+
+// The modeled TLBs in front of the page walk. The core calls translate() only on a soft-TLB miss
+// with paging enabled; the implementation looks up its modeled TLBs, walks the page tables on a
+// miss (isa/system/paging.h page_walk) and charges what it costs. To keep the soft TLB a subset
+// of the modeled L1 TLBs it calls Core::drop_soft_tlb(page) when it evicts an entry, so that every
+// soft-TLB hit is a modeled L1 hit (counted in Core::counters().itlb_hits / dtlb_hits).
+class Translator {
+ public:
+  virtual ~Translator() = default;
+  // Translate `linear` for `kind` with the privilege of `user` (CPL 3 and not an implicit
+  // supervisor access). Must not throw; report faults through Translation::fault.
+  virtual Translation translate(const CpuState& state, uint64_t linear, AccessKind kind, bool user,
+                                AccessOrigin origin) = 0;
+  // INVLPG / INVPCID of one page: the modeled TLBs drop it.
+  virtual void invalidate_page(uint64_t linear) = 0;
+  // MOV CR3 / CR0 / CR4 side effects: drop every non-global entry (or every entry).
+  virtual void flush(bool include_global) = 0;
+};
+
+// The interrupt controller as the CPU sees it (the INTR and NMI pins and the INTA cycle).
+class InterruptSource {
+ public:
+  virtual ~InterruptSource() = default;
+  // A maskable interrupt is waiting for the CPU (INTR asserted).
+  virtual bool interrupt_pending() = 0;
+  // The INTA cycle: accept the highest-priority pending interrupt and return its vector.
+  virtual uint8_t acknowledge_interrupt() = 0;
+  // A non-maskable interrupt is waiting.
+  virtual bool nmi_pending() { return false; }
+  // The CPU accepts the pending NMI.
+  virtual void acknowledge_nmi() {}
+};
+
+// Interception point for the VMM (issue 7) and for tracing.
+class TrapHook {
+ public:
+  virtual ~TrapHook() = default;
+  // Every exception, interrupt and software interrupt passes here before delivery through the
+  // IDT; returning true consumes it (the hook has handled it, e.g. by emulating the instruction).
+  virtual bool on_event(Core& core, const Event& event) = 0;
+  // Called at each instruction boundary (before fetch) only when enabled with
+  // Core::set_trap_hook(hook, true): costs nothing when unused.
+  virtual void on_instruction_boundary(Core& core) {}
+};
+
+// The simulated clock, for RDTSC/RDTSCP and the TSC MSR.
+class TimeSource {
+ public:
+  virtual ~TimeSource() = default;
+  // The current simulated CPU cycle.
+  virtual uint64_t current_cycle() = 0;
+};
+
+}  // namespace pgsim::isa

@@ -1,0 +1,40 @@
+// Zydis 4 behind one small class: raw bytes in, a compact Insn out (operands resolved, handler
+// chosen from the Dispatch table, class decided). Used by the core's decode cache and by tests.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include <Zydis/Zydis.h>
+
+#include "isa/cpu_state.h"
+#include "isa/insn.h"
+
+namespace pgsim::isa {
+
+class Dispatch;
+
+enum class DecodeStatus : uint8_t {
+  Ok,        // `insn` is complete
+  NeedMore,  // the bytes end before the instruction does
+  Invalid,   // not a valid instruction in this mode (#UD)
+};
+
+class Decoder {
+ public:
+  explicit Decoder(const Dispatch& dispatch);
+  // Decodes the instruction at `bytes` (at most `size` of them) in `mode`.
+  DecodeStatus decode(Mode mode, const uint8_t* bytes, size_t size, Insn& insn) const;
+  // Zydis' name for `mnemonic` (a ZydisMnemonic).
+  static const char* mnemonic_name(unsigned mnemonic);
+
+ private:
+  const Dispatch& dispatch_;
+  ZydisDecoder decoders_[7];  // indexed by Mode
+};
+
+// The #UD handler installed for instructions without semantics; records them in the core.
+void unimplemented_instruction(Core& core, const Insn& insn);
+// The #UD handler for bytes Zydis rejects.
+void undecodable_instruction(Core& core, const Insn& insn);
+
+}  // namespace pgsim::isa

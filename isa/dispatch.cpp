@@ -1,0 +1,62 @@
+// The Dispatch table, filled once from every register_*() function.
+#include "isa/dispatch.h"
+
+#include <Zydis/Zydis.h>
+
+namespace pgsim::isa {
+
+const char* insn_class_name(InsnClass cls) {
+  switch (cls) {
+    case InsnClass::Alu: return "alu";
+    case InsnClass::Mul: return "mul";
+    case InsnClass::Div: return "div";
+    case InsnClass::Branch: return "branch";
+    case InsnClass::Load: return "load";
+    case InsnClass::Store: return "store";
+    case InsnClass::Rmw: return "rmw";
+    case InsnClass::String: return "string";
+    case InsnClass::Fence: return "fence";
+    case InsnClass::Nop: return "nop";
+    case InsnClass::System: return "system";
+    case InsnClass::Unimplemented: return "unimplemented";
+    case InsnClass::kCount: break;
+  }
+  return "?";
+}
+
+const Dispatch& Dispatch::instance() {
+  static const Dispatch table = [] {
+    Dispatch d;
+    register_integer_instructions(d);
+    register_system_instructions(d);
+    return d;
+  }();
+  return table;
+}
+
+void Dispatch::add(unsigned mnemonic, InsnClass cls, Handler handler) {
+  add_sized(mnemonic, cls, handler, handler, handler, handler);
+}
+
+void Dispatch::add_sized(unsigned mnemonic, InsnClass cls, Handler h8, Handler h16, Handler h32, Handler h64) {
+  if (entries_.size() <= mnemonic) entries_.resize(kSpecialFormEnd);
+  entries_[mnemonic] = Entry{{h8, h16, h32, h64}, cls};
+}
+
+Handler Dispatch::find(unsigned mnemonic, unsigned opsize, InsnClass* cls) const {
+  if (mnemonic >= entries_.size()) return nullptr;
+  const Entry& e = entries_[mnemonic];
+  const unsigned index = opsize <= 1 ? 0 : opsize == 2 ? 1 : opsize == 4 ? 2 : 3;
+  if (cls) *cls = e.cls;
+  return e.by_size[index];
+}
+
+bool Dispatch::has(unsigned mnemonic) const {
+  if (mnemonic >= entries_.size()) return false;
+  for (Handler h : entries_[mnemonic].by_size) {
+    if (h) return true;
+  }
+  return false;
+}
+
+}  // namespace pgsim::isa

@@ -1,0 +1,61 @@
+// The table from decoded mnemonic (and operand size) to semantics. Each file of semantics
+// registers its instructions through one register_*() function; the decoder consults the table
+// once per decoded instruction, so execution never searches it.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "isa/insn.h"
+
+namespace pgsim::isa {
+
+// Forms that share a Zydis mnemonic with an ordinary instruction but are system instructions; the
+// decoder dispatches them under these keys instead of the mnemonic (Insn::mnemonic stays Zydis').
+enum SpecialForm : unsigned {
+  kMovToSreg = 4000,  // MOV Sreg, r/m16
+  kMovFromSreg,       // MOV r/m, Sreg
+  kMovToCr,           // MOV CRn, r
+  kMovFromCr,         // MOV r, CRn
+  kMovToDr,           // MOV DRn, r
+  kMovFromDr,         // MOV r, DRn
+  kPushSreg,          // PUSH ES/CS/SS/DS/FS/GS
+  kPopSreg,           // POP ES/SS/DS/FS/GS
+  kJmpFar,            // JMP ptr16:16/32 or JMP m16:16/32/64
+  kCallFar,           // CALL ptr16:16/32 or CALL m16:16/32/64
+  kRetFar,            // RETF / RETF imm16
+  kSpecialFormEnd,
+};
+
+class Dispatch {
+ public:
+  // What is registered for one mnemonic.
+  struct Entry {
+    std::array<Handler, 4> by_size{};  // handlers for operand sizes 1, 2, 4, 8 bytes
+    InsnClass cls = InsnClass::Unimplemented;  // the class, unless the decoder refines it
+  };
+
+  // The one table every core uses: built on first use from every register_*() function.
+  static const Dispatch& instance();
+
+  // Registers `handler` for every operand size of `mnemonic` (a ZydisMnemonic or a SpecialForm).
+  void add(unsigned mnemonic, InsnClass cls, Handler handler);
+  // Registers one handler per operand size (1, 2, 4, 8 bytes; nullptr: that size is not valid).
+  void add_sized(unsigned mnemonic, InsnClass cls, Handler h8, Handler h16, Handler h32, Handler h64);
+  // The handler for `mnemonic` at `opsize` bytes, or nullptr when none is registered.
+  Handler find(unsigned mnemonic, unsigned opsize, InsnClass* cls) const;
+  // True when `mnemonic` has any handler.
+  bool has(unsigned mnemonic) const;
+
+ private:
+  std::vector<Entry> entries_;  // indexed by ZydisMnemonic
+};
+
+// The integer instructions (isa/integer/): arithmetic, logic, shifts, bit operations, moves,
+// stack, near branches, strings, flags and the fences/NOPs.
+void register_integer_instructions(Dispatch& dispatch);
+// The system instructions (isa/system/): descriptor tables, control registers, far transfers,
+// interrupts, IRET, SYSCALL/SYSENTER, MSRs, CPUID, I/O, PUSHF/POPF, HLT, CLI/STI, ...
+void register_system_instructions(Dispatch& dispatch);
+
+}  // namespace pgsim::isa

@@ -1,0 +1,110 @@
+// ADD, ADC, SUB, SBB, CMP, AND, OR, XOR, TEST, INC, DEC, NEG, NOT (SDM vol. 2).
+#include "isa/integer/semantics.h"
+
+namespace pgsim::isa::integer {
+namespace {
+
+template <class T> void add(Core& c, const Insn& i) {
+  const T a = c.get<T>(i, i.op[0]), b = c.get<T>(i, i.op[1]);
+  const T r = a + b;
+  c.set<T>(i, i.op[0], r);
+  c.set_flags(kStatusFlags, flags_add<T>(a, b, r, r < a));
+}
+
+template <class T> void adc(Core& c, const Insn& i) {
+  const T a = c.get<T>(i, i.op[0]), b = c.get<T>(i, i.op[1]);
+  const bool cin = c.flag(CF);
+  const T r = a + b + cin;
+  c.set<T>(i, i.op[0], r);
+  c.set_flags(kStatusFlags, flags_add<T>(a, b, r, cin ? r <= a : r < a));
+}
+
+template <class T> void sub(Core& c, const Insn& i) {
+  const T a = c.get<T>(i, i.op[0]), b = c.get<T>(i, i.op[1]);
+  const T r = a - b;
+  c.set<T>(i, i.op[0], r);
+  c.set_flags(kStatusFlags, flags_sub<T>(a, b, r, a < b));
+}
+
+template <class T> void sbb(Core& c, const Insn& i) {
+  const T a = c.get<T>(i, i.op[0]), b = c.get<T>(i, i.op[1]);
+  const bool cin = c.flag(CF);
+  const T r = a - b - cin;
+  c.set<T>(i, i.op[0], r);
+  c.set_flags(kStatusFlags, flags_sub<T>(a, b, r, cin ? a <= b : a < b));
+}
+
+template <class T> void cmp(Core& c, const Insn& i) {
+  const T a = c.get<T>(i, i.op[0]), b = c.get<T>(i, i.op[1]);
+  c.set_flags(kStatusFlags, flags_sub<T>(a, b, static_cast<T>(a - b), a < b));
+}
+
+// AND, OR, XOR, TEST: OF = CF = 0; SF, ZF, PF from the result; AF undefined (cleared here).
+template <class T> void and_(Core& c, const Insn& i) {
+  const T r = c.get<T>(i, i.op[0]) & c.get<T>(i, i.op[1]);
+  c.set<T>(i, i.op[0], r);
+  c.set_flags(kStatusFlags, flags_szp<T>(r));
+}
+
+template <class T> void or_(Core& c, const Insn& i) {
+  const T r = c.get<T>(i, i.op[0]) | c.get<T>(i, i.op[1]);
+  c.set<T>(i, i.op[0], r);
+  c.set_flags(kStatusFlags, flags_szp<T>(r));
+}
+
+template <class T> void xor_(Core& c, const Insn& i) {
+  const T r = c.get<T>(i, i.op[0]) ^ c.get<T>(i, i.op[1]);
+  c.set<T>(i, i.op[0], r);
+  c.set_flags(kStatusFlags, flags_szp<T>(r));
+}
+
+template <class T> void test(Core& c, const Insn& i) {
+  c.set_flags(kStatusFlags, flags_szp<T>(static_cast<T>(c.get<T>(i, i.op[0]) & c.get<T>(i, i.op[1]))));
+}
+
+// INC and DEC leave CF unchanged.
+template <class T> void inc(Core& c, const Insn& i) {
+  const T a = c.get<T>(i, i.op[0]);
+  const T r = a + 1;
+  c.set<T>(i, i.op[0], r);
+  c.set_flags(kStatusFlags & ~CF, flags_add<T>(a, 1, r, false));
+}
+
+template <class T> void dec(Core& c, const Insn& i) {
+  const T a = c.get<T>(i, i.op[0]);
+  const T r = a - 1;
+  c.set<T>(i, i.op[0], r);
+  c.set_flags(kStatusFlags & ~CF, flags_sub<T>(a, 1, r, false));
+}
+
+// NEG: CF = (source != 0).
+template <class T> void neg(Core& c, const Insn& i) {
+  const T a = c.get<T>(i, i.op[0]);
+  const T r = T(0) - a;
+  c.set<T>(i, i.op[0], r);
+  c.set_flags(kStatusFlags, flags_sub<T>(0, a, r, a != 0));
+}
+
+template <class T> void not_(Core& c, const Insn& i) {
+  c.set<T>(i, i.op[0], static_cast<T>(~c.get<T>(i, i.op[0])));
+}
+
+}  // namespace
+
+void register_arithmetic(Dispatch& d) {
+  d.add_sized(ZYDIS_MNEMONIC_ADD, InsnClass::Alu, PGSIM_SIZED(add));
+  d.add_sized(ZYDIS_MNEMONIC_ADC, InsnClass::Alu, PGSIM_SIZED(adc));
+  d.add_sized(ZYDIS_MNEMONIC_SUB, InsnClass::Alu, PGSIM_SIZED(sub));
+  d.add_sized(ZYDIS_MNEMONIC_SBB, InsnClass::Alu, PGSIM_SIZED(sbb));
+  d.add_sized(ZYDIS_MNEMONIC_CMP, InsnClass::Alu, PGSIM_SIZED(cmp));
+  d.add_sized(ZYDIS_MNEMONIC_AND, InsnClass::Alu, PGSIM_SIZED(and_));
+  d.add_sized(ZYDIS_MNEMONIC_OR, InsnClass::Alu, PGSIM_SIZED(or_));
+  d.add_sized(ZYDIS_MNEMONIC_XOR, InsnClass::Alu, PGSIM_SIZED(xor_));
+  d.add_sized(ZYDIS_MNEMONIC_TEST, InsnClass::Alu, PGSIM_SIZED(test));
+  d.add_sized(ZYDIS_MNEMONIC_INC, InsnClass::Alu, PGSIM_SIZED(inc));
+  d.add_sized(ZYDIS_MNEMONIC_DEC, InsnClass::Alu, PGSIM_SIZED(dec));
+  d.add_sized(ZYDIS_MNEMONIC_NEG, InsnClass::Alu, PGSIM_SIZED(neg));
+  d.add_sized(ZYDIS_MNEMONIC_NOT, InsnClass::Alu, PGSIM_SIZED(not_));
+}
+
+}  // namespace pgsim::isa::integer

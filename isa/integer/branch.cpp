@@ -1,0 +1,78 @@
+// Near JMP, Jcc, CALL, RET, LOOP/LOOPE/LOOPNE, JCXZ/JECXZ/JRCXZ (SDM vol. 2). Far forms are
+// system instructions (isa/system/).
+#include "isa/integer/semantics.h"
+
+namespace pgsim::isa::integer {
+namespace {
+
+// The target of a relative operand or the value of an r/m operand.
+template <class T> uint64_t target(Core& c, const Insn& i) {
+  if (i.op[0].kind == OpKind::Rel) return c.next_rip() + static_cast<uint64_t>(i.op[0].value);
+  return c.get<T>(i, i.op[0]);
+}
+
+template <class T> void jmp(Core& c, const Insn& i) { c.jump(target<T>(c, i), sizeof(T)); }
+
+void jcc(Core& c, const Insn& i) {
+  if (c.condition(i.condition)) c.jump(c.next_rip() + static_cast<uint64_t>(i.op[0].value), i.opsize);
+}
+
+// CALL: the target is read (and checked) before the return address is pushed.
+template <class T> void call(Core& c, const Insn& i) {
+  const uint64_t return_address = c.next_rip();
+  c.jump(target<T>(c, i), sizeof(T));
+  c.push<T>(static_cast<T>(return_address));
+}
+
+// RET / RET imm16: pop the return address, then release imm16 bytes of parameters.
+template <class T> void ret(Core& c, const Insn& i) {
+  const uint64_t old_rsp = c.state().gpr[RSP];
+  const T to = c.pop<T>();
+  try {
+    c.jump(to, sizeof(T));
+  } catch (...) {
+    c.state().gpr[RSP] = old_rsp;
+    throw;
+  }
+  if (i.num_ops == 1) {
+    const unsigned ss = c.stack_size();
+    set_address_register(c, RSP, c.state().gpr[RSP] + static_cast<uint16_t>(i.op[0].value), ss);
+  }
+}
+
+// LOOP, LOOPE, LOOPNE: the count register has the address size.
+enum class LoopKind { Always, WhileEqual, WhileNotEqual };
+template <LoopKind kKind> void loop(Core& c, const Insn& i) {
+  const uint64_t count = (c.state().gpr[RCX] - 1) & Core::size_mask(i.addrsize);
+  bool taken = count != 0;
+  if constexpr (kKind == LoopKind::WhileEqual) taken = taken && c.flag(ZF);
+  if constexpr (kKind == LoopKind::WhileNotEqual) taken = taken && !c.flag(ZF);
+  if (taken) c.jump(c.next_rip() + static_cast<uint64_t>(i.op[0].value), i.opsize);
+  set_address_register(c, RCX, count, i.addrsize);
+}
+
+// JCXZ / JECXZ / JRCXZ: jump if the count register of that width is zero.
+template <class T> void jump_if_count_zero(Core& c, const Insn& i) {
+  if (c.gpr<T>(RCX) == 0) c.jump(c.next_rip() + static_cast<uint64_t>(i.op[0].value), i.opsize);
+}
+
+}  // namespace
+
+void register_branch(Dispatch& d) {
+  d.add_sized(ZYDIS_MNEMONIC_JMP, InsnClass::Branch, nullptr, &jmp<uint16_t>, &jmp<uint32_t>, &jmp<uint64_t>);
+  d.add_sized(ZYDIS_MNEMONIC_CALL, InsnClass::Branch, nullptr, &call<uint16_t>, &call<uint32_t>, &call<uint64_t>);
+  d.add_sized(ZYDIS_MNEMONIC_RET, InsnClass::Branch, nullptr, &ret<uint16_t>, &ret<uint32_t>, &ret<uint64_t>);
+  for (unsigned m : {ZYDIS_MNEMONIC_JO, ZYDIS_MNEMONIC_JNO, ZYDIS_MNEMONIC_JB, ZYDIS_MNEMONIC_JNB,
+                     ZYDIS_MNEMONIC_JZ, ZYDIS_MNEMONIC_JNZ, ZYDIS_MNEMONIC_JBE, ZYDIS_MNEMONIC_JNBE,
+                     ZYDIS_MNEMONIC_JS, ZYDIS_MNEMONIC_JNS, ZYDIS_MNEMONIC_JP, ZYDIS_MNEMONIC_JNP,
+                     ZYDIS_MNEMONIC_JL, ZYDIS_MNEMONIC_JNL, ZYDIS_MNEMONIC_JLE, ZYDIS_MNEMONIC_JNLE})
+    d.add(m, InsnClass::Branch, &jcc);
+  d.add(ZYDIS_MNEMONIC_LOOP, InsnClass::Branch, &loop<LoopKind::Always>);
+  d.add(ZYDIS_MNEMONIC_LOOPE, InsnClass::Branch, &loop<LoopKind::WhileEqual>);
+  d.add(ZYDIS_MNEMONIC_LOOPNE, InsnClass::Branch, &loop<LoopKind::WhileNotEqual>);
+  d.add(ZYDIS_MNEMONIC_JCXZ, InsnClass::Branch, &jump_if_count_zero<uint16_t>);
+  d.add(ZYDIS_MNEMONIC_JECXZ, InsnClass::Branch, &jump_if_count_zero<uint32_t>);
+  d.add(ZYDIS_MNEMONIC_JRCXZ, InsnClass::Branch, &jump_if_count_zero<uint64_t>);
+}
+
+}  // namespace pgsim::isa::integer

@@ -1,0 +1,85 @@
+// Shared helpers of the integer instruction semantics: flag computation (SDM vol. 1, 3.4.3 and
+// appendix A) and the per-file registration functions.
+#pragma once
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include <Zydis/Zydis.h>
+
+#include "isa/core.h"
+#include "isa/dispatch.h"
+
+namespace pgsim::isa::integer {
+
+// The six status flags.
+constexpr uint64_t kStatusFlags = CF | PF | AF | ZF | SF | OF;
+
+template <class T> constexpr unsigned kBits = sizeof(T) * 8;
+template <class T> using Signed = std::make_signed_t<T>;
+
+// The most significant bit of `v` as 0 or 1.
+template <class T> constexpr bool msb(T v) { return (v >> (kBits<T> - 1)) & 1; }
+
+// SF, ZF and PF of a result (PF: even parity of the low byte).
+template <class T> inline uint64_t flags_szp(T r) {
+  uint64_t f = r == 0 ? uint64_t{ZF} : 0;
+  if (msb<T>(r)) f |= SF;
+  if (!__builtin_parity(static_cast<uint8_t>(r))) f |= PF;
+  return f;
+}
+
+// Status flags of r = a + b (+ carry in), given the carry out.
+template <class T> inline uint64_t flags_add(T a, T b, T r, bool carry_out) {
+  return flags_szp<T>(r) | (carry_out ? uint64_t{CF} : 0) | ((a ^ b ^ r) & 0x10) |
+         (msb<T>(static_cast<T>((a ^ r) & (b ^ r))) ? uint64_t{OF} : 0);
+}
+
+// Status flags of r = a - b (- borrow in), given the borrow out.
+template <class T> inline uint64_t flags_sub(T a, T b, T r, bool borrow_out) {
+  return flags_szp<T>(r) | (borrow_out ? uint64_t{CF} : 0) | ((a ^ b ^ r) & 0x10) |
+         (msb<T>(static_cast<T>((a ^ b) & (a ^ r))) ? uint64_t{OF} : 0);
+}
+
+// Registers a function template for the four operand sizes.
+#define PGSIM_SIZED(fn) &fn<uint8_t>, &fn<uint16_t>, &fn<uint32_t>, &fn<uint64_t>
+
+void register_arithmetic(Dispatch& d);   // arithmetic.cpp: ADD ... CMP, INC, DEC, NEG, NOT, TEST, logic
+void register_multiply(Dispatch& d);     // multiply.cpp: MUL, IMUL, DIV, IDIV
+void register_shift(Dispatch& d);        // shift.cpp: SHL (= SAL), SHR, SAR, ROL, ROR, RCL, RCR, SHLD, SHRD
+void register_bits(Dispatch& d);         // bits.cpp: BT*, BSF, BSR, TZCNT, LZCNT, POPCNT, BSWAP
+void register_data_movement(Dispatch& d);  // move.cpp: MOV*, LEA, XCHG, CMPXCHG*, XADD, CMOVcc, SETcc, CBW...
+void register_stack(Dispatch& d);        // stack.cpp: PUSH, POP, ENTER, LEAVE
+void register_branch(Dispatch& d);       // branch.cpp: JMP, Jcc, CALL, RET, LOOP*, JrCXZ
+void register_string(Dispatch& d);       // string.cpp: MOVS, STOS, LODS, CMPS, SCAS
+void register_misc(Dispatch& d);         // misc.cpp: flag instructions, NOPs, fences, CLFLUSH, UD2
+
+}  // namespace pgsim::isa::integer
+
+namespace pgsim::isa::integer {
+
+// Reads a Reg/Mem/Imm operand of the operand's own size, zero-extended.
+inline uint64_t get_sized(Core& c, const Insn& i, const Operand& o) {
+  switch (o.size) {
+    case 1: return c.get<uint8_t>(i, o);
+    case 2: return c.get<uint16_t>(i, o);
+    case 4: return c.get<uint32_t>(i, o);
+    default: return c.get<uint64_t>(i, o);
+  }
+}
+
+// Sign-extends the low `size` bytes of `v` to 64 bits.
+inline uint64_t sign_extend(uint64_t v, unsigned size) {
+  const unsigned shift = 64 - 8 * size;
+  return static_cast<uint64_t>(static_cast<int64_t>(v << shift) >> shift);
+}
+
+// Writes an index or count register with the width of the address size (16: low word only,
+// 32: zero-extended, 64: whole register).
+inline void set_address_register(Core& c, unsigned reg, uint64_t v, unsigned addrsize) {
+  if (addrsize == 2) c.set_gpr<uint16_t>(reg, static_cast<uint16_t>(v));
+  else if (addrsize == 4) c.set_gpr<uint32_t>(reg, static_cast<uint32_t>(v));
+  else c.set_gpr<uint64_t>(reg, v);
+}
+
+}  // namespace pgsim::isa::integer

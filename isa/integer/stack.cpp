@@ -1,0 +1,74 @@
+// PUSH, POP, ENTER, LEAVE (SDM vol. 2). The stack-pointer width comes from the mode and SS.B.
+#include "isa/integer/semantics.h"
+
+namespace pgsim::isa::integer {
+namespace {
+
+// PUSH r/m/imm: the operand is read before RSP changes (PUSH RSP pushes the old value).
+template <class T> void push(Core& c, const Insn& i) { c.push<T>(c.get<T>(i, i.op[0])); }
+
+// POP r/m: a memory destination based on RSP uses the incremented RSP (SDM vol. 2, "POP");
+// if its write faults, RSP is restored.
+template <class T> void pop(Core& c, const Insn& i) {
+  const uint64_t old_rsp = c.state().gpr[RSP];
+  const T v = c.pop<T>();
+  if (i.op[0].kind == OpKind::Reg) {
+    c.set_reg<T>(i.op[0], v);
+    return;
+  }
+  try {
+    c.set<T>(i, i.op[0], v);
+  } catch (...) {
+    c.state().gpr[RSP] = old_rsp;
+    throw;
+  }
+}
+
+// ENTER imm16, imm8: push rBP, copy `level - 1` frame pointers, then allocate the frame.
+template <class T> void enter(Core& c, const Insn& i) {
+  const uint64_t size = static_cast<uint16_t>(i.op[0].value);
+  const unsigned level = static_cast<uint8_t>(i.op[1].value) & 31;
+  const unsigned ss = c.stack_size();
+  const uint64_t old_rsp = c.state().gpr[RSP], old_rbp = c.state().gpr[RBP];
+  try {
+    c.push<T>(c.gpr<T>(RBP));
+    const uint64_t frame = c.state().gpr[RSP] & Core::size_mask(ss);
+    uint64_t rbp = old_rbp;
+    for (unsigned k = 1; k < level; ++k) {
+      rbp = (rbp - sizeof(T)) & Core::size_mask(ss);
+      c.push<T>(c.read<T>(SS, rbp));
+    }
+    if (level > 0) c.push<T>(static_cast<T>(frame));
+    const uint64_t new_rsp = (c.state().gpr[RSP] - size) & Core::size_mask(ss);
+    c.read<uint8_t>(SS, new_rsp);  // the allocated frame must be addressable (SDM: #SS / #PF)
+    set_address_register(c, RBP, frame, sizeof(T) < ss ? sizeof(T) : ss);
+    set_address_register(c, RSP, new_rsp, ss);
+  } catch (...) {
+    c.state().gpr[RSP] = old_rsp;
+    c.state().gpr[RBP] = old_rbp;
+    throw;
+  }
+}
+
+// LEAVE: rSP = rBP, then pop rBP.
+template <class T> void leave(Core& c, const Insn&) {
+  const uint64_t old_rsp = c.state().gpr[RSP];
+  set_address_register(c, RSP, c.state().gpr[RBP], c.stack_size());
+  try {
+    c.set_gpr<T>(RBP, c.pop<T>());
+  } catch (...) {
+    c.state().gpr[RSP] = old_rsp;
+    throw;
+  }
+}
+
+}  // namespace
+
+void register_stack(Dispatch& d) {
+  d.add_sized(ZYDIS_MNEMONIC_PUSH, InsnClass::Store, nullptr, &push<uint16_t>, &push<uint32_t>, &push<uint64_t>);
+  d.add_sized(ZYDIS_MNEMONIC_POP, InsnClass::Load, nullptr, &pop<uint16_t>, &pop<uint32_t>, &pop<uint64_t>);
+  d.add_sized(ZYDIS_MNEMONIC_ENTER, InsnClass::Store, nullptr, &enter<uint16_t>, &enter<uint32_t>, &enter<uint64_t>);
+  d.add_sized(ZYDIS_MNEMONIC_LEAVE, InsnClass::Load, nullptr, &leave<uint16_t>, &leave<uint32_t>, &leave<uint64_t>);
+}
+
+}  // namespace pgsim::isa::integer

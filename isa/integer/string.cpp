@@ -1,0 +1,74 @@
+// MOVS, STOS, LODS, CMPS, SCAS with REP / REPE / REPNE (SDM vol. 2). The source segment is DS
+// unless overridden; the destination is always ES:rDI. Index and count registers have the
+// address size. Each iteration commits its registers after its memory accesses, so a fault in
+// the middle leaves a restartable state (RIP still at the instruction).
+#include "isa/integer/semantics.h"
+
+namespace pgsim::isa::integer {
+namespace {
+
+enum class StringOp { Movs, Stos, Lods, Cmps, Scas };
+
+template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
+  const unsigned as = i.addrsize;
+  const uint64_t mask = Core::size_mask(as);
+  const uint64_t step = c.flag(DF) ? -static_cast<uint64_t>(sizeof(T)) : sizeof(T);
+  const SegReg src = static_cast<SegReg>(i.string_seg);
+  const bool repeated = i.rep() || i.repne();
+  uint64_t iterations = 0;
+  auto& g = c.state().gpr;
+  for (;;) {
+    if (repeated && (g[RCX] & mask) == 0) break;
+    const uint64_t si = g[RSI] & mask, di = g[RDI] & mask;
+    bool equal = true;
+    if constexpr (kOp == StringOp::Movs) {
+      c.write<T>(ES, di, c.read<T>(src, si));
+      set_address_register(c, RSI, si + step, as);
+      set_address_register(c, RDI, di + step, as);
+    } else if constexpr (kOp == StringOp::Stos) {
+      c.write<T>(ES, di, c.gpr<T>(RAX));
+      set_address_register(c, RDI, di + step, as);
+    } else if constexpr (kOp == StringOp::Lods) {
+      c.set_gpr<T>(RAX, c.read<T>(src, si));
+      set_address_register(c, RSI, si + step, as);
+    } else if constexpr (kOp == StringOp::Cmps) {
+      const T a = c.read<T>(src, si), b = c.read<T>(ES, di);
+      c.set_flags(kStatusFlags, flags_sub<T>(a, b, static_cast<T>(a - b), a < b));
+      set_address_register(c, RSI, si + step, as);
+      set_address_register(c, RDI, di + step, as);
+      equal = a == b;
+    } else {
+      const T a = c.gpr<T>(RAX), b = c.read<T>(ES, di);
+      c.set_flags(kStatusFlags, flags_sub<T>(a, b, static_cast<T>(a - b), a < b));
+      set_address_register(c, RDI, di + step, as);
+      equal = a == b;
+    }
+    ++iterations;
+    if (!repeated) break;
+    set_address_register(c, RCX, g[RCX] - 1, as);
+    if constexpr (kOp == StringOp::Cmps || kOp == StringOp::Scas) {
+      if (i.rep() && !equal) break;    // REPE: stop on a difference
+      if (i.repne() && equal) break;   // REPNE: stop on a match
+    }
+  }
+  c.count_string_iterations(iterations);
+}
+
+template <StringOp kOp> void register_sizes(Dispatch& d, unsigned b, unsigned w, unsigned dw, unsigned q) {
+  d.add(b, InsnClass::String, &string_op<uint8_t, kOp>);
+  d.add(w, InsnClass::String, &string_op<uint16_t, kOp>);
+  d.add(dw, InsnClass::String, &string_op<uint32_t, kOp>);
+  d.add(q, InsnClass::String, &string_op<uint64_t, kOp>);
+}
+
+}  // namespace
+
+void register_string(Dispatch& d) {
+  register_sizes<StringOp::Movs>(d, ZYDIS_MNEMONIC_MOVSB, ZYDIS_MNEMONIC_MOVSW, ZYDIS_MNEMONIC_MOVSD, ZYDIS_MNEMONIC_MOVSQ);
+  register_sizes<StringOp::Stos>(d, ZYDIS_MNEMONIC_STOSB, ZYDIS_MNEMONIC_STOSW, ZYDIS_MNEMONIC_STOSD, ZYDIS_MNEMONIC_STOSQ);
+  register_sizes<StringOp::Lods>(d, ZYDIS_MNEMONIC_LODSB, ZYDIS_MNEMONIC_LODSW, ZYDIS_MNEMONIC_LODSD, ZYDIS_MNEMONIC_LODSQ);
+  register_sizes<StringOp::Cmps>(d, ZYDIS_MNEMONIC_CMPSB, ZYDIS_MNEMONIC_CMPSW, ZYDIS_MNEMONIC_CMPSD, ZYDIS_MNEMONIC_CMPSQ);
+  register_sizes<StringOp::Scas>(d, ZYDIS_MNEMONIC_SCASB, ZYDIS_MNEMONIC_SCASW, ZYDIS_MNEMONIC_SCASD, ZYDIS_MNEMONIC_SCASQ);
+}
+
+}  // namespace pgsim::isa::integer

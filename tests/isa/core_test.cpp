@@ -1,0 +1,212 @@
+// The core framework: execution loop, counters, decode cache and self-modifying code,
+// segmentation checks, soft TLB, unimplemented instructions and fault routing.
+#include <gtest/gtest.h>
+
+#include "isa/system/events.h"
+#include "tests/isa/harness.h"
+
+namespace pgsim::test {
+namespace {
+
+using namespace isa;
+
+// Consumes every event (so no IDT is needed), remembers it and stops the run.
+class RecordingHook : public TrapHook {
+ public:
+  bool on_event(Core& core, const Event& e) override {
+    events.push_back(e);
+    core.request_stop();
+    return true;
+  }
+  std::vector<Event> events;
+};
+
+TEST(Core, CountedLoopRetiresExactlyAndCountsClasses) {
+  Machine m;
+  make_long64(m.state(), 3);
+  // mov ecx, 1000; L: add rax, rcx; dec ecx; jnz L
+  m.load_code(0x1000, {0xB9, 0xE8, 0x03, 0x00, 0x00, 0x48, 0x01, 0xC8, 0xFF, 0xC9, 0x75, 0xF9});
+  EXPECT_EQ(m.core.run(1 + 3 * 1000), 3001u);
+  EXPECT_EQ(m.reg(RAX), 500500u);
+  EXPECT_EQ(m.reg(RCX), 0u);
+  EXPECT_EQ(m.state().rip, 0x100Cu);
+  const CoreCounters& c = m.core.counters();
+  EXPECT_EQ(c.retired, 3001u);
+  EXPECT_EQ(c.retired_user, 3001u);
+  EXPECT_EQ(c.retired_kernel, 0u);
+  EXPECT_EQ(c.by_class[static_cast<unsigned>(InsnClass::Alu)], 2001u);
+  EXPECT_EQ(c.by_class[static_cast<unsigned>(InsnClass::Branch)], 1000u);
+  EXPECT_EQ(c.decoded, 4u);  // each instruction decoded once
+  EXPECT_EQ(m.translator.calls, 1u);  // one code page translated, then soft-TLB hits
+}
+
+TEST(Core, SelfModifyingCodeSeesTheNewInstruction) {
+  Machine m;
+  make_long64(m.state(), 0);
+  // 0: mov eax, 1; 5: mov byte [rip-11], 7 (patches the immediate at 1); C: jmp 0
+  m.load_code(0x2000, {0xB8, 0x01, 0x00, 0x00, 0x00, 0xC6, 0x05, 0xF5, 0xFF, 0xFF, 0xFF, 0x07, 0xEB, 0xF2});
+  EXPECT_EQ(m.core.run(4), 4u);
+  EXPECT_EQ(m.reg(RAX), 7u);
+  EXPECT_EQ(m.state().rip, 0x2005u);
+  EXPECT_GE(m.core.counters().smc_invalidations, 1u);
+  EXPECT_EQ(m.core.counters().retired_kernel, 4u);
+}
+
+TEST(Core, StoreIntoTheSamePageAsRunningCodeIsSeenOnTheNextIteration) {
+  Machine m;
+  make_prot32(m.state(), 0);
+  // A loop that increments the immediate of its own first instruction each time:
+  // 0: mov ebx, 0 ; 5: add ecx, ebx ; 7: inc dword [0x3001] ; D: jmp 0
+  m.load_code(0x3000, {0xBB, 0x00, 0x00, 0x00, 0x00, 0x01, 0xD9, 0xFF, 0x05, 0x01, 0x30, 0x00, 0x00, 0xEB, 0xF1});
+  m.core.run(4 * 5);  // five iterations: ebx takes 0, 1, 2, 3, 4
+  EXPECT_EQ(m.reg(RCX), 0u + 1 + 2 + 3 + 4);
+  EXPECT_EQ(m.ram.get<uint32_t>(0x3001), 5u);
+}
+
+TEST(Core, UnimplementedInstructionRaisesUdAndIsRecorded) {
+  Machine m;
+  make_long64(m.state(), 3);
+  RecordingHook hook;
+  m.core.set_trap_hook(&hook, false);
+  m.load_code(0x4000, {0x90, 0x0F, 0x58, 0xC1});  // nop; addps xmm0, xmm1
+  EXPECT_EQ(m.core.run(10), 1u);
+  ASSERT_EQ(hook.events.size(), 1u);
+  EXPECT_EQ(hook.events[0].vector, UD);
+  EXPECT_EQ(m.state().rip, 0x4001u);  // the fault leaves RIP at the instruction
+  ASSERT_EQ(m.core.unimplemented().count("addps"), 1u);
+  EXPECT_EQ(m.core.unimplemented().at("addps").first_address, 0x4001u);
+  EXPECT_EQ(m.core.unimplemented().at("addps").count, 1u);
+}
+
+TEST(Core, DivideByZeroRaisesDeAtTheDivide) {
+  Machine m;
+  make_long64(m.state(), 3);
+  RecordingHook hook;
+  m.core.set_trap_hook(&hook, false);
+  m.load_code(0x5000, {0x31, 0xC9, 0xF7, 0xF1});  // xor ecx, ecx; div ecx
+  m.reg(RAX) = 77;
+  EXPECT_EQ(m.core.run(10), 1u);
+  ASSERT_EQ(hook.events.size(), 1u);
+  EXPECT_EQ(hook.events[0].vector, DE);
+  EXPECT_EQ(m.state().rip, 0x5002u);
+  EXPECT_EQ(m.reg(RAX), 77u);
+}
+
+TEST(Core, DataSegmentLimitRaisesGp) {
+  Machine m;
+  make_prot32(m.state(), 3);
+  m.state().seg[DS].limit = 0xFFF;
+  RecordingHook hook;
+  m.core.set_trap_hook(&hook, false);
+  m.load_code(0x1000, {0xA1, 0xFC, 0x0F, 0x00, 0x00, 0xA1, 0xFD, 0x0F, 0x00, 0x00});  // mov eax,[0xFFC]; mov eax,[0xFFD]
+  m.ram.put<uint32_t>(0xFFC, 0x12345678);
+  EXPECT_EQ(m.core.run(10), 1u);
+  EXPECT_EQ(m.reg(RAX), 0x12345678u);
+  ASSERT_EQ(hook.events.size(), 1u);
+  EXPECT_EQ(hook.events[0].vector, GP);
+  EXPECT_EQ(hook.events[0].error_code, 0u);
+}
+
+TEST(Core, ReadOnlyDataSegmentRejectsWritesAndStackFaultsAreSs) {
+  Machine m;
+  make_prot32(m.state(), 0);
+  m.state().seg[DS].attr = seg_attr(0x1, 0, false, true, true);  // read-only data
+  m.state().seg[SS].limit = 0x7FF;
+  RecordingHook hook;
+  m.core.set_trap_hook(&hook, false);
+  m.load_code(0x1000, {0xA3, 0x00, 0x20, 0x00, 0x00});  // mov [0x2000], eax
+  m.core.run(1);
+  ASSERT_EQ(hook.events.size(), 1u);
+  EXPECT_EQ(hook.events[0].vector, GP);
+  hook.events.clear();
+  m.reg(RSP) = 0x802;
+  m.load_code(0x1100, {0x50});  // push eax: ESP-4 = 0x7FE, bytes 0x7FE..0x801 exceed SS.limit
+  m.core.run(1);
+  ASSERT_EQ(hook.events.size(), 1u);
+  EXPECT_EQ(hook.events[0].vector, SS_);
+  EXPECT_EQ(m.reg(RSP), 0x802u);
+}
+
+TEST(Core, NonCanonicalAccessRaisesGp) {
+  Machine m;
+  make_long64(m.state(), 0);
+  RecordingHook hook;
+  m.core.set_trap_hook(&hook, false);
+  m.reg(RBX) = 0x0000800000000000ull;
+  m.load_code(0x1000, {0x48, 0x8B, 0x03});  // mov rax, [rbx]
+  m.core.run(1);
+  ASSERT_EQ(hook.events.size(), 1u);
+  EXPECT_EQ(hook.events[0].vector, GP);
+}
+
+TEST(Core, InstructionCrossingAPageBoundaryExecutes) {
+  Machine m;
+  make_long64(m.state(), 0);
+  // mov rax, imm64 straddling 0x1FFC..0x2005, then nop.
+  m.load_code(0x1FFC, {0x48, 0xB8, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x90});
+  EXPECT_EQ(m.core.run(2), 2u);
+  EXPECT_EQ(m.reg(RAX), 0x1122334455667788ull);
+  EXPECT_EQ(m.state().rip, 0x2007u);
+}
+
+TEST(Core, UnalignedAccessAcrossPagesUsesBothPages) {
+  Machine m;
+  make_long64(m.state(), 0);
+  m.reg(RBX) = 0x7FFE;
+  m.reg(RAX) = 0xA1B2C3D4E5F60718ull;
+  m.load_code(0x1000, {0x48, 0x89, 0x03, 0x48, 0x8B, 0x0B});  // mov [rbx], rax; mov rcx, [rbx]
+  EXPECT_EQ(m.core.run(2), 2u);
+  EXPECT_EQ(m.reg(RCX), m.reg(RAX));
+  EXPECT_EQ(m.ram.get<uint16_t>(0x7FFE), 0x0718u);
+  EXPECT_EQ(m.ram.get<uint8_t>(0x8005), 0xA1u);
+}
+
+TEST(Core, DeviceMemoryGoesThroughTheBus) {
+  Machine m;
+  make_prot32(m.state(), 0);
+  std::vector<std::pair<uint64_t, uint64_t>> writes;
+  m.ram.add_device(0xFEC00000, 0x1000, {[](uint64_t off, unsigned) { return 0xAB000000u | off; },
+                                        [&](uint64_t off, unsigned, uint64_t v) { writes.push_back({off, v}); }});
+  // mov eax, [0xFEC00010]; mov [0xFEC00020], eax
+  m.load_code(0x1000, {0xA1, 0x10, 0x00, 0xC0, 0xFE, 0xA3, 0x20, 0x00, 0xC0, 0xFE});
+  EXPECT_EQ(m.core.run(2), 2u);
+  EXPECT_EQ(m.reg(RAX), 0xAB000010u);
+  ASSERT_EQ(writes.size(), 1u);
+  EXPECT_EQ(writes[0].first, 0x20u);
+  EXPECT_EQ(writes[0].second, 0xAB000010u);
+}
+
+TEST(Core, SoftTlbHitsAreCountedAndDropRemovesAnEntry) {
+  Machine m;
+  make_long64(m.state(), 3);
+  m.reg(RBX) = 0x9000;
+  m.load_code(0x1000, {0x48, 0x8B, 0x03, 0x48, 0x8B, 0x03, 0x48, 0x8B, 0x03});  // 3x mov rax, [rbx]
+  m.core.run(3);
+  EXPECT_EQ(m.core.counters().dtlb_misses, 1u);
+  EXPECT_EQ(m.core.counters().dtlb_hits, 2u);
+  EXPECT_EQ(m.core.counters().itlb_misses, 1u);
+  EXPECT_EQ(m.core.counters().itlb_hits, 2u);
+  m.core.drop_soft_tlb(0x9000);
+  m.load_code(0x1000, {0x48, 0x8B, 0x03});
+  m.core.run(1);
+  EXPECT_EQ(m.core.counters().dtlb_misses, 2u);
+}
+
+TEST(Core, RunStopsOnRequestAndReportsRetired) {
+  class StopAfter : public TrapHook {
+   public:
+    bool on_event(Core&, const Event&) override { return false; }
+    void on_instruction_boundary(Core& core) override {
+      if (++boundaries == 5) core.request_stop();
+    }
+    int boundaries = 0;
+  } hook;
+  Machine m;
+  make_long64(m.state(), 0);
+  m.load_code(0x1000, {0xEB, 0xFE});  // jmp $
+  m.core.set_trap_hook(&hook, true);
+  EXPECT_EQ(m.core.run(100), 4u);
+}
+
+}  // namespace
+}  // namespace pgsim::test
