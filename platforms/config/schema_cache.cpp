@@ -7,14 +7,15 @@ namespace {
 
 void declare_level(Schema& s, const std::string& level, int64_t size, int64_t ways,
                    int64_t latency, const std::string& what) {
-  s.add(bytes("cache." + level + ".size", size, 1024, int64_t{1} << 32, what + ": capacity"));
+  s.add(bytes("cache." + level + ".size", size, 0, int64_t{1} << 32,
+              what + ": capacity (0: the CPU has no such cache)"));
   s.add(integer("cache." + level + ".ways", ways, "ways", 1, 1024, what + ": associativity"));
   s.add(integer("cache." + level + ".hit_cycles", latency, "cycles", 0, 10'000,
                 what + ": load-to-use latency of a hit"));
   s.add_rule([level](const Config& c) {
     uint64_t size = c.u64("cache." + level + ".size");
     uint64_t set_bytes = c.u64("cache.line_bytes") * c.u64("cache." + level + ".ways");
-    if (size % set_bytes != 0)
+    if (size % set_bytes != 0)  // 0 (no such cache) passes
       c.fail("cache." + level + ".size",
              "must be a multiple of cache.line_bytes x cache." + level + ".ways (" +
                  std::to_string(set_bytes) + " bytes); got " + std::to_string(size));

@@ -5,16 +5,17 @@ namespace pgsim::config {
 
 namespace {
 
-// A TLB level: entries and associativity; entries must divide into sets of `ways`.
+// A TLB level: entries (0: the CPU has no such TLB) and associativity; entries must divide into
+// sets of `ways`.
 void declare_tlb(Schema& s, const std::string& level, int64_t entries, int64_t ways,
                  const std::string& what) {
-  s.add(integer("mmu.tlb." + level + ".entries", entries, "entries", 1, 65'536,
-                what + ": number of entries"));
+  s.add(integer("mmu.tlb." + level + ".entries", entries, "entries", 0, 65'536,
+                what + ": number of entries (0: no such TLB)"));
   s.add(integer("mmu.tlb." + level + ".ways", ways, "ways", 1, 65'536,
                 what + ": associativity (ways = entries: fully associative)"));
   s.add_rule([level](const Config& c) {
     int64_t n = c.i64("mmu.tlb." + level + ".entries"), w = c.i64("mmu.tlb." + level + ".ways");
-    if (w > n || n % w != 0)
+    if (n != 0 && (w > n || n % w != 0))
       c.fail("mmu.tlb." + level + ".ways",
              "must divide mmu.tlb." + level + ".entries (" + std::to_string(n) + "); got " +
                  std::to_string(w));
