@@ -73,6 +73,7 @@ u64 aspace_clone(u64 pml4);
 void aspace_destroy(u64 pml4);
 u64 *aspace_pte(u64 pml4, u64 va, bool create);
 bool handle_page_fault(struct trapframe *tf, u64 addr);
+bool user_readable(u64 va, u64 len);
 extern u64 kernel_pml4;
 
 /* ---- proc.c ---- */

@@ -185,6 +185,24 @@ static void pgfault_region_fault(u64 page) {
     pvops.set_pte(aspace_pte(current->pml4, page, true), frame | PTE_P | PTE_W | PTE_U);
 }
 
+/* Whether the kernel may read [va, va + len) on behalf of the current process: every page is
+ * mapped for ring 3, or a demand-paged one that a touch will bring in. */
+static bool demand_paged(u64 va) {
+    return (va >= USER_HEAP_BASE && va < USER_HEAP_END) ||
+           (va >= USER_STACK_LOW && va < USER_STACK_TOP);
+}
+
+bool user_readable(u64 va, u64 len) {
+    if (va < USER_TEXT_BASE || len > USER_STACK_TOP + PAGE_SIZE - va || !current)
+        return false;
+    for (u64 page = va & ~(PAGE_SIZE - 1); page < va + len; page += PAGE_SIZE) {
+        u64 *pte = aspace_pte(current->pml4, page, false);
+        if (!(pte && (*pte & PTE_P) && (*pte & PTE_U)) && !demand_paged(page))
+            return false;
+    }
+    return true;
+}
+
 #define PF_PRESENT (1UL << 0) /* the error code: a protection fault, not a missing page */
 #define PF_WRITE (1UL << 1)
 
@@ -198,9 +216,7 @@ bool handle_page_fault(struct trapframe *tf, u64 addr) {
         pgfault_region_fault(page);
         return true;
     }
-    bool demand = (addr >= USER_HEAP_BASE && addr < USER_HEAP_END) ||
-                  (addr >= USER_STACK_LOW && addr < USER_STACK_TOP);
-    if (!demand)
+    if (!demand_paged(addr))
         return false;
     pvops.set_pte(aspace_pte(current->pml4, page, true), frame_alloc() | PTE_P | PTE_W | PTE_U);
     return true;

@@ -53,7 +53,7 @@ static u64 do_syscall(struct trapframe *tf) {
     case SYS_GETPID:
         return (u64)current->pid;
     case SYS_WRITE:
-        if (tf->rdi < USER_TEXT_BASE || tf->rsi > 4096 || tf->rdi + tf->rsi > USER_STACK_TOP)
+        if (tf->rsi > 4096 || !user_readable(tf->rdi, tf->rsi))
             return (u64)-1;
         console_write((const char *)tf->rdi, tf->rsi);
         return tf->rsi;
