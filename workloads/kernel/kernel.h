@@ -18,7 +18,8 @@
 #define VEC_UD 6
 #define VEC_GP 13
 #define VEC_PF 14
-#define VEC_TIMER 32
+#define VEC_TIMER 32         /* the local APIC timer */
+#define VEC_PIC_BASE 0x30    /* the 8259s' 16 vectors (all masked; only spurious ones arrive) */
 #define VEC_SYSCALL_INT 0x80  /* INT 0x80 system calls (DPL 3) */
 #define VEC_PROBE_USER 0x81   /* selftest's INT n target reachable from ring 3 (DPL 3) */
 #define VEC_PROBE_KERNEL 0x82 /* selftest's INT n target for ring 0 only (DPL 0) */

@@ -30,8 +30,8 @@ static void apic_write(enum apic_reg reg, u32 v) { *(volatile u32 *)(APIC_BASE +
 static void pic_remap_and_mask(void) {
     outb(PIC1_CMD, ICW1_INIT_ICW4);
     outb(PIC2_CMD, ICW1_INIT_ICW4);
-    outb(PIC1_DATA, 0x20); /* vectors 0x20-0x27: away from the exceptions */
-    outb(PIC2_DATA, 0x28);
+    outb(PIC1_DATA, VEC_PIC_BASE); /* away from the exceptions and the APIC timer */
+    outb(PIC2_DATA, VEC_PIC_BASE + 8);
     outb(PIC1_DATA, 0x04); /* slave on IRQ 2 */
     outb(PIC2_DATA, 0x02);
     outb(PIC1_DATA, ICW4_8086);

@@ -30,16 +30,19 @@ static NORETURN void leave(struct trapframe *tf) {
     trapret_iret(tf);
 }
 
-/* A process in probe mode (selftest, divzero) gets its faults back: execution resumes at the
- * address it left in R15, with R14 = vector | (number of faults delivered so far << 8). */
-static bool deliver_to_probe(struct trapframe *tf) {
-    if (!current || !current->probe || !tf->r15)
-        return false;
-    current->faults_delivered++;
-    tf->r14 = tf->vector | (current->faults_delivered << 8);
+/* A probe gets its fault back (probes.h): execution resumes at the address it left in R15, with
+ * R14 = vector | (number of faults delivered so far << 8). */
+static NORETURN void resume_probe(struct trapframe *tf, u64 *delivered) {
+    tf->r14 = tf->vector | (++*delivered << 8);
     tf->rip = tf->r15;
     tf->r15 = 0;
-    return true;
+    leave(tf);
+}
+
+/* Processes in probe mode: selftest and divzero. */
+static void deliver_to_user_probe(struct trapframe *tf) {
+    if (current && current->probe && tf->r15)
+        resume_probe(tf, &current->faults_delivered);
 }
 
 static u64 do_syscall(struct trapframe *tf) {
@@ -94,7 +97,7 @@ NORETURN void trap_dispatch(struct trapframe *tf) {
         }
         leave(tf);
     }
-    if (v == VEC_APIC_SPURIOUS || (v >= 0x20 && v < 0x30 && v != VEC_TIMER))
+    if (v == VEC_APIC_SPURIOUS || (v >= VEC_PIC_BASE && v < VEC_PIC_BASE + 16))
         leave(tf); /* spurious APIC or (masked) PIC interrupt: nothing to acknowledge */
     if (v == VEC_SYSCALL_INT && from_user(tf))
         syscall_dispatch(tf);
@@ -106,21 +109,17 @@ NORETURN void trap_dispatch(struct trapframe *tf) {
     if (!from_user(tf)) {
         if (v == VEC_PF && handle_page_fault(tf, read_cr2()))
             leave(tf); /* the kernel touched a not-yet-present user page (SYS_WRITE) */
-        if (kprobe_armed && tf->r15) { /* the same protocol as deliver_to_probe */
-            tf->r14 = v | (++kprobe_faults << 8);
-            tf->rip = tf->r15;
-            tf->r15 = 0;
-            leave(tf);
-        }
+        if (kprobe_armed && tf->r15)
+            resume_probe(tf, &kprobe_faults);
         kernel_fault(tf);
     }
     if (v == VEC_PF) {
         u64 addr = read_cr2();
-        if (handle_page_fault(tf, addr) || deliver_to_probe(tf))
+        if (handle_page_fault(tf, addr))
             leave(tf);
+        deliver_to_user_probe(tf);
         proc_kill("page fault", addr);
     }
-    if (deliver_to_probe(tf))
-        leave(tf);
+    deliver_to_user_probe(tf);
     proc_kill(exception_name(v), tf->rip);
 }
