@@ -25,9 +25,20 @@ class HypervisorInterface {
   virtual bool vmcall(Core& core) = 0;
 };
 
+// MSRs that belong to devices (x2APIC registers 0x800-0x8FF, IA32_TSC_DEADLINE, ...). The core
+// asks it for every MSR it does not hold itself, and before it accepts a write to IA32_APIC_BASE.
+class MsrDevice {
+ public:
+  virtual ~MsrDevice() = default;
+  // Return false when the MSR is not the device's (the instruction then raises #GP(0)).
+  virtual bool read_msr(uint32_t msr, uint64_t& value) = 0;
+  virtual bool write_msr(uint32_t msr, uint64_t value) = 0;
+};
+
 struct SystemConfig {
   Profile profile;                            // behaviour of sensitive instructions at CPL > 0
   HypervisorInterface* hypervisor = nullptr;  // none: leaf 0x40000000 absent, VMCALL raises #UD
+  MsrDevice* msr_device = nullptr;            // none: only the MSRs of CpuState exist
 };
 
 }  // namespace pgsim::isa

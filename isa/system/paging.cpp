@@ -1,0 +1,254 @@
+// The x86 page walk, after Intel SDM vol. 3, sections 4.3 (32-bit), 4.4 (PAE), 4.5 (4/5-level),
+// 4.6 (access rights), 4.7 (page-fault error code) and 4.8 (accessed and dirty flags).
+#include "isa/system/paging.h"
+
+#include <cstring>
+
+namespace pgsim::isa {
+namespace {
+
+// Paging-structure entry bits common to every paging mode.
+enum EntryBit : uint64_t {
+  PTE_P = 1ull << 0,    // present
+  PTE_RW = 1ull << 1,   // writes allowed
+  PTE_US = 1ull << 2,   // user-mode accesses allowed
+  PTE_A = 1ull << 5,    // accessed
+  PTE_D = 1ull << 6,    // dirty (leaf only)
+  PTE_PS = 1ull << 7,   // page size: this entry maps a large page
+  PTE_G = 1ull << 8,    // global (leaf only, with CR4.PGE)
+  PTE_XD = 1ull << 63,  // execute disable (with EFER.NXE; PAE and wider entries only)
+};
+
+constexpr uint64_t bits(unsigned hi, unsigned lo) {
+  return ((hi >= 63 ? ~0ull : ((1ull << (hi + 1)) - 1))) & ~((1ull << lo) - 1);
+}
+
+// Physical address bits M-1:12 of an entry or of CR3.
+constexpr uint64_t kFrameMask = bits(kMaxPhysAddrBits - 1, 12);
+
+uint64_t read_entry(PhysicalBus& bus, uint64_t paddr, unsigned size) {
+  if (uint8_t* frame = bus.host_frame(paddr)) {
+    uint64_t v = 0;
+    std::memcpy(&v, frame + (paddr & 0xFFF), size);
+    return v;
+  }
+  return bus.read(paddr, size);
+}
+
+void write_entry(PhysicalBus& bus, uint64_t paddr, unsigned size, uint64_t value) {
+  if (uint8_t* frame = bus.host_frame(paddr)) {
+    std::memcpy(frame + (paddr & 0xFFF), &value, size);
+    return;
+  }
+  bus.write(paddr, size, value);
+}
+
+// One paging-structure entry used by the walk, kept to set its accessed flag afterwards.
+struct UsedEntry {
+  uint64_t paddr;
+  uint64_t value;
+  unsigned size;
+};
+
+// Walk state shared by the paging modes.
+class Walker {
+ public:
+  Walker(const CpuState& s, PhysicalBus& bus, const WalkRequest& req, WalkObserver* obs)
+      : s_(s), bus_(bus), req_(req), obs_(obs) {}
+
+  WalkResult run();
+
+ private:
+  // Reads the entry at `paddr` for level `level`, notifying the observer.
+  uint64_t fetch(uint64_t paddr, unsigned size, unsigned level, bool counted = true) {
+    uint64_t v = read_entry(bus_, paddr, size);
+    if (counted) {
+      ++result_.refs;
+      if (obs_) obs_->on_reference(paddr, level);
+    }
+    return v;
+  }
+  // Accumulates the rights of an entry on the path.
+  void use(uint64_t paddr, uint64_t value, unsigned size, bool has_rights = true) {
+    if (has_rights) {
+      rw_all_ = rw_all_ && (value & PTE_RW);
+      us_all_ = us_all_ && (value & PTE_US);
+      if (nxe_) xd_any_ = xd_any_ || (value & PTE_XD);
+      used_[nused_++] = {paddr, value, size};
+    }
+  }
+  WalkResult fail(bool present, bool reserved);
+  WalkResult finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf_value);
+
+  WalkResult walk32();
+  WalkResult walk_wide(unsigned top_level, uint64_t table);
+
+  const CpuState& s_;
+  PhysicalBus& bus_;
+  const WalkRequest& req_;
+  WalkObserver* obs_;
+  WalkResult result_{};
+  bool nxe_ = false;
+  bool rw_all_ = true, us_all_ = true, xd_any_ = false;
+  UsedEntry used_[5]{};
+  unsigned nused_ = 0;
+};
+
+WalkResult Walker::fail(bool present, bool reserved) {
+  bool fetch = req_.access == Access::Execute;
+  bool fetch_flag = fetch && ((s_.cr4 & CR4_SMEP) || ((s_.cr4 & CR4_PAE) && nxe_));
+  uint32_t err = 0;
+  if (present) err |= PFERR_P;
+  if (req_.access == Access::Write) err |= PFERR_W;
+  if (req_.user) err |= PFERR_U;
+  if (reserved) err |= PFERR_RSVD;
+  if (fetch_flag) err |= PFERR_I;
+  result_.ok = false;
+  result_.fault = Fault::pf(req_.linear, err);
+  return result_;
+}
+
+// Applies the access rights of SDM 4.6 to the accumulated rights, then sets accessed and dirty
+// flags (SDM 4.8: only translations that succeed update them here).
+WalkResult Walker::finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf_value) {
+  const bool write = req_.access == Access::Write;
+  const bool fetch = req_.access == Access::Execute;
+  bool allowed = true;
+  if (req_.user) {
+    allowed = us_all_ && !(write && !rw_all_) && !(fetch && xd_any_);
+  } else if (fetch) {
+    allowed = !xd_any_ && !(us_all_ && (s_.cr4 & CR4_SMEP));
+  } else {
+    // SMAP: supervisor data accesses to user-mode addresses, unless explicit with RFLAGS.AC.
+    bool smap_block = us_all_ && (s_.cr4 & CR4_SMAP) && (req_.implicit || !(s_.rflags & AC));
+    bool wp_block = write && !rw_all_ && (s_.cr0 & CR0_WP);
+    allowed = !smap_block && !wp_block;
+  }
+  if (!allowed) return fail(true, false);
+
+  for (unsigned i = 0; i < nused_; ++i) {
+    UsedEntry& e = used_[i];
+    uint64_t updated = e.value | PTE_A;
+    if (i + 1 == nused_ && write) updated |= PTE_D;
+    if (updated != e.value) write_entry(bus_, e.paddr, e.size, updated);
+    e.value = updated;
+  }
+  result_.ok = true;
+  result_.paddr = leaf_frame | (req_.linear & (page_size - 1));
+  result_.page_size = page_size;
+  result_.writable = rw_all_;
+  result_.user = us_all_;
+  result_.executable = !xd_any_;
+  result_.global = (leaf_value & PTE_G) && (s_.cr4 & CR4_PGE);
+  result_.dirty = used_[nused_ - 1].value & PTE_D;
+  return result_;
+}
+
+// 32-bit paging: two levels of 4-byte entries; PSE 4 MiB pages with PSE-36 address bits.
+WalkResult Walker::walk32() {
+  result_.levels = 2;
+  const uint32_t lin = static_cast<uint32_t>(req_.linear);
+  uint64_t pde_addr = (s_.cr3 & 0xFFFFF000u) + ((lin >> 22) & 0x3FF) * 4;
+  uint64_t pde = fetch(pde_addr, 4, 2);
+  if (!(pde & PTE_P)) return fail(false, false);
+  if ((pde & PTE_PS) && (s_.cr4 & CR4_PSE)) {
+    if (pde & (1ull << 21)) return fail(true, true);  // reserved with MAXPHYADDR >= 40
+    use(pde_addr, pde, 4);
+    uint64_t frame = (pde & 0xFFC00000u) | (((pde >> 13) & 0xFF) << 32);
+    return finish(frame, 4ull << 20, pde);
+  }
+  use(pde_addr, pde, 4);
+  uint64_t pte_addr = (pde & 0xFFFFF000u) + ((lin >> 12) & 0x3FF) * 4;
+  uint64_t pte = fetch(pte_addr, 4, 1);
+  if (!(pte & PTE_P)) return fail(false, false);
+  use(pte_addr, pte, 4);
+  return finish(pte & 0xFFFFF000u, 4096, pte);
+}
+
+// PAE, 4-level and 5-level paging: 8-byte entries, 9 index bits per level, walking down from
+// `top_level` starting at the table at physical address `table`.
+WalkResult Walker::walk_wide(unsigned top_level, uint64_t table) {
+  const bool pae = !s_.long_mode_active();
+  // Bits 51:M are reserved everywhere; PAE entries also reserve 62:52, and XD without NXE.
+  uint64_t reserved = bits(51, kMaxPhysAddrBits);
+  if (pae) reserved |= bits(62, 52);
+  if (!nxe_) reserved |= PTE_XD;
+  for (unsigned level = top_level; level >= 1; --level) {
+    unsigned shift = 12 + 9 * (level - 1);
+    uint64_t entry_addr = table + ((req_.linear >> shift) & 0x1FF) * 8;
+    uint64_t e = fetch(entry_addr, 8, level);
+    if (!(e & PTE_P)) return fail(false, false);
+    if (e & reserved) return fail(true, true);
+    bool large = level <= 3 && level >= 2 && (e & PTE_PS);
+    if (level >= 4 && (e & PTE_PS)) return fail(true, true);  // PS is reserved in PML4E/PML5E
+    if (large) {
+      uint64_t page_size = 1ull << shift;
+      // Address bits between 12 and the page size, except the PAT bit (12), are reserved.
+      if (e & bits(shift - 1, 13)) return fail(true, true);
+      use(entry_addr, e, 8);
+      return finish(e & kFrameMask & ~(page_size - 1), page_size, e);
+    }
+    use(entry_addr, e, 8);
+    table = e & kFrameMask;
+    if (level == 1) return finish(table, 4096, e);
+  }
+  return result_;  // unreachable: level 1 always finishes
+}
+
+WalkResult Walker::run() {
+  nxe_ = s_.efer & EFER_NXE;
+  switch (paging_mode(s_)) {
+    case PagingMode::None:
+      result_.ok = true;
+      result_.paddr = s_.long_mode_active() ? req_.linear : (req_.linear & 0xFFFFFFFFu);
+      result_.page_size = 4096;
+      result_.writable = result_.user = result_.executable = true;
+      return result_;
+    case PagingMode::Bits32:
+      nxe_ = false;
+      return walk32();
+    case PagingMode::Pae: {
+      result_.levels = 3;
+      // The PDPTE: no rights, no accessed flag; bits 2:1 and 8:5 are reserved (SDM table 4-8).
+      uint64_t pdpte_addr = (s_.cr3 & 0xFFFFFFE0u) + ((req_.linear >> 30) & 3) * 8;
+      uint64_t pdpte = fetch(pdpte_addr, 8, 3, /*counted=*/false);
+      if (!(pdpte & PTE_P)) return fail(false, false);
+      if (pdpte & (bits(2, 1) | bits(8, 5) | bits(63, kMaxPhysAddrBits))) return fail(true, true);
+      return walk_wide(2, pdpte & kFrameMask);
+    }
+    case PagingMode::Level4:
+    case PagingMode::Level5: {
+      if (!is_canonical(s_, req_.linear)) {
+        result_.fault = Fault::gp(0);
+        return result_;
+      }
+      unsigned top = paging_mode(s_) == PagingMode::Level5 ? 5 : 4;
+      result_.levels = top;
+      if (s_.cr4 & CR4_PCIDE) result_.pcid = s_.cr3 & 0xFFF;
+      return walk_wide(top, s_.cr3 & kFrameMask);
+    }
+  }
+  return result_;
+}
+
+}  // namespace
+
+PagingMode paging_mode(const CpuState& s) {
+  if (!s.paging()) return PagingMode::None;
+  if (!(s.cr4 & CR4_PAE)) return PagingMode::Bits32;
+  if (!s.long_mode_active()) return PagingMode::Pae;
+  return (s.cr4 & CR4_LA57) ? PagingMode::Level5 : PagingMode::Level4;
+}
+
+bool is_canonical(const CpuState& s, uint64_t linear) {
+  unsigned width = (s.cr4 & CR4_LA57) ? 57 : 48;
+  int64_t extended = static_cast<int64_t>(linear << (64 - width)) >> (64 - width);
+  return static_cast<uint64_t>(extended) == linear;
+}
+
+WalkResult page_walk(const CpuState& s, PhysicalBus& bus, const WalkRequest& req,
+                     WalkObserver* observer) {
+  return Walker(s, bus, req, observer).run();
+}
+
+}  // namespace pgsim::isa
