@@ -75,7 +75,8 @@ static void emit_number(struct outbuf *o, u64 v, unsigned base, bool negative, i
 }
 
 void kprintf(const char *fmt, ...) {
-    struct outbuf o = {.len = 0};
+    struct outbuf o; /* data is written before it is read: no need to clear 256 bytes */
+    o.len = 0;
     __builtin_va_list ap;
     __builtin_va_start(ap, fmt);
     for (; *fmt; fmt++) {
