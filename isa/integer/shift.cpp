@@ -6,9 +6,15 @@
 namespace pgsim::isa::integer {
 namespace {
 
+// The masked count. A zero count changes nothing, except that a 32-bit register destination is
+// still written, which zero-extends it in 64-bit mode (as processors do).
 template <class T> unsigned shift_count(Core& c, const Insn& i) {
   const unsigned raw = i.num_ops > 1 ? static_cast<uint8_t>(c.get<uint8_t>(i, i.op[i.num_ops - 1])) : 1;
-  return raw & (sizeof(T) == 8 ? 0x3F : 0x1F);
+  const unsigned n = raw & (sizeof(T) == 8 ? 0x3F : 0x1F);
+  if constexpr (sizeof(T) == 4) {
+    if (n == 0 && i.op[0].kind == OpKind::Reg) c.set_reg<T>(i.op[0], c.reg<T>(i.op[0]));
+  }
+  return n;
 }
 
 template <class T> void shl(Core& c, const Insn& i) {

@@ -1,0 +1,589 @@
+// Differential test against the host CPU: every user-level instruction form below is executed
+// natively (its machine code copied into an executable page between a register loader and a
+// register saver) and in the core, on the same random registers, flags and memory. Registers,
+// memory and the flags the SDM defines must match; a #DE must occur on both sides or on neither.
+//
+// Forms are encoded with Zydis' encoder. Operands avoid RSP (the host stack) and R15 (the state
+// pointer of the native wrapper). Code and data sit at the same fixed addresses natively
+// (MAP_FIXED_NOREPLACE) and in the guest, so memory operands and addresses agree.
+#include <cpuid.h>
+#include <gtest/gtest.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+#include <cstdio>
+#include <random>
+#include <set>
+#include <string>
+
+#include <Zydis/Zydis.h>
+
+#include "isa/system/events.h"
+#include "tests/isa/harness.h"
+
+namespace pgsim::test {
+namespace {
+
+using namespace isa;
+
+constexpr uint64_t kCodeAddr = 0x10000000;  // wrapper + instruction (native and guest)
+constexpr uint64_t kDataAddr = 0x10010000;  // 4 KiB of operand memory
+constexpr uint64_t kDataSize = 4096;
+constexpr uint64_t kMemBase = kDataAddr + 1024;  // RBX for memory operands
+constexpr uint64_t kStatusAndDf = CF | PF | AF | ZF | SF | OF | DF;
+
+// Register state exchanged with the native wrapper: gpr[16] at 0, rflags at 128.
+struct HostState {
+  uint64_t gpr[16];
+  uint64_t rflags;
+};
+
+// What the input generator must respect for a form.
+enum class Shape {
+  Plain,
+  ShiftByCl,   // count in CL
+  DivideSafe,  // rDX often small so that the quotient fits
+  BitOffset,   // BT* m, r: the offset register stays within the data area
+  CmpxchgHit,  // the accumulator often equals the destination
+  String,      // RSI/RDI inside the data area, RCX small
+  Branch,      // a short sequence: the instruction then `inc r14` it may skip
+};
+
+struct Form {
+  std::string name;
+  std::vector<uint8_t> code;
+  Shape shape = Shape::Plain;
+  unsigned opbits = 64;
+  int shift_imm = -1;       // immediate shift count (-1: none)
+  bool is_shift = false;    // OF defined only for 1-bit shifts
+  uint64_t undefined = 0;   // flags the SDM leaves undefined (from Zydis' flag table)
+};
+
+// ---- Encoding ------------------------------------------------------------------------------
+
+ZydisEncoderOperand reg_op(ZydisRegister r) {
+  ZydisEncoderOperand o{};
+  o.type = ZYDIS_OPERAND_TYPE_REGISTER;
+  o.reg.value = r;
+  return o;
+}
+ZydisEncoderOperand mem_op(unsigned bytes, int64_t disp = 8, ZydisRegister index = ZYDIS_REGISTER_NONE, uint8_t scale = 0) {
+  ZydisEncoderOperand o{};
+  o.type = ZYDIS_OPERAND_TYPE_MEMORY;
+  o.mem.base = ZYDIS_REGISTER_RBX;
+  o.mem.index = index;
+  o.mem.scale = scale;
+  o.mem.displacement = disp;
+  o.mem.size = static_cast<ZyanU16>(bytes);
+  return o;
+}
+ZydisEncoderOperand imm_op(int64_t v) {
+  ZydisEncoderOperand o{};
+  o.type = ZYDIS_OPERAND_TYPE_IMMEDIATE;
+  o.imm.s = v;
+  return o;
+}
+
+std::vector<uint8_t> encode(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops, ZyanU64 prefixes = 0) {
+  ZydisEncoderRequest req{};
+  req.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+  req.mnemonic = m;
+  req.prefixes = prefixes;
+  req.operand_count = static_cast<ZyanU8>(ops.size());
+  unsigned k = 0;
+  for (const auto& o : ops) req.operands[k++] = o;
+  uint8_t buf[ZYDIS_MAX_INSTRUCTION_LENGTH];
+  ZyanUSize len = sizeof(buf);
+  if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstruction(&req, buf, &len))) return {};
+  return std::vector<uint8_t>(buf, buf + len);
+}
+
+std::string disassemble(const std::vector<uint8_t>& code) {
+  ZydisDisassembledInstruction insn;
+  if (!ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, kCodeAddr, code.data(), code.size(), &insn)))
+    return "(invalid)";
+  return insn.text;
+}
+
+uint64_t undefined_flags(const std::vector<uint8_t>& code) {
+  ZydisDecoder dec;
+  ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  ZydisDecodedInstruction zi;
+  ZydisDecodedOperand zo[ZYDIS_MAX_OPERAND_COUNT];
+  if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, code.data(), code.size(), &zi, zo)) || !zi.cpu_flags) return 0;
+  return zi.cpu_flags->undefined;
+}
+
+// The register of `bits` width for a GPR number (8-bit: AL..R15B, no high-byte registers).
+ZydisRegister gpr(unsigned bits, unsigned n) {
+  static const ZydisRegister r8[] = {ZYDIS_REGISTER_AL, ZYDIS_REGISTER_CL, ZYDIS_REGISTER_DL, ZYDIS_REGISTER_BL,
+                                     ZYDIS_REGISTER_SPL, ZYDIS_REGISTER_BPL, ZYDIS_REGISTER_SIL, ZYDIS_REGISTER_DIL,
+                                     ZYDIS_REGISTER_R8B, ZYDIS_REGISTER_R9B, ZYDIS_REGISTER_R10B, ZYDIS_REGISTER_R11B,
+                                     ZYDIS_REGISTER_R12B, ZYDIS_REGISTER_R13B, ZYDIS_REGISTER_R14B, ZYDIS_REGISTER_R15B};
+  switch (bits) {
+    case 8: return r8[n];
+    case 16: return static_cast<ZydisRegister>(ZYDIS_REGISTER_AX + n);
+    case 32: return static_cast<ZydisRegister>(ZYDIS_REGISTER_EAX + n);
+    default: return static_cast<ZydisRegister>(ZYDIS_REGISTER_RAX + n);
+  }
+}
+
+// ---- The forms -----------------------------------------------------------------------------
+
+class FormList {
+ public:
+  void add(const std::vector<uint8_t>& code, unsigned bits, Shape shape = Shape::Plain, int shift_imm = -1,
+           bool is_shift = false) {
+    ASSERT_FALSE(code.empty()) << "encoding failed for form #" << forms.size() << " after " << (forms.empty() ? "" : forms.back().name);
+    Form f;
+    f.code = code;
+    f.name = disassemble(code);
+    f.shape = shape;
+    f.opbits = bits;
+    f.shift_imm = shift_imm;
+    f.is_shift = is_shift;
+    f.undefined = undefined_flags(code);
+    forms.push_back(f);
+  }
+  std::vector<Form> forms;
+};
+
+FormList build_forms() {
+  FormList l;
+  const unsigned sizes[] = {8, 16, 32, 64};
+  const unsigned sizes_no8[] = {16, 32, 64};
+  // Two-operand ALU: reg,reg (also extended and high-byte registers), reg,mem, mem,reg, reg,imm
+  // (both the sign-extended imm8 and the full immediate), mem,imm.
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_ADD, ZYDIS_MNEMONIC_ADC, ZYDIS_MNEMONIC_SUB, ZYDIS_MNEMONIC_SBB,
+                          ZYDIS_MNEMONIC_CMP, ZYDIS_MNEMONIC_AND, ZYDIS_MNEMONIC_OR, ZYDIS_MNEMONIC_XOR,
+                          ZYDIS_MNEMONIC_TEST}) {
+    for (unsigned b : sizes) {
+      l.add(encode(m, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b);
+      l.add(encode(m, {reg_op(gpr(b, R9)), reg_op(gpr(b, R10))}), b);
+      if (m != ZYDIS_MNEMONIC_TEST) l.add(encode(m, {reg_op(gpr(b, RCX)), mem_op(b / 8)}), b);
+      l.add(encode(m, {mem_op(b / 8), reg_op(gpr(b, RDX))}), b);
+      l.add(encode(m, {reg_op(gpr(b, RCX)), imm_op(-3)}), b);
+      l.add(encode(m, {reg_op(gpr(b, RCX)), imm_op(b == 8 ? 0x5A : b == 16 ? 0x5A5A : 0x7A5A5A5A)}), b);
+      l.add(encode(m, {mem_op(b / 8), imm_op(b == 8 ? -0x5B : 0x45)}), b);
+    }
+    l.add(encode(m, {reg_op(ZYDIS_REGISTER_AH), reg_op(ZYDIS_REGISTER_DH)}), 8);
+    l.add(encode(m, {reg_op(ZYDIS_REGISTER_AL), imm_op(0x7F)}), 8);
+  }
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_INC, ZYDIS_MNEMONIC_DEC, ZYDIS_MNEMONIC_NEG, ZYDIS_MNEMONIC_NOT}) {
+    for (unsigned b : sizes) {
+      l.add(encode(m, {reg_op(gpr(b, RCX))}), b);
+      l.add(encode(m, {mem_op(b / 8)}), b);
+    }
+    l.add(encode(m, {reg_op(ZYDIS_REGISTER_BH)}), 8);
+  }
+  // Multiply and divide.
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_MUL, ZYDIS_MNEMONIC_IMUL, ZYDIS_MNEMONIC_DIV, ZYDIS_MNEMONIC_IDIV}) {
+    const Shape s = (m == ZYDIS_MNEMONIC_DIV || m == ZYDIS_MNEMONIC_IDIV) ? Shape::DivideSafe : Shape::Plain;
+    for (unsigned b : sizes) {
+      l.add(encode(m, {reg_op(gpr(b, RCX))}), b, s);
+      l.add(encode(m, {mem_op(b / 8)}), b, s);
+    }
+  }
+  for (unsigned b : sizes_no8) {
+    l.add(encode(ZYDIS_MNEMONIC_IMUL, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b);
+    l.add(encode(ZYDIS_MNEMONIC_IMUL, {reg_op(gpr(b, RCX)), mem_op(b / 8)}), b);
+    l.add(encode(ZYDIS_MNEMONIC_IMUL, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX)), imm_op(-7)}), b);
+    l.add(encode(ZYDIS_MNEMONIC_IMUL, {reg_op(gpr(b, RCX)), mem_op(b / 8), imm_op(0x1234)}), b);
+  }
+  // Shifts and rotates by 1, by an immediate, by CL; on a register and on memory.
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_SHL, ZYDIS_MNEMONIC_SHR, ZYDIS_MNEMONIC_SAR, ZYDIS_MNEMONIC_ROL,
+                          ZYDIS_MNEMONIC_ROR, ZYDIS_MNEMONIC_RCL, ZYDIS_MNEMONIC_RCR}) {
+    for (unsigned b : sizes) {
+      l.add(encode(m, {reg_op(gpr(b, RDX)), imm_op(1)}), b, Shape::Plain, 1, true);
+      l.add(encode(m, {reg_op(gpr(b, RDX)), imm_op(5)}), b, Shape::Plain, 5, true);
+      l.add(encode(m, {reg_op(gpr(b, RDX)), imm_op(b - 1)}), b, Shape::Plain, static_cast<int>(b - 1), true);
+      l.add(encode(m, {reg_op(gpr(b, RDX)), reg_op(ZYDIS_REGISTER_CL)}), b, Shape::ShiftByCl, -1, true);
+      l.add(encode(m, {mem_op(b / 8), reg_op(ZYDIS_REGISTER_CL)}), b, Shape::ShiftByCl, -1, true);
+    }
+  }
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_SHLD, ZYDIS_MNEMONIC_SHRD}) {
+    for (unsigned b : sizes_no8) {
+      l.add(encode(m, {reg_op(gpr(b, RDX)), reg_op(gpr(b, RBX)), imm_op(1)}), b, Shape::Plain, 1, true);
+      l.add(encode(m, {reg_op(gpr(b, RDX)), reg_op(gpr(b, RBX)), imm_op(7)}), b, Shape::Plain, 7, true);
+      l.add(encode(m, {reg_op(gpr(b, RDX)), reg_op(gpr(b, RSI)), reg_op(ZYDIS_REGISTER_CL)}), b, Shape::ShiftByCl, -1, true);
+      l.add(encode(m, {mem_op(b / 8), reg_op(gpr(b, RSI)), reg_op(ZYDIS_REGISTER_CL)}), b, Shape::ShiftByCl, -1, true);
+    }
+  }
+  // Bit operations.
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_BT, ZYDIS_MNEMONIC_BTS, ZYDIS_MNEMONIC_BTR, ZYDIS_MNEMONIC_BTC}) {
+    for (unsigned b : sizes_no8) {
+      l.add(encode(m, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b);
+      l.add(encode(m, {reg_op(gpr(b, RCX)), imm_op(b - 3)}), b);
+      l.add(encode(m, {mem_op(b / 8), imm_op(b - 2)}), b);
+      l.add(encode(m, {mem_op(b / 8), reg_op(gpr(b, RDX))}), b, Shape::BitOffset);
+    }
+  }
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  __get_cpuid(0x80000001, &eax, &ebx, &ecx, &edx);
+  const bool has_lzcnt = ecx & (1u << 5);
+  __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx);
+  const bool has_bmi1 = ebx & (1u << 3);
+  __get_cpuid(1, &eax, &ebx, &ecx, &edx);
+  const bool has_popcnt = ecx & (1u << 23);
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_BSF, ZYDIS_MNEMONIC_BSR, ZYDIS_MNEMONIC_TZCNT, ZYDIS_MNEMONIC_LZCNT,
+                          ZYDIS_MNEMONIC_POPCNT}) {
+    if ((m == ZYDIS_MNEMONIC_TZCNT && !has_bmi1) || (m == ZYDIS_MNEMONIC_LZCNT && !has_lzcnt) ||
+        (m == ZYDIS_MNEMONIC_POPCNT && !has_popcnt))
+      continue;
+    for (unsigned b : sizes_no8) {
+      l.add(encode(m, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b);
+      l.add(encode(m, {reg_op(gpr(b, RCX)), mem_op(b / 8)}), b);
+    }
+  }
+  l.add(encode(ZYDIS_MNEMONIC_BSWAP, {reg_op(ZYDIS_REGISTER_ECX)}), 32);
+  l.add(encode(ZYDIS_MNEMONIC_BSWAP, {reg_op(ZYDIS_REGISTER_R11)}), 64);
+  // Data movement.
+  for (unsigned b : sizes) {
+    l.add(encode(ZYDIS_MNEMONIC_MOV, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b);
+    l.add(encode(ZYDIS_MNEMONIC_MOV, {reg_op(gpr(b, RCX)), mem_op(b / 8)}), b);
+    l.add(encode(ZYDIS_MNEMONIC_MOV, {mem_op(b / 8), reg_op(gpr(b, RDX))}), b);
+    l.add(encode(ZYDIS_MNEMONIC_MOV, {reg_op(gpr(b, RCX)), imm_op(-2)}), b);
+    l.add(encode(ZYDIS_MNEMONIC_MOV, {mem_op(b / 8), imm_op(0x66)}), b);
+    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_XCHG, ZYDIS_MNEMONIC_XADD, ZYDIS_MNEMONIC_CMPXCHG}) {
+      const Shape s = m == ZYDIS_MNEMONIC_CMPXCHG ? Shape::CmpxchgHit : Shape::Plain;
+      l.add(encode(m, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b, s);
+      l.add(encode(m, {mem_op(b / 8), reg_op(gpr(b, RDX))}), b, s);
+    }
+  }
+  l.add(encode(ZYDIS_MNEMONIC_MOV, {reg_op(ZYDIS_REGISTER_R12), imm_op(static_cast<int64_t>(0x8877665544332211ull))}), 64);
+  l.add(encode(ZYDIS_MNEMONIC_MOV, {reg_op(ZYDIS_REGISTER_CH), reg_op(ZYDIS_REGISTER_AL)}), 8);
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_MOVZX, ZYDIS_MNEMONIC_MOVSX}) {
+    for (auto [db, sb] : {std::pair{16u, 8u}, {32u, 8u}, {64u, 8u}, {32u, 16u}, {64u, 16u}}) {
+      l.add(encode(m, {reg_op(gpr(db, RCX)), reg_op(gpr(sb, RDX))}), db);
+      l.add(encode(m, {reg_op(gpr(db, RCX)), mem_op(sb / 8)}), db);
+    }
+    l.add(encode(m, {reg_op(ZYDIS_REGISTER_ECX), reg_op(ZYDIS_REGISTER_BH)}), 32);
+  }
+  l.add(encode(ZYDIS_MNEMONIC_MOVSXD, {reg_op(ZYDIS_REGISTER_RCX), reg_op(ZYDIS_REGISTER_EDX)}), 64);
+  l.add(encode(ZYDIS_MNEMONIC_MOVSXD, {reg_op(ZYDIS_REGISTER_RCX), mem_op(4)}), 64);
+  // LEA (hand-encoded: [rbx + rdx*4 - 100] and [rbx + rsi + 0x12345], 64- and 32-bit addresses).
+  for (auto code : std::vector<std::vector<uint8_t>>{{0x66, 0x8D, 0x4C, 0x93, 0x9C}, {0x8D, 0x4C, 0x93, 0x9C},
+                                                     {0x48, 0x8D, 0x4C, 0x93, 0x9C}, {0x67, 0x48, 0x8D, 0x4C, 0x93, 0x9C},
+                                                     {0x48, 0x8D, 0x8C, 0x33, 0x45, 0x23, 0x01, 0x00},
+                                                     {0x67, 0x8D, 0x8C, 0x33, 0x45, 0x23, 0x01, 0x00}})
+    l.add(code, 64);
+  l.add(encode(ZYDIS_MNEMONIC_CMPXCHG8B, {mem_op(8, 16)}), 64, Shape::CmpxchgHit);
+  l.add(encode(ZYDIS_MNEMONIC_CMPXCHG16B, {mem_op(16, 16)}), 64, Shape::CmpxchgHit);
+  const ZydisMnemonic cmov[] = {ZYDIS_MNEMONIC_CMOVO, ZYDIS_MNEMONIC_CMOVNO, ZYDIS_MNEMONIC_CMOVB, ZYDIS_MNEMONIC_CMOVNB,
+                                ZYDIS_MNEMONIC_CMOVZ, ZYDIS_MNEMONIC_CMOVNZ, ZYDIS_MNEMONIC_CMOVBE, ZYDIS_MNEMONIC_CMOVNBE,
+                                ZYDIS_MNEMONIC_CMOVS, ZYDIS_MNEMONIC_CMOVNS, ZYDIS_MNEMONIC_CMOVP, ZYDIS_MNEMONIC_CMOVNP,
+                                ZYDIS_MNEMONIC_CMOVL, ZYDIS_MNEMONIC_CMOVNL, ZYDIS_MNEMONIC_CMOVLE, ZYDIS_MNEMONIC_CMOVNLE};
+  const ZydisMnemonic setcc[] = {ZYDIS_MNEMONIC_SETO, ZYDIS_MNEMONIC_SETNO, ZYDIS_MNEMONIC_SETB, ZYDIS_MNEMONIC_SETNB,
+                                 ZYDIS_MNEMONIC_SETZ, ZYDIS_MNEMONIC_SETNZ, ZYDIS_MNEMONIC_SETBE, ZYDIS_MNEMONIC_SETNBE,
+                                 ZYDIS_MNEMONIC_SETS, ZYDIS_MNEMONIC_SETNS, ZYDIS_MNEMONIC_SETP, ZYDIS_MNEMONIC_SETNP,
+                                 ZYDIS_MNEMONIC_SETL, ZYDIS_MNEMONIC_SETNL, ZYDIS_MNEMONIC_SETLE, ZYDIS_MNEMONIC_SETNLE};
+  for (ZydisMnemonic m : cmov) {
+    for (unsigned b : sizes_no8) {
+      l.add(encode(m, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b);
+      l.add(encode(m, {reg_op(gpr(b, RCX)), mem_op(b / 8)}), b);
+    }
+  }
+  for (ZydisMnemonic m : setcc) {
+    l.add(encode(m, {reg_op(ZYDIS_REGISTER_CL)}), 8);
+    l.add(encode(m, {mem_op(1)}), 8);
+  }
+  // A branch followed by `inc r14` (3 bytes) that a taken branch skips.
+  const std::vector<uint8_t> inc_r14 = {0x49, 0xFF, 0xC6};
+  auto branch = [&](std::vector<uint8_t> code) {
+    code.insert(code.end(), inc_r14.begin(), inc_r14.end());
+    l.add(code, 64, Shape::Branch);
+  };
+  for (uint8_t cc = 0; cc < 16; ++cc) branch({static_cast<uint8_t>(0x70 + cc), 0x03});  // jcc rel8 +3
+  branch({0xE2, 0x03});        // loop +3
+  branch({0xE1, 0x03});        // loope +3
+  branch({0xE0, 0x03});        // loopne +3
+  branch({0xE3, 0x03});        // jrcxz +3
+  branch({0x67, 0xE3, 0x03});  // jecxz +3
+  branch({0x67, 0xE2, 0x03});  // loop +3 with ECX
+  branch({0xEB, 0x03});        // jmp +3
+  for (auto code : std::vector<std::vector<uint8_t>>{{0x66, 0x98}, {0x98}, {0x48, 0x98}, {0x66, 0x99}, {0x99}, {0x48, 0x99},
+                                                     {0x9F}, {0x9E}, {0xF8}, {0xF9}, {0xF5}, {0xFC}, {0xFD}, {0xD7}})
+    l.add(code, 64);  // cbw cwde cdqe cwd cdq cqo lahf sahf clc stc cmc cld std xlat
+  // Strings: element sizes 1, 2, 4, 8 (66h / none / REX.W), without and with REP/REPE/REPNE.
+  for (uint8_t op : {0xA4, 0xAA, 0xAC, 0xA6, 0xAE}) {  // movs stos lods cmps scas
+    for (unsigned b : sizes) {
+      std::vector<uint8_t> base;
+      if (b == 16) base.push_back(0x66);
+      if (b == 64) base.push_back(0x48);
+      base.push_back(static_cast<uint8_t>(b == 8 ? op : op + 1));
+      std::vector<uint8_t> rep = {0xF3};
+      rep.insert(rep.end(), base.begin(), base.end());
+      l.add(base, b, Shape::String);
+      l.add(rep, b, Shape::String);
+      if (op == 0xA6 || op == 0xAE) {
+        std::vector<uint8_t> repne = {0xF2};
+        repne.insert(repne.end(), base.begin(), base.end());
+        l.add(repne, b, Shape::String);
+      }
+    }
+  }
+  return l;
+}
+
+// ---- Native execution ------------------------------------------------------------------------
+
+sigjmp_buf g_native_jump;
+volatile sig_atomic_t g_native_signal = 0;
+
+void on_native_signal(int sig) {
+  g_native_signal = sig;
+  siglongjmp(g_native_jump, 1);
+}
+
+// Calls the wrapper; returns 0, or the signal (SIGFPE for #DE) that interrupted it.
+__attribute__((noinline)) int run_native(HostState* state) {
+  g_native_signal = 0;
+  if (sigsetjmp(g_native_jump, 1) == 0) reinterpret_cast<void (*)(HostState*)>(kCodeAddr)(state);
+  asm volatile("cld");  // DF may be left set when a signal interrupted the wrapper
+  return g_native_signal;
+}
+
+// Builds `wrapper(HostState* s)` at kCodeAddr: saves callee-saved registers, loads flags and
+// registers from *s, runs the form, stores flags and registers, restores, returns. Returns the
+// offset of the form's first byte and of the byte after it.
+struct Wrapper {
+  size_t form_offset;
+  size_t end_offset;
+};
+
+Wrapper write_wrapper(uint8_t* page, const std::vector<uint8_t>& form) {
+  std::vector<uint8_t> c = {0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57,  // push rbx rbp r12-r15
+                            0x49, 0x89, 0xFF,                                            // mov r15, rdi
+                            0x41, 0xFF, 0xB7, 0x80, 0x00, 0x00, 0x00,                    // push qword [r15+128]
+                            0x9D};                                                       // popfq
+  for (unsigned r = 0; r < 15; ++r) {
+    if (r == RSP) continue;
+    c.insert(c.end(), {static_cast<uint8_t>(r >= 8 ? 0x4D : 0x49), 0x8B, static_cast<uint8_t>(0x47 | (r & 7) << 3),
+                       static_cast<uint8_t>(8 * r)});  // mov reg, [r15 + 8*r]
+  }
+  Wrapper w;
+  w.form_offset = c.size();
+  c.insert(c.end(), form.begin(), form.end());
+  w.end_offset = c.size();
+  c.insert(c.end(), {0x9C, 0x41, 0x8F, 0x87, 0x80, 0x00, 0x00, 0x00});  // pushfq; pop qword [r15+128]
+  for (unsigned r = 0; r < 15; ++r) {
+    if (r == RSP) continue;
+    c.insert(c.end(), {static_cast<uint8_t>(r >= 8 ? 0x4D : 0x49), 0x89, static_cast<uint8_t>(0x47 | (r & 7) << 3),
+                       static_cast<uint8_t>(8 * r)});  // mov [r15 + 8*r], reg
+  }
+  c.insert(c.end(), {0xFC, 0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B, 0xC3});  // cld; pops; ret
+  std::memcpy(page, c.data(), c.size());
+  return w;
+}
+
+// ---- Inputs --------------------------------------------------------------------------------
+
+struct Input {
+  uint64_t gpr[16];
+  uint64_t rflags;
+  uint8_t data[kDataSize];
+};
+
+uint64_t interesting(std::mt19937_64& rng) {
+  static const uint64_t values[] = {0, 1, 2, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000,
+                                    0xFFFFFFFF, 0x7FFFFFFFFFFFFFFFull, 0x8000000000000000ull, ~0ull, 0x100000000ull};
+  switch (rng() % 4) {
+    case 0: return values[rng() % (sizeof(values) / sizeof(values[0]))];
+    case 1: return rng() % 64;
+    default: return rng();
+  }
+}
+
+void make_input(const Form& f, std::mt19937_64& rng, Input& in) {
+  for (uint64_t& r : in.gpr) r = interesting(rng);
+  in.gpr[RSP] = 0;
+  in.gpr[R15] = 0;
+  in.gpr[RBX] = kMemBase;
+  in.rflags = (rng() & (CF | PF | AF | ZF | SF | OF)) | RF1;
+  for (uint8_t& b : in.data) b = static_cast<uint8_t>(rng());
+  switch (f.shape) {
+    case Shape::Plain:
+      break;
+    case Shape::ShiftByCl:
+      in.gpr[RCX] = rng() % 4 == 0 ? interesting(rng) : rng() % 70;
+      break;
+    case Shape::DivideSafe:
+      if (rng() % 4 != 0) {  // mostly quotients that fit: the high half of the dividend is small
+        in.gpr[RDX] = rng() % 2 ? 0 : ((in.gpr[RAX] >> 63) ? ~0ull : 0);
+        if (f.opbits == 8) in.gpr[RAX] = (in.gpr[RAX] & ~0xFF00ull) | ((rng() % 2) << 8);
+      }
+      break;
+    case Shape::BitOffset:
+      in.gpr[RDX] = static_cast<uint64_t>(static_cast<int64_t>(rng() % 4096) - 2048);
+      break;
+    case Shape::CmpxchgHit:
+      if (rng() % 2) {  // make the comparison succeed
+        uint64_t mem;
+        std::memcpy(&mem, in.data + (kMemBase - kDataAddr) + 8, 8);
+        in.gpr[RAX] = rng() % 2 ? mem : in.gpr[RCX];
+        uint64_t high;
+        std::memcpy(&high, in.data + (kMemBase - kDataAddr) + 24, 8);
+        std::memcpy(&mem, in.data + (kMemBase - kDataAddr) + 16, 8);
+        if (rng() % 2) {  // CMPXCHG8B/16B at [rbx+16]
+          in.gpr[RAX] = mem;
+          in.gpr[RDX] = high;
+          if (f.code.size() < 5 || f.code[0] != 0x48) in.gpr[RDX] = mem >> 32;
+        }
+      }
+      break;
+    case Shape::String:
+      in.gpr[RSI] = kDataAddr + 1024 + rng() % 64;
+      in.gpr[RDI] = kDataAddr + 2048 + rng() % 64;
+      in.gpr[RCX] = rng() % 9;
+      if (rng() % 2) in.rflags |= DF;
+      if (rng() % 3 == 0) std::memcpy(in.data + 2048 + (in.gpr[RDI] - kDataAddr - 2048), in.data + 1024 + (in.gpr[RSI] - kDataAddr - 1024), 32);
+      break;
+    case Shape::Branch:
+      in.gpr[RCX] = rng() % 3 == 0 ? (rng() % 2 ? 1 : 0x100000000ull) : in.gpr[RCX];
+      break;
+  }
+}
+
+// Flags the comparison ignores for this form and input.
+uint64_t ignored_flags(const Form& f, const Input& in) {
+  uint64_t ignore = f.undefined;
+  if (f.is_shift) {
+    const unsigned mask = f.opbits == 64 ? 0x3F : 0x1F;
+    const unsigned count = (f.shift_imm >= 0 ? static_cast<unsigned>(f.shift_imm) : static_cast<unsigned>(in.gpr[RCX])) & mask;
+    if (count != 1) ignore |= OF;  // OF is defined for 1-bit shifts and rotates only
+    if (count == 0) ignore = 0;    // a zero count changes nothing
+  }
+  return ignore;
+}
+
+// True when the SDM leaves the whole result undefined for this input.
+bool result_undefined(const Form& f, const Input& in) {
+  if (f.name.rfind("shld", 0) == 0 || f.name.rfind("shrd", 0) == 0) {
+    const unsigned count = (f.shift_imm >= 0 ? static_cast<unsigned>(f.shift_imm) : static_cast<unsigned>(in.gpr[RCX])) & 0x1F;
+    return f.opbits == 16 && count > 16;
+  }
+  return false;
+}
+
+// ---- The test ------------------------------------------------------------------------------
+
+class StopOnEvent : public TrapHook {
+ public:
+  bool on_event(Core& core, const Event& e) override {
+    vector = e.vector;
+    core.request_stop();
+    return true;
+  }
+  int vector = -1;
+};
+
+TEST(Differential, IntegerFormsMatchTheHostCpu) {
+  void* code = mmap(reinterpret_cast<void*>(kCodeAddr), 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  void* data = mmap(reinterpret_cast<void*>(kDataAddr), kDataSize, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  ASSERT_EQ(code, reinterpret_cast<void*>(kCodeAddr)) << "cannot map the native code page";
+  ASSERT_EQ(data, reinterpret_cast<void*>(kDataAddr)) << "cannot map the native data page";
+  struct sigaction sa {};
+  sa.sa_handler = on_native_signal;
+  sigemptyset(&sa.sa_mask);
+  struct sigaction old_fpe, old_segv, old_ill;
+  sigaction(SIGFPE, &sa, &old_fpe);
+  sigaction(SIGSEGV, &sa, &old_segv);
+  sigaction(SIGILL, &sa, &old_ill);
+
+  const FormList forms = build_forms();
+  constexpr int kInputsPerForm = 100;
+  Machine m(0x20000000);
+  StopOnEvent hook;
+  m.core.set_trap_hook(&hook, false);
+  std::mt19937_64 rng(20261123);
+  unsigned mismatched_forms = 0, executions = 0, divide_errors = 0;
+  std::set<std::string> mnemonics;
+  static Input in;  // large: keep off the stack
+  static HostState native;
+  static uint8_t native_data[kDataSize];
+  uint8_t* const guest_data = m.ram.host_frame(kDataAddr);  // the data area is one guest frame
+
+  for (const Form& f : forms.forms) {
+    const Wrapper w = write_wrapper(static_cast<uint8_t*>(code), f.code);
+    const uint64_t form_addr = kCodeAddr + w.form_offset, end_addr = kCodeAddr + w.end_offset;
+    m.ram.load(form_addr, f.code);
+    m.core.invalidate_decoded(form_addr, f.code.size());
+    mnemonics.insert(f.name.substr(0, f.name.find(' ')));
+    unsigned failures = 0;
+    for (int n = 0; n < kInputsPerForm && failures < 3; ++n) {
+      make_input(f, rng, in);
+      // Native.
+      std::memcpy(native.gpr, in.gpr, sizeof(in.gpr));
+      native.rflags = in.rflags;
+      std::memcpy(data, in.data, kDataSize);
+      const int native_signal = run_native(&native);
+      std::memcpy(native_data, data, kDataSize);
+      ASSERT_TRUE(native_signal == 0 || native_signal == SIGFPE)
+          << f.name << ": host signal " << native_signal << " (the form must not touch other memory)";
+      // Core.
+      make_long64(m.state(), 3);
+      std::memcpy(m.state().gpr.data(), in.gpr, sizeof(in.gpr));
+      m.state().rflags = in.rflags;
+      m.state().rip = form_addr;
+      std::memcpy(guest_data, in.data, kDataSize);
+      hook.vector = -1;
+      for (int steps = 0; steps < 4 && m.state().rip != end_addr && hook.vector < 0; ++steps) m.core.run(1);
+      ++executions;
+
+      std::string diff;
+      if (native_signal == SIGFPE) {
+        ++divide_errors;
+        if (hook.vector != DE || m.state().rip != form_addr) diff += " host raised #DE, core did not;";
+      } else if (hook.vector >= 0) {
+        diff += " core raised vector " + std::to_string(hook.vector) + ", host did not;";
+      } else if (!result_undefined(f, in)) {
+        for (unsigned r = 0; r < 15; ++r) {
+          if (r == RSP || native.gpr[r] == m.state().gpr[r]) continue;
+          char buf[128];
+          std::snprintf(buf, sizeof buf, " r%u host %016llx core %016llx;", r, (unsigned long long)native.gpr[r],
+                        (unsigned long long)m.state().gpr[r]);
+          diff += buf;
+        }
+        const uint64_t mask = kStatusAndDf & ~ignored_flags(f, in);
+        if ((native.rflags ^ m.state().rflags) & mask) {
+          char buf[128];
+          std::snprintf(buf, sizeof buf, " flags host %03llx core %03llx (compared %03llx);",
+                        (unsigned long long)(native.rflags & mask), (unsigned long long)(m.state().rflags & mask),
+                        (unsigned long long)mask);
+          diff += buf;
+        }
+        for (uint64_t k = 0; k < kDataSize; ++k) {
+          if (native_data[k] != guest_data[k]) {
+            diff += " memory differs at data+" + std::to_string(k) + ";";
+            break;
+          }
+        }
+        if (m.state().rip != end_addr) diff += " core did not reach the end of the form;";
+      }
+      if (!diff.empty()) {
+        ++failures;
+        char buf[256];
+        std::snprintf(buf, sizeof buf, "rax=%llx rcx=%llx rdx=%llx rbx=%llx flags=%llx", (unsigned long long)in.gpr[RAX],
+                      (unsigned long long)in.gpr[RCX], (unsigned long long)in.gpr[RDX], (unsigned long long)in.gpr[RBX],
+                      (unsigned long long)in.rflags);
+        ADD_FAILURE() << f.name << " [" << buf << "]:" << diff;
+      }
+    }
+    if (failures) ++mismatched_forms;
+  }
+  sigaction(SIGFPE, &old_fpe, nullptr);
+  sigaction(SIGSEGV, &old_segv, nullptr);
+  sigaction(SIGILL, &old_ill, nullptr);
+  munmap(code, 4096);
+  munmap(data, kDataSize);
+  std::printf("differential: %zu instruction forms (%zu mnemonics), %u executions, %u host #DE, %u forms mismatched\n",
+              forms.forms.size(), mnemonics.size(), executions, divide_errors, mismatched_forms);
+  EXPECT_EQ(mismatched_forms, 0u);
+  EXPECT_GT(divide_errors, 0u);  // the #DE path was exercised
+}
+
+}  // namespace
+}  // namespace pgsim::test
