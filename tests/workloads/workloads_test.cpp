@@ -224,13 +224,16 @@ TEST_P(GuestBenchmark, PrintsTheChecksumComputedOnTheHost) {
 const std::vector<BenchCase> kBenchmarks = {
     {"syscall", 500},  {"in", 500},       {"cr8wr", 37},      {"callret", 500},
     {"pgfault", 300},  {"divzero", 300},  {"ptemod", 300},    {"forkwait", 40},
-    {"compute", 5000}, {"memwalk", 4000, 131072}, {"ctxswitch", 200}, {"smc", 300},
+    {"compute", 5000}, {"memwalk", 4000, 131072}, {"memwalk", 20000, 4 << 20},
+    {"ctxswitch", 200}, {"smc", 300},
 };
 
 INSTANTIATE_TEST_SUITE_P(
     Runners, GuestBenchmark, testing::Combine(testing::ValuesIn(guest_runners()), testing::ValuesIn(kBenchmarks)),
     [](const testing::TestParamInfo<GuestBenchmark::ParamType>& info) {
-        return std::get<0>(info.param).name + "_" + std::get<1>(info.param).name;
+        const auto& bench = std::get<1>(info.param);
+        return std::get<0>(info.param).name + "_" + bench.name +
+               (bench.ws ? "_ws" + std::to_string(bench.ws) : "");
     });
 
 // Every machine prints what the first one prints, timing lines aside.
