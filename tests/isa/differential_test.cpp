@@ -33,10 +33,12 @@ constexpr uint64_t kDataSize = 4096;
 constexpr uint64_t kMemBase = kDataAddr + 1024;  // RBX for memory operands
 constexpr uint64_t kStatusAndDf = CF | PF | AF | ZF | SF | OF | DF;
 
-// Register state exchanged with the native wrapper: gpr[16] at 0, rflags at 128.
+// Register state exchanged with the native wrapper: gpr[16] at 0, rflags at 128, and the host's
+// own RSP at 136 while the form runs on a stack inside the data area.
 struct HostState {
   uint64_t gpr[16];
   uint64_t rflags;
+  uint64_t host_rsp;
 };
 
 // What the input generator must respect for a form.
@@ -48,7 +50,11 @@ enum class Shape {
   CmpxchgHit,  // the accumulator often equals the destination
   String,      // RSI/RDI inside the data area, RCX small
   Branch,      // a short sequence: the instruction then `inc r14` it may skip
+  Return,      // the stack top holds the address of the end of the form (RET)
+  CallTarget,  // RDX and [rbx+8] hold the address of the end of the form (indirect CALL)
 };
+
+constexpr uint64_t kStackTop = kDataAddr + 3072;  // RSP (and RBP) live around here
 
 struct Form {
   std::string name;
@@ -305,6 +311,22 @@ FormList build_forms() {
   for (auto code : std::vector<std::vector<uint8_t>>{{0x66, 0x98}, {0x98}, {0x48, 0x98}, {0x66, 0x99}, {0x99}, {0x48, 0x99},
                                                      {0x9F}, {0x9E}, {0xF8}, {0xF9}, {0xF5}, {0xFC}, {0xFD}, {0xD7}})
     l.add(code, 64);  // cbw cwde cdqe cwd cdq cqo lahf sahf clc stc cmc cld std xlat
+  // Stack: PUSH/POP of registers, memory and immediates, PUSH RSP / POP RSP, CALL, RET, ENTER, LEAVE.
+  for (auto code : std::vector<std::vector<uint8_t>>{
+           {0x52}, {0x66, 0x52}, {0x41, 0x52}, {0x54}, {0xFF, 0x73, 0x08}, {0x66, 0xFF, 0x73, 0x08},
+           {0x6A, 0xF0}, {0x68, 0x78, 0x56, 0x34, 0x92}, {0x66, 0x68, 0x34, 0x12},  // push rdx/dx/r10/rsp/m64/m16/imm8/imm32/imm16
+           {0x5A}, {0x66, 0x5A}, {0x41, 0x5B}, {0x5C}, {0x8F, 0x43, 0x08}, {0x66, 0x8F, 0x43, 0x08},  // pop rdx/dx/r11/rsp/m64/m16
+           {0x8F, 0x44, 0x24, 0x08},                                                   // pop [rsp+8] (address after the pop)
+           {0xC8, 0x10, 0x00, 0x00}, {0xC8, 0x08, 0x00, 0x01}, {0xC8, 0x18, 0x00, 0x03},  // enter 16,0 / 8,1 / 24,3
+           {0xC9}, {0x66, 0xC9}})                                                      // leave / leave (16-bit)
+    l.add(code, 64);
+  branch({0xE8, 0x03, 0x00, 0x00, 0x00});                // call +3 (over inc r14)
+  l.add({0xC3}, 64, Shape::Return);                      // ret
+  l.add({0xC2, 0x10, 0x00}, 64, Shape::Return);          // ret 16
+  l.add({0xFF, 0xD2}, 64, Shape::CallTarget);            // call rdx
+  l.add({0xFF, 0x53, 0x08}, 64, Shape::CallTarget);      // call [rbx+8]
+  l.add({0xFF, 0xE2}, 64, Shape::CallTarget);            // jmp rdx
+  l.add({0xFF, 0x63, 0x08}, 64, Shape::CallTarget);      // jmp [rbx+8]
   // Strings: element sizes 1, 2, 4, 8 (66h / none / REX.W), without and with REP/REPE/REPNE.
   for (uint8_t op : {0xA4, 0xAA, 0xAC, 0xA6, 0xAE}) {  // movs stos lods cmps scas
     for (unsigned b : sizes) {
@@ -356,17 +378,20 @@ Wrapper write_wrapper(uint8_t* page, const std::vector<uint8_t>& form) {
   std::vector<uint8_t> c = {0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57,  // push rbx rbp r12-r15
                             0x49, 0x89, 0xFF,                                            // mov r15, rdi
                             0x41, 0xFF, 0xB7, 0x80, 0x00, 0x00, 0x00,                    // push qword [r15+128]
-                            0x9D};                                                       // popfq
-  for (unsigned r = 0; r < 15; ++r) {
-    if (r == RSP) continue;
-    c.insert(c.end(), {static_cast<uint8_t>(r >= 8 ? 0x4D : 0x49), 0x8B, static_cast<uint8_t>(0x47 | (r & 7) << 3),
-                       static_cast<uint8_t>(8 * r)});  // mov reg, [r15 + 8*r]
+                            0x9D,                                                        // popfq
+                            0x49, 0x89, 0xA7, 0x88, 0x00, 0x00, 0x00};                   // mov [r15+136], rsp
+  for (unsigned r = 0; r < 15; ++r) {  // RSP last: from here on the form's stack is in the data area
+    const unsigned g = r < RSP ? r : r == 14 ? RSP : r + 1;
+    c.insert(c.end(), {static_cast<uint8_t>(g >= 8 ? 0x4D : 0x49), 0x8B, static_cast<uint8_t>(0x47 | (g & 7) << 3),
+                       static_cast<uint8_t>(8 * g)});  // mov reg, [r15 + 8*reg]
   }
   Wrapper w;
   w.form_offset = c.size();
   c.insert(c.end(), form.begin(), form.end());
   w.end_offset = c.size();
-  c.insert(c.end(), {0x9C, 0x41, 0x8F, 0x87, 0x80, 0x00, 0x00, 0x00});  // pushfq; pop qword [r15+128]
+  c.insert(c.end(), {0x49, 0x89, 0x67, 0x20,                    // mov [r15+32], rsp
+                     0x49, 0x8B, 0xA7, 0x88, 0x00, 0x00, 0x00,     // mov rsp, [r15+136]
+                     0x9C, 0x41, 0x8F, 0x87, 0x80, 0x00, 0x00, 0x00});  // pushfq; pop qword [r15+128]
   for (unsigned r = 0; r < 15; ++r) {
     if (r == RSP) continue;
     c.insert(c.end(), {static_cast<uint8_t>(r >= 8 ? 0x4D : 0x49), 0x89, static_cast<uint8_t>(0x47 | (r & 7) << 3),
@@ -395,9 +420,10 @@ uint64_t interesting(std::mt19937_64& rng) {
   }
 }
 
-void make_input(const Form& f, std::mt19937_64& rng, Input& in) {
+void make_input(const Form& f, std::mt19937_64& rng, uint64_t end_addr, Input& in) {
   for (uint64_t& r : in.gpr) r = interesting(rng);
-  in.gpr[RSP] = 0;
+  in.gpr[RSP] = kStackTop - 8 * (rng() % 4);
+  in.gpr[RBP] = kStackTop + 8 * (rng() % 8);  // ENTER and LEAVE follow it
   in.gpr[R15] = 0;
   in.gpr[RBX] = kMemBase;
   in.rflags = (rng() & (CF | PF | AF | ZF | SF | OF)) | RF1;
@@ -442,6 +468,13 @@ void make_input(const Form& f, std::mt19937_64& rng, Input& in) {
     case Shape::Branch:
       in.gpr[RCX] = rng() % 3 == 0 ? (rng() % 2 ? 1 : 0x100000000ull) : in.gpr[RCX];
       break;
+    case Shape::Return:
+      std::memcpy(in.data + (in.gpr[RSP] - kDataAddr), &end_addr, 8);
+      break;
+    case Shape::CallTarget:
+      in.gpr[RDX] = end_addr;
+      std::memcpy(in.data + (kMemBase - kDataAddr) + 8, &end_addr, 8);
+      break;
   }
 }
 
@@ -485,8 +518,15 @@ TEST(Differential, IntegerFormsMatchTheHostCpu) {
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   ASSERT_EQ(code, reinterpret_cast<void*>(kCodeAddr)) << "cannot map the native code page";
   ASSERT_EQ(data, reinterpret_cast<void*>(kDataAddr)) << "cannot map the native data page";
+  // Signals are handled on their own stack: the form's RSP points into the small data area.
+  static uint8_t alt_stack[64 * 1024];
+  stack_t ss{};
+  ss.ss_sp = alt_stack;
+  ss.ss_size = sizeof(alt_stack);
+  ASSERT_EQ(sigaltstack(&ss, nullptr), 0);
   struct sigaction sa {};
   sa.sa_handler = on_native_signal;
+  sa.sa_flags = SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
   struct sigaction old_fpe, old_segv, old_ill;
   sigaction(SIGFPE, &sa, &old_fpe);
@@ -514,7 +554,7 @@ TEST(Differential, IntegerFormsMatchTheHostCpu) {
     mnemonics.insert(f.name.substr(0, f.name.find(' ')));
     unsigned failures = 0;
     for (int n = 0; n < kInputsPerForm && failures < 3; ++n) {
-      make_input(f, rng, in);
+      make_input(f, rng, end_addr, in);
       // Native.
       std::memcpy(native.gpr, in.gpr, sizeof(in.gpr));
       native.rflags = in.rflags;
@@ -541,7 +581,7 @@ TEST(Differential, IntegerFormsMatchTheHostCpu) {
         diff += " core raised vector " + std::to_string(hook.vector) + ", host did not;";
       } else if (!result_undefined(f, in)) {
         for (unsigned r = 0; r < 15; ++r) {
-          if (r == RSP || native.gpr[r] == m.state().gpr[r]) continue;
+          if (native.gpr[r] == m.state().gpr[r]) continue;
           char buf[128];
           std::snprintf(buf, sizeof buf, " r%u host %016llx core %016llx;", r, (unsigned long long)native.gpr[r],
                         (unsigned long long)m.state().gpr[r]);
