@@ -86,6 +86,9 @@ PROBE_REG(probe_smsw, "smsw %k[val]\n\tandl $0xFFFF, %k[val]") /* the low 16 bit
 PROBE_REG(probe_mov_cs, "movl %%cs, %k[val]")
 PROBE_REG(probe_mov_ss, "movl %%ss, %k[val]")
 PROBE_REG(probe_mov_ds, "movl %%ds, %k[val]")
+/* MOV to DS of the kernel's data selector (DPL 0): fine in ring 0, #GP in ring 3. */
+PROBE_REG(probe_mov_to_ds, "movl %%ds, %%ecx\n\tmovl $0x10, %%eax\n\tmovl %%eax, %%ds\n\t"
+                           "movl %%ds, %k[val]\n\tmovl %%ecx, %%ds")
 /* PUSHF after an instruction that sets the arithmetic flags to known values (ZF=PF=1). */
 PROBE_REG(probe_pushf, "xorl %k[val], %k[val]\n\tpushfq\n\tpopq %[val]")
 /* POPF asked to toggle IF (then IOPL): 1 if the change took effect, 0 if it was ignored. */
@@ -109,6 +112,10 @@ PROBE_ONLY(probe_push_cs, ".byte 0x0e\n\taddq $8, %%rsp")
 PROBE_REG(probe_far_call, "subq $16, %%rsp\n\tleaq 7f(%%rip), %%rax\n\tmovl %%eax, (%%rsp)\n\t"
                           "movl %%cs, %%eax\n\tmovw %%ax, 4(%%rsp)\n\tlcall *(%%rsp)\n\t"
                           "addq $16, %%rsp\n\tjmp 6f\n7:\n\tmovl %%cs, %k[val]\n\tlretl\n6:")
+/* Far JMP through an m16:32 pointer to this code segment. */
+PROBE_REG(probe_far_jmp, "subq $16, %%rsp\n\tleaq 7f(%%rip), %%rax\n\tmovl %%eax, (%%rsp)\n\t"
+                         "movl %%cs, %%eax\n\tmovw %%ax, 4(%%rsp)\n\tljmp *(%%rsp)\n"
+                         "7:\n\taddq $16, %%rsp\n\tmovl %%cs, %k[val]")
 /* Far RET to this code segment (how kernels reload CS). */
 PROBE_REG(probe_far_ret, "movl %%cs, %%eax\n\tpushq %%rax\n\tleaq 7f(%%rip), %%rax\n\tpushq %%rax\n\t"
                          "lretq\n7:\n\tmovl %%cs, %k[val]")
@@ -165,9 +172,10 @@ struct probe_def {
 
 #define PROBE_TABLE(X)                                                                         \
     X(sgdt_base, 0) X(sgdt_limit, 0) X(sidt_base, 0) X(sidt_limit, 0) X(sldt, 0) X(str, 0)      \
-    X(smsw, 0) X(mov_cs, 0) X(mov_ss, 0) X(mov_ds, 0) X(pushf, 0) X(popf_if, 0)                  \
-    X(popf_iopl, 0) X(iret_if, 0) X(push_cs, 0) X(far_call, 0) X(far_ret, 0) X(int_dpl3, 0)     \
-    X(int_dpl0, 0) X(int3, 0) X(lar_kernel_cs, 1) X(lar_user_cs, 1) X(lar_tss, 1)               \
+    X(smsw, 0) X(mov_cs, 0) X(mov_ss, 0) X(mov_ds, 0) X(mov_to_ds, 0) X(pushf, 0) X(popf_if, 0) \
+    X(popf_iopl, 0) X(iret_if, 0) X(push_cs, 0) X(far_call, 0) X(far_jmp, 0) X(far_ret, 0)      \
+    X(int_dpl3, 0) X(int_dpl0, 0) X(int3, 0) X(lar_kernel_cs, 1) X(lar_user_cs, 1)              \
+    X(lar_tss, 1)                                                                               \
     X(lsl_user_ds, 1) X(lsl_tss, 1) X(verr_kernel_cs, 1) X(verr_user_cs, 1)                     \
     X(verw_kernel_ds, 1) X(verw_user_ds, 1) X(cpuid, 0) X(rdtsc, 0) X(cli_sti, 0)               \
     X(mov_from_cr0, 0) X(mov_from_cr4, 0) X(mov_to_cr3, 0) X(mov_cr8, 0) X(rdmsr_efer, 0)       \
