@@ -108,7 +108,8 @@ std::string describe_outcome(const RunOutcome& o) {
 
 }  // namespace
 
-int run_command(const RunOptions& options, std::ostream& out, std::ostream& err) {
+int run_command(const RunOptions& options, std::ostream& out, std::ostream& err,
+                const Simulator& simulator) {
   std::optional<config::Config> loaded;
   try {
     loaded.emplace(config::load(options.config, options.overrides));
@@ -132,7 +133,7 @@ int run_command(const RunOptions& options, std::ostream& out, std::ostream& err)
     TeeBuffer tee(serial.stream().rdbuf(), options.echo_serial ? out.rdbuf() : nullptr);
     std::ostream serial_log(&tee);
     try {
-      outcome = simulate(RunContext{cfg, registry, out_dir, serial_log});
+      outcome = simulator(RunContext{cfg, registry, out_dir, serial_log});
       registry.freeze();
     } catch (const config::ConfigError& e) {
       // A value the platform refused when it came to use it (e.g. a kernel that does not exist).

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "platforms/simulation.h"
+
 namespace CLI {
 class App;
 }
@@ -35,7 +37,11 @@ struct RunOptions {
   bool echo_serial = false;  // --serial: also print the guest's serial output
   bool quiet = false;        // --quiet: no statistics table
 };
-int run_command(const RunOptions&, std::ostream& out, std::ostream& err);
+// Runs the experiment with `simulator` (the platform's pgsim::simulate unless a test passes its
+// own), writes the outputs and returns the exit status.
+using Simulator = std::function<RunOutcome(const RunContext&)>;
+int run_command(const RunOptions&, std::ostream& out, std::ostream& err,
+                const Simulator& simulator = simulate);
 
 // `config show`: every key with its value and origin. No file: the defaults (and overrides).
 int config_show_command(const std::optional<std::filesystem::path>& config,

@@ -53,7 +53,10 @@ namespace {
 
 std::string format_double(double v) {
   char buffer[64];
-  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, v);
+  double magnitude = std::fabs(v);
+  bool fixed = v == 0 || (magnitude >= 1e-6 && magnitude < 1e15);
+  auto [end, ec] = fixed ? std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed)
+                         : std::to_chars(buffer, buffer + sizeof buffer, v);
   std::string text(buffer, end);
   // Keep a real recognizable as real in YAML output ("3000" would read back fine too, but "3000.0"
   // says what the key holds).
@@ -127,19 +130,15 @@ std::filesystem::path Config::existing_file(std::string_view key) const {
   return p;
 }
 
-std::string Config::text(std::string_view key) const {
-  const Value& v = value(key);
+std::string Config::text(std::string_view key) const { return format_value(value(key)); }
+
+std::string format_value(const Value& v) {
   if (auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
   if (auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
   if (auto* d = std::get_if<double>(&v)) return format_double(*d);
-  if (auto* s = std::get_if<std::string>(&v)) {
-    YAML::Emitter out;
-    out << *s;  // quotes what would not read back as this text
-    return out.c_str();
-  }
-  const auto& items = std::get<std::vector<std::string>>(v);
-  YAML::Emitter out;
-  out << YAML::Flow << items;
+  YAML::Emitter out;  // quotes what would not read back as this text
+  if (auto* s = std::get_if<std::string>(&v)) out << *s;
+  else out << YAML::Flow << std::get<std::vector<std::string>>(v);
   return out.c_str();
 }
 

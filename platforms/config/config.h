@@ -168,6 +168,9 @@ Config load(const std::filesystem::path& file, const std::vector<std::string>& o
 Config load_overrides(const std::vector<std::string>& overrides,
                       const Schema& schema = Schema::builtin());
 
+// A value as YAML text: "512", "true", "2500.5", "x86-pg", "\"\"", "[a, b]".
+std::string format_value(const Value& value);
+
 // The candidate nearest to `word` by edit distance, "" when none is close enough to be a typo.
 std::string nearest(std::string_view word, const std::vector<std::string>& candidates);
 

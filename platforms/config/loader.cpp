@@ -201,9 +201,10 @@ class Loader {
       walk(node, key, source, false);
       return;
     }
-    std::string message = key == "include" ? "include: is allowed only at the top level of a file"
-                                           : "unknown key";
-    if (key != "include") {
+    bool include = key == "include" || key.ends_with(".include");
+    std::string message = include ? "include: is allowed only at the top level of a file"
+                                  : "unknown key";
+    if (!include) {
       std::string suggestion = schema_.suggest(key);
       if (!suggestion.empty()) message += "; did you mean '" + suggestion + "'?";
     }

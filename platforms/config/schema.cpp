@@ -133,34 +133,19 @@ std::string nearest(std::string_view word, const std::vector<std::string>& candi
 
 namespace {
 
-std::string value_text(const Value& v) {
-  if (auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
-  if (auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
-  if (auto* d = std::get_if<double>(&v)) {
-    std::ostringstream out;
-    out << *d;
-    return out.str();
-  }
-  if (auto* s = std::get_if<std::string>(&v)) return s->empty() ? "\"\"" : *s;
-  std::string list = "[";
-  for (const auto& item : std::get<std::vector<std::string>>(v))
-    list += (list.size() > 1 ? ", " : "") + item;
-  return list + "]";
-}
-
 // The allowed values or range; `bar` separates alternatives ("|" escaped for Markdown tables).
 std::string allowed_text(const KeySpec& k, const std::string& bar) {
   auto bound = [&](double b) {
-    std::ostringstream out;
-    out << b;
-    return out.str();
+    return k.type == Type::Float ? format_value(b) : format_value(static_cast<int64_t>(b));
   };
   std::string text;
   for (const auto& a : k.allowed) text += (text.empty() ? "" : bar) + a;
   if (k.type == Type::EnumOrPath) text += bar + "a path";
-  if (k.min && k.max) text = bound(*k.min) + " … " + bound(*k.max);
+  std::optional<double> max = k.max;
+  if (max && *max >= 9e18) max.reset();  // the integer type's own limit: no bound to speak of
+  if (k.min && max) text = bound(*k.min) + " … " + bound(*max);
   else if (k.min) text = "≥ " + bound(*k.min);
-  else if (k.max) text = "≤ " + bound(*k.max);
+  else if (max) text = "≤ " + bound(*max);
   return text;
 }
 
@@ -179,7 +164,7 @@ std::string Schema::reference_markdown() const {
           << "|---|---|---|---|---|---|\n";
     }
     std::string allowed = allowed_text(k, " \\| ");
-    out << "| `" << k.key << "` | " << type_name(k.type) << " | `" << value_text(k.default_value)
+    out << "| `" << k.key << "` | " << type_name(k.type) << " | `" << format_value(k.default_value)
         << "` | " << k.unit << " | " << allowed << " | " << k.description << " |\n";
   }
   return out.str();
@@ -190,7 +175,7 @@ std::string Schema::reference_text() const {
   for (const KeySpec& k : keys_) {
     std::string allowed = allowed_text(k, " | ");
     out << k.key << "  (" << type_name(k.type) << (k.unit.empty() ? "" : ", ") << k.unit
-        << ")  default " << value_text(k.default_value)
+        << ")  default " << format_value(k.default_value)
         << (allowed.empty() ? "" : "  allowed " + allowed) << "\n    " << k.description << "\n";
   }
   return out.str();
