@@ -164,6 +164,15 @@ void Core::sync_mode() {
     synced_efer_ = state_.efer;
     flush_soft_tlb();
   }
+  // With SMAP, explicit supervisor accesses to user pages depend on RFLAGS.AC (STAC/CLAC/POPF).
+  const bool ac = state_.rflags & AC;
+  if (ac != synced_ac_) {
+    synced_ac_ = ac;
+    if (state_.cr4 & CR4_SMAP) {
+      tlb_[0][kRead].fill(SoftTlbEntry{});
+      tlb_[0][kWrite].fill(SoftTlbEntry{});
+    }
+  }
   // The fast fetch path skips the ITLB: re-check the code page after a mode or privilege change.
   if (mode_ != synced_mode_ || user_ != was_user) {
     synced_mode_ = mode_;
@@ -341,7 +350,7 @@ uint64_t Core::linear_address(SegReg s, uint64_t offset, unsigned size, AccessKi
 uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable) {
   const bool user = user_ && origin == AccessOrigin::Instruction;
   const unsigned k = kind_index(kind);
-  SoftTlbEntry& e = tlb_[user][k][(lin >> 12) % kSoftTlbSize];
+  SoftTlbEntry& e = tlb_[privilege_index(origin)][k][(lin >> 12) % kSoftTlbSize];
   if (e.tag == (lin >> 12)) {
     ++(kind == AccessKind::Execute ? counters_.itlb_hits : counters_.dtlb_hits);
     *paddr = e.frame << 12 | (lin & 0xFFF);

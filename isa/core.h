@@ -211,6 +211,12 @@ class Core {
   void check_segment(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const;
   void recompute_attention();
 
+  // The soft TLB set for an access: 0 supervisor, 1 user (CPL 3), 2 implicit supervisor. Entries
+  // differ in their permission checks (U/S; SMAP, where RFLAGS.AC matters only to explicit ones).
+  unsigned privilege_index(AccessOrigin origin) const {
+    return origin == AccessOrigin::ImplicitSupervisor ? 2 : user_ ? 1 : 0;
+  }
+
   // Fast-path linear address of explicit data accesses.
   uint64_t data_linear(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const {
     if (mode_ == Mode::Long64) {
@@ -221,7 +227,7 @@ class Core {
     return linear_address(s, offset, size, kind);
   }
   template <class T> T read_lin(uint64_t lin, AccessOrigin origin) {
-    const SoftTlbEntry& e = tlb_[user_ && origin == AccessOrigin::Instruction][0][(lin >> 12) % kSoftTlbSize];
+    const SoftTlbEntry& e = tlb_[privilege_index(origin)][0][(lin >> 12) % kSoftTlbSize];
     if (e.tag == (lin >> 12) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
       T v;
@@ -231,7 +237,7 @@ class Core {
     return static_cast<T>(read_slow(lin, sizeof(T), origin));
   }
   template <class T> void write_lin(uint64_t lin, T v, AccessOrigin origin) {
-    const SoftTlbEntry& e = tlb_[user_ && origin == AccessOrigin::Instruction][1][(lin >> 12) % kSoftTlbSize];
+    const SoftTlbEntry& e = tlb_[privilege_index(origin)][1][(lin >> 12) % kSoftTlbSize];
     if (e.tag == (lin >> 12) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
       std::memcpy(e.host + (lin & 0xFFF), &v, sizeof(T));
@@ -272,8 +278,9 @@ class Core {
   bool shutdown_ = false;
   std::string shutdown_reason_;
 
-  // Soft TLB: [user][0 read, 1 write, 2 execute].
-  SoftTlb tlb_[2][3];
+  // Soft TLB: [privilege_index()][0 read, 1 write, 2 execute].
+  SoftTlb tlb_[3][3];
+  bool synced_ac_ = false;  // RFLAGS.AC when the supervisor entries were filled (SMAP)
 
   // Decoded-instruction cache by (physical frame, mode).
   std::unique_ptr<Decoder> decoder_;

@@ -208,5 +208,166 @@ TEST(Core, RunStopsOnRequestAndReportsRetired) {
   EXPECT_EQ(m.core.run(100), 4u);
 }
 
+
+// An interrupt controller with one pending vector until acknowledged.
+class OneInterrupt : public InterruptSource {
+ public:
+  bool interrupt_pending() override {
+    ++polls;
+    return pending;
+  }
+  uint8_t acknowledge_interrupt() override {
+    pending = false;
+    ++acks;
+    return 0x40;
+  }
+  bool pending = true;
+  int polls = 0, acks = 0;
+};
+
+TEST(Core, InterruptsWaitForIfAndTheInterruptShadow) {
+  Machine m;
+  make_long64(m.state(), 0);
+  RecordingHook hook;
+  OneInterrupt pic;
+  m.core.set_trap_hook(&hook, false);
+  m.core.set_interrupt_source(&pic);
+  m.load_code(0x1000, {0x90, 0x90, 0x90, 0x90, 0x90, 0x90});
+  m.core.notify_interrupt();
+  EXPECT_EQ(m.core.run(2), 2u);  // IF = 0: nothing accepted
+  EXPECT_EQ(pic.acks, 0);
+  m.state().rflags |= IF;
+  m.state().interrupt_shadow = true;  // as after STI: one more instruction first
+  EXPECT_EQ(m.core.run(5), 1u);
+  ASSERT_EQ(hook.events.size(), 1u);
+  EXPECT_EQ(hook.events[0].kind, EventKind::External);
+  EXPECT_EQ(hook.events[0].vector, 0x40);
+  EXPECT_EQ(m.state().rip, 0x1003u);
+  EXPECT_EQ(pic.acks, 1);
+  EXPECT_EQ(m.core.counters().interrupts, 1u);
+  // Nothing pending any more: the core stops polling after one empty poll.
+  const int polls = pic.polls;
+  EXPECT_EQ(m.core.run(3), 3u);
+  EXPECT_EQ(pic.polls, polls + 1);
+}
+
+TEST(Core, HaltStopsTheRunUntilAnInterruptArrives) {
+  Machine m;
+  make_long64(m.state(), 0);
+  RecordingHook hook;
+  OneInterrupt pic;
+  pic.pending = false;
+  m.core.set_trap_hook(&hook, false);
+  m.core.set_interrupt_source(&pic);
+  m.load_code(0x1000, {0x90});
+  m.state().rflags |= IF;
+  m.state().halted = true;
+  EXPECT_EQ(m.core.run(10), 0u);
+  EXPECT_TRUE(m.state().halted);
+  pic.pending = true;
+  m.core.notify_interrupt();
+  m.core.run(10);
+  EXPECT_FALSE(m.state().halted);
+  ASSERT_EQ(hook.events.size(), 1u);
+  EXPECT_EQ(hook.events[0].vector, 0x40);
+}
+
+TEST(Core, TrapFlagRaisesDebugAfterTheInstruction) {
+  Machine m;
+  make_long64(m.state(), 3);
+  RecordingHook hook;
+  m.core.set_trap_hook(&hook, false);
+  m.load_code(0x1000, {0xFF, 0xC0, 0xFF, 0xC0});  // inc eax; inc eax
+  m.state().rflags |= TF;
+  EXPECT_EQ(m.core.run(10), 1u);
+  ASSERT_EQ(hook.events.size(), 1u);
+  EXPECT_EQ(hook.events[0].vector, DB);
+  EXPECT_EQ(m.state().rip, 0x1002u);  // a trap: after the instruction
+  EXPECT_EQ(m.reg(RAX), 1u);
+  EXPECT_TRUE(m.state().dr[6] & (1u << 14));  // DR6.BS
+}
+
+TEST(Core, SixteenBitStackAndAddressSizesWrapTheirRegisters) {
+  Machine m;
+  make_prot32(m.state(), 0);
+  m.state().seg[SS].attr = seg_attr(kDataReadWrite, 0, false, false, false);  // SS.B = 0: SP
+  m.state().seg[SS].limit = 0xFFFF;
+  m.reg(RSP) = 0xABCD0000;  // SP = 0: a push wraps to 0xFFFE
+  m.reg(RAX) = 0x11223344;
+  m.reg(RCX) = 0xFFFF0002;  // CX = 2
+  m.reg(RSI) = 0x00010000;  // SI = 0
+  m.reg(RDI) = 0x00020100;  // DI = 0x100
+  m.ram.put<uint16_t>(0, 0xBEEF);
+  m.ram.put<uint16_t>(2, 0xCAFE);
+  // push eax; 67 rep movsw (SI/DI/CX); 67 loop +0 (CX)
+  m.load_code(0x1000, {0x50, 0x67, 0xF3, 0x66, 0xA5, 0x67, 0xE2, 0x00});
+  EXPECT_EQ(m.core.run(3), 3u);
+  EXPECT_EQ(m.reg(RSP), 0xABCDFFFCu);
+  EXPECT_EQ(m.ram.get<uint32_t>(0xFFFC), 0x11223344u);
+  EXPECT_EQ(m.ram.get<uint16_t>(0x100), 0xBEEFu);
+  EXPECT_EQ(m.ram.get<uint16_t>(0x102), 0xCAFEu);
+  EXPECT_EQ(m.reg(RSI), 0x00010004u);
+  EXPECT_EQ(m.reg(RDI), 0x00020104u);
+  EXPECT_EQ(m.reg(RCX), 0xFFFFFFFFu);  // CX: 2 -> 0 by the REP, LOOP decrements it to 0xFFFF
+  EXPECT_EQ(m.core.counters().string_iterations, 2u);
+}
+
+TEST(Core, RepStringFaultLeavesARestartableState) {
+  Machine m;
+  make_prot32(m.state(), 0);
+  m.state().seg[ES].limit = 0x1003;
+  RecordingHook hook;
+  m.core.set_trap_hook(&hook, false);
+  m.reg(RAX) = 0x5A;
+  m.reg(RDI) = 0x1000;
+  m.reg(RCX) = 10;
+  m.load_code(0x2000, {0xF3, 0xAA});  // rep stosb: the fifth byte is beyond ES.limit
+  m.core.run(1);
+  ASSERT_EQ(hook.events.size(), 1u);
+  EXPECT_EQ(hook.events[0].vector, GP);
+  EXPECT_EQ(m.state().rip, 0x2000u);
+  EXPECT_EQ(m.reg(RCX), 6u);
+  EXPECT_EQ(m.reg(RDI), 0x1004u);
+  EXPECT_EQ(m.ram.get<uint32_t>(0x1000), 0x5A5A5A5Au);
+}
+
+// Denies every user-mode translation: shows which soft-TLB set an access uses.
+class SupervisorOnly : public Translator {
+ public:
+  Translation translate(const CpuState&, uint64_t linear, AccessKind, bool user, AccessOrigin origin) override {
+    origins.push_back(origin);
+    Translation t;
+    if (user) {
+      t.fault = Fault::pf(linear, PFERR_P | PFERR_U);
+      return t;
+    }
+    t.ok = true;
+    t.paddr = linear;
+    return t;
+  }
+  void invalidate_page(uint64_t) override {}
+  void flush(bool) override {}
+  std::vector<AccessOrigin> origins;
+};
+
+TEST(Core, ImplicitSupervisorAccessesDoNotShareUserTranslations) {
+  Machine m;
+  SupervisorOnly translator;
+  m.core.set_translator(&translator);
+  make_long64(m.state(), 3);
+  m.core.sync_mode();
+  m.ram.put<uint64_t>(0x5000, 0x0123456789ABCDEFull);
+  EXPECT_EQ(m.core.read_linear(0x5000, 8, AccessOrigin::ImplicitSupervisor), 0x0123456789ABCDEFull);
+  EXPECT_EQ(m.core.read_linear(0x5000, 8, AccessOrigin::ImplicitSupervisor), 0x0123456789ABCDEFull);
+  ASSERT_EQ(translator.origins.size(), 1u);  // the second read hit the implicit set
+  try {
+    m.core.read_linear(0x5000, 8, AccessOrigin::Instruction);  // CPL 3: a user access
+    FAIL() << "a user access must not use the supervisor translation";
+  } catch (const Fault& f) {
+    EXPECT_EQ(f.vector, PF_);
+    EXPECT_EQ(f.cr2, 0x5000u);
+  }
+}
+
 }  // namespace
 }  // namespace pgsim::test
