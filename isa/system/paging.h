@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "isa/bus_if.h"
+#include "isa/core_if.h"
 #include "isa/cpu_state.h"
 #include "isa/fault.h"
 
@@ -17,7 +18,8 @@ constexpr unsigned kMaxPhysAddrBits = 46;
 // Linear-address width reported by CPUID.80000008H:EAX[15:8] (57 with LA57 support).
 constexpr unsigned kMaxLinearAddrBits = 57;
 
-enum class Access : uint8_t { Read, Write, Execute };
+// Read, Write or Execute: the core's access kinds (isa/core_if.h).
+using Access = AccessKind;
 
 struct WalkRequest {
   uint64_t linear = 0;
