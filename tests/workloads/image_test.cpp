@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -26,23 +25,26 @@ Disassembly disassemble_long_mode_code() {
     EXPECT_EQ(run.exit_status, 0) << run.serial;
     Disassembly d;
     std::istringstream in(run.serial);
-    static const std::regex insn(R"(^\s*[0-9a-f]+:\t(.*)$)");
-    std::smatch m;
-    for (std::string line; std::getline(in, line);)
-        if (std::regex_match(line, m, insn)) d.lines.push_back(m[1]);
+    for (std::string line; std::getline(in, line);) {
+        size_t tab = line.find(":\t");  // "  100130:\tlea    0x1(%rdi,%rdi,2),%rax"
+        if (tab != std::string::npos) d.lines.push_back(line.substr(tab + 2));
+    }
     return d;
 }
 
 TEST(GuestImage, UsesNoFloatingPointOrVectorInstructions) {
     auto d = disassemble_long_mode_code();
     ASSERT_GT(d.lines.size(), 1000u) << "objdump found almost no code";
-    static const std::regex vector_register(R"(%(x|y|z)mm[0-9]|%mm[0-7]|%st\b|%st\(|%k[0-7])");
+    // x87 stack, MMX, SSE, AVX and AVX-512 mask registers.
+    static const char* const vector_registers[] = {"%st", "%mm", "%xmm", "%ymm", "%zmm", "%k0",
+                                                   "%k1", "%k2", "%k3", "%k4", "%k5", "%k6", "%k7"};
     static const std::set<std::string> state_instructions = {
         "emms", "ldmxcsr", "stmxcsr", "fxsave", "fxrstor", "fxsave64", "fxrstor64", "xsave",
         "xrstor", "xsaveopt", "xsavec", "xsaves", "xrstors", "xgetbv", "xsetbv", "vzeroupper"};
     for (const auto& line : d.lines) {
         std::string mnemonic = line.substr(0, line.find_first_of(" \t"));
-        EXPECT_FALSE(std::regex_search(line, vector_register)) << line;
+        for (const char* reg : vector_registers)
+            EXPECT_EQ(line.find(reg), std::string::npos) << line;
         EXPECT_FALSE(state_instructions.count(mnemonic)) << line;
         // x87 mnemonics all start with f; AVX ones with v (VERR and VERW are integer).
         EXPECT_FALSE(mnemonic[0] == 'f') << line;
