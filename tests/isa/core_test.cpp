@@ -63,6 +63,25 @@ TEST(Core, StoreIntoTheSamePageAsRunningCodeIsSeenOnTheNextIteration) {
   EXPECT_EQ(m.ram.get<uint32_t>(0x3001), 5u);
 }
 
+TEST(Core, CodeGeneratedByRepMovsIntoAnExecutedBufferIsReexecutedFresh) {
+  Machine m;
+  make_long64(m.state(), 0);
+  m.reg(RSP) = 0x9000;
+  // Two templates: mov eax, 1; ret  and  mov eax, 2; ret
+  m.ram.load(0x6100, {0xB8, 0x01, 0x00, 0x00, 0x00, 0xC3, 0xB8, 0x02, 0x00, 0x00, 0x00, 0xC3});
+  // Copy template 1 to 0x6200 (the caller's page), call it, keep EAX in EBX, then the same with
+  // template 2 over the buffer that has already been executed (and decoded).
+  m.load_code(0x6000, {0xBE, 0x00, 0x61, 0x00, 0x00, 0xBF, 0x00, 0x62, 0x00, 0x00, 0xB9, 0x06, 0x00, 0x00, 0x00,
+                       0xF3, 0xA4, 0xE8, 0xEA, 0x01, 0x00, 0x00, 0x89, 0xC3,
+                       0xBE, 0x06, 0x61, 0x00, 0x00, 0xBF, 0x00, 0x62, 0x00, 0x00, 0xB9, 0x06, 0x00, 0x00, 0x00,
+                       0xF3, 0xA4, 0xE8, 0xD2, 0x01, 0x00, 0x00});
+  EXPECT_EQ(m.core.run(15), 15u);
+  EXPECT_EQ(m.state().rip, 0x602Eu);
+  EXPECT_EQ(m.reg(RBX), 1u);
+  EXPECT_EQ(m.reg(RAX), 2u);
+  EXPECT_GE(m.core.counters().smc_invalidations, 2u);
+}
+
 TEST(Core, UnimplementedInstructionRaisesUdAndIsRecorded) {
   Machine m;
   make_long64(m.state(), 3);
