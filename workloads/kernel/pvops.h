@@ -1,7 +1,7 @@
 /* The table of privileged operations (like Linux's pv_ops). Everything privileged the kernel does
  * goes through it, so one image runs natively or, once the paravirtual implementation exists,
- * with hypercalls. The checks a real kernel makes on the interrupt state sit in the wrappers
- * below, outside the table, so they apply to every implementation. */
+ * with hypercalls. The check a real kernel makes on the interrupt state sits in the wrappers
+ * below, outside the table, so it applies to every implementation. */
 #ifndef PGSIM_PVOPS_H
 #define PGSIM_PVOPS_H
 #include "arch.h"
@@ -31,7 +31,7 @@ extern struct pvops pvops;
 
 void pvops_init(void);
 
-/* Interrupt-state save and restore, with the assertions a kernel makes on them. */
+/* Interrupt-state save (PUSHF; CLI) and restore (POPF, then the check on IF). */
 u64 irq_save(void);
 void irq_restore(u64 flags);
 
