@@ -6,6 +6,7 @@
 #include "isa/core.h"
 #include "isa/dispatch.h"
 #include "isa/system/profile.h"
+#include "isa/system/system_config.h"
 
 namespace pgsim::isa::system {
 

@@ -41,4 +41,20 @@ struct SystemConfig {
   MsrDevice* msr_device = nullptr;            // none: only the MSRs of CpuState exist
 };
 
+// Attaches a SystemConfig to a Core for the lifetime of the binding (the platform, the VMM or a
+// test owns both). A Core without one behaves as classic x86 with no hypervisor and no MSR device.
+class SystemConfigBinding {
+ public:
+  SystemConfigBinding(const Core& core, SystemConfig& config);
+  ~SystemConfigBinding();
+  SystemConfigBinding(const SystemConfigBinding&) = delete;
+  SystemConfigBinding& operator=(const SystemConfigBinding&) = delete;
+
+ private:
+  const Core& core_;
+};
+
+// The SystemConfig the system instructions of `core` consult.
+const SystemConfig& system_config(const Core& core);
+
 }  // namespace pgsim::isa
