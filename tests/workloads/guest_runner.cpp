@@ -69,9 +69,10 @@ GuestRun run_process(const std::vector<std::string>& argv, std::chrono::seconds 
     return result;
 }
 
-GuestRunner qemu_runner(const std::string& kernel_image, std::chrono::seconds time_limit) {
-    return [kernel_image, time_limit](const std::string& cmdline) {
-        return run_process({"qemu-system-x86_64", "-machine", "pc", "-cpu", "max", "-m", "128",
+GuestRunner qemu_runner(const std::string& kernel_image, std::chrono::seconds time_limit,
+                        const std::string& cpu_model) {
+    return [kernel_image, time_limit, cpu_model](const std::string& cmdline) {
+        return run_process({"qemu-system-x86_64", "-machine", "pc", "-cpu", cpu_model, "-m", "128",
                             "-kernel", kernel_image, "-append", cmdline, "-nographic",
                             "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"},
                            time_limit);

@@ -24,8 +24,10 @@ struct NamedRunner {
     GuestRunner run;
 };
 
-// QEMU (TCG) booting the kernel image with -kernel, as described in workloads/.
-GuestRunner qemu_runner(const std::string& kernel_image, std::chrono::seconds time_limit);
+// QEMU (TCG) booting the kernel image with -kernel, as described in workloads/; cpu_model is
+// QEMU's -cpu (max: every feature TCG has; qemu64: a plain x86-64).
+GuestRunner qemu_runner(const std::string& kernel_image, std::chrono::seconds time_limit,
+                        const std::string& cpu_model = "max");
 
 // Every runner the tests use, in order.
 std::vector<NamedRunner> guest_runners();
