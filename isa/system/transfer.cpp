@@ -101,10 +101,10 @@ uint64_t gate_offset(const GateTarget& g) {
   return g.size == 8 ? g.gate.gate_offset() : g.gate.gate_offset() & (g.size == 4 ? 0xFFFFFFFF : 0xFFFF);
 }
 
-[[noreturn]] void task_switch_unsupported(Core& core, const char* what, uint16_t sel) {
+// Stops the core with a message: the transfer does not happen and nothing else is executed.
+void task_switch_unsupported(Core& core, const char* what, uint16_t sel) {
   core.shutdown(std::string(what) + " to selector " + std::to_string(sel) +
                 " (a TSS or task gate): hardware task switching is not implemented");
-  throw Fault::gp(0);  // not reached in the guest: the core is shut down
 }
 
 bool is_call_gate(const Descriptor& d, bool ia32e) {
@@ -187,7 +187,7 @@ void call_far(Core& core, const Insn& i) {
     core.set_next_rip(target);
     return;
   }
-  if (is_task(d)) task_switch_unsupported(core, "CALL far", p.selector);
+  if (is_task(d)) return task_switch_unsupported(core, "CALL far", p.selector);
   if (!is_call_gate(d, ia32e)) throw selector_fault(GP, p.selector);
 
   GateTarget g = open_call_gate(core, p.selector, d);

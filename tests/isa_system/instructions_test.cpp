@@ -481,3 +481,14 @@ TEST(Rdtsc, Cr4TsdMakesItPrivileged) {
   t.run_user({0x0F, 0x31}, 1);
   EXPECT_TRUE(t.in_handler(GP));
 }
+
+// ---- What is not implemented fails loudly ------------------------------------------------------------
+
+TEST(TaskSwitch, JmpToTssStopsTheCoreWithAMessage) {
+  Fixture m(false);
+  m.load_code(0x5000, {0xEA, 0x00, 0x00, 0x00, 0x00, 0x28, 0x00});  // JMP 0x28:0 (the TSS)
+  m.core.run(5);
+  EXPECT_TRUE(m.core.is_shutdown());
+  EXPECT_NE(m.core.shutdown_reason().find("task switching is not implemented"), std::string::npos)
+      << m.core.shutdown_reason();
+}

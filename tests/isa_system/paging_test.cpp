@@ -238,6 +238,10 @@ TEST(PageWalk, FiveLevelAndCanonicalAddresses) {
   EXPECT_EQ(r.paddr, 0x777000u);
   EXPECT_EQ(r.levels, 5u);
   EXPECT_EQ(r.refs, 5u);
+  pt.set(ptab, idx(lin, 1), 0x777000 | P);  // read-only
+  r = page_walk(s, pt.mem, {lin, Access::Write, false});
+  EXPECT_EQ(r.fault.error_code, PFERR_P | PFERR_W);
+  EXPECT_EQ(r.fault.cr2, lin);
   EXPECT_FALSE(is_canonical(s, 0x0100000000000000ull));
   EXPECT_TRUE(is_canonical(s, 0xFF00000000000000ull));
 }
@@ -267,7 +271,9 @@ TEST(PageWalk, ThirtyTwoBitPagingWithPse) {
   EXPECT_EQ(r.paddr, 0x00456234u);
   EXPECT_EQ(r.levels, 2u);
   EXPECT_EQ(r.refs, 2u);
-  EXPECT_EQ(page_walk(s, pt.mem, {lin, Access::Write, true}).fault.error_code, PFERR_P | PFERR_W | PFERR_U);
+  r = page_walk(s, pt.mem, {lin, Access::Write, true});
+  EXPECT_EQ(r.fault.error_code, PFERR_P | PFERR_W | PFERR_U);
+  EXPECT_EQ(r.fault.cr2, lin);
   EXPECT_TRUE(page_walk(s, pt.mem, {lin, Access::Write, false}).ok);  // CR0.WP = 0
   EXPECT_EQ(page_walk(s, pt.mem, {0x00001000, Access::Execute, true}).fault.error_code, PFERR_U);  // no I/D bit
 
@@ -302,7 +308,9 @@ TEST(PageWalk, PaePaging) {
   EXPECT_EQ(r.paddr, 0x00999ABCu);
   EXPECT_EQ(r.levels, 3u);
   EXPECT_EQ(r.refs, 2u);  // the PDPTE comes from the PDPTE registers, not a memory reference
-  EXPECT_EQ(page_walk(s, pt.mem, {lin, Access::Execute, false}).fault.error_code, PFERR_P | PFERR_I);
+  r = page_walk(s, pt.mem, {lin, Access::Execute, false});
+  EXPECT_EQ(r.fault.error_code, PFERR_P | PFERR_I);
+  EXPECT_EQ(r.fault.cr2, lin);
   // Bits 62:52 are reserved in PAE entries (they are ignored in 4-level paging).
   pt.set(ptab, 1, 0x00999000 | P | RW | (1ull << 55));
   EXPECT_EQ(page_walk(s, pt.mem, {lin, Access::Read, false}).fault.error_code, PFERR_P | PFERR_RSVD);
