@@ -1,0 +1,24 @@
+// What the VMM's operations cost, in cycles (vmm.cost.* in the config; configs/eras/ has presets).
+#pragma once
+#include <cstdint>
+
+namespace pgsim::config {
+class Config;
+}
+
+namespace pgsim::vmm {
+
+struct VmmCosts {
+  uint64_t trap = 150;          // a fault from the deprivileged guest into the VMM
+  uint64_t resume = 80;         // the VMM's return to the deprivileged guest
+  uint64_t emulate = 100;       // the VMM's handler emulating one privileged instruction
+  uint64_t emulate_io = 400;    // the VMM's handler emulating one port I/O instruction
+  uint64_t shadow_fill = 400;   // building a missing shadow page-table entry (hidden fault)
+  uint64_t shadow_trace = 600;  // emulating a write to a write-protected guest page table
+  uint64_t interpret = 30;      // fetching, decoding and dispatching one guest instruction in software
+  uint64_t soft_mmu = 10;       // one guest data access through the interpreter's software MMU
+
+  static VmmCosts from_config(const config::Config& c);
+};
+
+}  // namespace pgsim::vmm

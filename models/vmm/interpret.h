@@ -1,0 +1,34 @@
+// vmm.strategy: interpret — hosted interpretation, as Bochs does it. Every guest instruction is
+// fetched, decoded and carried out by a software interpreter that keeps all of the guest's state
+// (CPL, IF, control registers, descriptor tables) in software: the guest runs at its own CPL 0 on
+// that virtual state, so nothing traps and nothing leaks, and no guest instruction runs directly
+// on the host (direct fraction 0).
+//
+// pgsim's core is such an interpreter; what this strategy adds is its price. Each guest
+// instruction pays, on top of its semantics (the platform's execute bucket at the class's CPI,
+// timing.cpi.*, which the host spends carrying out the operation):
+//   sim.cycles.interpret_dispatch  vmm.cost.interpret_cycles per instruction (fetch, decode, dispatch)
+//   sim.cycles.interpret_soft_mmu  vmm.cost.soft_mmu_cycles per data access (software TLB lookup)
+// Exceptions and interrupts are delivered by the interpreter through the guest's IDT and cost what
+// the platform charges for event delivery.
+#pragma once
+#include "models/vmm/vmm.h"
+
+namespace pgsim::vmm {
+
+class InterpretVmm final : public Vmm {
+ public:
+  InterpretVmm(isa::Core& core, const VmmCosts& costs);
+  const char* strategy() const override { return "interpret"; }
+  bool take_event(isa::Core&, const isa::Event&) override { return false; }
+  double direct_fraction() const override { return 0.0; }
+  void bind_statistics(stats::Registry& registry) override;
+
+  // Guest data accesses made through the software MMU so far.
+  uint64_t soft_mmu_accesses() const;
+
+ private:
+  const isa::CoreCounters& counters_;
+};
+
+}  // namespace pgsim::vmm

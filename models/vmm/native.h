@@ -1,0 +1,16 @@
+// vmm.strategy: native — no VMM. The guest owns the CPU at CPL 0; every exception and interrupt
+// is delivered by the CPU through the guest's IDT. The baseline every other strategy is measured
+// against.
+#pragma once
+#include "models/vmm/vmm.h"
+
+namespace pgsim::vmm {
+
+class NativeVmm final : public Vmm {
+ public:
+  const char* strategy() const override { return "native"; }
+  bool take_event(isa::Core&, const isa::Event&) override { return false; }
+  double direct_fraction() const override { return 1.0; }
+};
+
+}  // namespace pgsim::vmm

@@ -1,0 +1,47 @@
+// The trap router: the core's TrapHook. Every exception and interrupt the core raises passes
+// here before delivery; the running strategy takes it (a trap into the VMM, counted by cause as
+// vmm.traps.<cause> and vmm.traps.total) or leaves it to the CPU's own delivery through the IDT.
+// It also publishes the strategy's Popek-Goldberg figures and cycle buckets.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <memory>
+
+#include "isa/core_if.h"
+#include "models/vmm/trap_cause.h"
+#include "models/vmm/vmm.h"
+
+namespace pgsim::vmm {
+
+class TrapRouter : public isa::TrapHook {
+ public:
+  explicit TrapRouter(std::unique_ptr<Vmm> vmm);
+  // Hooks the router (and the strategy) onto `core`.
+  void attach(isa::Core& core);
+
+  Vmm& vmm() { return *vmm_; }
+  const Vmm& vmm() const { return *vmm_; }
+  uint64_t traps(TrapCause cause) const { return traps_[static_cast<unsigned>(cause)]; }
+  uint64_t total_traps() const { return total_; }
+
+  // Binds vmm.traps.*, vmm.leaks.*, vmm.resource_control.violations,
+  // vmm.efficiency.direct_fraction, the strategy's statistics and its cycle buckets.
+  void bind_statistics(stats::Registry& registry);
+
+  // isa::TrapHook
+  bool on_event(isa::Core& core, const isa::Event& event) override;
+  void on_instruction_boundary(isa::Core& core) override { vmm_->on_instruction_boundary(core); }
+
+ private:
+  std::unique_ptr<Vmm> vmm_;
+  std::array<uint64_t, kNumTrapCauses> traps_{};
+  uint64_t total_ = 0;
+};
+
+// The platform's attachment point: builds the strategy vmm.strategy names with the costs of
+// vmm.cost.*, puts its router on `machine.core` and returns it (the caller keeps it alive for the
+// run and binds its statistics). Throws std::invalid_argument for a strategy pgsim does not
+// implement.
+std::unique_ptr<TrapRouter> attach_vmm(const config::Config& config, const Machine& machine);
+
+}  // namespace pgsim::vmm

@@ -1,0 +1,78 @@
+// The VMM: one interface that every virtualization strategy implements (vmm.strategy), and the
+// attachment point through which the platform puts a strategy and its trap router on the core.
+//
+//   platform --attach_vmm(config, machine)--> TrapRouter (isa::TrapHook on the core)
+//                                               └─ Vmm: NativeVmm | InterpretVmm | ...
+//
+// The router sees every exception and interrupt the core raises; the strategy decides whether it
+// is a trap into the VMM (counted as vmm.traps.<cause>) or is delivered by the CPU through the
+// guest's IDT as without a VMM. The strategy charges what it does to its own cycle buckets.
+// Plain C++ on isa/: the VMM runs inside the CPU module's thread, through the core's hooks.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "isa/core.h"
+#include "isa/system/events.h"
+#include "models/vmm/costs.h"
+#include "models/vmm/cycles.h"
+#include "models/vmm/leaks.h"
+
+namespace pgsim::config {
+class Config;
+}
+namespace pgsim::stats {
+class Registry;
+}
+
+namespace pgsim::vmm {
+
+// What a strategy is given of the machine.
+struct Machine {
+  isa::Core& core;
+  // The platform's interrupt controller as the core sees it (a VMM that virtualizes interrupts
+  // stands between the two); nullptr in tests without one.
+  isa::InterruptSource* interrupts = nullptr;
+  // The first physical address above guest RAM: the VMM keeps its own structures from here, where
+  // the guest cannot reach them.
+  uint64_t vmm_memory_base = 0;
+};
+
+class Vmm {
+ public:
+  virtual ~Vmm() = default;
+  // The vmm.strategy value ("native", "interpret", ...).
+  virtual const char* strategy() const = 0;
+  // Installs whatever the strategy needs on the core before the guest's first instruction.
+  virtual void attach(isa::Core& core) {}
+  // An exception or interrupt raised while the guest runs. True: the VMM took it (a trap into the
+  // VMM, which handled, emulated or reflected it; the core delivers nothing). False: the CPU
+  // delivers it through the IDT as it would without a VMM.
+  virtual bool take_event(isa::Core& core, const isa::Event& event) = 0;
+  // Strategies that look at each guest instruction before it executes (leak detection).
+  virtual bool wants_instruction_boundaries() const { return false; }
+  virtual void on_instruction_boundary(isa::Core& core) {}
+  // Share of the guest's instructions that the host CPU executed directly (Popek-Goldberg's
+  // efficiency): 1 natively, 0 for an interpreter.
+  virtual double direct_fraction() const = 0;
+  // Binds the strategy's own statistics (the router binds traps, leaks, resource control).
+  virtual void bind_statistics(stats::Registry& registry) {}
+
+  VmmCycles& cycles() { return cycles_; }
+  const VmmCycles& cycles() const { return cycles_; }
+  const LeakLog& leaks() const { return leaks_; }
+  // Real privileged state found changed by the guest (must stay zero).
+  const uint64_t& resource_control_violations() const { return violations_; }
+
+ protected:
+  VmmCycles cycles_;
+  LeakLog leaks_;
+  uint64_t violations_ = 0;
+};
+
+// The strategy `strategy` names, with its costs; throws std::invalid_argument naming the
+// strategy when pgsim does not implement it.
+std::unique_ptr<Vmm> make_vmm(const std::string& strategy, const Machine& machine, const VmmCosts& costs);
+
+}  // namespace pgsim::vmm
