@@ -95,6 +95,11 @@ TEST_P(GuestKernel, RejectsABadIterationCount) {
     EXPECT_TRUE(has_line(lines, "command line: iters must be a positive integer: 'iters=12x'"));
 }
 
+TEST_P(GuestKernel, RejectsAWorkingSetTooSmallForTwoEntries) {
+    auto lines = expect_verdict(GetParam().run("bench=memwalk ws=8"), false);
+    EXPECT_TRUE(has_line(lines, "command line: ws must be between 16 and 268435456 bytes: 'ws=8'"));
+}
+
 TEST_P(GuestKernel, RejectsAnUnknownKey) {
     auto lines = expect_verdict(GetParam().run("bench=syscall speed=3"), false);
     EXPECT_TRUE(has_line(lines, "command line: unknown key (expected bench, iters, ws): 'speed=3'"));

@@ -30,7 +30,7 @@ static struct proc *proc_alloc(void) {
             continue;
         memset(p, 0, sizeof(*p));
         p->pid = next_pid++;
-        p->kstack = frame_alloc(); /* one page: the kernel keeps its frames small */
+        p->kstack = frame_alloc(); /* one page: no kernel path nests deeper than a fault in a call */
         u64 top = p->kstack + PAGE_SIZE;
         p->tf = (struct trapframe *)(top - sizeof(struct trapframe));
         /* The first switch to the process pops swtch's six registers and returns to
