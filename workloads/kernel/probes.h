@@ -164,25 +164,29 @@ PROBE_ONLY(probe_clts, "clts")
 PROBE_ONLY(probe_swapgs, "swapgs\n\tswapgs")
 PROBE_ONLY(probe_wbinvd, "wbinvd")
 
+/* What a probe's line shows unless it faulted: its value, its value and ZF, ZF, or just "ok". */
+enum probe_kind { PROBE_VALUE, PROBE_VALUE_ZF, PROBE_ZF, PROBE_NONE };
 struct probe_def {
     const char *name;
     void (*run)(struct probe_result *r);
-    bool has_zf;
+    enum probe_kind kind;
 };
 
 #define PROBE_TABLE(X)                                                                         \
-    X(sgdt_base, 0) X(sgdt_limit, 0) X(sidt_base, 0) X(sidt_limit, 0) X(sldt, 0) X(str, 0)      \
-    X(smsw, 0) X(mov_cs, 0) X(mov_ss, 0) X(mov_ds, 0) X(mov_to_ds, 0) X(pushf, 0) X(popf_if, 0) \
-    X(popf_iopl, 0) X(iret_if, 0) X(push_cs, 0) X(far_call, 0) X(far_jmp, 0) X(far_ret, 0)      \
-    X(int_dpl3, 0) X(int_dpl0, 0) X(int3, 0) X(lar_kernel_cs, 1) X(lar_user_cs, 1)              \
-    X(lar_tss, 1)                                                                               \
-    X(lsl_user_ds, 1) X(lsl_tss, 1) X(verr_kernel_cs, 1) X(verr_user_cs, 1)                     \
-    X(verw_kernel_ds, 1) X(verw_user_ds, 1) X(cpuid, 0) X(rdtsc, 0) X(cli_sti, 0)               \
-    X(mov_from_cr0, 0) X(mov_from_cr4, 0) X(mov_to_cr3, 0) X(mov_cr8, 0) X(rdmsr_efer, 0)       \
-    X(wrmsr_efer, 0) X(in, 0) X(out, 0) X(lgdt, 0) X(lidt, 0) X(lldt, 0) X(ltr_busy, 0)         \
-    X(invlpg, 0) X(clts, 0) X(swapgs, 0) X(wbinvd, 0)
+    X(sgdt_base, VALUE) X(sgdt_limit, VALUE) X(sidt_base, VALUE) X(sidt_limit, VALUE)          \
+    X(sldt, VALUE) X(str, VALUE) X(smsw, VALUE) X(mov_cs, VALUE) X(mov_ss, VALUE)              \
+    X(mov_ds, VALUE) X(mov_to_ds, VALUE) X(pushf, VALUE) X(popf_if, VALUE) X(popf_iopl, VALUE) \
+    X(iret_if, VALUE) X(push_cs, NONE) X(far_call, VALUE) X(far_jmp, VALUE) X(far_ret, VALUE)  \
+    X(int_dpl3, VALUE) X(int_dpl0, VALUE) X(int3, NONE) X(lar_kernel_cs, VALUE_ZF)             \
+    X(lar_user_cs, VALUE_ZF) X(lar_tss, VALUE_ZF) X(lsl_user_ds, VALUE_ZF)                     \
+    X(lsl_tss, VALUE_ZF) X(verr_kernel_cs, ZF) X(verr_user_cs, ZF) X(verw_kernel_ds, ZF)       \
+    X(verw_user_ds, ZF) X(cpuid, VALUE) X(rdtsc, VALUE) X(cli_sti, NONE)                       \
+    X(mov_from_cr0, VALUE) X(mov_from_cr4, VALUE) X(mov_to_cr3, NONE) X(mov_cr8, VALUE)        \
+    X(rdmsr_efer, VALUE) X(wrmsr_efer, NONE) X(in, VALUE) X(out, NONE) X(lgdt, NONE)           \
+    X(lidt, NONE) X(lldt, NONE) X(ltr_busy, NONE) X(invlpg, NONE) X(clts, NONE)                \
+    X(swapgs, NONE) X(wbinvd, NONE)
 
-#define PROBE_DEF(name, zf) {#name, probe_##name, zf},
+#define PROBE_DEF(name, kind) {#name, probe_##name, PROBE_##kind},
 static const struct probe_def probes[] = {PROBE_TABLE(PROBE_DEF)};
 #define PROBE_COUNT (sizeof(probes) / sizeof(probes[0]))
 

@@ -17,7 +17,11 @@ void selftest_report(const char *who, u64 id, u64 value, u64 fault_and_zf) {
     if (fault != PROBE_NO_FAULT) {
         const char *name = fault < 32 && fault_names[fault] ? fault_names[fault] : "fault";
         kprintf("selftest %s %s: %s\n", who, p->name, name);
-    } else if (p->has_zf) {
+    } else if (p->kind == PROBE_NONE) {
+        kprintf("selftest %s %s: ok\n", who, p->name);
+    } else if (p->kind == PROBE_ZF) {
+        kprintf("selftest %s %s: zf=%lu\n", who, p->name, zf);
+    } else if (p->kind == PROBE_VALUE_ZF) {
         kprintf("selftest %s %s: value=0x%lx zf=%lu\n", who, p->name, value, zf);
     } else {
         kprintf("selftest %s %s: value=0x%lx\n", who, p->name, value);
