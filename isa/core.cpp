@@ -45,7 +45,11 @@ uint64_t Core::run(uint64_t max_instructions) {
           insn = code_page_->slot[lin & 0xFFF];
           if (insn) [[likely]] ++counters_.itlb_hits;
         }
-        if (!insn) insn = fetch_slow(lin);
+        if (!insn) {
+          current_insn_ = nullptr;
+          insn = fetch_slow(lin);
+        }
+        current_insn_ = insn;
         next_rip_ = (state_.rip + insn->length) & ip_mask_;
         insn->handler(*this, *insn);
         state_.rip = next_rip_;

@@ -103,6 +103,10 @@ class Core {
   // Routes `event` at the current RIP (hook, then isa/system/events.h deliver_event).
   void route_event(const Event& event);
 
+  // The instruction being executed, or the one that faulted while a TrapHook sees the fault;
+  // nullptr when the fault came from fetching it (the VMM decodes from its RIP then).
+  const Insn* current_insn() const { return current_insn_; }
+
   // ---- Operands (for semantics) ----------------------------------------------------------------
   uint64_t next_rip() const { return next_rip_; }
   // A near branch: the target truncated to the operand size (SDM: EIP/IP wrap in 32/16-bit).
@@ -269,6 +273,7 @@ class Core {
 
   // Execution.
   uint64_t next_rip_ = 0;
+  const Insn* current_insn_ = nullptr;
   bool attention_ = true;        // service_boundary() must run before the next fetch
   bool stop_requested_ = false;
   bool irq_notified_ = false;

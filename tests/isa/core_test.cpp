@@ -108,6 +108,9 @@ TEST(Core, DivideByZeroRaisesDeAtTheDivide) {
   ASSERT_EQ(hook.events.size(), 1u);
   EXPECT_EQ(hook.events[0].vector, DE);
   EXPECT_EQ(m.state().rip, 0x5002u);
+  ASSERT_NE(m.core.current_insn(), nullptr);  // what a VMM would decode to emulate it
+  EXPECT_EQ(m.core.current_insn()->length, 2u);
+  EXPECT_EQ(m.core.current_insn()->cls, InsnClass::Div);
   EXPECT_EQ(m.reg(RAX), 77u);
 }
 

@@ -490,8 +490,14 @@ uint64_t ignored_flags(const Form& f, const Input& in) {
   return ignore;
 }
 
-// True when the SDM leaves the whole result undefined for this input.
+// True when the SDM leaves the whole result undefined for this input (such inputs are skipped:
+// processors differ there, e.g. Intel and AMD).
 bool result_undefined(const Form& f, const Input& in) {
+  if (f.name.rfind("bsf", 0) == 0 || f.name.rfind("bsr", 0) == 0) {  // source 0: destination undefined
+    uint64_t src = in.gpr[RDX];
+    if (f.name.find("ptr") != std::string::npos) std::memcpy(&src, in.data + (kMemBase - kDataAddr) + 8, 8);
+    return (src & Core::size_mask(f.opbits / 8)) == 0;
+  }
   if (f.name.rfind("shld", 0) == 0 || f.name.rfind("shrd", 0) == 0) {
     const unsigned count = (f.shift_imm >= 0 ? static_cast<unsigned>(f.shift_imm) : static_cast<unsigned>(in.gpr[RCX])) & 0x1F;
     return f.opbits == 16 && count > 16;
