@@ -311,6 +311,19 @@ FormList build_forms() {
   for (auto code : std::vector<std::vector<uint8_t>>{{0x66, 0x98}, {0x98}, {0x48, 0x98}, {0x66, 0x99}, {0x99}, {0x48, 0x99},
                                                      {0x9F}, {0x9E}, {0xF8}, {0xF9}, {0xF5}, {0xFC}, {0xFD}, {0xD7}})
     l.add(code, 64);  // cbw cwde cdqe cwd cdq cqo lahf sahf clc stc cmc cld std xlat
+  // LOCK forms (read-modify-write of memory).
+  for (unsigned b : sizes) {
+    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_ADD, ZYDIS_MNEMONIC_SUB, ZYDIS_MNEMONIC_AND, ZYDIS_MNEMONIC_OR,
+                            ZYDIS_MNEMONIC_XOR, ZYDIS_MNEMONIC_ADC, ZYDIS_MNEMONIC_SBB, ZYDIS_MNEMONIC_XADD})
+      l.add(encode(m, {mem_op(b / 8), reg_op(gpr(b, RDX))}, ZYDIS_ATTRIB_HAS_LOCK), b);
+    l.add(encode(ZYDIS_MNEMONIC_CMPXCHG, {mem_op(b / 8), reg_op(gpr(b, RDX))}, ZYDIS_ATTRIB_HAS_LOCK), b, Shape::CmpxchgHit);
+    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_INC, ZYDIS_MNEMONIC_DEC, ZYDIS_MNEMONIC_NEG, ZYDIS_MNEMONIC_NOT})
+      l.add(encode(m, {mem_op(b / 8)}, ZYDIS_ATTRIB_HAS_LOCK), b);
+  }
+  for (unsigned b : sizes_no8)
+    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_BTS, ZYDIS_MNEMONIC_BTR, ZYDIS_MNEMONIC_BTC})
+      l.add(encode(m, {mem_op(b / 8), reg_op(gpr(b, RDX))}, ZYDIS_ATTRIB_HAS_LOCK), b, Shape::BitOffset);
+  l.add(encode(ZYDIS_MNEMONIC_CMPXCHG16B, {mem_op(16, 16)}, ZYDIS_ATTRIB_HAS_LOCK), 64, Shape::CmpxchgHit);
   // Stack: PUSH/POP of registers, memory and immediates, PUSH RSP / POP RSP, CALL, RET, ENTER, LEAVE.
   for (auto code : std::vector<std::vector<uint8_t>>{
            {0x52}, {0x66, 0x52}, {0x41, 0x52}, {0x54}, {0xFF, 0x73, 0x08}, {0x66, 0xFF, 0x73, 0x08},
@@ -557,7 +570,11 @@ TEST(Differential, IntegerFormsMatchTheHostCpu) {
     const uint64_t form_addr = kCodeAddr + w.form_offset, end_addr = kCodeAddr + w.end_offset;
     m.ram.load(form_addr, f.code);
     m.core.invalidate_decoded(form_addr, f.code.size());
-    mnemonics.insert(f.name.substr(0, f.name.find(' ')));
+    std::string mnemonic = f.name;
+    for (const char* prefix : {"lock ", "rep ", "repe ", "repne "}) {
+      if (mnemonic.rfind(prefix, 0) == 0) mnemonic = mnemonic.substr(std::strlen(prefix));
+    }
+    mnemonics.insert(mnemonic.substr(0, mnemonic.find(' ')));
     unsigned failures = 0;
     for (int n = 0; n < kInputsPerForm && failures < 3; ++n) {
       make_input(f, rng, end_addr, in);
