@@ -46,7 +46,8 @@ static NORETURN void bad_cmdline(const char *what, const char *token, usize n) {
     machine_exit(false, "bad command line");
 }
 
-/* Words without '=' (a loader may pass the image's name first) are ignored. */
+/* Loaders (QEMU, GRUB) pass the image's path first: words that start with '/' or have no '='
+ * are not options. */
 static void parse_cmdline(const char *s) {
     while (*s) {
         while (*s == ' ')
@@ -58,7 +59,7 @@ static void parse_cmdline(const char *s) {
         const char *eq = tok;
         while (eq < s && *eq != '=')
             eq++;
-        if (n == 0 || eq == s)
+        if (n == 0 || eq == s || *tok == '/')
             continue;
         usize klen = (usize)(eq - tok), vlen = (usize)(s - eq - 1);
         const char *val = eq + 1;
