@@ -177,7 +177,9 @@ void Cpu::run() {
     update_trace();
     if (end_ != End::Running) break;
     if (core_.is_shutdown()) {
-      finish(End::TripleFault, core_.shutdown_reason());
+      std::ostringstream detail;
+      detail << core_.shutdown_reason() << " (RIP 0x" << std::hex << core_.state().rip << ")";
+      finish(End::TripleFault, detail.str());
       break;
     }
     const sc_time now = local_time();

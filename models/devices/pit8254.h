@@ -15,7 +15,7 @@ namespace pgsim::models {
 
 class Pit8254 : public sc_core::sc_module {
  public:
-  static constexpr uint64_t kInputHz = 1193182;
+  static constexpr double kPcInputHz = 1193182;  // the PC's 14.31818 MHz crystal / 12
   enum Reg : unsigned { COUNTER0 = 0, COUNTER1 = 1, COUNTER2 = 2, CONTROL = 3 };
   // Read/write access of a counter (control word bits 5:4).
   enum Access : uint8_t { LATCH = 0, LSB = 1, MSB = 2, LSB_THEN_MSB = 3 };
@@ -32,6 +32,7 @@ class Pit8254 : public sc_core::sc_module {
   struct InitialState {  // what the firmware leaves: channel 0 in mode 2 with count 65536
     uint8_t channel0_mode = 2;
     uint32_t channel0_count = 0x10000;
+    double input_hz = kPcInputHz;
   };
 
   SC_HAS_PROCESS(Pit8254);
@@ -52,6 +53,7 @@ class Pit8254 : public sc_core::sc_module {
                  channels_[2].gate = gate;
                  port_b_ = static_cast<uint8_t>(v);
                }) {
+    input_hz_ = init.input_hz;
     for (auto& c : channels_) c = Channel{};
     channels_[0].mode = init.channel0_mode;
     channels_[0].count = init.channel0_count;
@@ -139,12 +141,12 @@ class Pit8254 : public sc_core::sc_module {
     sc_core::sc_time load_time = sc_core::SC_ZERO_TIME;
   };
 
-  static uint64_t ticks_since(const Channel& c, const sc_core::sc_time& now) {
+  uint64_t ticks_since(const Channel& c, const sc_core::sc_time& now) const {
     const double seconds = (now - c.load_time).to_seconds();
-    return static_cast<uint64_t>(seconds * static_cast<double>(kInputHz));
+    return static_cast<uint64_t>(seconds * input_hz_);
   }
-  static sc_core::sc_time time_of_tick(const Channel& c, uint64_t tick) {
-    return c.load_time + sc_core::sc_time(static_cast<double>(tick) / kInputHz, sc_core::SC_SEC);
+  sc_core::sc_time time_of_tick(const Channel& c, uint64_t tick) const {
+    return c.load_time + sc_core::sc_time(static_cast<double>(tick) / input_hz_, sc_core::SC_SEC);
   }
   void load(Channel& c, uint32_t value, const sc_core::sc_time& now) {
     c.count = value == 0 ? 0x10000 : value;
@@ -154,7 +156,7 @@ class Pit8254 : public sc_core::sc_module {
     c.latched = static_cast<uint16_t>(count_now(c, now));
     c.latch_bytes = (c.access == LSB_THEN_MSB) ? 2 : 1;
   }
-  static uint32_t count_now(const Channel& c, const sc_core::sc_time& now) {
+  uint32_t count_now(const Channel& c, const sc_core::sc_time& now) {
     const uint64_t d = ticks_since(c, now);
     switch (c.mode) {
       case 0: case 1: case 4: case 5: return static_cast<uint32_t>((c.count - d) & 0xFFFF);
@@ -162,7 +164,7 @@ class Pit8254 : public sc_core::sc_module {
       default: return static_cast<uint32_t>(c.count - (d % c.count));
     }
   }
-  static bool output(const Channel& c, const sc_core::sc_time& now) {
+  bool output(const Channel& c, const sc_core::sc_time& now) {
     const uint64_t d = ticks_since(c, now);
     switch (c.mode) {
       case 0: return d >= c.count;
@@ -199,9 +201,10 @@ class Pit8254 : public sc_core::sc_module {
     const sc_core::sc_time now = sc_core::sc_time_stamp();
     irq.pulse();  // the 8259 and the I/O APIC latch the rising edge
     // Step one tick past the edge so the next rise is found, not this one.
-    schedule(now + sc_core::sc_time(1.0 / kInputHz, sc_core::SC_SEC));
+    schedule(now + sc_core::sc_time(1.0 / input_hz_, sc_core::SC_SEC));
   }
 
+  double input_hz_ = kPcInputHz;
   std::array<Channel, 3> channels_;
   uint8_t port_b_ = 0;
   sc_core::sc_event transition_event_;

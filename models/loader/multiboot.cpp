@@ -14,7 +14,7 @@ namespace {
 constexpr uint64_t kPage = 4096;
 // Where the loader keeps its GDT (below the EBDA, in memory the specification leaves to the OS).
 constexpr uint64_t kGdtAddress = 0x500;
-constexpr uint16_t kCodeSelector = 0x10, kDataSelector = 0x18;
+constexpr uint16_t kCodeSelector = 0x08, kDataSelector = 0x10;  // as QEMU's option ROM
 
 std::string hex(uint64_t v) {
   std::ostringstream s;
@@ -252,11 +252,14 @@ BootInfo load(const BootRequest& request, GuestRam ram) {
   }
   const uint32_t mmap_length = static_cast<uint32_t>(cursor - mmap_addr);
 
-  const uint64_t low = request.memory.low_size();
+  // mem_upper: the usable memory from 1 MiB up to the first hole, as the firmware's e820 says.
+  uint64_t upper = 0;
+  for (const MemoryRange& r : request.memory.e820())
+    if (r.base == PcMemoryMap::kHighMemoryBase && r.type == MemoryRange::Usable) upper = r.length;
   writer.put<uint32_t>(info + 0, IF_MEMORY | IF_BOOT_DEVICE | IF_CMDLINE | IF_MODULES | IF_MMAP |
                                      IF_BOOT_LOADER_NAME);
   writer.put<uint32_t>(info + 4, static_cast<uint32_t>(PcMemoryMap::kConventionalEnd / 1024));  // mem_lower
-  writer.put<uint32_t>(info + 8, static_cast<uint32_t>((low - PcMemoryMap::kHighMemoryBase) / 1024));  // mem_upper
+  writer.put<uint32_t>(info + 8, static_cast<uint32_t>(upper / 1024));  // mem_upper
   writer.put<uint32_t>(info + 12, 0x8000FFFF);  // boot_device: first BIOS disk, no partition (as QEMU)
   writer.put<uint32_t>(info + 16, cmdline_addr);
   writer.put<uint32_t>(info + 20, static_cast<uint32_t>(placed.size()));
@@ -267,8 +270,8 @@ BootInfo load(const BootRequest& request, GuestRam ram) {
   boot.info_address = static_cast<uint32_t>(info);
   boot.loaded_end = cursor;
 
-  // The loader's flat GDT: null, unused, 32-bit code at 0x10, 32-bit data at 0x18.
-  const uint64_t gdt[4] = {0, 0, 0x00CF9B000000FFFFull, 0x00CF93000000FFFFull};
+  // The loader's flat GDT: null, 32-bit code at 0x08, 32-bit data at 0x10.
+  const uint64_t gdt[3] = {0, 0x00CF9B000000FFFFull, 0x00CF93000000FFFFull};
   if (loaded.start < kGdtAddress + sizeof(gdt) && loaded.end > kGdtAddress)
     throw ImageError(file, "the image overlaps the loader's GDT at " + hex(kGdtAddress));
   writer.copy(kGdtAddress, reinterpret_cast<const uint8_t*>(gdt), sizeof(gdt), "the loader's GDT");
@@ -282,7 +285,7 @@ void set_entry_state(const BootInfo& boot, isa::CpuState& s) {
   s.rip = boot.entry;
   s.gpr[isa::RAX] = kBootloaderMagic;
   s.gpr[isa::RBX] = boot.info_address;
-  s.gdtr = {kGdtAddress, 4 * 8 - 1};
+  s.gdtr = {kGdtAddress, 3 * 8 - 1};
   s.idtr = {0, 0x3FF};
   const isa::Segment code{kCodeSelector, 0, 0xFFFFFFFF, 0xC09B};
   const isa::Segment data{kDataSelector, 0, 0xFFFFFFFF, 0xC093};

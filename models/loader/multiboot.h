@@ -73,8 +73,8 @@ struct BootInfo {
 // Loads kernel and modules into `ram` and builds the information structure. Throws ImageError.
 BootInfo load(const BootRequest& request, GuestRam ram);
 
-// The register state at entry: 32-bit protected mode, paging off, flat segments (CS 0x10 and data
-// 0x18 in a GDT the loader leaves in low memory, as QEMU's option ROM does), EAX=0x2BADB002,
+// The register state at entry: 32-bit protected mode, paging off, flat segments (CS 0x08 and data
+// 0x10 in a GDT the loader leaves in low memory, as QEMU's option ROM does), EAX=0x2BADB002,
 // EBX=info, IF=0.
 void set_entry_state(const BootInfo& boot, isa::CpuState& state);
 

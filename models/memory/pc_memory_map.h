@@ -21,6 +21,8 @@ struct PcMemoryMap {
   static constexpr uint64_t kBiosAreaBase = 0xF0000;          // the BIOS ROM shadow, reserved
   static constexpr uint64_t kHighMemoryBase = 0x100000;       // 1 MiB
   static constexpr uint64_t kFirmwareBase = 0xFFFC0000;       // the flash at the top of 4 GiB
+  static constexpr uint64_t kFirmwareTables = 0x20000;        // SeaBIOS keeps its tables in the
+                                                              // top 128 KiB of RAM below 4 GiB
 
   uint64_t ram_size = 0;
 
@@ -33,8 +35,11 @@ struct PcMemoryMap {
         {kConventionalEnd, 0xA0000 - kConventionalEnd, MemoryRange::Reserved},
         {kBiosAreaBase, kHighMemoryBase - kBiosAreaBase, MemoryRange::Reserved},
     };
-    if (low_size() > kHighMemoryBase)
-      map.push_back({kHighMemoryBase, low_size() - kHighMemoryBase, MemoryRange::Usable});
+    if (low_size() > kHighMemoryBase + kFirmwareTables) {
+      const uint64_t tables = low_size() - kFirmwareTables;
+      map.push_back({kHighMemoryBase, tables - kHighMemoryBase, MemoryRange::Usable});
+      map.push_back({tables, kFirmwareTables, MemoryRange::Reserved});
+    }
     map.push_back({kFirmwareBase, kHighRamBase - kFirmwareBase, MemoryRange::Reserved});
     if (high_size() > 0) map.push_back({kHighRamBase, high_size(), MemoryRange::Usable});
     return map;

@@ -25,7 +25,7 @@ Mmu::Mmu(const MmuParams& params, isa::PhysicalBus& bus, CacheHierarchy* caches)
 }
 
 uint16_t Mmu::current_pcid() const {
-  if (!core_) return 0;
+  if (!core_ || !params_.honour_pcid) return 0;
   const isa::CpuState& s = core_->state();
   return (s.cr4 & isa::CR4_PCIDE) ? static_cast<uint16_t>(s.cr3 & 0xFFF) : 0;
 }
@@ -40,7 +40,8 @@ isa::Translation Mmu::translate(const isa::CpuState& state, uint64_t linear, isa
                                 bool user, isa::AccessOrigin origin) {
   const bool fetch = kind == isa::AccessKind::Execute;
   Tlb& l1 = fetch ? l1i_ : l1d_;
-  const uint16_t pcid = (state.cr4 & isa::CR4_PCIDE) ? static_cast<uint16_t>(state.cr3 & 0xFFF) : 0;
+  const uint16_t pcid = (params_.honour_pcid && (state.cr4 & isa::CR4_PCIDE))
+                            ? static_cast<uint16_t>(state.cr3 & 0xFFF) : 0;
 
   bool charged_walk = false;
   if (l1.lookup(linear, pcid)) {
@@ -88,8 +89,8 @@ isa::Translation Mmu::translate(const isa::CpuState& state, uint64_t linear, isa
   t.ok = true;
   t.paddr = walk.paddr;
   const uint64_t page_size = walk.page_size ? walk.page_size : kPage4K;
-  l2_.insert(linear, page_size, walk.pcid, walk.global);
-  l1.insert(linear, page_size, walk.pcid, walk.global);
+  l2_.insert(linear, page_size, pcid, walk.global);
+  l1.insert(linear, page_size, pcid, walk.global);
   t.cacheable = l1.enabled();  // without an L1 TLB every access is a translation
   return t;
 }
@@ -111,7 +112,7 @@ void Mmu::invalidate_page(uint64_t linear) {
 
 void Mmu::flush(bool include_global) {
   flushing_ = true;  // the core flushes its own soft TLB
-  const bool pcids = core_ && (core_->state().cr4 & isa::CR4_PCIDE);
+  const bool pcids = core_ && params_.honour_pcid && (core_->state().cr4 & isa::CR4_PCIDE);
   const uint16_t pcid = current_pcid();
   for (Tlb* tlb : {&l1i_, &l1d_, &l2_}) tlb->flush(include_global, include_global || !pcids, pcid);
   if (include_global || !pcids) walk_cache_.flush();

@@ -33,6 +33,7 @@ struct MmuParams {
   // Paging-structure cache entries for levels 2 (PDE), 3 (PDPTE), 4 (PML4E), 5 (PML5E); 0 = none.
   std::vector<unsigned> walk_cache_entries{32, 4, 2, 0};
   uint64_t memory_latency = 100;       // cycles of one walk reference without a cache hierarchy
+  bool honour_pcid = true;             // false: entries are untagged and every CR3 load flushes
 };
 
 // What the MMU counted; plain integers for the statistics registry.

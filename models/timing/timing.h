@@ -42,20 +42,24 @@ inline const char* bucket_description(Bucket b) {
   return descriptions[static_cast<unsigned>(b)];
 }
 
+// Costs are kept in thousandths of a cycle so that fractional CPIs (0.5 for a dual-issued ALU
+// instruction) add up exactly; the buckets report whole cycles.
 struct TimingParams {
-  double clock_hz = 2e9;
-  std::array<uint64_t, isa::kNumInsnClasses> class_cycles{};  // by isa::InsnClass
-  uint64_t string_iteration_cycles = 1;  // each iteration of a string instruction, beyond the first
-  uint64_t exception_cycles = 200;       // delivering one exception or software interrupt
-  uint64_t interrupt_cycles = 250;       // delivering one external interrupt
-  uint64_t io_cycles = 1000;             // one port I/O or MMIO device access
+  static constexpr uint64_t kMilli = 1000;
+  double clock_hz = 3e9;
+  std::array<uint64_t, isa::kNumInsnClasses> class_millicycles{};  // by isa::InsnClass
+  uint64_t string_iteration_millicycles = 1000;  // each iteration of a string instruction after the first
+  uint64_t exception_cycles = 150;  // delivering one exception or software interrupt
+  uint64_t interrupt_cycles = 150;  // delivering one external interrupt
+  uint64_t io_cycles = 1000;        // one port I/O or MMIO device access
 
+  void set_cpi(isa::InsnClass c, double cycles) {
+    class_millicycles[static_cast<unsigned>(c)] = static_cast<uint64_t>(cycles * kMilli + 0.5);
+  }
   TimingParams() {
     using C = isa::InsnClass;
-    auto set = [this](C c, uint64_t v) { class_cycles[static_cast<unsigned>(c)] = v; };
-    set(C::Alu, 1); set(C::Mul, 3); set(C::Div, 25); set(C::Branch, 1); set(C::Load, 1);
-    set(C::Store, 1); set(C::Rmw, 2); set(C::String, 2); set(C::Fence, 10); set(C::Nop, 1);
-    set(C::System, 20); set(C::Unimplemented, 1);
+    for (C c : {C::Alu, C::Branch, C::Load, C::Store, C::Nop, C::Fence, C::Unimplemented}) set_cpi(c, 1);
+    set_cpi(C::Mul, 3); set_cpi(C::Div, 26); set_cpi(C::Rmw, 2); set_cpi(C::String, 1); set_cpi(C::System, 30);
   }
 };
 
@@ -71,12 +75,12 @@ class CycleAccount {
   uint64_t bucket(Bucket b) const {
     switch (b) {
       case Bucket::Execute: {
-        uint64_t cycles = 0;
-        for (unsigned c = 0; c < isa::kNumInsnClasses; ++c) cycles += core_.by_class[c] * params_.class_cycles[c];
+        uint64_t milli = 0;
+        for (unsigned c = 0; c < isa::kNumInsnClasses; ++c) milli += core_.by_class[c] * params_.class_millicycles[c];
         const uint64_t strings = core_.by_class[static_cast<unsigned>(isa::InsnClass::String)];
         if (core_.string_iterations > strings)
-          cycles += (core_.string_iterations - strings) * params_.string_iteration_cycles;
-        return cycles;
+          milli += (core_.string_iterations - strings) * params_.string_iteration_millicycles;
+        return milli / TimingParams::kMilli;
       }
       case Bucket::Tlb: return mmu_.l2_hit_cycles;
       case Bucket::PageWalk: return mmu_.walk_cycles;

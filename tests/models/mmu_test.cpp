@@ -1,0 +1,167 @@
+// The MMU model on real 4-level page tables: references per walk, page-walk caches, PCIDs,
+// INVLPG and the TLB geometry seen through translate().
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "isa/core.h"
+#include "models/mmu/mmu.h"
+
+namespace pgsim::models {
+namespace {
+
+// Plain RAM for the page tables, and no devices.
+class FlatMemory : public isa::PhysicalBus, public isa::IoBus {
+ public:
+  explicit FlatMemory(size_t size) : bytes(size, 0) {}
+  uint8_t* host_frame(uint64_t paddr) override { return paddr < bytes.size() ? &bytes[paddr & ~0xFFFull] : nullptr; }
+  uint64_t read(uint64_t paddr, unsigned size) override {
+    uint64_t v = 0;
+    std::memcpy(&v, &bytes.at(paddr), size);
+    return v;
+  }
+  void write(uint64_t paddr, unsigned size, uint64_t value) override { std::memcpy(&bytes.at(paddr), &value, size); }
+  uint32_t in(uint16_t, unsigned) override { return ~0u; }
+  void out(uint16_t, unsigned, uint32_t) override {}
+  void put64(uint64_t paddr, uint64_t v) { write(paddr, 8, v); }
+  std::vector<uint8_t> bytes;
+};
+
+constexpr uint64_t kPml4 = 0x1000, kPdpt = 0x2000, kPd = 0x3000, kPt = 0x4000;
+constexpr uint64_t kBase = 0x400000;  // PD entry 2
+constexpr uint64_t kPresentWritable = 0x3, kGlobal = 0x100;
+
+// Maps kBase + i * 4 KiB to 0x100000 + i * 4 KiB for i < 512; the first page is global.
+void build_tables(FlatMemory& m) {
+  m.put64(kPml4, kPdpt | kPresentWritable);
+  m.put64(kPdpt, kPd | kPresentWritable);
+  m.put64(kPd + 2 * 8, kPt | kPresentWritable);
+  for (uint64_t i = 0; i < 512; ++i)
+    m.put64(kPt + i * 8, (0x100000 + i * 0x1000) | kPresentWritable | (i == 0 ? kGlobal : 0));
+}
+
+isa::CpuState long_mode_state() {
+  isa::CpuState s;
+  s.cr0 = isa::CR0_PE | isa::CR0_PG;
+  s.cr4 = isa::CR4_PAE | isa::CR4_PGE;
+  s.efer = isa::EFER_LME | isa::EFER_LMA;
+  s.cr3 = kPml4;
+  s.seg[isa::CS].attr = 0x209B;  // 64-bit code, DPL 0
+  return s;
+}
+
+MmuParams no_tlb_no_walk_cache() {
+  MmuParams p;
+  p.l1i.entries = p.l1d.entries = p.l2.entries = 0;
+  p.walk_cache_entries = {0, 0, 0, 0};
+  p.memory_latency = 100;
+  return p;
+}
+
+isa::Translation read(Mmu& mmu, const isa::CpuState& s, uint64_t va) {
+  return mmu.translate(s, va, isa::AccessKind::Read, false, isa::AccessOrigin::Instruction);
+}
+
+TEST(MmuTest, WithoutTlbEveryAccessWalksFourLevels) {
+  FlatMemory mem(1 << 22);
+  build_tables(mem);
+  Mmu mmu(no_tlb_no_walk_cache(), mem);
+  const isa::CpuState s = long_mode_state();
+  for (int round = 0; round < 2; ++round)
+    for (uint64_t i = 0; i < 10; ++i) {
+      isa::Translation t = read(mmu, s, kBase + i * 0x1000 + 0x10);
+      ASSERT_TRUE(t.ok);
+      EXPECT_EQ(t.paddr, 0x100000 + i * 0x1000 + 0x10);
+      EXPECT_FALSE(t.cacheable);  // the core must not keep what no TLB holds
+    }
+  EXPECT_EQ(mmu.counters().walks, 20u);
+  EXPECT_EQ(mmu.counters().walk_refs, 80u);
+  EXPECT_EQ(mmu.counters().walk_cycles, 80u * 100);
+  EXPECT_EQ(mmu.counters().l1d_misses, 20u);
+  EXPECT_EQ(mmu.counters().l1d_hits, 0u);
+}
+
+TEST(MmuTest, PageWalkCachesSkipTheUpperLevels) {
+  FlatMemory mem(1 << 22);
+  build_tables(mem);
+  MmuParams p = no_tlb_no_walk_cache();
+  p.walk_cache_entries = {32, 4, 2, 0};
+  Mmu mmu(p, mem);
+  const isa::CpuState s = long_mode_state();
+  ASSERT_TRUE(read(mmu, s, kBase).ok);
+  EXPECT_EQ(mmu.counters().walk_refs, 4u);  // cold: PML4E, PDPTE, PDE, PTE
+  ASSERT_TRUE(read(mmu, s, kBase + 0x5000).ok);
+  EXPECT_EQ(mmu.counters().walk_refs, 5u);  // the PDE cache covers the 2 MiB region: PTE only
+  EXPECT_EQ(mmu.counters().walk_cache_hits, 1u);
+}
+
+TEST(MmuTest, FaultsComeFromTheWalk) {
+  FlatMemory mem(1 << 22);
+  build_tables(mem);
+  Mmu mmu(no_tlb_no_walk_cache(), mem);
+  isa::Translation t = read(mmu, long_mode_state(), 0x800000);  // PD entry 4: not present
+  EXPECT_FALSE(t.ok);
+  EXPECT_EQ(t.fault.vector, isa::PF_);
+  EXPECT_EQ(t.fault.cr2, 0x800000u);
+}
+
+TEST(MmuTest, GeometryDecidesL1Misses) {
+  FlatMemory mem(1 << 22);
+  build_tables(mem);
+  MmuParams p;
+  p.l1d = {64, 4, {kPage4K}};
+  Mmu mmu(p, mem);
+  const isa::CpuState s = long_mode_state();
+  auto rounds = [&](unsigned n) {
+    for (unsigned r = 0; r < n; ++r)
+      for (uint64_t i = 0; i < 72; ++i) ASSERT_TRUE(read(mmu, s, kBase + i * 0x1000).ok);
+  };
+  rounds(1);
+  EXPECT_EQ(mmu.counters().l1d_misses, 72u);
+  EXPECT_EQ(mmu.counters().l2_misses, 72u);
+  rounds(2);
+  // 72 pages over 16 sets of 4 ways: sets 0-7 hold 5 pages and miss on every access.
+  EXPECT_EQ(mmu.counters().l1d_misses, 72u + 2 * 40);
+  EXPECT_EQ(mmu.counters().l2_hits, 2u * 40);  // the L2 TLB holds all 72
+  EXPECT_EQ(mmu.counters().walks, 72u);
+  EXPECT_EQ(mmu.counters().l2_hit_cycles, 2u * 40 * p.l2_hit_cycles);
+}
+
+TEST(MmuTest, InvlpgPcidsAndGlobalPages) {
+  FlatMemory mem(1 << 22);
+  build_tables(mem);
+  isa::Core core(mem, mem);
+  Mmu mmu(MmuParams{}, mem);
+  mmu.attach(&core);
+  isa::CpuState& s = core.state();
+  s = long_mode_state();
+  s.cr4 |= isa::CR4_PCIDE;
+  s.cr3 = kPml4 | 1;  // PCID 1
+  ASSERT_TRUE(read(mmu, s, kBase + 0x1000).ok);  // not global
+  ASSERT_TRUE(read(mmu, s, kBase).ok);           // global
+  EXPECT_EQ(mmu.counters().l1d_misses, 2u);
+
+  s.cr3 = kPml4 | 2;  // MOV CR3 to PCID 2: its non-global entries go, PCID 1's stay
+  mmu.flush(false);
+  ASSERT_TRUE(read(mmu, s, kBase).ok);
+  EXPECT_EQ(mmu.counters().l1d_hits, 1u);  // the global page is shared
+  ASSERT_TRUE(read(mmu, s, kBase + 0x1000).ok);
+  EXPECT_EQ(mmu.counters().l1d_misses, 3u);  // PCID 1's entry does not serve PCID 2
+  s.cr3 = kPml4 | 1;
+  mmu.flush(false);  // flushes PCID 1's non-global entries
+  ASSERT_TRUE(read(mmu, s, kBase + 0x1000).ok);
+  EXPECT_EQ(mmu.counters().l1d_misses, 4u);
+
+  mmu.invalidate_page(kBase + 0x1000);
+  ASSERT_TRUE(read(mmu, s, kBase + 0x1000).ok);
+  EXPECT_EQ(mmu.counters().l1d_misses, 5u);
+  EXPECT_EQ(mmu.counters().l2_misses, 5u);  // INVLPG dropped it from the L2 TLB too
+
+  mmu.flush(true);  // CR4.PGE toggled: even global entries go
+  ASSERT_TRUE(read(mmu, s, kBase).ok);
+  EXPECT_EQ(mmu.counters().l1d_misses, 6u);
+}
+
+}  // namespace
+}  // namespace pgsim::models

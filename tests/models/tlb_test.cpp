@@ -1,0 +1,116 @@
+// The TLB's geometry decides its misses: exact counts for cyclic loops over N pages.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "models/mmu/tlb.h"
+
+namespace pgsim::models {
+namespace {
+
+// Misses per round of a cyclic loop over `pages` consecutive 4 KiB pages starting at page
+// `first_vpn`, once the TLB is warm: with LRU, a set holding more pages than ways misses on every
+// access to it; a set holding no more than its ways never misses after the first round.
+uint64_t predicted_misses_per_round(unsigned entries, unsigned ways, unsigned pages, uint64_t first_vpn) {
+  const unsigned sets = entries / ways;
+  std::vector<unsigned> per_set(sets, 0);
+  for (unsigned i = 0; i < pages; ++i) ++per_set[(first_vpn + i) % sets];
+  uint64_t misses = 0;
+  for (unsigned n : per_set)
+    if (n > ways) misses += n;
+  return misses;
+}
+
+uint64_t run_rounds(Tlb& tlb, unsigned pages, unsigned rounds, uint64_t base) {
+  uint64_t misses = 0;
+  for (unsigned r = 0; r < rounds; ++r)
+    for (unsigned i = 0; i < pages; ++i) {
+      const uint64_t va = base + uint64_t{i} * kPage4K;
+      if (!tlb.lookup(va, 0)) {
+        ++misses;
+        tlb.insert(va, kPage4K, 0, false);
+      }
+    }
+  return misses;
+}
+
+struct Geometry {
+  unsigned entries, ways, pages;
+};
+
+class TlbGeometryTest : public ::testing::TestWithParam<Geometry> {};
+
+TEST_P(TlbGeometryTest, CyclicLoopMissesAsTheGeometryPredicts) {
+  const Geometry g = GetParam();
+  Tlb tlb(TlbGeometry{g.entries, g.ways, {kPage4K}});
+  const uint64_t base = 0x400000;
+  const uint64_t first_round = run_rounds(tlb, g.pages, 1, base);
+  EXPECT_EQ(first_round, g.pages);  // compulsory misses
+  const uint64_t next_rounds = run_rounds(tlb, g.pages, 5, base);
+  EXPECT_EQ(next_rounds, 5 * predicted_misses_per_round(g.entries, g.ways, g.pages, base >> 12));
+}
+
+INSTANTIATE_TEST_SUITE_P(Geometries, TlbGeometryTest,
+                         ::testing::Values(Geometry{64, 64, 72},   // fully associative, too small
+                                           Geometry{64, 64, 64},   // fits exactly
+                                           Geometry{64, 4, 72},    // 8 of 16 sets overflow: 40
+                                           Geometry{64, 4, 64},    // 4 per set: fits
+                                           Geometry{32, 2, 72},    // every set overflows
+                                           Geometry{128, 4, 72},   // fits
+                                           Geometry{16, 1, 20}));  // direct-mapped
+
+TEST(TlbTest, PredictionIsNotTrivial) {
+  EXPECT_EQ(predicted_misses_per_round(64, 4, 72, 1024), 40u);
+  EXPECT_EQ(predicted_misses_per_round(64, 64, 72, 1024), 72u);
+  EXPECT_EQ(predicted_misses_per_round(128, 4, 72, 1024), 0u);
+}
+
+TEST(TlbTest, EvictionIsReportedWithTheEvictedPage) {
+  Tlb tlb(TlbGeometry{2, 2, {kPage4K}});
+  std::vector<uint64_t> evicted;
+  tlb.set_evict_callback([&](uint64_t base, uint64_t size) {
+    EXPECT_EQ(size, kPage4K);
+    evicted.push_back(base);
+  });
+  tlb.insert(0x1000, kPage4K, 0, false);
+  tlb.insert(0x2000, kPage4K, 0, false);
+  EXPECT_TRUE(tlb.lookup(0x1000, 0));  // 0x2000 is now least recently used
+  tlb.insert(0x3000, kPage4K, 0, false);
+  ASSERT_EQ(evicted.size(), 1u);
+  EXPECT_EQ(evicted[0], 0x2000u);
+}
+
+TEST(TlbTest, LargePagesAreSplinteredWhenTheLevelHoldsOnly4K) {
+  Tlb small(TlbGeometry{16, 4, {kPage4K}});
+  EXPECT_EQ(small.insert(0x200000, kPage2M, 0, false), kPage4K);
+  EXPECT_TRUE(small.lookup(0x200123, 0));
+  EXPECT_FALSE(small.lookup(0x201000, 0));  // another 4 KiB piece of the same 2 MiB page
+  Tlb large(TlbGeometry{16, 4, {kPage4K, kPage2M}});
+  EXPECT_EQ(large.insert(0x200000, kPage2M, 0, false), kPage2M);
+  EXPECT_TRUE(large.lookup(0x3FF000, 0));
+}
+
+TEST(TlbTest, PcidsAndGlobalEntries) {
+  Tlb tlb(TlbGeometry{16, 4, {kPage4K}});
+  tlb.insert(0x1000, kPage4K, 1, false);
+  tlb.insert(0x2000, kPage4K, 2, false);
+  tlb.insert(0x3000, kPage4K, 1, true);
+  EXPECT_FALSE(tlb.lookup(0x1000, 2));  // another PCID's entry
+  EXPECT_TRUE(tlb.lookup(0x3000, 2));   // global: any PCID
+  tlb.flush(false, false, 1);           // MOV CR3 to PCID 1 without bit 63
+  EXPECT_FALSE(tlb.lookup(0x1000, 1));
+  EXPECT_TRUE(tlb.lookup(0x2000, 2));
+  EXPECT_TRUE(tlb.lookup(0x3000, 1));
+  tlb.invalidate_page(0x3000, 1);       // INVLPG drops global entries too
+  EXPECT_FALSE(tlb.lookup(0x3000, 1));
+  tlb.flush(true);
+  EXPECT_EQ(tlb.valid_entries(), 0u);
+}
+
+TEST(TlbTest, BadGeometryIsRefused) {
+  EXPECT_THROW(Tlb(TlbGeometry{48, 5, {kPage4K}}), std::invalid_argument);
+  EXPECT_THROW(Tlb(TlbGeometry{16, 4, {3000}}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace pgsim::models
