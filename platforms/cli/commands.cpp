@@ -126,6 +126,8 @@ int run_command(const RunOptions& options, std::ostream& out, std::ostream& err,
   stats::Registry registry;
   try {
     fs::create_directories(out_dir);
+    // A previous run's report must not pass for this run's if this one fails.
+    for (const char* stale : {"stats.json", "stats.txt"}) fs::remove(out_dir / stale);
     write_file_atomically(out_dir / "config.yaml",
                           "# The resolved config of run '" + cfg.str("run.name") +
                               "': every key, with where its value came from.\n" + cfg.to_yaml());
@@ -194,10 +196,11 @@ int run_command(const RunOptions& options, std::ostream& out, std::ostream& err,
     return kSimulatorError;
   }
   if (!options.quiet) stats::write_table(out, samples);
+  std::ostringstream speed;
+  speed << outcome->guest_instructions << " in " << std::setprecision(4) << outcome->host_seconds
+        << " host seconds (" << run_json["guest_ips"].get<double>() / 1e6 << " million per second)";
   out << "\nrun '" << cfg.str("run.name") << "': " << describe_outcome(*outcome) << "\n"
-      << "guest instructions: " << outcome->guest_instructions << " in "
-      << outcome->host_seconds << " host seconds (" << std::setprecision(4)
-      << run_json["guest_ips"].get<double>() / 1e6 << " million per second)\n"
+      << "guest instructions: " << speed.str() << "\n"
       << "results: " << out_dir.string() << "/ (config.yaml, stats.json, stats.txt, serial.log)\n";
   return status_of(*outcome);
 }

@@ -107,7 +107,12 @@ class Loader {
                         "include cycle: " + cycle + canonical.filename().string());
     }
     std::ifstream in(file);
-    if (!in) {
+    std::error_code ec;
+    if (fs::is_directory(file, ec)) {
+      in.close();
+      errno = EISDIR;
+    }
+    if (!in.is_open()) {
       std::string why = std::error_code(errno, std::generic_category()).message();
       if (included_from.empty())
         throw ConfigError(file.string(), "", "cannot read the config file: " + why);

@@ -145,6 +145,7 @@ TEST(ConfigLoad, MissingFileIsAClearError) {
   ConfigError e = load_error(dir.path() / "absent.yaml");
   EXPECT_EQ(e.location(), (dir.path() / "absent.yaml").string());
   EXPECT_EQ(e.message(), "cannot read the config file: No such file or directory");
+  EXPECT_EQ(load_error(dir.path()).message(), "cannot read the config file: Is a directory");
 }
 
 TEST(ConfigLoad, DuplicateKeyIsRefused) {

@@ -124,6 +124,9 @@ TEST_F(RunCommand, EachWayARunEndsHasItsExitStatus) {
 }
 
 TEST_F(RunCommand, SimulatorErrorIsStatusFourWithoutStatistics) {
+  FakeMachine earlier;
+  ASSERT_EQ(run(std::ref(earlier)).status, 0);  // a previous run of the same name
+  ASSERT_TRUE(std::filesystem::exists(out_dir() / "stats.json"));
   RunResult r = run([](const RunContext& ctx) -> RunOutcome {
     ctx.serial_log << "booting\n";
     throw SimulatorError("bad guest image: not an ELF file");
@@ -131,6 +134,7 @@ TEST_F(RunCommand, SimulatorErrorIsStatusFourWithoutStatistics) {
   EXPECT_EQ(r.status, 4);
   EXPECT_EQ(r.err, "pgsim: simulator error: bad guest image: not an ELF file\n");
   EXPECT_FALSE(std::filesystem::exists(out_dir() / "stats.json"));
+  EXPECT_FALSE(std::filesystem::exists(out_dir() / "stats.txt"));
   EXPECT_EQ(read_file(out_dir() / "serial.log"), "booting\n");  // what the guest said is kept
   nlohmann::json report = nlohmann::json::parse(read_file(dir_.path() / "report.json"));
   EXPECT_EQ(report["run"]["end"], "simulator_error");
