@@ -519,8 +519,8 @@ void lar(Core& core, const Insn& i) {
   apply_profile(core, SensitiveInsn::Lar);
   Descriptor d;
   const bool ok = query_selector(core, core.get<uint16_t>(i, i.op[1]), SelectorQuery::AccessRights, &d);
-  // Bits 19:16 (limit) are "undefined" in the SDM; processors return the descriptor bits.
-  if (ok) write_sized(core, i, i.op[0], (d.lo >> 32) & (i.opsize == 2 ? 0xFF00 : 0xFFFF00));
+  // The SDM masks the rights with 00FxFF00H, x (limit 19:16) undefined: it reads as 0 here, as on QEMU.
+  if (ok) write_sized(core, i, i.op[0], (d.lo >> 32) & (i.opsize == 2 ? 0xFF00 : 0xF0FF00));
   core.set_flags(ZF, ok ? uint64_t(ZF) : 0);
 }
 

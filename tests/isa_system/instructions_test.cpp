@@ -365,7 +365,7 @@ TEST(Segments, LarVerrAtCpl3SeeOnlyWhatCpl3May) {
   u.reg(RCX) = kUserData;
   u.run_user({0x0F, 0x02, 0xC1, 0x0F, 0x00, 0xE1, 0xEB, 0xFE}, 3);  // LAR; VERR CX
   EXPECT_TRUE(u.state().rflags & ZF);
-  EXPECT_EQ(u.reg(RAX), 0x00CFF300u) << "G, D/B, limit 19:16, P, DPL 3, S, type 3";
+  EXPECT_EQ(u.reg(RAX), 0x00C0F300u) << "G, D/B, P, DPL 3, S, type 3 (limit 19:16 reads as 0)";
   Fixture pg(true, "x86-pg");
   pg.run_user({0x0F, 0x02, 0xC1}, 1);
   EXPECT_TRUE(pg.in_handler(GP));
