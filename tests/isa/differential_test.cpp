@@ -11,7 +11,10 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <random>
 #include <set>
@@ -31,15 +34,21 @@ constexpr uint64_t kCodeAddr = 0x10000000;  // wrapper + instruction (native and
 constexpr uint64_t kDataAddr = 0x10010000;  // 4 KiB of operand memory
 constexpr uint64_t kDataSize = 4096;
 constexpr uint64_t kMemBase = kDataAddr + 1024;  // RBX for memory operands
+constexpr uint64_t kStateAddr = 0x10020000;       // the native wrapper's HostState (below 4 GiB)
 constexpr uint64_t kStatusAndDf = CF | PF | AF | ZF | SF | OF | DF;
 
-// Register state exchanged with the native wrapper: gpr[16] at 0, rflags at 128, and the host's
-// own RSP at 136 while the form runs on a stack inside the data area.
+// Register state exchanged with the native wrapper at kStateAddr: gpr[16] at 0, rflags at 128,
+// the host's own RSP at 136 while the form runs on a stack inside the data area, and for 32-bit
+// forms the far pointers into compatibility mode (144) and back to 64-bit mode (152).
 struct HostState {
   uint64_t gpr[16];
   uint64_t rflags;
   uint64_t host_rsp;
+  uint8_t to_compat[8];  // m16:32 -> __USER32_CS:compat entry
+  uint8_t to_long[8];    // m16:32 -> __USER_CS:64-bit exit
 };
+constexpr uint64_t kLowStack = kStateAddr + 0xF00;  // the wrapper's own stack while in 32-bit code
+constexpr uint16_t kLinuxUser32Cs = 0x23, kLinuxUserDs = 0x2B, kLinuxUserCs = 0x33;
 
 // What the input generator must respect for a form.
 enum class Shape {
@@ -74,10 +83,11 @@ ZydisEncoderOperand reg_op(ZydisRegister r) {
   o.reg.value = r;
   return o;
 }
-ZydisEncoderOperand mem_op(unsigned bytes, int64_t disp = 8, ZydisRegister index = ZYDIS_REGISTER_NONE, uint8_t scale = 0) {
+ZydisEncoderOperand mem_op(unsigned bytes, int64_t disp = 8, ZydisRegister index = ZYDIS_REGISTER_NONE, uint8_t scale = 0,
+                           ZydisRegister base = ZYDIS_REGISTER_RBX) {
   ZydisEncoderOperand o{};
   o.type = ZYDIS_OPERAND_TYPE_MEMORY;
-  o.mem.base = ZYDIS_REGISTER_RBX;
+  o.mem.base = base;
   o.mem.index = index;
   o.mem.scale = scale;
   o.mem.displacement = disp;
@@ -91,9 +101,10 @@ ZydisEncoderOperand imm_op(int64_t v) {
   return o;
 }
 
-std::vector<uint8_t> encode(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops, ZyanU64 prefixes = 0) {
+std::vector<uint8_t> encode(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops, ZyanU64 prefixes = 0,
+                            ZydisMachineMode mode = ZYDIS_MACHINE_MODE_LONG_64) {
   ZydisEncoderRequest req{};
-  req.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+  req.machine_mode = mode;
   req.mnemonic = m;
   req.prefixes = prefixes;
   req.operand_count = static_cast<ZyanU8>(ops.size());
@@ -105,16 +116,16 @@ std::vector<uint8_t> encode(ZydisMnemonic m, std::initializer_list<ZydisEncoderO
   return std::vector<uint8_t>(buf, buf + len);
 }
 
-std::string disassemble(const std::vector<uint8_t>& code) {
+std::string disassemble(const std::vector<uint8_t>& code, ZydisMachineMode mode) {
   ZydisDisassembledInstruction insn;
-  if (!ZYAN_SUCCESS(ZydisDisassembleIntel(ZYDIS_MACHINE_MODE_LONG_64, kCodeAddr, code.data(), code.size(), &insn)))
+  if (!ZYAN_SUCCESS(ZydisDisassembleIntel(mode, kCodeAddr, code.data(), code.size(), &insn)))
     return "(invalid)";
   return insn.text;
 }
 
-uint64_t undefined_flags(const std::vector<uint8_t>& code) {
+uint64_t undefined_flags(const std::vector<uint8_t>& code, ZydisMachineMode mode) {
   ZydisDecoder dec;
-  ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+  ZydisDecoderInit(&dec, mode, mode == ZYDIS_MACHINE_MODE_LONG_64 ? ZYDIS_STACK_WIDTH_64 : ZYDIS_STACK_WIDTH_32);
   ZydisDecodedInstruction zi;
   ZydisDecodedOperand zo[ZYDIS_MAX_OPERAND_COUNT];
   if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, code.data(), code.size(), &zi, zo)) || !zi.cpu_flags) return 0;
@@ -144,15 +155,16 @@ class FormList {
     ASSERT_FALSE(code.empty()) << "encoding failed for form #" << forms.size() << " after " << (forms.empty() ? "" : forms.back().name);
     Form f;
     f.code = code;
-    f.name = disassemble(code);
+    f.name = disassemble(code, mode);
     f.shape = shape;
     f.opbits = bits;
     f.shift_imm = shift_imm;
     f.is_shift = is_shift;
-    f.undefined = undefined_flags(code);
+    f.undefined = undefined_flags(code, mode);
     forms.push_back(f);
   }
   std::vector<Form> forms;
+  ZydisMachineMode mode = ZYDIS_MACHINE_MODE_LONG_64;  // LEGACY_32: run in compatibility mode natively
 };
 
 FormList build_forms() {
@@ -361,6 +373,145 @@ FormList build_forms() {
   return l;
 }
 
+// The 32-bit forms: the same families with EAX..EDI, the 8-bit registers AL..BH, [EBX+disp]
+// operands and the one-byte INC/DEC encodings of 32-bit mode; 16-bit addressing in LEA.
+FormList build_forms32() {
+  FormList l;
+  l.mode = ZYDIS_MACHINE_MODE_LEGACY_32;
+  const ZydisMachineMode mode = l.mode;
+  auto mem = [](unsigned bytes, int64_t disp = 8) {
+    return mem_op(bytes, disp, ZYDIS_REGISTER_NONE, 0, ZYDIS_REGISTER_EBX);
+  };
+  auto enc = [&](ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops, ZyanU64 prefixes = 0) {
+    return encode(m, ops, prefixes, mode);
+  };
+  const unsigned sizes[] = {8, 16, 32};
+  const unsigned sizes_no8[] = {16, 32};
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_ADD, ZYDIS_MNEMONIC_ADC, ZYDIS_MNEMONIC_SUB, ZYDIS_MNEMONIC_SBB,
+                          ZYDIS_MNEMONIC_CMP, ZYDIS_MNEMONIC_AND, ZYDIS_MNEMONIC_OR, ZYDIS_MNEMONIC_XOR,
+                          ZYDIS_MNEMONIC_TEST}) {
+    for (unsigned b : sizes) {
+      l.add(enc(m, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b);
+      if (m != ZYDIS_MNEMONIC_TEST) l.add(enc(m, {reg_op(gpr(b, RCX)), mem(b / 8)}), b);
+      l.add(enc(m, {mem(b / 8), reg_op(gpr(b, RDX))}), b);
+      l.add(enc(m, {reg_op(gpr(b, RCX)), imm_op(-3)}), b);
+      l.add(enc(m, {mem(b / 8), imm_op(b == 8 ? 0x5A : 0x7A5A)}), b);
+    }
+    l.add(enc(m, {reg_op(ZYDIS_REGISTER_AH), reg_op(ZYDIS_REGISTER_DH)}), 8);
+  }
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_INC, ZYDIS_MNEMONIC_DEC, ZYDIS_MNEMONIC_NEG, ZYDIS_MNEMONIC_NOT}) {
+    for (unsigned b : sizes) {
+      l.add(enc(m, {reg_op(gpr(b, RCX))}), b);
+      l.add(enc(m, {mem(b / 8)}), b);
+    }
+  }
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_MUL, ZYDIS_MNEMONIC_IMUL, ZYDIS_MNEMONIC_DIV, ZYDIS_MNEMONIC_IDIV}) {
+    const Shape s = (m == ZYDIS_MNEMONIC_DIV || m == ZYDIS_MNEMONIC_IDIV) ? Shape::DivideSafe : Shape::Plain;
+    for (unsigned b : sizes) {
+      l.add(enc(m, {reg_op(gpr(b, RCX))}), b, s);
+      l.add(enc(m, {mem(b / 8)}), b, s);
+    }
+  }
+  for (unsigned b : sizes_no8) {
+    l.add(enc(ZYDIS_MNEMONIC_IMUL, {reg_op(gpr(b, RCX)), mem(b / 8)}), b);
+    l.add(enc(ZYDIS_MNEMONIC_IMUL, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX)), imm_op(-7)}), b);
+  }
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_SHL, ZYDIS_MNEMONIC_SHR, ZYDIS_MNEMONIC_SAR, ZYDIS_MNEMONIC_ROL,
+                          ZYDIS_MNEMONIC_ROR, ZYDIS_MNEMONIC_RCL, ZYDIS_MNEMONIC_RCR}) {
+    for (unsigned b : sizes) {
+      l.add(enc(m, {reg_op(gpr(b, RDX)), imm_op(1)}), b, Shape::Plain, 1, true);
+      l.add(enc(m, {reg_op(gpr(b, RDX)), imm_op(5)}), b, Shape::Plain, 5, true);
+      l.add(enc(m, {reg_op(gpr(b, RDX)), reg_op(ZYDIS_REGISTER_CL)}), b, Shape::ShiftByCl, -1, true);
+      l.add(enc(m, {mem(b / 8), reg_op(ZYDIS_REGISTER_CL)}), b, Shape::ShiftByCl, -1, true);
+    }
+  }
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_SHLD, ZYDIS_MNEMONIC_SHRD}) {
+    for (unsigned b : sizes_no8) {
+      l.add(enc(m, {reg_op(gpr(b, RDX)), reg_op(gpr(b, RSI)), imm_op(7)}), b, Shape::Plain, 7, true);
+      l.add(enc(m, {mem(b / 8), reg_op(gpr(b, RSI)), reg_op(ZYDIS_REGISTER_CL)}), b, Shape::ShiftByCl, -1, true);
+    }
+  }
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_BT, ZYDIS_MNEMONIC_BTS, ZYDIS_MNEMONIC_BTR, ZYDIS_MNEMONIC_BTC}) {
+    for (unsigned b : sizes_no8) {
+      l.add(enc(m, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b);
+      l.add(enc(m, {mem(b / 8), imm_op(b - 2)}), b);
+      l.add(enc(m, {mem(b / 8), reg_op(gpr(b, RDX))}), b, Shape::BitOffset);
+    }
+  }
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_BSF, ZYDIS_MNEMONIC_BSR}) {
+    for (unsigned b : sizes_no8) {
+      l.add(enc(m, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b);
+      l.add(enc(m, {reg_op(gpr(b, RCX)), mem(b / 8)}), b);
+    }
+  }
+  l.add(enc(ZYDIS_MNEMONIC_BSWAP, {reg_op(ZYDIS_REGISTER_ECX)}), 32);
+  for (unsigned b : sizes) {
+    l.add(enc(ZYDIS_MNEMONIC_MOV, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b);
+    l.add(enc(ZYDIS_MNEMONIC_MOV, {reg_op(gpr(b, RCX)), mem(b / 8)}), b);
+    l.add(enc(ZYDIS_MNEMONIC_MOV, {mem(b / 8), reg_op(gpr(b, RDX))}), b);
+    l.add(enc(ZYDIS_MNEMONIC_MOV, {mem(b / 8), imm_op(0x66)}), b);
+    for (ZydisMnemonic m : {ZYDIS_MNEMONIC_XCHG, ZYDIS_MNEMONIC_XADD, ZYDIS_MNEMONIC_CMPXCHG}) {
+      const Shape s = m == ZYDIS_MNEMONIC_CMPXCHG ? Shape::CmpxchgHit : Shape::Plain;
+      l.add(enc(m, {reg_op(gpr(b, RCX)), reg_op(gpr(b, RDX))}), b, s);
+      l.add(enc(m, {mem(b / 8), reg_op(gpr(b, RDX))}), b, s);
+    }
+  }
+  for (ZydisMnemonic m : {ZYDIS_MNEMONIC_MOVZX, ZYDIS_MNEMONIC_MOVSX}) {
+    for (auto [db, sb] : {std::pair{16u, 8u}, {32u, 8u}, {32u, 16u}}) {
+      l.add(enc(m, {reg_op(gpr(db, RCX)), reg_op(gpr(sb, RDX))}), db);
+      l.add(enc(m, {reg_op(gpr(db, RCX)), mem(sb / 8)}), db);
+    }
+  }
+  l.add(enc(ZYDIS_MNEMONIC_CMPXCHG8B, {mem(8, 16)}), 32, Shape::CmpxchgHit);
+  // LEA with 32-bit addressing, and with 16-bit addressing ([bx+si+0x10], [bx-0x10]).
+  for (auto code : std::vector<std::vector<uint8_t>>{{0x8D, 0x4C, 0x93, 0x9C}, {0x66, 0x8D, 0x4C, 0x93, 0x9C},
+                                                     {0x67, 0x8D, 0x48, 0x10}, {0x66, 0x67, 0x8D, 0x4F, 0xF0}})
+    l.add(code, 32);
+  const ZydisMnemonic cmov[] = {ZYDIS_MNEMONIC_CMOVO, ZYDIS_MNEMONIC_CMOVB, ZYDIS_MNEMONIC_CMOVZ, ZYDIS_MNEMONIC_CMOVBE,
+                                ZYDIS_MNEMONIC_CMOVS, ZYDIS_MNEMONIC_CMOVP, ZYDIS_MNEMONIC_CMOVL, ZYDIS_MNEMONIC_CMOVLE};
+  for (ZydisMnemonic m : cmov) l.add(enc(m, {reg_op(ZYDIS_REGISTER_ECX), mem(4)}), 32);
+  for (uint8_t cc = 0; cc < 16; ++cc) l.add({0x0F, static_cast<uint8_t>(0x90 + cc), 0xC1}, 8);  // setcc cl
+  for (auto code : std::vector<std::vector<uint8_t>>{{0x66, 0x98}, {0x98}, {0x66, 0x99}, {0x99}, {0x9F}, {0x9E},
+                                                     {0xF8}, {0xF9}, {0xF5}, {0xFC}, {0xFD}, {0xD7}})
+    l.add(code, 32);  // cbw cwde cwd cdq lahf sahf clc stc cmc cld std xlat
+  // Branches over `inc esi` (one byte).
+  auto branch = [&](std::vector<uint8_t> code) {
+    code.push_back(0x46);
+    l.add(code, 32, Shape::Branch);
+  };
+  for (uint8_t cc = 0; cc < 16; ++cc) branch({static_cast<uint8_t>(0x70 + cc), 0x01});
+  branch({0xE2, 0x01});        // loop (ECX)
+  branch({0x67, 0xE2, 0x01});  // loop (CX)
+  branch({0xE3, 0x01});        // jecxz
+  branch({0x67, 0xE3, 0x01});  // jcxz
+  branch({0xEB, 0x01});        // jmp
+  branch({0xE8, 0x01, 0x00, 0x00, 0x00});  // call
+  // Stack with a 32-bit ESP.
+  for (auto code : std::vector<std::vector<uint8_t>>{
+           {0x52}, {0x66, 0x52}, {0x54}, {0xFF, 0x73, 0x08}, {0x6A, 0xF0}, {0x68, 0x78, 0x56, 0x34, 0x92},
+           {0x5A}, {0x66, 0x5A}, {0x5C}, {0x8F, 0x43, 0x08}, {0x8F, 0x44, 0x24, 0x08},
+           {0xC8, 0x10, 0x00, 0x00}, {0xC8, 0x08, 0x00, 0x01}, {0xC8, 0x18, 0x00, 0x03}, {0xC9}, {0x66, 0xC9}})
+    l.add(code, 32);
+  l.add({0xC3}, 32, Shape::Return);
+  l.add({0xC2, 0x10, 0x00}, 32, Shape::Return);
+  l.add({0xFF, 0xD2}, 32, Shape::CallTarget);
+  l.add({0xFF, 0x53, 0x08}, 32, Shape::CallTarget);
+  l.add({0xFF, 0x63, 0x08}, 32, Shape::CallTarget);
+  // Strings with 32-bit addressing.
+  for (uint8_t op : {0xA4, 0xAA, 0xAC, 0xA6, 0xAE}) {
+    for (unsigned b : sizes) {
+      std::vector<uint8_t> base;
+      if (b == 16) base.push_back(0x66);
+      base.push_back(static_cast<uint8_t>(b == 8 ? op : op + 1));
+      l.add(base, b, Shape::String);
+      std::vector<uint8_t> rep = {static_cast<uint8_t>(op == 0xA6 || op == 0xAE ? 0xF2 : 0xF3)};
+      rep.insert(rep.end(), base.begin(), base.end());
+      l.add(rep, b, Shape::String);
+    }
+  }
+  return l;
+}
+
 // ---- Native execution ------------------------------------------------------------------------
 
 sigjmp_buf g_native_jump;
@@ -412,6 +563,65 @@ Wrapper write_wrapper(uint8_t* page, const std::vector<uint8_t>& form) {
   }
   c.insert(c.end(), {0xFC, 0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B, 0xC3});  // cld; pops; ret
   std::memcpy(page, c.data(), c.size());
+  return w;
+}
+
+// The 32-bit wrapper: from 64-bit mode, switch to a stack below 4 GiB and far-jump into a
+// compatibility-mode code segment (Linux's __USER32_CS) that loads DS/ES, flags and registers,
+// runs the form, stores them, and far-jumps back to a 64-bit exit that restores the host stack.
+Wrapper write_wrapper32(uint8_t* page, const std::vector<uint8_t>& form, HostState& state) {
+  auto abs32 = [](std::vector<uint8_t>& c, uint64_t address) {
+    for (unsigned k = 0; k < 4; ++k) c.push_back(static_cast<uint8_t>(address >> (8 * k)));
+  };
+  const uint64_t S = kStateAddr;
+  std::vector<uint8_t> c = {0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57};  // push rbx rbp r12-r15
+  c.insert(c.end(), {0x48, 0x89, 0x24, 0x25});  // mov [S+136], rsp
+  abs32(c, S + offsetof(HostState, host_rsp));
+  c.push_back(0xBC);  // mov esp, kLowStack
+  abs32(c, kLowStack);
+  c.insert(c.end(), {0xFF, 0x2C, 0x25});  // jmp far [S+144]
+  abs32(c, S + offsetof(HostState, to_compat));
+  const size_t compat_entry = c.size();
+  c.insert(c.end(), {0x66, 0xB8, static_cast<uint8_t>(kLinuxUserDs), 0x00, 0x8E, 0xD8, 0x8E, 0xC0});  // ds = es = user data
+  c.insert(c.end(), {0xFF, 0x35});  // push dword [S+128]
+  abs32(c, S + offsetof(HostState, rflags));
+  c.push_back(0x9D);  // popfd
+  for (unsigned r = 0; r < 8; ++r) {
+    if (r == RSP) continue;
+    c.insert(c.end(), {0x8B, static_cast<uint8_t>(0x05 | r << 3)});  // mov r32, [S + 8*r]
+    abs32(c, S + 8 * r);
+  }
+  c.insert(c.end(), {0x8B, 0x25});  // mov esp, [S+32]
+  abs32(c, S + 8 * RSP);
+  Wrapper w;
+  w.form_offset = c.size();
+  c.insert(c.end(), form.begin(), form.end());
+  w.end_offset = c.size();
+  c.insert(c.end(), {0x89, 0x25});  // mov [S+32], esp
+  abs32(c, S + 8 * RSP);
+  c.push_back(0xBC);  // mov esp, kLowStack
+  abs32(c, kLowStack);
+  c.insert(c.end(), {0x9C, 0x8F, 0x05});  // pushfd; pop dword [S+128]
+  abs32(c, S + offsetof(HostState, rflags));
+  for (unsigned r = 0; r < 8; ++r) {
+    if (r == RSP) continue;
+    c.insert(c.end(), {0x89, static_cast<uint8_t>(0x05 | r << 3)});  // mov [S + 8*r], r32
+    abs32(c, S + 8 * r);
+  }
+  c.insert(c.end(), {0xFF, 0x2D});  // jmp far [S+152]
+  abs32(c, S + offsetof(HostState, to_long));
+  const size_t long_exit = c.size();
+  c.insert(c.end(), {0x48, 0x8B, 0x24, 0x25});  // mov rsp, [S+136]
+  abs32(c, S + offsetof(HostState, host_rsp));
+  c.insert(c.end(), {0xFC, 0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5D, 0x5B, 0xC3});  // cld; pops; ret
+  std::memcpy(page, c.data(), c.size());
+  auto far_pointer = [](uint8_t* p, uint64_t offset, uint16_t selector) {
+    const uint32_t o = static_cast<uint32_t>(offset);
+    std::memcpy(p, &o, 4);
+    std::memcpy(p + 4, &selector, 2);
+  };
+  far_pointer(state.to_compat, kCodeAddr + compat_entry, kLinuxUser32Cs);
+  far_pointer(state.to_long, kCodeAddr + long_exit, kLinuxUserCs);
   return w;
 }
 
@@ -530,13 +740,39 @@ class StopOnEvent : public TrapHook {
   int vector = -1;
 };
 
-TEST(Differential, IntegerFormsMatchTheHostCpu) {
+// Maps the native pages, installs the signal handlers, runs every form of `forms` on random
+// inputs natively and in the core, and compares. 32-bit forms (mode LEGACY_32) run natively in
+// compatibility mode and in the core in 32-bit protected mode at CPL 3.
+void run_differential(const FormList& forms, const char* label) {
+  const bool compat = forms.mode != ZYDIS_MACHINE_MODE_LONG_64;
   void* code = mmap(reinterpret_cast<void*>(kCodeAddr), 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   void* data = mmap(reinterpret_cast<void*>(kDataAddr), kDataSize, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  void* state_page = mmap(reinterpret_cast<void*>(kStateAddr), 4096, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   ASSERT_EQ(code, reinterpret_cast<void*>(kCodeAddr)) << "cannot map the native code page";
   ASSERT_EQ(data, reinterpret_cast<void*>(kDataAddr)) << "cannot map the native data page";
+  ASSERT_EQ(state_page, reinterpret_cast<void*>(kStateAddr)) << "cannot map the native state page";
+  if (compat) {
+    // Some hosts (kernels without IA-32 emulation, some hypervisors) cannot run 32-bit code: probe
+    // with a NOP form in a child process first.
+    write_wrapper32(static_cast<uint8_t*>(code), {0x90}, *static_cast<HostState*>(state_page));
+    const pid_t child = fork();
+    if (child == 0) {
+      reinterpret_cast<void (*)(HostState*)>(kCodeAddr)(static_cast<HostState*>(state_page));
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      munmap(code, 4096);
+      munmap(data, kDataSize);
+      munmap(state_page, 4096);
+      GTEST_SKIP() << "this host cannot execute 32-bit compatibility-mode code (far jump to selector 0x23 "
+                      "faults), so the 32-bit forms cannot be compared with it here";
+    }
+  }
   // Signals are handled on their own stack: the form's RSP points into the small data area.
   static uint8_t alt_stack[64 * 1024];
   stack_t ss{};
@@ -552,7 +788,6 @@ TEST(Differential, IntegerFormsMatchTheHostCpu) {
   sigaction(SIGSEGV, &sa, &old_segv);
   sigaction(SIGILL, &sa, &old_ill);
 
-  const FormList forms = build_forms();
   constexpr int kInputsPerForm = 100;
   Machine m(0x20000000);
   StopOnEvent hook;
@@ -561,12 +796,14 @@ TEST(Differential, IntegerFormsMatchTheHostCpu) {
   unsigned mismatched_forms = 0, executions = 0, divide_errors = 0;
   std::set<std::string> mnemonics;
   static Input in;  // large: keep off the stack
-  static HostState native;
+  HostState& native = *static_cast<HostState*>(state_page);
   static uint8_t native_data[kDataSize];
   uint8_t* const guest_data = m.ram.host_frame(kDataAddr);  // the data area is one guest frame
+  const unsigned compared_regs = compat ? 8 : 15;
 
   for (const Form& f : forms.forms) {
-    const Wrapper w = write_wrapper(static_cast<uint8_t*>(code), f.code);
+    const Wrapper w = compat ? write_wrapper32(static_cast<uint8_t*>(code), f.code, native)
+                             : write_wrapper(static_cast<uint8_t*>(code), f.code);
     const uint64_t form_addr = kCodeAddr + w.form_offset, end_addr = kCodeAddr + w.end_offset;
     m.ram.load(form_addr, f.code);
     m.core.invalidate_decoded(form_addr, f.code.size());
@@ -578,6 +815,9 @@ TEST(Differential, IntegerFormsMatchTheHostCpu) {
     unsigned failures = 0;
     for (int n = 0; n < kInputsPerForm && failures < 3; ++n) {
       make_input(f, rng, end_addr, in);
+      if (compat) {
+        for (uint64_t& r : in.gpr) r &= 0xFFFFFFFF;
+      }
       // Native.
       std::memcpy(native.gpr, in.gpr, sizeof(in.gpr));
       native.rflags = in.rflags;
@@ -587,7 +827,8 @@ TEST(Differential, IntegerFormsMatchTheHostCpu) {
       ASSERT_TRUE(native_signal == 0 || native_signal == SIGFPE)
           << f.name << ": host signal " << native_signal << " (the form must not touch other memory)";
       // Core.
-      make_long64(m.state(), 3);
+      if (compat) make_prot32(m.state(), 3);
+      else make_long64(m.state(), 3);
       std::memcpy(m.state().gpr.data(), in.gpr, sizeof(in.gpr));
       m.state().rflags = in.rflags;
       m.state().rip = form_addr;
@@ -603,10 +844,11 @@ TEST(Differential, IntegerFormsMatchTheHostCpu) {
       } else if (hook.vector >= 0) {
         diff += " core raised vector " + std::to_string(hook.vector) + ", host did not;";
       } else if (!result_undefined(f, in)) {
-        for (unsigned r = 0; r < 15; ++r) {
-          if (native.gpr[r] == m.state().gpr[r]) continue;
+        for (unsigned r = 0; r < compared_regs; ++r) {
+          const uint64_t host = compat ? native.gpr[r] & 0xFFFFFFFF : native.gpr[r];
+          if (host == m.state().gpr[r]) continue;
           char buf[128];
-          std::snprintf(buf, sizeof buf, " r%u host %016llx core %016llx;", r, (unsigned long long)native.gpr[r],
+          std::snprintf(buf, sizeof buf, " r%u host %016llx core %016llx;", r, (unsigned long long)host,
                         (unsigned long long)m.state().gpr[r]);
           diff += buf;
         }
@@ -642,10 +884,47 @@ TEST(Differential, IntegerFormsMatchTheHostCpu) {
   sigaction(SIGILL, &old_ill, nullptr);
   munmap(code, 4096);
   munmap(data, kDataSize);
-  std::printf("differential: %zu instruction forms (%zu mnemonics), %u executions, %u host #DE, %u forms mismatched\n",
-              forms.forms.size(), mnemonics.size(), executions, divide_errors, mismatched_forms);
+  munmap(state_page, 4096);
+  std::printf("differential %s: %zu instruction forms (%zu mnemonics), %u executions, %u host #DE, %u forms mismatched\n",
+              label, forms.forms.size(), mnemonics.size(), executions, divide_errors, mismatched_forms);
   EXPECT_EQ(mismatched_forms, 0u);
   EXPECT_GT(divide_errors, 0u);  // the #DE path was exercised
+}
+
+TEST(Differential, IntegerFormsMatchTheHostCpuIn64BitMode) { run_differential(build_forms(), "64-bit"); }
+
+TEST(Differential, IntegerFormsMatchTheHostCpuIn32BitMode) { run_differential(build_forms32(), "32-bit"); }
+
+// Independent of the host: every 32-bit form decodes to implemented semantics in protected mode
+// and runs to its end (or raises #DE, for divisions only).
+TEST(Differential, EveryThirtyTwoBitFormExecutesInProtectedMode) {
+  const FormList forms = build_forms32();
+  Machine m(0x20000000);
+  StopOnEvent hook;
+  m.core.set_trap_hook(&hook, false);
+  std::mt19937_64 rng(7);
+  static Input in;
+  for (const Form& f : forms.forms) {
+    const uint64_t form_addr = kCodeAddr + 0x100, end_addr = form_addr + f.code.size();
+    m.ram.load(form_addr, f.code);
+    m.core.invalidate_decoded(form_addr, f.code.size());
+    for (int n = 0; n < 20; ++n) {
+      make_input(f, rng, end_addr, in);
+      for (uint64_t& r : in.gpr) r &= 0xFFFFFFFF;
+      make_prot32(m.state(), 3);
+      std::memcpy(m.state().gpr.data(), in.gpr, sizeof(in.gpr));
+      m.state().rflags = in.rflags;
+      m.state().rip = form_addr;
+      m.ram.load(kDataAddr, std::vector<uint8_t>(in.data, in.data + kDataSize));
+      hook.vector = -1;
+      for (int steps = 0; steps < 4 && m.state().rip != end_addr && hook.vector < 0; ++steps) m.core.run(1);
+      const bool divide = f.name.find("div") != std::string::npos;
+      if (hook.vector == DE && divide) continue;
+      ASSERT_EQ(hook.vector, -1) << f.name << " raised vector " << hook.vector;
+      ASSERT_EQ(m.state().rip, end_addr) << f.name << " did not run to its end";
+    }
+  }
+  EXPECT_TRUE(m.core.unimplemented().empty());
 }
 
 }  // namespace
