@@ -34,9 +34,12 @@ struct Machine {
   // The platform's interrupt controller as the core sees it (a VMM that virtualizes interrupts
   // stands between the two); nullptr in tests without one.
   isa::InterruptSource* interrupts = nullptr;
-  // The first physical address above guest RAM: the VMM keeps its own structures from here, where
-  // the guest cannot reach them.
+  // RAM above guest RAM that the VMM keeps its own structures in (its GDT, IDT, TSS, shadow page
+  // tables), where the guest cannot reach it; strategies that run the guest directly need it.
   uint64_t vmm_memory_base = 0;
+  uint64_t vmm_memory_size = 0;
+  // Entries kept in the shadow page-table cache (vmm.shadow.cached_roots).
+  unsigned shadow_cached_roots = 8;
 };
 
 class Vmm {

@@ -1,0 +1,92 @@
+// Shadow paging: the page tables the real CPU walks while a deprivileged guest runs. They map the
+// guest's linear addresses straight to host-physical frames (guest-physical equals host-physical
+// here: the guest's RAM is the machine's RAM below the VMM's), are built lazily from the guest's
+// own tables on hidden page faults, and live in the VMM's memory above guest RAM.
+//
+// - One shadow per guest address space (guest CR3) and guest mode: the kernel shadow also holds
+//   the guest's supervisor pages (user-accessible, since the guest kernel runs at CPL 3), the user
+//   shadow only its user pages. Up to `cached_roots` shadows are kept across CR3 switches.
+// - Guest page-table frames are write-protected in every shadow, so that the guest's updates to
+//   them fault and are traced; clean pages are mapped read-only until written, so that the guest's
+//   dirty bits are set as the hardware would set them.
+// - Every shadow maps the VMM's own area (its GDT, IDT and TSS) supervisor-only at kVmmLinearBase,
+//   out of the guest's reach but where the real CPU finds its descriptor tables.
+#pragma once
+#include <cstdint>
+#include <list>
+#include <map>
+#include <unordered_set>
+#include <vector>
+
+#include "isa/bus_if.h"
+#include "isa/system/paging.h"
+
+namespace pgsim::vmm {
+
+// The linear address of the VMM's area in every shadow (PML4 slot 510), which the guest may not use.
+constexpr uint64_t kVmmLinearBase = 0xFFFFFF0000000000ull;
+constexpr uint64_t kVmmLinearSize = 1ull << 39;
+
+struct ShadowCounters {
+  uint64_t hidden_faults = 0;  // page faults the guest's tables allow: the shadow lacked the entry
+  uint64_t true_faults = 0;    // page faults the guest's tables cause: reflected to the guest
+  uint64_t fills = 0;          // shadow leaf entries built
+  uint64_t traced_writes = 0;  // guest writes to its own (write-protected) page tables, emulated
+  uint64_t cr3_switches = 0;   // guest address-space switches (MOV CR3 with another root)
+  uint64_t cache_hits = 0;     // switches to an address space whose shadow was kept
+  uint64_t cache_misses = 0;   // switches that had to start a new shadow
+  uint64_t flushes = 0;        // every shadow dropped (new page-table frame, traced write, CR0/CR4 change)
+  uint64_t invalidations = 0;  // guest INVLPGs applied to the shadows
+  uint64_t table_frames = 0;   // shadow page-table frames in use
+};
+
+class ShadowPager {
+ public:
+  // The pool of shadow page-table frames is [pool_base, pool_base + pool_frames * 4 KiB) of
+  // physical RAM; `vmm_area` (physical, `vmm_area_frames` frames) is mapped at kVmmLinearBase.
+  ShadowPager(isa::PhysicalBus& bus, uint64_t pool_base, uint64_t pool_frames, unsigned cached_roots,
+              uint64_t vmm_area, uint64_t vmm_area_frames);
+
+  // The real CR3 for guest address space `guest_cr3` in guest user or kernel mode.
+  uint64_t root(uint64_t guest_cr3, bool user_mode);
+  // Maps the page of `linear` in shadow `root` to the frame of `guest.paddr`, with the guest's
+  // execute permission, writable only when `writable`. Returns false when the pool was full and
+  // every shadow was dropped instead (the caller takes a new root; the guest's retry fills it).
+  bool fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable);
+  // Drops the page of `linear` from every shadow.
+  void invalidate_page(uint64_t linear);
+  // Drops every shadow.
+  void flush_all();
+
+  // Guest page-table frames (seen in the guest's walks): write-protected in every shadow. Returns
+  // true when `frame` was not known yet.
+  bool note_page_table_frame(uint64_t frame) { return page_table_frames_.insert(frame).second; }
+  bool is_page_table_frame(uint64_t frame) const { return page_table_frames_.count(frame) != 0; }
+
+  ShadowCounters& counters() { return counters_; }
+  const ShadowCounters& counters() const { return counters_; }
+
+ private:
+  struct Shadow {
+    uint64_t root;                // physical address of the PML4
+    std::vector<uint64_t> frames; // every table frame it uses (root included)
+  };
+  using Key = std::pair<uint64_t, bool>;  // guest CR3 page, user mode
+
+  uint64_t* table(uint64_t paddr) const;
+  uint64_t allocate(Shadow& owner);
+  void release(Shadow& s);
+  Shadow& create(const Key& key);
+
+  isa::PhysicalBus& bus_;
+  std::vector<uint64_t> free_frames_;
+  unsigned cached_roots_;
+  uint64_t vmm_pdpt_ = 0;  // the VMM area's PDPT, shared by every shadow
+  std::map<Key, Shadow> shadows_;
+  std::list<Key> lru_;  // most recently used first
+  Key current_{~0ull, false};
+  std::unordered_set<uint64_t> page_table_frames_;
+  ShadowCounters counters_;
+};
+
+}  // namespace pgsim::vmm

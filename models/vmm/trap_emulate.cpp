@@ -1,0 +1,426 @@
+#include "models/vmm/trap_emulate.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+
+#include "isa/system/descriptors.h"
+#include "isa/system/paging.h"
+#include "models/stats/stats.h"
+
+namespace pgsim::vmm {
+
+using namespace isa;
+
+namespace {
+
+// The VMM's area (physical, from Machine::vmm_memory_base; linear, at kVmmLinearBase).
+constexpr uint64_t kGdtOffset = 0;            // the shadow GDT: up to 64 KiB
+constexpr uint64_t kIdtOffset = 16 * 4096;    // the VMM's IDT: 256 64-bit gates
+constexpr uint64_t kTssOffset = 17 * 4096;    // the VMM's TSS: no I/O bitmap, so all port I/O traps
+constexpr uint64_t kEntryOffset = 18 * 4096;  // where the IDT gates point (the trap router stands in)
+constexpr uint64_t kAreaFrames = 19;
+constexpr uint64_t kTssLimit = 0x67;
+constexpr unsigned kMaxGuestGdtEntries = (65536 - 32) / 8;
+
+constexpr uint64_t kDescriptorDpl = 3ull << 45;
+constexpr uint64_t kDescriptorS = 1ull << 44;
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// A segment as the deprivileged guest holds it on the real CPU: code and data descriptors at DPL
+// 3; CS and SS with RPL 3 (the real CPL).
+Segment deprivileged(Segment s, bool rpl3) {
+  if (s.s()) s.attr = static_cast<uint16_t>(s.attr | 0x60);
+  if (rpl3) s.selector |= 3;
+  return s;
+}
+
+// Collects the guest page-table frames a walk reads.
+struct TableFrames : WalkObserver {
+  ShadowPager& shadow;
+  bool found_new = false;
+  explicit TableFrames(ShadowPager& s) : shadow(s) {}
+  void on_reference(uint64_t paddr, unsigned) override { found_new |= shadow.note_page_table_frame(paddr >> 12); }
+};
+
+}  // namespace
+
+TrapEmulateVmm::TrapEmulateVmm(const Machine& machine, const VmmCosts& costs)
+    : machine_(machine),
+      costs_(costs),
+      trap_cycles_(cycles_.add_counter("vmm_trap", "cycles delivering traps from the deprivileged guest into the VMM")),
+      emulate_cycles_(cycles_.add_counter("vmm_emulate", "cycles the VMM spends emulating privileged instructions")),
+      emulate_io_cycles_(cycles_.add_counter("vmm_emulate_io", "cycles the VMM spends emulating port I/O instructions")),
+      reflect_cycles_(cycles_.add_counter("vmm_reflect",
+                                          "cycles the VMM spends delivering exceptions and interrupts to the guest's IDT")),
+      shadow_fill_cycles_(cycles_.add_counter("vmm_shadow_fill", "cycles filling shadow page tables on hidden page faults")),
+      shadow_trace_cycles_(cycles_.add_counter("vmm_shadow_trace", "cycles emulating guest writes to its page tables")),
+      resume_cycles_(cycles_.add_counter("vmm_resume", "cycles returning from the VMM to the deprivileged guest")),
+      interpret_cycles_(cycles_.add_counter("vmm_interpret",
+                                            "cycles interpreting the guest outside IA-32e mode (before it runs directly)")) {
+  if (machine.vmm_memory_size < (kAreaFrames + 64) * 4096)
+    throw std::invalid_argument("trap_emulate needs RAM above guest RAM for the VMM (at least " +
+                                std::to_string((kAreaFrames + 64) * 4) + " KiB); it has " +
+                                std::to_string(machine.vmm_memory_size / 1024) + " KiB");
+  shadow_ = std::make_unique<ShadowPager>(machine.core.bus(), machine.vmm_memory_base + kAreaFrames * 4096,
+                                          machine.vmm_memory_size / 4096 - kAreaFrames,
+                                          2 * std::max(1u, machine.shadow_cached_roots), machine.vmm_memory_base,
+                                          kAreaFrames);
+}
+
+TrapEmulateVmm::~TrapEmulateVmm() = default;
+
+void TrapEmulateVmm::attach(Core& real) {
+  real_ = &real;
+  interrupts_ = machine_.interrupts;
+  real.set_interrupt_source(this);
+  vcpu_ = std::make_unique<VirtualCpu>(real);  // the guest's state as the loader left it
+  vcpu_->on_invalidate_page = [this](uint64_t linear) {
+    shadow_->invalidate_page(linear);
+    real_->invalidate_page(linear);
+  };
+  write_vmm_structures();
+  direct_ = runs_directly();
+  if (direct_) project(real);
+}
+
+bool TrapEmulateVmm::runs_directly() const {
+  const CpuState& v = vcpu_->state();
+  return v.long_mode_active() && v.paging() && !(v.rflags & VM);
+}
+
+// ---- The VMM's own descriptor tables ---------------------------------------------------------
+
+void TrapEmulateVmm::write_vmm_structures() {
+  PhysicalBus& bus = real_->bus();
+  const uint64_t base = machine_.vmm_memory_base;
+  // 64-bit TSS: RSP0 at the top of the VMM's entry page; no I/O permission bitmap (its offset is
+  // past the limit), so every IN/OUT at CPL 3 raises #GP.
+  bus.write(base + kTssOffset + 4, 8, kVmmLinearBase + kEntryOffset + 4096);
+  bus.write(base + kTssOffset + 0x66, 2, kTssLimit + 1);
+  // Interrupt gates into the VMM, in its ring-0 code segment (placed after the guest's entries).
+  sync_shadow_gdt();
+}
+
+void TrapEmulateVmm::sync_shadow_gdt() {
+  CpuState& v = vcpu_->state();
+  const unsigned entries = std::min<unsigned>((v.gdtr.limit + 1u) / 8, kMaxGuestGdtEntries);
+  std::vector<uint64_t> guest(entries, 0);
+  if (v.cr0 & CR0_PE) {
+    for (unsigned k = 1; k < entries; ++k) {
+      try {
+        guest[k] = vcpu_->core().read_linear(v.gdtr.base + k * 8, 8, AccessOrigin::ImplicitSupervisor);
+      } catch (const Fault&) {
+        guest[k] = 0;  // not mapped: not present in the shadow either
+      }
+    }
+  }
+  if (guest == guest_gdt_ && v.gdtr.base == guest_gdt_base_ && shadow_gdt_limit_) return;
+  guest_gdt_ = guest;
+  guest_gdt_base_ = v.gdtr.base;
+
+  PhysicalBus& bus = real_->bus();
+  const uint64_t gdt = machine_.vmm_memory_base + kGdtOffset;
+  bool wide = false;  // the high half of a 16-byte system descriptor
+  for (unsigned k = 0; k < entries; ++k) {
+    uint64_t d = guest[k];
+    if (wide) d = 0;
+    wide = false;
+    if (d & kDescriptorS) {
+      d |= kDescriptorDpl;  // code and data at DPL 3, where the deprivileged guest runs
+    } else if (d != 0) {
+      wide = v.long_mode_active();
+      d = 0;  // system descriptors (the guest's TSS, LDTs, gates) are the VMM's business
+    }
+    bus.write(gdt + k * 8, 8, d);
+  }
+  // The VMM's ring-0 64-bit code segment and its TSS.
+  const unsigned vmm_code = std::max(entries, 1u);
+  const unsigned tss = vmm_code + 1;
+  bus.write(gdt + vmm_code * 8, 8, 0x00AF9A000000FFFFull);
+  const uint64_t tss_base = kVmmLinearBase + kTssOffset;
+  const uint64_t tss_lo = kTssLimit | ((tss_base & 0xFFFFFF) << 16) | (uint64_t{kTssBusy} << 40) | (1ull << 47) |
+                          (((tss_base >> 24) & 0xFF) << 56);
+  bus.write(gdt + tss * 8, 8, tss_lo);
+  bus.write(gdt + tss * 8 + 8, 8, tss_base >> 32);
+  shadow_gdt_limit_ = static_cast<uint16_t>(tss * 8 + 15);
+
+  const uint64_t idt = machine_.vmm_memory_base + kIdtOffset;
+  for (unsigned vector = 0; vector < 256; ++vector) {
+    const uint64_t entry = kVmmLinearBase + kEntryOffset + vector * 16;
+    const uint64_t lo = (entry & 0xFFFF) | (uint64_t{vmm_code * 8u} << 16) | (uint64_t{kIntGate} << 40) |
+                        (1ull << 47) | (((entry >> 16) & 0xFFFF) << 48);
+    bus.write(idt + vector * 16, 8, lo);
+    bus.write(idt + vector * 16 + 8, 8, entry >> 32);
+  }
+  tss_selector_ = static_cast<uint16_t>(tss * 8);
+}
+
+// ---- Real state from virtual state -----------------------------------------------------------
+
+void TrapEmulateVmm::project(Core& real) {
+  const CpuState& v = vcpu_->state();
+  CpuState& r = real.state();
+  const uint64_t old_cr3 = r.cr3;
+  sync_shadow_gdt();
+  if ((v.cr0 ^ guest_cr0_) & (CR0_WP | CR0_PG) || (v.cr4 ^ guest_cr4_) & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_LA57 |
+                                                                           CR4_PCIDE | CR4_SMEP | CR4_SMAP)) {
+    shadow_->flush_all();  // the guest changed how its tables are read
+    tlbs_stale_ = true;
+  }
+  guest_cr0_ = v.cr0;
+  guest_cr4_ = v.cr4;
+
+  r.gpr = v.gpr;
+  r.rip = v.rip;
+  constexpr uint64_t kVirtualOnly = IF | IOPL | VIF | VIP | VM;
+  r.rflags = (v.rflags & ~kVirtualOnly) | IF | RF1;  // real: interrupts on, IOPL 0
+  if (vcpu_->vif_carries_if() && (v.rflags & IF)) r.rflags |= VIF;
+  r.halted = v.halted;
+  if (v.halted && !(v.rflags & IF)) r.rflags &= ~IF;  // halted with interrupts off: the machine stops, as natively
+  r.interrupt_shadow = v.interrupt_shadow;
+  for (unsigned s = 0; s < kNumSegRegs; ++s) r.seg[s] = deprivileged(v.seg[s], s == CS || s == SS);
+
+  r.cr0 = (v.cr0 & (CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_AM)) | CR0_PE | CR0_PG | CR0_WP;
+  r.cr4 = CR4_PAE | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_TSD));
+  r.efer = EFER_LME | EFER_LMA | EFER_NXE;  // no SCE: SYSCALL and SYSRET trap (#UD)
+  r.cr3 = shadow_->root(v.cr3, vcpu_->cpl() == 3);
+  r.cr2 = v.cr2;
+  r.cr8 = v.cr8;
+  r.dr = v.dr;
+  r.gdtr = {kVmmLinearBase + kGdtOffset, shadow_gdt_limit_};
+  r.idtr = {kVmmLinearBase + kIdtOffset, 0xFFF};
+  r.tr = Segment{tss_selector_, kVmmLinearBase + kTssOffset, static_cast<uint32_t>(kTssLimit),
+                 static_cast<uint16_t>(kTssBusy | 0x80)};
+  r.ldtr = Segment{0, 0, 0, 0};
+  r.star = r.lstar = r.cstar = r.fmask = 0;
+  r.sysenter_cs = r.sysenter_esp = r.sysenter_eip = 0;
+  r.kernel_gs_base = 0;
+  r.pat = v.pat;
+  r.tsc = v.tsc;
+  r.tsc_aux = v.tsc_aux;
+  r.apic_base = v.apic_base;
+  real.sync_mode();
+  if (tlbs_stale_ || r.cr3 != old_cr3) real.flush_tlbs(true);
+  tlbs_stale_ = false;
+  expected_ = privileged_of(r);
+  if (vcpu_->interrupts_enabled() || r.halted) real.notify_interrupt();  // let a waiting interrupt in
+}
+
+TrapEmulateVmm::RealPrivileged TrapEmulateVmm::privileged_of(const CpuState& s) {
+  return {s.cr0, s.cr3, s.cr4, s.efer, s.gdtr.base, s.idtr.base, s.tr.base, s.star, s.lstar, s.cstar, s.fmask,
+          s.sysenter_eip, s.kernel_gs_base, s.rflags & (IF | IOPL), s.gdtr.limit, s.idtr.limit, s.tr.selector,
+          s.ldtr.selector};
+}
+
+void TrapEmulateVmm::check_resource_control(const Core& real) {
+  if (privileged_of(real.state()) == expected_) return;
+  ++violations_;
+  if (first_violation_.empty())
+    first_violation_ = "real privileged state changed by the guest before RIP " + hex(real.state().rip);
+}
+
+// ---- Traps -----------------------------------------------------------------------------------
+
+bool TrapEmulateVmm::take_event(Core& real, const Event& event) {
+  if (!direct_) {
+    // While the guest is interpreted the real CPU runs nothing of it: only interrupts arrive.
+    reflect(event);
+    if (vcpu_->core().is_shutdown()) real.shutdown(vcpu_->core().shutdown_reason());
+    return true;
+  }
+  trap_cycles_ += costs_.trap;
+  check_resource_control(real);
+  vcpu_->pull(real.state());
+  switch (event.kind) {
+    case EventKind::External:
+    case EventKind::Nmi:
+    case EventKind::SoftwareInt:
+    case EventKind::SoftwareException:
+      reflect(event);  // RIP is already past INT n / INT3 / INTO
+      break;
+    case EventKind::Exception:
+      if (event.vector == PF_) handle_page_fault(real, event);
+      else if (event.vector == DB) reflect(event);  // a trap: the instruction completed
+      else emulate_instruction(real);
+      break;
+  }
+  if (vcpu_->core().is_shutdown()) {
+    real.shutdown("the guest's virtual CPU: " + vcpu_->core().shutdown_reason());
+    return true;
+  }
+  if (!runs_directly()) {
+    direct_ = false;  // the guest left IA-32e mode: interpreted from here
+    real.state().halted = false;
+    return true;
+  }
+  resume_cycles_ += costs_.resume;
+  project(real);
+  return true;
+}
+
+void TrapEmulateVmm::reflect(const Event& event) {
+  ++reflected_;
+  reflect_cycles_ += costs_.emulate;
+  vcpu_->core().route_event(event);
+}
+
+bool TrapEmulateVmm::is_port_io(Core& v) {
+  // IN, OUT, INS, OUTS (after legacy and REX prefixes): E4-E7, EC-EF, 6C-6F.
+  try {
+    const uint64_t cs_base = v.long64() ? 0 : v.state().seg[CS].base;
+    for (unsigned k = 0; k < 15; ++k) {
+      const auto b = static_cast<uint8_t>(v.read_linear(cs_base + v.state().rip + k, 1, AccessOrigin::Instruction));
+      if (b == 0x66 || b == 0x67 || b == 0xF2 || b == 0xF3 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x26 ||
+          b == 0x64 || b == 0x65 || (v.long64() && (b & 0xF0) == 0x40))
+        continue;
+      return (b >= 0xE4 && b <= 0xE7) || (b >= 0xEC && b <= 0xEF) || (b >= 0x6C && b <= 0x6F);
+    }
+  } catch (const Fault&) {
+    // The instruction is not readable: the virtual CPU's fetch faults too.
+  }
+  return false;
+}
+
+void TrapEmulateVmm::emulate_instruction(Core&) {
+  Core& v = vcpu_->core();
+  const bool io = is_port_io(v);
+  if (vcpu_->execute(1) == 0) {  // the virtual CPU faulted too: the guest's own fault
+    ++reflected_;
+    reflect_cycles_ += costs_.emulate;
+    return;
+  }
+  ++emulated_;
+  if (io) {
+    ++emulated_io_;
+    emulate_io_cycles_ += costs_.emulate_io;
+  } else {
+    emulate_cycles_ += costs_.emulate;
+  }
+}
+
+void TrapEmulateVmm::handle_page_fault(Core& real, const Event& event) {
+  ShadowCounters& count = shadow_->counters();
+  const CpuState& v = vcpu_->state();
+  const uint64_t linear = event.cr2;
+  WalkRequest req;
+  req.linear = linear;
+  req.access = (event.error_code & PFERR_W) ? AccessKind::Write
+               : (event.error_code & PFERR_I) ? AccessKind::Execute
+                                               : AccessKind::Read;
+  req.user = vcpu_->cpl() == 3;
+  TableFrames tables(*shadow_);
+  const WalkResult w = page_walk(v, vcpu_->bus(), req, &tables);
+  if (tables.found_new) {  // a new guest page table: no shadow may map it writable
+    shadow_->flush_all();
+    tlbs_stale_ = true;
+  }
+  if (!w.ok) {
+    ++count.true_faults;
+    reflect(Event::from_fault(w.fault));
+    return;
+  }
+  if (linear >= kVmmLinearBase && linear - kVmmLinearBase < kVmmLinearSize) {
+    real.shutdown("trap_emulate: the guest maps linear address " + hex(linear) +
+                  ", which the VMM reserves for its own structures (" + hex(kVmmLinearBase) + "...)");
+    return;
+  }
+  const bool page_table = shadow_->is_page_table_frame(w.paddr >> 12);
+  if (req.access == AccessKind::Write && (page_table || !w.writable)) {
+    // A write the shadow must not let through: to a guest page table (traced), or a supervisor
+    // write to a read-only page with CR0.WP clear. The virtual CPU performs it.
+    if (page_table) ++count.traced_writes;
+    shadow_trace_cycles_ += costs_.shadow_trace;
+    emulate_instruction(real);
+    if (page_table) {
+      shadow_->flush_all();
+      tlbs_stale_ = true;
+    }
+    return;
+  }
+  ++count.hidden_faults;
+  shadow_fill_cycles_ += costs_.shadow_fill;
+  const uint64_t root = shadow_->root(v.cr3, req.user);
+  if (shadow_->fill(root, linear, w, w.writable && w.dirty && !page_table)) real.invalidate_page(linear);
+  else tlbs_stale_ = true;
+}
+
+// ---- Interpretation outside IA-32e mode ------------------------------------------------------
+
+void TrapEmulateVmm::on_instruction_boundary(Core& real) {
+  if (!direct_) interpret_until_direct(real);
+}
+
+void TrapEmulateVmm::interpret_until_direct(Core& real) {
+  constexpr uint64_t kChunk = 4096;  // then the CPU module's loop gets control back (time, exit)
+  Core& v = vcpu_->core();
+  const uint64_t before = v.counters().retired;
+  for (uint64_t steps = 0; steps < kChunk && !runs_directly() && !v.is_shutdown() && !v.state().halted; ++steps)
+    vcpu_->execute(1);
+  const uint64_t done = v.counters().retired - before;
+  interpreted_ += done;
+  interpret_cycles_ += done * costs_.interpret;
+  if (v.is_shutdown()) {
+    real.shutdown("the guest's virtual CPU: " + v.shutdown_reason());
+    return;
+  }
+  if (runs_directly()) {
+    direct_ = true;
+    project(real);  // the real CPU runs the guest from the next instruction on
+    return;
+  }
+  if (v.state().halted) {
+    real.state().halted = true;
+    real.state().rflags = (v.state().rflags & IF) ? (real.state().rflags | IF) : (real.state().rflags & ~IF);
+    real.notify_interrupt();
+  }
+  real.request_stop();
+}
+
+// ---- Interrupts ------------------------------------------------------------------------------
+
+bool TrapEmulateVmm::interrupt_pending() {
+  if (!interrupts_) return false;
+  bool enabled = vcpu_->interrupts_enabled();
+  if (direct_ && vcpu_->vif_carries_if()) enabled = (real_->state().rflags & VIF) && !real_->state().interrupt_shadow;
+  return enabled && interrupts_->interrupt_pending();
+}
+
+// ---- Figures ---------------------------------------------------------------------------------
+
+double TrapEmulateVmm::direct_fraction() const {
+  const double direct = real_ ? static_cast<double>(real_->counters().retired) : 0.0;
+  const double all = direct + static_cast<double>(vcpu_ ? vcpu_->executed() : 0);
+  return all > 0 ? direct / all : 0.0;
+}
+
+void TrapEmulateVmm::bind_statistics(stats::Registry& r) {
+  using stats::Unit;
+  const ShadowCounters& s = shadow_->counters();
+  r.bind("vmm.shadow.hidden_faults", Unit::Count, "page faults the guest's tables allow (the shadow lacked the entry)",
+         &s.hidden_faults);
+  r.bind("vmm.shadow.true_faults", Unit::Count, "page faults reflected to the guest", &s.true_faults);
+  r.bind("vmm.shadow.fills", Unit::Count, "shadow page-table leaf entries built", &s.fills);
+  r.bind("vmm.shadow.traced_writes", Unit::Count, "guest writes to its write-protected page tables, emulated",
+         &s.traced_writes);
+  r.bind("vmm.shadow.cr3_switches", Unit::Count, "guest address-space switches", &s.cr3_switches);
+  r.bind("vmm.shadow.cache_hits", Unit::Count, "address-space switches to a kept shadow", &s.cache_hits);
+  r.bind("vmm.shadow.cache_misses", Unit::Count, "address-space switches that started a new shadow", &s.cache_misses);
+  r.bind("vmm.shadow.flushes", Unit::Count, "times every shadow was dropped", &s.flushes);
+  r.bind("vmm.shadow.invalidations", Unit::Count, "guest INVLPGs applied to the shadows", &s.invalidations);
+  r.bind("vmm.shadow.table_frames", Unit::Count, "shadow page-table frames in use at the end", &s.table_frames);
+  r.bind("vmm.trap_emulate.emulated", Unit::Instructions, "guest instructions the VMM emulated on the virtual CPU",
+         &emulated_);
+  r.bind("vmm.trap_emulate.emulated_io", Unit::Instructions, "of which port I/O instructions", &emulated_io_);
+  r.bind("vmm.trap_emulate.reflected", Unit::Count, "exceptions and interrupts delivered to the guest's IDT",
+         &reflected_);
+  r.bind("vmm.trap_emulate.interpreted", Unit::Instructions,
+         "guest instructions interpreted outside IA-32e mode (not run directly)", &interpreted_);
+}
+
+}  // namespace pgsim::vmm

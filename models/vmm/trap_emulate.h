@@ -1,0 +1,102 @@
+// vmm.strategy: trap_emulate — the classic VMM. The guest kernel runs directly on the CPU,
+// deprivileged to CPL 3, on the VMM's own GDT, IDT and TSS and on shadow page tables, all in VMM
+// memory above guest RAM. Every exception and interrupt traps into the VMM (the trap router), which:
+// - emulates the instruction that faulted on the virtual CPU (a privileged instruction at the
+//   guest's own CPL 0: MOV CRn, LGDT, WRMSR, CLI, HLT, IN/OUT through the device models, IRET,
+//   SYSCALL/SYSRET, ...), or, when the virtual CPU faults on it too, delivers that fault to the
+//   guest through its own IDT;
+// - serves page faults from the shadow page tables: hidden faults (the guest's tables allow the
+//   access) fill the shadow, writes to the guest's page tables are traced and emulated, true faults
+//   are reflected to the guest;
+// - reflects interrupts, INT n and other traps through the guest's IDT;
+// and returns to the guest with the real state derived from the virtual CPU's.
+// Interrupts reach the guest only when its virtual IF allows (the VMM stands between the
+// interrupt controller and the CPU).
+//
+// The guest runs directly only in IA-32e mode: until it gets there (the 32-bit Multiboot entry,
+// paging off) the virtual CPU interprets it; those instructions count as not executed directly.
+//
+// Cycles: sim.cycles.vmm_trap (trap delivery into the VMM), vmm_emulate, vmm_emulate_io,
+// vmm_reflect, vmm_shadow_fill, vmm_shadow_trace, vmm_resume (return to the guest), vmm_interpret.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "models/vmm/shadow_paging.h"
+#include "models/vmm/virtual_cpu.h"
+#include "models/vmm/vmm.h"
+
+namespace pgsim::vmm {
+
+class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
+ public:
+  TrapEmulateVmm(const Machine& machine, const VmmCosts& costs);
+  ~TrapEmulateVmm() override;
+
+  const char* strategy() const override { return "trap_emulate"; }
+  void attach(isa::Core& core) override;
+  bool take_event(isa::Core& core, const isa::Event& event) override;
+  bool wants_instruction_boundaries() const override { return true; }
+  void on_instruction_boundary(isa::Core& core) override;
+  double direct_fraction() const override;
+  void bind_statistics(stats::Registry& registry) override;
+
+  VirtualCpu& virtual_cpu() { return *vcpu_; }
+  const ShadowCounters& shadow() const { return shadow_->counters(); }
+  // Instructions emulated (I/O among them), events reflected to the guest, instructions interpreted.
+  uint64_t emulated() const { return emulated_; }
+  uint64_t emulated_io() const { return emulated_io_; }
+  uint64_t reflected() const { return reflected_; }
+  uint64_t interpreted() const { return interpreted_; }
+  // The first resource-control violation found ("" while there is none).
+  const std::string& first_violation() const { return first_violation_; }
+
+ private:
+  // The real privileged state the VMM set, checked at every trap (resource control).
+  struct RealPrivileged {
+    uint64_t cr0, cr3, cr4, efer, gdtr_base, idtr_base, tr_base, star, lstar, cstar, fmask, sysenter_eip,
+        kernel_gs_base, iopl_if;
+    uint16_t gdtr_limit, idtr_limit, tr_sel, ldtr_sel;
+    bool operator==(const RealPrivileged&) const = default;
+  };
+  static RealPrivileged privileged_of(const isa::CpuState& s);
+
+  bool runs_directly() const;
+  void interpret_until_direct(isa::Core& real);
+  void emulate_instruction(isa::Core& real);  // on the virtual CPU
+  void handle_page_fault(isa::Core& real, const isa::Event& event);
+  void reflect(const isa::Event& event);
+  void project(isa::Core& real);
+  void write_vmm_structures();
+  void sync_shadow_gdt();
+  void check_resource_control(const isa::Core& real);
+  bool is_port_io(isa::Core& vcore);
+
+  // isa::InterruptSource: the interrupt controller, as far as the guest's virtual IF lets it through.
+  bool interrupt_pending() override;
+  uint8_t acknowledge_interrupt() override { return interrupts_->acknowledge_interrupt(); }
+  bool nmi_pending() override { return interrupts_ && interrupts_->nmi_pending(); }
+  void acknowledge_nmi() override { interrupts_->acknowledge_nmi(); }
+
+  Machine machine_;
+  VmmCosts costs_;
+  isa::Core* real_ = nullptr;
+  isa::InterruptSource* interrupts_ = nullptr;
+  std::unique_ptr<VirtualCpu> vcpu_;
+  std::unique_ptr<ShadowPager> shadow_;
+  bool direct_ = false;
+  RealPrivileged expected_{};
+  std::vector<uint64_t> guest_gdt_;  // the guest GDT entries the shadow GDT was made from
+  uint64_t guest_gdt_base_ = ~0ull;
+  uint16_t shadow_gdt_limit_ = 0;
+  uint16_t tss_selector_ = 0;
+  uint64_t guest_cr0_ = 0, guest_cr4_ = 0;  // as the shadows were built for
+  bool tlbs_stale_ = false;                 // shadow entries were dropped: the real TLBs must forget them
+
+  uint64_t emulated_ = 0, emulated_io_ = 0, reflected_ = 0, interpreted_ = 0;
+  std::string first_violation_;
+  uint64_t &trap_cycles_, &emulate_cycles_, &emulate_io_cycles_, &reflect_cycles_, &shadow_fill_cycles_,
+      &shadow_trace_cycles_, &resume_cycles_, &interpret_cycles_;
+};
+
+}  // namespace pgsim::vmm

@@ -1,0 +1,93 @@
+#include "models/vmm/virtual_cpu.h"
+
+#include "isa/system/paging.h"
+
+namespace pgsim::vmm {
+
+using namespace isa;
+
+isa::PhysicalBus& VirtualCpu::bus() { return *this; }
+
+VirtualCpu::VirtualCpu(Core& real) : real_(real), core_(*this, real.io()) {
+  system_ = system_config(real);  // the same profile, MSR device and hypervisor interface
+  binding_ = std::make_unique<SystemConfigBinding>(core_, system_);
+  core_.set_translator(this);
+  core_.set_time_source(this);
+  core_.set_trap_hook(this, true);
+  core_.state() = real.state();
+  vif_carries_if_ = system_.profile.at_cpl_above_0(SensitiveInsn::Popf) == Behavior::Insensitive;
+  core_.sync_mode();
+}
+
+VirtualCpu::~VirtualCpu() = default;
+
+uint64_t VirtualCpu::execute(uint64_t steps) {
+  // The boundary before the first step lets it run; the one before step `steps + 1` stops.
+  boundaries_left_ = steps + 1;
+  const uint64_t before = core_.counters().retired;
+  core_.run(steps);
+  boundaries_left_ = 0;
+  return core_.counters().retired - before;
+}
+
+void VirtualCpu::write(uint64_t paddr, unsigned size, uint64_t value) {
+  real_.bus().write(paddr, size, value);
+  real_.invalidate_decoded(paddr, size);
+}
+
+Translation VirtualCpu::translate(const CpuState& state, uint64_t linear, AccessKind kind, bool user,
+                                  AccessOrigin origin) {
+  WalkRequest req;
+  req.linear = linear;
+  req.access = kind;
+  req.user = user;
+  req.implicit = origin == AccessOrigin::ImplicitSupervisor;
+  const WalkResult w = page_walk(state, *this, req);
+  Translation t;
+  t.ok = w.ok;
+  t.fault = w.fault;
+  t.paddr = w.paddr;
+  t.cacheable = false;  // the guest's tables change under the virtual CPU's feet: walk every time
+  return t;
+}
+
+void VirtualCpu::invalidate_page(uint64_t linear) {
+  if (on_invalidate_page) on_invalidate_page(linear);
+}
+
+void VirtualCpu::flush(bool) {
+  if (on_flush) on_flush();
+}
+
+void VirtualCpu::pull(const CpuState& real) {
+  CpuState& v = core_.state();
+  v.gpr = real.gpr;
+  v.rip = real.rip;
+  constexpr uint64_t kGuestOwned = CF | PF | AF | ZF | SF | TF | DF | OF | NT | RF | AC | ID;
+  v.rflags = (v.rflags & ~kGuestOwned) | (real.rflags & kGuestOwned);
+  if (vif_carries_if_) v.rflags = (v.rflags & ~uint64_t{IF}) | ((real.rflags & VIF) ? uint64_t{IF} : uint64_t{0});
+  for (SegReg s : {CS, SS, ES, DS, FS, GS}) {
+    // Unchanged: the VMM's copy stands (CS and SS carry RPL 3 on the real CPU; FS and GS bases
+    // change only by trapping WRMSR/SWAPGS).
+    if ((real.seg[s].selector & ~3u) == (v.seg[s].selector & ~3u) && (s == CS || s == SS ||
+                                                                      real.seg[s].selector == v.seg[s].selector))
+      continue;
+    // A segment the guest loaded directly (a data segment, or CS and SS by a far transfer or IRET
+    // that did not trap): its hidden part is the guest descriptor's, whose privilege the shadow
+    // GDT raised; the guest's own GDT entry gives it back.
+    v.seg[s] = real.seg[s];
+    const uint16_t sel = v.seg[s].selector;
+    if ((sel & ~3u) == 0 || (sel & 4) || (sel | 7u) > v.gdtr.limit) continue;
+    try {
+      const uint64_t lo = core_.read_linear(v.gdtr.base + (sel & ~7u), 8, AccessOrigin::ImplicitSupervisor);
+      v.seg[s].attr = static_cast<uint16_t>((lo >> 40) & 0xF0FF);
+    } catch (const Fault&) {
+      // The guest's GDT is not mapped: keep what the real CPU loaded.
+    }
+  }
+  v.dr = real.dr;
+  v.halted = real.halted;
+  core_.sync_mode();
+}
+
+}  // namespace pgsim::vmm

@@ -1,0 +1,91 @@
+// The virtual CPU: the machine as the deprivileged guest believes it to be (CPL 0, its own IF and
+// IOPL, control registers, EFER, GDTR/IDTR/TR/LDTR, MSRs, TSC offset). It is a second x86 core
+// that holds that state and carries out, on it, what the real CPU refused to do for the guest:
+// a privileged instruction that trapped is executed here at the guest's own privilege, and an
+// exception or interrupt for the guest is delivered here through the guest's own IDT, onto the
+// guest's own stacks. Its memory accesses go through the guest's own page tables (a software walk,
+// no TLB), to the same physical memory and devices as the real CPU.
+//
+// pull() takes into the virtual state what the guest changed by running directly on the real
+// CPU (registers, arithmetic flags, data segments); the VMM derives the real state back from it.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "isa/core.h"
+#include "isa/system/system_config.h"
+
+namespace pgsim::vmm {
+
+class VirtualCpu : private isa::PhysicalBus,
+                   private isa::Translator,
+                   private isa::TimeSource,
+                   private isa::TrapHook {
+ public:
+  // `real` is the CPU the guest runs on; the virtual CPU shares its memory, devices, profile, MSR
+  // device and clock.
+  explicit VirtualCpu(isa::Core& real);
+  ~VirtualCpu() override;
+
+  isa::Core& core() { return core_; }
+  isa::CpuState& state() { return core_.state(); }
+  const isa::CpuState& state() const { return core_.state(); }
+  // The guest's privilege level as it believes it to be.
+  unsigned cpl() const { return core_.state().cpl(); }
+  // The guest would accept a maskable interrupt now.
+  bool interrupts_enabled() const {
+    return (core_.state().rflags & isa::IF) && !core_.state().interrupt_shadow;
+  }
+
+  // Copies what directly executed guest code may change: general registers, RIP, the flags the
+  // guest owns (not IOPL, VIP, VM; IF only where the profile's POPF leaves it in VIF) and the
+  // segment registers it loaded without trapping.
+  void pull(const isa::CpuState& real);
+  // On a profile whose POPF and PUSHF use VIF at CPL > IOPL (x86-pg), the real VIF carries the
+  // guest's IF while it runs directly.
+  bool vif_carries_if() const { return vif_carries_if_; }
+  // Physical memory as the virtual CPU reaches it (every write drops the real core's decoded code).
+  isa::PhysicalBus& bus();
+
+  // The guest's paging structures changed in the guest's view: INVLPG of one page, or a flush.
+  std::function<void(uint64_t linear)> on_invalidate_page;
+  std::function<void()> on_flush;
+
+  // Executes up to `steps` steps on the virtual CPU, a step being one instruction, or one
+  // exception raised and delivered through the guest's IDT instead; stops early at HLT or a
+  // shutdown. Returns the instructions retired. (Core::run counts retired instructions only, so
+  // after a fault it would go on into the guest's handler.)
+  uint64_t execute(uint64_t steps);
+  // Instructions the virtual CPU executed (emulated or interpreted).
+  uint64_t executed() const { return core_.counters().retired; }
+
+ private:
+  // isa::PhysicalBus: no host pointers, so that every write is seen (the real core drops decoded
+  // code there) and every fetch decodes the bytes as they are now.
+  uint8_t* host_frame(uint64_t) override { return nullptr; }
+  uint64_t read(uint64_t paddr, unsigned size) override { return real_.bus().read(paddr, size); }
+  void write(uint64_t paddr, unsigned size, uint64_t value) override;
+  // isa::Translator: the guest's own page tables.
+  isa::Translation translate(const isa::CpuState& state, uint64_t linear, isa::AccessKind kind, bool user,
+                             isa::AccessOrigin origin) override;
+  void invalidate_page(uint64_t linear) override;
+  void flush(bool include_global) override;
+  // isa::TimeSource: the real CPU's clock (the TSC offset is the guest's, in state().tsc).
+  uint64_t current_cycle() override { return real_.read_tsc() - real_.state().tsc; }
+
+  // isa::TrapHook: counts instruction boundaries to end a step after a delivered fault.
+  bool on_event(isa::Core&, const isa::Event&) override { return false; }
+  void on_instruction_boundary(isa::Core& core) override {
+    if (boundaries_left_ == 0 || --boundaries_left_ == 0) core.request_stop();
+  }
+
+  isa::Core& real_;
+  uint64_t boundaries_left_ = 0;
+  isa::Core core_;
+  isa::SystemConfig system_;
+  std::unique_ptr<isa::SystemConfigBinding> binding_;
+  bool vif_carries_if_ = false;
+};
+
+}  // namespace pgsim::vmm

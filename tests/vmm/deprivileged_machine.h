@@ -1,0 +1,78 @@
+// A small long-mode guest world for the trap_emulate tests: the GDT, IDT, TSS and stacks of
+// tests/isa_system/system_harness.h, 4-level page tables of its own (2 MiB pages over 32 MiB of
+// guest RAM, supervisor-only but for one user region), a real CPU that walks whatever page tables
+// CR3 names (the VMM's shadows), a CPU profile, and 8 MiB of VMM memory above guest RAM.
+#pragma once
+#include <memory>
+
+#include "isa/system/paging.h"
+#include "isa/system/system_config.h"
+#include "models/vmm/trap_emulate.h"
+#include "models/vmm/trap_router.h"
+#include "tests/isa_system/system_harness.h"
+
+namespace pgsim::test {
+
+// The real MMU without TLBs: a page walk from the real CR3 at each soft-TLB miss.
+class WalkingTranslator : public isa::Translator {
+ public:
+  explicit WalkingTranslator(isa::PhysicalBus& bus) : bus_(bus) {}
+  isa::Translation translate(const isa::CpuState& s, uint64_t linear, isa::AccessKind kind, bool user,
+                             isa::AccessOrigin origin) override {
+    isa::WalkRequest req;
+    req.linear = linear;
+    req.access = kind;
+    req.user = user;
+    req.implicit = origin == isa::AccessOrigin::ImplicitSupervisor;
+    const isa::WalkResult w = isa::page_walk(s, bus_, req);
+    isa::Translation t;
+    t.ok = w.ok;
+    t.fault = w.fault;
+    t.paddr = w.paddr;
+    return t;
+  }
+  void invalidate_page(uint64_t) override {}
+  void flush(bool) override {}
+
+ private:
+  isa::PhysicalBus& bus_;
+};
+
+constexpr uint64_t kGuestRam = 32ull << 20, kVmmMemory = 8ull << 20;
+constexpr uint64_t kPml4 = 0x100000, kPdpt = 0x101000, kPd = 0x102000;
+constexpr uint64_t kUserRegion = 16ull << 20;  // 2 MiB that guest user code may use
+constexpr uint64_t kPteP = 1, kPteRw = 2, kPteUs = 4, kPtePs = 0x80;
+
+struct DeprivilegedMachine : SystemMachine {
+  WalkingTranslator walker{ram};
+  isa::SystemConfig system;
+  std::unique_ptr<isa::SystemConfigBinding> binding;
+  std::unique_ptr<vmm::TrapRouter> router;
+
+  explicit DeprivilegedMachine(const char* profile) : SystemMachine(true) {
+    core.set_translator(&walker);
+    ram.put<uint64_t>(kPml4, kPdpt | kPteP | kPteRw | kPteUs);
+    ram.put<uint64_t>(kPdpt, kPd | kPteP | kPteRw | kPteUs);
+    for (uint64_t k = 0; k < kGuestRam >> 21; ++k) {
+      const uint64_t user = (k << 21) == kUserRegion ? kPteUs : 0;
+      ram.put<uint64_t>(kPd + k * 8, (k << 21) | kPteP | kPteRw | kPtePs | user);
+    }
+    state().cr3 = kPml4;
+    system.profile = isa::load_profile(profile);
+    binding = std::make_unique<isa::SystemConfigBinding>(core, system);
+  }
+
+  // Loads the guest's code at kCode and puts the VMM under it.
+  vmm::TrapEmulateVmm& start(const std::vector<uint8_t>& code, vmm::VmmCosts costs = {}) {
+    load_code(kCode, code);
+    vmm::Machine m{core};
+    m.vmm_memory_base = kGuestRam;
+    m.vmm_memory_size = kVmmMemory;
+    router = std::make_unique<vmm::TrapRouter>(std::make_unique<vmm::TrapEmulateVmm>(m, costs));
+    router->attach(core);
+    return static_cast<vmm::TrapEmulateVmm&>(router->vmm());
+  }
+  uint64_t traps(vmm::TrapCause cause) const { return router->traps(cause); }
+};
+
+}  // namespace pgsim::test

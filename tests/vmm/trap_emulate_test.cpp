@@ -1,0 +1,201 @@
+// trap_emulate on a hand-built long-mode guest: the guest kernel runs at real CPL 3 on the VMM's
+// descriptor tables and shadow page tables; privileged instructions trap and are emulated on the
+// virtual CPU; INT n and exceptions are reflected through the guest's IDT. Trap counts are exact.
+#include <gtest/gtest.h>
+
+#include "tests/vmm/deprivileged_machine.h"
+
+namespace pgsim {
+namespace {
+
+using test::DeprivilegedMachine;
+using test::kCode;
+using test::kHandler;
+using vmm::TrapCause;
+
+std::vector<uint8_t> imm32(uint32_t n) { return {uint8_t(n), uint8_t(n >> 8), uint8_t(n >> 16), uint8_t(n >> 24)}; }
+std::vector<uint8_t> cat(std::initializer_list<std::vector<uint8_t>> parts) {
+  std::vector<uint8_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+// mov ecx, n ; L: out 0x80, al ; dec ecx ; jnz L ; jmp $
+std::vector<uint8_t> out_loop(uint32_t n) {
+  return cat({{0xB9}, imm32(n), {0xE6, 0x80, 0xFF, 0xC9, 0x75, 0xFA, 0xEB, 0xFE}});
+}
+constexpr uint64_t kOutLoopEnd = 5 + 6;  // offset of the final jmp $
+
+TEST(TrapEmulate, TheGuestKernelRunsAtCpl3OnTheVmmsTablesAndBelievesItIsAtCpl0) {
+  DeprivilegedMachine m("x86-pg");
+  vmm::TrapEmulateVmm& vmm = m.start(out_loop(1));
+  const isa::CpuState& real = m.state();
+  EXPECT_EQ(real.cpl(), 3u);
+  EXPECT_EQ(real.seg[isa::CS].selector, test::kKernelCode | 3);
+  EXPECT_EQ(real.gdtr.base, vmm::kVmmLinearBase);
+  EXPECT_NE(real.cr3, test::kPml4);  // a shadow root in VMM memory
+  EXPECT_GE(real.cr3, test::kGuestRam);
+  EXPECT_TRUE(real.rflags & isa::IF);
+  EXPECT_EQ(real.iopl(), 0u);
+  EXPECT_EQ(vmm.virtual_cpu().cpl(), 0u);
+  EXPECT_EQ(vmm.virtual_cpu().state().cr3, test::kPml4);
+  EXPECT_EQ(vmm.virtual_cpu().state().gdtr.base, test::kGdt);
+  EXPECT_FALSE(vmm.virtual_cpu().state().rflags & isa::IF);
+}
+
+// The port-I/O nanobenchmark: each OUT traps once (#GP: IOPL 0 and no I/O bitmap in the VMM's
+// TSS) and is emulated through the device model. The only other trap is the hidden page fault of
+// the first fetch from the code page (the shadow starts empty).
+TEST(TrapEmulate, EachPortIoInstructionTrapsOnceAndIsEmulatedThroughTheDevice) {
+  for (uint32_t n : {1u, 10u, 1000u}) {
+    DeprivilegedMachine m("x86-pg");
+    m.state().gpr[isa::RAX] = 0x5A;
+    vmm::TrapEmulateVmm& vmm = m.start(out_loop(n));
+    m.core.run(1 + 2 * n);  // mov, then dec and jnz: the OUTs retire on the virtual CPU
+    EXPECT_EQ(m.state().rip, kCode + kOutLoopEnd) << n;
+    EXPECT_EQ(m.traps(TrapCause::GeneralProtection), n);
+    EXPECT_EQ(m.traps(TrapCause::PageFault), 1u);
+    EXPECT_EQ(m.router->total_traps(), n + 1);
+    EXPECT_EQ(vmm.emulated_io(), n);
+    ASSERT_EQ(m.io.outs.size(), n);
+    EXPECT_EQ(m.io.outs.back().port, 0x80);
+    EXPECT_EQ(m.io.outs.back().value, 0x5Au);
+    EXPECT_EQ(vmm.shadow().hidden_faults, 1u);
+    EXPECT_EQ(vmm.shadow().true_faults, 0u);
+    EXPECT_EQ(m.state().cpl(), 3u);
+    EXPECT_EQ(m.router->vmm().resource_control_violations(), 0u);
+  }
+}
+
+TEST(TrapEmulate, EveryCycleOfATrapIsChargedToANamedBucket) {
+  DeprivilegedMachine m("x86-pg");
+  vmm::VmmCosts costs;
+  costs.trap = 100;
+  costs.resume = 10;
+  costs.emulate_io = 1000;
+  costs.shadow_fill = 10000;
+  vmm::TrapEmulateVmm& vmm = m.start(out_loop(5), costs);
+  m.core.run(1 + 2 * 5);
+  // 6 traps (5 OUT, 1 hidden page fault), each with a return; 5 I/O emulations; 1 fill.
+  EXPECT_EQ(vmm.cycles().total(), 6 * (100 + 10) + 5 * 1000 + 10000u);
+}
+
+// A guest CLI/STI pair: both are privileged at CPL 3 and change only the virtual IF.
+TEST(TrapEmulate, CliAndStiTrapAndChangeTheVirtualInterruptFlagOnly) {
+  DeprivilegedMachine m("x86-pg");
+  m.state().rflags |= isa::IF;
+  vmm::TrapEmulateVmm& vmm = m.start({0xFA, 0x90, 0xFB, 0x90, 0xEB, 0xFE});  // cli ; nop ; sti ; nop ; jmp $
+  m.core.run(1);  // nop (the CLI was emulated)
+  EXPECT_FALSE(vmm.virtual_cpu().state().rflags & isa::IF);
+  EXPECT_TRUE(m.state().rflags & isa::IF);  // the real CPU keeps taking interrupts for the VMM
+  m.core.run(1);
+  EXPECT_TRUE(vmm.virtual_cpu().state().rflags & isa::IF);
+  EXPECT_EQ(m.traps(TrapCause::GeneralProtection), 2u);
+  EXPECT_EQ(vmm.emulated(), 2u);
+}
+
+// INT n from the guest kernel: on classic x86 it does not fault at CPL 3 (the trap router sees
+// the software interrupt and reflects it through the guest's IDT); on x86-pg it raises #GP, and
+// the VMM emulates it. Either way the guest's handler runs and its IRETQ (to a CPL-0 selector,
+// which the real CPL 3 refuses) traps and is emulated.
+TEST(TrapEmulate, InterruptsReachTheGuestsHandlerThroughItsIdt) {
+  for (const char* profile : {"x86", "x86-pg"}) {
+    DeprivilegedMachine m(profile);
+    m.handler(0x40);
+    m.ram.load(kHandler + 0x40 * 16, {0xFF, 0xC3, 0x48, 0xCF});  // inc ebx ; iretq
+    // mov ecx, 3 ; L: int 0x40 ; dec ecx ; jnz L ; jmp $
+    vmm::TrapEmulateVmm& vmm = m.start(cat({{0xB9}, imm32(3), {0xCD, 0x40, 0xFF, 0xC9, 0x75, 0xFA, 0xEB, 0xFE}}));
+    const bool pg = std::string(profile) == "x86-pg";
+    // mov, then per iteration dec, jnz and the handler's inc (and on classic x86 the INT itself,
+    // which completes on the real CPU before the VMM reflects it); then jmp $.
+    m.core.run(1 + 3 * (pg ? 3 : 4) + 1);
+    EXPECT_EQ(m.state().gpr[isa::RBX], 3u) << profile;
+    EXPECT_EQ(m.state().rip, kCode + 11) << profile;
+    EXPECT_EQ(m.traps(TrapCause::SoftwareInt), pg ? 0u : 3u) << profile;
+    EXPECT_EQ(m.traps(TrapCause::GeneralProtection), pg ? 6u : 3u) << profile;
+    // Hidden faults: the code page, the handler page, and on classic x86 the stack page that
+    // IRETQ reads before it finds CS's RPL below the CPL (on x86-pg IRET faults at once at CPL 3).
+    EXPECT_EQ(m.traps(TrapCause::PageFault), pg ? 2u : 3u) << profile;
+    EXPECT_EQ(vmm.virtual_cpu().cpl(), 0u);
+    EXPECT_EQ(m.state().gpr[isa::RSP], test::kKernelStack - 0x100) << profile;
+  }
+}
+
+// A fault the guest itself causes (a divide by zero) is the guest's: the virtual CPU raises it
+// too and delivers it through the guest's IDT.
+TEST(TrapEmulate, TheGuestsOwnFaultsAreReflectedToItsHandler) {
+  DeprivilegedMachine m("x86-pg");
+  m.handler(isa::DE);
+  // The #DE handler: skip the 2-byte DIV and return.  add qword [rsp], 2 ; iretq
+  m.ram.load(kHandler + isa::DE * 16, {0x48, 0x83, 0x04, 0x24, 0x02, 0x48, 0xCF});
+  vmm::TrapEmulateVmm& vmm = m.start({0x31, 0xC9, 0xF7, 0xF1, 0xEB, 0xFE});  // xor ecx, ecx ; div ecx ; jmp $
+  m.core.run(3);  // xor ; the handler's add ; jmp $ (the DIV faults; the IRETQ is emulated)
+  EXPECT_EQ(m.state().rip, kCode + 4);
+  EXPECT_EQ(m.traps(TrapCause::DivideError), 1u);
+  EXPECT_EQ(vmm.reflected(), 1u);
+  EXPECT_EQ(vmm.emulated(), 1u);  // the IRETQ
+}
+
+// Page faults: a hidden fault fills the shadow; an access the guest's own tables refuse is a true
+// fault, reflected to the guest's #PF handler with the guest's error code.
+TEST(TrapEmulate, TrueFaultsGoToTheGuestHiddenFaultsStayInTheVmm) {
+  DeprivilegedMachine m("x86-pg");
+  m.handler(isa::PF_);
+  // #PF handler: record CR2 in r8 (a privileged MOV, emulated), drop the error code, skip the
+  // 3-byte faulting load and return.  mov r8, cr2 ; add rsp, 8 ; add qword [rsp], 3 ; iretq
+  m.ram.load(kHandler + isa::PF_ * 16,
+             {0x41, 0x0F, 0x20, 0xD0, 0x48, 0x83, 0xC4, 0x08, 0x48, 0x83, 0x04, 0x24, 0x03, 0x48, 0xCF});
+  m.state().gpr[isa::RBX] = 0x40000000;  // beyond the guest's tables: not present
+  m.state().gpr[isa::RSI] = 0x300000;    // mapped
+  // mov rax, [rsi] ; mov rax, [rbx] ; jmp $
+  vmm::TrapEmulateVmm& vmm = m.start({0x48, 0x8B, 0x06, 0x48, 0x8B, 0x03, 0xEB, 0xFE});
+  m.core.run(4);  // the first load, the handler's two ADDs, jmp $ (MOV CR2 and IRETQ are emulated)
+  EXPECT_EQ(m.state().gpr[isa::R8], 0x40000000u);
+  EXPECT_EQ(vmm.shadow().true_faults, 1u);
+  // Hidden: code page, the first load's page, the handler page, the stack page.
+  EXPECT_EQ(vmm.shadow().hidden_faults, 4u);
+  EXPECT_EQ(vmm.virtual_cpu().state().cr2, 0x40000000u);
+}
+
+// The guest writes its own page tables: the write traps (the page-table frame is read-only in the
+// shadow), is emulated on the virtual CPU, and the shadows made from the old entry are dropped.
+TEST(TrapEmulate, WritesToTheGuestsPageTablesAreTraced) {
+  DeprivilegedMachine m("x86-pg");
+  m.state().gpr[isa::RDI] = test::kPd + 8 * 9;  // the PDE of 18 MiB
+  m.state().gpr[isa::RAX] = 0;                  // unmap it
+  // mov [rdi], rax ; jmp $
+  vmm::TrapEmulateVmm& vmm = m.start({0x48, 0x89, 0x07, 0xEB, 0xFE});
+  m.core.run(1);
+  EXPECT_EQ(m.ram.get<uint64_t>(test::kPd + 8 * 9), 0u);
+  EXPECT_EQ(vmm.shadow().traced_writes, 1u);
+  EXPECT_EQ(m.state().rip, kCode + 3);
+  // The first fetch from the code page; the write; the code page again, since a traced write
+  // drops every shadow (the coarse invalidation this VMM does).
+  EXPECT_EQ(m.traps(TrapCause::PageFault), 3u);
+}
+
+// Resource control: the real privileged state is the VMM's; anything else is caught at the next trap.
+TEST(TrapEmulate, AChangeToRealPrivilegedStateIsCaughtAsAResourceControlViolation) {
+  DeprivilegedMachine m("x86-pg");
+  vmm::TrapEmulateVmm& vmm = m.start(out_loop(3));
+  m.core.run(2);
+  EXPECT_EQ(m.router->vmm().resource_control_violations(), 0u);
+  m.state().idtr.base = 0x2000;  // as if a guest instruction had loaded the real IDTR
+  m.core.run(2);
+  EXPECT_EQ(m.router->vmm().resource_control_violations(), 1u);
+  EXPECT_NE(vmm.first_violation().find("RIP"), std::string::npos);
+  EXPECT_EQ(m.state().idtr.base, vmm::kVmmLinearBase + 16 * 4096);  // restored
+}
+
+// HLT with the guest's interrupts off stops the machine as it would natively.
+TEST(TrapEmulate, HltWithInterruptsOffHaltsTheRealCpuWithInterruptsOff) {
+  DeprivilegedMachine m("x86-pg");
+  m.start({0xF4, 0xEB, 0xFE});  // hlt
+  m.core.run(5);
+  EXPECT_TRUE(m.state().halted);
+  EXPECT_FALSE(m.state().rflags & isa::IF);
+  EXPECT_EQ(m.state().rip, kCode + 1);
+}
+
+}  // namespace
+}  // namespace pgsim
