@@ -19,6 +19,7 @@ void Core::raise_event_after_instruction(const Event& event) {
 }
 
 void Core::handle_fault(const Fault& fault) {
+  single_step_pending_ = false;  // a faulting instruction did not complete: no single-step trap
   last_fault_ = fault;
   last_fault_rip_ = state_.rip;
   route_event(Event::from_fault(fault));
