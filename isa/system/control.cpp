@@ -160,6 +160,10 @@ void mov_to_dr(Core& core, const Insn& i) {
   if (n == 6) v = (v | 0xFFFF0FF0u) & 0xFFFFFFFFu;
   if (n == 7) v = (v | 0x400) & 0xFFFFFFFFu;
   core.state().dr[n] = v;
+  // Breakpoints are not modeled: enabling one stops the run rather than silently never firing.
+  if (n == 7 && (v & 0xFF))
+    core.shutdown("MOV DR7 enables a hardware breakpoint (DR7=" + std::to_string(v) +
+                  "): debug breakpoints are not implemented");
 }
 
 void mov_from_dr(Core& core, const Insn& i) {
@@ -449,8 +453,10 @@ CpuidLeaf cpuid_leaf(Core& core, uint32_t leaf, uint32_t subleaf) {
       // EDX: DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, PAT, PSE-36, CLFSH.
       r.edx = (1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) | (1u << 11) |
               (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19);
-      // ECX: CX16, PCID, x2APIC, POPCNT, TSC-deadline; bit 31 when a hypervisor presents itself.
-      r.ecx = (1u << 13) | (1u << 17) | (1u << 21) | (1u << 23) | (1u << 24);
+      // ECX: CX16, PCID, POPCNT; x2APIC and TSC-deadline when the MSR device provides them;
+      // bit 31 when a hypervisor presents itself.
+      r.ecx = (1u << 13) | (1u << 17) | (1u << 23);
+      if (const MsrDevice* dev = system_config(core).msr_device) r.ecx |= dev->cpuid_leaf1_ecx() & ((1u << 21) | (1u << 24));
       if (hv) r.ecx |= 1u << 31;
       break;
     case 7:

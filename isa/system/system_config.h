@@ -33,6 +33,9 @@ class MsrDevice {
   // Return false when the MSR is not the device's (the instruction then raises #GP(0)).
   virtual bool read_msr(uint32_t msr, uint64_t& value) = 0;
   virtual bool write_msr(uint32_t msr, uint64_t value) = 0;
+  // The CPUID.01H:ECX feature bits the device's MSRs provide: bit 21 (x2APIC), bit 24
+  // (TSC-deadline timer). CPUID reports only what some device implements.
+  virtual uint32_t cpuid_leaf1_ecx() const { return 0; }
 };
 
 struct SystemConfig {
