@@ -492,3 +492,120 @@ TEST(TaskSwitch, JmpToTssStopsTheCoreWithAMessage) {
   EXPECT_NE(m.core.shutdown_reason().find("task switching is not implemented"), std::string::npos)
       << m.core.shutdown_reason();
 }
+
+// ---- More system instructions ------------------------------------------------------------------------
+
+TEST(Sysenter, Prot32EnterAndExit) {
+  Fixture m(false);
+  CpuState& s = m.state();
+  s.sysenter_cs = kKernelCode;
+  s.sysenter_esp = 0x8F000;
+  s.sysenter_eip = 0x30000;
+  m.ram.load(0x30000, {0x0F, 0x35});  // SYSEXIT
+  s.rflags = RF1 | IF;
+  m.run_user({0x0F, 0x34}, 1, 0xBFF0);  // SYSENTER
+  EXPECT_EQ(s.cpl(), 0u);
+  EXPECT_EQ(s.rip, 0x30000u);
+  EXPECT_EQ(s.gpr[RSP], 0x8F000u);
+  EXPECT_EQ(s.seg[CS].selector, kKernelCode);
+  EXPECT_EQ(s.seg[SS].selector, kKernelData);
+  EXPECT_EQ(s.rflags & IF, 0u);
+  s.gpr[RCX] = 0xBFF0;
+  s.gpr[RDX] = kUserCodeAt + 2;
+  m.core.run(1);
+  EXPECT_EQ(s.cpl(), 3u);
+  EXPECT_EQ(s.rip, kUserCodeAt + 2);
+  EXPECT_EQ(s.gpr[RSP], 0xBFF0u);
+  EXPECT_EQ(s.seg[CS].selector, kUserCode);  // SYSENTER_CS + 16, RPL 3
+  EXPECT_EQ(s.seg[SS].selector, kUserData);  // SYSENTER_CS + 24, RPL 3
+}
+
+TEST(Swapgs, ExchangesGsBaseAndKernelGsBase) {
+  Fixture m(true);
+  m.state().seg[GS].base = 0x1111;
+  m.state().kernel_gs_base = 0x2222;
+  m.load_code(0x5000, {0x0F, 0x01, 0xF8});
+  m.core.run(1);
+  EXPECT_EQ(m.state().seg[GS].base, 0x2222u);
+  EXPECT_EQ(m.state().kernel_gs_base, 0x1111u);
+}
+
+TEST(Ltr, LoadsTheTssAndMarksItBusyThenRefusesABusyOne) {
+  Fixture m(true);
+  m.state().tr = Segment{};
+  m.reg(RAX) = kTssSel;
+  m.load_code(0x5000, {0x0F, 0x00, 0xD8, 0x0F, 0x00, 0xD8});  // LTR AX; LTR AX
+  m.core.run(1);
+  EXPECT_EQ(m.state().tr.selector, kTssSel);
+  EXPECT_EQ(m.state().tr.base, kTss);
+  EXPECT_EQ((m.ram.get<uint64_t>(kGdt + kTssSel) >> 40) & 0xF, uint64_t(kTssBusy));
+  m.core.run(1);
+  EXPECT_TRUE(m.in_handler(GP));
+  EXPECT_EQ(m.error_code(), kTssSel);
+}
+
+TEST(Invlpg, ReachesTheTranslator) {
+  Fixture m(true);
+  m.reg(RAX) = 0x123456;
+  m.load_code(0x5000, {0x0F, 0x01, 0x38});  // INVLPG [RAX]
+  m.core.run(1);
+  EXPECT_EQ(m.translator.invalidations, 1u);
+}
+
+TEST(PortIo, RepOutsb) {
+  Fixture m(true);
+  m.ram.load(0x6000, {'a', 'b', 'c'});
+  m.reg(RSI) = 0x6000;
+  m.reg(RCX) = 3;
+  m.reg(RDX) = 0x3F8;
+  m.load_code(0x5000, {0xF3, 0x6E});  // REP OUTSB
+  m.core.run(1);
+  ASSERT_EQ(m.io.outs.size(), 3u);
+  EXPECT_EQ(m.io.outs[2].value, uint32_t('c'));
+  EXPECT_EQ(m.reg(RCX), 0u);
+  EXPECT_EQ(m.reg(RSI), 0x6003u);
+}
+
+TEST(MovFromSreg, ClassicRevealsCplInsensitiveHidesIt) {
+  Fixture m(true);
+  m.run_user({0x8C, 0xC8, 0xEB, 0xFE}, 2);  // MOV EAX, CS
+  EXPECT_EQ(m.reg(RAX), kUserCode);
+  Fixture pg(true, "x86-pg");
+  pg.run_user({0x8C, 0xC8, 0xEB, 0xFE}, 2);
+  EXPECT_EQ(pg.reg(RAX), kUserCode & ~3u);
+}
+
+TEST(Sti, SetsTheInterruptShadow) {
+  Fixture m(true);
+  m.state().rflags = RF1;
+  m.load_code(0x5000, {0xFB});
+  m.core.run(1);
+  EXPECT_TRUE(m.state().rflags & IF);
+  EXPECT_TRUE(m.state().interrupt_shadow) << "interrupts wait one more instruction";
+}
+
+TEST(FarTransfers, Prot32DirectJmpAndLongModeFarRet) {
+  Fixture m(false);
+  m.ram.load(0x30000, kSpin);
+  m.load_code(0x5000, {0xEA, 0x00, 0x00, 0x03, 0x00, 0x38, 0x00});  // JMP 0x38:0x30000
+  m.core.run(1);
+  EXPECT_EQ(m.state().seg[CS].selector, kKernelCode32);
+  EXPECT_EQ(m.state().rip, 0x30000u);
+
+  Fixture r(true);
+  r.state().gpr[RSP] = 0x8F000;
+  r.ram.put<uint64_t>(0x8F000, 0x31000);
+  r.ram.put<uint64_t>(0x8F008, kKernelCode);
+  r.load_code(0x5000, {0x48, 0xCB});  // RETFQ
+  r.core.run(1);
+  EXPECT_EQ(r.state().rip, 0x31000u);
+  EXPECT_EQ(r.reg(RSP), 0x8F010u);
+}
+
+TEST(Rdtscp, LoadsTscAux) {
+  Fixture m(true);
+  m.state().tsc_aux = 7;
+  m.load_code(0x5000, {0x0F, 0x01, 0xF9});
+  m.core.run(1);
+  EXPECT_EQ(m.reg(RCX), 7u);
+}
