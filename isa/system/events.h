@@ -33,10 +33,13 @@ struct Event {
 
 // Delivers `event` through the IVT or IDT: pushes the return frame (RIP = state().rip, which the
 // caller sets to the faulting instruction or to the next one for traps and INT n), switches stacks
-// and loads CS:RIP of the handler into state(). A fault during delivery becomes a double fault
-// (or is delivered serially, per SDM table 6-5); a fault while delivering #DF shuts the core down
-// (triple fault). Task gates and virtual-8086 mode are not implemented: they shut the core down
-// with a message that says so.
+// and loads CS:RIP of the handler into state(). Delivery is all or nothing: a fault leaves the
+// registers as they were. For exceptions and interrupts a fault during delivery becomes a double
+// fault (or is delivered serially, per SDM table 6-5) and a fault while delivering #DF shuts the
+// core down (triple fault). For software events (INT n, INT3, INTO) the fault is thrown to the
+// caller instead: it is a fault of the instruction (e.g. #GP(vector*8+2) for a gate DPL < CPL).
+// Task gates and virtual-8086 mode are not implemented: they shut the core down with a message
+// that says so.
 void deliver_event(Core& core, const Event& event);
 
 }  // namespace pgsim::isa
