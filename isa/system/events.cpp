@@ -88,6 +88,8 @@ void deliver_protected(Core& core, const Event& ev) {
   const uint64_t target = ia32e ? gate.gate_offset() : ((t & 8) ? gate.gate_offset() & 0xFFFFFFFF : gate.gate_offset() & 0xFFFF);
   const unsigned size = ia32e ? 8 : ((t & 8) ? 4 : 2);
   const uint64_t flags = s.rflags;
+  // The accessed-bit write may fault too: do it before any register changes.
+  mark_accessed(core, cs_sel, cd);
 
   if (ia32e) {
     // 64-bit frame (SDM 6.14.2): RSP from IST or from the TSS on a privilege change, aligned to 16,

@@ -203,6 +203,7 @@ void call_far(Core& core, const Insn& i) {
   // the gate's parameters (32-bit gates) and CS:EIP are pushed there.
   const uint16_t old_ss = s.seg[SS].selector;
   const uint64_t old_sp = s.gpr[RSP];
+  mark_accessed(core, g.code_sel, g.code);  // may fault: before any register changes
   if (ia32e) {
     const uint64_t rsp = tss64_rsp(core, new_cpl);
     if (!is_canonical(s, rsp)) throw Fault{SS_, true, 0, 0};
