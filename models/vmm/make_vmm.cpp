@@ -5,13 +5,22 @@
 #include "models/vmm/native.h"
 #include "models/vmm/trap_emulate.h"
 #include "models/vmm/vmm.h"
+#include "platforms/config/config.h"
 
 namespace pgsim::vmm {
 
-std::unique_ptr<Vmm> make_vmm(const std::string& strategy, const Machine& machine, const VmmCosts& costs) {
+VmmOptions VmmOptions::from_config(const config::Config& c) {
+  VmmOptions o;
+  o.conceal_leaks = c.str("vmm.leak_policy") == "conceal";
+  o.shadow_cached_roots = static_cast<unsigned>(c.u64("vmm.shadow.cached_roots"));
+  return o;
+}
+
+std::unique_ptr<Vmm> make_vmm(const std::string& strategy, const Machine& machine, const VmmCosts& costs,
+                              const VmmOptions& options) {
   if (strategy == "native") return std::make_unique<NativeVmm>();
   if (strategy == "interpret") return std::make_unique<InterpretVmm>(machine.core, costs);
-  if (strategy == "trap_emulate") return std::make_unique<TrapEmulateVmm>(machine, costs);
+  if (strategy == "trap_emulate") return std::make_unique<TrapEmulateVmm>(machine, costs, options);
   throw std::invalid_argument("vmm.strategy '" + strategy +
                               "' is not implemented in this pgsim (implemented: native, interpret, trap_emulate)");
 }

@@ -19,6 +19,7 @@
 // Cycles: sim.cycles.vmm_trap (trap delivery into the VMM), vmm_emulate, vmm_emulate_io,
 // vmm_reflect, vmm_shadow_fill, vmm_shadow_trace, vmm_resume (return to the guest), vmm_interpret.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 
@@ -30,7 +31,7 @@ namespace pgsim::vmm {
 
 class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
  public:
-  TrapEmulateVmm(const Machine& machine, const VmmCosts& costs);
+  TrapEmulateVmm(const Machine& machine, const VmmCosts& costs, const VmmOptions& options = {});
   ~TrapEmulateVmm() override;
 
   const char* strategy() const override { return "trap_emulate"; }
@@ -78,8 +79,28 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   bool nmi_pending() override { return interrupts_ && interrupts_->nmi_pending(); }
   void acknowledge_nmi() override { interrupts_->acknowledge_nmi(); }
 
+  // Leak detection: a sensitive instruction about to run directly was evaluated on the virtual
+  // CPU first (in a sandbox); once the real CPU has run it, the two outcomes are compared.
+  struct LeakCheck {
+    bool active = false;
+    isa::SensitiveInsn insn{};
+    uint64_t rip = 0;
+    isa::CpuState before, after;           // the virtual CPU's state before and after
+    bool faulted = false;                  // the virtual CPU raised an exception instead
+    std::map<uint64_t, uint8_t> writes;    // the virtual CPU's memory writes
+  };
+  bool sensitive_at(isa::Core& real, isa::SensitiveInsn* insn);
+  void start_leak_check(isa::Core& real, isa::SensitiveInsn insn);
+  void finish_leak_check(isa::Core& real);
+  uint64_t code_byte(uint64_t linear, bool* ok);
+
   Machine machine_;
   VmmCosts costs_;
+  VmmOptions options_;
+  LeakCheck leak_check_;
+  uint64_t sandbox_retired_ = 0;  // virtual-CPU instructions that were leak evaluations only
+  // The last code page looked up for leak detection: (guest CR3, linear page) -> physical page.
+  uint64_t code_cr3_ = ~0ull, code_lpage_ = ~0ull, code_ppage_ = 0;
   isa::Core* real_ = nullptr;
   isa::InterruptSource* interrupts_ = nullptr;
   std::unique_ptr<VirtualCpu> vcpu_;

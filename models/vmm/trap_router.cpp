@@ -48,9 +48,8 @@ void TrapRouter::bind_statistics(stats::Registry& r) {
 }
 
 std::unique_ptr<TrapRouter> attach_vmm(const config::Config& config, const Machine& machine) {
-  Machine m = machine;
-  m.shadow_cached_roots = static_cast<unsigned>(config.u64("vmm.shadow.cached_roots"));
-  auto router = std::make_unique<TrapRouter>(make_vmm(config.str("vmm.strategy"), m, VmmCosts::from_config(config)));
+  auto router = std::make_unique<TrapRouter>(make_vmm(config.str("vmm.strategy"), machine,
+                                                     VmmCosts::from_config(config), VmmOptions::from_config(config)));
   router->attach(machine.core);
   return router;
 }

@@ -31,6 +31,10 @@ uint64_t VirtualCpu::execute(uint64_t steps) {
 }
 
 void VirtualCpu::write(uint64_t paddr, unsigned size, uint64_t value) {
+  if (sandbox_) {
+    for (unsigned k = 0; k < size; ++k) overlay_[paddr + k] = static_cast<uint8_t>(value >> (8 * k));
+    return;
+  }
   real_.bus().write(paddr, size, value);
   real_.invalidate_decoded(paddr, size);
 }
@@ -60,7 +64,11 @@ void VirtualCpu::flush(bool) {
 }
 
 void VirtualCpu::pull(const CpuState& real) {
-  CpuState& v = core_.state();
+  merge_direct(core_.state(), real);
+  core_.sync_mode();
+}
+
+void VirtualCpu::merge_direct(CpuState& v, const CpuState& real) {
   v.gpr = real.gpr;
   v.rip = real.rip;
   constexpr uint64_t kGuestOwned = CF | PF | AF | ZF | SF | TF | DF | OF | NT | RF | AC | ID;
@@ -87,7 +95,26 @@ void VirtualCpu::pull(const CpuState& real) {
   }
   v.dr = real.dr;
   v.halted = real.halted;
-  core_.sync_mode();
+}
+
+void VirtualCpu::begin_sandbox() {
+  sandbox_ = true;
+  overlay_.clear();
+}
+
+std::map<uint64_t, uint8_t> VirtualCpu::end_sandbox() {
+  sandbox_ = false;
+  return std::move(overlay_);
+}
+
+uint64_t VirtualCpu::read(uint64_t paddr, unsigned size) {
+  uint64_t v = real_.bus().read(paddr, size);
+  if (!sandbox_ || overlay_.empty()) return v;
+  for (unsigned k = 0; k < size; ++k) {
+    auto it = overlay_.find(paddr + k);
+    if (it != overlay_.end()) v = (v & ~(0xFFull << (8 * k))) | (uint64_t{it->second} << (8 * k));
+  }
+  return v;
 }
 
 }  // namespace pgsim::vmm

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "isa/core.h"
@@ -42,6 +43,13 @@ class VirtualCpu : private isa::PhysicalBus,
   // guest owns (not IOPL, VIP, VM; IF only where the profile's POPF leaves it in VIF) and the
   // segment registers it loaded without trapping.
   void pull(const isa::CpuState& real);
+  // The same merge into `v` (a copy of the virtual state) instead of the virtual CPU.
+  void merge_direct(isa::CpuState& v, const isa::CpuState& real);
+
+  // Sandbox: while it is on, the virtual CPU's memory writes are kept aside (and its reads see
+  // them) instead of reaching memory; end_sandbox() returns them by physical byte address.
+  void begin_sandbox();
+  std::map<uint64_t, uint8_t> end_sandbox();
   // On a profile whose POPF and PUSHF use VIF at CPL > IOPL (x86-pg), the real VIF carries the
   // guest's IF while it runs directly.
   bool vif_carries_if() const { return vif_carries_if_; }
@@ -64,7 +72,7 @@ class VirtualCpu : private isa::PhysicalBus,
   // isa::PhysicalBus: no host pointers, so that every write is seen (the real core drops decoded
   // code there) and every fetch decodes the bytes as they are now.
   uint8_t* host_frame(uint64_t) override { return nullptr; }
-  uint64_t read(uint64_t paddr, unsigned size) override { return real_.bus().read(paddr, size); }
+  uint64_t read(uint64_t paddr, unsigned size) override;
   void write(uint64_t paddr, unsigned size, uint64_t value) override;
   // isa::Translator: the guest's own page tables.
   isa::Translation translate(const isa::CpuState& state, uint64_t linear, isa::AccessKind kind, bool user,
@@ -82,6 +90,8 @@ class VirtualCpu : private isa::PhysicalBus,
 
   isa::Core& real_;
   uint64_t boundaries_left_ = 0;
+  bool sandbox_ = false;
+  std::map<uint64_t, uint8_t> overlay_;
   isa::Core core_;
   isa::SystemConfig system_;
   std::unique_ptr<isa::SystemConfigBinding> binding_;

@@ -38,8 +38,16 @@ struct Machine {
   // tables), where the guest cannot reach it; strategies that run the guest directly need it.
   uint64_t vmm_memory_base = 0;
   uint64_t vmm_memory_size = 0;
-  // Entries kept in the shadow page-table cache (vmm.shadow.cached_roots).
+};
+
+// How a strategy behaves, beyond what it costs.
+struct VmmOptions {
+  // vmm.leak_policy: conceal (true) hands the guest the virtual CPU's result of a sensitive
+  // instruction that did not trap; expose (false) leaves it the real one, as hardware does.
+  bool conceal_leaks = false;
+  // vmm.shadow.cached_roots: shadow page-table roots kept across address-space switches.
   unsigned shadow_cached_roots = 8;
+  static VmmOptions from_config(const config::Config& c);
 };
 
 class Vmm {
@@ -76,6 +84,7 @@ class Vmm {
 
 // The strategy `strategy` names, with its costs; throws std::invalid_argument naming the
 // strategy when pgsim does not implement it.
-std::unique_ptr<Vmm> make_vmm(const std::string& strategy, const Machine& machine, const VmmCosts& costs);
+std::unique_ptr<Vmm> make_vmm(const std::string& strategy, const Machine& machine, const VmmCosts& costs,
+                              const VmmOptions& options = {});
 
 }  // namespace pgsim::vmm
