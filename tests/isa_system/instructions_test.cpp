@@ -609,3 +609,24 @@ TEST(Rdtscp, LoadsTscAux) {
   m.core.run(1);
   EXPECT_EQ(m.reg(RCX), 7u);
 }
+
+TEST(RealMode, IntAndIretThroughTheIvt) {
+  Machine m;
+  CpuState& s = m.state();
+  s.idtr = {0, 0x3FF};
+  m.ram.put<uint32_t>(0x21 * 4, (0x0000u << 16) | 0x0600);  // handler at 0000:0600
+  m.ram.load(0x600, {0xCF});                                 // IRET
+  s.seg[SS] = Segment{0, 0, 0xFFFF, 0x93};
+  s.seg[CS] = Segment{0, 0, 0xFFFF, 0x9B};
+  s.gpr[RSP] = 0x7C00;
+  s.rflags = RF1 | IF;
+  m.load_code(0x500, {0xCD, 0x21, 0xEB, 0xFE});  // INT 21h; JMP $
+  m.core.run(1);
+  EXPECT_EQ(s.rip, 0x600u);
+  EXPECT_EQ(s.rflags & IF, 0u);
+  EXPECT_EQ(m.ram.get<uint16_t>(0x7BFA), 0x502);  // the return IP
+  m.core.run(1);
+  EXPECT_EQ(s.rip, 0x502u);
+  EXPECT_EQ(s.gpr[RSP], 0x7C00u);
+  EXPECT_TRUE(s.rflags & IF);
+}

@@ -85,3 +85,8 @@ TEST(Profile, ErrorsNameFileLineAndKey) {
   EXPECT_NE(e.find("unknown CPU profile 'no-such-profile'"), std::string::npos) << e;
   EXPECT_NE(e.find("x86-umip"), std::string::npos) << e;  // lists the known profiles
 }
+
+TEST(Profile, YamlSyntaxErrorNamesTheLine) {
+  std::string e = load_error(data("bad-yaml.yaml"));
+  EXPECT_NE(e.find("bad-yaml.yaml:6"), std::string::npos) << e;
+}
