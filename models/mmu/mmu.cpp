@@ -38,6 +38,7 @@ void Mmu::on_l1_evict(uint64_t base, uint64_t size) {
 
 isa::Translation Mmu::translate(const isa::CpuState& state, uint64_t linear, isa::AccessKind kind,
                                 bool user, isa::AccessOrigin origin) {
+  if (!paging_on_) note_paging_state();
   const bool fetch = kind == isa::AccessKind::Execute;
   Tlb& l1 = fetch ? l1i_ : l1d_;
   const uint16_t pcid = (params_.honour_pcid && (state.cr4 & isa::CR4_PCIDE))
@@ -110,7 +111,37 @@ void Mmu::invalidate_page(uint64_t linear) {
   walk_cache_.flush();  // INVLPG drops all paging-structure cache entries (SDM 4.10.4.1)
 }
 
+void Mmu::note_paging_state() {
+  if (!core_) return;
+  const bool on = core_->state().paging();
+  if (on == paging_on_) return;
+  const isa::CoreCounters& c = core_->counters();
+  if (on) {
+    unpaged_itlb_hits_ += c.itlb_hits - itlb_mark_;
+    unpaged_dtlb_hits_ += c.dtlb_hits - dtlb_mark_;
+  } else {
+    itlb_mark_ = c.itlb_hits;
+    dtlb_mark_ = c.dtlb_hits;
+  }
+  paging_on_ = on;
+}
+
+uint64_t Mmu::l1i_hits_total() const {
+  if (!core_) return counters_.l1i_hits;
+  const uint64_t soft = core_->counters().itlb_hits;
+  const uint64_t unpaged = unpaged_itlb_hits_ + (paging_on_ ? 0 : soft - itlb_mark_);
+  return soft - unpaged + counters_.l1i_hits;
+}
+
+uint64_t Mmu::l1d_hits_total() const {
+  if (!core_) return counters_.l1d_hits;
+  const uint64_t soft = core_->counters().dtlb_hits;
+  const uint64_t unpaged = unpaged_dtlb_hits_ + (paging_on_ ? 0 : soft - dtlb_mark_);
+  return soft - unpaged + counters_.l1d_hits;
+}
+
 void Mmu::flush(bool include_global) {
+  note_paging_state();  // CR0.PG changes come with a flush
   flushing_ = true;  // the core flushes its own soft TLB
   const bool pcids = core_ && params_.honour_pcid && (core_->state().cr4 & isa::CR4_PCIDE);
   const uint16_t pcid = current_pcid();

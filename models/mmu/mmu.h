@@ -62,6 +62,10 @@ class Mmu : public isa::Translator, private isa::WalkObserver {
   void flush(bool include_global) override;
 
   const MmuCounters& counters() const { return counters_; }
+  // L1 hits: the core's soft-TLB hits made with paging enabled (without paging the soft TLB only
+  // caches host pointers, no TLB is involved) plus the L1 hits counted here.
+  uint64_t l1i_hits_total() const;
+  uint64_t l1d_hits_total() const;
   Tlb& l1i() { return l1i_; }
   Tlb& l1d() { return l1d_; }
   Tlb& l2() { return l2_; }
@@ -79,6 +83,11 @@ class Mmu : public isa::Translator, private isa::WalkObserver {
   PageWalkCache walk_cache_;
   MmuCounters counters_;
   bool flushing_ = false;
+  // Soft-TLB hits the core counted while paging was off, which are not TLB hits.
+  void note_paging_state();
+  bool paging_on_ = false;
+  uint64_t unpaged_itlb_hits_ = 0, unpaged_dtlb_hits_ = 0;  // accumulated
+  uint64_t itlb_mark_ = 0, dtlb_mark_ = 0;                  // core's counts when paging went off
   // The walk in progress: references at levels >= skip_level_ are served by the walk caches.
   unsigned skip_level_ = 0;
   unsigned deepest_read_ = 0;  // lowest level read by this walk

@@ -32,14 +32,6 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
-// A segment as the deprivileged guest holds it on the real CPU: code and data descriptors at DPL
-// 3; CS and SS with RPL 3 (the real CPL).
-Segment deprivileged(Segment s, bool rpl3) {
-  if (s.s()) s.attr = static_cast<uint16_t>(s.attr | 0x60);
-  if (rpl3) s.selector |= 3;
-  return s;
-}
-
 // Collects the guest page-table frames a walk reads.
 struct TableFrames : WalkObserver {
   ShadowPager& shadow;
@@ -185,7 +177,7 @@ void TrapEmulateVmm::project(Core& real) {
   r.halted = v.halted;
   if (v.halted && !(v.rflags & IF)) r.rflags &= ~IF;  // halted with interrupts off: the machine stops, as natively
   r.interrupt_shadow = v.interrupt_shadow;
-  for (unsigned s = 0; s < kNumSegRegs; ++s) r.seg[s] = deprivileged(v.seg[s], s == CS || s == SS);
+  for (unsigned s = 0; s < kNumSegRegs; ++s) r.seg[s] = VirtualCpu::deprivileged(v.seg[s], s == CS || s == SS);
 
   r.cr0 = (v.cr0 & (CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_AM)) | CR0_PE | CR0_PG | CR0_WP;
   r.cr4 = CR4_PAE | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_TSD));

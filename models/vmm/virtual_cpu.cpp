@@ -75,16 +75,18 @@ void VirtualCpu::merge_direct(CpuState& v, const CpuState& real) {
   v.rflags = (v.rflags & ~kGuestOwned) | (real.rflags & kGuestOwned);
   if (vif_carries_if_) v.rflags = (v.rflags & ~uint64_t{IF}) | ((real.rflags & VIF) ? uint64_t{IF} : uint64_t{0});
   for (SegReg s : {CS, SS, ES, DS, FS, GS}) {
-    // Unchanged: the VMM's copy stands (CS and SS carry RPL 3 on the real CPU; FS and GS bases
-    // change only by trapping WRMSR/SWAPGS).
-    if ((real.seg[s].selector & ~3u) == (v.seg[s].selector & ~3u) && (s == CS || s == SS ||
-                                                                      real.seg[s].selector == v.seg[s].selector))
+    // Unchanged: the VMM's copy stands (it differs from the real one only as deprivileged()
+    // makes it; FS and GS bases change only by trapping WRMSR/SWAPGS).
+    const Segment expected = deprivileged(v.seg[s], s == CS || s == SS);
+    const Segment& r = real.seg[s];
+    if (r.selector == expected.selector && r.base == expected.base && r.limit == expected.limit &&
+        (r.attr | 0x60) == (expected.attr | 0x60))
       continue;
     // A segment the guest loaded directly (a data segment, or CS and SS by a far transfer or IRET
     // that did not trap): its hidden part is the guest descriptor's, whose privilege the shadow
-    // GDT raised; the guest's own GDT entry gives it back.
-    v.seg[s] = real.seg[s];
-    const uint16_t sel = v.seg[s].selector;
+    // GDT raised; the guest's own GDT entry gives it back, and CS and SS their RPL (the CPL).
+    v.seg[s] = r;
+    const uint16_t sel = r.selector;
     if ((sel & ~3u) == 0 || (sel & 4) || (sel | 7u) > v.gdtr.limit) continue;
     try {
       const uint64_t lo = core_.read_linear(v.gdtr.base + (sel & ~7u), 8, AccessOrigin::ImplicitSupervisor);
@@ -93,8 +95,18 @@ void VirtualCpu::merge_direct(CpuState& v, const CpuState& real) {
       // The guest's GDT is not mapped: keep what the real CPU loaded.
     }
   }
+  // CS and SS selectors carry the CPL, which is the code segment's own privilege.
+  const unsigned cpl = v.seg[CS].dpl();
+  for (SegReg s : {CS, SS})
+    if (v.seg[s].selector & ~3u) v.seg[s].selector = static_cast<uint16_t>((v.seg[s].selector & ~3u) | cpl);
   v.dr = real.dr;
   v.halted = real.halted;
+}
+
+Segment VirtualCpu::deprivileged(Segment s, bool rpl3) {
+  if (s.s()) s.attr = static_cast<uint16_t>(s.attr | 0x60);  // code and data at DPL 3
+  if (rpl3) s.selector |= 3;
+  return s;
 }
 
 void VirtualCpu::begin_sandbox() {

@@ -46,6 +46,10 @@ class VirtualCpu : private isa::PhysicalBus,
   // The same merge into `v` (a copy of the virtual state) instead of the virtual CPU.
   void merge_direct(isa::CpuState& v, const isa::CpuState& real);
 
+  // A segment as the deprivileged guest holds it on the real CPU: code and data descriptors at
+  // DPL 3, CS and SS with RPL 3 (the real CPL).
+  static isa::Segment deprivileged(isa::Segment s, bool rpl3);
+
   // Sandbox: while it is on, the virtual CPU's memory writes are kept aside (and its reads see
   // them) instead of reaching memory; end_sandbox() returns them by physical byte address.
   void begin_sandbox();

@@ -120,8 +120,8 @@ RunOutcome simulate(const RunContext& ctx) {
   if (cpu.end() == models::Cpu::End::Running)  // SystemC ran out of events with the CPU asleep
     cpu.cycles().update_snapshot();
   const isa::CoreCounters& core = cpu.core().counters();
-  g_totals.l1i_hits = core.itlb_hits + cpu.mmu().counters().l1i_hits;
-  g_totals.l1d_hits = core.dtlb_hits + cpu.mmu().counters().l1d_hits;
+  g_totals.l1i_hits = cpu.mmu().l1i_hits_total();
+  g_totals.l1d_hits = cpu.mmu().l1d_hits_total();
   g_totals.exceptions = core.events - core.interrupts;
   g_totals.resident_bytes = board.ram().resident_bytes();
   ctx.stats.check_cycle_total(cpu.cycles().total());

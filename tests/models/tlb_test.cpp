@@ -4,22 +4,10 @@
 #include <vector>
 
 #include "models/mmu/tlb.h"
+#include "tests/models/tlb_prediction.h"
 
 namespace pgsim::models {
 namespace {
-
-// Misses per round of a cyclic loop over `pages` consecutive 4 KiB pages starting at page
-// `first_vpn`, once the TLB is warm: with LRU, a set holding more pages than ways misses on every
-// access to it; a set holding no more than its ways never misses after the first round.
-uint64_t predicted_misses_per_round(unsigned entries, unsigned ways, unsigned pages, uint64_t first_vpn) {
-  const unsigned sets = entries / ways;
-  std::vector<unsigned> per_set(sets, 0);
-  for (unsigned i = 0; i < pages; ++i) ++per_set[(first_vpn + i) % sets];
-  uint64_t misses = 0;
-  for (unsigned n : per_set)
-    if (n > ways) misses += n;
-  return misses;
-}
 
 uint64_t run_rounds(Tlb& tlb, unsigned pages, unsigned rounds, uint64_t base) {
   uint64_t misses = 0;

@@ -1,0 +1,264 @@
+// The PC platform as users run it: the pgsim program and QEMU boot the same Multiboot test kernels
+// as separate processes; their serial output must agree, and pgsim's TLB, page-walk and memory
+// figures must be exactly what the configuration predicts.
+#include <gtest/gtest.h>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/models/tlb_prediction.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const fs::path kKernels = PGSIM_TEST_KERNEL_DIR;
+const char* const kMarker = "== pgsim test kernel";
+constexpr int kGuestSuccess = 0, kSimulatorError = 4;
+constexpr uint64_t kTestBase = 0x400000;  // tlb_loop's first page
+
+struct Process {
+  int exit_status = -1;   // -1 when killed by a signal
+  int signal = 0;
+  long max_rss_kib = 0;
+  std::string output;     // stdout and stderr
+};
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Runs `argv` with stdout and stderr in a file, and waits for it.
+Process run(const std::vector<std::string>& argv, const fs::path& log) {
+  Process p;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    const int null = open("/dev/null", O_RDONLY);
+    dup2(null, 0);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  rusage usage{};
+  wait4(pid, &status, 0, &usage);
+  if (WIFEXITED(status)) p.exit_status = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) p.signal = WTERMSIG(status);
+  p.max_rss_kib = usage.ru_maxrss;
+  p.output = read_file(log);
+  return p;
+}
+
+// The kernel's own output: everything from its banner on (QEMU's firmware prints before it).
+std::string kernel_output(const std::string& serial) {
+  const size_t at = serial.find(kMarker);
+  return at == std::string::npos ? "(no banner in: " + serial + ")" : serial.substr(at);
+}
+
+class PlatformTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = std::string(info->test_suite_name()) + "_" + info->name();
+    for (char& c : name)
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    dir_ = fs::temp_directory_path() / ("pgsim_platform_" + name + "_" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  struct PgsimRun {
+    Process process;
+    std::string serial;
+    json report;  // stats.json: {"stats": {...}, "run": {...}}
+    uint64_t stat(const std::string& name) const { return report.at("stats").at(name).get<uint64_t>(); }
+  };
+
+  // `pgsim run` of `kernel` with 128 MiB of RAM and the given overrides.
+  PgsimRun pgsim(const fs::path& kernel, const std::string& run_name, std::vector<std::string> sets = {}) {
+    const fs::path config = dir_ / (run_name + ".yaml");
+    std::ofstream(config) << "run:\n  name: " << run_name << "\n  max_host_seconds: 60\n"
+                          << "guest:\n  kernel: " << kernel.string() << "\n  cmdline: alpha beta\n"
+                          << "memory:\n  size: 128M\n";
+    std::vector<std::string> argv = {PGSIM_BINARY, "run", config.string(), "--results-dir",
+                                     (dir_ / "results").string(), "--quiet"};
+    for (const std::string& s : sets) {
+      argv.push_back("--set");
+      argv.push_back(s);
+    }
+    PgsimRun r;
+    r.process = run(argv, dir_ / (run_name + ".log"));
+    const fs::path out = dir_ / "results" / run_name;
+    r.serial = read_file(out / "serial.log");
+    if (fs::exists(out / "stats.json")) r.report = json::parse(read_file(out / "stats.json"));
+    return r;
+  }
+
+  Process qemu(const fs::path& kernel) {
+    return run({"timeout", "60", PGSIM_QEMU, "-machine", "pc", "-m", "128", "-kernel", kernel.string(),
+                "-append", "alpha beta", "-nographic", "-no-reboot", "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04"},
+               dir_ / "qemu.log");
+  }
+
+  fs::path dir_;
+};
+
+// ---- the same output as QEMU --------------------------------------------------------------------
+
+class QemuComparison : public PlatformTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(QemuComparison, SameSerialOutputAndExitStatus) {
+  const fs::path kernel = kKernels / (std::string(GetParam()) + ".elf");
+  const Process q = qemu(kernel);
+  ASSERT_EQ(q.exit_status, 1) << "QEMU: " << q.output;  // the guest wrote 0: status (0 << 1) | 1
+  const PgsimRun p = pgsim(kernel, GetParam());
+  EXPECT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+  EXPECT_EQ(kernel_output(p.serial), kernel_output(q.output));
+  ASSERT_TRUE(p.report.contains("run")) << p.process.output;
+  EXPECT_EQ(p.report["run"]["guest_status"].get<int>(), q.exit_status);
+  EXPECT_NE(p.serial.find("bye\n"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(TestKernels, QemuComparison,
+                         ::testing::Values("hello", "interrupts", "tlb_loop_n72_r1"));
+
+// ---- exact TLB and page-walk figures -----------------------------------------------------------
+
+TEST_F(PlatformTest, WithoutTlbEveryTranslationWalksFourLevels) {
+  const PgsimRun p = pgsim(kKernels / "tlb_loop_n72_r1.elf", "no_tlb",
+                           {"mmu.tlb.enabled=false", "mmu.pwc.enabled=false"});
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+  const uint64_t walks = p.stat("mmu.walk.count");
+  EXPECT_GE(walks, 72u * 2);  // at least the write pass and the read pass over 72 pages
+  EXPECT_EQ(p.stat("mmu.walk.refs"), 4 * walks);
+  EXPECT_EQ(walks, p.stat("mmu.tlb.l1i.misses") + p.stat("mmu.tlb.l1d.misses"));
+  EXPECT_EQ(p.stat("mmu.tlb.l1d.hits"), 0u);
+  EXPECT_EQ(p.stat("mmu.tlb.l1i.hits"), 0u);
+  EXPECT_EQ(p.stat("mmu.walk.cycles"), p.stat("mmu.walk.refs") * 200);  // memory.latency_cycles
+  EXPECT_EQ(p.stat("sim.cycles.page_walk"), p.stat("mmu.walk.cycles"));
+}
+
+struct Geometry {
+  unsigned entries, ways;
+};
+
+class TlbGeometry : public PlatformTest, public ::testing::WithParamInterface<Geometry> {};
+
+TEST_P(TlbGeometry, LoopMissesAsTheGeometryPredicts) {
+  const Geometry g = GetParam();
+  const std::vector<std::string> sets = {"mmu.tlb.l1d.entries=" + std::to_string(g.entries),
+                                         "mmu.tlb.l1d.ways=" + std::to_string(g.ways)};
+  const PgsimRun one = pgsim(kKernels / "tlb_loop_n72_r1.elf", "one_round", sets);
+  const PgsimRun three = pgsim(kKernels / "tlb_loop_n72_r3.elf", "three_rounds", sets);
+  ASSERT_EQ(one.process.exit_status, kGuestSuccess) << one.process.output;
+  ASSERT_EQ(three.process.exit_status, kGuestSuccess) << three.process.output;
+  // The two kernels differ only in the loop count: two more rounds over the 72 pages.
+  const uint64_t extra = three.stat("mmu.tlb.l1d.misses") - one.stat("mmu.tlb.l1d.misses");
+  EXPECT_EQ(extra, 2 * pgsim::models::predicted_misses_per_round(g.entries, g.ways, 72, kTestBase >> 12));
+  EXPECT_EQ(three.stat("mmu.tlb.l1d.hits") + three.stat("mmu.tlb.l1d.misses") -
+                one.stat("mmu.tlb.l1d.hits") - one.stat("mmu.tlb.l1d.misses"),
+            2u * 72);  // every extra load is one data translation
+}
+
+INSTANTIATE_TEST_SUITE_P(Geometries, TlbGeometry,
+                         ::testing::Values(Geometry{64, 4},     // sets 0-7 overflow: 40 a round
+                                           Geometry{64, 64},    // fully associative, too small: 72
+                                           Geometry{128, 4},    // everything fits: 0
+                                           Geometry{32, 2}));   // every set overflows: 72
+
+// ---- memory, bad input, determinism -------------------------------------------------------------
+
+TEST_F(PlatformTest, FourGibibyteGuestHasSmallResidentMemory) {
+  const PgsimRun p = pgsim(kKernels / "hello.elf", "four_gib", {"memory.size=4G"});
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+  // 3 GiB below 4 GiB (the rest is above it), less 1 MiB and the firmware's 128 KiB.
+  EXPECT_NE(p.serial.find("mem_upper KiB: 3144576"), std::string::npos) << p.serial;
+  EXPECT_LT(p.stat("memory.resident_bytes"), 8u << 20);
+  EXPECT_LT(p.process.max_rss_kib, 150 * 1024) << "pgsim's resident set";
+}
+
+TEST_F(PlatformTest, BadImagesEndWithAClearError) {
+  struct Bad {
+    std::string name;
+    std::vector<uint8_t> bytes;
+    std::string expected;
+  };
+  std::vector<uint8_t> hello;
+  {
+    const std::string s = read_file(kKernels / "hello.elf");
+    hello.assign(s.begin(), s.end());
+  }
+  std::vector<uint8_t> truncated(hello.begin(), hello.begin() + 0x1000 + 64);  // cut in the segment
+  // A flat image whose a.out-kludge header loads it at 1 GiB, beyond 128 MiB of RAM.
+  std::vector<uint8_t> high(64, 0x90);
+  const uint32_t header[] = {0x1BADB002, 1u << 16, static_cast<uint32_t>(-(0x1BADB002 + (1u << 16))),
+                             0x40000000, 0x40000000, 0, 0, 0x40000020};
+  std::memcpy(high.data(), header, sizeof header);
+  const std::vector<Bad> cases = {
+      {"text.elf", std::vector<uint8_t>(300, 'x'), "no Multiboot header"},
+      {"truncated.elf", truncated, "truncated"},
+      {"high.bin", high, "outside RAM"},
+      {"empty.elf", {}, "empty"},
+  };
+  for (const Bad& b : cases) {
+    const fs::path image = dir_ / b.name;
+    std::ofstream(image, std::ios::binary).write(reinterpret_cast<const char*>(b.bytes.data()), b.bytes.size());
+    const PgsimRun p = pgsim(image, "bad_" + std::to_string(&b - cases.data()));
+    EXPECT_EQ(p.process.signal, 0) << b.name;
+    EXPECT_EQ(p.process.exit_status, kSimulatorError) << b.name << ": " << p.process.output;
+    EXPECT_NE(p.process.output.find(image.string()), std::string::npos) << p.process.output;
+    EXPECT_NE(p.process.output.find(b.expected), std::string::npos) << p.process.output;
+  }
+}
+
+TEST_F(PlatformTest, OtherStrategiesAreRefusedNotPretended) {
+  const PgsimRun p = pgsim(kKernels / "hello.elf", "strategy", {"vmm.strategy=trap_emulate"});
+  EXPECT_EQ(p.process.exit_status, kSimulatorError) << p.process.output;
+  EXPECT_NE(p.process.output.find("vmm.strategy 'trap_emulate' is not implemented in this pgsim"),
+            std::string::npos)
+      << p.process.output;
+}
+
+TEST_F(PlatformTest, SameConfigSameCounts) {
+  const PgsimRun a = pgsim(kKernels / "interrupts.elf", "first");
+  const PgsimRun b = pgsim(kKernels / "interrupts.elf", "second");
+  ASSERT_EQ(a.process.exit_status, kGuestSuccess) << a.process.output;
+  for (const char* name : {"cpu.insts.total", "cpu.interrupts", "sim.cycles", "sim.cycles.halt",
+                           "mmu.tlb.l1d.misses", "mmu.walk.refs"})
+    EXPECT_EQ(a.stat(name), b.stat(name)) << name;
+  EXPECT_GT(a.stat("cpu.interrupts"), 0u);
+  EXPECT_GT(a.stat("sim.cycles.halt"), 0u);  // the kernel waits in HLT for its timers
+}
+
+TEST_F(PlatformTest, VcdTraceOfCpuModeAndInterrupts) {
+  const PgsimRun p = pgsim(kKernels / "interrupts.elf", "traced", {"trace.vcd=true"});
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+  const std::string vcd = read_file(dir_ / "results" / "traced" / "trace.vcd");
+  EXPECT_NE(vcd.find("$enddefinitions"), std::string::npos);
+  EXPECT_NE(vcd.find("interrupts"), std::string::npos);
+  EXPECT_NE(vcd.find("mode"), std::string::npos);
+}
+
+}  // namespace
