@@ -199,3 +199,57 @@ TEST(TrapEmulate, HltWithInterruptsOffHaltsTheRealCpuWithInterruptsOff) {
 
 }  // namespace
 }  // namespace pgsim
+
+namespace pgsim {
+namespace {
+
+// A Multiboot-style start: 32-bit protected mode, paging off, CPL 0. The VMM interprets the guest
+// until it is in IA-32e mode with paging, then runs it directly.
+//   mov eax, kPml4 ; mov cr3, eax ; mov eax, cr4 ; or eax, 0x20 ; mov cr4, eax        (PAE)
+//   mov ecx, 0xC0000080 ; rdmsr ; or eax, 0x100 ; wrmsr                               (EFER.LME)
+//   mov eax, cr0 ; or eax, 0x80000001 ; mov cr0, eax                                  (PG: IA-32e)
+//   ljmp 0x08:long_entry
+// long_entry (64-bit): the port-I/O loop of 5 iterations, then jmp $.
+std::vector<uint8_t> boot_to_long_mode() {
+  const uint32_t long_entry = static_cast<uint32_t>(test::kCode) + 49;
+  std::vector<uint8_t> code = cat({{0xB8}, imm32(test::kPml4), {0x0F, 0x22, 0xD8, 0x0F, 0x20, 0xE0, 0x83, 0xC8, 0x20},
+                                   {0x0F, 0x22, 0xE0, 0xB9}, imm32(0xC0000080), {0x0F, 0x32, 0x0D}, imm32(0x100),
+                                   {0x0F, 0x30, 0x0F, 0x20, 0xC0, 0x0D}, imm32(0x80000001), {0x0F, 0x22, 0xC0, 0xEA},
+                                   imm32(long_entry), {0x08, 0x00}});
+  EXPECT_EQ(code.size(), 49u);
+  return cat({code, out_loop(5)});
+}
+constexpr uint64_t kBootInterpreted = 12;  // up to and including MOV CR0, which activates IA-32e mode
+
+TEST(TrapEmulate, TheGuestIsInterpretedUntilItReachesIa32eModeThenRunsDirectly) {
+  for (const char* profile : {"x86", "x86-pg"}) {
+    SCOPED_TRACE(profile);
+    DeprivilegedMachine m(profile);
+    test::make_prot32(m.state(), 0);
+    m.state().cr3 = 0;
+    vmm::TrapEmulateVmm& vmm = m.start(boot_to_long_mode());
+    const bool pg = std::string(profile) == "x86-pg";
+    // The VMM interprets the first 12 instructions at the first boundary; from the far JMP on the
+    // real CPU runs the guest (in compatibility mode, then in 64-bit mode). The far JMP runs
+    // directly on classic x86 (a kernel-to-kernel jump shows nothing) and traps on x86-pg; then
+    // mov, 5 x (dec, jnz).
+    const uint64_t direct = (pg ? 0 : 1) + 1 + 2 * 5;
+    EXPECT_EQ(m.core.run(direct), direct);
+    EXPECT_EQ(vmm.interpreted(), kBootInterpreted);
+    EXPECT_TRUE(vmm.virtual_cpu().state().long_mode_active());
+    EXPECT_EQ(m.state().cpl(), 3u);
+    EXPECT_EQ(m.state().rip, kCode + 49 + kOutLoopEnd);
+    EXPECT_EQ(m.state().mode(), isa::Mode::Long64);
+    EXPECT_EQ(vmm.virtual_cpu().state().seg[isa::CS].selector, test::kKernelCode);
+    EXPECT_TRUE(vmm.virtual_cpu().state().seg[isa::CS].l());
+    EXPECT_EQ(m.io.outs.size(), 5u);
+    EXPECT_EQ(m.traps(TrapCause::GeneralProtection), pg ? 6u : 5u);
+    EXPECT_EQ(m.traps(TrapCause::PageFault), 1u);  // the code page, at the first direct fetch
+    EXPECT_EQ(vmm.leaks().total(), 0u);
+    const double emulated = kBootInterpreted + (pg ? 6 : 5);
+    EXPECT_DOUBLE_EQ(vmm.direct_fraction(), direct / (direct + emulated));
+  }
+}
+
+}  // namespace
+}  // namespace pgsim
