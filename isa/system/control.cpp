@@ -122,6 +122,7 @@ void mov_to_cr(Core& core, const Insn& i) {
     case 8:
       if (v >> 4) throw Fault::gp(0);
       core.state().cr8 = v;
+      if (MsrDevice* dev = system_config(core).msr_device) dev->write_cr8(v);
       break;
     default: throw Fault::ud();
   }
@@ -136,7 +137,9 @@ void mov_from_cr(Core& core, const Insn& i) {
     case 2: v = s.cr2; break;
     case 3: v = s.cr3; break;
     case 4: v = s.cr4; break;
-    case 8: v = s.cr8; break;
+    case 8:
+      if (MsrDevice* dev = system_config(core).msr_device; !(dev && dev->read_cr8(v))) v = s.cr8;
+      break;
     default: throw Fault::ud();
   }
   mov_cr_destination(core, i.op[0], v);

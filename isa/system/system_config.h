@@ -36,6 +36,10 @@ class MsrDevice {
   // The CPUID.01H:ECX feature bits the device's MSRs provide: bit 21 (x2APIC), bit 24
   // (TSC-deadline timer). CPUID reports only what some device implements.
   virtual uint32_t cpuid_leaf1_ecx() const { return 0; }
+  // CR8 is the local APIC's TPR[7:4] (SDM vol. 3, 11.8.6): MOV to CR8 also calls write_cr8, and
+  // MOV from CR8 asks read_cr8 first (false: the core answers from CpuState::cr8).
+  virtual void write_cr8(uint64_t value) {}
+  virtual bool read_cr8(uint64_t& value) { return false; }
 };
 
 struct SystemConfig {

@@ -630,3 +630,44 @@ TEST(RealMode, IntAndIretThroughTheIvt) {
   EXPECT_EQ(s.gpr[RSP], 0x7C00u);
   EXPECT_TRUE(s.rflags & IF);
 }
+
+namespace {
+// A local APIC as the core sees it: x2APIC MSRs and CR8 as the TPR.
+struct TestApic : MsrDevice {
+  uint64_t tpr = 0;
+  bool read_msr(uint32_t msr, uint64_t& value) override {
+    if (msr != 0x808) return false;
+    value = tpr;
+    return true;
+  }
+  bool write_msr(uint32_t msr, uint64_t value) override {
+    if (msr != 0x808) return false;
+    tpr = value;
+    return true;
+  }
+  uint32_t cpuid_leaf1_ecx() const override { return 1u << 21; }
+  void write_cr8(uint64_t value) override { tpr = value << 4; }
+  bool read_cr8(uint64_t& value) override {
+    value = tpr >> 4;
+    return true;
+  }
+};
+}  // namespace
+
+TEST(MsrDevice, X2apicMsrsCr8AndCpuidComeFromTheDevice) {
+  Fixture m(true);
+  TestApic apic;
+  m.config.msr_device = &apic;
+  m.reg(RCX) = 0x808;
+  m.reg(RAX) = 0x50;
+  m.reg(RDX) = 0;
+  m.load_code(0x5000, {0x0F, 0x30, 0x44, 0x0F, 0x20, 0xC3});  // WRMSR (x2APIC TPR); MOV RBX, CR8
+  m.core.run(2);
+  EXPECT_EQ(apic.tpr, 0x50u);
+  EXPECT_EQ(m.reg(RBX), 5u) << "CR8 is TPR[7:4]";
+  m.reg(RAX) = 1;
+  m.load_code(0x5000, {0x0F, 0xA2});
+  m.core.run(1);
+  EXPECT_TRUE(m.reg(RCX) & (1u << 21)) << "x2APIC advertised because the device provides it";
+  EXPECT_FALSE(m.reg(RCX) & (1u << 24));
+}
