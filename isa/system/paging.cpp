@@ -68,14 +68,12 @@ class Walker {
     }
     return v;
   }
-  // Accumulates the rights of an entry on the path.
-  void use(uint64_t paddr, uint64_t value, unsigned size, bool has_rights = true) {
-    if (has_rights) {
-      rw_all_ = rw_all_ && (value & PTE_RW);
-      us_all_ = us_all_ && (value & PTE_US);
-      if (nxe_) xd_any_ = xd_any_ || (value & PTE_XD);
-      used_[nused_++] = {paddr, value, size};
-    }
+  // Accumulates the rights of an entry on the path and remembers it for its accessed flag.
+  void use(uint64_t paddr, uint64_t value, unsigned size) {
+    rw_all_ = rw_all_ && (value & PTE_RW);
+    us_all_ = us_all_ && (value & PTE_US);
+    if (nxe_) xd_any_ = xd_any_ || (value & PTE_XD);
+    used_[nused_++] = {paddr, value, size};
   }
   WalkResult fail(bool present, bool reserved);
   WalkResult finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf_value);
