@@ -202,7 +202,8 @@ void TrapEmulateVmm::project(Core& real) {
   if (tlbs_stale_ || r.cr3 != old_cr3) real.flush_tlbs(true);
   tlbs_stale_ = false;
   expected_ = privileged_of(r);
-  if (vcpu_->interrupts_enabled() || r.halted) real.notify_interrupt();  // let a waiting interrupt in
+  // Let a waiting interrupt in (the real CPU itself honours the STI/MOV SS interrupt shadow).
+  if ((v.rflags & IF) || r.halted) real.notify_interrupt();
 }
 
 TrapEmulateVmm::RealPrivileged TrapEmulateVmm::privileged_of(const CpuState& s) {

@@ -62,10 +62,11 @@ struct DeprivilegedMachine : SystemMachine {
     binding = std::make_unique<isa::SystemConfigBinding>(core, system);
   }
 
-  // Loads the guest's code at kCode and puts the VMM under it.
-  vmm::TrapEmulateVmm& start(const std::vector<uint8_t>& code, vmm::VmmCosts costs = {}) {
-    load_code(kCode, code);
-    vmm::Machine m{core};
+  // Loads the guest's code at `address` (RIP) and puts the VMM under it.
+  vmm::TrapEmulateVmm& start(const std::vector<uint8_t>& code, vmm::VmmCosts costs = {}, uint64_t address = kCode,
+                             isa::InterruptSource* interrupts = nullptr) {
+    load_code(address, code);
+    vmm::Machine m{core, interrupts};
     m.vmm_memory_base = kGuestRam;
     m.vmm_memory_size = kVmmMemory;
     router = std::make_unique<vmm::TrapRouter>(std::make_unique<vmm::TrapEmulateVmm>(m, costs));

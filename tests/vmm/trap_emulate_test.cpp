@@ -253,3 +253,88 @@ TEST(TrapEmulate, TheGuestIsInterpretedUntilItReachesIa32eModeThenRunsDirectly) 
 
 }  // namespace
 }  // namespace pgsim
+
+namespace pgsim {
+namespace {
+
+// System calls from guest user code: SYSCALL and SYSRET trap (#UD: the real EFER.SCE is clear)
+// and run on the virtual CPU, which switches the guest between its user and kernel modes; the
+// VMM switches between the user and the kernel shadow of the address space with them.
+//   user:   mov esi, 100 ; L: syscall ; dec esi ; jnz L ; jmp $
+//   kernel: inc ebx ; sysretq
+TEST(TrapEmulate, SystemCallsTrapTwiceEachAndSwitchBetweenTheUserAndKernelShadows) {
+  DeprivilegedMachine m("x86-pg");
+  m.state().lstar = kHandler;
+  m.state().star = (uint64_t{0x10} << 48) | (uint64_t{test::kKernelCode} << 32);
+  m.state().fmask = 0;
+  m.ram.load(kHandler, {0xFF, 0xC3, 0x48, 0x0F, 0x07});
+  m.enter_user(test::kUserRegion, test::kUserRegion + 0x10000);
+  vmm::TrapEmulateVmm& vmm =
+      m.start(cat({{0xBE}, imm32(100), {0x0F, 0x05, 0xFF, 0xCE, 0x75, 0xFA, 0xEB, 0xFE}}), {}, test::kUserRegion);
+  EXPECT_EQ(vmm.virtual_cpu().cpl(), 3u);
+  m.core.run(1 + 100 * 3 + 1);  // mov; per call dec, jnz and the kernel's inc; jmp $
+  EXPECT_EQ(m.state().gpr[isa::RBX], 100u);
+  EXPECT_EQ(m.state().rip, test::kUserRegion + 11);
+  EXPECT_EQ(m.traps(TrapCause::InvalidOpcode), 200u);
+  EXPECT_EQ(vmm.emulated(), 200u);
+  // One hidden fault in each shadow: the user code page (user shadow), the kernel's (kernel shadow).
+  EXPECT_EQ(m.traps(TrapCause::PageFault), 2u);
+  EXPECT_EQ(vmm.shadow().cr3_switches, 0u);  // one address space throughout
+  EXPECT_EQ(vmm.virtual_cpu().cpl(), 3u);
+}
+
+// Guest user code may not touch supervisor pages: the user shadow never maps them.
+//   mov rax, [kCode] ; jmp $      (from user mode; the #PF handler stops at hlt with IF clear)
+TEST(TrapEmulate, TheUserShadowHoldsOnlyTheGuestsUserPages) {
+  DeprivilegedMachine m("x86-pg");
+  m.handler(isa::PF_);
+  m.ram.load(kHandler + isa::PF_ * 16, {0xF4});  // hlt
+  m.enter_user(test::kUserRegion, test::kUserRegion + 0x10000);
+  vmm::TrapEmulateVmm& vmm =
+      m.start(cat({{0x48, 0x8B, 0x04, 0x25}, imm32(static_cast<uint32_t>(kCode)), {0xEB, 0xFE}}), {}, test::kUserRegion);
+  m.core.run(10);
+  EXPECT_TRUE(m.state().halted);
+  EXPECT_EQ(vmm.shadow().true_faults, 1u);
+  EXPECT_EQ(vmm.virtual_cpu().state().cr2, kCode);
+  EXPECT_EQ(vmm.virtual_cpu().cpl(), 0u);  // in the guest's #PF handler
+}
+
+// The interrupt controller's requests reach the guest only when its virtual IF allows: held while
+// the guest runs with interrupts off (though the real IF is set), delivered after STI and the one
+// instruction of its interrupt shadow.
+class OneInterrupt : public isa::InterruptSource {
+ public:
+  bool interrupt_pending() override { return pending; }
+  uint8_t acknowledge_interrupt() override {
+    pending = false;
+    return 0x30;
+  }
+  bool pending = true;
+};
+
+TEST(TrapEmulate, InterruptsWaitForTheGuestsVirtualInterruptFlag) {
+  DeprivilegedMachine m("x86-pg");
+  OneInterrupt pic;
+  m.handler(0x30);
+  m.ram.load(kHandler + 0x30 * 16, {0xFF, 0xC3, 0x48, 0xCF});  // inc ebx ; iretq
+  // nop ; nop ; sti ; inc ecx ; inc edx ; jmp $
+  vmm::TrapEmulateVmm& vmm = m.start({0x90, 0x90, 0xFB, 0xFF, 0xC1, 0xFF, 0xC2, 0xEB, 0xFE}, {}, kCode, &pic);
+  m.core.notify_interrupt();
+  m.core.run(2);  // the two NOPs
+  EXPECT_TRUE(pic.pending);
+  EXPECT_EQ(m.state().gpr[isa::RBX], 0u);
+  m.core.run(1);  // STI (emulated), then inc ecx in its shadow
+  EXPECT_EQ(m.state().gpr[isa::RCX], 1u);
+  EXPECT_TRUE(pic.pending);
+  m.core.run(1);  // the interrupt, the handler's inc ebx
+  EXPECT_FALSE(pic.pending);
+  EXPECT_EQ(m.state().gpr[isa::RBX], 1u);
+  EXPECT_EQ(m.state().gpr[isa::RDX], 0u);
+  m.core.run(2);  // back (IRETQ emulated): inc edx, jmp $
+  EXPECT_EQ(m.state().gpr[isa::RDX], 1u);
+  EXPECT_EQ(m.traps(TrapCause::Interrupt), 1u);
+  EXPECT_EQ(vmm.reflected(), 1u);
+}
+
+}  // namespace
+}  // namespace pgsim
