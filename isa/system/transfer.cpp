@@ -489,8 +489,9 @@ void mov_to_sreg(Core& core, const Insn& i) {
 
 void pop_sreg(Core& core, const Insn& i) {
   const auto sel = static_cast<uint16_t>(stack_read(core, 0, i.opsize));
+  const Segment old_ss = core.state().seg[SS];  // the pop moves the stack it was made from (POP SS)
   load_sreg_checked(core, i.op[0].reg, sel);
-  set_stack_pointer(core, core.state().seg[SS], core.state().gpr[RSP] + i.opsize, core.long64());
+  set_stack_pointer(core, old_ss, core.state().gpr[RSP] + i.opsize, core.long64());
 }
 
 // LDS/LES/LFS/LGS/LSS r, m16:16/32/64.
