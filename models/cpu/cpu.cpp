@@ -29,6 +29,8 @@ Cpu::Cpu(sc_core::sc_module_name name, const Params& params, const TimingParams&
       params_(params),
       timing_(timing),
       core_(*this, *this),
+      system_config_{params.profile, nullptr, this},
+      system_binding_(core_, system_config_),
       mmu_(mmu, *this, caches),
       account_(timing, core_.counters(), mmu_.counters()) {
   mmu_.attach(&core_);
@@ -131,6 +133,36 @@ void Cpu::out(uint16_t port, unsigned size, uint32_t value) {
 }
 
 // ---- interrupts --------------------------------------------------------------------------------
+
+// ---- MSRs of the local APIC -----------------------------------------------------------------------
+
+bool Cpu::read_msr(uint32_t msr, uint64_t& value) {
+  return lapic_ && lapic_->read_msr(msr, value, local_time());
+}
+
+bool Cpu::write_msr(uint32_t msr, uint64_t value) {
+  if (!lapic_) return false;
+  if (msr == isa::MSR_APIC_BASE) {  // the core asks before it accepts the write
+    lapic_->set_apic_base(value);
+    return true;
+  }
+  return lapic_->write_msr(msr, value, local_time());
+}
+
+uint32_t Cpu::cpuid_leaf1_ecx() const {
+  constexpr uint32_t kX2apic = 1u << 21, kTscDeadline = 1u << 24;
+  return lapic_ ? kX2apic | kTscDeadline : 0;
+}
+
+void Cpu::write_cr8(uint64_t value) {
+  if (lapic_) lapic_->set_tpr(static_cast<uint8_t>((value & 0xF) << 4));
+}
+
+bool Cpu::read_cr8(uint64_t& value) {
+  if (!lapic_) return false;
+  value = lapic_->tpr() >> 4;
+  return true;
+}
 
 bool Cpu::interrupt_pending() { return lapic_ && lapic_->has_pending(); }
 uint8_t Cpu::acknowledge_interrupt() { return lapic_->acknowledge(); }

@@ -18,6 +18,7 @@
 #include <tlm_utils/tlm_quantumkeeper.h>
 
 #include "isa/core.h"
+#include "isa/system/system_config.h"
 #include "models/devices/lapic.h"
 #include "models/mmu/mmu.h"
 #include "models/timing/timing.h"
@@ -28,13 +29,15 @@ class Cpu : public sc_core::sc_module,
             public isa::PhysicalBus,
             public isa::IoBus,
             public isa::InterruptSource,
-            public isa::TimeSource {
+            public isa::TimeSource,
+            public isa::MsrDevice {
  public:
   struct Params {
     sc_core::sc_time quantum = sc_core::sc_time(1, sc_core::SC_US);
     uint64_t max_instructions = 0;  // 0: no limit
     double max_seconds = 0;         // simulated; 0: no limit
     double max_host_seconds = 0;    // wall clock; 0: no limit
+    isa::Profile profile;           // how sensitive instructions behave at CPL > 0
   };
 
   // Why the thread stopped.
@@ -75,6 +78,12 @@ class Cpu : public sc_core::sc_module,
   uint8_t acknowledge_interrupt() override;
   // isa::TimeSource
   uint64_t current_cycle() override { return account_.total(); }
+  // isa::MsrDevice: the local APIC's x2APIC registers, IA32_TSC_DEADLINE, IA32_APIC_BASE, CR8.
+  bool read_msr(uint32_t msr, uint64_t& value) override;
+  bool write_msr(uint32_t msr, uint64_t value) override;
+  uint32_t cpuid_leaf1_ecx() const override;
+  void write_cr8(uint64_t value);
+  bool read_cr8(uint64_t& value);
 
   // The CPU's local time: SystemC time plus what the core ran ahead.
   sc_core::sc_time local_time() const;
@@ -94,6 +103,8 @@ class Cpu : public sc_core::sc_module,
   Params params_;
   TimingParams timing_;
   isa::Core core_;
+  isa::SystemConfig system_config_;
+  isa::SystemConfigBinding system_binding_;
   Mmu mmu_;
   CycleAccount account_;
   Lapic* lapic_ = nullptr;

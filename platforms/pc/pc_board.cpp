@@ -4,6 +4,8 @@
 #include <iterator>
 #include <sstream>
 
+#include "isa/system/profile.h"
+
 namespace pgsim::pc {
 
 
@@ -57,6 +59,7 @@ models::Cpu::Params cpu_params(const config::Config& c) {
   p.max_instructions = c.u64("run.max_instructions");
   p.max_seconds = c.f64("run.max_seconds");
   p.max_host_seconds = c.f64("run.max_host_seconds");
+  p.profile = isa::load_profile(c.str("cpu.profile"));
   return p;
 }
 

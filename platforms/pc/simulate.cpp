@@ -101,6 +101,10 @@ RunOutcome simulate(const RunContext& ctx) {
     g_board = std::make_unique<pc::PcBoard>("pc", c, ctx.serial_log);
   } catch (const models::ImageError& e) {
     throw SimulatorError(std::string("bad guest image: ") + e.what());
+  } catch (const config::ConfigError&) {
+    throw;
+  } catch (const std::exception& e) {  // a CPU profile or device input that cannot be used
+    throw SimulatorError(std::string("cannot build the machine: ") + e.what());
   }
   pc::PcBoard& board = *g_board;
   // The end of a run is reported by the runner, not by SystemC's "stopped by user" notice.
