@@ -9,6 +9,12 @@
 
 namespace pgsim::vmm {
 
+uint64_t vmm_memory_needed(const std::string& strategy) {
+  // trap_emulate: its GDT, IDT and TSS, and a pool of shadow page-table frames (lazily filled
+  // shadows of up to 2 x vmm.shadow.cached_roots address spaces).
+  return strategy == "trap_emulate" ? 16ull << 20 : 0;
+}
+
 VmmOptions VmmOptions::from_config(const config::Config& c) {
   VmmOptions o;
   o.conceal_leaks = c.str("vmm.leak_policy") == "conceal";

@@ -379,7 +379,9 @@ uint64_t TrapEmulateVmm::code_byte(uint64_t linear, bool* ok) {
     code_cr3_ = v.cr3;
     code_lpage_ = linear >> 12;
     code_ppage_ = w.paddr >> 12;
+    code_host_ = real_->bus().host_frame(code_ppage_ << 12);  // RAM: read it directly
   }
+  if (code_host_) return code_host_[linear & 0xFFF];
   return real_->bus().read(code_ppage_ << 12 | (linear & 0xFFF), 1) & 0xFF;
 }
 

@@ -101,6 +101,7 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   uint64_t sandbox_retired_ = 0;  // virtual-CPU instructions that were leak evaluations only
   // The last code page looked up for leak detection: (guest CR3, linear page) -> physical page.
   uint64_t code_cr3_ = ~0ull, code_lpage_ = ~0ull, code_ppage_ = 0;
+  const uint8_t* code_host_ = nullptr;
   isa::Core* real_ = nullptr;
   isa::InterruptSource* interrupts_ = nullptr;
   std::unique_ptr<VirtualCpu> vcpu_;

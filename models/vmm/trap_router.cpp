@@ -16,6 +16,7 @@ bool TrapRouter::on_event(isa::Core& core, const isa::Event& event) {
   if (!vmm_->take_event(core, event)) return false;
   ++traps_[static_cast<unsigned>(trap_cause(event))];
   ++total_;
+  if (event.kind == isa::EventKind::External || event.kind == isa::EventKind::Nmi) ++interrupts_taken_;
   return true;
 }
 

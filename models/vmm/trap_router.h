@@ -23,6 +23,11 @@ class TrapRouter : public isa::TrapHook {
   const Vmm& vmm() const { return *vmm_; }
   uint64_t traps(TrapCause cause) const { return traps_[static_cast<unsigned>(cause)]; }
   uint64_t total_traps() const { return total_; }
+  // Of the traps, external interrupts and NMIs; and exceptions and software interrupts. The
+  // platform charges its own delivery cost only for events the CPU delivered through the IDT,
+  // i.e. its counts minus these.
+  uint64_t interrupts_taken() const { return interrupts_taken_; }
+  uint64_t exceptions_taken() const { return total_ - interrupts_taken_; }
 
   // Binds vmm.traps.*, vmm.leaks.*, vmm.resource_control.violations,
   // vmm.efficiency.direct_fraction, the strategy's statistics and its cycle buckets.
@@ -36,12 +41,21 @@ class TrapRouter : public isa::TrapHook {
   std::unique_ptr<Vmm> vmm_;
   std::array<uint64_t, kNumTrapCauses> traps_{};
   uint64_t total_ = 0;
+  uint64_t interrupts_taken_ = 0;
 };
 
 // The platform's attachment point: builds the strategy vmm.strategy names with the costs of
-// vmm.cost.*, puts its router on `machine.core` and returns it (the caller keeps it alive for the
-// run and binds its statistics). Throws std::invalid_argument for a strategy pgsim does not
-// implement.
+// vmm.cost.* and the options of vmm.*, puts its router on `machine.core` and returns it. Throws
+// std::invalid_argument for a strategy pgsim does not implement or a machine it cannot run on.
+// The platform, once the board is built and before the simulation starts:
+//   1. gives the strategy vmm_memory_needed(strategy) bytes of RAM above guest RAM, outside the
+//      memory map the guest is told of, as Machine::vmm_memory_base/size;
+//   2. router = attach_vmm(config, machine) (machine.interrupts: the CPU's interrupt controller);
+//   3. router->bind_statistics(registry);
+//   4. adds router->vmm().cycles().total() to its clock (CycleAccount::total), and charges its own
+//      exception and interrupt delivery only for the events the router did not take
+//      (exceptions_taken(), interrupts_taken());
+//   5. calls router->vmm().cycles().update_snapshot() when the run ends.
 std::unique_ptr<TrapRouter> attach_vmm(const config::Config& config, const Machine& machine);
 
 }  // namespace pgsim::vmm

@@ -82,6 +82,9 @@ class Vmm {
   uint64_t violations_ = 0;
 };
 
+// RAM a strategy needs above guest RAM for its own structures (0: none).
+uint64_t vmm_memory_needed(const std::string& strategy);
+
 // The strategy `strategy` names, with its costs; throws std::invalid_argument naming the
 // strategy when pgsim does not implement it.
 std::unique_ptr<Vmm> make_vmm(const std::string& strategy, const Machine& machine, const VmmCosts& costs,

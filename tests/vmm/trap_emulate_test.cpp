@@ -333,6 +333,8 @@ TEST(TrapEmulate, InterruptsWaitForTheGuestsVirtualInterruptFlag) {
   m.core.run(2);  // back (IRETQ emulated): inc edx, jmp $
   EXPECT_EQ(m.state().gpr[isa::RDX], 1u);
   EXPECT_EQ(m.traps(TrapCause::Interrupt), 1u);
+  EXPECT_EQ(m.router->interrupts_taken(), 1u);
+  EXPECT_EQ(m.router->exceptions_taken(), m.router->total_traps() - 1);
   EXPECT_EQ(vmm.reflected(), 1u);
 }
 
