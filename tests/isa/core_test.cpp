@@ -82,6 +82,26 @@ TEST(Core, CodeGeneratedByRepMovsIntoAnExecutedBufferIsReexecutedFresh) {
   EXPECT_GE(m.core.counters().smc_invalidations, 2u);
 }
 
+TEST(Core, TheDecodeCacheKeepsOneDecodingPerMode) {
+  Machine m;
+  make_long64(m.state(), 0);
+  // 48 FF C0: inc rax in 64-bit mode; dec eax then inc eax in 32-bit mode.
+  m.load_code(0x1000, {0x48, 0xFF, 0xC0});
+  m.reg(RAX) = 5;
+  EXPECT_EQ(m.core.run(1), 1u);
+  EXPECT_EQ(m.reg(RAX), 6u);
+  make_prot32(m.state(), 0);
+  m.state().rip = 0x1000;
+  EXPECT_EQ(m.core.run(2), 2u);
+  EXPECT_EQ(m.reg(RAX), 6u);
+  EXPECT_EQ(m.state().rip, 0x1003u);
+  make_long64(m.state(), 0);
+  m.state().rip = 0x1000;
+  EXPECT_EQ(m.core.run(1), 1u);
+  EXPECT_EQ(m.reg(RAX), 7u);
+  EXPECT_EQ(m.core.counters().decoded, 3u);  // inc rax once; dec eax and inc eax once
+}
+
 TEST(Core, UnimplementedInstructionRaisesUdAndIsRecorded) {
   Machine m;
   make_long64(m.state(), 3);
