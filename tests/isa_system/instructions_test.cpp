@@ -256,11 +256,12 @@ TEST(IntN, ThroughDpl3GateFromRing3AndDpl0GateFaults) {
   EXPECT_EQ(f.error_code(), 0x80u * 8 + 2);
   EXPECT_EQ(f.faulting_rip(), kUserCodeAt) << "the #GP is a fault of INT itself";
 
-  Fixture pg(true, "x86-pg");
-  pg.handler(0x80, 3);
-  pg.run_user({0xCD, 0x80}, 1);
-  EXPECT_TRUE(pg.in_handler(GP));
-  EXPECT_EQ(pg.error_code(), 0x80u * 8 + 2);
+  // A profile that makes INT n privileged: #GP with the gate-privilege error code.
+  Fixture gp(true, std::string(PGSIM_TEST_DATA_DIR) + "/int-traps.yaml");
+  gp.handler(0x80, 3);
+  gp.run_user({0xCD, 0x80}, 1);
+  EXPECT_TRUE(gp.in_handler(GP));
+  EXPECT_EQ(gp.error_code(), 0x80u * 8 + 2);
 }
 
 // ---- Far CALL through a call gate, RET far back ------------------------------------------------------
