@@ -137,10 +137,10 @@ TEST_P(GuestKernel, SelftestObservesX86Semantics) {
         "selftest kernel int_dpl0: value=0x8",      "selftest user int_dpl0: #GP",
         "selftest kernel int3: #BP",                "selftest user int3: #GP",
         // LAR: the access-rights bytes of the descriptor, masked with 0x00F0FF00.
-        "selftest kernel lar_kernel_cs: value=0xa09a00 zf=1",
+        "selftest kernel lar_kernel_cs: value=0xa09b00 zf=1",
         "selftest user lar_kernel_cs: value=0x0 zf=0",
-        "selftest kernel lar_user_cs: value=0xa0fa00 zf=1",
-        "selftest user lar_user_cs: value=0xa0fa00 zf=1",
+        "selftest kernel lar_user_cs: value=0xa0fb00 zf=1",
+        "selftest user lar_user_cs: value=0xa0fb00 zf=1",
         "selftest kernel lar_tss: value=0x8b00 zf=1", "selftest user lar_tss: value=0x0 zf=0",
         "selftest kernel lsl_tss: value=0x67 zf=1", "selftest user lsl_tss: value=0x0 zf=0",
         "selftest kernel lsl_user_ds: value=0xffffffff zf=1",

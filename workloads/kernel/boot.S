@@ -115,8 +115,8 @@ no_long_mode_msg:
     .align 8
 boot_gdt:
     .quad 0
-    .quad 0x00AF9A000000FFFF        /* 0x08: 64-bit code, ring 0 */
-    .quad 0x00CF92000000FFFF        /* 0x10: data, ring 0 */
+    .quad 0x00AF9B000000FFFF        /* 0x08: 64-bit code, ring 0 (accessed bit preset) */
+    .quad 0x00CF93000000FFFF        /* 0x10: data, ring 0 (accessed bit preset) */
 boot_gdt_end:
 boot_gdtr:
     .word boot_gdt_end - boot_gdt - 1

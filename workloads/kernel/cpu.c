@@ -26,13 +26,15 @@ struct __attribute__((packed)) idt_gate {
 #define GATE_INTERRUPT 0x8E
 #define GATE_DPL3 0x60
 
+/* The accessed bits are preset (types 0x9B/0x93, as Linux does): the processor would set them on
+ * the first segment load, and emulators differ in whether they write that back. */
 static u64 gdt[8] __attribute__((aligned(16))) = {
     0,
-    0x00AF9A000000FFFF, /* 0x08 kernel code, 64-bit */
-    0x00CF92000000FFFF, /* 0x10 kernel data */
-    0x00CFFA000000FFFF, /* 0x18 user code, 32-bit (SYSRET's layout; unused) */
-    0x00CFF2000000FFFF, /* 0x20 user data */
-    0x00AFFA000000FFFF, /* 0x28 user code, 64-bit */
+    0x00AF9B000000FFFF, /* 0x08 kernel code, 64-bit */
+    0x00CF93000000FFFF, /* 0x10 kernel data */
+    0x00CFFB000000FFFF, /* 0x18 user code, 32-bit (SYSRET's layout; unused) */
+    0x00CFF3000000FFFF, /* 0x20 user data */
+    0x00AFFB000000FFFF, /* 0x28 user code, 64-bit */
     0, 0,               /* 0x30 TSS (16 bytes, filled in below) */
 };
 static struct idt_gate idt[256] __attribute__((aligned(16)));
