@@ -59,6 +59,7 @@ void ShadowPager::release(Shadow& s) {
 }
 
 ShadowPager::Shadow& ShadowPager::create(const Key& key) {
+  if (free_frames_.size() < 4) flush_all();  // room for the root and a first fill
   while (shadows_.size() >= cached_roots_) {  // evict the least recently used
     const Key victim = lru_.back();
     lru_.pop_back();
@@ -125,6 +126,7 @@ void ShadowPager::invalidate_page(uint64_t linear) {
 
 void ShadowPager::flush_all() {
   ++counters_.flushes;
+  flushed_ = true;
   for (auto& [key, s] : shadows_) release(s);
   shadows_.clear();
   lru_.clear();

@@ -63,6 +63,14 @@ class ShadowPager {
   bool note_page_table_frame(uint64_t frame) { return page_table_frames_.insert(frame).second; }
   bool is_page_table_frame(uint64_t frame) const { return page_table_frames_.count(frame) != 0; }
 
+  // True once after every shadow was dropped (the real TLBs must forget them all; a new root may
+  // sit at the address of a dropped one). invalidate_page() leaves the real TLB to the caller.
+  bool take_dropped() {
+    const bool dropped = flushed_;
+    flushed_ = false;
+    return dropped;
+  }
+
   ShadowCounters& counters() { return counters_; }
   const ShadowCounters& counters() const { return counters_; }
 
@@ -87,6 +95,7 @@ class ShadowPager {
   Key current_{~0ull, false};
   std::unordered_set<uint64_t> page_table_frames_;
   ShadowCounters counters_;
+  bool flushed_ = false;
 };
 
 }  // namespace pgsim::vmm

@@ -77,6 +77,8 @@ void TrapEmulateVmm::attach(Core& real) {
     shadow_->invalidate_page(linear);
     real_->invalidate_page(linear);
   };
+  guest_cr0_ = vcpu_->state().cr0;  // the shadows are built for these
+  guest_cr4_ = vcpu_->state().cr4;
   write_vmm_structures();
   direct_ = runs_directly();
   if (direct_) project(real);
@@ -199,7 +201,7 @@ void TrapEmulateVmm::project(Core& real) {
   r.tsc_aux = v.tsc_aux;
   r.apic_base = v.apic_base;
   real.sync_mode();
-  if (tlbs_stale_ || r.cr3 != old_cr3) real.flush_tlbs(true);
+  if (shadow_->take_dropped() || tlbs_stale_ || r.cr3 != old_cr3) real.flush_tlbs(true);
   tlbs_stale_ = false;
   expected_ = privileged_of(r);
   // Let a waiting interrupt in (the real CPU itself honours the STI/MOV SS interrupt shadow).

@@ -94,10 +94,10 @@ TEST(TrapEmulate, CliAndStiTrapAndChangeTheVirtualInterruptFlagOnly) {
   EXPECT_EQ(vmm.emulated(), 2u);
 }
 
-// INT n from the guest kernel: on classic x86 it does not fault at CPL 3 (the trap router sees
-// the software interrupt and reflects it through the guest's IDT); on x86-pg it raises #GP, and
-// the VMM emulates it. Either way the guest's handler runs and its IRETQ (to a CPL-0 selector,
-// which the real CPL 3 refuses) traps and is emulated.
+// INT n from the guest kernel: where the profile leaves it as on classic x86 it does not fault at
+// CPL 3 (the trap router sees the software interrupt and reflects it through the guest's IDT);
+// where the profile makes it #GP, the VMM emulates it. Either way the guest's handler runs, and
+// its IRETQ (to a CPL-0 selector, which the real CPL 3 refuses) traps and is emulated.
 TEST(TrapEmulate, InterruptsReachTheGuestsHandlerThroughItsIdt) {
   for (const char* profile : {"x86", "x86-pg"}) {
     DeprivilegedMachine m(profile);
@@ -105,17 +105,18 @@ TEST(TrapEmulate, InterruptsReachTheGuestsHandlerThroughItsIdt) {
     m.ram.load(kHandler + 0x40 * 16, {0xFF, 0xC3, 0x48, 0xCF});  // inc ebx ; iretq
     // mov ecx, 3 ; L: int 0x40 ; dec ecx ; jnz L ; jmp $
     vmm::TrapEmulateVmm& vmm = m.start(cat({{0xB9}, imm32(3), {0xCD, 0x40, 0xFF, 0xC9, 0x75, 0xFA, 0xEB, 0xFE}}));
-    const bool pg = std::string(profile) == "x86-pg";
-    // mov, then per iteration dec, jnz and the handler's inc (and on classic x86 the INT itself,
-    // which completes on the real CPU before the VMM reflects it); then jmp $.
-    m.core.run(1 + 3 * (pg ? 3 : 4) + 1);
+    const bool int_faults = m.system.profile.at_cpl_above_0(isa::SensitiveInsn::IntN) == isa::Behavior::Gp;
+    const bool iret_faults = m.system.profile.at_cpl_above_0(isa::SensitiveInsn::Iret) == isa::Behavior::Gp;
+    // mov, then per iteration dec, jnz and the handler's inc (and the INT itself where it does not
+    // fault: it completes on the real CPU before the VMM reflects it); then jmp $.
+    m.core.run(1 + 3 * (int_faults ? 3 : 4) + 1);
     EXPECT_EQ(m.state().gpr[isa::RBX], 3u) << profile;
     EXPECT_EQ(m.state().rip, kCode + 11) << profile;
-    EXPECT_EQ(m.traps(TrapCause::SoftwareInt), pg ? 0u : 3u) << profile;
-    EXPECT_EQ(m.traps(TrapCause::GeneralProtection), pg ? 6u : 3u) << profile;
-    // Hidden faults: the code page, the handler page, and on classic x86 the stack page that
-    // IRETQ reads before it finds CS's RPL below the CPL (on x86-pg IRET faults at once at CPL 3).
-    EXPECT_EQ(m.traps(TrapCause::PageFault), pg ? 2u : 3u) << profile;
+    EXPECT_EQ(m.traps(TrapCause::SoftwareInt), int_faults ? 0u : 3u) << profile;
+    EXPECT_EQ(m.traps(TrapCause::GeneralProtection), int_faults ? 6u : 3u) << profile;
+    // Hidden faults: the code page, the handler page, and where IRET is classic the stack page it
+    // reads before it finds CS's RPL below the CPL (where it is #GP it faults at once at CPL 3).
+    EXPECT_EQ(m.traps(TrapCause::PageFault), iret_faults ? 2u : 3u) << profile;
     EXPECT_EQ(vmm.virtual_cpu().cpl(), 0u);
     EXPECT_EQ(m.state().gpr[isa::RSP], test::kKernelStack - 0x100) << profile;
   }
@@ -336,6 +337,48 @@ TEST(TrapEmulate, InterruptsWaitForTheGuestsVirtualInterruptFlag) {
   EXPECT_EQ(m.router->interrupts_taken(), 1u);
   EXPECT_EQ(m.router->exceptions_taken(), m.router->total_traps() - 1);
   EXPECT_EQ(vmm.reflected(), 1u);
+}
+
+}  // namespace
+}  // namespace pgsim
+
+namespace pgsim {
+namespace {
+
+// Address-space switches: MOV CR3 traps, and the VMM switches to the shadow it keeps for the new
+// guest CR3 (a cache hit) or starts one (a miss).
+//   mov ecx, 50 ; L: mov cr3, rbx ; mov cr3, rsi ; dec ecx ; jnz L ; jmp $
+TEST(TrapEmulate, ShadowRootsAreKeptAcrossAddressSpaceSwitches) {
+  DeprivilegedMachine m("x86-pg");
+  constexpr uint64_t kOtherPml4 = 0x103000;  // a second address space with the same mappings
+  m.ram.put<uint64_t>(kOtherPml4, test::kPdpt | test::kPteP | test::kPteRw | test::kPteUs);
+  m.state().gpr[isa::RBX] = kOtherPml4;
+  m.state().gpr[isa::RSI] = test::kPml4;
+  vmm::TrapEmulateVmm& vmm = m.start(cat({{0xB9}, imm32(50), {0x0F, 0x22, 0xDB, 0x0F, 0x22, 0xDE, 0xFF, 0xC9, 0x75, 0xF6,
+                                                               0xEB, 0xFE}}));
+  m.core.run(1 + 50 * 2 + 1);
+  EXPECT_EQ(m.state().rip, kCode + 15);
+  EXPECT_EQ(m.traps(TrapCause::GeneralProtection), 100u);
+  const vmm::ShadowCounters& s = vmm.shadow();
+  EXPECT_EQ(s.cr3_switches, 100u);
+  // Misses: the first root; the first switch to the other space; the switch back after the first
+  // walk of the other space found its PML4 (a new page-table frame: every shadow is dropped).
+  EXPECT_EQ(s.cache_misses, 3u);
+  EXPECT_EQ(s.cache_hits, 100u - 2);
+  EXPECT_EQ(m.traps(TrapCause::PageFault), 3u);  // the code page in each new shadow
+  EXPECT_EQ(s.flushes, 2u);                      // the two discoveries of new page-table frames
+}
+
+// INVLPG traps, runs on the virtual CPU and drops the page from every shadow.
+//   mov rax, [rsi] ; invlpg [rsi] ; mov rax, [rsi] ; jmp $
+TEST(TrapEmulate, InvlpgDropsThePageFromTheShadows) {
+  DeprivilegedMachine m("x86-pg");
+  m.state().gpr[isa::RSI] = 0x300000;
+  vmm::TrapEmulateVmm& vmm = m.start({0x48, 0x8B, 0x06, 0x0F, 0x01, 0x3E, 0x48, 0x8B, 0x06, 0xEB, 0xFE});
+  m.core.run(3);
+  EXPECT_EQ(vmm.shadow().invalidations, 1u);
+  EXPECT_EQ(vmm.shadow().hidden_faults, 3u);  // code; the data page; the data page again after INVLPG
+  EXPECT_EQ(m.traps(TrapCause::GeneralProtection), 1u);
 }
 
 }  // namespace
