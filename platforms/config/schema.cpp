@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "models/stats/stats.h"
 #include "platforms/config/config.h"
 #include "platforms/config/schema_sections.h"
 
@@ -17,17 +18,6 @@ const Schema& Schema::builtin() {
 }
 
 namespace {
-
-bool valid_key(std::string_view key) {
-  if (key.empty() || key.front() == '.' || key.back() == '.') return false;
-  char previous = 0;
-  for (char c : key) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
-    if (!ok || (c == '.' && previous == '.')) return false;
-    previous = c;
-  }
-  return true;
-}
 
 bool value_matches(Type type, const Value& v) {
   switch (type) {
@@ -47,7 +37,8 @@ void Schema::add(KeySpec spec) {
   auto refuse = [&](const std::string& why) {
     throw std::logic_error("pgsim config schema: key '" + spec.key + "': " + why);
   };
-  if (!valid_key(spec.key)) refuse("not a dotted lower-case name");
+  // Keys follow the naming rule of statistics: dotted lower-case letters, digits and '_'.
+  if (!stats::valid_name(spec.key)) refuse("not a dotted lower-case name");
   if (spec.description.empty()) refuse("no description");
   if (find(spec.key)) refuse("declared twice");
   if (is_section(spec.key)) refuse("already a section of other keys");
