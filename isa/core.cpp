@@ -177,8 +177,13 @@ void Core::sync_mode() {
       tlb_[0][kWrite].fill(SoftTlbEntry{});
     }
   }
-  // The fast fetch path skips the ITLB: re-check the code page after a mode or privilege change.
+  // The fast fetch path skips the ITLB: re-check the code page after a mode or privilege change;
+  // the decoded pages the ITLB points to belong to the old mode.
   if (mode_ != synced_mode_ || user_ != was_user) {
+    if (mode_ != synced_mode_) {
+      for (auto& by_privilege : tlb_)
+        for (SoftTlbEntry& e : by_privilege[kExec]) e.code = nullptr;
+    }
     synced_mode_ = mode_;
     code_lpage_ = ~0ull;
     code_page_ = nullptr;
@@ -233,6 +238,9 @@ void Core::invalidate_frame(uint64_t frame) {
       code_lpage_ = ~0ull;
       code_page_ = nullptr;
     }
+    for (auto& by_privilege : tlb_)
+      for (SoftTlbEntry& e : by_privilege[kExec])
+        if (e.code == it->second.get()) e.code = nullptr;
     retired_pages_.push_back(std::move(it->second));  // the current Insn may live there
     pages_.erase(it);
     ++counters_.smc_invalidations;
@@ -263,6 +271,16 @@ Core::DecodedPage* Core::code_page(uint64_t frame) {
 
 const Insn* Core::fetch_slow(uint64_t lin) {
   if (state_.rip > cs_limit_) throw Fault::gp(0);
+  // A change of code page that hits the soft ITLB finds the decoded page there (no hashing).
+  SoftTlbEntry& itlb = tlb_[user_][kExec][(lin >> 12) % kSoftTlbSize];
+  if (itlb.tag == (lin >> 12) && itlb.code) {
+    if (const Insn* insn = itlb.code->slot[lin & 0xFFF]) {
+      ++counters_.itlb_hits;
+      code_lpage_ = lin >> 12;
+      code_page_ = itlb.code;
+      return insn;
+    }
+  }
   uint64_t paddr = 0;
   bool cacheable = false;
   uint8_t* host = host_for(lin, AccessKind::Execute, AccessOrigin::Instruction, &paddr, &cacheable);
@@ -274,6 +292,7 @@ const Insn* Core::fetch_slow(uint64_t lin) {
     bytes[k] = host ? host[k] : static_cast<uint8_t>(bus_.read(paddr + k, 1));
 
   DecodedPage* page = host ? code_page(paddr >> 12) : nullptr;
+  if (page && cacheable && itlb.tag == (lin >> 12)) itlb.code = page;
   if (page && page->slot[offset]) {
     if (cacheable) {
       code_lpage_ = lin >> 12;

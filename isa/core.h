@@ -196,6 +196,7 @@ class Core {
     uint64_t tag = ~0ull;  // linear page number, ~0 when empty
     uint8_t* host = nullptr;  // host address of the page's first byte
     uint64_t frame = 0;    // physical page number
+    DecodedPage* code = nullptr;  // execute entries: the frame's decoded page in the current mode
   };
   static constexpr unsigned kSoftTlbSize = 256;
   using SoftTlb = std::array<SoftTlbEntry, kSoftTlbSize>;

@@ -52,6 +52,24 @@ void BM_RegisterLoop32(benchmark::State& state) {
 }
 BENCHMARK(BM_RegisterLoop32)->Unit(benchmark::kMillisecond);
 
+// L: call f (on the next page); dec ecx; jnz L   f: add rax, rcx; ret   (two page changes per
+// iteration: the decoded-page lookup on a code-page change)
+void BM_CrossPageCalls64(benchmark::State& state) {
+  Machine m;
+  make_long64(m.state(), 3);
+  m.ram.load(0x2000, {0x48, 0x01, 0xC8, 0xC3});                               // f: add rax, rcx; ret
+  m.load_code(0x1000, {0xE8, 0xFB, 0x0F, 0x00, 0x00, 0xFF, 0xC9, 0x75, 0xF7});  // call 0x2000; dec ecx; jnz
+  m.reg(RSP) = 0x80000;
+  uint64_t retired = 0;
+  for (auto _ : state) {
+    m.state().rip = 0x1000;
+    m.reg(RCX) = 0x7FFFFFFF;
+    retired += m.core.run(kBudget);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(retired));
+}
+BENCHMARK(BM_CrossPageCalls64)->Unit(benchmark::kMillisecond);
+
 }  // namespace
 }  // namespace pgsim::test
 

@@ -19,6 +19,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include <Zydis/Zydis.h>
 
@@ -807,11 +808,11 @@ void run_differential(const FormList& forms, const char* label) {
     const uint64_t form_addr = kCodeAddr + w.form_offset, end_addr = kCodeAddr + w.end_offset;
     m.ram.load(form_addr, f.code);
     m.core.invalidate_decoded(form_addr, f.code.size());
-    std::string mnemonic = f.name;
-    for (const char* prefix : {"lock ", "rep ", "repe ", "repne "}) {
-      if (mnemonic.rfind(prefix, 0) == 0) mnemonic = mnemonic.substr(std::strlen(prefix));
+    std::string_view mnemonic = f.name;
+    for (std::string_view prefix : {"lock ", "rep ", "repe ", "repne "}) {
+      if (mnemonic.substr(0, prefix.size()) == prefix) mnemonic.remove_prefix(prefix.size());
     }
-    mnemonics.insert(mnemonic.substr(0, mnemonic.find(' ')));
+    mnemonics.insert(std::string(mnemonic.substr(0, mnemonic.find(' '))));
     unsigned failures = 0;
     for (int n = 0; n < kInputsPerForm && failures < 3; ++n) {
       make_input(f, rng, end_addr, in);
