@@ -194,7 +194,7 @@ void Cpu::run() {
   host_start_ = std::chrono::steady_clock::now();
   const double cycles_per_quantum = params_.quantum.to_seconds() * timing_.clock_hz;
   const uint64_t chunk = std::max<uint64_t>(64, static_cast<uint64_t>(cycles_per_quantum));
-  core_.notify_interrupt();
+  if (lapic_ && lapic_->has_pending()) core_.notify_interrupt();
   while (end_ == End::Running) {
     uint64_t budget = chunk;
     const uint64_t retired = core_.counters().retired;

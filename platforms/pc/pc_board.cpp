@@ -120,7 +120,11 @@ PcBoard::PcBoard(sc_core::sc_module_name name, const config::Config& c, std::ost
   lapic_->pic_pending = [this] { return pic_master_->irq.level(); };
   lapic_->pic_acknowledge = [this] { return pic_master_->acknowledge(); };
   lapic_->on_level_eoi = [this](uint8_t vector) { ioapic_->end_of_interrupt(vector); };
-  lapic_->on_interrupt = [this] { cpu_->core().notify_interrupt(); };
+  // The core polls its interrupt source at every boundary after a notification, for as long as an
+  // interrupt stays pending; a notification with nothing pending would only cost it time.
+  lapic_->on_interrupt = [this] {
+    if (lapic_->has_pending()) cpu_->core().notify_interrupt();
+  };
   pic_master_->irq.connect([this](bool) { lapic_->notify_interrupt(); });
   ioapic_->deliver = [this](uint8_t vector, bool level) { lapic_->deliver(vector, level); };
   cpu_->attach_interrupt_controller(*lapic_);

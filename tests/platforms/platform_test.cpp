@@ -142,7 +142,7 @@ TEST_P(QemuComparison, SameSerialOutputAndExitStatus) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TestKernels, QemuComparison,
-                         ::testing::Values("hello", "interrupts", "tlb_loop_n72_r1"));
+                         ::testing::Values("hello", "interrupts", "tlb_loop_n72_r1", "compute"));
 
 // ---- exact TLB and page-walk figures -----------------------------------------------------------
 
