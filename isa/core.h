@@ -29,6 +29,7 @@
 namespace pgsim::isa {
 
 class Decoder;
+struct SystemConfig;
 
 // The core's own counts; plain integers so the platform can bind statistics to their addresses.
 struct CoreCounters {
@@ -90,6 +91,10 @@ class Core {
   void set_trap_hook(TrapHook* hook, bool boundary_calls);
   // The simulated clock behind RDTSC (without one the TSC is state().tsc).
   void set_time_source(TimeSource* time) { time_ = time; }
+  // What the system instructions consult beyond CpuState (profile, hypervisor, MSR device); see
+  // isa/system/system_config.h. Null: classic x86 with no hypervisor and no MSR device.
+  void set_system_config(const SystemConfig* config) { system_config_ = config; }
+  const SystemConfig* system_config() const { return system_config_; }
   // The platform says an interrupt may have become pending: the core polls the source at the next
   // boundary and keeps polling until it reports none.
   void notify_interrupt() { irq_notified_ = true; attention_ = true; }
@@ -258,6 +263,7 @@ class Core {
   InterruptSource* irq_source_ = nullptr;
   TrapHook* hook_ = nullptr;
   TimeSource* time_ = nullptr;
+  const SystemConfig* system_config_ = nullptr;
   bool hook_boundary_ = false;
 
   // Cached from state_ by sync_mode().

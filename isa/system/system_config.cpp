@@ -1,40 +1,24 @@
-// The association of cores with their SystemConfig.
+// The association of a core with its SystemConfig.
 #include "isa/system/system_config.h"
 
-#include <mutex>
 #include <stdexcept>
-#include <unordered_map>
+
+#include "isa/core.h"
 
 namespace pgsim::isa {
-namespace {
 
-std::mutex& registry_mutex() {
-  static std::mutex m;
-  return m;
-}
-std::unordered_map<const Core*, SystemConfig*>& registry() {
-  static std::unordered_map<const Core*, SystemConfig*> r;
-  return r;
-}
-
-}  // namespace
-
-SystemConfigBinding::SystemConfigBinding(const Core& core, SystemConfig& config) : core_(core) {
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  if (!registry().emplace(&core, &config).second)
+SystemConfigBinding::SystemConfigBinding(Core& core, SystemConfig& config) : core_(core) {
+  if (core.system_config() != nullptr)
     throw std::logic_error("pgsim: a SystemConfig is already bound to this core");
+  core.set_system_config(&config);
 }
 
-SystemConfigBinding::~SystemConfigBinding() {
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  registry().erase(&core_);
-}
+SystemConfigBinding::~SystemConfigBinding() { core_.set_system_config(nullptr); }
 
 const SystemConfig& system_config(const Core& core) {
   static const SystemConfig classic;  // classic x86, no hypervisor, no MSR device
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  auto it = registry().find(&core);
-  return it == registry().end() ? classic : *it->second;
+  const SystemConfig* bound = core.system_config();
+  return bound ? *bound : classic;
 }
 
 }  // namespace pgsim::isa

@@ -49,16 +49,17 @@ struct SystemConfig {
 };
 
 // Attaches a SystemConfig to a Core for the lifetime of the binding (the platform, the VMM or a
-// test owns both). A Core without one behaves as classic x86 with no hypervisor and no MSR device.
+// test owns both): Core::set_system_config for the binding's scope. A Core without one behaves as
+// classic x86 with no hypervisor and no MSR device.
 class SystemConfigBinding {
  public:
-  SystemConfigBinding(const Core& core, SystemConfig& config);
+  SystemConfigBinding(Core& core, SystemConfig& config);
   ~SystemConfigBinding();
   SystemConfigBinding(const SystemConfigBinding&) = delete;
   SystemConfigBinding& operator=(const SystemConfigBinding&) = delete;
 
  private:
-  const Core& core_;
+  Core& core_;
 };
 
 // The SystemConfig the system instructions of `core` consult.
