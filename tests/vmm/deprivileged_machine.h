@@ -5,38 +5,13 @@
 #pragma once
 #include <memory>
 
-#include "isa/system/paging.h"
 #include "isa/system/system_config.h"
 #include "models/vmm/trap_emulate.h"
 #include "models/vmm/trap_router.h"
 #include "tests/isa_system/system_harness.h"
+#include "tests/vmm/walking_translator.h"
 
 namespace pgsim::test {
-
-// The real MMU without TLBs: a page walk from the real CR3 at each soft-TLB miss.
-class WalkingTranslator : public isa::Translator {
- public:
-  explicit WalkingTranslator(isa::PhysicalBus& bus) : bus_(bus) {}
-  isa::Translation translate(const isa::CpuState& s, uint64_t linear, isa::AccessKind kind, bool user,
-                             isa::AccessOrigin origin) override {
-    isa::WalkRequest req;
-    req.linear = linear;
-    req.access = kind;
-    req.user = user;
-    req.implicit = origin == isa::AccessOrigin::ImplicitSupervisor;
-    const isa::WalkResult w = isa::page_walk(s, bus_, req);
-    isa::Translation t;
-    t.ok = w.ok;
-    t.fault = w.fault;
-    t.paddr = w.paddr;
-    return t;
-  }
-  void invalidate_page(uint64_t) override {}
-  void flush(bool) override {}
-
- private:
-  isa::PhysicalBus& bus_;
-};
 
 constexpr uint64_t kGuestRam = 32ull << 20, kVmmMemory = 8ull << 20;
 constexpr uint64_t kPml4 = 0x100000, kPdpt = 0x101000, kPd = 0x102000;

@@ -6,37 +6,16 @@
 #include <iostream>
 #include <sstream>
 
-#include "isa/system/paging.h"
 #include "isa/system/system_config.h"
 #include "models/vmm/trap_emulate.h"
 #include "models/vmm/trap_router.h"
 #include "tests/vmm/mini_pc.h"
+#include "tests/vmm/walking_translator.h"
 
 namespace pgsim {
 namespace {
 
 constexpr uint64_t kGuestRam = 128ull << 20, kVmmRam = 16ull << 20;
-
-// The real MMU without TLBs.
-class Walker : public isa::Translator {
- public:
-  explicit Walker(isa::PhysicalBus& bus) : bus_(bus) {}
-  isa::Translation translate(const isa::CpuState& s, uint64_t linear, isa::AccessKind kind, bool user,
-                             isa::AccessOrigin origin) override {
-    const isa::WalkResult w =
-        isa::page_walk(s, bus_, {linear, kind, user, origin == isa::AccessOrigin::ImplicitSupervisor});
-    isa::Translation t;
-    t.ok = w.ok;
-    t.fault = w.fault;
-    t.paddr = w.paddr;
-    return t;
-  }
-  void invalidate_page(uint64_t) override {}
-  void flush(bool) override {}
-
- private:
-  isa::PhysicalBus& bus_;
-};
 
 struct KernelRun {
   std::vector<std::string> lines;  // without `timing:` lines
@@ -47,7 +26,7 @@ struct KernelRun {
 KernelRun run_kernel(const char* profile, const char* strategy, const std::string& cmdline, bool conceal = false) {
   test::MiniPc pc(kGuestRam, kVmmRam);
   isa::Core core(pc, pc);
-  Walker walker(pc);
+  test::WalkingTranslator walker(pc);
   core.set_translator(&walker);
   isa::SystemConfig system;
   system.profile = isa::load_profile(profile);
