@@ -26,7 +26,7 @@ using nlohmann::json;
 
 const fs::path kKernels = PGSIM_TEST_KERNEL_DIR;
 const char* const kMarker = "== pgsim test kernel";
-constexpr int kGuestSuccess = 0, kSimulatorError = 4;
+constexpr int kGuestSuccess = 0, kGuestFailure = 1, kLimitReached = 3, kSimulatorError = 4;
 constexpr uint64_t kTestBase = 0x400000;  // tlb_loop's first page
 
 struct Process {
@@ -160,6 +160,21 @@ TEST_F(PlatformTest, WithoutTlbEveryTranslationWalksFourLevels) {
   EXPECT_EQ(p.stat("sim.cycles.page_walk"), p.stat("mmu.walk.cycles"));
 }
 
+TEST_F(PlatformTest, WalkReferencesThroughTheCacheHierarchy) {
+  const std::vector<std::string> sets = {"mmu.tlb.enabled=false", "mmu.pwc.enabled=false", "cache.enabled=true"};
+  const PgsimRun p = pgsim(kKernels / "tlb_loop_n72_r1.elf", "caches", sets);
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+  const uint64_t refs = p.stat("mmu.walk.refs");
+  EXPECT_EQ(refs, 4 * p.stat("mmu.walk.count"));
+  // Every reference is an L1 hit, an L2 hit, an LLC hit or a memory access, at its latency.
+  const uint64_t l1 = p.stat("cache.l1d.hits"), l2 = p.stat("cache.l2.hits"), llc = p.stat("cache.llc.hits");
+  const uint64_t memory = p.stat("cache.llc.misses");
+  EXPECT_EQ(l1 + p.stat("cache.l1d.misses"), refs);
+  EXPECT_EQ(l1 + l2 + llc + memory, refs);
+  EXPECT_EQ(p.stat("mmu.walk.cycles"), l1 * 4 + l2 * 12 + llc * 42 + memory * 200);  // schema defaults
+  EXPECT_GT(l1, memory);  // the same few page-table lines, over and over
+}
+
 struct Geometry {
   unsigned entries, ways;
 };
@@ -250,6 +265,44 @@ TEST_F(PlatformTest, SameConfigSameCounts) {
     EXPECT_EQ(a.stat(name), b.stat(name)) << name;
   EXPECT_GT(a.stat("cpu.interrupts"), 0u);
   EXPECT_GT(a.stat("sim.cycles.halt"), 0u);  // the kernel waits in HLT for its timers
+}
+
+// ---- how runs end ---------------------------------------------------------------------------------
+
+TEST_F(PlatformTest, InstructionLimitStopsExactly) {
+  const PgsimRun p = pgsim(kKernels / "compute.elf", "limit", {"run.max_instructions=12345"});
+  EXPECT_EQ(p.process.exit_status, kLimitReached) << p.process.output;
+  EXPECT_EQ(p.report["run"]["end"], "instruction_limit");
+  EXPECT_EQ(p.stat("cpu.insts.total"), 12345u);
+}
+
+TEST_F(PlatformTest, SimulatedTimeLimit) {
+  // The interrupts kernel waits for 5 PIT ticks of 1 ms: 2 ms of simulated time is not enough.
+  const PgsimRun p = pgsim(kKernels / "interrupts.elf", "time_limit", {"run.max_seconds=0.002"});
+  EXPECT_EQ(p.process.exit_status, kLimitReached) << p.process.output;
+  EXPECT_EQ(p.report["run"]["end"], "time_limit");
+  EXPECT_GE(p.stat("sim.cycles"), 6'000'000u);  // 2 ms at 3 GHz
+  EXPECT_LT(p.stat("sim.cycles"), 6'100'000u);
+}
+
+TEST_F(PlatformTest, HaltWithInterruptsOffEndsTheRun) {
+  // With the exit device elsewhere, hello's final OUT to 0xF4 goes nowhere: CLI; HLT follows.
+  const PgsimRun p = pgsim(kKernels / "hello.elf", "halted", {"devices.exit_port=0x500"});
+  EXPECT_EQ(p.process.exit_status, kGuestFailure) << p.process.output;
+  EXPECT_EQ(p.report["run"]["end"], "guest_halted");
+  EXPECT_NE(p.serial.find("bye"), std::string::npos);
+}
+
+TEST_F(PlatformTest, TripleFaultEndsTheRunAsOnQemu) {
+  const fs::path kernel = kKernels / "triple_fault.elf";
+  const Process q = qemu(kernel);
+  EXPECT_EQ(q.exit_status, 0) << q.output;  // -no-reboot: QEMU exits normally on the reset
+  const PgsimRun p = pgsim(kernel, "triple");
+  EXPECT_EQ(p.process.exit_status, kGuestFailure) << p.process.output;
+  EXPECT_EQ(p.report["run"]["end"], "triple_fault");
+  EXPECT_EQ(kernel_output(p.serial), kernel_output(q.output));
+  EXPECT_NE(p.report["run"]["detail"].get<std::string>().find("#DF"), std::string::npos)
+      << p.report["run"]["detail"];
 }
 
 TEST_F(PlatformTest, VcdTraceOfCpuModeAndInterrupts) {
