@@ -128,3 +128,54 @@ TEST(KernelUnderTrapEmulate, OnClassicX86TheKernelsOwnCheckFailsUnlessLeaksAreCo
 
 }  // namespace
 }  // namespace pgsim
+
+namespace pgsim {
+namespace {
+
+const vmm::ShadowCounters& shadow_of(const KernelRun& r) {
+  return static_cast<const vmm::TrapEmulateVmm&>(r.router->vmm()).shadow();
+}
+
+// Shadow paging on the kernel's page-table workloads. Runs of 10, 20 and 30 iterations print
+// the same output length, so the rest of the run is the same: every counter must grow by the
+// same amount per 10 iterations (each iteration costs the same), and by what the benchmark does.
+TEST(KernelUnderTrapEmulate, ShadowPagingCountsFollowTheIterations) {
+  struct Expected {
+    const char* bench;
+    uint64_t traced_writes, true_faults, invalidations, cr3_switches, cache_misses;  // per iteration
+  };
+  // ptemod: one PTE write (traced) and one INVLPG. pgfault: one true fault, which the kernel
+  // resolves with two page-table writes (traced) and an INVLPG. forkwait:
+  // switches to the child's new address space (a miss) and back (a hit); its page-table writes
+  // (copying and freeing tables, and writing frames that once held tables) are many.
+  for (const Expected& e : {Expected{"ptemod", 1, 0, 1, 0, 0}, Expected{"pgfault", 2, 1, 1, 0, 0},
+                            Expected{"forkwait", ~0ull, 0, 0, 2, 1}}) {
+    SCOPED_TRACE(e.bench);
+    vmm::ShadowCounters c[3];
+    for (int k = 0; k < 3; ++k) {
+      const KernelRun r = run_kernel("x86-pg", "trap_emulate",
+                                     std::string("bench=") + e.bench + " iters=" + std::to_string(10 * (k + 1)));
+      ASSERT_EQ(last(r), "pgsim-kernel: PASS");
+      c[k] = shadow_of(r);
+    }
+    auto per10 = [&](uint64_t vmm::ShadowCounters::*field) {
+      EXPECT_EQ(c[2].*field - c[1].*field, c[1].*field - c[0].*field);
+      return c[1].*field - c[0].*field;
+    };
+    const uint64_t traced = per10(&vmm::ShadowCounters::traced_writes);
+    if (e.traced_writes != ~0ull) EXPECT_EQ(traced, 10 * e.traced_writes);
+    else EXPECT_GT(traced, 0u);
+    EXPECT_EQ(per10(&vmm::ShadowCounters::true_faults), 10 * e.true_faults);
+    EXPECT_EQ(per10(&vmm::ShadowCounters::invalidations), 10 * e.invalidations);
+    EXPECT_EQ(per10(&vmm::ShadowCounters::cr3_switches), 10 * e.cr3_switches);
+    EXPECT_EQ(per10(&vmm::ShadowCounters::cache_misses), 10 * e.cache_misses);
+    EXPECT_EQ(per10(&vmm::ShadowCounters::cache_hits), 10 * (e.cr3_switches - e.cache_misses));
+    const uint64_t hidden = per10(&vmm::ShadowCounters::hidden_faults);
+    per10(&vmm::ShadowCounters::flushes);
+    std::cout << e.bench << " per iteration: " << traced / 10.0 << " traced writes, " << hidden / 10.0
+              << " hidden faults\n";
+  }
+}
+
+}  // namespace
+}  // namespace pgsim
