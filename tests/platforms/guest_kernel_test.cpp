@@ -44,6 +44,8 @@ TEST_P(GuestKernel, SameResultsAsQemu) {
 INSTANTIATE_TEST_SUITE_P(Workloads, GuestKernel,
                          ::testing::Values("bench=selftest", "bench=syscall iters=200",
                                            "bench=compute iters=2000", "bench=pgfault iters=50",
-                                           "bench=forkwait iters=5"));
+                                           "bench=forkwait iters=5", "bench=cr8wr iters=100",
+                                           "bench=in iters=100", "bench=memwalk iters=2",
+                                           "bench=smc iters=20"));
 
 }  // namespace
