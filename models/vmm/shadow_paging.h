@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <list>
 #include <map>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -38,6 +39,7 @@ struct ShadowCounters {
   uint64_t flushes = 0;        // every shadow dropped (new page-table frame, traced write, CR0/CR4 change)
   uint64_t invalidations = 0;  // guest INVLPGs applied to the shadows
   uint64_t table_frames = 0;   // shadow page-table frames in use
+  uint64_t unprotected = 0;    // guest frames no longer treated as page tables after a write flood
 };
 
 class ShadowPager {
@@ -60,8 +62,23 @@ class ShadowPager {
 
   // Guest page-table frames (seen in the guest's walks): write-protected in every shadow. Returns
   // true when `frame` was not known yet.
-  bool note_page_table_frame(uint64_t frame) { return page_table_frames_.insert(frame).second; }
+  bool note_page_table_frame(uint64_t frame) {
+    write_streak_.erase(frame);  // in use as a table again
+    return page_table_frames_.insert(frame).second;
+  }
   bool is_page_table_frame(uint64_t frame) const { return page_table_frames_.count(frame) != 0; }
+  // A traced write to page-table frame `frame` (after which every shadow is dropped). After
+  // kFloodWrites writes with no guest walk through the frame in between, the guest is taken to
+  // be using it for something else (zeroing a freed table, say): it is no longer write-protected
+  // until a walk meets it again (write-flood detection, as KVM does). No shadow can depend on it
+  // meanwhile: they were all dropped, and a fill that walks through it marks it again first.
+  void note_traced_write(uint64_t frame) {
+    if (++write_streak_[frame] < kFloodWrites) return;
+    write_streak_.erase(frame);
+    page_table_frames_.erase(frame);
+    ++counters_.unprotected;
+  }
+  static constexpr unsigned kFloodWrites = 4;
 
   // True once after every shadow was dropped (the real TLBs must forget them all; a new root may
   // sit at the address of a dropped one). invalidate_page() leaves the real TLB to the caller.
@@ -94,6 +111,7 @@ class ShadowPager {
   std::list<Key> lru_;  // most recently used first
   Key current_{~0ull, false};
   std::unordered_set<uint64_t> page_table_frames_;
+  std::unordered_map<uint64_t, unsigned> write_streak_;  // traced writes since the last walk through it
   ShadowCounters counters_;
   bool flushed_ = false;
 };

@@ -341,6 +341,7 @@ void TrapEmulateVmm::handle_page_fault(Core& real, const Event& event) {
     shadow_trace_cycles_ += costs_.shadow_trace;
     emulate_instruction(real);
     if (page_table) {
+      shadow_->note_traced_write(w.paddr >> 12);
       shadow_->flush_all();
       tlbs_stale_ = true;
     }
@@ -548,6 +549,8 @@ void TrapEmulateVmm::bind_statistics(stats::Registry& r) {
   r.bind("vmm.shadow.flushes", Unit::Count, "times every shadow was dropped", &s.flushes);
   r.bind("vmm.shadow.invalidations", Unit::Count, "guest INVLPGs applied to the shadows", &s.invalidations);
   r.bind("vmm.shadow.table_frames", Unit::Count, "shadow page-table frames in use at the end", &s.table_frames);
+  r.bind("vmm.shadow.unprotected", Unit::Count,
+         "guest frames no longer write-protected as page tables after a flood of writes", &s.unprotected);
   r.bind("vmm.trap_emulate.emulated", Unit::Instructions, "guest instructions the VMM emulated on the virtual CPU",
          &emulated_);
   r.bind("vmm.trap_emulate.emulated_io", Unit::Instructions, "of which port I/O instructions", &emulated_io_);
