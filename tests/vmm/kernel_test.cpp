@@ -219,3 +219,71 @@ TEST(KernelUnderTrapEmulate, EveryWorkloadGivesTheNativeOutputOnX86Pg) {
 
 }  // namespace
 }  // namespace pgsim
+
+#include "models/vmm/pg_table.h"
+
+namespace pgsim {
+namespace {
+
+// The Popek-Goldberg table from real runs of bench=in. The stand-in PC has no clock: the cycles
+// here are the instructions the real CPU retired plus the VMM's cycle buckets, enough to check
+// the table's slowdowns.
+TEST(PopekGoldbergTable, ShowsEquivalenceResourceControlAndEfficiencyPerRun) {
+  struct Cell {
+    const char* profile;
+    const char* strategy;
+    bool conceal;
+  };
+  std::vector<vmm::PgRun> runs;
+  for (const Cell& c : {Cell{"x86", "native", false}, Cell{"x86", "interpret", false}, Cell{"x86", "trap_emulate", false},
+                        Cell{"x86", "trap_emulate", true}, Cell{"x86-pg", "native", false},
+                        Cell{"x86-pg", "interpret", false}, Cell{"x86-pg", "trap_emulate", false}}) {
+    test::MiniPc pc(kGuestRam, kVmmRam);
+    isa::Core core(pc, pc);
+    test::WalkingTranslator walker(pc);
+    core.set_translator(&walker);
+    isa::SystemConfig system;
+    system.profile = isa::load_profile(c.profile);
+    isa::SystemConfigBinding binding(core, system);
+    pc.boot(core, PGSIM_KERNEL_IMAGE, "bench=in iters=10");
+    vmm::Machine machine{core};
+    machine.vmm_memory_base = kGuestRam;
+    machine.vmm_memory_size = kVmmRam;
+    vmm::VmmOptions options;
+    options.conceal_leaks = c.conceal;
+    vmm::TrapRouter router(vmm::make_vmm(c.strategy, machine, vmm::VmmCosts{}, options));
+    router.attach(core);
+    for (int k = 0; k < 200 && pc.exit_value < 0 && !core.is_shutdown() && !core.state().halted; ++k) core.run(100000);
+    vmm::PgRun r;
+    r.profile = c.profile;
+    r.strategy = c.strategy;
+    r.leak_policy = c.conceal ? "conceal" : "expose";
+    r.workload = "bench=in iters=10";
+    r.serial = pc.serial;
+    r.leaks = router.vmm().leaks().summary();
+    r.leak_total = router.vmm().leaks().total();
+    r.violations = router.vmm().resource_control_violations();
+    r.traps = router.total_traps();
+    r.cycles = core.counters().retired + router.vmm().cycles().total();
+    r.direct_fraction = router.vmm().direct_fraction();
+    runs.push_back(r);
+  }
+  const std::string table = vmm::popek_goldberg_table(runs);
+  std::cout << table;
+  std::istringstream in(table);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 2 + runs.size());
+  EXPECT_NE(lines[2].find("completed"), std::string::npos);          // x86 native
+  EXPECT_NE(lines[2].find("1.00x"), std::string::npos);
+  EXPECT_NE(lines[4].find("FAILED ring0"), std::string::npos);       // x86 trap_emulate, exposed
+  EXPECT_NE(lines[4].find("mov_from_sreg"), std::string::npos);
+  EXPECT_NE(lines[5].find("completed"), std::string::npos);          // x86 trap_emulate, concealed
+  EXPECT_NE(lines[8].find("completed"), std::string::npos);          // x86-pg trap_emulate
+  EXPECT_EQ(vmm::guest_outcome("x\r\npgsim-kernel: FAIL out of memory\r\n"), "FAILED: out of memory");
+  EXPECT_EQ(vmm::guest_outcome("pgsim-kernel: PASS\n"), "completed");
+  EXPECT_EQ(vmm::guest_outcome("booting\n"), "did not finish");
+}
+
+}  // namespace
+}  // namespace pgsim

@@ -1,0 +1,73 @@
+#include "models/vmm/pg_table.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+namespace pgsim::vmm {
+
+namespace {
+
+std::string strip(std::string s) {
+  while (!s.empty() && (s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+std::string guest_outcome(const std::string& serial) {
+  std::istringstream in(serial);
+  std::string check, fail;
+  bool passed = false;
+  for (std::string line; std::getline(in, line);) {
+    line = strip(line);
+    if (line.rfind("CHECK FAILED: ", 0) == 0 && check.empty()) check = line.substr(14);
+    if (line.rfind("pgsim-kernel: FAIL", 0) == 0) {
+      fail = strip(line.substr(18));
+      fail.erase(0, fail.find_first_not_of(' '));
+    }
+    if (line == "pgsim-kernel: PASS") passed = true;
+  }
+  if (!check.empty()) return "FAILED " + check;
+  if (!fail.empty()) return "FAILED: " + fail;
+  return passed ? "completed" : "did not finish";
+}
+
+std::string popek_goldberg_table(const std::vector<PgRun>& runs) {
+  const std::vector<std::string> header = {"profile", "strategy", "workload", "guest", "leaks", "violations",
+                                           "direct", "traps", "cycles", "slowdown"};
+  std::vector<std::vector<std::string>> rows;
+  for (const PgRun& r : runs) {
+    std::string slowdown = "-";
+    for (const PgRun& n : runs)
+      if (n.strategy == "native" && n.profile == r.profile && n.workload == r.workload && n.cycles > 0) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.2fx", static_cast<double>(r.cycles) / static_cast<double>(n.cycles));
+        slowdown = buf;
+      }
+    char direct[16];
+    std::snprintf(direct, sizeof direct, "%.3f", r.direct_fraction);
+    const std::string strategy = r.strategy == "trap_emulate" ? r.strategy + " (" + r.leak_policy + ")" : r.strategy;
+    rows.push_back({r.profile, strategy, r.workload, guest_outcome(r.serial),
+                    r.leak_total ? std::to_string(r.leak_total) + ": " + r.leaks : "0", std::to_string(r.violations),
+                    direct, std::to_string(r.traps), std::to_string(r.cycles), slowdown});
+  }
+  std::vector<size_t> width(header.size());
+  for (size_t c = 0; c < header.size(); ++c) {
+    width[c] = header[c].size();
+    for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
+  }
+  std::ostringstream out;
+  auto line = [&](const std::vector<std::string>& cells) {
+    for (size_t c = 0; c < cells.size(); ++c)
+      out << cells[c] << std::string(width[c] - cells[c].size(), ' ') << (c + 1 < cells.size() ? "  " : "\n");
+  };
+  line(header);
+  std::vector<std::string> rule;
+  for (size_t w : width) rule.push_back(std::string(w, '-'));
+  line(rule);
+  for (const auto& row : rows) line(row);
+  return out.str();
+}
+
+}  // namespace pgsim::vmm
