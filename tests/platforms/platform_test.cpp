@@ -267,6 +267,21 @@ TEST_F(PlatformTest, SameConfigSameCounts) {
   EXPECT_GT(a.stat("sim.cycles.halt"), 0u);  // the kernel waits in HLT for its timers
 }
 
+TEST_F(PlatformTest, RdtscCountsSimulatedCycles) {
+  // Between the two reads: the first RDTSC (system), two MOVs (alu), 1000 DEC (alu) and JNZ (branch).
+  const PgsimRun p = pgsim(kKernels / "rdtsc.elf", "rdtsc");
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+  EXPECT_NE(p.serial.find("cycles: " + std::to_string(30 + 2 * 1 + 1000 * (1 + 1)) + "\n"), std::string::npos)
+      << p.serial;
+  const PgsimRun slow = pgsim(kKernels / "rdtsc.elf", "rdtsc_slow", {"timing.cpi.alu=2", "timing.cpi.system=50"});
+  EXPECT_NE(slow.serial.find("cycles: " + std::to_string(50 + 2 * 2 + 1000 * (2 + 1)) + "\n"), std::string::npos)
+      << slow.serial;
+  EXPECT_EQ(p.stat("sim.cycles"), p.stat("sim.cycles.execute") + p.stat("sim.cycles.io") +
+                                      p.stat("sim.cycles.exception") + p.stat("sim.cycles.interrupt") +
+                                      p.stat("sim.cycles.halt") + p.stat("sim.cycles.tlb") +
+                                      p.stat("sim.cycles.page_walk"));
+}
+
 // ---- how runs end ---------------------------------------------------------------------------------
 
 TEST_F(PlatformTest, InstructionLimitStopsExactly) {
