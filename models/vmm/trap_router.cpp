@@ -1,5 +1,7 @@
 #include "models/vmm/trap_router.h"
 
+#include <stdexcept>
+
 #include "models/stats/stats.h"
 #include "platforms/config/config.h"
 
@@ -49,6 +51,12 @@ void TrapRouter::bind_statistics(stats::Registry& r) {
 }
 
 std::unique_ptr<TrapRouter> attach_vmm(const config::Config& config, const Machine& machine) {
+  if (config.str("vmm.strategy") == "trap_emulate" &&
+      config.origin("vmm.deprivileged_cpl_prot32").kind != config::Origin::Kind::Default)
+    throw std::invalid_argument(
+        "vmm.deprivileged_cpl_prot32 (set at " + config.origin("vmm.deprivileged_cpl_prot32").describe() +
+        "): this trap_emulate runs guest code outside IA-32e mode on its interpreter (counted as "
+        "vmm.trap_emulate.interpreted); deprivileging 32-bit protected-mode code at CPL 1 or 3 is not implemented");
   auto router = std::make_unique<TrapRouter>(make_vmm(config.str("vmm.strategy"), machine,
                                                      VmmCosts::from_config(config), VmmOptions::from_config(config)));
   router->attach(machine.core);

@@ -157,6 +157,18 @@ TEST(AttachVmm, BuildsTheConfiguredStrategyWithItsCostsAndPublishesItsFigures) {
   EXPECT_EQ(r.total_cycles(), 120u);
 }
 
+TEST(AttachVmm, RefusesToDeprivilegeProtectedModeCodeWhichItInterprets) {
+  test::Machine m;
+  config::Config c = config_with("trap_emulate");
+  c.set("vmm.deprivileged_cpl_prot32", int64_t{3}, config::Origin{config::Origin::Kind::Override, {}, 0, 0, ""});
+  try {
+    vmm::attach_vmm(c, vmm::Machine{m.core});
+    FAIL() << "vmm.deprivileged_cpl_prot32 was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("vmm.deprivileged_cpl_prot32"), std::string::npos) << e.what();
+  }
+}
+
 TEST(AttachVmm, RefusesAStrategyItDoesNotImplementByName) {
   test::Machine m;
   try {
