@@ -242,8 +242,9 @@ FormClasses classify_form(ProbeMachine& machine, const InstructionForm& form, un
 Classification classify_instructions(const Profile& profile, ProbeMode mode) {
   const TemplateTargets targets{static_cast<uint32_t>(L::kData), static_cast<uint32_t>(L::kLanding),
                                 {L::kGuestCode, L::kUserCode | 3, L::kConforming, L::kMonitorCode, L::kCallGate | 3}};
-  const auto forms = enumerate_forms(mode == ProbeMode::Long64 ? Mode::Long64 : Mode::Protected32, targets);
   Classification result;
+  const auto forms = enumerate_forms(mode == ProbeMode::Long64 ? Mode::Long64 : Mode::Protected32, targets,
+                                     &result.without_semantics);
   result.profile = profile.name;
   result.profile_source = profile.source;
   result.mode = mode;

@@ -61,6 +61,8 @@ struct Classification {
   Verdict theorem1;  // sensitive ⊆ privileged, checked pair by pair: escapes_deprivileged() ⊆ privileged
   Verdict theorem3;  // user-sensitive ⊆ privileged
   unsigned executions = 0;
+  // Integer and system mnemonics Zydis decodes but the core has no semantics for (not classified).
+  std::vector<std::string> without_semantics;
 };
 
 Classification classify_instructions(const Profile& profile, ProbeMode mode);

@@ -111,6 +111,23 @@ bool reencode_far_pointer(const ZydisDecodedInstruction& zi, const ZydisDecodedO
   return true;
 }
 
+// The general-purpose and system instruction categories (the rest: x87, SIMD, extensions).
+bool integer_or_system(ZydisInstructionCategory c) {
+  switch (c) {
+    case ZYDIS_CATEGORY_BINARY: case ZYDIS_CATEGORY_BITBYTE: case ZYDIS_CATEGORY_CALL: case ZYDIS_CATEGORY_CMOV:
+    case ZYDIS_CATEGORY_COND_BR: case ZYDIS_CATEGORY_CONVERT: case ZYDIS_CATEGORY_DATAXFER:
+    case ZYDIS_CATEGORY_DECIMAL: case ZYDIS_CATEGORY_FLAGOP: case ZYDIS_CATEGORY_INTERRUPT: case ZYDIS_CATEGORY_IO:
+    case ZYDIS_CATEGORY_IOSTRINGOP: case ZYDIS_CATEGORY_LOGICAL: case ZYDIS_CATEGORY_MISC: case ZYDIS_CATEGORY_NOP:
+    case ZYDIS_CATEGORY_POP: case ZYDIS_CATEGORY_PUSH: case ZYDIS_CATEGORY_RET: case ZYDIS_CATEGORY_ROTATE:
+    case ZYDIS_CATEGORY_SEGOP: case ZYDIS_CATEGORY_SEMAPHORE: case ZYDIS_CATEGORY_SETCC: case ZYDIS_CATEGORY_SHIFT:
+    case ZYDIS_CATEGORY_STRINGOP: case ZYDIS_CATEGORY_SYSCALL: case ZYDIS_CATEGORY_SYSRET: case ZYDIS_CATEGORY_SYSTEM:
+    case ZYDIS_CATEGORY_UNCOND_BR: case ZYDIS_CATEGORY_WIDENOP:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool is_prefix_or_escape(uint8_t b, bool long64) {
   switch (b) {
     case 0x26: case 0x2E: case 0x36: case 0x3E: case 0x64: case 0x65: case 0x66: case 0x67:
@@ -123,7 +140,8 @@ bool is_prefix_or_escape(uint8_t b, bool long64) {
 
 }  // namespace
 
-std::vector<InstructionForm> enumerate_forms(Mode mode, const TemplateTargets& targets) {
+std::vector<InstructionForm> enumerate_forms(Mode mode, const TemplateTargets& targets,
+                                             std::vector<std::string>* without_semantics) {
   const bool long64 = mode == Mode::Long64;
   ZydisDecoder zd;
   ZydisDecoderInit(&zd, long64 ? ZYDIS_MACHINE_MODE_LONG_64 : ZYDIS_MACHINE_MODE_LEGACY_32,
@@ -151,7 +169,7 @@ std::vector<InstructionForm> enumerate_forms(Mode mode, const TemplateTargets& t
   const uint8_t immediates[] = {0x21, 0, 0, 0, 0, 0, 0, 0};
 
   std::vector<InstructionForm> forms;
-  std::set<std::string> seen;
+  std::set<std::string> seen, unimplemented;
   auto consider = [&](const std::vector<uint8_t>& bytes) {
     ZydisDecodedInstruction zi;
     ZydisDecodedOperand zo[ZYDIS_MAX_OPERAND_COUNT];
@@ -159,7 +177,14 @@ std::vector<InstructionForm> enumerate_forms(Mode mode, const TemplateTargets& t
     if (zi.encoding != ZYDIS_INSTRUCTION_ENCODING_LEGACY) return;
     Insn insn;
     if (core_decoder.decode(mode, bytes.data(), zi.length, insn) != DecodeStatus::Ok) return;
-    if (insn.semantics == &unimplemented_instruction || insn.semantics == &undecodable_instruction) return;
+    if (insn.semantics == &unimplemented_instruction || insn.semantics == &undecodable_instruction) {
+      // UD0 and UD1 are defined to raise #UD, which the core does.
+      const bool base = zi.meta.isa_ext == ZYDIS_ISA_EXT_BASE || zi.meta.isa_ext == ZYDIS_ISA_EXT_LONGMODE;
+      if (base && integer_or_system(zi.meta.category) && zi.mnemonic != ZYDIS_MNEMONIC_UD0 &&
+          zi.mnemonic != ZYDIS_MNEMONIC_UD1)
+        unimplemented.insert(upper(ZydisMnemonicGetString(zi.mnemonic)));
+      return;
+    }
     std::vector<std::vector<uint8_t>> encodings;
     bool has_pointer = false;
     for (unsigned k = 0; k < zi.operand_count_visible; ++k)
@@ -196,6 +221,9 @@ std::vector<InstructionForm> enumerate_forms(Mode mode, const TemplateTargets& t
       }
     }
   }
+  // A mnemonic with some implemented forms is not reported for the others (e.g. a 16-bit form).
+  for (const auto& f : forms) unimplemented.erase(upper(f.form.substr(0, f.form.find(' '))));
+  if (without_semantics) without_semantics->assign(unimplemented.begin(), unimplemented.end());
   std::stable_sort(forms.begin(), forms.end(),
                    [](const InstructionForm& a, const InstructionForm& b) { return a.mnemonic < b.mnemonic; });
   return forms;

@@ -24,7 +24,11 @@ struct InstructionForm {
   std::vector<uint8_t> bytes;  // its encoding
 };
 
-// Every form the core implements in `mode` (Protected32 or Long64), in a stable order.
-std::vector<InstructionForm> enumerate_forms(Mode mode, const TemplateTargets& targets);
+// Every form the core implements in `mode` (Protected32 or Long64), in a stable order. When
+// `without_semantics` is given, it receives the integer and system mnemonics (not x87, SIMD or
+// other extensions) that Zydis decodes in the same walk but the core has no semantics for: they
+// raise #UD in the core and cannot be classified.
+std::vector<InstructionForm> enumerate_forms(Mode mode, const TemplateTargets& targets,
+                                             std::vector<std::string>* without_semantics = nullptr);
 
 }  // namespace pgsim::isa::classify

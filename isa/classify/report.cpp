@@ -108,6 +108,12 @@ void write_text(const Classification& c, bool markdown, std::ostream& out) {
           << sensitivity_reason(*forms.front(), user) << "\n";
     }
   }
+  if (!c.without_semantics.empty()) {
+    std::string names;
+    for (const auto& n : c.without_semantics) names += (names.empty() ? "" : ", ") + n;
+    out << (markdown ? "\n## Not classified\n\n" : "\nnot classified: ")
+        << "decoded by Zydis, but the core has no semantics (they raise #UD): " << names << "\n";
+  }
   std::vector<const FormClasses*> problems;
   for (const auto& f : c.forms) {
     if (!f.problem.empty()) problems.push_back(&f);
@@ -140,6 +146,7 @@ void write_json(const Classification& c, std::ostream& out) {
     forms.push_back(e);
   }
   j["instructions"] = forms;
+  j["without_semantics"] = c.without_semantics;
   for (bool user : {false, true}) {
     const Verdict& v = user ? c.theorem3 : c.theorem1;
     j[user ? "theorem3" : "theorem1"] = {{"holds", v.holds}, {"violations", v.violations}};
