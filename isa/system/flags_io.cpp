@@ -18,9 +18,10 @@ void pushf(Core& core, const Insn& i) {
   const CpuState& s = core.state();
   if ((s.rflags & VM) && s.iopl() < 3) throw Fault::gp(0);  // virtual-8086 without VME
   uint64_t image = s.rflags & ~uint64_t(VM | RF);
-  // Insensitive variant: a program at CPL > IOPL sees its virtual interrupt flag as IF.
+  // Insensitive variant: a program at CPL > IOPL sees its virtual interrupt flag as IF, and not
+  // VIF/VIP themselves, which a CPL-0 PUSHF of the same program would not show.
   if (apply_profile(core, SensitiveInsn::Pushf) && s.cpl() > s.iopl())
-    image = (image & ~uint64_t(IF)) | ((s.rflags & VIF) ? uint64_t(IF) : 0);
+    image = (image & ~uint64_t(IF | VIF | VIP)) | ((s.rflags & VIF) ? uint64_t(IF) : 0);
   core.push_sized(image, i.opsize);
 }
 

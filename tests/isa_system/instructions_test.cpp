@@ -93,6 +93,13 @@ TEST(Pushf, ClassicShowsRealIfInsensitiveShowsVif) {
   pg.state().rflags = RF1 | IF;
   pg.run_user({0x9C, 0xEB, 0xFE}, 2);
   EXPECT_EQ(pg.stack<uint64_t>(0x6FF8), uint64_t(RF1)) << "VIF (clear) is pushed as IF";
+
+  // VIF set: pushed as IF, and neither VIF nor VIP appears in the image (a CPL-0 PUSHF of the
+  // same program would not show them).
+  Fixture pg_vif(true, "x86-pg");
+  pg_vif.state().rflags = RF1 | VIF | VIP;
+  pg_vif.run_user({0x9C, 0xEB, 0xFE}, 2);
+  EXPECT_EQ(pg_vif.stack<uint64_t>(0x6FF8), uint64_t(RF1 | IF));
 }
 
 // ---- SGDT / SMSW under the profiles --------------------------------------------------------------
