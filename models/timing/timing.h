@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "isa/core.h"
 #include "isa/insn.h"
@@ -91,9 +93,21 @@ class CycleAccount {
       default: return 0;
     }
   }
+  // A bucket kept by another model (a VMM's emulation, world switches, translation): its cycles
+  // count in the total, and so in simulated time and RDTSC, from the moment it is added.
+  struct ExtraBucket {
+    std::string name, description;
+    const uint64_t* cycles;
+  };
+  void add_bucket(std::string name, std::string description, const uint64_t* cycles) {
+    extra_.push_back({std::move(name), std::move(description), cycles});
+  }
+  const std::vector<ExtraBucket>& extra_buckets() const { return extra_; }
+
   uint64_t total() const {
     uint64_t sum = 0;
     for (unsigned b = 0; b < kNumBuckets; ++b) sum += bucket(static_cast<Bucket>(b));
+    for (const ExtraBucket& e : extra_) sum += *e.cycles;
     return sum;
   }
   // Copies the buckets into `snapshot`, whose addresses the statistics registry reads.
@@ -107,6 +121,7 @@ class CycleAccount {
 
  private:
   TimingParams params_;
+  std::vector<ExtraBucket> extra_;
   const isa::CoreCounters& core_;
   const MmuCounters& mmu_;
 };

@@ -49,6 +49,8 @@ void bind_statistics(stats::Registry& r, pc::PcBoard& board) {
     const auto bucket = static_cast<models::Bucket>(b);
     r.bind_cycle_bucket(models::bucket_name(bucket), models::bucket_description(bucket), &cycles.snapshot[b]);
   }
+  for (const models::CycleAccount::ExtraBucket& e : cycles.extra_buckets())
+    r.bind_cycle_bucket(e.name, e.description, e.cycles);
 
   r.bind("mmu.tlb.l1i.hits", Unit::Count, "instruction translations found in the L1 ITLB", &g_totals.l1i_hits);
   r.bind("mmu.tlb.l1i.misses", Unit::Count, "instruction translations missing in the L1 ITLB", &mmu.l1i_misses);

@@ -165,3 +165,4 @@ TEST(MmuTest, InvlpgPcidsAndGlobalPages) {
 
 }  // namespace
 }  // namespace pgsim::models
+
