@@ -108,7 +108,8 @@ struct Run {
 };
 
 std::string outcome_word(const Outcome& o) {
-  return o.trapped ? "raises " + vector_name(o.vector, o.error_code) : std::string("completes");
+  if (!o.trapped) return "completes";
+  return (o.supervisor_call ? "makes " : "raises ") + trap_name(o);
 }
 
 // Runs one form in every state pair and derives its classes; counts the executions it made.

@@ -1,8 +1,10 @@
 // Popek and Goldberg's classes derived by execution (DESIGN.md section 2): every implemented form
 // runs in pairs of probe states (isa/classify/probe.h) and its classes follow from what differed.
 //
-// - privileged: wherever CPL 0 completes it, the otherwise identical state at CPL 1/3 raises an
-//   exception that is not a memory fault (#PF, #SS, #AC), and there is at least one such pair;
+// - privileged: wherever CPL 0 completes it, the otherwise identical state at CPL 1/3 traps (an
+//   exception that is not a memory fault (#PF, #SS, #AC), or a supervisor call: an entry into
+//   CPL 0, which x86 allows only through entries the most privileged software set up), there
+//   is at least one such pair, and in no pair does CPL 1/3 complete what CPL 0 refuses;
 // - control-sensitive: some execution that does not trap changes resource or mode state (CR0-4,
 //   CR8, EFER, GDTR, IDTR, LDTR, TR, IF, IOPL, CPL, debug registers, system MSRs, the TSC, the
 //   halt state, I/O ports);

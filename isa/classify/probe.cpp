@@ -131,7 +131,10 @@ class WalkTranslator : public Translator {
 class TrapRecorder : public TrapHook {
  public:
   bool on_event(Core& core, const Event& event) override {
-    if (event.software()) return false;
+    if (event.software()) {
+      software_vector = event.vector;
+      return false;
+    }
     trapped = true;
     vector = event.vector;
     error_code = event.error_code;
@@ -141,6 +144,7 @@ class TrapRecorder : public TrapHook {
   bool trapped = false;
   uint8_t vector = 0;
   uint32_t error_code = 0;
+  int software_vector = -1;  // INT n, INT3, INTO delivered through the IDT
 };
 
 }  // namespace
@@ -169,6 +173,15 @@ std::string vector_name(uint8_t vector, uint32_t error_code) {
     s += buf;
   }
   return s;
+}
+
+std::string trap_name(const Outcome& o) {
+  if (!o.supervisor_call) return vector_name(o.vector, o.error_code);
+  char buf[64];
+  if (o.error_code) std::snprintf(buf, sizeof buf, "a supervisor call (vector 0x%x through the IDT)", o.vector);
+  else std::snprintf(buf, sizeof buf, "a supervisor call (enters CPL 0 at 0x%llx)",
+                     static_cast<unsigned long long>(o.after.rip));
+  return buf;
 }
 
 ProbeMachine::ProbeMachine(ProbeMode mode, Profile profile) : mode_(mode), profile_(std::move(profile)) {
@@ -341,6 +354,11 @@ Outcome ProbeMachine::execute(const std::vector<uint8_t>& code, const ProbeSetup
   out.vector = hook.vector;
   out.error_code = hook.error_code;
   out.after = core.state();
+  if (!out.trapped && out.problem.empty() && out.before.cpl() > 0 && out.after.cpl() == 0) {
+    out.trapped = out.supervisor_call = true;
+    out.vector = static_cast<uint8_t>(hook.software_vector < 0 ? 0 : hook.software_vector);
+    out.error_code = hook.software_vector < 0 ? 0 : 1;  // 1: entered through the IDT
+  }
   out.port_writes = io.writes;
   // Canonical addresses: what the written byte's address is in the Reference placement.
   const uint64_t tables = tables_base(setup.placement);

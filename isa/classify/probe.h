@@ -86,7 +86,11 @@ struct PortWrite {
 };
 
 struct Outcome {
-  bool trapped = false;   // an exception was raised
+  // An exception was raised, or the instruction entered CPL 0 from an outer ring: on x86 that
+  // happens only through an entry the most privileged software set up (IDT or call gate,
+  // SYSCALL/SYSENTER MSRs), which is Popek and Goldberg's trap sequence (a supervisor call).
+  bool trapped = false;
+  bool supervisor_call = false;  // the second kind; `vector` is the INT vector, if any
   uint8_t vector = 0;
   uint32_t error_code = 0;
   std::string problem;    // the core could not execute it (shutdown, internal error)
@@ -100,6 +104,8 @@ struct Outcome {
 bool is_memory_fault(uint8_t vector);
 // "#GP(0x0)", "#UD", ...
 std::string vector_name(uint8_t vector, uint32_t error_code);
+// What trapped: "#GP(0x0)", "a supervisor call (INT 0xc0)", "a supervisor call (SYSCALL)"...
+std::string trap_name(const Outcome& outcome);
 
 class ProbeMachine {
  public:
