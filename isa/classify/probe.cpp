@@ -126,8 +126,8 @@ class WalkTranslator : public Translator {
   PhysicalBus& bus_;
 };
 
-// Exceptions end the execution (they are what the classifier calls a trap); software interrupts
-// are delivered through the IDT like any other control transfer.
+// Exceptions end the execution (a trap); software interrupts are delivered through the IDT, and
+// execute() calls the result a trap (a supervisor call) when the delivery entered CPL 0.
 class TrapRecorder : public TrapHook {
  public:
   bool on_event(Core& core, const Event& event) override {
