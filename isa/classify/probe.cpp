@@ -295,7 +295,9 @@ CpuState ProbeMachine::initial_state(const ProbeSetup& setup, const OperandValue
   s.cr4 = base_cr4(l);
   s.cr3 = l ? kPml4 : 0;
   s.efer = l ? (EFER_LME | EFER_LMA | EFER_SCE | EFER_NXE) : 0;
-  s.rflags = RF1 | (setup.real_if ? uint64_t{IF} : 0) | (setup.virtual_if ? uint64_t{VIF} : 0);
+  // The program's own interrupt flag is IF at CPL 0; above, the monitor keeps it in VIF (at CPL 0
+  // VIF stays clear, as it is for a kernel that never uses virtual interrupts).
+  s.rflags = RF1 | (setup.real_if ? uint64_t{IF} : 0) | (setup.virtual_if && setup.cpl > 0 ? uint64_t{VIF} : 0);
   auto attr = [](unsigned type, unsigned dpl, bool l64, bool db) {
     return static_cast<uint16_t>(type | 0x10 | dpl << 5 | 0x80 | (l64 ? 0x2000 : 0) | (db ? 0x4000 : 0) | 0x8000);
   };

@@ -47,7 +47,7 @@ TEST(Profile, PopekGoldbergProfileLeavesOnlyTrappingInstructionsClassic) {
   for (unsigned i = 0; i < kNumSensitiveInsns; ++i) {
     auto insn = SensitiveInsn(i);
     Behavior b = p.at_cpl_above_0(insn);
-    if (insn == SensitiveInsn::LoadSreg || insn == SensitiveInsn::IntN)
+    if (insn == SensitiveInsn::IntN)
       EXPECT_EQ(b, Behavior::Classic);
     else
       EXPECT_TRUE(b == Behavior::Gp || b == Behavior::Insensitive) << sensitive_insn_key(insn);
