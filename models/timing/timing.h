@@ -5,6 +5,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -86,8 +87,9 @@ class CycleAccount {
       }
       case Bucket::Tlb: return mmu_.l2_hit_cycles;
       case Bucket::PageWalk: return mmu_.walk_cycles;
-      case Bucket::Exception: return (core_.events - core_.interrupts) * params_.exception_cycles;
-      case Bucket::Interrupt: return core_.interrupts * params_.interrupt_cycles;
+      case Bucket::Exception:
+        return (core_.events - core_.interrupts - external_.exceptions_taken()) * params_.exception_cycles;
+      case Bucket::Interrupt: return (core_.interrupts - external_.interrupts_taken()) * params_.interrupt_cycles;
       case Bucket::Io: return io_accesses * params_.io_cycles;
       case Bucket::Halt: return halt_cycles;
       default: return 0;
@@ -104,11 +106,22 @@ class CycleAccount {
   }
   const std::vector<ExtraBucket>& extra_buckets() const { return extra_; }
 
+  // A model between the core and the guest (the VMM of models/vmm) that publishes cycle buckets
+  // of its own and takes some events before the CPU would deliver them through the IDT: its
+  // cycles count in the total (simulated time, RDTSC, timers), and the events it took are charged
+  // by it, not as CPU delivery.
+  struct ExternalCharges {
+    std::function<uint64_t()> cycles = [] { return uint64_t(0); };
+    std::function<uint64_t()> exceptions_taken = [] { return uint64_t(0); };  // and software interrupts
+    std::function<uint64_t()> interrupts_taken = [] { return uint64_t(0); };  // external interrupts
+  };
+  void set_external_charges(ExternalCharges charges) { external_ = std::move(charges); }
+
   uint64_t total() const {
     uint64_t sum = 0;
     for (unsigned b = 0; b < kNumBuckets; ++b) sum += bucket(static_cast<Bucket>(b));
     for (const ExtraBucket& e : extra_) sum += *e.cycles;
-    return sum;
+    return sum + external_.cycles();
   }
   // Copies the buckets into `snapshot`, whose addresses the statistics registry reads.
   void update_snapshot() {
@@ -122,6 +135,7 @@ class CycleAccount {
  private:
   TimingParams params_;
   std::vector<ExtraBucket> extra_;
+  ExternalCharges external_;
   const isa::CoreCounters& core_;
   const MmuCounters& mmu_;
 };

@@ -22,13 +22,20 @@ VmmOptions VmmOptions::from_config(const config::Config& c) {
   return o;
 }
 
+void check_strategy(const std::string& strategy) {
+  for (const char* implemented : {"native", "interpret", "trap_emulate"})
+    if (strategy == implemented) return;
+  throw std::invalid_argument("vmm.strategy '" + strategy +
+                              "' is not implemented in this pgsim (implemented: native, interpret, trap_emulate)");
+}
+
 std::unique_ptr<Vmm> make_vmm(const std::string& strategy, const Machine& machine, const VmmCosts& costs,
                               const VmmOptions& options) {
   if (strategy == "native") return std::make_unique<NativeVmm>();
   if (strategy == "interpret") return std::make_unique<InterpretVmm>(machine.core, costs);
   if (strategy == "trap_emulate") return std::make_unique<TrapEmulateVmm>(machine, costs, options);
-  throw std::invalid_argument("vmm.strategy '" + strategy +
-                              "' is not implemented in this pgsim (implemented: native, interpret, trap_emulate)");
+  check_strategy(strategy);
+  throw std::logic_error("vmm.strategy '" + strategy + "' passes check_strategy but make_vmm cannot build it");
 }
 
 }  // namespace pgsim::vmm

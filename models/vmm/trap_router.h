@@ -23,7 +23,7 @@ class TrapRouter : public isa::TrapHook {
   const Vmm& vmm() const { return *vmm_; }
   uint64_t traps(TrapCause cause) const { return traps_[static_cast<unsigned>(cause)]; }
   uint64_t total_traps() const { return total_; }
-  // Of the traps, external interrupts and NMIs; and exceptions and software interrupts. The
+  // Of the traps, external interrupts; and the rest (exceptions, software interrupts, NMIs). The
   // platform charges its own delivery cost only for events the CPU delivered through the IDT,
   // i.e. its counts minus these.
   uint64_t interrupts_taken() const { return interrupts_taken_; }
@@ -48,14 +48,19 @@ class TrapRouter : public isa::TrapHook {
 // vmm.cost.* and the options of vmm.*, puts its router on `machine.core` and returns it. Throws
 // std::invalid_argument for a strategy pgsim does not implement or a machine it cannot run on.
 // The platform, once the board is built and before the simulation starts:
+//   0. check_vmm_config(config) while building the machine;
 //   1. gives the strategy vmm_memory_needed(strategy) bytes of RAM above guest RAM, outside the
 //      memory map the guest is told of, as Machine::vmm_memory_base/size;
-//   2. router = attach_vmm(config, machine) (machine.interrupts: the CPU's interrupt controller);
+//   2. once memory is reachable (start of simulation), router = attach_vmm(config, machine) (machine.interrupts: the CPU's interrupt controller);
 //   3. router->bind_statistics(registry);
 //   4. adds router->vmm().cycles().total() to its clock (CycleAccount::total), and charges its own
 //      exception and interrupt delivery only for the events the router did not take
 //      (exceptions_taken(), interrupts_taken());
 //   5. calls router->vmm().cycles().update_snapshot() when the run ends.
 std::unique_ptr<TrapRouter> attach_vmm(const config::Config& config, const Machine& machine);
+// The checks attach_vmm makes of the config alone (strategy implemented, options supported), for a
+// platform that must refuse a config before it can build the VMM (e.g. before SystemC elaboration
+// ends, when the VMM cannot touch memory yet). Throws std::invalid_argument.
+void check_vmm_config(const config::Config& config);
 
 }  // namespace pgsim::vmm

@@ -85,6 +85,9 @@ class Vmm {
 // RAM a strategy needs above guest RAM for its own structures (0: none).
 uint64_t vmm_memory_needed(const std::string& strategy);
 
+// Throws std::invalid_argument naming the strategy when pgsim does not implement it.
+void check_strategy(const std::string& strategy);
+
 // The strategy `strategy` names, with its costs; throws std::invalid_argument naming the
 // strategy when pgsim does not implement it.
 std::unique_ptr<Vmm> make_vmm(const std::string& strategy, const Machine& machine, const VmmCosts& costs,

@@ -83,7 +83,7 @@ std::string read_whole_file(const std::filesystem::path& p) {
 }  // namespace
 
 PcBoard::PcBoard(sc_core::sc_module_name name, const config::Config& c, std::ostream& serial)
-    : sc_module(name) {
+    : sc_module(name), config_(c) {
   memory_map_.ram_size = c.u64("memory.size");
   const models::TimingParams timing = timing_params(c);
 
@@ -174,6 +174,25 @@ PcBoard::PcBoard(sc_core::sc_module_name name, const config::Config& c, std::ost
   boot_ = models::multiboot::load(boot, {ram_->data(), memory_map_.low_size()});
   models::multiboot::set_entry_state(boot_, cpu_->core().state());
   cpu_->core().sync_mode();
+
+  // The VMM's structures live in RAM of its own above guest RAM, which the guest's memory map,
+  // fw_cfg and the Multiboot information never mention. It is attached at the start of simulation.
+  vmm::check_vmm_config(c);
+  const std::string strategy = c.str("vmm.strategy");
+  if (const uint64_t size = vmm::vmm_memory_needed(strategy); size > 0) {
+    vmm_memory_base_ = models::PcMemoryMap::kHighRamBase + memory_map_.high_size();
+    vmm_memory_size_ = size;
+    vmm_ram_ = std::make_unique<models::Ram>("vmm_ram", models::Ram::Params{size});
+    memory_bus_->map(vmm_memory_base_, size, vmm_ram_->in, 0, "VMM memory");
+  }
+}
+
+void PcBoard::start_of_simulation() {
+  vmm_ = vmm::attach_vmm(config_, {cpu_->core(), cpu_.get(), vmm_memory_base_, vmm_memory_size_});
+  vmm::TrapRouter* router = vmm_.get();
+  cpu_->cycles().set_external_charges({[router] { return router->vmm().cycles().total(); },
+                                       [router] { return router->exceptions_taken(); },
+                                       [router] { return router->interrupts_taken(); }});
 }
 
 }  // namespace pgsim::pc

@@ -6,6 +6,8 @@
 //                               exit device 0xF4
 //   IRQs: PIT -> PIC IR0 and I/O APIC pin 2; COM1 -> PIC IR4 and I/O APIC pin 4; slave PIC -> IR2;
 //         master PIC -> local APIC LINT0 (ExtINT); I/O APIC -> local APIC -> CPU.
+//   VMM (vmm.strategy): the core's trap hook; its own RAM above guest RAM, outside the memory map
+//         the guest is told of.
 #pragma once
 #include <filesystem>
 #include <memory>
@@ -26,6 +28,7 @@
 #include "models/memory/cache_hierarchy.h"
 #include "models/memory/pc_memory_map.h"
 #include "models/memory/ram.h"
+#include "models/vmm/trap_router.h"
 #include "platforms/config/config.h"
 
 namespace pgsim::pc {
@@ -43,6 +46,9 @@ class PcBoard : public sc_core::sc_module {
 
   models::Cpu& cpu() { return *cpu_; }
   models::Ram& ram() { return *ram_; }
+  // The VMM the config's vmm.strategy names (its trap router is the core's trap hook); it is
+  // attached at the start of simulation, when its memory can be reached through the bus.
+  vmm::TrapRouter& vmm() { return *vmm_; }
   models::CacheHierarchy* caches() { return caches_.get(); }
   const models::multiboot::BootInfo& boot() const { return boot_; }
   uint64_t serial_bytes() const { return serial_bytes_; }
@@ -51,6 +57,7 @@ class PcBoard : public sc_core::sc_module {
   models::PcMemoryMap memory_map_;
   std::unique_ptr<models::CacheHierarchy> caches_;
   std::unique_ptr<models::Ram> ram_;
+  std::unique_ptr<models::Ram> vmm_ram_;  // the VMM's own memory, above guest RAM
   std::unique_ptr<models::Router> memory_bus_, io_bus_;
   std::unique_ptr<models::Cpu> cpu_;
   std::unique_ptr<models::Lapic> lapic_;
@@ -60,8 +67,13 @@ class PcBoard : public sc_core::sc_module {
   std::unique_ptr<models::Uart16550> com1_;
   std::unique_ptr<models::FwCfg> fw_cfg_;
   std::unique_ptr<models::ExitDevice> exit_;
+  std::unique_ptr<vmm::TrapRouter> vmm_;
   models::multiboot::BootInfo boot_;
   uint64_t serial_bytes_ = 0;
+  const config::Config& config_;
+  uint64_t vmm_memory_base_ = 0, vmm_memory_size_ = 0;
+
+  void start_of_simulation() override;
 };
 
 // The parameter structs of the modules, from the config.

@@ -95,9 +95,6 @@ RunEnd run_end(models::Cpu::End end) {
 
 RunOutcome simulate(const RunContext& ctx) {
   const config::Config& c = ctx.config;
-  const std::string& strategy = c.str("vmm.strategy");
-  if (strategy != "native")
-    throw SimulatorError("vmm.strategy '" + strategy + "' is not implemented in this pgsim");
   if (g_board) throw SimulatorError("one pgsim process runs one simulation (SystemC elaborates once)");
 
   try {
@@ -126,12 +123,14 @@ RunOutcome simulate(const RunContext& ctx) {
     board.cpu().trace(vcd);
   }
   sc_core::sc_start();
+  board.vmm().bind_statistics(ctx.stats);  // the VMM exists from the start of simulation
   if (vcd) sc_core::sc_close_vcd_trace_file(vcd);
   ctx.serial_log.flush();
 
   models::Cpu& cpu = board.cpu();
   if (cpu.end() == models::Cpu::End::Running)  // SystemC ran out of events with the CPU asleep
     cpu.cycles().update_snapshot();
+  board.vmm().vmm().cycles().update_snapshot();
   const isa::CoreCounters& core = cpu.core().counters();
   g_totals.l1i_hits = cpu.mmu().l1i_hits_total();
   g_totals.l1d_hits = cpu.mmu().l1d_hits_total();

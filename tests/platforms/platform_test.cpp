@@ -249,9 +249,9 @@ TEST_F(PlatformTest, BadImagesEndWithAClearError) {
 }
 
 TEST_F(PlatformTest, OtherStrategiesAreRefusedNotPretended) {
-  const PgsimRun p = pgsim(kKernels / "hello.elf", "strategy", {"vmm.strategy=trap_emulate"});
+  const PgsimRun p = pgsim(kKernels / "hello.elf", "strategy", {"vmm.strategy=paravirt"});
   EXPECT_EQ(p.process.exit_status, kSimulatorError) << p.process.output;
-  EXPECT_NE(p.process.output.find("vmm.strategy 'trap_emulate' is not implemented in this pgsim"),
+  EXPECT_NE(p.process.output.find("vmm.strategy 'paravirt' is not implemented in this pgsim"),
             std::string::npos)
       << p.process.output;
 }

@@ -22,9 +22,8 @@ int main(int argc, char** argv) {
     const config::Config c = config::load(argv[1], std::vector<std::string>(argv + 2, argv + argc));
     std::ostringstream serial;
     auto board = std::make_unique<pc::PcBoard>("pc", c, serial);
-    vmm::Machine machine{board->cpu().core(), &board->cpu()};
-    auto router = vmm::attach_vmm(c, machine);
     sc_core::sc_start();
+    const vmm::TrapRouter* router = &board->vmm();  // attached by the board at the start of simulation
     const models::Cpu& cpu = board->cpu();
     std::cout << serial.str() << "vmm-run: end=" << models::to_string(cpu.end()) << " status=" << cpu.exit_status()
               << " insts=" << board->cpu().core().counters().retired << " traps=" << router->total_traps()
