@@ -47,7 +47,6 @@ inline GuestRunner pgsim_runner(const std::string& pgsim_binary, const std::stri
     run.launch_error = machine.launch_error;
     std::ifstream serial(dir / "results" / "guest" / "serial.log", std::ios::binary);
     run.serial.assign(std::istreambuf_iterator<char>(serial), std::istreambuf_iterator<char>());
-    run.serial += machine.serial;  // the machine's own messages (how the run ended)
     std::ifstream report_file(dir / "results" / "guest" / "stats.json");
     if (report_file) {
       const nlohmann::json report = nlohmann::json::parse(report_file, nullptr, false);
@@ -56,6 +55,8 @@ inline GuestRunner pgsim_runner(const std::string& pgsim_binary, const std::stri
       else if (report.is_object() && report["run"].value("end", "") == "time_limit")
         run.timed_out = true;
     }
+    // The machine's own messages (how the run ended, errors) matter when the guest did not exit.
+    if (run.exit_status < 0) run.serial += machine.serial;
     fs::remove_all(dir);
     return run;
   };

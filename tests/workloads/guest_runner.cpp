@@ -1,5 +1,7 @@
 #include "guest_runner.h"
 
+#include "tests/platforms/pgsim_guest_runner.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -80,7 +82,8 @@ GuestRunner qemu_runner(const std::string& kernel_image, std::chrono::seconds ti
 }
 
 std::vector<NamedRunner> guest_runners() {
-    return {{"qemu", qemu_runner(PGSIM_KERNEL_IMAGE, std::chrono::seconds(30))}};
+    return {{"qemu", qemu_runner(PGSIM_KERNEL_IMAGE, std::chrono::seconds(30))},
+            {"pgsim", pgsim_runner(PGSIM_BINARY, PGSIM_KERNEL_IMAGE, std::chrono::seconds(30))}};
 }
 
 }  // namespace pgsim::guest_test
