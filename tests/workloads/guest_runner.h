@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ struct NamedRunner {
     std::string name;
     GuestRunner run;
 };
+
+// GoogleTest prints a parameter by its name, not as the bytes of the object.
+inline void PrintTo(const NamedRunner& runner, std::ostream* os) { *os << runner.name; }
 
 // QEMU (TCG) booting the kernel image with -kernel, as described in workloads/; cpu_model is
 // QEMU's -cpu (max: every feature TCG has; qemu64: a plain x86-64).

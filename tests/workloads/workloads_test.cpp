@@ -210,6 +210,11 @@ struct BenchCase {
     uint64_t ws = 0;  // memwalk only
 };
 
+void PrintTo(const BenchCase& bench, std::ostream* os) {
+    *os << "bench=" << bench.name << " iters=" << bench.iters;
+    if (bench.ws) *os << " ws=" << bench.ws;
+}
+
 class GuestBenchmark : public testing::TestWithParam<std::tuple<NamedRunner, BenchCase>> {};
 
 TEST_P(GuestBenchmark, PrintsTheChecksumComputedOnTheHost) {
