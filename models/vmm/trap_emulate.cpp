@@ -55,7 +55,7 @@ TrapEmulateVmm::TrapEmulateVmm(const Machine& machine, const VmmCosts& costs, co
       shadow_trace_cycles_(cycles_.add_counter("vmm_shadow_trace", "cycles emulating guest writes to its page tables")),
       resume_cycles_(cycles_.add_counter("vmm_resume", "cycles returning from the VMM to the deprivileged guest")),
       interpret_cycles_(cycles_.add_counter("vmm_interpret",
-                                            "cycles interpreting the guest outside IA-32e mode (before it runs directly)")) {
+                                            "cycles interpreting the guest outside IA-32e mode or at IOPL 3 (not run directly)")) {
   if (machine.vmm_memory_size < (kAreaFrames + 64) * 4096)
     throw std::invalid_argument("trap_emulate needs RAM above guest RAM for the VMM (at least " +
                                 std::to_string((kAreaFrames + 64) * 4) + " KiB); it has " +
@@ -86,7 +86,9 @@ void TrapEmulateVmm::attach(Core& real) {
 
 bool TrapEmulateVmm::runs_directly() const {
   const CpuState& v = vcpu_->state();
-  return v.long_mode_active() && v.paging() && !(v.rflags & VM);
+  // At IOPL 3 the real CPU cannot hold the guest's IOPL: at the real CPL 3 it would hand the guest
+  // the I/O ports and the real IF.
+  return v.long_mode_active() && v.paging() && !(v.rflags & VM) && v.iopl() < 3;
 }
 
 // ---- The VMM's own descriptor tables ---------------------------------------------------------
@@ -174,8 +176,11 @@ void TrapEmulateVmm::project(Core& real) {
   r.gpr = v.gpr;
   r.rip = v.rip;
   constexpr uint64_t kVirtualOnly = IF | IOPL | VIF | VIP | VM;
-  r.rflags = (v.rflags & ~kVirtualOnly) | IF | RF1;  // real: interrupts on, IOPL 0
-  if (vcpu_->vif_carries_if() && (v.rflags & IF)) r.rflags |= VIF;
+  r.rflags = (v.rflags & ~kVirtualOnly) | IF | RF1;  // real: interrupts on
+  // The guest's IOPL (below 3, see runs_directly), so that its PUSHF shows it and its POPF traps
+  // exactly when it changes it; the real CPL 3 stays above it, so port I/O, CLI and STI trap.
+  r.rflags |= v.rflags & IOPL;
+  if (const uint64_t flag = vcpu_->flag_in_real_vif(v); v.rflags & flag) r.rflags |= VIF;
   r.halted = v.halted;
   if (v.halted && !(v.rflags & IF)) r.rflags &= ~IF;  // halted with interrupts off: the machine stops, as natively
   r.interrupt_shadow = v.interrupt_shadow;
@@ -258,7 +263,7 @@ bool TrapEmulateVmm::take_event(Core& real, const Event& event) {
     return true;
   }
   if (!runs_directly()) {
-    direct_ = false;  // the guest left IA-32e mode: interpreted from here
+    direct_ = false;  // the guest left IA-32e mode or set IOPL 3: interpreted from here
     real.state().halted = false;
     return true;
   }
@@ -354,7 +359,7 @@ void TrapEmulateVmm::handle_page_fault(Core& real, const Event& event) {
   else tlbs_stale_ = true;
 }
 
-// ---- Interpretation outside IA-32e mode ------------------------------------------------------
+// ---- Interpretation outside IA-32e mode or at IOPL 3 ---------------------------------------
 
 void TrapEmulateVmm::on_instruction_boundary(Core& real) {
   if (!direct_) {
@@ -522,7 +527,9 @@ void TrapEmulateVmm::interpret_until_direct(Core& real) {
 bool TrapEmulateVmm::interrupt_pending() {
   if (!interrupts_) return false;
   bool enabled = vcpu_->interrupts_enabled();
-  if (direct_ && vcpu_->vif_carries_if()) enabled = (real_->state().rflags & VIF) && !real_->state().interrupt_shadow;
+  // While the guest runs directly its IF may be in the real VIF (where its own POPF put it).
+  if (direct_ && vcpu_->flag_in_real_vif(vcpu_->state()) == IF)
+    enabled = (real_->state().rflags & VIF) && !real_->state().interrupt_shadow;
   return enabled && interrupts_->interrupt_pending();
 }
 
@@ -557,7 +564,7 @@ void TrapEmulateVmm::bind_statistics(stats::Registry& r) {
   r.bind("vmm.trap_emulate.reflected", Unit::Count, "exceptions and interrupts delivered to the guest's IDT",
          &reflected_);
   r.bind("vmm.trap_emulate.interpreted", Unit::Instructions,
-         "guest instructions interpreted outside IA-32e mode (not run directly)", &interpreted_);
+         "guest instructions interpreted outside IA-32e mode or at IOPL 3 (not run directly)", &interpreted_);
 }
 
 }  // namespace pgsim::vmm

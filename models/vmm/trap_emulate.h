@@ -13,8 +13,11 @@
 // Interrupts reach the guest only when its virtual IF allows (the VMM stands between the
 // interrupt controller and the CPU).
 //
-// The guest runs directly only in IA-32e mode: until it gets there (the 32-bit Multiboot entry,
-// paging off) the virtual CPU interprets it; those instructions count as not executed directly.
+// The guest runs directly only in IA-32e mode and below IOPL 3: until it gets there (the 32-bit
+// Multiboot entry, paging off), and while its IOPL is 3 (the real CPL 3 would then reach the ports
+// and the real IF), the virtual CPU interprets it; those instructions count as not executed
+// directly. Below 3 the real IOPL is the guest's, so its PUSHF shows it and its POPF traps when
+// it changes it.
 //
 // Cycles: sim.cycles.vmm_trap (trap delivery into the VMM), vmm_emulate, vmm_emulate_io,
 // vmm_reflect, vmm_shadow_fill, vmm_shadow_trace, vmm_resume (return to the guest), vmm_interpret.

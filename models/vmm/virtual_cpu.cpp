@@ -73,7 +73,7 @@ void VirtualCpu::merge_direct(CpuState& v, const CpuState& real) {
   v.rip = real.rip;
   constexpr uint64_t kGuestOwned = CF | PF | AF | ZF | SF | TF | DF | OF | NT | RF | AC | ID;
   v.rflags = (v.rflags & ~kGuestOwned) | (real.rflags & kGuestOwned);
-  if (vif_carries_if_) v.rflags = (v.rflags & ~uint64_t{IF}) | ((real.rflags & VIF) ? uint64_t{IF} : uint64_t{0});
+  if (const uint64_t flag = flag_in_real_vif(v)) v.rflags = (v.rflags & ~flag) | ((real.rflags & VIF) ? flag : 0);
   for (SegReg s : {CS, SS, ES, DS, FS, GS}) {
     // Unchanged: the VMM's copy stands (it differs from the real one only as deprivileged()
     // makes it; FS and GS bases change only by trapping WRMSR/SWAPGS).

@@ -40,7 +40,7 @@ class VirtualCpu : private isa::PhysicalBus,
   }
 
   // Copies what directly executed guest code may change: general registers, RIP, the flags the
-  // guest owns (not IOPL, VIP, VM; IF only where the profile's POPF leaves it in VIF) and the
+  // guest owns (not IOPL, VIP, VM; IF or VIF as flag_in_real_vif says) and the
   // segment registers it loaded without trapping.
   void pull(const isa::CpuState& real);
   // The same merge into `v` (a copy of the virtual state) instead of the virtual CPU.
@@ -54,9 +54,15 @@ class VirtualCpu : private isa::PhysicalBus,
   // them) instead of reaching memory; end_sandbox() returns them by physical byte address.
   void begin_sandbox();
   std::map<uint64_t, uint8_t> end_sandbox();
-  // On a profile whose POPF and PUSHF use VIF at CPL > IOPL (x86-pg), the real VIF carries the
-  // guest's IF while it runs directly.
+  // On a profile whose POPF and PUSHF use VIF at CPL > IOPL (x86-pg), the real VIF carries, while
+  // the guest runs directly (always at the real CPL 3 > real IOPL), the flag its own POPF and PUSHF
+  // reach at its virtual CPL and IOPL: IF at CPL <= IOPL (its kernel), VIF above (its user code).
   bool vif_carries_if() const { return vif_carries_if_; }
+  // That flag of the virtual state `v` (IF or VIF), or 0 where the real VIF carries nothing.
+  uint64_t flag_in_real_vif(const isa::CpuState& v) const {
+    if (!vif_carries_if_) return 0;
+    return v.cpl() <= v.iopl() ? isa::IF : isa::VIF;
+  }
   // Physical memory as the virtual CPU reaches it (every write drops the real core's decoded code).
   isa::PhysicalBus& bus();
 

@@ -62,11 +62,10 @@ TEST(GuestUnderVmm, InterpretGivesTheGuestOutputOfNativeWithNoTraps) {
 }
 
 // On x86-pg the deprivileged kernel, with its timer interrupts reflected through its virtual IDT,
-// prints exactly what it prints natively, and nothing leaks. (The selftest workload is not yet
-// among them: its kernel-mode POPF-to-IOPL probe reads IOPL 0 under trap_emulate, see issue notes.)
+// prints exactly what it prints natively, and nothing leaks.
 TEST(GuestUnderVmm, TrapEmulateOnX86PgGivesTheGuestOutputOfNative) {
-  for (const std::string cmdline : {"bench=forkwait iters=20", "bench=ptemod iters=50", "bench=syscall iters=50",
-                                    "bench=ctxswitch iters=20"}) {
+  for (const std::string cmdline : {"bench=selftest", "bench=forkwait iters=20", "bench=ptemod iters=50",
+                                    "bench=syscall iters=50", "bench=ctxswitch iters=20"}) {
     SCOPED_TRACE(cmdline);
     const GuestRun native = run("native", cmdline, "cpu.profile=x86-pg");
     const GuestRun te = run("trap_emulate", cmdline, "cpu.profile=x86-pg");

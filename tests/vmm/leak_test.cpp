@@ -103,5 +103,55 @@ TEST(Leaks, SgdtRevealsTheVmmsGdtOnClassicX86) {
   }
 }
 
+// The kernel's POPF-to-IOPL probe on x86-pg: POPF with a new IOPL traps (#GP) and the virtual CPU
+// takes the IOPL; PUSHF then shows it and POPF of the old image traps again. IOPL 1 and 2 the real
+// CPU holds (its CPL 3 stays above), so the guest runs on directly; at IOPL 3 it is interpreted
+// until it restores a lower IOPL.
+//   pushfq ; pop rcx ; mov rdx, rcx ; xor rdx, iopl << 12 ; push rdx ; popfq ;
+//   pushfq ; pop rdx ; push rcx ; popfq ; jmp $
+TEST(Leaks, PopfToAnotherIoplTrapsAndPushfShowsTheVirtualIoplOnX86Pg) {
+  for (const uint32_t iopl : {1u, 3u}) {
+    SCOPED_TRACE("IOPL " + std::to_string(iopl));
+    DeprivilegedMachine m("x86-pg");
+    const std::vector<uint8_t> xor_rdx{0x48, 0x81, 0xF2, 0x00, static_cast<uint8_t>(iopl << 4), 0x00, 0x00};
+    std::vector<uint8_t> code{0x9C, 0x59, 0x48, 0x89, 0xCA};
+    code.insert(code.end(), xor_rdx.begin(), xor_rdx.end());
+    code.insert(code.end(), {0x52, 0x9D, 0x9C, 0x5A, 0x51, 0x9D, 0xEB, 0xFE});
+    vmm::TrapEmulateVmm& vmm = m.start(code);
+    const bool interpreted = iopl == 3;
+    // Directly: 5 instructions, then (below IOPL 3) pushfq, pop rdx, push rcx; then jmp $.
+    m.core.run(interpreted ? 6 : 9);
+    EXPECT_EQ(m.state().rip, kCode + 18);
+    const uint64_t changed = m.state().gpr[isa::RDX] ^ m.state().gpr[isa::RCX];
+    EXPECT_EQ(changed & isa::IOPL, uint64_t{iopl} << 12);  // the guest saw its new IOPL
+    EXPECT_EQ(vmm.virtual_cpu().state().iopl(), 0u);        // and restored the old one
+    EXPECT_EQ(m.state().iopl(), 0u);
+    EXPECT_EQ(m.traps(vmm::TrapCause::GeneralProtection), interpreted ? 1u : 2u);
+    EXPECT_EQ(vmm.interpreted(), interpreted ? 4u : 0u);  // pushfq, pop rdx, push rcx, popfq
+    EXPECT_EQ(vmm.leaks().total(), 0u) << vmm.leaks().summary();
+    EXPECT_EQ(vmm.resource_control_violations(), 0u);
+  }
+}
+
+// Guest user code on x86-pg (CPL 3 > IOPL 0) reads and writes its VIF with PUSHF and POPF, as it
+// does natively; the real VIF carries the guest's VIF then, not its IF (which stays set).
+//   pushfq ; pop rbx ; push 0x202 ; popfq ; pushfq ; pop rax ; jmp $
+TEST(Leaks, GuestUserPushfAndPopfReachTheGuestsVifOnX86Pg) {
+  DeprivilegedMachine m("x86-pg");
+  m.state().rflags |= isa::IF;
+  m.enter_user(test::kUserRegion, test::kUserRegion + 0x10000);
+  vmm::TrapEmulateVmm& vmm =
+      m.start({0x9C, 0x5B, 0x68, 0x02, 0x02, 0x00, 0x00, 0x9D, 0x9C, 0x58, 0xEB, 0xFE}, {}, test::kUserRegion);
+  m.core.run(7);
+  EXPECT_EQ(m.state().rip, test::kUserRegion + 10);
+  EXPECT_FALSE(m.state().gpr[isa::RBX] & isa::IF);  // VIF was clear
+  EXPECT_TRUE(m.state().gpr[isa::RAX] & isa::IF);   // POPF set it
+  vmm.virtual_cpu().pull(m.state());  // what the VMM takes in at its next trap
+  EXPECT_TRUE(vmm.virtual_cpu().state().rflags & isa::VIF);
+  EXPECT_TRUE(vmm.virtual_cpu().state().rflags & isa::IF);
+  EXPECT_EQ(vmm.leaks().total(), 0u) << vmm.leaks().summary();
+  EXPECT_EQ(vmm.resource_control_violations(), 0u);
+}
+
 }  // namespace
 }  // namespace pgsim
