@@ -54,8 +54,8 @@ TrapEmulateVmm::TrapEmulateVmm(const Machine& machine, const VmmCosts& costs, co
       shadow_fill_cycles_(cycles_.add_counter("vmm_shadow_fill", "cycles filling shadow page tables on hidden page faults")),
       shadow_trace_cycles_(cycles_.add_counter("vmm_shadow_trace", "cycles emulating guest writes to its page tables")),
       resume_cycles_(cycles_.add_counter("vmm_resume", "cycles returning from the VMM to the deprivileged guest")),
-      interpret_cycles_(cycles_.add_counter("vmm_interpret",
-                                            "cycles interpreting the guest outside IA-32e mode or at IOPL 3 (not run directly)")) {
+      interpret_cycles_(cycles_.add_counter(
+          "vmm_interpret", "cycles interpreting the guest outside IA-32e mode or at IOPL 3 (not run directly)")) {
   if (machine.vmm_memory_size < (kAreaFrames + 64) * 4096)
     throw std::invalid_argument("trap_emulate needs RAM above guest RAM for the VMM (at least " +
                                 std::to_string((kAreaFrames + 64) * 4) + " KiB); it has " +
