@@ -38,7 +38,7 @@ std::pair<std::vector<std::string>, std::vector<std::string>> first_code_block()
 TEST(Docs, ReadmeOpensWithTheTwoCommands) {
   auto [before, block] = first_code_block();
   EXPECT_EQ(block, (std::vector<std::string>{
-                       "./setup && build/pgsim run configs/default.yaml",
+                       "./setup && build/pgsim demo",
                        "./setup && ctest --test-dir build --output-on-failure -j2"}));
   // Only the title may come first.
   for (const auto& line : before)

@@ -1,0 +1,345 @@
+// `pgsim demo`: the Popek-Goldberg demonstration. An experiment file names a base config and the
+// CPU profiles, VMM strategies and guest workloads to cross; every combination is one real
+// `pgsim run` in a child process (this executable, /proc/self/exe), and the runs' reports are
+// gathered into one table (models/vmm/pg_table.h).
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include "models/vmm/pg_table.h"
+#include "platforms/cli/atomic_file.h"
+#include "platforms/cli/commands.h"
+
+extern char** environ;
+
+namespace pgsim::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kDefaultExperiment = "configs/experiments/popek_goldberg.yaml";
+
+struct DemoOptions {
+  fs::path experiment = kDefaultExperiment;
+  std::vector<std::string> overrides;  // --set, passed to every run
+  fs::path results_dir = "results/demo";
+  unsigned jobs = 2;
+};
+
+// A bad experiment file: the message names the file, the line and the key.
+struct ExperimentError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// What an experiment file says.
+struct Experiment {
+  fs::path base;  // the config every run starts from (relative paths: to the experiment file)
+  std::vector<std::string> profiles, strategies, workloads;
+  std::string leak_policy = "expose";
+  std::vector<std::string> overrides;  // `set:` key = value, applied to every run
+};
+
+[[noreturn]] void fail_at(const fs::path& file, const YAML::Node& node, const std::string& key,
+                          const std::string& what) {
+  std::ostringstream text;
+  text << file.string();
+  if (node.Mark().line >= 0) text << ":" << node.Mark().line + 1;
+  text << ": " << key << ": " << what;
+  throw ExperimentError(text.str());
+}
+
+std::vector<std::string> string_list(const fs::path& file, const YAML::Node& root, const std::string& key) {
+  const YAML::Node node = root[key];
+  if (!node) fail_at(file, root, key, "missing (a list of strings)");
+  if (!node.IsSequence() || node.size() == 0) fail_at(file, node, key, "must be a non-empty list of strings");
+  std::vector<std::string> values;
+  for (const YAML::Node& item : node) {
+    if (!item.IsScalar() || item.Scalar().empty()) fail_at(file, item, key, "every entry must be a non-empty string");
+    values.push_back(item.Scalar());
+  }
+  return values;
+}
+
+Experiment load_experiment(const fs::path& file) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file.string());
+  } catch (const YAML::BadFile&) {
+    throw ExperimentError(file.string() + ": cannot read the experiment file");
+  } catch (const YAML::Exception& e) {
+    throw ExperimentError(file.string() + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  if (!root.IsMap()) throw ExperimentError(file.string() + ": an experiment file is a map of keys");
+  const std::set<std::string> known = {"base", "profiles", "strategies", "workloads", "leak_policy", "set"};
+  for (const auto& entry : root) {
+    const std::string key = entry.first.Scalar();
+    if (!known.count(key))
+      fail_at(file, entry.first, key,
+              "unknown key (expected base, profiles, strategies, workloads, leak_policy, set)");
+  }
+  Experiment e;
+  const YAML::Node base = root["base"];
+  if (!base) fail_at(file, root, "base", "missing (the config every run starts from)");
+  if (!base.IsScalar() || base.Scalar().empty()) fail_at(file, base, "base", "must be a config file path");
+  e.base = fs::path(base.Scalar()).is_absolute() ? fs::path(base.Scalar()) : file.parent_path() / base.Scalar();
+  if (!fs::is_regular_file(e.base)) fail_at(file, base, "base", "no such config file: " + e.base.string());
+  e.profiles = string_list(file, root, "profiles");
+  e.strategies = string_list(file, root, "strategies");
+  e.workloads = string_list(file, root, "workloads");
+  if (const YAML::Node policy = root["leak_policy"]) {
+    if (!policy.IsScalar() || (policy.Scalar() != "expose" && policy.Scalar() != "conceal"))
+      fail_at(file, policy, "leak_policy", "must be expose or conceal");
+    e.leak_policy = policy.Scalar();
+  }
+  if (const YAML::Node set = root["set"]) {
+    if (!set.IsMap()) fail_at(file, set, "set", "must be a map of config keys to values");
+    for (const auto& entry : set) {
+      if (!entry.second.IsScalar()) fail_at(file, entry.second, "set." + entry.first.Scalar(), "must be a value");
+      e.overrides.push_back(entry.first.Scalar() + "=" + entry.second.Scalar());
+    }
+  }
+  return e;
+}
+
+// One combination of the experiment, and the child process that runs it.
+struct DemoRun {
+  vmm::PgRun row;
+  std::string name;  // run.name: the folder of its results
+  pid_t pid = -1;
+  int exit_status = -1;
+};
+
+// A run name from its coordinates: letters, digits and '-' only ("x86-pg.trap_emulate.in-iters-200").
+std::string run_name(const std::string& profile, const std::string& strategy, const std::string& workload) {
+  std::string w;
+  for (char c : workload) {
+    const bool plain = std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+    if (plain) w += c;
+    else if (!w.empty() && w.back() != '-') w += '-';
+  }
+  if (w.rfind("bench-", 0) == 0) w.erase(0, 6);
+  return profile + "." + strategy + "." + w;
+}
+
+pid_t start_run(const Experiment& e, const DemoOptions& o, const DemoRun& run, const fs::path& log) {
+  std::vector<std::string> args = {"pgsim", "run", e.base.string()};
+  auto set = [&](const std::string& kv) {
+    args.push_back("--set");
+    args.push_back(kv);
+  };
+  for (const auto& kv : e.overrides) set(kv);
+  for (const auto& kv : o.overrides) set(kv);
+  set("run.name=" + run.name);
+  set("cpu.profile=" + run.row.profile);
+  set("vmm.strategy=" + run.row.strategy);
+  set("vmm.leak_policy=" + run.row.leak_policy);
+  set("guest.cmdline=" + run.row.workload);
+  args.insert(args.end(), {"--results-dir", o.results_dir.string(), "-q"});
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error(std::string("cannot start pgsim run: ") + std::strerror(rc));
+  return pid;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Reads the run's stats.json and serial.log into its row; returns why the run cannot be read as
+// the table reads it (empty: it can).
+std::string collect(DemoRun& run, const fs::path& dir, const fs::path& log) {
+  const auto last_line = [&] {
+    std::string text = read_text(log), line, last;
+    std::istringstream in(text);
+    while (std::getline(in, line))
+      if (!line.empty()) last = line;
+    return last;
+  };
+  if (!fs::exists(dir / "stats.json"))
+    return "no stats.json (exit status " + std::to_string(run.exit_status) + "): " + last_line();
+  nlohmann::json report;
+  try {
+    report = nlohmann::json::parse(read_text(dir / "stats.json"));
+  } catch (const nlohmann::json::exception& e) {
+    return (dir / "stats.json").string() + ": " + e.what();
+  }
+  const nlohmann::json& stats = report["stats"];
+  const auto count = [&](const std::string& name) -> uint64_t {
+    return stats.contains(name) && stats[name].is_number() ? stats[name].get<uint64_t>() : 0;
+  };
+  run.row.serial = read_text(dir / "serial.log");
+  run.row.leak_total = count("vmm.leaks.total");
+  run.row.violations = count("vmm.resource_control.violations");
+  run.row.traps = count("vmm.traps.total");
+  run.row.cycles = count("sim.cycles");
+  run.row.direct_fraction =
+      stats.contains("vmm.efficiency.direct_fraction") ? stats["vmm.efficiency.direct_fraction"].get<double>() : 0.0;
+  // The leaks by instruction: vmm.leaks.<mnemonic> (not the total, nor finer counters under a mnemonic).
+  for (const auto& [name, value] : stats.items()) {
+    if (name.rfind("vmm.leaks.", 0) != 0 || name == "vmm.leaks.total" || !value.is_number()) continue;
+    const std::string mnemonic = name.substr(10);
+    if (mnemonic.find('.') != std::string::npos || value.get<uint64_t>() == 0) continue;
+    run.row.leaks += (run.row.leaks.empty() ? "" : " ") + mnemonic + " " + std::to_string(value.get<uint64_t>());
+  }
+
+  const nlohmann::json& end = report["run"];
+  const std::string how = end.value("end", "unknown"), detail = end.value("detail", "");
+  if (how != "guest_exit") return "the run ended with " + how + (detail.empty() ? "" : ": " + detail);
+  const std::string outcome = vmm::guest_outcome(run.row.serial);
+  const bool success = end.value("guest_success", false);
+  if (outcome == "did not finish") return "the guest exited without its PASS or FAIL line";
+  if (success != (outcome == "completed"))
+    return "the guest's exit status (" + std::string(success ? "success" : "failure") +
+           ") disagrees with its output (" + outcome + ")";
+  return {};
+}
+
+int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
+  Experiment e;
+  try {
+    e = load_experiment(o.experiment);
+  } catch (const ExperimentError& x) {
+    err << "pgsim demo: " << x.what() << "\n";
+    return kUsageError;
+  }
+  std::vector<DemoRun> runs;
+  for (const auto& profile : e.profiles)
+    for (const auto& workload : e.workloads)
+      for (const auto& strategy : e.strategies) {
+        DemoRun run;
+        run.row = {profile, strategy, e.leak_policy, workload, "", "", 0, 0, 0, 0, 0};
+        run.name = run_name(profile, strategy, workload);
+        runs.push_back(run);
+      }
+  try {
+    fs::create_directories(o.results_dir);
+  } catch (const fs::filesystem_error& x) {
+    err << "pgsim demo: " << x.what() << "\n";
+    return kSimulatorError;
+  }
+  const auto log_of = [&](const DemoRun& r) { return o.results_dir / (r.name + ".log"); };
+
+  // At most `jobs` children at a time; one line on stderr as each run ends.
+  size_t next = 0, running = 0, done = 0;
+  std::map<pid_t, size_t> by_pid;
+  try {
+    while (done < runs.size()) {
+      while (running < std::max(1u, o.jobs) && next < runs.size()) {
+        DemoRun& r = runs[next];
+        // A previous demo's report must not pass for this run's if this one leaves none.
+        for (const char* stale : {"stats.json", "serial.log"}) fs::remove(o.results_dir / r.name / stale);
+        r.pid = start_run(e, o, r, log_of(r));
+        by_pid[r.pid] = next++;
+        ++running;
+      }
+      int raw = 0;
+      const pid_t pid = ::waitpid(-1, &raw, 0);
+      if (pid < 0) {
+        if (errno == EINTR) continue;
+        throw std::runtime_error(std::string("waitpid: ") + std::strerror(errno));
+      }
+      auto it = by_pid.find(pid);
+      if (it == by_pid.end()) continue;
+      DemoRun& r = runs[it->second];
+      r.exit_status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+      --running;
+      ++done;
+      err << "[" << done << "/" << runs.size() << "] " << r.row.profile << " " << r.row.strategy << " '"
+          << r.row.workload << "': exit status " << r.exit_status << "\n";
+    }
+  } catch (const std::exception& x) {
+    err << "pgsim demo: " << x.what() << "\n";
+    return kSimulatorError;
+  }
+
+  std::vector<vmm::PgRun> rows;
+  std::vector<std::string> problems;
+  nlohmann::json json_rows = nlohmann::json::array();
+  for (DemoRun& r : runs) {
+    const std::string problem = collect(r, o.results_dir / r.name, log_of(r));
+    if (!problem.empty()) problems.push_back(r.name + ": " + problem);
+    rows.push_back(r.row);
+    json_rows.push_back({{"run", r.name},
+                         {"profile", r.row.profile},
+                         {"strategy", r.row.strategy},
+                         {"leak_policy", r.row.leak_policy},
+                         {"workload", r.row.workload},
+                         {"guest", vmm::guest_outcome(r.row.serial)},
+                         {"exit_status", r.exit_status},
+                         {"leaks", r.row.leak_total},
+                         {"leaks_by_instruction", r.row.leaks},
+                         {"resource_control_violations", r.row.violations},
+                         {"direct_fraction", r.row.direct_fraction},
+                         {"traps", r.row.traps},
+                         {"cycles", r.row.cycles},
+                         {"problem", problem}});
+  }
+  const std::string table = vmm::popek_goldberg_table(rows);
+  out << table;
+  try {
+    write_file_atomically(o.results_dir / "popek_goldberg.txt", table);
+    write_file_atomically(o.results_dir / "popek_goldberg.json",
+                          nlohmann::json{{"experiment", o.experiment.string()}, {"runs", json_rows}}.dump(2) + "\n");
+  } catch (const std::exception& x) {
+    err << "pgsim demo: cannot write the table: " << x.what() << "\n";
+    return kSimulatorError;
+  }
+  out << "(written to " << (o.results_dir / "popek_goldberg.txt").string() << " and popek_goldberg.json)\n";
+  if (problems.empty()) return kGuestSuccess;
+  for (const auto& p : problems) err << "pgsim demo: " << p << "\n";
+  return kSimulatorError;
+}
+
+const CommandRegistration registration{"demo", [](CLI::App& app, int& status) {
+  auto options = std::make_shared<DemoOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "demo",
+      "The Popek-Goldberg demonstration: run every profile, strategy and workload of an experiment file "
+      "as a separate pgsim run and show them as one table (completed or failed, leaks by instruction, "
+      "resource-control violations, direct share, traps, cycles, slowdown against native).");
+  cmd->add_option("experiment", options->experiment, "experiment file (YAML)")
+      ->type_name("EXPERIMENT.yaml")
+      ->capture_default_str();
+  cmd->add_option("--set", options->overrides, "override a config key in every run")
+      ->type_name("key=value")
+      ->allow_extra_args(false);
+  cmd->add_option("--results-dir", options->results_dir, "where the runs and the table are written")
+      ->capture_default_str();
+  cmd->add_option("-j,--jobs", options->jobs, "runs at a time")->check(CLI::Range(1, 2))->capture_default_str();
+  cmd->footer(
+      "Exit status: 0 every run ended with the guest's own verdict (completed or a failed check); 2 bad "
+      "experiment file; 4 a run crashed, hit a limit or left no report.");
+  cmd->callback([options, &status] { status = demo_command(*options, std::cout, std::cerr); });
+}};
+
+}  // namespace
+}  // namespace pgsim::cli
