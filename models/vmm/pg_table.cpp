@@ -38,9 +38,12 @@ std::string popek_goldberg_table(const std::vector<PgRun>& runs) {
                                            "direct", "traps", "cycles", "slowdown"};
   std::vector<std::vector<std::string>> rows;
   for (const PgRun& r : runs) {
+    const std::string outcome = guest_outcome(r.serial);
+    // A run that stopped early is not slower or faster than native: it did other work.
     std::string slowdown = "-";
     for (const PgRun& n : runs)
-      if (n.strategy == "native" && n.profile == r.profile && n.workload == r.workload && n.cycles > 0) {
+      if (outcome == "completed" && n.strategy == "native" && n.profile == r.profile && n.workload == r.workload &&
+          n.cycles > 0) {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%.2fx", static_cast<double>(r.cycles) / static_cast<double>(n.cycles));
         slowdown = buf;
@@ -48,7 +51,7 @@ std::string popek_goldberg_table(const std::vector<PgRun>& runs) {
     char direct[16];
     std::snprintf(direct, sizeof direct, "%.3f", r.direct_fraction);
     const std::string strategy = r.strategy == "trap_emulate" ? r.strategy + " (" + r.leak_policy + ")" : r.strategy;
-    rows.push_back({r.profile, strategy, r.workload, guest_outcome(r.serial),
+    rows.push_back({r.profile, strategy, r.workload, outcome,
                     r.leak_total ? std::to_string(r.leak_total) + ": " + r.leaks : "0", std::to_string(r.violations),
                     direct, std::to_string(r.traps), std::to_string(r.cycles), slowdown});
   }

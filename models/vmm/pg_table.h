@@ -26,7 +26,7 @@ struct PgRun {
 std::string guest_outcome(const std::string& serial);
 
 // The table, one row per run in the order given; slowdown is cycles over those of the native
-// run with the same profile and workload ("-" without one).
+// run with the same profile and workload ("-" without one, or when the run did not complete).
 std::string popek_goldberg_table(const std::vector<PgRun>& runs);
 
 }  // namespace pgsim::vmm
