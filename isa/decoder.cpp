@@ -119,6 +119,17 @@ Operand convert(const ZydisDecodedOperand& z) {
 
 // The class of an Alu-registered instruction refined by its memory operands (timing model).
 InsnClass refine_class(InsnClass cls, const ZydisDecodedInstruction& zi, const ZydisDecodedOperand* zo) {
+  // Returns from interrupts and fast system calls have costs of their own in the timing model.
+  if (cls == InsnClass::System) {
+    switch (zi.mnemonic) {
+      case ZYDIS_MNEMONIC_IRET: case ZYDIS_MNEMONIC_IRETD: case ZYDIS_MNEMONIC_IRETQ:
+        return InsnClass::Iret;
+      case ZYDIS_MNEMONIC_SYSCALL: case ZYDIS_MNEMONIC_SYSRET:
+      case ZYDIS_MNEMONIC_SYSENTER: case ZYDIS_MNEMONIC_SYSEXIT:
+        return InsnClass::Syscall;
+      default: return cls;
+    }
+  }
   if (cls != InsnClass::Alu) return cls;
   bool reads_memory = false;
   for (unsigned k = 0; k < zi.operand_count_visible; ++k) {

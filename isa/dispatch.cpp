@@ -18,6 +18,8 @@ const char* insn_class_name(InsnClass cls) {
     case InsnClass::Fence: return "fence";
     case InsnClass::Nop: return "nop";
     case InsnClass::System: return "system";
+    case InsnClass::Iret: return "iret";
+    case InsnClass::Syscall: return "syscall";
     case InsnClass::Unimplemented: return "unimplemented";
     case InsnClass::kCount: break;
   }

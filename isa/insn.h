@@ -23,7 +23,9 @@ enum class InsnClass : uint8_t {
   String,    // MOVS, STOS, LODS, CMPS, SCAS (one count per instruction, whatever REP does)
   Fence,     // LFENCE, SFENCE, MFENCE, CLFLUSH, PAUSE
   Nop,       // NOP forms, ENDBR, PREFETCH hints
-  System,    // everything registered by register_system_instructions
+  System,    // everything registered by register_system_instructions, except:
+  Iret,      // IRET / IRETD / IRETQ (a system instruction with a cost of its own)
+  Syscall,   // SYSCALL, SYSRET, SYSENTER, SYSEXIT (each half of a fast system-call round trip)
   Unimplemented,  // decoded but without semantics here: raises #UD
   kCount,
 };

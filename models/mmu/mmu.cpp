@@ -91,8 +91,9 @@ isa::Translation Mmu::translate(const isa::CpuState& state, uint64_t linear, isa
   t.paddr = walk.paddr;
   const uint64_t page_size = walk.page_size ? walk.page_size : kPage4K;
   l2_.insert(linear, page_size, pcid, walk.global);
-  l1.insert(linear, page_size, pcid, walk.global);
-  t.cacheable = l1.enabled();  // without an L1 TLB every access is a translation
+  // The core's soft TLB mirrors the L1 TLB: a translation the L1 does not hold (no L1, or a page
+  // size it does not hold) is translated again on every access.
+  t.cacheable = l1.insert(linear, page_size, pcid, walk.global) != 0;
   return t;
 }
 

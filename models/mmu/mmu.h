@@ -26,9 +26,9 @@ class Core;
 namespace pgsim::models {
 
 struct MmuParams {
-  TlbGeometry l1i{64, 8, {kPage4K}};
-  TlbGeometry l1d{64, 4, {kPage4K, kPage2M}};
-  TlbGeometry l2{1536, 12, {kPage4K, kPage2M}};
+  TlbGeometry l1i{64, 8, {kPage4K, kPage2M, kPage4M}};
+  TlbGeometry l1d{64, 4, {kPage4K, kPage2M, kPage4M, kPage1G}};
+  TlbGeometry l2{1536, 12, {kPage4K, kPage2M, kPage4M, kPage1G}};
   uint64_t l2_hit_cycles = 7;          // an L1 miss that hits the L2 TLB
   // Paging-structure cache entries for levels 2 (PDE), 3 (PDPTE), 4 (PML4E), 5 (PML5E); 0 = none.
   std::vector<unsigned> walk_cache_entries{32, 4, 2, 0};

@@ -18,9 +18,23 @@ Tlb::Tlb(const TlbGeometry& g) {
       throw std::invalid_argument("TLB page size " + std::to_string(size) + " is not a power of two >= 4 KiB");
     shifts_.push_back(static_cast<unsigned>(std::countr_zero(size)));
   }
-  if (std::find(shifts_.begin(), shifts_.end(), 12u) == shifts_.end()) shifts_.push_back(12);
+  if (shifts_.empty()) throw std::invalid_argument("a TLB with entries must hold at least one page size");
   std::sort(shifts_.rbegin(), shifts_.rend());
+  shifts_.erase(std::unique(shifts_.begin(), shifts_.end()), shifts_.end());
   entries_.resize(static_cast<size_t>(sets_) * ways_);
+}
+
+uint64_t page_size_from_name(const std::string& name) {
+  if (name == "4K") return kPage4K;
+  if (name == "2M") return kPage2M;
+  if (name == "4M") return kPage4M;
+  if (name == "1G") return kPage1G;
+  throw std::invalid_argument("'" + name + "' is not a page size (4K, 2M, 4M or 1G)");
+}
+
+bool Tlb::holds(uint64_t page_size) const {
+  return enabled() && std::has_single_bit(page_size) &&
+         std::find(shifts_.begin(), shifts_.end(), static_cast<unsigned>(std::countr_zero(page_size))) != shifts_.end();
 }
 
 Tlb::Entry* Tlb::find(uint64_t vpn, unsigned shift, uint16_t pcid) {
@@ -44,10 +58,8 @@ bool Tlb::lookup(uint64_t linear, uint16_t pcid) {
 }
 
 uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool global) {
-  if (!enabled()) return 0;
-  unsigned shift = 12;
-  for (unsigned s : shifts_)
-    if ((1ull << s) <= page_size) { shift = s; break; }
+  if (!holds(page_size)) return 0;
+  const auto shift = static_cast<unsigned>(std::countr_zero(page_size));
   const uint64_t vpn = linear >> shift;
   if (Entry* e = find(vpn, shift, pcid)) {
     e->last_use = ++clock_;

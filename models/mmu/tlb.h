@@ -16,10 +16,13 @@ constexpr uint64_t kPage4K = 1ull << 12, kPage2M = 1ull << 21, kPage4M = 1ull <<
 struct TlbGeometry {
   unsigned entries = 64;  // 0 disables the level (every lookup misses)
   unsigned ways = 4;      // 0 or >= entries: fully associative
-  // Page sizes the level holds. A larger page is held as the largest supported size below it
-  // (a "splintered" entry covering part of the page), as real TLBs do.
+  // Page sizes the level holds, sharing its entries. A translation of another size is not cached
+  // in this level: it misses here every time and is served by a level that holds it, or walks.
   std::vector<uint64_t> page_sizes = {kPage4K};
 };
+
+// "4K", "2M", "4M", "1G" as bytes; throws std::invalid_argument for anything else.
+uint64_t page_size_from_name(const std::string& name);
 
 class Tlb {
  public:
@@ -37,13 +40,15 @@ class Tlb {
   explicit Tlb(const TlbGeometry& geometry);
 
   bool enabled() const { return sets_ > 0; }
+  bool holds(uint64_t page_size) const;
   unsigned sets() const { return sets_; }
   unsigned ways() const { return ways_; }
 
   // True (and the entry becomes most recently used) when the page holding `linear` is present for
   // `pcid` (or as a global entry).
   bool lookup(uint64_t linear, uint16_t pcid);
-  // Inserts the translation of a page of `page_size` bytes; returns the size actually held.
+  // Inserts the translation of a page of `page_size` bytes; returns `page_size`, or 0 when the
+  // level does not hold pages of that size (or is disabled) and nothing was inserted.
   uint64_t insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool global);
 
   // INVLPG: drops the entries that translate `linear` for `pcid`, and global ones.
@@ -60,7 +65,7 @@ class Tlb {
   void drop(Entry& e);
 
   unsigned sets_ = 0, ways_ = 0;
-  std::vector<unsigned> shifts_;  // supported page shifts, largest first
+  std::vector<unsigned> shifts_;  // the page shifts held, largest first
   std::vector<Entry> entries_;    // sets_ * ways_
   uint64_t clock_ = 0;
   EvictCallback on_evict_;

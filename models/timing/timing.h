@@ -59,10 +59,14 @@ struct TimingParams {
   void set_cpi(isa::InsnClass c, double cycles) {
     class_millicycles[static_cast<unsigned>(c)] = static_cast<uint64_t>(cycles * kMilli + 0.5);
   }
+  // A SYSCALL (or SYSENTER) and its SYSRET (or SYSEXIT) cost `cycles` together: half each.
+  void set_syscall_round_trip(double cycles) { set_cpi(isa::InsnClass::Syscall, cycles / 2); }
   TimingParams() {
     using C = isa::InsnClass;
     for (C c : {C::Alu, C::Branch, C::Load, C::Store, C::Nop, C::Fence, C::Unimplemented}) set_cpi(c, 1);
     set_cpi(C::Mul, 3); set_cpi(C::Div, 26); set_cpi(C::Rmw, 2); set_cpi(C::String, 1); set_cpi(C::System, 30);
+    set_cpi(C::Iret, 60);
+    set_syscall_round_trip(70);
   }
 };
 

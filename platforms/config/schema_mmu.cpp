@@ -1,4 +1,6 @@
 // mmu: TLBs and page-walk caches.
+#include <algorithm>
+
 #include "platforms/config/schema_sections.h"
 
 namespace pgsim::config {
@@ -7,12 +9,27 @@ namespace {
 
 // A TLB level: entries (0: the CPU has no such TLB) and associativity; entries must divide into
 // sets of `ways`.
+// The page sizes a TLB level may hold: x86's 4 KiB pages, 2 MiB (PAE and 4-level PDEs), 4 MiB
+// (32-bit PSE PDEs) and 1 GiB (PDPTEs).
+const std::vector<std::string> kTlbPageSizes = {"4K", "2M", "4M", "1G"};
+
 void declare_tlb(Schema& s, const std::string& level, int64_t entries, int64_t ways,
-                 const std::string& what) {
+                 std::vector<std::string> page_sizes, const std::string& what) {
   s.add(integer("mmu.tlb." + level + ".entries", entries, "entries", 0, 65'536,
                 what + ": number of entries (0: no such TLB)"));
   s.add(integer("mmu.tlb." + level + ".ways", ways, "ways", 1, 65'536,
                 what + ": associativity (ways = entries: fully associative)"));
+  s.add({"mmu.tlb." + level + ".page_sizes", Type::StringList, std::move(page_sizes), "page sizes",
+         what + ": page sizes its entries hold, from 4K, 2M, 4M, 1G (the entries are shared by "
+                "them); a translation of another size is not cached in this level", {}, {}, {}});
+  s.add_rule([level](const Config& c) {
+    const std::string key = "mmu.tlb." + level + ".page_sizes";
+    const std::vector<std::string>& sizes = c.list(key);
+    if (sizes.empty()) c.fail(key, "must list at least one page size (4K, 2M, 4M, 1G)");
+    for (const std::string& size : sizes)
+      if (std::find(kTlbPageSizes.begin(), kTlbPageSizes.end(), size) == kTlbPageSizes.end())
+        c.fail(key, "'" + size + "' is not a page size; expected 4K, 2M, 4M or 1G");
+  });
   s.add_rule([level](const Config& c) {
     int64_t n = c.i64("mmu.tlb." + level + ".entries"), w = c.i64("mmu.tlb." + level + ".ways");
     if (n != 0 && (w > n || n % w != 0))
@@ -28,9 +45,9 @@ void declare_mmu(Schema& s) {
   s.add(boolean("mmu.tlb.enabled", true,
                 "model the TLBs (false: every translation walks the page tables)"));
   // Defaults: an Intel Skylake core (Intel 64 and IA-32 Optimization Reference Manual, 2.2).
-  declare_tlb(s, "l1i", 128, 8, "L1 instruction TLB");
-  declare_tlb(s, "l1d", 64, 4, "L1 data TLB");
-  declare_tlb(s, "l2", 1536, 12, "L2 (second-level, unified) TLB");
+  declare_tlb(s, "l1i", 128, 8, {"4K", "2M", "4M"}, "L1 instruction TLB");
+  declare_tlb(s, "l1d", 64, 4, {"4K", "2M", "4M", "1G"}, "L1 data TLB");
+  declare_tlb(s, "l2", 1536, 12, {"4K", "2M", "4M", "1G"}, "L2 (second-level, unified) TLB");
   s.add(integer("mmu.tlb.l2.hit_cycles", 9, "cycles", 0, 1000,
                 "cost of an L1 TLB miss that hits in the L2 TLB"));
   s.add(boolean("mmu.tlb.pcid", true,

@@ -30,7 +30,8 @@ void declare_timing(Schema& s) {
   s.add(integer("timing.iret_cycles", 60, "cycles", 0, 1'000'000,
                 "returning from an exception or interrupt (IRET)"));
   s.add(integer("timing.syscall_cycles", 70, "cycles", 0, 1'000'000,
-                "a SYSCALL and its SYSRET, round trip"));
+                "a SYSCALL and its SYSRET (or SYSENTER and SYSEXIT), round trip: each "
+                "instruction costs half"));
 }
 
 }  // namespace pgsim::config

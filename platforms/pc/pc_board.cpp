@@ -25,6 +25,8 @@ models::TimingParams timing_params(const config::Config& c) {
   t.set_cpi(C::Rmw, c.f64("timing.cpi.load") + c.f64("timing.cpi.store"));  // a load and a store
   t.set_cpi(C::String, c.f64("timing.cpi.string"));
   t.set_cpi(C::System, c.f64("timing.cpi.system"));
+  t.set_cpi(C::Iret, static_cast<double>(c.u64("timing.iret_cycles")));
+  t.set_syscall_round_trip(static_cast<double>(c.u64("timing.syscall_cycles")));
   t.string_iteration_millicycles =
       static_cast<uint64_t>(c.f64("timing.cpi.string") * models::TimingParams::kMilli + 0.5);
   t.exception_cycles = c.u64("timing.exception_cycles");
@@ -38,6 +40,9 @@ models::MmuParams mmu_params(const config::Config& c) {
   auto tlb = [&](const std::string& level, models::TlbGeometry& g) {
     g.entries = c.flag("mmu.tlb.enabled") ? static_cast<unsigned>(c.u64("mmu.tlb." + level + ".entries")) : 0;
     g.ways = static_cast<unsigned>(c.u64("mmu.tlb." + level + ".ways"));
+    g.page_sizes.clear();
+    for (const std::string& size : c.list("mmu.tlb." + level + ".page_sizes"))
+      g.page_sizes.push_back(models::page_size_from_name(size));
   };
   tlb("l1i", m.l1i);
   tlb("l1d", m.l1d);

@@ -107,12 +107,6 @@ RunOutcome simulate(const RunContext& ctx) {
     throw SimulatorError(std::string("cannot build the machine: ") + e.what());
   }
   pc::PcBoard& board = *g_board;
-  // Costs the core does not count separately yet: say so rather than ignore them silently.
-  for (const char* key : {"timing.iret_cycles", "timing.syscall_cycles"})
-    if (c.origin(key).kind != config::Origin::Kind::Default)
-      std::cerr << "pgsim: warning: " << key << " (set at " << c.origin(key).describe()
-                << ") is not applied by the native platform: the core does not count IRET and "
-                   "SYSCALL/SYSRET apart from other system instructions, which cost timing.cpi.system\n";
   // The end of a run is reported by the runner, not by SystemC's "stopped by user" notice.
   sc_core::sc_report_handler::set_actions(sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
   bind_statistics(ctx.stats, board);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "isa/core.h"
@@ -163,6 +164,69 @@ TEST(MmuTest, InvlpgPcidsAndGlobalPages) {
   EXPECT_EQ(mmu.counters().l1d_misses, 6u);
 }
 
+// PD entry 4 maps 0x800000 as one 2 MiB page at physical 0x200000.
+constexpr uint64_t kLargeBase = 0x800000;
+void map_large_page(FlatMemory& m) { m.put64(kPd + 4 * 8, 0x200000 | kPresentWritable | 0x80 /* PS */); }
+
+// Reads the first byte of each of `n` 4 KiB pieces of the 2 MiB page.
+void read_large_page(Mmu& mmu, const isa::CpuState& s, unsigned n, bool expect_cacheable) {
+  for (uint64_t i = 0; i < n; ++i) {
+    const isa::Translation t = read(mmu, s, kLargeBase + i * 0x1000);
+    ASSERT_TRUE(t.ok);
+    EXPECT_EQ(t.paddr, 0x200000 + i * 0x1000);
+    EXPECT_EQ(t.cacheable, expect_cacheable);  // the core's soft TLB keeps only what the L1 holds
+  }
+}
+
+// The tables above plus the 2 MiB page, and an MMU with the given data TLBs and no walk cache.
+class LargePageTest : public ::testing::Test {
+ protected:
+  LargePageTest() : mem(1 << 22) {
+    build_tables(mem);
+    map_large_page(mem);
+  }
+  Mmu& make_mmu(TlbGeometry l1d, TlbGeometry l2) {
+    MmuParams p = no_tlb_no_walk_cache();
+    p.l1d = std::move(l1d);
+    p.l2 = std::move(l2);
+    built = std::make_unique<Mmu>(p, mem);
+    return *built;
+  }
+  FlatMemory mem;
+  std::unique_ptr<Mmu> built;
+};
+
+TEST_F(LargePageTest, A2MPageTheL1DoesNotHoldIsServedByTheL2) {
+  Mmu& mmu = make_mmu({64, 4, {kPage4K}}, {64, 4, {kPage4K, kPage2M}});
+  read_large_page(mmu, long_mode_state(), 100, false);
+  EXPECT_EQ(mmu.counters().l1d_misses, 100u);
+  EXPECT_EQ(mmu.counters().l1d_hits, 0u);
+  EXPECT_EQ(mmu.counters().l2_misses, 1u);
+  EXPECT_EQ(mmu.counters().l2_hits, 99u);
+  EXPECT_EQ(mmu.counters().l2_hit_cycles, 99u * MmuParams().l2_hit_cycles);
+  EXPECT_EQ(mmu.counters().walks, 1u);
+  EXPECT_EQ(mmu.counters().walk_refs, 3u);  // PML4E, PDPTE, PDE (the leaf)
+}
+
+TEST_F(LargePageTest, A2MPageNoLevelHoldsWalksEveryTime) {
+  Mmu& mmu = make_mmu({64, 4, {kPage4K}}, {64, 4, {kPage4K}});
+  read_large_page(mmu, long_mode_state(), 100, false);
+  EXPECT_EQ(mmu.counters().l2_misses, 100u);
+  EXPECT_EQ(mmu.counters().walks, 100u);
+  EXPECT_EQ(mmu.counters().walk_refs, 300u);
+  EXPECT_EQ(mmu.l1d().valid_entries(), 0u);
+  EXPECT_EQ(mmu.l2().valid_entries(), 0u);
+}
+
+TEST_F(LargePageTest, A2MPageTheL1HoldsHitsAfterOneWalk) {
+  Mmu& mmu = make_mmu({64, 4, {kPage4K, kPage2M}}, {64, 4, {kPage4K}});
+  read_large_page(mmu, long_mode_state(), 100, true);
+  EXPECT_EQ(mmu.counters().l1d_misses, 1u);
+  EXPECT_EQ(mmu.counters().l1d_hits, 99u);
+  EXPECT_EQ(mmu.counters().walks, 1u);
+  EXPECT_EQ(mmu.l1d().valid_entries(), 1u);
+  EXPECT_EQ(mmu.l2().valid_entries(), 0u);
+}
+
 }  // namespace
 }  // namespace pgsim::models
-

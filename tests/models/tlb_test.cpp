@@ -1,6 +1,7 @@
 // The TLB's geometry decides its misses: exact counts for cyclic loops over N pages.
 #include <gtest/gtest.h>
 
+#include <stdexcept>
 #include <vector>
 
 #include "models/mmu/tlb.h"
@@ -68,14 +69,30 @@ TEST(TlbTest, EvictionIsReportedWithTheEvictedPage) {
   EXPECT_EQ(evicted[0], 0x2000u);
 }
 
-TEST(TlbTest, LargePagesAreSplinteredWhenTheLevelHoldsOnly4K) {
+TEST(TlbTest, APageSizeTheLevelDoesNotHoldIsNotCached) {
   Tlb small(TlbGeometry{16, 4, {kPage4K}});
-  EXPECT_EQ(small.insert(0x200000, kPage2M, 0, false), kPage4K);
-  EXPECT_TRUE(small.lookup(0x200123, 0));
-  EXPECT_FALSE(small.lookup(0x201000, 0));  // another 4 KiB piece of the same 2 MiB page
+  EXPECT_FALSE(small.holds(kPage2M));
+  EXPECT_EQ(small.insert(0x200000, kPage2M, 0, false), 0u);
+  EXPECT_FALSE(small.lookup(0x200123, 0));
+  EXPECT_EQ(small.valid_entries(), 0u);
   Tlb large(TlbGeometry{16, 4, {kPage4K, kPage2M}});
   EXPECT_EQ(large.insert(0x200000, kPage2M, 0, false), kPage2M);
-  EXPECT_TRUE(large.lookup(0x3FF000, 0));
+  EXPECT_TRUE(large.lookup(0x3FF000, 0));  // one entry covers the whole 2 MiB page
+  EXPECT_FALSE(large.lookup(0x400000, 0));
+  Tlb only_large(TlbGeometry{8, 8, {kPage2M, kPage4M}});  // like a separate 2M/4M array
+  EXPECT_EQ(only_large.insert(0x1000, kPage4K, 0, false), 0u);
+  EXPECT_EQ(only_large.insert(0x400000, kPage4M, 0, false), kPage4M);
+  EXPECT_TRUE(only_large.lookup(0x7FF000, 0));
+  EXPECT_EQ(only_large.valid_entries(), 1u);
+}
+
+TEST(TlbTest, PageSizesByName) {
+  EXPECT_EQ(page_size_from_name("4K"), kPage4K);
+  EXPECT_EQ(page_size_from_name("2M"), kPage2M);
+  EXPECT_EQ(page_size_from_name("4M"), kPage4M);
+  EXPECT_EQ(page_size_from_name("1G"), kPage1G);
+  EXPECT_THROW(page_size_from_name("8K"), std::invalid_argument);
+  EXPECT_THROW(Tlb(TlbGeometry{16, 4, {}}), std::invalid_argument);
 }
 
 TEST(TlbTest, PcidsAndGlobalEntries) {
