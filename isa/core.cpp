@@ -1,6 +1,7 @@
 // The execution loop, the decoded-instruction cache, segmentation and the soft TLB.
 #include "isa/core.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "isa/decoder.h"
@@ -407,12 +408,21 @@ uint64_t Core::translate(uint64_t linear, AccessKind kind, AccessOrigin origin) 
   return paddr;
 }
 
+// Byte `k` of a `size`-byte access at `lin` that crosses a page, at `paddr`: the observer sees the
+// access once per page, when its first byte there is reached.
+void Core::observe_page_part(uint64_t lin, unsigned k, unsigned size, uint64_t paddr, bool write) {
+  if (!data_observer_ || (k != 0 && ((lin + k) & lin_mask_ & 0xFFF) != 0)) return;
+  const unsigned in_page = static_cast<unsigned>(0x1000 - (paddr & 0xFFF));
+  data_observer_->on_data_access(paddr, std::min(size - k, in_page), write);
+}
+
 uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin) {
   uint64_t paddr = 0;
   bool cacheable = false;
   if ((lin & 0xFFF) + size <= 0x1000) {
     const uint8_t* host = host_for(lin, AccessKind::Read, origin, &paddr, &cacheable);
     if (!host) return bus_.read(paddr, size);
+    if (data_observer_) data_observer_->on_data_access(paddr, size, false);
     uint64_t v = 0;
     std::memcpy(&v, host, size);
     return v;
@@ -420,6 +430,7 @@ uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin) {
   uint64_t v = 0;  // split across two pages: byte by byte (little endian)
   for (unsigned k = 0; k < size; ++k) {
     const uint8_t* host = host_for((lin + k) & lin_mask_, AccessKind::Read, origin, &paddr, &cacheable);
+    if (host) observe_page_part(lin, k, size, paddr, false);
     const uint64_t byte = host ? *host : bus_.read(paddr, 1) & 0xFF;
     v |= byte << (8 * k);
   }
@@ -431,8 +442,9 @@ void Core::write_slow(uint64_t lin, unsigned size, uint64_t value, AccessOrigin 
   bool cacheable = false;
   if ((lin & 0xFFF) + size <= 0x1000) {
     uint8_t* host = host_for(lin, AccessKind::Write, origin, &paddr, &cacheable);
-    if (host) std::memcpy(host, &value, size);
-    else bus_.write(paddr, size, value);
+    if (!host) return bus_.write(paddr, size, value);
+    if (data_observer_) data_observer_->on_data_access(paddr, size, true);
+    std::memcpy(host, &value, size);
     return;
   }
   // Split across two pages: translate both first so that a fault leaves memory unchanged.
@@ -440,6 +452,7 @@ void Core::write_slow(uint64_t lin, unsigned size, uint64_t value, AccessOrigin 
   host_for((lin + size - 1) & lin_mask_, AccessKind::Write, origin, &paddr, &cacheable);
   for (unsigned k = 0; k < size; ++k) {
     uint8_t* host = host_for((lin + k) & lin_mask_, AccessKind::Write, origin, &paddr, &cacheable);
+    if (host) observe_page_part(lin, k, size, paddr, true);
     const uint8_t byte = static_cast<uint8_t>(value >> (8 * k));
     if (host) *host = byte;
     else bus_.write(paddr, 1, byte);

@@ -91,6 +91,8 @@ class Core {
   void set_trap_hook(TrapHook* hook, bool boundary_calls);
   // The simulated clock behind RDTSC (without one the TSC is state().tsc).
   void set_time_source(TimeSource* time) { time_ = time; }
+  // Every data access is reported to `observer` (null: none, the default).
+  void set_data_access_observer(DataAccessObserver* observer) { data_observer_ = observer; }
   // What the system instructions consult beyond CpuState (profile, hypervisor, MSR device); see
   // isa/system/system_config.h. Null: classic x86 with no hypervisor and no MSR device.
   void set_system_config(const SystemConfig* config) { system_config_ = config; }
@@ -217,6 +219,7 @@ class Core {
   void raise_external(uint8_t vector, bool nmi);  // an accepted interrupt or NMI
   uint64_t read_slow(uint64_t linear, unsigned size, AccessOrigin origin);
   void write_slow(uint64_t linear, unsigned size, uint64_t value, AccessOrigin origin);
+  void observe_page_part(uint64_t lin, unsigned k, unsigned size, uint64_t paddr, bool write);
   uint64_t canonical_or_fault(uint64_t linear, SegReg s) const;
   void check_segment(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const;
   void recompute_attention();
@@ -240,6 +243,8 @@ class Core {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][0][(lin >> 12) % kSoftTlbSize];
     if (e.tag == (lin >> 12) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
+      if (data_observer_) [[unlikely]]
+        data_observer_->on_data_access(e.frame << 12 | (lin & 0xFFF), sizeof(T), false);
       T v;
       std::memcpy(&v, e.host + (lin & 0xFFF), sizeof(T));
       return v;
@@ -250,6 +255,8 @@ class Core {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][1][(lin >> 12) % kSoftTlbSize];
     if (e.tag == (lin >> 12) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
+      if (data_observer_) [[unlikely]]
+        data_observer_->on_data_access(e.frame << 12 | (lin & 0xFFF), sizeof(T), true);
       std::memcpy(e.host + (lin & 0xFFF), &v, sizeof(T));
       return;
     }
@@ -263,6 +270,7 @@ class Core {
   InterruptSource* irq_source_ = nullptr;
   TrapHook* hook_ = nullptr;
   TimeSource* time_ = nullptr;
+  DataAccessObserver* data_observer_ = nullptr;
   const SystemConfig* system_config_ = nullptr;
   bool hook_boundary_ = false;
 

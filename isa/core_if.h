@@ -52,6 +52,18 @@ class Translator {
   virtual void flush(bool include_global) = 0;
 };
 
+// Sees every data access of the core after its translation, with the physical address: explicit
+// reads and writes, both halves of a read-modify-write, each string iteration, stack pushes and
+// pops, and the processor's implicit reads of system structures. Instruction fetches are not data
+// accesses, and neither are accesses to device memory (no host page: uncached, timed by the device).
+// An access that crosses a page is reported as one access per page. The platform's cache hierarchy
+// (models/cpu) times them; with no observer set the core pays one predicted branch per access.
+class DataAccessObserver {
+ public:
+  virtual ~DataAccessObserver() = default;
+  virtual void on_data_access(uint64_t paddr, unsigned size, bool write) = 0;
+};
+
 // The interrupt controller as the CPU sees it (the INTR and NMI pins and the INTA cycle).
 class InterruptSource {
  public:

@@ -32,11 +32,13 @@ Cpu::Cpu(sc_core::sc_module_name name, const Params& params, const TimingParams&
       core_(*this, *this),
       system_config_{params.profile, nullptr, this},
       system_binding_(core_, system_config_),
+      caches_(caches),
       mmu_(mmu, *this, caches),
       account_(timing, core_.counters(), mmu_.counters()) {
   mmu_.attach(&core_);
   core_.set_translator(&mmu_);
   core_.set_time_source(this);
+  if (caches_) core_.set_data_access_observer(this);
   mem.register_invalidate_direct_mem_ptr(this, &Cpu::invalidate_direct_mem_ptr);
   tlm_utils::tlm_quantumkeeper::set_global_quantum(params.quantum);
   quantum_.reset();
@@ -93,6 +95,10 @@ void Cpu::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end) {
                             [&](const DmiRegion& r) { return r.start <= end && start <= r.end; }),
              dmi_.end());
   core_.flush_soft_tlb();
+}
+
+void Cpu::on_data_access(uint64_t paddr, unsigned size, bool /*write: write-allocate, timed as a read*/) {
+  account_.data_access_cycles += caches_->data_access_extra_cycles(paddr, size);
 }
 
 bool Cpu::transport(tlm_utils::simple_initiator_socket<Cpu>& socket, tlm::tlm_command cmd,

@@ -4,7 +4,8 @@
 // synchronizes with SystemC so that timers and other processes catch up. RAM is reached through
 // DMI host pointers, devices through b_transport on the memory and I/O sockets, and interrupts are
 // taken at instruction boundaries from the interrupt controller (the local APIC, with the 8259
-// behind its LINT0).
+// behind its LINT0). With the cache hierarchy enabled, every data access of the core goes through
+// it and what it costs beyond an L1 hit is charged to the memory cycle bucket.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -30,7 +31,8 @@ class Cpu : public sc_core::sc_module,
             public isa::IoBus,
             public isa::InterruptSource,
             public isa::TimeSource,
-            public isa::MsrDevice {
+            public isa::MsrDevice,
+            public isa::DataAccessObserver {
  public:
   struct Params {
     sc_core::sc_time quantum = sc_core::sc_time(1, sc_core::SC_US);
@@ -84,6 +86,8 @@ class Cpu : public sc_core::sc_module,
   uint32_t cpuid_leaf1_ecx() const override;
   void write_cr8(uint64_t value);
   bool read_cr8(uint64_t& value);
+  // isa::DataAccessObserver (attached only when the cache hierarchy is enabled)
+  void on_data_access(uint64_t paddr, unsigned size, bool write) override;
 
   // The CPU's local time: SystemC time plus what the core ran ahead.
   sc_core::sc_time local_time() const;
@@ -105,6 +109,7 @@ class Cpu : public sc_core::sc_module,
   isa::Core core_;
   isa::SystemConfig system_config_;
   isa::SystemConfigBinding system_binding_;
+  CacheHierarchy* caches_;  // null: the cache hierarchy is disabled
   Mmu mmu_;
   CycleAccount account_;
   Lapic* lapic_ = nullptr;

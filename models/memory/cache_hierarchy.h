@@ -1,8 +1,9 @@
 // An optional set-associative cache hierarchy (for example L1D, L2, LLC) with LRU replacement,
-// through which page-walk references (and, where the core reports them, data accesses) are timed:
-// an access costs the latency of the first level that holds its line, or the memory latency when
-// none does, and fills every level it missed (inclusive). Disabled, every access costs the memory
-// latency.
+// through which data accesses and page-walk references are timed: an access costs the latency of
+// the first level that holds its line, or the memory latency when none does, and fills every level
+// it missed (inclusive). Each level counts hits and misses by requester (data access or page
+// walk), so that the walk figures stay apart from the data figures. Disabled, every page-walk
+// reference costs the memory latency and data accesses are part of the instruction's CPI.
 #pragma once
 #include <cstdint>
 #include <stdexcept>
@@ -19,34 +20,49 @@ struct CacheGeometry {
   uint64_t latency = 4;       // cycles for a hit at this level
 };
 
+// Who makes an access: the counts of each level are kept apart by requester.
+enum class CacheRequester : uint8_t {
+  PageWalk,  // a paging-structure reference of the MMU's page walk
+  Data,      // a data access of an instruction (reads, writes, stack, strings)
+};
+
+struct CacheCounts {
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+};
+
 class SetAssociativeCache {
  public:
   explicit SetAssociativeCache(const CacheGeometry& g) : geometry_(g) {
-    if (g.line == 0 || (g.line & (g.line - 1)) || g.ways == 0 || g.size % (uint64_t{g.line} * g.ways))
-      throw std::invalid_argument("cache " + g.name + ": size must be a multiple of line x ways, line a power of two");
+    if (g.line == 0 || (g.line & (g.line - 1)) || g.ways == 0 || g.size == 0 ||
+        g.size % (uint64_t{g.line} * g.ways))
+      throw std::invalid_argument("cache " + g.name +
+                                  ": size must be a non-zero multiple of line x ways, line a power of two");
     sets_ = g.size / (uint64_t{g.line} * g.ways);
     tags_.assign(sets_ * g.ways, kInvalid);
     stamps_.assign(sets_ * g.ways, 0);
   }
   // True on a hit; on a miss the line is filled (LRU victim).
-  bool access(uint64_t paddr) {
+  bool access(uint64_t paddr, CacheRequester who) {
+    CacheCounts& counts = who == CacheRequester::Data ? data : walk;
     const uint64_t line = paddr / geometry_.line;
     const uint64_t set = line % sets_;
     uint64_t* tags = &tags_[set * geometry_.ways];
     uint64_t* stamps = &stamps_[set * geometry_.ways];
     unsigned victim = 0;
     for (unsigned w = 0; w < geometry_.ways; ++w) {
-      if (tags[w] == line) { stamps[w] = ++clock_; ++hits; return true; }
+      if (tags[w] == line) { stamps[w] = ++clock_; ++counts.hits; return true; }
       if (stamps[w] < stamps[victim]) victim = w;
     }
     tags[victim] = line;
     stamps[victim] = ++clock_;
-    ++misses;
+    ++counts.misses;
     return false;
   }
   const CacheGeometry& geometry() const { return geometry_; }
 
-  uint64_t hits = 0, misses = 0;
+  CacheCounts walk;  // page-walk references
+  CacheCounts data;  // data accesses
 
  private:
   static constexpr uint64_t kInvalid = ~0ull;
@@ -57,20 +73,50 @@ class SetAssociativeCache {
 
 class CacheHierarchy {
  public:
+  // Levels of size 0 are absent (the CPU has no such cache). Latencies must not decrease from one
+  // level to the next nor beyond the memory latency: the cost of an access beyond the first
+  // level's hit is then never negative.
   CacheHierarchy(const std::vector<CacheGeometry>& levels, uint64_t memory_latency)
       : memory_latency_(memory_latency) {
-    for (const CacheGeometry& g : levels) levels_.emplace_back(g);
+    for (const CacheGeometry& g : levels) {
+      if (g.size == 0) continue;
+      const uint64_t below = levels_.empty() ? 0 : levels_.back().geometry().latency;
+      if (g.latency < below)
+        throw std::invalid_argument("cache " + g.name + ": hit latency " + std::to_string(g.latency) +
+                                    " is below the previous level's " + std::to_string(below));
+      if (g.latency > memory_latency)
+        throw std::invalid_argument("cache " + g.name + ": hit latency " + std::to_string(g.latency) +
+                                    " is above the memory latency " + std::to_string(memory_latency));
+      if (!levels_.empty() && g.line != levels_.front().geometry().line)
+        throw std::invalid_argument("cache " + g.name + ": every level must have the same line size");
+      levels_.emplace_back(g);
+    }
   }
-  // Cycles one access of `paddr` costs.
-  uint64_t access(uint64_t paddr) {
+  // Cycles one access of `paddr` costs. The MMU's page walk calls it with the default requester.
+  uint64_t access(uint64_t paddr, CacheRequester who = CacheRequester::PageWalk) {
     for (SetAssociativeCache& level : levels_)
-      if (level.access(paddr)) return level.geometry().latency;
+      if (level.access(paddr, who)) return level.geometry().latency;
     return memory_latency_;
+  }
+  // Cycles of a data access of `size` bytes at `paddr` beyond a first-level hit (which the
+  // instruction's CPI already covers): each line it touches is one access.
+  uint64_t data_access_extra_cycles(uint64_t paddr, unsigned size) {
+    const uint64_t line = line_bytes();
+    uint64_t extra = 0;
+    for (uint64_t a = paddr & ~(line - 1); a < paddr + size; a += line)
+      extra += access(a, CacheRequester::Data) - first_level_latency();
+    return extra;
   }
   std::vector<SetAssociativeCache>& levels() { return levels_; }
   uint64_t memory_latency() const { return memory_latency_; }
+  // The latency of a hit in the first level (with no level, of memory).
+  uint64_t first_level_latency() const {
+    return levels_.empty() ? memory_latency_ : levels_.front().geometry().latency;
+  }
+  uint64_t line_bytes() const { return levels_.empty() ? kNoCacheLine : levels_.front().geometry().line; }
 
  private:
+  static constexpr uint64_t kNoCacheLine = 64;  // with no level, an access counts once per 64 bytes
   std::vector<SetAssociativeCache> levels_;
   uint64_t memory_latency_;
 };

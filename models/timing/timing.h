@@ -20,6 +20,7 @@ enum class Bucket : unsigned {
   Execute,    // retiring instructions at the cost of their class
   Tlb,        // L1 TLB misses that hit the L2 TLB
   PageWalk,   // page-walk references
+  Memory,     // data accesses beyond the L1 hit (with the cache hierarchy enabled)
   Exception,  // delivering exceptions and software interrupts
   Interrupt,  // delivering external interrupts
   Io,         // device accesses (port I/O and MMIO)
@@ -29,7 +30,8 @@ enum class Bucket : unsigned {
 constexpr unsigned kNumBuckets = static_cast<unsigned>(Bucket::kCount);
 
 inline const char* bucket_name(Bucket b) {
-  static constexpr const char* names[] = {"execute", "tlb", "page_walk", "exception", "interrupt", "io", "halt"};
+  static constexpr const char* names[] = {"execute",   "tlb",       "page_walk", "memory",
+                                          "exception", "interrupt", "io",        "halt"};
   return names[static_cast<unsigned>(b)];
 }
 inline const char* bucket_description(Bucket b) {
@@ -37,6 +39,7 @@ inline const char* bucket_description(Bucket b) {
       "cycles retiring instructions at the cost of their class",
       "cycles of L1 TLB misses served by the L2 TLB",
       "cycles of page-walk memory references",
+      "cycles of data accesses beyond the L1 hit",
       "cycles delivering exceptions and software interrupts",
       "cycles delivering external interrupts",
       "cycles of device accesses (port I/O and MMIO)",
@@ -78,6 +81,7 @@ class CycleAccount {
   // Counted by the platform as they happen.
   uint64_t io_accesses = 0;
   uint64_t halt_cycles = 0;
+  uint64_t data_access_cycles = 0;  // data accesses beyond the L1 hit (models/memory/cache_hierarchy.h)
 
   uint64_t bucket(Bucket b) const {
     switch (b) {
@@ -91,6 +95,7 @@ class CycleAccount {
       }
       case Bucket::Tlb: return mmu_.l2_hit_cycles;
       case Bucket::PageWalk: return mmu_.walk_cycles;
+      case Bucket::Memory: return data_access_cycles;
       case Bucket::Exception:
         return (core_.events - core_.interrupts - external_.exceptions_taken()) * params_.exception_cycles;
       case Bucket::Interrupt: return (core_.interrupts - external_.interrupts_taken()) * params_.interrupt_cycles;

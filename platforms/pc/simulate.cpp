@@ -65,9 +65,13 @@ void bind_statistics(stats::Registry& r, pc::PcBoard& board) {
          &mmu.walk_cache_hits);
   if (models::CacheHierarchy* caches = board.caches()) {
     for (models::SetAssociativeCache& level : caches->levels()) {
-      const std::string n = "cache." + level.geometry().name;
-      r.bind(n + ".hits", Unit::Count, "page-walk references that hit in " + level.geometry().name, &level.hits);
-      r.bind(n + ".misses", Unit::Count, "page-walk references that missed in " + level.geometry().name, &level.misses);
+      const std::string& name = level.geometry().name;
+      const std::string n = "cache." + name;
+      r.bind(n + ".hits", Unit::Count, "data accesses (one per line touched) that hit in " + name, &level.data.hits);
+      r.bind(n + ".misses", Unit::Count, "data accesses (one per line touched) that missed in " + name,
+             &level.data.misses);
+      r.bind(n + ".walk_hits", Unit::Count, "page-walk references that hit in " + name, &level.walk.hits);
+      r.bind(n + ".walk_misses", Unit::Count, "page-walk references that missed in " + name, &level.walk.misses);
     }
   }
   r.bind("memory.resident_bytes", Unit::Bytes, "host memory the guest RAM occupies at the end of the run",
