@@ -26,8 +26,9 @@ void declare_level(Schema& s, const std::string& level, int64_t size, int64_t wa
 
 void declare_cache(Schema& s) {
   s.add(boolean("cache.enabled", false,
-                "model the set-associative cache hierarchy (false: page-walk references cost "
-                "memory.latency_cycles each, other accesses are part of the instruction's CPI)"));
+                "model the set-associative cache hierarchy for data accesses and page-walk references "
+                "(what a data access costs beyond an L1 hit goes to sim.cycles.memory; false: walk "
+                "references cost memory.latency_cycles each, data accesses are part of the CPI)"));
   s.add(integer("cache.line_bytes", 64, "bytes", 16, 4096, "cache line size (a power of two)"));
   // Defaults: an Intel Skylake client core (Intel 64 and IA-32 Optimization Reference Manual).
   declare_level(s, "l1d", int64_t{32} << 10, 8, 4, "L1 data cache");
