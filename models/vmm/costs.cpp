@@ -14,6 +14,7 @@ VmmCosts VmmCosts::from_config(const config::Config& c) {
   k.shadow_trace = c.u64("vmm.cost.shadow_trace_cycles");
   k.interpret = c.u64("vmm.cost.interpret_cycles");
   k.soft_mmu = c.u64("vmm.cost.soft_mmu_cycles");
+  k.device_model = c.u64("vmm.cost.device_model_cycles");
   return k;
 }
 

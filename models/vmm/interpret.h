@@ -9,6 +9,8 @@
 // timing.cpi.*, which the host spends carrying out the operation):
 //   sim.cycles.interpret_dispatch  vmm.cost.interpret_cycles per instruction (fetch, decode, dispatch)
 //   sim.cycles.interpret_soft_mmu  vmm.cost.soft_mmu_cycles per data access (software TLB lookup)
+//   sim.cycles.interpret_device    vmm.cost.device_model_cycles per device register access (its
+//                                  devices are software models; no physical device latency)
 // Exceptions and interrupts are delivered by the interpreter through the guest's IDT and cost what
 // the platform charges for event delivery.
 #pragma once
@@ -18,7 +20,7 @@ namespace pgsim::vmm {
 
 class InterpretVmm final : public Vmm {
  public:
-  InterpretVmm(isa::Core& core, const VmmCosts& costs);
+  InterpretVmm(const Machine& machine, const VmmCosts& costs);
   const char* strategy() const override { return "interpret"; }
   bool take_event(isa::Core&, const isa::Event&) override { return false; }
   double direct_fraction() const override { return 0.0; }
@@ -26,9 +28,12 @@ class InterpretVmm final : public Vmm {
 
   // Guest data accesses made through the software MMU so far.
   uint64_t soft_mmu_accesses() const;
+  // Every device access: the interpreter's devices are all software.
+  uint64_t device_accesses_modelled() const override { return device_accesses_ ? *device_accesses_ : 0; }
 
  private:
   const isa::CoreCounters& counters_;
+  const uint64_t* device_accesses_;
 };
 
 }  // namespace pgsim::vmm

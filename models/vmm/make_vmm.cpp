@@ -32,7 +32,7 @@ void check_strategy(const std::string& strategy) {
 std::unique_ptr<Vmm> make_vmm(const std::string& strategy, const Machine& machine, const VmmCosts& costs,
                               const VmmOptions& options) {
   if (strategy == "native") return std::make_unique<NativeVmm>();
-  if (strategy == "interpret") return std::make_unique<InterpretVmm>(machine.core, costs);
+  if (strategy == "interpret") return std::make_unique<InterpretVmm>(machine, costs);
   if (strategy == "trap_emulate") return std::make_unique<TrapEmulateVmm>(machine, costs, options);
   check_strategy(strategy);
   throw std::logic_error("vmm.strategy '" + strategy + "' passes check_strategy but make_vmm cannot build it");

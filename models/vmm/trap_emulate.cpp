@@ -64,6 +64,8 @@ TrapEmulateVmm::TrapEmulateVmm(const Machine& machine, const VmmCosts& costs, co
                                           machine.vmm_memory_size / 4096 - kAreaFrames,
                                           2 * std::max(1u, options.shadow_cached_roots), machine.vmm_memory_base,
                                           kAreaFrames);
+  cycles_.add_formula("vmm_device_model", "cycles the VMM's software device models spend on the guest's device accesses",
+                      [this, cost = costs.device_model] { return device_accesses_modelled() * cost; });
 }
 
 TrapEmulateVmm::~TrapEmulateVmm() = default;
@@ -561,6 +563,9 @@ void TrapEmulateVmm::bind_statistics(stats::Registry& r) {
   r.bind("vmm.trap_emulate.emulated", Unit::Instructions, "guest instructions the VMM emulated on the virtual CPU",
          &emulated_);
   r.bind("vmm.trap_emulate.emulated_io", Unit::Instructions, "of which port I/O instructions", &emulated_io_);
+  r.formula("vmm.trap_emulate.device_accesses", Unit::Count,
+            "guest device register accesses served by the VMM's software device models",
+            [this] { return static_cast<double>(device_accesses_modelled()); });
   r.bind("vmm.trap_emulate.reflected", Unit::Count, "exceptions and interrupts delivered to the guest's IDT",
          &reflected_);
   r.bind("vmm.trap_emulate.interpreted", Unit::Instructions,

@@ -20,7 +20,9 @@
 // it changes it.
 //
 // Cycles: sim.cycles.vmm_trap (trap delivery into the VMM), vmm_emulate, vmm_emulate_io,
-// vmm_reflect, vmm_shadow_fill, vmm_shadow_trace, vmm_resume (return to the guest), vmm_interpret.
+// vmm_reflect, vmm_shadow_fill, vmm_shadow_trace, vmm_resume (return to the guest), vmm_interpret,
+// vmm_device_model (the VMM's software devices serving the guest's device accesses, in place of
+// the physical device latency that sim.cycles.io charges natively).
 #pragma once
 #include <map>
 #include <memory>
@@ -44,6 +46,8 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   void on_instruction_boundary(isa::Core& core) override;
   double direct_fraction() const override;
   void bind_statistics(stats::Registry& registry) override;
+  // The guest's devices are the VMM's software models: what the virtual CPU reached of them.
+  uint64_t device_accesses_modelled() const override { return vcpu_ ? vcpu_->device_accesses() : 0; }
 
   VirtualCpu& virtual_cpu() { return *vcpu_; }
   const ShadowCounters& shadow() const { return shadow_->counters(); }

@@ -8,7 +8,8 @@ using namespace isa;
 
 isa::PhysicalBus& VirtualCpu::bus() { return *this; }
 
-VirtualCpu::VirtualCpu(Core& real) : real_(real), core_(*this, real.io()) {
+VirtualCpu::VirtualCpu(Core& real)
+    : real_(real), core_(static_cast<PhysicalBus&>(*this), static_cast<IoBus&>(*this)) {
   system_ = system_config(real);  // the same profile, MSR device and hypervisor interface
   binding_ = std::make_unique<SystemConfigBinding>(core_, system_);
   core_.set_translator(this);
@@ -35,8 +36,19 @@ void VirtualCpu::write(uint64_t paddr, unsigned size, uint64_t value) {
     for (unsigned k = 0; k < size; ++k) overlay_[paddr + k] = static_cast<uint8_t>(value >> (8 * k));
     return;
   }
+  if (!real_.bus().host_frame(paddr)) ++device_accesses_;
   real_.bus().write(paddr, size, value);
   real_.invalidate_decoded(paddr, size);
+}
+
+uint32_t VirtualCpu::in(uint16_t port, unsigned size) {
+  ++device_accesses_;
+  return real_.io().in(port, size);
+}
+
+void VirtualCpu::out(uint16_t port, unsigned size, uint32_t value) {
+  ++device_accesses_;
+  real_.io().out(port, size, value);
 }
 
 Translation VirtualCpu::translate(const CpuState& state, uint64_t linear, AccessKind kind, bool user,
@@ -120,6 +132,7 @@ std::map<uint64_t, uint8_t> VirtualCpu::end_sandbox() {
 }
 
 uint64_t VirtualCpu::read(uint64_t paddr, unsigned size) {
+  if (!real_.bus().host_frame(paddr)) ++device_accesses_;
   uint64_t v = real_.bus().read(paddr, size);
   if (!sandbox_ || overlay_.empty()) return v;
   for (unsigned k = 0; k < size; ++k) {

@@ -20,6 +20,7 @@
 namespace pgsim::vmm {
 
 class VirtualCpu : private isa::PhysicalBus,
+                   private isa::IoBus,
                    private isa::Translator,
                    private isa::TimeSource,
                    private isa::TrapHook {
@@ -77,6 +78,8 @@ class VirtualCpu : private isa::PhysicalBus,
   uint64_t execute(uint64_t steps);
   // Instructions the virtual CPU executed (emulated or interpreted).
   uint64_t executed() const { return core_.counters().retired; }
+  // Its port accesses and accesses to device memory (not RAM): the guest's virtual devices at work.
+  uint64_t device_accesses() const { return device_accesses_; }
 
  private:
   // isa::PhysicalBus: no host pointers, so that every write is seen (the real core drops decoded
@@ -84,6 +87,9 @@ class VirtualCpu : private isa::PhysicalBus,
   uint8_t* host_frame(uint64_t) override { return nullptr; }
   uint64_t read(uint64_t paddr, unsigned size) override;
   void write(uint64_t paddr, unsigned size, uint64_t value) override;
+  // isa::IoBus: the real CPU's ports (the same device models), counted.
+  uint32_t in(uint16_t port, unsigned size) override;
+  void out(uint16_t port, unsigned size, uint32_t value) override;
   // isa::Translator: the guest's own page tables.
   isa::Translation translate(const isa::CpuState& state, uint64_t linear, isa::AccessKind kind, bool user,
                              isa::AccessOrigin origin) override;
@@ -102,6 +108,7 @@ class VirtualCpu : private isa::PhysicalBus,
   uint64_t boundaries_left_ = 0;
   bool sandbox_ = false;
   std::map<uint64_t, uint8_t> overlay_;
+  uint64_t device_accesses_ = 0;
   isa::Core core_;
   isa::SystemConfig system_;
   std::unique_ptr<isa::SystemConfigBinding> binding_;

@@ -38,6 +38,9 @@ struct Machine {
   // tables), where the guest cannot reach it; strategies that run the guest directly need it.
   uint64_t vmm_memory_base = 0;
   uint64_t vmm_memory_size = 0;
+  // Device accesses (port I/O and MMIO transactions) the platform has carried out so far, whoever
+  // made them; nullptr in tests without a platform.
+  const uint64_t* device_accesses = nullptr;
 };
 
 // How a strategy behaves, beyond what it costs.
@@ -67,6 +70,10 @@ class Vmm {
   // Share of the guest's instructions that the host CPU executed directly (Popek-Goldberg's
   // efficiency): 1 natively, 0 for an interpreter.
   virtual double direct_fraction() const = 0;
+  // Device accesses the VMM made for the guest to the devices it models in software (the guest's
+  // devices are virtual): the strategy charges them at vmm.cost.device_model_cycles, and the
+  // platform leaves them out of its device-latency bucket (sim.cycles.io).
+  virtual uint64_t device_accesses_modelled() const { return 0; }
   // Binds the strategy's own statistics (the router binds traps, leaks, resource control).
   virtual void bind_statistics(stats::Registry& registry) {}
 

@@ -46,6 +46,9 @@ void declare_vmm(Schema& s) {
   cost(s, "shadow_trace_cycles", 600, "emulating a write to a write-protected guest page table");
   cost(s, "interpret_cycles", 30, "interpreting one guest instruction in software");
   cost(s, "soft_mmu_cycles", 10, "one memory access through the interpreter's software MMU");
+  cost(s, "device_model_cycles", 100,
+       "one guest device register access served by the VMM's software device model (under a VMM "
+       "the guest's devices are virtual: this replaces the device latency, timing.cpi.io)");
   cost(s, "bt_translate_cycles", 300, "translating one guest instruction into the code cache");
   cost(s, "bt_callout_cycles", 60, "a callout from translated code into the VMM");
   cost(s, "bt_indirect_cycles", 20, "looking up an indirect branch target in translated code");

@@ -193,11 +193,13 @@ PcBoard::PcBoard(sc_core::sc_module_name name, const config::Config& c, std::ost
 }
 
 void PcBoard::start_of_simulation() {
-  vmm_ = vmm::attach_vmm(config_, {cpu_->core(), cpu_.get(), vmm_memory_base_, vmm_memory_size_});
+  vmm_ = vmm::attach_vmm(config_, {cpu_->core(), cpu_.get(), vmm_memory_base_, vmm_memory_size_,
+                                   &cpu_->cycles().io_accesses});
   vmm::TrapRouter* router = vmm_.get();
   cpu_->cycles().set_external_charges({[router] { return router->vmm().cycles().total(); },
                                        [router] { return router->exceptions_taken(); },
-                                       [router] { return router->interrupts_taken(); }});
+                                       [router] { return router->interrupts_taken(); },
+                                       [router] { return router->vmm().device_accesses_modelled(); }});
 }
 
 }  // namespace pgsim::pc

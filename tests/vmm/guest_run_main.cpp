@@ -1,7 +1,8 @@
 // vmm_guest_run: boots the guest kernel on the PC board under the VMM strategy the config names,
 // prints the guest's serial output, then one line of figures:
 //   vmm-run: end=<how the run ended> status=<exit device> insts=<real CPU> traps=<VMM traps>
-//            vmm_cycles=<VMM buckets> leaks=<leaks>
+//            vmm_cycles=<VMM buckets> leaks=<leaks> io_cycles=<sim.cycles.io: physical device latency>
+//            modelled=<device accesses served by the VMM's software devices>
 // One process per run (SystemC elaborates one design per process); vmm_guest_test drives it.
 // Usage: vmm_guest_run CONFIG [key=value ...]
 #include <iostream>
@@ -24,11 +25,12 @@ int main(int argc, char** argv) {
     auto board = std::make_unique<pc::PcBoard>("pc", c, serial);
     sc_core::sc_start();
     const vmm::TrapRouter* router = &board->vmm();  // attached by the board at the start of simulation
-    const models::Cpu& cpu = board->cpu();
+    models::Cpu& cpu = board->cpu();
     std::cout << serial.str() << "vmm-run: end=" << models::to_string(cpu.end()) << " status=" << cpu.exit_status()
               << " insts=" << board->cpu().core().counters().retired << " traps=" << router->total_traps()
               << " vmm_cycles=" << router->vmm().cycles().total() << " leaks=" << router->vmm().leaks().total()
-              << "\n";
+              << " io_cycles=" << cpu.cycles().bucket(models::Bucket::Io)
+              << " modelled=" << router->vmm().device_accesses_modelled() << "\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "vmm_guest_run: " << e.what() << "\n";

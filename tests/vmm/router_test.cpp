@@ -100,27 +100,34 @@ TEST(Interpret, ChargesDispatchPerInstructionAndSoftMmuPerDataAccess) {
   vmm::VmmCosts costs;
   costs.interpret = 37;
   costs.soft_mmu = 11;
-  vmm::TrapRouter router(std::make_unique<vmm::InterpretVmm>(m.core, costs));
+  costs.device_model = 13;
+  uint64_t device_accesses = 0;  // as the platform counts them (the interpreter's devices are software)
+  vmm::TrapRouter router(std::make_unique<vmm::InterpretVmm>(vmm::Machine{m.core, nullptr, 0, 0, &device_accesses}, costs));
   router.attach(m.core);
   m.reg(isa::RBX) = 0x40000;
   m.load_code(kCode, load_loop(100));
   const uint64_t insns = 1 + 100 * 3 + 5;
   ASSERT_EQ(m.core.run(insns), insns);
 
+  device_accesses = 5;
+
   const vmm::VmmCycles& cycles = router.vmm().cycles();
-  ASSERT_EQ(cycles.buckets().size(), 2u);
+  ASSERT_EQ(cycles.buckets().size(), 3u);
   EXPECT_EQ(cycles.buckets()[0].name, "interpret_dispatch");
   EXPECT_EQ(cycles.buckets()[0].value(), insns * 37);
   EXPECT_EQ(cycles.buckets()[1].name, "interpret_soft_mmu");
   EXPECT_EQ(cycles.buckets()[1].value(), 100u * 11);  // one load per iteration, nothing else
-  EXPECT_EQ(cycles.total(), insns * 37 + 100 * 11);
+  EXPECT_EQ(cycles.buckets()[2].name, "interpret_device");
+  EXPECT_EQ(cycles.buckets()[2].value(), 5u * 13);
+  EXPECT_EQ(router.vmm().device_accesses_modelled(), 5u);  // the platform leaves them out of sim.cycles.io
+  EXPECT_EQ(cycles.total(), insns * 37 + 100 * 11 + 5 * 13);
   EXPECT_EQ(router.total_traps(), 0u);
   EXPECT_EQ(router.vmm().direct_fraction(), 0.0);
 }
 
 TEST(Interpret, TheGuestsOwnIdtDeliversItsExceptionsWithoutATrap) {
   LongModeMachine m;
-  vmm::TrapRouter router(std::make_unique<vmm::InterpretVmm>(m.core, vmm::VmmCosts{}));
+  vmm::TrapRouter router(std::make_unique<vmm::InterpretVmm>(vmm::Machine{m.core}, vmm::VmmCosts{}));
   router.attach(m.core);
   m.load_code(kCode, int3_loop(4));
   m.core.run(1 + 4 * (3 + kHandlerInsns) + 2);

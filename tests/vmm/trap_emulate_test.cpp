@@ -74,10 +74,13 @@ TEST(TrapEmulate, EveryCycleOfATrapIsChargedToANamedBucket) {
   costs.resume = 10;
   costs.emulate_io = 1000;
   costs.shadow_fill = 10000;
+  costs.device_model = 7;
   vmm::TrapEmulateVmm& vmm = m.start(out_loop(5), costs);
   m.core.run(1 + 2 * 5);
-  // 6 traps (5 OUT, 1 hidden page fault), each with a return; 5 I/O emulations; 1 fill.
-  EXPECT_EQ(vmm.cycles().total(), 6 * (100 + 10) + 5 * 1000 + 10000u);
+  // 6 traps (5 OUT, 1 hidden page fault), each with a return; 5 I/O emulations, each one access
+  // to the software device; 1 fill.
+  EXPECT_EQ(vmm.device_accesses_modelled(), 5u);
+  EXPECT_EQ(vmm.cycles().total(), 6 * (100 + 10) + 5 * (1000 + 7) + 10000u);
 }
 
 // A guest CLI/STI pair: both are privileged at CPL 3 and change only the virtual IF.
