@@ -276,7 +276,7 @@ bool TrapEmulateVmm::take_event(Core& real, const Event& event) {
 
 void TrapEmulateVmm::reflect(const Event& event) {
   ++reflected_;
-  reflect_cycles_ += costs_.emulate;
+  reflect_cycles_ += costs_.reflect;
   vcpu_->core().route_event(event);
 }
 
@@ -302,7 +302,7 @@ void TrapEmulateVmm::emulate_instruction(Core&) {
   const bool io = is_port_io(v);
   if (vcpu_->execute(1) == 0) {  // the virtual CPU faulted too: the guest's own fault
     ++reflected_;
-    reflect_cycles_ += costs_.emulate;
+    reflect_cycles_ += costs_.reflect;
     return;
   }
   ++emulated_;
