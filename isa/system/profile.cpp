@@ -183,8 +183,7 @@ bool has_insensitive_variant(SensitiveInsn insn) {
 
 std::string profile_directory() {
   if (const char* env = std::getenv("PGSIM_PROFILE_DIR")) return env;
-  // This file is isa/system/profile.cpp; the profiles live in isa/profiles/.
-  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "profiles").string();
+  return PGSIM_DEFAULT_PROFILE_DIR;  // isa/profiles/ of the source tree (isa/CMakeLists.txt)
 }
 
 Profile load_profile(const std::string& name_or_path) { return load_file(resolve(name_or_path, ""), 0); }
