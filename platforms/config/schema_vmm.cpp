@@ -42,6 +42,9 @@ void declare_vmm(Schema& s) {
   cost(s, "resume_cycles", 80, "the VMM's return to the deprivileged guest");
   cost(s, "emulate_cycles", 100, "the VMM's handler emulating one privileged instruction");
   cost(s, "emulate_io_cycles", 400, "the VMM's handler emulating one port I/O instruction");
+  cost(s, "emulate_mmio_cycles", 500,
+       "the VMM's handler emulating one guest access to device memory (MMIO), which shadow page "
+       "tables never map: decoding the faulting instruction and carrying it out on the device");
   cost(s, "shadow_fill_cycles", 400, "building a missing shadow page-table entry (hidden fault)");
   cost(s, "shadow_trace_cycles", 600, "emulating a write to a write-protected guest page table");
   cost(s, "interpret_cycles", 30, "interpreting one guest instruction in software");
