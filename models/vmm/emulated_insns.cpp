@@ -16,6 +16,10 @@ std::string emulated_insn_name(const isa::Insn& insn) {
       if (kind == isa::OpKind::SegReg) return name + "_sreg";
     }
   }
+  // Far JMP, CALL and RET are system instructions (near ones are branches of the integer set).
+  const bool transfer = insn.mnemonic == ZYDIS_MNEMONIC_JMP || insn.mnemonic == ZYDIS_MNEMONIC_CALL ||
+                        insn.mnemonic == ZYDIS_MNEMONIC_RET;
+  if (transfer && insn.cls == isa::InsnClass::System) return name + "_far";
   return name;
 }
 

@@ -12,7 +12,8 @@ namespace pgsim::vmm {
 
 // The statistic name part of `insn`: Zydis' lower-case mnemonic ("out", "wrmsr", "iretq"), with
 // MOV to or from a control, debug or segment register told apart from a data move (mov_cr, mov_dr,
-// mov_sreg), since a VMM emulates those for different reasons.
+// mov_sreg) and far JMP, CALL and RET from near ones (jmp_far, call_far, ret_far), since a VMM
+// emulates those for different reasons.
 std::string emulated_insn_name(const isa::Insn& insn);
 
 class EmulatedLog {

@@ -137,28 +137,37 @@ TEST(TrapEmulateMmio, TheShadowRefusesToMapDeviceMemory) {
 }
 
 // Every instruction the VMM emulates is counted by mnemonic, whatever brought it to the VMM: a
-// privileged instruction that trapped (CLI, STI, MOV from and to CR3, OUT), a write to the guest's
-// page tables (traced), an access to device memory.
+// privileged instruction that trapped (CLI, STI, MOV from and to CR3, OUT, and a far JMP, which
+// x86-pg makes trap outside ring 0), a write to the guest's page tables (traced), an access to
+// device memory.
 TEST(TrapEmulateMmio, EmulatedInstructionsAreCountedByMnemonic) {
   DeviceLog log;
   DeprivilegedMachine m("x86-pg");
   add_device(m, log);
   m.state().gpr[isa::RBX] = kDevice;
   m.state().gpr[isa::RSI] = test::kPd + 8 * 9;  // a PDE of the guest's, rewritten with its own value
+  constexpr uint64_t kFarPointer = kCode + 0x100, kEnd = kCode + 23;  // kEnd: the final jmp $
+  m.state().gpr[isa::RDI] = kFarPointer;
+  m.ram.put<uint32_t>(kFarPointer, static_cast<uint32_t>(kEnd));  // m16:32 -> 0x08:kEnd
+  m.ram.put<uint16_t>(kFarPointer + 4, test::kKernelCode);
   const std::vector<uint8_t> code = cat({
       {0xFA, 0xFB},                          // cli ; sti
       {0x0F, 0x20, 0xD8, 0x0F, 0x22, 0xD8},  // mov rax, cr3 ; mov cr3, rax
       {0xE6, 0x80, 0xE6, 0x80},              // out 0x80, al (twice)
       {0x48, 0x8B, 0x16, 0x48, 0x89, 0x16},  // mov rdx, [rsi] ; mov [rsi], rdx (traced)
       {0x8B, 0x4B, uint8_t(kReadOffset)},    // mov ecx, [rbx+0x20] (MMIO)
+      {0xFF, 0x2F},                          // jmp far [rdi]
       {0xEB, 0xFE}});                        // jmp $
+  ASSERT_EQ(code.size(), kEnd - kCode + 2);
   vmm::TrapEmulateVmm& vmm = m.start(code);
   m.core.run(2);  // the load of the PDE, jmp $ (all else is emulated)
-  EXPECT_EQ(m.state().rip, kCode + code.size() - 2);
+  EXPECT_EQ(m.state().rip, kEnd);
+  EXPECT_EQ(m.state().seg[isa::CS].selector, test::kKernelCode | 3);
   EXPECT_EQ(m.state().gpr[isa::RCX], 0x1000u);
   EXPECT_EQ(vmm.shadow().traced_writes, 1u);
-  EXPECT_EQ(vmm.emulated(), 8u);
-  const std::map<std::string, uint64_t> expected{{"cli", 1}, {"sti", 1}, {"mov_cr", 2}, {"out", 2}, {"mov", 2}};
+  EXPECT_EQ(vmm.emulated(), 9u);
+  const std::map<std::string, uint64_t> expected{{"cli", 1}, {"sti", 1}, {"mov_cr", 2}, {"out", 2},
+                                                 {"mov", 2}, {"jmp_far", 1}};
   EXPECT_EQ(vmm.emulated_by_mnemonic().by_mnemonic(), expected);
 
   stats::Registry r;
