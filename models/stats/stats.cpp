@@ -145,6 +145,12 @@ Histogram& Registry::histogram(std::string name, Unit unit, std::string descript
   return *h.histogram;
 }
 
+void Registry::bind_family(std::string prefix, Unit unit, std::string description,
+                           const std::map<std::string, uint64_t>* counters) {
+  if (!counters) throw StatsError("statistic family '" + prefix + "' is bound to a null map");
+  add(std::move(prefix), Entry{unit, std::move(description), counters});
+}
+
 void Registry::bind_cycle_bucket(std::string bucket, std::string description,
                                  const uint64_t* cycles) {
   std::string name = std::string(kCycles) + "." + bucket;
@@ -188,6 +194,14 @@ std::vector<Sample> Registry::snapshot() const {
       samples.push_back({name, entry.unit, entry.description, **counter});
     } else if (auto* compute = std::get_if<std::function<double()>>(&entry.source)) {
       samples.push_back({name, entry.unit, entry.description, (*compute)()});
+    } else if (auto* family = std::get_if<const std::map<std::string, uint64_t>*>(&entry.source)) {
+      for (const auto& [key, value] : **family) {
+        std::string member = name + "." + key;
+        if (!valid_name(member) || entries_.find(member) != entries_.end())
+          throw StatsError("statistic '" + member + "' of family '" + name +
+                           "' is not a valid name or is registered twice");
+        samples.push_back({std::move(member), entry.unit, entry.description + ": " + key, value});
+      }
     } else {
       const Histogram& h = *std::get<Histo*>(entry.source)->histogram;
       auto part = [&](const std::string& suffix, Unit unit, std::string description,

@@ -89,6 +89,12 @@ class Registry {
   // A histogram with fixed bucket edges (strictly increasing, at least two). The reference stays
   // valid as long as the registry.
   Histogram& histogram(std::string name, Unit, std::string description, std::vector<double> edges);
+  // Counters whose names are known only as the run goes (one per mnemonic, say): each key of
+  // `*counters` is published as <prefix>.<key> with the description "<description>: <key>".
+  // Keys must make valid names that no other statistic has; the map must outlive the registry's
+  // last snapshot, like a bound counter.
+  void bind_family(std::string prefix, Unit, std::string description,
+                   const std::map<std::string, uint64_t>* counters);
   // A cycle bucket: published as sim.cycles.<bucket>; sim.cycles is their sum.
   void bind_cycle_bucket(std::string bucket, std::string description, const uint64_t* cycles);
   uint64_t total_cycles() const;
@@ -115,7 +121,8 @@ class Registry {
   struct Entry {
     Unit unit;
     std::string description;
-    std::variant<const uint64_t*, std::function<double()>, Histo*> source;
+    std::variant<const uint64_t*, std::function<double()>, Histo*, const std::map<std::string, uint64_t>*>
+        source;
   };
   void add(std::string name, Entry entry);
 

@@ -11,6 +11,7 @@ VmmCosts VmmCosts::from_config(const config::Config& c) {
   k.emulate = c.u64("vmm.cost.emulate_cycles");
   k.emulate_io = c.u64("vmm.cost.emulate_io_cycles");
   k.reflect = c.u64("vmm.cost.reflect_cycles");
+  k.emulate_mmio = c.u64("vmm.cost.emulate_mmio_cycles");
   k.shadow_fill = c.u64("vmm.cost.shadow_fill_cycles");
   k.shadow_trace = c.u64("vmm.cost.shadow_trace_cycles");
   k.interpret = c.u64("vmm.cost.interpret_cycles");

@@ -14,6 +14,7 @@ struct VmmCosts {
   uint64_t emulate = 100;       // the VMM's handler emulating one privileged instruction
   uint64_t emulate_io = 400;    // the VMM's handler emulating one port I/O instruction
   uint64_t reflect = 200;       // delivering one exception or interrupt through the guest's virtual IDT
+  uint64_t emulate_mmio = 500;  // the VMM's handler emulating one guest access to device memory (MMIO)
   uint64_t shadow_fill = 400;   // building a missing shadow page-table entry (hidden fault)
   uint64_t shadow_trace = 600;  // emulating a write to a write-protected guest page table
   uint64_t interpret = 30;      // fetching, decoding and dispatching one guest instruction in software

@@ -90,6 +90,9 @@ uint64_t ShadowPager::root(uint64_t guest_cr3, bool user_mode) {
 }
 
 bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable) {
+  if (!is_ram(guest.paddr))
+    throw std::logic_error("trap_emulate: a shadow page table may not map device memory at " + hex(guest.paddr) +
+                           " (guest linear " + hex(linear) + "): the VMM emulates accesses to it");
   if (free_frames_.size() < 4) {  // a fill needs at most three tables: start every shadow afresh
     flush_all();
     return false;

@@ -51,9 +51,14 @@ class ShadowPager {
 
   // The real CR3 for guest address space `guest_cr3` in guest user or kernel mode.
   uint64_t root(uint64_t guest_cr3, bool user_mode);
+  // Whether the frame of `paddr` is RAM (the bus has a host pointer for it). Anything else is
+  // device memory (or nothing): no shadow maps it, so that every guest access to it faults into
+  // the VMM, which emulates it on its device models.
+  bool is_ram(uint64_t paddr) const { return table(paddr) != nullptr; }
   // Maps the page of `linear` in shadow `root` to the frame of `guest.paddr`, with the guest's
   // execute permission, writable only when `writable`. Returns false when the pool was full and
   // every shadow was dropped instead (the caller takes a new root; the guest's retry fills it).
+  // Throws std::logic_error for a frame that is not RAM.
   bool fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable);
   // Drops the page of `linear` from every shadow.
   void invalidate_page(uint64_t linear);

@@ -31,6 +31,7 @@ constexpr std::array<CauseInfo, kNumTrapCauses> kCauses{{
     {"nmi", "non-maskable interrupts"},
     {"interrupt", "external interrupts from the interrupt controller"},
     {"int_n", "software interrupts (INT n)"},
+    {"mmio", "MMIO accesses: page faults on device memory, which the VMM emulates (not counted under pf)"},
 }};
 }  // namespace
 

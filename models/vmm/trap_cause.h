@@ -16,6 +16,7 @@ enum class TrapCause : uint8_t {
   Nmi,         // non-maskable interrupt
   Interrupt,   // maskable external interrupt from the interrupt controller
   SoftwareInt, // INT n
+  Mmio,        // a page fault on device memory: an MMIO access the VMM emulates (a strategy's finding)
   kCount,
 };
 constexpr unsigned kNumTrapCauses = static_cast<unsigned>(TrapCause::kCount);

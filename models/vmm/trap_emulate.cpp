@@ -55,7 +55,9 @@ TrapEmulateVmm::TrapEmulateVmm(const Machine& machine, const VmmCosts& costs, co
       shadow_trace_cycles_(cycles_.add_counter("vmm_shadow_trace", "cycles emulating guest writes to its page tables")),
       resume_cycles_(cycles_.add_counter("vmm_resume", "cycles returning from the VMM to the deprivileged guest")),
       interpret_cycles_(cycles_.add_counter(
-          "vmm_interpret", "cycles interpreting the guest outside IA-32e mode or at IOPL 3 (not run directly)")) {
+          "vmm_interpret", "cycles interpreting the guest outside IA-32e mode or at IOPL 3 (not run directly)")),
+      emulate_mmio_cycles_(cycles_.add_counter(
+          "vmm_emulate_mmio", "cycles the VMM spends emulating guest accesses to device memory (MMIO)")) {
   if (machine.vmm_memory_size < (kAreaFrames + 64) * 4096)
     throw std::invalid_argument("trap_emulate needs RAM above guest RAM for the VMM (at least " +
                                 std::to_string((kAreaFrames + 64) * 4) + " KiB); it has " +
@@ -297,7 +299,7 @@ bool TrapEmulateVmm::is_port_io(Core& v) {
   return false;
 }
 
-void TrapEmulateVmm::emulate_instruction(Core&) {
+void TrapEmulateVmm::emulate_instruction(Core&, Emulation why) {
   Core& v = vcpu_->core();
   const bool io = is_port_io(v);
   if (vcpu_->execute(1) == 0) {  // the virtual CPU faulted too: the guest's own fault
@@ -306,7 +308,11 @@ void TrapEmulateVmm::emulate_instruction(Core&) {
     return;
   }
   ++emulated_;
-  if (io) {
+  emulated_by_mnemonic_.record(*v.current_insn());  // the instruction the virtual CPU just retired
+  if (why == Emulation::Mmio) {
+    ++emulated_mmio_;
+    emulate_mmio_cycles_ += costs_.emulate_mmio;
+  } else if (io) {
     ++emulated_io_;
     emulate_io_cycles_ += costs_.emulate_io;
   } else {
@@ -338,6 +344,11 @@ void TrapEmulateVmm::handle_page_fault(Core& real, const Event& event) {
   if (linear >= kVmmLinearBase && linear - kVmmLinearBase < kVmmLinearSize) {
     real.shutdown("trap_emulate: the guest maps linear address " + hex(linear) +
                   ", which the VMM reserves for its own structures (" + hex(kVmmLinearBase) + "...)");
+    return;
+  }
+  if (!shadow_->is_ram(w.paddr)) {  // device memory: never in a shadow, every access is emulated
+    found_cause_ = TrapCause::Mmio;
+    emulate_instruction(real, Emulation::Mmio);
     return;
   }
   const bool page_table = shadow_->is_page_table_frame(w.paddr >> 12);
@@ -566,6 +577,11 @@ void TrapEmulateVmm::bind_statistics(stats::Registry& r) {
   r.formula("vmm.trap_emulate.device_accesses", Unit::Count,
             "guest device register accesses served by the VMM's software device models",
             [this] { return static_cast<double>(device_accesses_modelled()); });
+  r.bind("vmm.trap_emulate.emulated_mmio", Unit::Instructions,
+         "of which accesses to device memory (MMIO), which the shadow page tables never map", &emulated_mmio_);
+  r.bind_family("vmm.emulated", Unit::Instructions,
+                "guest instructions of this mnemonic the VMM emulated on the virtual CPU",
+                &emulated_by_mnemonic_.by_mnemonic());
   r.bind("vmm.trap_emulate.reflected", Unit::Count, "exceptions and interrupts delivered to the guest's IDT",
          &reflected_);
   r.bind("vmm.trap_emulate.interpreted", Unit::Instructions,

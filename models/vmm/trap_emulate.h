@@ -7,7 +7,9 @@
 //   guest through its own IDT;
 // - serves page faults from the shadow page tables: hidden faults (the guest's tables allow the
 //   access) fill the shadow, writes to the guest's page tables are traced and emulated, true faults
-//   are reflected to the guest;
+//   are reflected to the guest; device memory (MMIO: the local and I/O APICs) is never mapped in a
+//   shadow, so every guest access to it faults and is emulated on the virtual CPU, whose accesses
+//   reach the device models through the bus (counted as the trap cause mmio);
 // - reflects interrupts, INT n and other traps through the guest's IDT;
 // and returns to the guest with the real state derived from the virtual CPU's.
 // Interrupts reach the guest only when its virtual IF allows (the VMM stands between the
@@ -19,15 +21,18 @@
 // directly. Below 3 the real IOPL is the guest's, so its PUSHF shows it and its POPF traps when
 // it changes it.
 //
+// Every instruction emulated is counted by mnemonic (vmm.emulated.<mnemonic>).
+//
 // Cycles: sim.cycles.vmm_trap (trap delivery into the VMM), vmm_emulate, vmm_emulate_io,
-// vmm_reflect, vmm_shadow_fill, vmm_shadow_trace, vmm_resume (return to the guest), vmm_interpret,
-// vmm_device_model (the VMM's software devices serving the guest's device accesses, in place of
-// the physical device latency that sim.cycles.io charges natively).
+// vmm_emulate_mmio, vmm_reflect, vmm_shadow_fill, vmm_shadow_trace, vmm_resume (return to the
+// guest), vmm_interpret, vmm_device_model (the VMM's software devices serving the guest's device
+// accesses, in place of the physical device latency that sim.cycles.io charges natively).
 #pragma once
 #include <map>
 #include <memory>
 #include <string>
 
+#include "models/vmm/emulated_insns.h"
 #include "models/vmm/shadow_paging.h"
 #include "models/vmm/virtual_cpu.h"
 #include "models/vmm/vmm.h"
@@ -54,6 +59,9 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   // Instructions emulated (I/O among them), events reflected to the guest, instructions interpreted.
   uint64_t emulated() const { return emulated_; }
   uint64_t emulated_io() const { return emulated_io_; }
+  uint64_t emulated_mmio() const { return emulated_mmio_; }
+  // Every instruction emulated, by mnemonic.
+  const EmulatedLog& emulated_by_mnemonic() const { return emulated_by_mnemonic_; }
   uint64_t reflected() const { return reflected_; }
   uint64_t interpreted() const { return interpreted_; }
   // The first resource-control violation found ("" while there is none).
@@ -71,7 +79,10 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
 
   bool runs_directly() const;
   void interpret_until_direct(isa::Core& real);
-  void emulate_instruction(isa::Core& real);  // on the virtual CPU
+  // Why an instruction is emulated: it trapped (a privileged instruction, or a write the shadow
+  // refuses), or it accessed device memory.
+  enum class Emulation { Trapped, Mmio };
+  void emulate_instruction(isa::Core& real, Emulation why = Emulation::Trapped);  // on the virtual CPU
   void handle_page_fault(isa::Core& real, const isa::Event& event);
   void reflect(const isa::Event& event);
   void project(isa::Core& real);
@@ -123,9 +134,12 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   bool tlbs_stale_ = false;                 // shadow entries were dropped: the real TLBs must forget them
 
   uint64_t emulated_ = 0, emulated_io_ = 0, reflected_ = 0, interpreted_ = 0;
+  uint64_t emulated_mmio_ = 0;
+  EmulatedLog emulated_by_mnemonic_;
   std::string first_violation_;
   uint64_t &trap_cycles_, &emulate_cycles_, &emulate_io_cycles_, &reflect_cycles_, &shadow_fill_cycles_,
       &shadow_trace_cycles_, &resume_cycles_, &interpret_cycles_;
+  uint64_t& emulate_mmio_cycles_;
 };
 
 }  // namespace pgsim::vmm

@@ -16,7 +16,7 @@ void TrapRouter::attach(isa::Core& core) {
 
 bool TrapRouter::on_event(isa::Core& core, const isa::Event& event) {
   if (!vmm_->take_event(core, event)) return false;
-  ++traps_[static_cast<unsigned>(trap_cause(event))];
+  ++traps_[static_cast<unsigned>(vmm_->take_found_cause().value_or(trap_cause(event)))];
   ++total_;
   if (event.kind == isa::EventKind::External) ++interrupts_taken_;  // as the core counts them
   return true;

@@ -11,13 +11,16 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "isa/core.h"
 #include "isa/system/events.h"
 #include "models/vmm/costs.h"
 #include "models/vmm/cycles.h"
 #include "models/vmm/leaks.h"
+#include "models/vmm/trap_cause.h"
 
 namespace pgsim::config {
 class Config;
@@ -82,8 +85,13 @@ class Vmm {
   const LeakLog& leaks() const { return leaks_; }
   // Real privileged state found changed by the guest (must stay zero).
   const uint64_t& resource_control_violations() const { return violations_; }
+  // The cause the event just taken counts under where the strategy found more than the event
+  // says (a page fault on device memory is an MMIO access); nullopt: the event's own cause.
+  // Cleared by reading.
+  std::optional<TrapCause> take_found_cause() { return std::exchange(found_cause_, std::nullopt); }
 
  protected:
+  std::optional<TrapCause> found_cause_;
   VmmCycles cycles_;
   LeakLog leaks_;
   uint64_t violations_ = 0;

@@ -45,6 +45,9 @@ void declare_vmm(Schema& s) {
   cost(s, "reflect_cycles", 200,
        "the VMM delivering one exception or interrupt to the guest through its virtual IDT (gate "
        "lookup, frame on the guest's stack), as the CPU would natively");
+  cost(s, "emulate_mmio_cycles", 500,
+       "the VMM's handler emulating one guest access to device memory (MMIO), which shadow page "
+       "tables never map: decoding the faulting instruction and carrying it out on the device");
   cost(s, "shadow_fill_cycles", 400, "building a missing shadow page-table entry (hidden fault)");
   cost(s, "shadow_trace_cycles", 600, "emulating a write to a write-protected guest page table");
   cost(s, "interpret_cycles", 30, "interpreting one guest instruction in software");

@@ -125,6 +125,32 @@ TEST(Stats, HistogramCountsIntoFixedBuckets) {
   EXPECT_TRUE(std::isnan(empty.mean()));
 }
 
+// A family publishes one statistic per key present at the snapshot, and only those: names found
+// as the run goes (mnemonics) without a statistic for every possible one.
+TEST(Stats, FamilyPublishesOneStatisticPerKeyPresent) {
+  Registry r;
+  std::map<std::string, uint64_t> by_mnemonic;
+  r.bind_family("vmm.emulated", Unit::Instructions, "instructions emulated", &by_mnemonic);
+  const uint64_t cli_elsewhere = 0;
+  r.bind("vmm.emulated.cli", Unit::Count, "a statistic a family key must not shadow", &cli_elsewhere);
+  auto samples = r.snapshot();
+  for (const Sample& s : samples)
+    EXPECT_TRUE(s.name.rfind("vmm.emulated", 0) != 0 || s.name == "vmm.emulated.cli") << s.name;
+  by_mnemonic["out"] = 3;
+  by_mnemonic["mov_cr"] = 2;
+  samples = r.snapshot();
+  EXPECT_EQ(std::get<uint64_t>(find(samples, "vmm.emulated.out").value), 3u);
+  EXPECT_EQ(find(samples, "vmm.emulated.mov_cr").description, "instructions emulated: mov_cr");
+  EXPECT_EQ(find(samples, "vmm.emulated.mov_cr").unit, Unit::Instructions);
+  EXPECT_THROW(r.bind_family("vmm.emulated", Unit::Count, "d", &by_mnemonic), StatsError);
+  EXPECT_THROW(r.bind_family("null.family", Unit::Count, "d", nullptr), StatsError);
+  by_mnemonic["cli"] = 1;
+  EXPECT_THROW(r.snapshot(), StatsError);
+  by_mnemonic.erase("cli");
+  by_mnemonic["Bad Name"] = 1;
+  EXPECT_THROW(r.snapshot(), StatsError);
+}
+
 TEST(Stats, FreezeKeepsValuesAfterTheCountersAreGone) {
   Registry r;
   {

@@ -3,12 +3,14 @@
 //   vmm-run: end=<how the run ended> status=<exit device> insts=<real CPU> traps=<VMM traps>
 //            vmm_cycles=<VMM buckets> leaks=<leaks> io_cycles=<sim.cycles.io: physical device latency>
 //            modelled=<device accesses served by the VMM's software devices>
+//            mmio_traps=<device-memory accesses trapped> [emulated.<mnemonic>=<instructions emulated> ...]
 // One process per run (SystemC elaborates one design per process); vmm_guest_test drives it.
 // Usage: vmm_guest_run CONFIG [key=value ...]
 #include <iostream>
 #include <memory>
 #include <sstream>
 
+#include "models/vmm/trap_emulate.h"
 #include "models/vmm/trap_router.h"
 #include "platforms/config/config.h"
 #include "platforms/pc/pc_board.h"
@@ -30,7 +32,12 @@ int main(int argc, char** argv) {
               << " insts=" << board->cpu().core().counters().retired << " traps=" << router->total_traps()
               << " vmm_cycles=" << router->vmm().cycles().total() << " leaks=" << router->vmm().leaks().total()
               << " io_cycles=" << cpu.cycles().bucket(models::Bucket::Io)
-              << " modelled=" << router->vmm().device_accesses_modelled() << "\n";
+              << " modelled=" << router->vmm().device_accesses_modelled()
+              << " mmio_traps=" << router->traps(vmm::TrapCause::Mmio);
+    if (const auto* te = dynamic_cast<const vmm::TrapEmulateVmm*>(&router->vmm()))
+      for (const auto& [mnemonic, count] : te->emulated_by_mnemonic().by_mnemonic())
+        std::cout << " emulated." << mnemonic << "=" << count;
+    std::cout << "\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "vmm_guest_run: " << e.what() << "\n";

@@ -38,6 +38,7 @@ class MiniPc : public isa::PhysicalBus, public isa::IoBus {
 
   std::string serial;      // what the guest wrote to COM1
   int exit_value = -1;     // what it wrote to the exit port
+  uint64_t apic_accesses = 0;  // reads and writes of the local and I/O APIC windows
 
   // isa::PhysicalBus
   uint8_t* host_frame(uint64_t paddr) override { return paddr < size_ ? ram_ + (paddr & ~0xFFFull) : nullptr; }
@@ -47,12 +48,18 @@ class MiniPc : public isa::PhysicalBus, public isa::IoBus {
       std::memcpy(&v, ram_ + paddr, size);
       return v;
     }
-    if (in_window(paddr)) return registers_[paddr];
+    if (in_window(paddr)) {
+      ++apic_accesses;
+      return registers_[paddr];
+    }
     return ~0ull;
   }
   void write(uint64_t paddr, unsigned size, uint64_t value) override {
     if (paddr < size_) std::memcpy(ram_ + paddr, &value, size);
-    else if (in_window(paddr)) registers_[paddr] = value;
+    else if (in_window(paddr)) {
+      ++apic_accesses;
+      registers_[paddr] = value;
+    }
   }
 
   // isa::IoBus
