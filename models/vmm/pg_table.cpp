@@ -13,7 +13,24 @@ std::string strip(std::string s) {
   return s;
 }
 
+// The guest's output without its `timing:` lines and line-end differences.
+std::string comparable_output(const std::string& serial) {
+  std::istringstream in(serial);
+  std::string kept;
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("timing:", 0) != 0) kept += strip(line) + "\n";
+  return kept;
+}
+
 }  // namespace
+
+std::string output_against_native(const PgRun& run, const std::vector<PgRun>& runs) {
+  if (run.strategy == "native") return "-";
+  for (const PgRun& n : runs)
+    if (n.strategy == "native" && n.profile == run.profile && n.workload == run.workload)
+      return comparable_output(n.serial) == comparable_output(run.serial) ? "same" : "differs";
+  return "-";
+}
 
 std::string guest_outcome(const std::string& serial) {
   std::istringstream in(serial);
@@ -34,8 +51,8 @@ std::string guest_outcome(const std::string& serial) {
 }
 
 std::string popek_goldberg_table(const std::vector<PgRun>& runs) {
-  const std::vector<std::string> header = {"profile", "strategy", "workload", "guest", "leaks", "violations",
-                                           "direct", "traps", "cycles", "slowdown"};
+  const std::vector<std::string> header = {"profile", "strategy", "workload", "guest",  "output", "leaks",
+                                           "violations", "direct", "traps", "cycles", "slowdown"};
   std::vector<std::vector<std::string>> rows;
   for (const PgRun& r : runs) {
     const std::string outcome = guest_outcome(r.serial);
@@ -51,7 +68,7 @@ std::string popek_goldberg_table(const std::vector<PgRun>& runs) {
     char direct[16];
     std::snprintf(direct, sizeof direct, "%.3f", r.direct_fraction);
     const std::string strategy = r.strategy == "trap_emulate" ? r.strategy + " (" + r.leak_policy + ")" : r.strategy;
-    rows.push_back({r.profile, strategy, r.workload, outcome,
+    rows.push_back({r.profile, strategy, r.workload, outcome, output_against_native(r, runs),
                     r.leak_total ? std::to_string(r.leak_total) + ": " + r.leaks : "0", std::to_string(r.violations),
                     direct, std::to_string(r.traps), std::to_string(r.cycles), slowdown});
   }

@@ -1,6 +1,7 @@
 // The Popek-Goldberg demonstration: the same guest workloads run natively, interpreted and under
 // trap-and-emulate, on classic x86 and on x86-pg, shown as one table. Per run: whether the guest
-// completed (or which of its own checks failed), the leaks by instruction (equivalence), the
+// completed (or which of its own checks failed), whether its output is the native run's and the
+// leaks by instruction (equivalence), the
 // resource-control violations, the share of instructions run directly (efficiency), the traps,
 // the cycles, and the slowdown against the native run of the same profile and workload.
 #pragma once
@@ -24,6 +25,11 @@ struct PgRun {
 // "completed", or "FAILED <check>" from the guest's `CHECK FAILED: <name>` line, or
 // "FAILED: <reason>" from its `pgsim-kernel: FAIL <reason>` line, or "did not finish".
 std::string guest_outcome(const std::string& serial);
+
+// Equivalence as the guest shows it: "same" when the run's guest output (without its `timing:`
+// lines, which report RDTSC) is that of the native run with the same profile and workload,
+// "differs" when it is not, "-" for the native run itself or when there is none.
+std::string output_against_native(const PgRun& run, const std::vector<PgRun>& runs);
 
 // The table, one row per run in the order given; slowdown is cycles over those of the native
 // run with the same profile and workload ("-" without one, or when the run did not complete).

@@ -283,17 +283,23 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
 
   std::vector<vmm::PgRun> rows;
   std::vector<std::string> problems;
-  nlohmann::json json_rows = nlohmann::json::array();
+  std::vector<std::string> run_problems;
   for (DemoRun& r : runs) {
-    const std::string problem = collect(r, o.results_dir / r.name, log_of(r));
-    if (!problem.empty()) problems.push_back(r.name + ": " + problem);
+    run_problems.push_back(collect(r, o.results_dir / r.name, log_of(r)));
+    if (!run_problems.back().empty()) problems.push_back(r.name + ": " + run_problems.back());
     rows.push_back(r.row);
+  }
+  nlohmann::json json_rows = nlohmann::json::array();
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const DemoRun& r = runs[k];
+    const std::string& problem = run_problems[k];
     json_rows.push_back({{"run", r.name},
                          {"profile", r.row.profile},
                          {"strategy", r.row.strategy},
                          {"leak_policy", r.row.leak_policy},
                          {"workload", r.row.workload},
                          {"guest", vmm::guest_outcome(r.row.serial)},
+                         {"output_against_native", vmm::output_against_native(r.row, rows)},
                          {"exit_status", r.exit_status},
                          {"leaks", r.row.leak_total},
                          {"leaks_by_instruction", r.row.leaks},
@@ -324,7 +330,7 @@ const CommandRegistration registration{"demo", [](CLI::App& app, int& status) {
   CLI::App* cmd = app.add_subcommand(
       "demo",
       "The Popek-Goldberg demonstration: run every profile, strategy and workload of an experiment file "
-      "as a separate pgsim run and show them as one table (completed or failed, leaks by instruction, "
+      "as a separate pgsim run and show them as one table (completed or failed, output as native's or not, leaks by instruction, "
       "resource-control violations, direct share, traps, cycles, slowdown against native).");
   cmd->add_option("experiment", options->experiment, "experiment file (YAML)")
       ->type_name("EXPERIMENT.yaml")

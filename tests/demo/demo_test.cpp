@@ -62,19 +62,20 @@ TEST(Demo, ClassicX86LeaksAndFailsItsOwnCheckUnderTrapAndEmulate) {
   std::vector<std::vector<std::string>> rows;
   for (std::string line; std::getline(lines, line);) rows.push_back(cells(line));
   ASSERT_EQ(rows.size(), 4u) << table;  // header, rule, two runs
-  EXPECT_EQ(rows[0], (std::vector<std::string>{"profile", "strategy", "workload", "guest", "leaks", "violations",
-                                               "direct", "traps", "cycles", "slowdown"}));
-  ASSERT_EQ(rows[2].size(), 10u) << table;
-  ASSERT_EQ(rows[3].size(), 10u) << table;
-  const std::vector<std::string> native(rows[2].begin(), rows[2].begin() + 8);
-  EXPECT_EQ(native, (std::vector<std::string>{"x86", "native", "bench=in iters=20", "completed", "0", "0",
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"profile", "strategy", "workload", "guest", "output", "leaks",
+                                               "violations", "direct", "traps", "cycles", "slowdown"}));
+  ASSERT_EQ(rows[2].size(), 11u) << table;
+  ASSERT_EQ(rows[3].size(), 11u) << table;
+  const std::vector<std::string> native(rows[2].begin(), rows[2].begin() + 9);
+  EXPECT_EQ(native, (std::vector<std::string>{"x86", "native", "bench=in iters=20", "completed", "-", "0", "0",
                                               "1.000", "0"}));
-  EXPECT_EQ(rows[2][9], "1.00x");
+  EXPECT_EQ(rows[2][10], "1.00x");
   EXPECT_EQ(rows[3][0], "x86");
   EXPECT_EQ(rows[3][1], "trap_emulate (expose)");
   EXPECT_EQ(rows[3][3], "FAILED ring0");  // the kernel's own ring-0 check, as an unmodified OS would
-  EXPECT_NE(rows[3][4].find("pushf"), std::string::npos) << rows[3][4];
-  EXPECT_EQ(rows[3][5], "0");  // resource control holds even where equivalence does not
+  EXPECT_EQ(rows[3][4], "differs");       // so its output is not the native run's
+  EXPECT_NE(rows[3][5].find("pushf"), std::string::npos) << rows[3][5];
+  EXPECT_EQ(rows[3][6], "0");  // resource control holds even where equivalence does not
 
   // The JSON rows agree with the runs' own reports.
   const auto json = nlohmann::json::parse(read_file(dir.path() / "out/popek_goldberg.json"));
@@ -82,6 +83,8 @@ TEST(Demo, ClassicX86LeaksAndFailsItsOwnCheckUnderTrapAndEmulate) {
   const auto& te = json["runs"][1];
   const auto stats = nlohmann::json::parse(read_file(dir.path() / "out" / te["run"].get<std::string>() / "stats.json"));
   EXPECT_EQ(te["leaks"], stats["stats"]["vmm.leaks.total"]);
+  EXPECT_EQ(te["output_against_native"], "differs");
+  EXPECT_EQ(json["runs"][0]["output_against_native"], "-");
   EXPECT_EQ(te["traps"], stats["stats"]["vmm.traps.total"]);
   EXPECT_EQ(te["cycles"], stats["stats"]["sim.cycles"]);
   EXPECT_GT(te["leaks"].get<uint64_t>(), 0u);

@@ -273,6 +273,13 @@ TEST(PopekGoldbergTable, ShowsEquivalenceResourceControlAndEfficiencyPerRun) {
   EXPECT_NE(lines[4].find("mov_from_sreg"), std::string::npos);
   EXPECT_NE(lines[5].find("completed"), std::string::npos);          // x86 trap_emulate, concealed
   EXPECT_NE(lines[8].find("completed"), std::string::npos);          // x86-pg trap_emulate
+  // Equivalence as the guest's output shows it, against the native run of the same profile.
+  EXPECT_EQ(vmm::output_against_native(runs[0], runs), "-");
+  EXPECT_EQ(vmm::output_against_native(runs[1], runs), "same");     // x86 interpret
+  EXPECT_EQ(vmm::output_against_native(runs[2], runs), "differs");  // x86 trap_emulate, exposed
+  EXPECT_EQ(vmm::output_against_native(runs[3], runs), "same");     // x86 trap_emulate, concealed
+  EXPECT_EQ(vmm::output_against_native(runs[5], runs), "same");     // x86-pg interpret
+  EXPECT_EQ(vmm::output_against_native(runs[6], runs), "same");     // x86-pg trap_emulate
   EXPECT_EQ(vmm::guest_outcome("x\r\npgsim-kernel: FAIL out of memory\r\n"), "FAILED: out of memory");
   EXPECT_EQ(vmm::guest_outcome("pgsim-kernel: PASS\n"), "completed");
   EXPECT_EQ(vmm::guest_outcome("booting\n"), "did not finish");
