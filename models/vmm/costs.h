@@ -14,7 +14,7 @@ struct VmmCosts {
   uint64_t emulate = 100;       // the VMM's handler emulating one privileged instruction
   uint64_t emulate_io = 400;    // the VMM's handler emulating one port I/O instruction
   uint64_t shadow_fill = 400;   // building a missing shadow page-table entry (hidden fault)
-  uint64_t shadow_trace = 600;  // emulating a write to a write-protected guest page table
+  uint64_t shadow_trace = 600;  // emulating a write to a write-protected guest page table or GDT page
   uint64_t interpret = 30;      // fetching, decoding and dispatching one guest instruction in software
   uint64_t soft_mmu = 10;       // one guest data access through the interpreter's software MMU
 

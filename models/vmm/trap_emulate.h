@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "models/vmm/shadow_paging.h"
 #include "models/vmm/virtual_cpu.h"
@@ -73,6 +74,13 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   void project(isa::Core& real);
   void write_vmm_structures();
   void sync_shadow_gdt();
+  // The shadow GDT follows the guest's by tracing: the guest's GDT pages are write-protected, and
+  // every write to them (the guest's, emulated, or the virtual CPU's own) updates the entries it
+  // touches; only what moves the GDT or remaps its pages makes sync_shadow_gdt() read it again.
+  void locate_guest_gdt(unsigned entries);
+  std::vector<uint64_t> shadow_descriptors() const;
+  void trace_gdt_write(uint64_t paddr, unsigned size, uint64_t value);
+  void before_guest_write(uint64_t paddr, unsigned size, uint64_t value);
   void check_resource_control(const isa::Core& real);
   bool is_port_io(isa::Core& vcore);
 
@@ -111,8 +119,19 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   std::unique_ptr<ShadowPager> shadow_;
   bool direct_ = false;
   RealPrivileged expected_{};
-  std::vector<uint64_t> guest_gdt_;  // the guest GDT entries the shadow GDT was made from
-  uint64_t guest_gdt_base_ = ~0ull;
+  std::vector<uint64_t> guest_gdt_;   // the guest GDT entries the shadow GDT was made from
+  std::vector<uint64_t> shadow_gdt_;  // the shadow GDT's entries made from them
+  // Where the guest's GDT was read from: a change of any of these makes the VMM read it again.
+  struct GdtView {
+    uint64_t base = ~0ull, cr3 = 0;
+    uint16_t limit = 0;
+    bool protected_mode = false, paging = false, long_mode = false;
+    bool operator==(const GdtView&) const = default;
+  };
+  GdtView gdt_view_;
+  bool gdt_stale_ = true;             // a guest entry mapping its pages changed, or INVLPG of one
+  std::vector<uint64_t> gdt_pages_;   // the frame of each page of the guest's GDT (~0: not mapped)
+  std::vector<ShadowPager::GuestEntry> gdt_sources_;  // the guest paging entries that map them
   uint16_t shadow_gdt_limit_ = 0;
   uint16_t tss_selector_ = 0;
   uint64_t guest_cr0_ = 0, guest_cr4_ = 0;  // as the shadows were built for

@@ -35,6 +35,7 @@ void VirtualCpu::write(uint64_t paddr, unsigned size, uint64_t value) {
     for (unsigned k = 0; k < size; ++k) overlay_[paddr + k] = static_cast<uint8_t>(value >> (8 * k));
     return;
   }
+  if (before_write) before_write(paddr, size, value);
   real_.bus().write(paddr, size, value);
   real_.invalidate_decoded(paddr, size);
 }

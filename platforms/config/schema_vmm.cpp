@@ -43,7 +43,7 @@ void declare_vmm(Schema& s) {
   cost(s, "emulate_cycles", 100, "the VMM's handler emulating one privileged instruction");
   cost(s, "emulate_io_cycles", 400, "the VMM's handler emulating one port I/O instruction");
   cost(s, "shadow_fill_cycles", 400, "building a missing shadow page-table entry (hidden fault)");
-  cost(s, "shadow_trace_cycles", 600, "emulating a write to a write-protected guest page table");
+  cost(s, "shadow_trace_cycles", 600, "emulating a write to a write-protected guest page table or GDT page");
   cost(s, "interpret_cycles", 30, "interpreting one guest instruction in software");
   cost(s, "soft_mmu_cycles", 10, "one memory access through the interpreter's software MMU");
   cost(s, "bt_translate_cycles", 300, "translating one guest instruction into the code cache");

@@ -1,0 +1,179 @@
+// What trap_emulate does when the guest writes the structures it shadows: a write to one guest
+// paging entry drops exactly the shadow leaves built from it (other leaves, and other address
+// spaces' shadows, stay), and the guest's next access goes through its new entry; a write to the
+// guest's GDT is traced into the shadow GDT, and so is a write the virtual CPU itself makes there.
+#include <gtest/gtest.h>
+
+#include "tests/vmm/deprivileged_machine.h"
+
+namespace pgsim {
+namespace {
+
+using test::DeprivilegedMachine;
+using test::kCode;
+using vmm::TrapCause;
+
+std::vector<uint8_t> cat(std::initializer_list<std::vector<uint8_t>> parts) {
+  std::vector<uint8_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+// mov <reg>, [abs32] with the register's ModRM reg field (0 = rax, 1 = rcx).
+std::vector<uint8_t> load_abs(unsigned reg, uint32_t address) {
+  return {0x48, 0x8B, uint8_t(0x04 | reg << 3), 0x25, uint8_t(address), uint8_t(address >> 8), uint8_t(address >> 16),
+          uint8_t(address >> 24)};
+}
+const std::vector<uint8_t> kMovCr3Rbx{0x0F, 0x22, 0xDB}, kMovCr3Rsi{0x0F, 0x22, 0xDE}, kJmpSelf{0xEB, 0xFE};
+
+// Two address spaces with page directories of their own mapping the same 2 MiB pages; space A
+// (the machine's) writes its PDE 1, moving [0x200000, 0x400000) to the frames at 0x600000 (so
+// 0x300000 then reads 0x700000).
+//   mov rax, [0x300000] ; mov rax, [0x400000]      fills in A
+//   mov cr3, rbx ; mov rax, [0x300000]             B, and a fill in B
+//   mov cr3, rsi ; mov [rdi], rdx                  back to A; the traced write to A's PDE 1
+//   mov rcx, [0x300000] ; mov rax, [0x400000]      A through the new entry; A's other leaf
+//   mov cr3, rbx ; mov rax, [0x300000] ; jmp $     B's leaf, which depends on B's own PDE
+TEST(ShadowTrace, AWriteToOnePagingEntryDropsOnlyTheLeavesBuiltFromIt) {
+  DeprivilegedMachine m("x86-pg");
+  constexpr uint64_t kPml4B = 0x103000, kPdptB = 0x104000, kPdB = 0x105000;
+  m.ram.put<uint64_t>(kPml4B, kPdptB | test::kPteP | test::kPteRw);
+  m.ram.put<uint64_t>(kPdptB, kPdB | test::kPteP | test::kPteRw);
+  for (uint64_t k = 0; k < 16; ++k) m.ram.put<uint64_t>(kPdB + k * 8, m.ram.get<uint64_t>(test::kPd + k * 8));
+  m.ram.put<uint64_t>(0x300000, 0x3333);
+  m.ram.put<uint64_t>(0x700000, 0x7777);
+  m.state().gpr[isa::RBX] = kPml4B;
+  m.state().gpr[isa::RSI] = test::kPml4;
+  m.state().gpr[isa::RDI] = test::kPd + 8;  // A's PDE of 0x300000
+  m.state().gpr[isa::RDX] = 0x600000 | test::kPteP | test::kPteRw | test::kPtePs;
+  const std::vector<uint8_t> code =
+      cat({load_abs(0, 0x300000), load_abs(0, 0x400000), kMovCr3Rbx, load_abs(0, 0x300000), kMovCr3Rsi,
+           {0x48, 0x89, 0x17}, load_abs(1, 0x300000), load_abs(0, 0x400000), kMovCr3Rbx, load_abs(0, 0x300000),
+           kJmpSelf});
+  vmm::TrapEmulateVmm& vmm = m.start(code);
+  m.core.run(20);
+  EXPECT_EQ(m.state().rip, kCode + code.size() - 2);
+  EXPECT_EQ(m.ram.get<uint64_t>(test::kPd + 8), m.state().gpr[isa::RDX] | 0x20);  // accessed by the read
+  EXPECT_EQ(m.state().gpr[isa::RCX], 0x7777u);  // A reads through its new entry
+  EXPECT_EQ(m.state().gpr[isa::RAX], 0x3333u);  // B still through its own
+  const vmm::ShadowCounters& s = vmm.shadow();
+  EXPECT_EQ(s.traced_writes, 1u);
+  // The write changed A's PDE 1: the one leaf built from it (0x300000 in A) is dropped. A's code
+  // and 0x400000 leaves and B's 0x300000 leaf came from other entries and stay.
+  EXPECT_EQ(s.entry_invalidations, 1u);
+  EXPECT_EQ(s.flushes, 0u);
+  EXPECT_EQ(s.cache_misses, 2u);  // A's first root, B's
+  EXPECT_EQ(s.cache_hits, 2u);    // back to A, back to B: both shadows kept
+  // Page faults: A's code, 0x300000 and 0x400000; B's code and 0x300000; the traced write;
+  // 0x300000 in A again (its leaf was dropped). Nothing else faults again.
+  EXPECT_EQ(m.traps(TrapCause::PageFault), 7u);
+  EXPECT_EQ(s.hidden_faults, 6u);
+  EXPECT_EQ(m.traps(TrapCause::GeneralProtection), 3u);  // the MOV CR3s
+}
+
+// A write that changes nothing but the accessed and dirty bits of an entry loosens nothing a
+// shadow leaf relies on (a leaf is writable only once its entry is dirty): no leaf is dropped.
+//   mov rax, [0x300000] ; mov [rdi], rdx ; mov rax, [0x300000] ; jmp $
+TEST(ShadowTrace, SettingAccessedAndDirtyBitsDropsNothing) {
+  DeprivilegedMachine m("x86-pg");
+  m.state().gpr[isa::RDI] = test::kPd + 8;
+  m.state().gpr[isa::RDX] = m.ram.get<uint64_t>(test::kPd + 8) | 0x60;  // A and D set
+  const std::vector<uint8_t> code = cat({load_abs(0, 0x300000), {0x48, 0x89, 0x17}, load_abs(0, 0x300000), kJmpSelf});
+  vmm::TrapEmulateVmm& vmm = m.start(code);
+  m.core.run(6);
+  EXPECT_EQ(m.state().rip, kCode + code.size() - 2);
+  EXPECT_EQ(vmm.shadow().traced_writes, 1u);
+  EXPECT_EQ(vmm.shadow().entry_invalidations, 0u);
+  EXPECT_EQ(m.traps(TrapCause::PageFault), 3u);  // the code page, 0x300000 (once), the traced write
+}
+
+// A page that becomes a page table is write-protected where a shadow maps it, and nowhere else
+// is anything dropped. The guest writes the page at 0x300000 (its leaf becomes writable), then
+// points its PDE 3 at a page table in that frame and reads through it: the walk finds the new
+// table, the writable leaf becomes read-only, and the guest's next write there is traced.
+//   mov [0x300000], rax ; mov [rdi], rdx ; mov rax, [0x600000] ; mov [0x300000], rcx ; jmp $
+TEST(ShadowTrace, ANewPageTableIsWriteProtectedWhereAShadowMapsIt) {
+  DeprivilegedMachine m("x86-pg");
+  m.state().gpr[isa::RAX] = 0x700000 | test::kPteP | test::kPteRw;  // PTE 0 of the new table
+  m.state().gpr[isa::RDI] = test::kPd + 3 * 8;                       // the PDE of 0x600000
+  m.state().gpr[isa::RDX] = 0x300000 | test::kPteP | test::kPteRw;   // -> the table at 0x300000
+  m.state().gpr[isa::RCX] = 0;
+  m.ram.put<uint64_t>(0x700000, 0x7777);
+  const std::vector<uint8_t> code = cat({{0x48, 0x89, 0x04, 0x25, 0x00, 0x00, 0x30, 0x00},
+                                         {0x48, 0x89, 0x17},
+                                         load_abs(0, 0x600000),
+                                         {0x48, 0x89, 0x0C, 0x25, 0x00, 0x00, 0x30, 0x00},
+                                         kJmpSelf});
+  vmm::TrapEmulateVmm& vmm = m.start(code);
+  m.core.run(10);
+  EXPECT_EQ(m.state().rip, kCode + code.size() - 2);
+  EXPECT_EQ(m.state().gpr[isa::RAX], 0x7777u);
+  EXPECT_EQ(m.ram.get<uint64_t>(0x300000), 0u);  // the guest's last write, emulated
+  const vmm::ShadowCounters& s = vmm.shadow();
+  EXPECT_EQ(s.write_protections, 1u);  // the leaf of 0x300000
+  EXPECT_EQ(s.traced_writes, 2u);      // the PDE write; the write to the new table
+  // The PDE write changed PDE 3, from which no leaf was built; the write to the new table's
+  // entry 0 drops the leaf of 0x600000 built from it.
+  EXPECT_EQ(s.entry_invalidations, 1u);
+  EXPECT_EQ(s.flushes, 0u);
+}
+
+// The guest writes a data descriptor into its GDT (a traced write: its GDT page is write-protected)
+// and loads FS with it; on classic x86 the load runs directly on the real CPU, from the shadow
+// GDT, and FS then has the new descriptor's base, as it has natively.
+//   mov [rdi], rax ; mov fs, ecx ; mov rdx, fs:[0] ; jmp $
+TEST(ShadowTrace, AGuestWriteToItsGdtReachesTheShadowGdtBeforeASegmentLoad) {
+  constexpr uint16_t kSelector = 0x50;
+  constexpr uint32_t kBase = 0x345000;
+  const std::vector<uint8_t> code = {0x48, 0x89, 0x07, 0x8E, 0xE1, 0x64, 0x48, 0x8B,
+                                     0x14, 0x25, 0x00, 0x00, 0x00, 0x00, 0xEB, 0xFE};
+  auto prepare = [&](DeprivilegedMachine& m) {
+    m.state().gpr[isa::RDI] = test::kGdt + kSelector;
+    m.state().gpr[isa::RAX] = test::segment_descriptor(kBase, 0xFFFFF, 0x3, 0, false, true);
+    m.state().gpr[isa::RCX] = kSelector;
+    m.ram.put<uint64_t>(kBase, 0x5EED);
+  };
+  DeprivilegedMachine native("x86");
+  prepare(native);
+  native.load_code(kCode, code);
+  native.core.run(3);
+  ASSERT_EQ(native.state().gpr[isa::RDX], 0x5EEDu);
+
+  DeprivilegedMachine m("x86");
+  prepare(m);
+  vmm::TrapEmulateVmm& vmm = m.start(code);
+  m.core.run(6);
+  EXPECT_EQ(m.state().rip, kCode + code.size() - 2);
+  EXPECT_EQ(m.state().gpr[isa::RDX], 0x5EEDu);
+  EXPECT_EQ(m.state().seg[isa::FS].base, native.state().seg[isa::FS].base);
+  EXPECT_EQ(m.ram.get<uint64_t>(test::kGdt + kSelector), native.ram.get<uint64_t>(test::kGdt + kSelector));
+  const vmm::ShadowCounters& s = vmm.shadow();
+  EXPECT_EQ(s.gdt_traced_writes, 1u);
+  EXPECT_EQ(s.gdt_entry_updates, 1u);  // the one entry the write touched
+  EXPECT_EQ(s.gdt_resyncs, 1u);        // the first reading, when the VMM took over; none since
+  EXPECT_EQ(s.traced_writes, 0u);
+  EXPECT_EQ(m.router->vmm().leaks().total(), 0u) << m.router->vmm().leaks().summary();
+}
+
+// A write the virtual CPU makes itself: on x86-pg a data-segment load traps and is emulated, and
+// the virtual CPU sets the accessed bit of the guest's descriptor, which the shadow GDT follows.
+//   mov ds, ecx ; jmp $
+TEST(ShadowTrace, TheVirtualCpusOwnGdtWritesReachTheShadowGdt) {
+  constexpr uint16_t kSelector = 0x50;
+  DeprivilegedMachine m("x86-pg");
+  const uint64_t descriptor = test::segment_descriptor(0, 0xFFFFF, 0x2, 0, false, true);  // not accessed
+  m.ram.put<uint64_t>(test::kGdt + kSelector, descriptor);
+  m.state().gpr[isa::RCX] = kSelector;
+  vmm::TrapEmulateVmm& vmm = m.start({0x8E, 0xD9, 0xEB, 0xFE});
+  m.core.run(3);
+  EXPECT_EQ(m.state().rip, kCode + 2);
+  EXPECT_EQ(m.traps(TrapCause::GeneralProtection), 1u);
+  constexpr uint64_t kAccessed = 1ull << 40, kDpl3 = 3ull << 45;
+  EXPECT_EQ(m.ram.get<uint64_t>(test::kGdt + kSelector), descriptor | kAccessed);
+  // The shadow GDT (the start of the VMM's memory): the guest's descriptor, accessed, at DPL 3.
+  EXPECT_EQ(m.ram.get<uint64_t>(test::kGuestRam + kSelector), descriptor | kAccessed | kDpl3);
+  EXPECT_EQ(vmm.shadow().gdt_entry_updates, 1u);
+  EXPECT_EQ(vmm.shadow().gdt_traced_writes, 0u);  // the guest itself wrote nothing
+}
+
+}  // namespace
+}  // namespace pgsim
