@@ -86,6 +86,53 @@ TEST(ShadowTrace, SettingAccessedAndDirtyBitsDropsNothing) {
   EXPECT_EQ(m.traps(TrapCause::PageFault), 3u);  // the code page, 0x300000 (once), the traced write
 }
 
+// A write flood (kFloodWrites writes in a row to a page table with no walk through it) ends the
+// frame's write protection, so its later writes are not seen: every leaf built from one of its
+// entries is dropped then, and the guest's direct update of an entry still takes effect. PDE 4
+// (0x800000) points to a page table in the frame at 0x500000, itself mapped by PDE 2.
+//   mov rax, [0x800000] ; mov rbx, [0x801000]      leaves from PT entries 0 and 1
+//   4 x mov [rdi], rcx                             traced writes to PT entry 10: the flood
+//   mov [rdx], r8                                  PT entry 0 -> 0x802000, written directly
+//   mov rsi, [0x800000]                            through the new entry (a walk: protected again)
+//   mov [rdx], r9 ; mov rbp, [0x800000] ; jmp $    traced again; back to 0x800000
+TEST(ShadowTrace, AWriteFloodDropsTheLeavesBuiltFromTheUnprotectedTable) {
+  DeprivilegedMachine m("x86-pg");
+  constexpr uint64_t kTable = 0x500000;
+  m.ram.put<uint64_t>(test::kPd + 4 * 8, kTable | test::kPteP | test::kPteRw);
+  m.ram.put<uint64_t>(kTable, 0x800000 | test::kPteP | test::kPteRw);
+  m.ram.put<uint64_t>(kTable + 8, 0x801000 | test::kPteP | test::kPteRw);
+  m.ram.put<uint64_t>(0x800000, 0x8888);
+  m.ram.put<uint64_t>(0x801000, 0x1111);
+  m.ram.put<uint64_t>(0x802000, 0x2222);
+  m.state().gpr[isa::RDI] = kTable + 10 * 8;
+  m.state().gpr[isa::RCX] = 0;
+  m.state().gpr[isa::RDX] = kTable;
+  m.state().gpr[isa::R8] = 0x802000 | test::kPteP | test::kPteRw;
+  m.state().gpr[isa::R9] = 0x800000 | test::kPteP | test::kPteRw;
+  const std::vector<uint8_t> flood_write{0x48, 0x89, 0x0F};
+  const std::vector<uint8_t> code =
+      cat({load_abs(0, 0x800000), load_abs(3, 0x801000), flood_write, flood_write, flood_write, flood_write,
+           {0x4C, 0x89, 0x02}, load_abs(6, 0x800000), {0x4C, 0x89, 0x0A}, load_abs(5, 0x800000), kJmpSelf});
+  vmm::TrapEmulateVmm& vmm = m.start(code);
+  m.core.run(20);
+  EXPECT_EQ(m.state().rip, kCode + code.size() - 2);
+  EXPECT_EQ(m.state().gpr[isa::RAX], 0x8888u);
+  EXPECT_EQ(m.state().gpr[isa::RBX], 0x1111u);
+  EXPECT_EQ(m.state().gpr[isa::RSI], 0x2222u);  // the direct write to the unprotected table took effect
+  EXPECT_EQ(m.state().gpr[isa::RBP], 0x8888u);
+  const vmm::ShadowCounters& s = vmm.shadow();
+  EXPECT_EQ(s.unprotected, 1u);
+  EXPECT_EQ(s.traced_writes, vmm::ShadowPager::kFloodWrites + 1);  // the flood; the write after the walk
+  // The flood drops both leaves built from the table (0x800000, 0x801000); the last traced write
+  // drops the refilled 0x800000 leaf.
+  EXPECT_EQ(s.entry_invalidations, 3u);
+  EXPECT_EQ(s.write_protections, 1u);  // the table's own leaf, writable while it was unprotected
+  // Hidden: code, 0x800000, 0x801000, the direct write (a writable leaf for the table), 0x800000
+  // twice more. Traced writes fault each time: no leaf maps the table while it is protected.
+  EXPECT_EQ(s.hidden_faults, 6u);
+  EXPECT_EQ(m.traps(TrapCause::PageFault), 6u + vmm::ShadowPager::kFloodWrites + 1);
+}
+
 // A page that becomes a page table is write-protected where a shadow maps it, and nowhere else
 // is anything dropped. The guest writes the page at 0x300000 (its leaf becomes writable), then
 // points its PDE 3 at a page table in that frame and reads through it: the walk finds the new
