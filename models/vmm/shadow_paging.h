@@ -115,8 +115,8 @@ class ShadowPager {
   static constexpr unsigned kFloodWrites = 4;
 
   // True once after the real TLBs may hold entries of shadows dropped wholesale (every shadow, or
-  // one evicted from the cache; a new root may sit at the address of a dropped one).
-  // invalidate_page() leaves the real TLB to the caller.
+  // one evicted from the cache; a new root may sit at the address of a dropped one). Leaves
+  // dropped one by one are told to on_leaf_changed instead.
   bool take_dropped() {
     const bool dropped = flushed_;
     flushed_ = false;

@@ -6,8 +6,9 @@
 //   SYSCALL/SYSRET, ...), or, when the virtual CPU faults on it too, delivers that fault to the
 //   guest through its own IDT;
 // - serves page faults from the shadow page tables: hidden faults (the guest's tables allow the
-//   access) fill the shadow, writes to the guest's page tables are traced and emulated, true faults
-//   are reflected to the guest;
+//   access) fill the shadow, writes to the guest's page tables and to its GDT are traced and
+//   emulated (the shadow entries made from what they change follow), true faults are reflected
+//   to the guest;
 // - reflects interrupts, INT n and other traps through the guest's IDT;
 // and returns to the guest with the real state derived from the virtual CPU's.
 // Interrupts reach the guest only when its virtual IF allows (the VMM stands between the
