@@ -151,11 +151,17 @@ void ShadowPager::drop(const LeafRef& ref) {
   if (on_leaf_changed) on_leaf_changed(ref.page);
 }
 
-uint64_t ShadowPager::drop_dependents(uint64_t begin, uint64_t end) {
-  std::set<LeafRef> doomed;
+std::vector<ShadowPager::DependentsMap::const_iterator> ShadowPager::overlapping(uint64_t begin, uint64_t end) const {
+  std::vector<DependentsMap::const_iterator> found;
   // An entry is at most 8 bytes wide: one that starts up to 7 bytes before `begin` may overlap.
   for (auto it = dependents_.lower_bound(begin >= 7 ? begin - 7 : 0); it != dependents_.end() && it->first < end; ++it)
-    if (it->first + it->second.size > begin) doomed.insert(it->second.leaves.begin(), it->second.leaves.end());
+    if (it->first + it->second.size > begin) found.push_back(it);
+  return found;
+}
+
+uint64_t ShadowPager::drop_dependents(uint64_t begin, uint64_t end) {
+  std::set<LeafRef> doomed;
+  for (const auto& it : overlapping(begin, end)) doomed.insert(it->second.leaves.begin(), it->second.leaves.end());
   for (const LeafRef& ref : doomed) drop(ref);
   counters_.entry_invalidations += doomed.size();
   return doomed.size();
@@ -176,8 +182,7 @@ bool ShadowPager::changes_entry(uint64_t entry, unsigned width, uint64_t paddr, 
 
 void ShadowPager::guest_write(uint64_t paddr, unsigned size, uint64_t value) {
   std::vector<std::pair<uint64_t, uint64_t>> changed_entries;  // [begin, end) of each
-  for (auto it = dependents_.lower_bound(paddr >= 7 ? paddr - 7 : 0); it != dependents_.end() && it->first < paddr + size;
-       ++it)
+  for (const auto& it : overlapping(paddr, paddr + size))
     if (changes_entry(it->first, it->second.size, paddr, size, value))
       changed_entries.emplace_back(it->first, it->first + it->second.size);
   for (const auto& [begin, end] : changed_entries) drop_dependents(begin, end);

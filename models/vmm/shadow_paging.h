@@ -158,6 +158,9 @@ class ShadowPager {
   void unlink(const LeafRef& ref, const Leaf& leaf);
   // Drops a leaf: its shadow entry is cleared and the real TLB told.
   void drop(const LeafRef& ref);
+  using DependentsMap = std::map<uint64_t, Dependents>;  // by guest entry (physical)
+  // The guest entries some leaf was built from that overlap [begin, end) of physical memory.
+  std::vector<DependentsMap::const_iterator> overlapping(uint64_t begin, uint64_t end) const;
   // Drops every leaf built from an entry in [begin, end) of guest physical memory; returns how many.
   uint64_t drop_dependents(uint64_t begin, uint64_t end);
   // Makes every leaf that maps guest frame `frame` read-only.
@@ -173,7 +176,7 @@ class ShadowPager {
   std::unordered_set<uint64_t> page_table_frames_;
   std::unordered_set<uint64_t> gdt_frames_;
   std::unordered_map<uint64_t, unsigned> write_streak_;  // traced writes since the last walk through it
-  std::map<uint64_t, Dependents> dependents_;             // guest entry (physical) -> leaves built from it
+  DependentsMap dependents_;                              // guest entry -> leaves built from it
   std::unordered_map<uint64_t, std::set<LeafRef>> mappers_;  // guest frame -> leaves that map it
   ShadowCounters counters_;
   bool flushed_ = false;

@@ -58,7 +58,8 @@ TrapEmulateVmm::TrapEmulateVmm(const Machine& machine, const VmmCosts& costs, co
       reflect_cycles_(cycles_.add_counter("vmm_reflect",
                                           "cycles the VMM spends delivering exceptions and interrupts to the guest's IDT")),
       shadow_fill_cycles_(cycles_.add_counter("vmm_shadow_fill", "cycles filling shadow page tables on hidden page faults")),
-      shadow_trace_cycles_(cycles_.add_counter("vmm_shadow_trace", "cycles emulating guest writes to its page tables and GDT")),
+      shadow_trace_cycles_(
+          cycles_.add_counter("vmm_shadow_trace", "cycles emulating guest writes to its page tables and GDT")),
       resume_cycles_(cycles_.add_counter("vmm_resume", "cycles returning from the VMM to the deprivileged guest")),
       interpret_cycles_(cycles_.add_counter(
           "vmm_interpret", "cycles interpreting the guest outside IA-32e mode or at IOPL 3 (not run directly)")) {
@@ -85,7 +86,9 @@ void TrapEmulateVmm::attach(Core& real) {
     const uint64_t gdt_first = gdt_view_.base >> 12, page = linear >> 12;
     if (page >= gdt_first && page - gdt_first < gdt_pages_.size()) gdt_stale_ = true;  // may be remapped
   };
-  vcpu_->before_write = [this](uint64_t paddr, unsigned size, uint64_t value) { before_guest_write(paddr, size, value); };
+  vcpu_->before_write = [this](uint64_t paddr, unsigned size, uint64_t value) {
+    before_guest_write(paddr, size, value);
+  };
   shadow_->on_leaf_changed = [this](uint64_t linear) { real_->invalidate_page(linear); };
   guest_cr0_ = vcpu_->state().cr0;  // the shadows are built for these
   guest_cr4_ = vcpu_->state().cr4;

@@ -25,6 +25,18 @@ std::vector<uint8_t> load_abs(unsigned reg, uint32_t address) {
 }
 const std::vector<uint8_t> kMovCr3Rbx{0x0F, 0x22, 0xDB}, kMovCr3Rsi{0x0F, 0x22, 0xDE}, kJmpSelf{0xEB, 0xFE};
 
+// A second address space whose PML4, PDPT and page directory are its own, the directory a copy of
+// the machine's as it is now (the same pages, and any page table the machine's points to).
+// Returns its CR3.
+uint64_t second_address_space(DeprivilegedMachine& m) {
+  constexpr uint64_t kPml4 = 0x103000, kPdpt = 0x104000, kPd = 0x105000;
+  m.ram.put<uint64_t>(kPml4, kPdpt | test::kPteP | test::kPteRw);
+  m.ram.put<uint64_t>(kPdpt, kPd | test::kPteP | test::kPteRw);
+  for (uint64_t k = 0; k < test::kGuestRam >> 21; ++k)
+    m.ram.put<uint64_t>(kPd + k * 8, m.ram.get<uint64_t>(test::kPd + k * 8));
+  return kPml4;
+}
+
 // Two address spaces with page directories of their own mapping the same 2 MiB pages; space A
 // (the machine's) writes its PDE 1, moving [0x200000, 0x400000) to the frames at 0x600000 (so
 // 0x300000 then reads 0x700000).
@@ -35,13 +47,10 @@ const std::vector<uint8_t> kMovCr3Rbx{0x0F, 0x22, 0xDB}, kMovCr3Rsi{0x0F, 0x22, 
 //   mov cr3, rbx ; mov rax, [0x300000] ; jmp $     B's leaf, which depends on B's own PDE
 TEST(ShadowTrace, AWriteToOnePagingEntryDropsOnlyTheLeavesBuiltFromIt) {
   DeprivilegedMachine m("x86-pg");
-  constexpr uint64_t kPml4B = 0x103000, kPdptB = 0x104000, kPdB = 0x105000;
-  m.ram.put<uint64_t>(kPml4B, kPdptB | test::kPteP | test::kPteRw);
-  m.ram.put<uint64_t>(kPdptB, kPdB | test::kPteP | test::kPteRw);
-  for (uint64_t k = 0; k < 16; ++k) m.ram.put<uint64_t>(kPdB + k * 8, m.ram.get<uint64_t>(test::kPd + k * 8));
+  const uint64_t pml4_b = second_address_space(m);
   m.ram.put<uint64_t>(0x300000, 0x3333);
   m.ram.put<uint64_t>(0x700000, 0x7777);
-  m.state().gpr[isa::RBX] = kPml4B;
+  m.state().gpr[isa::RBX] = pml4_b;
   m.state().gpr[isa::RSI] = test::kPml4;
   m.state().gpr[isa::RDI] = test::kPd + 8;  // A's PDE of 0x300000
   m.state().gpr[isa::RDX] = 0x600000 | test::kPteP | test::kPteRw | test::kPtePs;
@@ -70,6 +79,58 @@ TEST(ShadowTrace, AWriteToOnePagingEntryDropsOnlyTheLeavesBuiltFromIt) {
   EXPECT_EQ(m.traps(TrapCause::GeneralProtection), 3u);  // the MOV CR3s
 }
 
+// 4 KiB pages: PDE 4 (0x800000) points to a page table in the frame at 0x500000 (mapped by
+// PDE 2) whose PTEs 0 and 1 map 0x800000 and 0x801000, holding 0x8888 and 0x1111; 0x802000
+// holds 0x2222. Returns the table's address.
+uint64_t small_pages(DeprivilegedMachine& m) {
+  constexpr uint64_t kTable = 0x500000;
+  m.ram.put<uint64_t>(test::kPd + 4 * 8, kTable | test::kPteP | test::kPteRw);
+  m.ram.put<uint64_t>(kTable, 0x800000 | test::kPteP | test::kPteRw);
+  m.ram.put<uint64_t>(kTable + 8, 0x801000 | test::kPteP | test::kPteRw);
+  m.ram.put<uint64_t>(0x800000, 0x8888);
+  m.ram.put<uint64_t>(0x801000, 0x1111);
+  m.ram.put<uint64_t>(0x802000, 0x2222);
+  return kTable;
+}
+
+// Two address spaces share a page table (PDE 4 of both points to it, as kernels share their
+// tables between processes); space A writes its PTE 0. The leaf of that page is dropped in both
+// spaces, and both then read through the new entry; the leaves of PTE 1 stay in both.
+//   mov rax, [0x800000] ; mov rax, [0x801000]      A: leaves from PTE 0 and PTE 1
+//   mov cr3, rbx ; mov rax, [0x800000] ; mov rax, [0x801000]      the same in B
+//   mov cr3, rsi ; mov [rdi], rdx                  A writes PTE 0 (traced): -> 0x802000
+//   mov rcx, [0x800000] ; mov rax, [0x801000]      A: through the new entry; PTE 1's leaf
+//   mov cr3, rbx ; mov rbp, [0x800000] ; mov rax, [0x801000] ; jmp $      the same in B
+TEST(ShadowTrace, AWriteToASharedPageTableEntryDropsItsLeafInEverySpaceAndNoOther) {
+  DeprivilegedMachine m("x86-pg");
+  const uint64_t table = small_pages(m);
+  const uint64_t pml4_b = second_address_space(m);
+  m.state().gpr[isa::RBX] = pml4_b;
+  m.state().gpr[isa::RSI] = test::kPml4;
+  m.state().gpr[isa::RDI] = table;
+  m.state().gpr[isa::RDX] = 0x802000 | test::kPteP | test::kPteRw;
+  const std::vector<uint8_t> code =
+      cat({load_abs(0, 0x800000), load_abs(0, 0x801000), kMovCr3Rbx, load_abs(0, 0x800000), load_abs(0, 0x801000),
+           kMovCr3Rsi, {0x48, 0x89, 0x17}, load_abs(1, 0x800000), load_abs(0, 0x801000), kMovCr3Rbx,
+           load_abs(5, 0x800000), load_abs(0, 0x801000), kJmpSelf});
+  vmm::TrapEmulateVmm& vmm = m.start(code);
+  m.core.run(30);
+  EXPECT_EQ(m.state().rip, kCode + code.size() - 2);
+  EXPECT_EQ(m.state().gpr[isa::RCX], 0x2222u);  // A through the new PTE 0
+  EXPECT_EQ(m.state().gpr[isa::RBP], 0x2222u);  // B too: the table is shared
+  EXPECT_EQ(m.state().gpr[isa::RAX], 0x1111u);
+  const vmm::ShadowCounters& s = vmm.shadow();
+  EXPECT_EQ(s.traced_writes, 1u);
+  EXPECT_EQ(s.entry_invalidations, 2u);  // the leaf of 0x800000 in A and in B
+  EXPECT_EQ(s.flushes, 0u);
+  EXPECT_EQ(s.cache_misses, 2u);  // A's first root, B's
+  EXPECT_EQ(s.cache_hits, 2u);
+  // Page faults: code, 0x800000 and 0x801000 in each space (6); the traced write; 0x800000 again
+  // in each space. 0x801000 does not fault again in either.
+  EXPECT_EQ(m.traps(TrapCause::PageFault), 9u);
+  EXPECT_EQ(s.hidden_faults, 8u);
+}
+
 // A write that changes nothing but the accessed and dirty bits of an entry loosens nothing a
 // shadow leaf relies on (a leaf is writable only once its entry is dirty): no leaf is dropped.
 //   mov rax, [0x300000] ; mov [rdi], rdx ; mov rax, [0x300000] ; jmp $
@@ -88,8 +149,8 @@ TEST(ShadowTrace, SettingAccessedAndDirtyBitsDropsNothing) {
 
 // A write flood (kFloodWrites writes in a row to a page table with no walk through it) ends the
 // frame's write protection, so its later writes are not seen: every leaf built from one of its
-// entries is dropped then, and the guest's direct update of an entry still takes effect. PDE 4
-// (0x800000) points to a page table in the frame at 0x500000, itself mapped by PDE 2.
+// entries is dropped then, and the guest's direct update of an entry still takes effect (with
+// the small pages above).
 //   mov rax, [0x800000] ; mov rbx, [0x801000]      leaves from PT entries 0 and 1
 //   4 x mov [rdi], rcx                             traced writes to PT entry 10: the flood
 //   mov [rdx], r8                                  PT entry 0 -> 0x802000, written directly
@@ -97,16 +158,10 @@ TEST(ShadowTrace, SettingAccessedAndDirtyBitsDropsNothing) {
 //   mov [rdx], r9 ; mov rbp, [0x800000] ; jmp $    traced again; back to 0x800000
 TEST(ShadowTrace, AWriteFloodDropsTheLeavesBuiltFromTheUnprotectedTable) {
   DeprivilegedMachine m("x86-pg");
-  constexpr uint64_t kTable = 0x500000;
-  m.ram.put<uint64_t>(test::kPd + 4 * 8, kTable | test::kPteP | test::kPteRw);
-  m.ram.put<uint64_t>(kTable, 0x800000 | test::kPteP | test::kPteRw);
-  m.ram.put<uint64_t>(kTable + 8, 0x801000 | test::kPteP | test::kPteRw);
-  m.ram.put<uint64_t>(0x800000, 0x8888);
-  m.ram.put<uint64_t>(0x801000, 0x1111);
-  m.ram.put<uint64_t>(0x802000, 0x2222);
-  m.state().gpr[isa::RDI] = kTable + 10 * 8;
+  const uint64_t table = small_pages(m);
+  m.state().gpr[isa::RDI] = table + 10 * 8;
   m.state().gpr[isa::RCX] = 0;
-  m.state().gpr[isa::RDX] = kTable;
+  m.state().gpr[isa::RDX] = table;
   m.state().gpr[isa::R8] = 0x802000 | test::kPteP | test::kPteRw;
   m.state().gpr[isa::R9] = 0x800000 | test::kPteP | test::kPteRw;
   const std::vector<uint8_t> flood_write{0x48, 0x89, 0x0F};
