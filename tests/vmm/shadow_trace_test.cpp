@@ -256,6 +256,34 @@ TEST(ShadowTrace, AGuestWriteToItsGdtReachesTheShadowGdtBeforeASegmentLoad) {
   EXPECT_EQ(m.router->vmm().leaks().total(), 0u) << m.router->vmm().leaks().summary();
 }
 
+// LGDT moves the GDT: the VMM reads the new one whole, and from then on the new GDT's page is
+// write-protected and the old one's is not (a write there is plain data).
+//   lgdt [rax] ; mov [rdi], rcx ; mov [rsi], rcx ; jmp $
+TEST(ShadowTrace, LgdtMovesTheWriteProtectionToTheNewGdt) {
+  constexpr uint64_t kNewGdt = 0x3000, kPseudoDescriptor = 0x7000;
+  constexpr uint16_t kSelector = 0x50;
+  DeprivilegedMachine m("x86-pg");
+  for (uint64_t k = 0; k < 16; ++k) m.ram.put<uint64_t>(kNewGdt + k * 8, m.ram.get<uint64_t>(test::kGdt + k * 8));
+  m.ram.put<uint16_t>(kPseudoDescriptor, 0x7F);
+  m.ram.put<uint64_t>(kPseudoDescriptor + 2, kNewGdt);
+  const uint64_t descriptor = test::segment_descriptor(0x345000, 0xFFFFF, 0x3, 0, false, true);
+  m.state().gpr[isa::RAX] = kPseudoDescriptor;
+  m.state().gpr[isa::RDI] = test::kGdt + kSelector;
+  m.state().gpr[isa::RSI] = kNewGdt + kSelector;
+  m.state().gpr[isa::RCX] = descriptor;
+  vmm::TrapEmulateVmm& vmm = m.start({0x0F, 0x01, 0x10, 0x48, 0x89, 0x0F, 0x48, 0x89, 0x0E, 0xEB, 0xFE});
+  m.core.run(6);
+  EXPECT_EQ(m.state().rip, kCode + 9);
+  EXPECT_EQ(vmm.virtual_cpu().state().gdtr.base, kNewGdt);
+  const vmm::ShadowCounters& s = vmm.shadow();
+  EXPECT_EQ(s.gdt_resyncs, 2u);        // when the VMM took over; after the LGDT
+  EXPECT_EQ(s.gdt_traced_writes, 1u);  // the write to the new GDT only
+  EXPECT_EQ(s.gdt_entry_updates, 1u);
+  constexpr uint64_t kDpl3 = 3ull << 45;
+  EXPECT_EQ(m.ram.get<uint64_t>(test::kGuestRam + kSelector), descriptor | kDpl3);  // the shadow GDT
+  EXPECT_EQ(m.ram.get<uint64_t>(test::kGdt + kSelector), descriptor);              // written directly
+}
+
 // A write the virtual CPU makes itself: on x86-pg a data-segment load traps and is emulated, and
 // the virtual CPU sets the accessed bit of the guest's descriptor, which the shadow GDT follows.
 //   mov ds, ecx ; jmp $
