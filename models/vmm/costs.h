@@ -16,7 +16,7 @@ struct VmmCosts {
   uint64_t reflect = 200;       // delivering one exception or interrupt through the guest's virtual IDT
   uint64_t emulate_mmio = 500;  // the VMM's handler emulating one guest access to device memory (MMIO)
   uint64_t shadow_fill = 400;   // building a missing shadow page-table entry (hidden fault)
-  uint64_t shadow_trace = 600;  // emulating a write to a write-protected guest page table
+  uint64_t shadow_trace = 600;  // emulating a write to a write-protected guest page table or GDT page
   uint64_t interpret = 30;      // fetching, decoding and dispatching one guest instruction in software
   uint64_t soft_mmu = 10;       // one guest data access through the interpreter's software MMU
   uint64_t device_model = 100;  // one guest device access served by the VMM's software device model

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -26,7 +27,7 @@ ShadowPager::ShadowPager(isa::PhysicalBus& bus, uint64_t pool_base, uint64_t poo
     throw std::invalid_argument("trap_emulate: the VMM needs RAM for its shadow page tables at " + hex(pool_base) +
                                 " (" + std::to_string(pool_frames) + " frames), above guest RAM");
   // The VMM area: one PDPT, one page directory and page tables, mapped supervisor-only.
-  Shadow permanent{0, {}};
+  Shadow permanent{0, {}, {}};
   vmm_pdpt_ = allocate(permanent);
   const uint64_t pd = allocate(permanent);
   table(vmm_pdpt_)[0] = pd | kP | kRw;
@@ -52,7 +53,9 @@ uint64_t ShadowPager::allocate(Shadow& owner) {
   return frame;
 }
 
-void ShadowPager::release(Shadow& s) {
+void ShadowPager::release(Shadow& s, const Key& key) {
+  for (const auto& [page, leaf] : s.leaves) unlink({key, page}, leaf);
+  s.leaves.clear();
   for (uint64_t f : s.frames) free_frames_.push_back(f);
   counters_.table_frames -= s.frames.size();
   s.frames.clear();
@@ -63,8 +66,9 @@ ShadowPager::Shadow& ShadowPager::create(const Key& key) {
   while (shadows_.size() >= cached_roots_) {  // evict the least recently used
     const Key victim = lru_.back();
     lru_.pop_back();
-    release(shadows_.at(victim));
+    release(shadows_.at(victim), victim);
     shadows_.erase(victim);
+    flushed_ = true;  // its entries may still be in the real TLBs, its frames are reused
   }
   Shadow& s = shadows_[key];
   s.root = allocate(s);
@@ -89,7 +93,8 @@ uint64_t ShadowPager::root(uint64_t guest_cr3, bool user_mode) {
   return create(key).root;
 }
 
-bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable) {
+bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable,
+                       const std::vector<GuestEntry>& sources) {
   if (!is_ram(guest.paddr))
     throw std::logic_error("trap_emulate: a shadow page table may not map device memory at " + hex(guest.paddr) +
                            " (guest linear " + hex(linear) + "): the VMM emulates accesses to it");
@@ -97,40 +102,134 @@ bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& gu
     flush_all();
     return false;
   }
-  Shadow* owner = nullptr;
-  for (auto& [key, s] : shadows_)
-    if (s.root == root) owner = &s;
-  if (!owner) throw std::logic_error("trap_emulate: fill of an unknown shadow root");
+  auto owner = std::find_if(shadows_.begin(), shadows_.end(), [&](const auto& s) { return s.second.root == root; });
+  if (owner == shadows_.end()) throw std::logic_error("trap_emulate: fill of an unknown shadow root");
+  Shadow& shadow = owner->second;
   uint64_t table_addr = root;
   for (unsigned level = 4; level > 1; --level) {
     uint64_t& e = table(table_addr)[index_at(linear, level)];
-    if (!(e & kP)) e = allocate(*owner) | kP | kRw | kUs;
+    if (!(e & kP)) e = allocate(shadow) | kP | kRw | kUs;
     table_addr = e & kFrameMask;
   }
   uint64_t leaf = (guest.paddr & kFrameMask) | kP | kUs;
   if (writable) leaf |= kRw;
   if (!guest.executable) leaf |= kXd;
+  const uint64_t slot = table_addr + index_at(linear, 1) * 8;
   table(table_addr)[index_at(linear, 1)] = leaf;
   ++counters_.fills;
+
+  const LeafRef ref{owner->first, linear & ~0xFFFull};
+  auto [it, created] = shadow.leaves.try_emplace(ref.page);
+  if (!created) unlink(ref, it->second);  // refilled (a write to a clean page, say): new sources
+  it->second = Leaf{slot, guest.paddr >> 12, sources};
+  for (const GuestEntry& e : sources) {
+    Dependents& d = dependents_[e.paddr];
+    d.size = e.size;
+    d.leaves.insert(ref);
+  }
+  mappers_[guest.paddr >> 12].insert(ref);
   return true;
+}
+
+void ShadowPager::unlink(const LeafRef& ref, const Leaf& leaf) {
+  for (const GuestEntry& e : leaf.sources) {
+    auto d = dependents_.find(e.paddr);
+    if (d == dependents_.end()) continue;
+    d->second.leaves.erase(ref);
+    if (d->second.leaves.empty()) dependents_.erase(d);
+  }
+  auto m = mappers_.find(leaf.frame);
+  if (m == mappers_.end()) return;
+  m->second.erase(ref);
+  if (m->second.empty()) mappers_.erase(m);
+}
+
+void ShadowPager::drop(const LeafRef& ref) {
+  Shadow& s = shadows_.at(ref.shadow);
+  auto it = s.leaves.find(ref.page);
+  if (it == s.leaves.end()) return;
+  unlink(ref, it->second);
+  table(it->second.slot)[(it->second.slot & 0xFFF) / 8] = 0;
+  s.leaves.erase(it);
+  if (on_leaf_changed) on_leaf_changed(ref.page);
+}
+
+std::vector<ShadowPager::DependentsMap::const_iterator> ShadowPager::overlapping(uint64_t begin, uint64_t end) const {
+  std::vector<DependentsMap::const_iterator> found;
+  // An entry is at most 8 bytes wide: one that starts up to 7 bytes before `begin` may overlap.
+  for (auto it = dependents_.lower_bound(begin >= 7 ? begin - 7 : 0); it != dependents_.end() && it->first < end; ++it)
+    if (it->first + it->second.size > begin) found.push_back(it);
+  return found;
+}
+
+uint64_t ShadowPager::drop_dependents(uint64_t begin, uint64_t end) {
+  std::set<LeafRef> doomed;
+  for (const auto& it : overlapping(begin, end)) doomed.insert(it->second.leaves.begin(), it->second.leaves.end());
+  for (const LeafRef& ref : doomed) drop(ref);
+  counters_.entry_invalidations += doomed.size();
+  return doomed.size();
+}
+
+bool ShadowPager::changes_entry(uint64_t entry, unsigned width, uint64_t paddr, unsigned size, uint64_t value) const {
+  constexpr uint64_t kAccessedDirty = 0x60;  // bits 5 and 6 of every paging-structure entry
+  uint64_t changed = 0, set = 0;              // bits of the entry the write changes, and those it sets
+  for (uint64_t byte = std::max(entry, paddr); byte < std::min(entry + width, paddr + size); ++byte) {
+    const uint8_t* host = bus_.host_frame(byte & ~0xFFFull);
+    const uint64_t old_byte = host ? host[byte & 0xFFF] : bus_.read(byte, 1) & 0xFF;
+    const uint64_t new_byte = (value >> (8 * (byte - paddr))) & 0xFF;
+    changed |= (old_byte ^ new_byte) << (8 * (byte - entry));
+    set |= (new_byte & ~old_byte) << (8 * (byte - entry));
+  }
+  return changed != 0 && ((changed & ~kAccessedDirty) != 0 || changed != set);
+}
+
+void ShadowPager::guest_write(uint64_t paddr, unsigned size, uint64_t value) {
+  std::vector<std::pair<uint64_t, uint64_t>> changed_entries;  // [begin, end) of each
+  for (const auto& it : overlapping(paddr, paddr + size))
+    if (changes_entry(it->first, it->second.size, paddr, size, value))
+      changed_entries.emplace_back(it->first, it->first + it->second.size);
+  for (const auto& [begin, end] : changed_entries) drop_dependents(begin, end);
+}
+
+void ShadowPager::note_traced_write(uint64_t frame) {
+  if (++write_streak_[frame] < kFloodWrites) return;
+  write_streak_.erase(frame);
+  page_table_frames_.erase(frame);
+  ++counters_.unprotected;
+  drop_dependents(frame << 12, (frame + 1) << 12);
+}
+
+void ShadowPager::write_protect(uint64_t frame) {
+  auto m = mappers_.find(frame);
+  if (m == mappers_.end()) return;
+  for (const LeafRef& ref : m->second) {
+    const Leaf& leaf = shadows_.at(ref.shadow).leaves.at(ref.page);
+    uint64_t& entry = table(leaf.slot)[(leaf.slot & 0xFFF) / 8];
+    if (!(entry & kRw)) continue;
+    entry &= ~kRw;
+    ++counters_.write_protections;
+    if (on_leaf_changed) on_leaf_changed(ref.page);
+  }
+}
+
+void ShadowPager::set_gdt_frames(const std::vector<uint64_t>& frames) {
+  gdt_frames_.clear();
+  for (uint64_t frame : frames)
+    if (gdt_frames_.insert(frame).second) write_protect(frame);
 }
 
 void ShadowPager::invalidate_page(uint64_t linear) {
   ++counters_.invalidations;
-  for (auto& [key, s] : shadows_) {
-    uint64_t table_addr = s.root;
-    for (unsigned level = 4; level > 1 && table_addr; --level) {
-      const uint64_t e = table(table_addr)[index_at(linear, level)];
-      table_addr = (e & kP) ? (e & kFrameMask) : 0;
-    }
-    if (table_addr) table(table_addr)[index_at(linear, 1)] = 0;
-  }
+  std::vector<LeafRef> refs;
+  for (auto& [key, s] : shadows_)
+    if (s.leaves.count(linear & ~0xFFFull)) refs.push_back({key, linear & ~0xFFFull});
+  for (const LeafRef& ref : refs) drop(ref);
 }
 
 void ShadowPager::flush_all() {
   ++counters_.flushes;
   flushed_ = true;
-  for (auto& [key, s] : shadows_) release(s);
+  for (auto& [key, s] : shadows_) release(s, key);
   shadows_.clear();
   lru_.clear();
 }

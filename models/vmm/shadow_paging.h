@@ -9,12 +9,21 @@
 // - Guest page-table frames are write-protected in every shadow, so that the guest's updates to
 //   them fault and are traced; clean pages are mapped read-only until written, so that the guest's
 //   dirty bits are set as the hardware would set them.
+// - Every shadow leaf remembers the guest paging-structure entries it was built from (a reverse
+//   map from guest entry to shadow leaves) and the guest frame it maps (a reverse map from frame
+//   to leaves), as VMware's and KVM's shadow MMUs do: a write to a guest entry drops exactly the
+//   leaves built from it, and a frame that becomes a page table is write-protected only where a
+//   shadow maps it. Every shadow is dropped only when the guest changes how its tables are read
+//   (CR0/CR4) or the pool of shadow tables runs dry.
 // - Every shadow maps the VMM's own area (its GDT, IDT and TSS) supervisor-only at kVmmLinearBase,
 //   out of the guest's reach but where the real CPU finds its descriptor tables.
 #pragma once
+#include <compare>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -36,10 +45,15 @@ struct ShadowCounters {
   uint64_t cr3_switches = 0;   // guest address-space switches (MOV CR3 with another root)
   uint64_t cache_hits = 0;     // switches to an address space whose shadow was kept
   uint64_t cache_misses = 0;   // switches that had to start a new shadow
-  uint64_t flushes = 0;        // every shadow dropped (new page-table frame, traced write, CR0/CR4 change)
+  uint64_t flushes = 0;        // every shadow dropped (CR0/CR4 paging-mode change, pool exhausted)
+  uint64_t entry_invalidations = 0;  // shadow leaves dropped because a guest entry they came from changed
+  uint64_t write_protections = 0;    // shadow leaves made read-only: the frame they map became a page table or GDT
   uint64_t invalidations = 0;  // guest INVLPGs applied to the shadows
   uint64_t table_frames = 0;   // shadow page-table frames in use
   uint64_t unprotected = 0;    // guest frames no longer treated as page tables after a write flood
+  uint64_t gdt_traced_writes = 0;  // guest writes to its (write-protected) GDT pages, emulated
+  uint64_t gdt_entry_updates = 0;  // guest GDT entries written (by the guest or its virtual CPU), shadowed anew
+  uint64_t gdt_resyncs = 0;        // guest GDT read whole again: loaded, moved or remapped
 };
 
 class ShadowPager {
@@ -55,38 +69,59 @@ class ShadowPager {
   // device memory (or nothing): no shadow maps it, so that every guest access to it faults into
   // the VMM, which emulates it on its device models.
   bool is_ram(uint64_t paddr) const { return table(paddr) != nullptr; }
+  // A guest paging-structure entry a walk read: its physical address and width (8 bytes; 4 with
+  // 32-bit paging).
+  struct GuestEntry {
+    uint64_t paddr;
+    unsigned size;
+  };
   // Maps the page of `linear` in shadow `root` to the frame of `guest.paddr`, with the guest's
-  // execute permission, writable only when `writable`. Returns false when the pool was full and
-  // every shadow was dropped instead (the caller takes a new root; the guest's retry fills it).
-  // Throws std::logic_error for a frame that is not RAM.
-  bool fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable);
+  // execute permission, writable only when `writable`; `sources` are the guest entries the walk
+  // read, on which the new leaf depends. Returns false when the pool was full and every shadow was
+  // dropped instead (the caller takes a new root; the guest's retry fills it). Throws
+  // std::logic_error for a frame that is not RAM.
+  bool fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable,
+            const std::vector<GuestEntry>& sources);
+  // Guest physical memory [paddr, paddr + size) is about to be written with `value` (size <= 8):
+  // drops the shadow leaves built from a guest entry the write changes. A write that only sets
+  // accessed or dirty bits changes nothing a leaf relies on (a leaf is writable only once its
+  // guest entry is dirty).
+  void guest_write(uint64_t paddr, unsigned size, uint64_t value);
+  // True when writing `value` to [paddr, paddr + size) changes the guest entry of `width` bytes at
+  // `entry` in more than setting its accessed or dirty bits.
+  bool changes_entry(uint64_t entry, unsigned width, uint64_t paddr, unsigned size, uint64_t value) const;
+  // Called with the linear page of every shadow leaf dropped or made read-only one by one (the
+  // real TLB must forget it).
+  std::function<void(uint64_t linear)> on_leaf_changed;
   // Drops the page of `linear` from every shadow.
   void invalidate_page(uint64_t linear);
   // Drops every shadow.
   void flush_all();
 
-  // Guest page-table frames (seen in the guest's walks): write-protected in every shadow. Returns
-  // true when `frame` was not known yet.
-  bool note_page_table_frame(uint64_t frame) {
+  // Guest page-table frames (seen in the guest's walks): write-protected in every shadow (the
+  // leaves that map a frame new to the set are made read-only here).
+  void note_page_table_frame(uint64_t frame) {
     write_streak_.erase(frame);  // in use as a table again
-    return page_table_frames_.insert(frame).second;
+    if (page_table_frames_.insert(frame).second) write_protect(frame);
   }
   bool is_page_table_frame(uint64_t frame) const { return page_table_frames_.count(frame) != 0; }
-  // A traced write to page-table frame `frame` (after which every shadow is dropped). After
-  // kFloodWrites writes with no guest walk through the frame in between, the guest is taken to
-  // be using it for something else (zeroing a freed table, say): it is no longer write-protected
-  // until a walk meets it again (write-flood detection, as KVM does). No shadow can depend on it
-  // meanwhile: they were all dropped, and a fill that walks through it marks it again first.
-  void note_traced_write(uint64_t frame) {
-    if (++write_streak_[frame] < kFloodWrites) return;
-    write_streak_.erase(frame);
-    page_table_frames_.erase(frame);
-    ++counters_.unprotected;
-  }
+  // The frames holding the guest's GDT, write-protected like page tables (the VMM keeps a shadow
+  // GDT made from them); `frames` replaces the previous set.
+  void set_gdt_frames(const std::vector<uint64_t>& frames);
+  bool is_gdt_frame(uint64_t frame) const { return gdt_frames_.count(frame) != 0; }
+  // The guest's writes to `frame` must fault: a page table or the GDT.
+  bool is_write_protected(uint64_t frame) const { return is_page_table_frame(frame) || is_gdt_frame(frame); }
+  // A traced write to page-table frame `frame`. After kFloodWrites writes with no guest walk
+  // through the frame in between, the guest is taken to be using it for something else (zeroing
+  // a freed table, say): it is no longer write-protected until a walk meets it again
+  // (write-flood detection, as KVM does). Its writes are then no longer seen, so every leaf built
+  // from one of its entries is dropped now; a fill that walks through it marks it again first.
+  void note_traced_write(uint64_t frame);
   static constexpr unsigned kFloodWrites = 4;
 
-  // True once after every shadow was dropped (the real TLBs must forget them all; a new root may
-  // sit at the address of a dropped one). invalidate_page() leaves the real TLB to the caller.
+  // True once after the real TLBs may hold entries of shadows dropped wholesale (every shadow, or
+  // one evicted from the cache; a new root may sit at the address of a dropped one). Leaves
+  // dropped one by one are told to on_leaf_changed instead.
   bool take_dropped() {
     const bool dropped = flushed_;
     flushed_ = false;
@@ -97,16 +132,44 @@ class ShadowPager {
   const ShadowCounters& counters() const { return counters_; }
 
  private:
+  using Key = std::pair<uint64_t, bool>;  // guest CR3 page, user mode
+  struct Leaf {
+    uint64_t slot;    // physical address of the shadow entry
+    uint64_t frame;   // the guest frame it maps
+    std::vector<GuestEntry> sources;
+  };
   struct Shadow {
     uint64_t root;                // physical address of the PML4
     std::vector<uint64_t> frames; // every table frame it uses (root included)
+    std::map<uint64_t, Leaf> leaves;  // by linear page
   };
-  using Key = std::pair<uint64_t, bool>;  // guest CR3 page, user mode
+  // A shadow leaf: its shadow and linear page.
+  struct LeafRef {
+    Key shadow;
+    uint64_t page;
+    auto operator<=>(const LeafRef&) const = default;
+  };
+  // The leaves built from one guest entry.
+  struct Dependents {
+    unsigned size = 8;
+    std::set<LeafRef> leaves;
+  };
 
   uint64_t* table(uint64_t paddr) const;
   uint64_t allocate(Shadow& owner);
-  void release(Shadow& s);
+  void release(Shadow& s, const Key& key);
   Shadow& create(const Key& key);
+  // Removes a leaf from the reverse maps (not from its table).
+  void unlink(const LeafRef& ref, const Leaf& leaf);
+  // Drops a leaf: its shadow entry is cleared and the real TLB told.
+  void drop(const LeafRef& ref);
+  using DependentsMap = std::map<uint64_t, Dependents>;  // by guest entry (physical)
+  // The guest entries some leaf was built from that overlap [begin, end) of physical memory.
+  std::vector<DependentsMap::const_iterator> overlapping(uint64_t begin, uint64_t end) const;
+  // Drops every leaf built from an entry in [begin, end) of guest physical memory; returns how many.
+  uint64_t drop_dependents(uint64_t begin, uint64_t end);
+  // Makes every leaf that maps guest frame `frame` read-only.
+  void write_protect(uint64_t frame);
 
   isa::PhysicalBus& bus_;
   std::vector<uint64_t> free_frames_;
@@ -116,7 +179,10 @@ class ShadowPager {
   std::list<Key> lru_;  // most recently used first
   Key current_{~0ull, false};
   std::unordered_set<uint64_t> page_table_frames_;
+  std::unordered_set<uint64_t> gdt_frames_;
   std::unordered_map<uint64_t, unsigned> write_streak_;  // traced writes since the last walk through it
+  DependentsMap dependents_;                              // guest entry -> leaves built from it
+  std::unordered_map<uint64_t, std::set<LeafRef>> mappers_;  // guest frame -> leaves that map it
   ShadowCounters counters_;
   bool flushed_ = false;
 };

@@ -32,12 +32,18 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
-// Collects the guest page-table frames a walk reads.
+// Collects the guest paging entries a walk reads (what a shadow built from it depends on) and
+// notes their frames as page tables.
 struct TableFrames : WalkObserver {
   ShadowPager& shadow;
-  bool found_new = false;
-  explicit TableFrames(ShadowPager& s) : shadow(s) {}
-  void on_reference(uint64_t paddr, unsigned) override { found_new |= shadow.note_page_table_frame(paddr >> 12); }
+  unsigned entry_size;
+  std::vector<ShadowPager::GuestEntry> entries;
+  TableFrames(ShadowPager& s, const CpuState& v)
+      : shadow(s), entry_size(paging_mode(v) == PagingMode::Bits32 ? 4 : 8) {}
+  void on_reference(uint64_t paddr, unsigned) override {
+    shadow.note_page_table_frame(paddr >> 12);
+    entries.push_back({paddr, entry_size});
+  }
 };
 
 }  // namespace
@@ -52,7 +58,8 @@ TrapEmulateVmm::TrapEmulateVmm(const Machine& machine, const VmmCosts& costs, co
       reflect_cycles_(cycles_.add_counter("vmm_reflect",
                                           "cycles the VMM spends delivering exceptions and interrupts to the guest's IDT")),
       shadow_fill_cycles_(cycles_.add_counter("vmm_shadow_fill", "cycles filling shadow page tables on hidden page faults")),
-      shadow_trace_cycles_(cycles_.add_counter("vmm_shadow_trace", "cycles emulating guest writes to its page tables")),
+      shadow_trace_cycles_(
+          cycles_.add_counter("vmm_shadow_trace", "cycles emulating guest writes to its page tables and GDT")),
       resume_cycles_(cycles_.add_counter("vmm_resume", "cycles returning from the VMM to the deprivileged guest")),
       interpret_cycles_(cycles_.add_counter(
           "vmm_interpret", "cycles interpreting the guest outside IA-32e mode or at IOPL 3 (not run directly)")),
@@ -80,7 +87,13 @@ void TrapEmulateVmm::attach(Core& real) {
   vcpu_->on_invalidate_page = [this](uint64_t linear) {
     shadow_->invalidate_page(linear);
     real_->invalidate_page(linear);
+    const uint64_t gdt_first = gdt_view_.base >> 12, page = linear >> 12;
+    if (page >= gdt_first && page - gdt_first < gdt_pages_.size()) gdt_stale_ = true;  // may be remapped
   };
+  vcpu_->before_write = [this](uint64_t paddr, unsigned size, uint64_t value) {
+    before_guest_write(paddr, size, value);
+  };
+  shadow_->on_leaf_changed = [this](uint64_t linear) { real_->invalidate_page(linear); };
   guest_cr0_ = vcpu_->state().cr0;  // the shadows are built for these
   guest_cr4_ = vcpu_->state().cr4;
   write_vmm_structures();
@@ -110,7 +123,13 @@ void TrapEmulateVmm::write_vmm_structures() {
 
 void TrapEmulateVmm::sync_shadow_gdt() {
   CpuState& v = vcpu_->state();
+  const GdtView view{v.gdtr.base, v.cr3, v.gdtr.limit, (v.cr0 & CR0_PE) != 0, v.paging(), v.long_mode_active()};
+  if (view == gdt_view_ && !gdt_stale_) return;  // every write to it since was traced
+  gdt_view_ = view;
+  gdt_stale_ = false;
+  ++shadow_->counters().gdt_resyncs;
   const unsigned entries = std::min<unsigned>((v.gdtr.limit + 1u) / 8, kMaxGuestGdtEntries);
+  locate_guest_gdt(entries);
   std::vector<uint64_t> guest(entries, 0);
   if (v.cr0 & CR0_PE) {
     for (unsigned k = 1; k < entries; ++k) {
@@ -121,25 +140,14 @@ void TrapEmulateVmm::sync_shadow_gdt() {
       }
     }
   }
-  if (guest == guest_gdt_ && v.gdtr.base == guest_gdt_base_ && shadow_gdt_limit_) return;
   guest_gdt_ = guest;
-  guest_gdt_base_ = v.gdtr.base;
+  std::vector<uint64_t> shadow = shadow_descriptors();
+  if (shadow == shadow_gdt_ && shadow_gdt_limit_) return;
+  shadow_gdt_ = std::move(shadow);
 
   PhysicalBus& bus = real_->bus();
   const uint64_t gdt = machine_.vmm_memory_base + kGdtOffset;
-  bool wide = false;  // the high half of a 16-byte system descriptor
-  for (unsigned k = 0; k < entries; ++k) {
-    uint64_t d = guest[k];
-    if (wide) d = 0;
-    wide = false;
-    if (d & kDescriptorS) {
-      d |= kDescriptorDpl;  // code and data at DPL 3, where the deprivileged guest runs
-    } else if (d != 0) {
-      wide = v.long_mode_active();
-      d = 0;  // system descriptors (the guest's TSS, LDTs, gates) are the VMM's business
-    }
-    bus.write(gdt + k * 8, 8, d);
-  }
+  for (unsigned k = 0; k < entries; ++k) bus.write(gdt + k * 8, 8, shadow_gdt_[k]);
   // The VMM's ring-0 64-bit code segment and its TSS.
   const unsigned vmm_code = std::max(entries, 1u);
   const unsigned tss = vmm_code + 1;
@@ -160,6 +168,72 @@ void TrapEmulateVmm::sync_shadow_gdt() {
     bus.write(idt + vector * 16 + 8, 8, entry >> 32);
   }
   tss_selector_ = static_cast<uint16_t>(tss * 8);
+}
+
+std::vector<uint64_t> TrapEmulateVmm::shadow_descriptors() const {
+  std::vector<uint64_t> shadow(guest_gdt_.size(), 0);
+  bool wide = false;  // the high half of a 16-byte system descriptor
+  for (size_t k = 1; k < guest_gdt_.size(); ++k) {
+    uint64_t d = wide ? 0 : guest_gdt_[k];
+    wide = false;
+    if (d & kDescriptorS) {
+      d |= kDescriptorDpl;  // code and data at DPL 3, where the deprivileged guest runs
+    } else if (d != 0) {
+      wide = vcpu_->state().long_mode_active();
+      d = 0;  // system descriptors (the guest's TSS, LDTs, gates) are the VMM's business
+    }
+    shadow[k] = d;
+  }
+  return shadow;
+}
+
+void TrapEmulateVmm::locate_guest_gdt(unsigned entries) {
+  const CpuState& v = vcpu_->state();
+  gdt_pages_.clear();
+  std::vector<uint64_t> frames;
+  TableFrames tables(*shadow_, v);  // the entries that map it are page-table entries to trace too
+  if ((v.cr0 & CR0_PE) && entries > 0) {
+    for (uint64_t page = v.gdtr.base >> 12; page <= (v.gdtr.base + entries * 8 - 1) >> 12; ++page) {
+      WalkRequest req;
+      req.linear = page << 12;
+      req.implicit = true;
+      const WalkResult w = page_walk(v, vcpu_->bus(), req, &tables);
+      gdt_pages_.push_back(w.ok ? w.paddr >> 12 : ~0ull);
+      if (w.ok) frames.push_back(w.paddr >> 12);
+    }
+  }
+  gdt_sources_ = std::move(tables.entries);
+  shadow_->set_gdt_frames(frames);
+}
+
+void TrapEmulateVmm::trace_gdt_write(uint64_t paddr, unsigned size, uint64_t value) {
+  std::vector<size_t> touched;
+  for (uint64_t byte = paddr; byte < paddr + size; ++byte) {
+    for (size_t page = 0; page < gdt_pages_.size(); ++page) {
+      if (gdt_pages_[page] != byte >> 12) continue;
+      const uint64_t offset = ((((gdt_view_.base >> 12) + page) << 12) | (byte & 0xFFF)) - gdt_view_.base;
+      if (offset >= guest_gdt_.size() * 8) continue;  // before the base or past the limit
+      const unsigned shift = 8 * (offset % 8);
+      uint64_t& entry = guest_gdt_[offset / 8];
+      entry = (entry & ~(0xFFull << shift)) | (((value >> (8 * (byte - paddr))) & 0xFF) << shift);
+      if (std::find(touched.begin(), touched.end(), offset / 8) == touched.end()) touched.push_back(offset / 8);
+    }
+  }
+  shadow_->counters().gdt_entry_updates += touched.size();
+  if (touched.empty()) return;
+  std::vector<uint64_t> shadow = shadow_descriptors();
+  const uint64_t gdt = machine_.vmm_memory_base + kGdtOffset;
+  for (size_t k = 0; k < shadow.size(); ++k)  // the touched entries, and the one after a 16-byte one
+    if (shadow[k] != shadow_gdt_[k]) real_->bus().write(gdt + k * 8, 8, shadow[k]);
+  shadow_gdt_ = std::move(shadow);
+}
+
+void TrapEmulateVmm::before_guest_write(uint64_t paddr, unsigned size, uint64_t value) {
+  shadow_->guest_write(paddr, size, value);
+  for (const ShadowPager::GuestEntry& e : gdt_sources_)
+    if (shadow_->changes_entry(e.paddr, e.size, paddr, size, value)) gdt_stale_ = true;  // the GDT is remapped
+  if (shadow_->is_gdt_frame(paddr >> 12) || shadow_->is_gdt_frame((paddr + size - 1) >> 12))
+    trace_gdt_write(paddr, size, value);
 }
 
 // ---- Real state from virtual state -----------------------------------------------------------
@@ -330,12 +404,8 @@ void TrapEmulateVmm::handle_page_fault(Core& real, const Event& event) {
                : (event.error_code & PFERR_I) ? AccessKind::Execute
                                                : AccessKind::Read;
   req.user = vcpu_->cpl() == 3;
-  TableFrames tables(*shadow_);
+  TableFrames tables(*shadow_, v);  // a new guest page table is write-protected where a shadow maps it
   const WalkResult w = page_walk(v, vcpu_->bus(), req, &tables);
-  if (tables.found_new) {  // a new guest page table: no shadow may map it writable
-    shadow_->flush_all();
-    tlbs_stale_ = true;
-  }
   if (!w.ok) {
     ++count.true_faults;
     reflect(Event::from_fault(w.fault));
@@ -351,24 +421,24 @@ void TrapEmulateVmm::handle_page_fault(Core& real, const Event& event) {
     emulate_instruction(real, Emulation::Mmio);
     return;
   }
-  const bool page_table = shadow_->is_page_table_frame(w.paddr >> 12);
-  if (req.access == AccessKind::Write && (page_table || !w.writable)) {
-    // A write the shadow must not let through: to a guest page table (traced), or a supervisor
-    // write to a read-only page with CR0.WP clear. The virtual CPU performs it.
+  const uint64_t frame = w.paddr >> 12;
+  const bool page_table = shadow_->is_page_table_frame(frame), gdt = shadow_->is_gdt_frame(frame);
+  if (req.access == AccessKind::Write && (page_table || gdt || !w.writable)) {
+    // A write the shadow must not let through: to a guest page table or the guest's GDT (traced),
+    // or a supervisor write to a read-only page with CR0.WP clear. The virtual CPU performs it;
+    // the shadow entries made from what it changes follow (before_guest_write).
     if (page_table) ++count.traced_writes;
+    if (gdt) ++count.gdt_traced_writes;
     shadow_trace_cycles_ += costs_.shadow_trace;
     emulate_instruction(real);
-    if (page_table) {
-      shadow_->note_traced_write(w.paddr >> 12);
-      shadow_->flush_all();
-      tlbs_stale_ = true;
-    }
+    if (page_table) shadow_->note_traced_write(frame);
     return;
   }
   ++count.hidden_faults;
   shadow_fill_cycles_ += costs_.shadow_fill;
   const uint64_t root = shadow_->root(v.cr3, req.user);
-  if (shadow_->fill(root, linear, w, w.writable && w.dirty && !page_table)) real.invalidate_page(linear);
+  if (shadow_->fill(root, linear, w, w.writable && w.dirty && !shadow_->is_write_protected(frame), tables.entries))
+    real.invalidate_page(linear);
   else tlbs_stale_ = true;
 }
 
@@ -566,7 +636,19 @@ void TrapEmulateVmm::bind_statistics(stats::Registry& r) {
   r.bind("vmm.shadow.cr3_switches", Unit::Count, "guest address-space switches", &s.cr3_switches);
   r.bind("vmm.shadow.cache_hits", Unit::Count, "address-space switches to a kept shadow", &s.cache_hits);
   r.bind("vmm.shadow.cache_misses", Unit::Count, "address-space switches that started a new shadow", &s.cache_misses);
-  r.bind("vmm.shadow.flushes", Unit::Count, "times every shadow was dropped", &s.flushes);
+  r.bind("vmm.shadow.flushes", Unit::Count,
+         "times every shadow was dropped (guest paging-mode change in CR0/CR4, shadow pool exhausted)", &s.flushes);
+  r.bind("vmm.shadow.entry_invalidations", Unit::Count,
+         "shadow leaf entries dropped because a guest paging entry they were built from changed", &s.entry_invalidations);
+  r.bind("vmm.shadow.write_protections", Unit::Count,
+         "shadow leaf entries made read-only because the guest frame they map became a page table or GDT page",
+         &s.write_protections);
+  r.bind("vmm.shadow.gdt_traced_writes", Unit::Count, "guest writes to its write-protected GDT pages, emulated",
+         &s.gdt_traced_writes);
+  r.bind("vmm.shadow.gdt_entry_updates", Unit::Count,
+         "guest GDT entries written (by the guest or by its virtual CPU) and shadowed anew", &s.gdt_entry_updates);
+  r.bind("vmm.shadow.gdt_resyncs", Unit::Count, "times the guest GDT was read whole (loaded, moved or remapped)",
+         &s.gdt_resyncs);
   r.bind("vmm.shadow.invalidations", Unit::Count, "guest INVLPGs applied to the shadows", &s.invalidations);
   r.bind("vmm.shadow.table_frames", Unit::Count, "shadow page-table frames in use at the end", &s.table_frames);
   r.bind("vmm.shadow.unprotected", Unit::Count,

@@ -6,10 +6,11 @@
 //   SYSCALL/SYSRET, ...), or, when the virtual CPU faults on it too, delivers that fault to the
 //   guest through its own IDT;
 // - serves page faults from the shadow page tables: hidden faults (the guest's tables allow the
-//   access) fill the shadow, writes to the guest's page tables are traced and emulated, true faults
-//   are reflected to the guest; device memory (MMIO: the local and I/O APICs) is never mapped in a
-//   shadow, so every guest access to it faults and is emulated on the virtual CPU, whose accesses
-//   reach the device models through the bus (counted as the trap cause mmio);
+//   access) fill the shadow, writes to the guest's page tables and to its GDT are traced and
+//   emulated (the shadow entries made from what they change follow), true faults are reflected
+//   to the guest; device memory (MMIO: the local and I/O APICs) is never mapped in a shadow, so
+//   every guest access to it faults and is emulated on the virtual CPU, whose accesses reach the
+//   device models through the bus (counted as the trap cause mmio);
 // - reflects interrupts, INT n and other traps through the guest's IDT;
 // and returns to the guest with the real state derived from the virtual CPU's.
 // Interrupts reach the guest only when its virtual IF allows (the VMM stands between the
@@ -31,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "models/vmm/emulated_insns.h"
 #include "models/vmm/shadow_paging.h"
@@ -88,6 +90,13 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   void project(isa::Core& real);
   void write_vmm_structures();
   void sync_shadow_gdt();
+  // The shadow GDT follows the guest's by tracing: the guest's GDT pages are write-protected, and
+  // every write to them (the guest's, emulated, or the virtual CPU's own) updates the entries it
+  // touches; only what moves the GDT or remaps its pages makes sync_shadow_gdt() read it again.
+  void locate_guest_gdt(unsigned entries);
+  std::vector<uint64_t> shadow_descriptors() const;
+  void trace_gdt_write(uint64_t paddr, unsigned size, uint64_t value);
+  void before_guest_write(uint64_t paddr, unsigned size, uint64_t value);
   void check_resource_control(const isa::Core& real);
   bool is_port_io(isa::Core& vcore);
 
@@ -126,8 +135,19 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   std::unique_ptr<ShadowPager> shadow_;
   bool direct_ = false;
   RealPrivileged expected_{};
-  std::vector<uint64_t> guest_gdt_;  // the guest GDT entries the shadow GDT was made from
-  uint64_t guest_gdt_base_ = ~0ull;
+  std::vector<uint64_t> guest_gdt_;   // the guest GDT entries the shadow GDT was made from
+  std::vector<uint64_t> shadow_gdt_;  // the shadow GDT's entries made from them
+  // Where the guest's GDT was read from: a change of any of these makes the VMM read it again.
+  struct GdtView {
+    uint64_t base = ~0ull, cr3 = 0;
+    uint16_t limit = 0;
+    bool protected_mode = false, paging = false, long_mode = false;
+    bool operator==(const GdtView&) const = default;
+  };
+  GdtView gdt_view_;
+  bool gdt_stale_ = true;             // a guest entry mapping its pages changed, or INVLPG of one
+  std::vector<uint64_t> gdt_pages_;   // the frame of each page of the guest's GDT (~0: not mapped)
+  std::vector<ShadowPager::GuestEntry> gdt_sources_;  // the guest paging entries that map them
   uint16_t shadow_gdt_limit_ = 0;
   uint16_t tss_selector_ = 0;
   uint64_t guest_cr0_ = 0, guest_cr4_ = 0;  // as the shadows were built for

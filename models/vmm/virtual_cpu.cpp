@@ -37,6 +37,7 @@ void VirtualCpu::write(uint64_t paddr, unsigned size, uint64_t value) {
     return;
   }
   if (!real_.bus().host_frame(paddr)) ++device_accesses_;
+  if (before_write) before_write(paddr, size, value);
   real_.bus().write(paddr, size, value);
   real_.invalidate_decoded(paddr, size);
 }

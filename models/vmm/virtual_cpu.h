@@ -70,6 +70,11 @@ class VirtualCpu : private isa::PhysicalBus,
   // The guest's paging structures changed in the guest's view: INVLPG of one page, or a flush.
   std::function<void(uint64_t linear)> on_invalidate_page;
   std::function<void()> on_flush;
+  // Every write the virtual CPU is about to make to memory, outside the sandbox: its
+  // instructions', and its own (accessed and dirty bits of its page walks, accessed bits of
+  // segment loads, LTR's busy bit), so that what the VMM made from guest memory (shadow page
+  // tables, the shadow GDT) follows. Memory still holds the old value when it is called.
+  std::function<void(uint64_t paddr, unsigned size, uint64_t value)> before_write;
 
   // Executes up to `steps` steps on the virtual CPU, a step being one instruction, or one
   // exception raised and delivered through the guest's IDT instead; stops early at HLT or a

@@ -49,7 +49,7 @@ void declare_vmm(Schema& s) {
        "the VMM's handler emulating one guest access to device memory (MMIO), which shadow page "
        "tables never map: decoding the faulting instruction and carrying it out on the device");
   cost(s, "shadow_fill_cycles", 400, "building a missing shadow page-table entry (hidden fault)");
-  cost(s, "shadow_trace_cycles", 600, "emulating a write to a write-protected guest page table");
+  cost(s, "shadow_trace_cycles", 600, "emulating a write to a write-protected guest page table or GDT page");
   cost(s, "interpret_cycles", 30, "interpreting one guest instruction in software");
   cost(s, "soft_mmu_cycles", 10, "one memory access through the interpreter's software MMU");
   cost(s, "device_model_cycles", 100,

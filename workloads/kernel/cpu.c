@@ -27,8 +27,12 @@ struct __attribute__((packed)) idt_gate {
 #define GATE_DPL3 0x60
 
 /* The accessed bits are preset (types 0x9B/0x93, as Linux does): the processor would set them on
- * the first segment load, and emulators differ in whether they write that back. */
-static u64 gdt[8] __attribute__((aligned(16))) = {
+ * the first segment load, and emulators differ in whether they write that back.
+ * The GDT has a page of its own (page-aligned, as Linux's gdt_page): a VMM that shadows it
+ * write-protects that page, and then nothing else the kernel writes should live there. */
+static struct __attribute__((aligned(PAGE_SIZE))) {
+    u64 entry[8];
+} gdt_page = {{
     0,
     0x00AF9B000000FFFF, /* 0x08 kernel code, 64-bit */
     0x00CF93000000FFFF, /* 0x10 kernel data */
@@ -36,7 +40,9 @@ static u64 gdt[8] __attribute__((aligned(16))) = {
     0x00CFF3000000FFFF, /* 0x20 user data */
     0x00AFFB000000FFFF, /* 0x28 user code, 64-bit */
     0, 0,               /* 0x30 TSS (16 bytes, filled in below) */
-};
+}};
+#define gdt (gdt_page.entry)
+_Static_assert(sizeof(gdt_page) == PAGE_SIZE, "the GDT's page holds nothing else");
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 static struct tss64 tss __attribute__((aligned(16)));
 static struct dtr gdtr, idtr;
