@@ -383,6 +383,7 @@ void TrapEmulateVmm::emulate_instruction(Core&, Emulation why) {
   }
   ++emulated_;
   emulated_by_mnemonic_.record(*v.current_insn());  // the instruction the virtual CPU just retired
+  if (why == Emulation::TracedWrite) return;  // charged as vmm_shadow_trace
   if (why == Emulation::Mmio) {
     ++emulated_mmio_;
     emulate_mmio_cycles_ += costs_.emulate_mmio;
@@ -430,7 +431,7 @@ void TrapEmulateVmm::handle_page_fault(Core& real, const Event& event) {
     if (page_table) ++count.traced_writes;
     if (gdt) ++count.gdt_traced_writes;
     shadow_trace_cycles_ += costs_.shadow_trace;
-    emulate_instruction(real);
+    emulate_instruction(real, Emulation::TracedWrite);
     if (page_table) shadow_->note_traced_write(frame);
     return;
   }

@@ -83,7 +83,11 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   void interpret_until_direct(isa::Core& real);
   // Why an instruction is emulated: it trapped (a privileged instruction, or a write the shadow
   // refuses), or it accessed device memory.
-  enum class Emulation { Trapped, Mmio };
+  // Why the VMM emulates an instruction, which decides the handler cost charged: a privileged
+  // instruction or port I/O that trapped (emulate, emulate_io), a device-memory access
+  // (emulate_mmio), or a write to a traced guest page table or GDT (shadow_trace, charged by the
+  // page-fault handler).
+  enum class Emulation { Trapped, Mmio, TracedWrite };
   void emulate_instruction(isa::Core& real, Emulation why = Emulation::Trapped);  // on the virtual CPU
   void handle_page_fault(isa::Core& real, const isa::Event& event);
   void reflect(const isa::Event& event);
