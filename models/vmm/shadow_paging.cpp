@@ -73,8 +73,8 @@ ShadowPager::Shadow& ShadowPager::create(const Key& key) {
   return s;
 }
 
-uint64_t ShadowPager::root(uint64_t guest_cr3, bool user_mode) {
-  const Key key{guest_cr3 & kFrameMask, user_mode};
+uint64_t ShadowPager::root(uint64_t address_space, bool user_mode) {
+  const Key key{address_space, user_mode};
   const bool switched = key.first != current_.first;
   if (switched && current_.first != ~0ull) ++counters_.cr3_switches;
   current_ = key;
@@ -89,25 +89,53 @@ uint64_t ShadowPager::root(uint64_t guest_cr3, bool user_mode) {
   return create(key).root;
 }
 
+uint64_t ShadowPager::paging_off_root() {
+  current_ = Key{~0ull, false};
+  auto it = shadows_.find(kPagingOff);
+  if (it == shadows_.end()) return create(kPagingOff).root;
+  lru_.remove(kPagingOff);
+  lru_.push_front(kPagingOff);
+  return it->second.root;
+}
+
+ShadowPager::Shadow& ShadowPager::owner_of(uint64_t root) {
+  for (auto& [key, s] : shadows_)
+    if (s.root == root) return s;
+  throw std::logic_error("trap_emulate: fill of an unknown shadow root");
+}
+
+uint64_t& ShadowPager::entry(Shadow& owner, uint64_t linear, unsigned level) {
+  uint64_t table_addr = owner.root;
+  for (unsigned above = 4; above > level; --above) {
+    uint64_t& e = table(table_addr)[index_at(linear, above)];
+    if (!(e & kP)) e = allocate(owner) | kP | kRw | kUs;
+    table_addr = e & kFrameMask;
+  }
+  return table(table_addr)[index_at(linear, level)];
+}
+
 bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable) {
   if (free_frames_.size() < 4) {  // a fill needs at most three tables: start every shadow afresh
     flush_all();
     return false;
   }
-  Shadow* owner = nullptr;
-  for (auto& [key, s] : shadows_)
-    if (s.root == root) owner = &s;
-  if (!owner) throw std::logic_error("trap_emulate: fill of an unknown shadow root");
-  uint64_t table_addr = root;
-  for (unsigned level = 4; level > 1; --level) {
-    uint64_t& e = table(table_addr)[index_at(linear, level)];
-    if (!(e & kP)) e = allocate(*owner) | kP | kRw | kUs;
-    table_addr = e & kFrameMask;
-  }
   uint64_t leaf = (guest.paddr & kFrameMask) | kP | kUs;
   if (writable) leaf |= kRw;
   if (!guest.executable) leaf |= kXd;
-  table(table_addr)[index_at(linear, 1)] = leaf;
+  entry(owner_of(root), linear, 1) = leaf;
+  ++counters_.fills;
+  return true;
+}
+
+bool ShadowPager::fill_identity_2m(uint64_t root, uint64_t linear) {
+  if (free_frames_.size() < 4) {
+    flush_all();
+    return false;
+  }
+  // A page table already under this entry (4 KiB fills of the same identity) stays with the
+  // shadow until it is released.
+  constexpr uint64_t kLarge2m = 1ull << 7;
+  entry(owner_of(root), linear, 2) = (linear & kFrameMask & ~0x1FFFFFull) | kP | kRw | kUs | kLarge2m;
   ++counters_.fills;
   return true;
 }

@@ -5,7 +5,10 @@
 //
 // - One shadow per guest address space (guest CR3) and guest mode: the kernel shadow also holds
 //   the guest's supervisor pages (user-accessible, since the guest kernel runs at CPL 3), the user
-//   shadow only its user pages. Up to `cached_roots` shadows are kept across CR3 switches.
+//   shadow only its user pages. Up to `cached_roots` shadows are kept across CR3 switches. The
+//   guest's tables may be 4-level, PAE or 32-bit ones (a 32-bit guest's shadow is 4-level all the
+//   same: the real CPU stays in IA-32e mode); while its paging is off, one more shadow maps linear
+//   to physical addresses, with 2 MiB pages over guest RAM.
 // - Guest page-table frames are write-protected in every shadow, so that the guest's updates to
 //   them fault and are traced; clean pages are mapped read-only until written, so that the guest's
 //   dirty bits are set as the hardware would set them.
@@ -49,12 +52,22 @@ class ShadowPager {
   ShadowPager(isa::PhysicalBus& bus, uint64_t pool_base, uint64_t pool_frames, unsigned cached_roots,
               uint64_t vmm_area, uint64_t vmm_area_frames);
 
-  // The real CR3 for guest address space `guest_cr3` in guest user or kernel mode.
-  uint64_t root(uint64_t guest_cr3, bool user_mode);
+  // The real CR3 for a guest address space in guest user or kernel mode. `address_space` is the
+  // guest's CR3 without its flag bits: the frame of its top-level table, or the 32-byte aligned
+  // PDPT of PAE paging outside IA-32e mode.
+  uint64_t root(uint64_t address_space, bool user_mode);
+  // The real CR3 while the guest's paging is off: a shadow that maps each linear address to the
+  // same physical one (filled on hidden faults like any other). Entering it is no address-space
+  // switch, and the first root() after it counts as a new one, not as a switch.
+  uint64_t paging_off_root();
   // Maps the page of `linear` in shadow `root` to the frame of `guest.paddr`, with the guest's
   // execute permission, writable only when `writable`. Returns false when the pool was full and
   // every shadow was dropped instead (the caller takes a new root; the guest's retry fills it).
   bool fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable);
+  // Maps the 2 MiB page around `linear` in shadow `root` to the same physical 2 MiB, writable and
+  // executable: for the paging-off shadow, over guest RAM (the caller checks that it is). Returns
+  // false as fill() does.
+  bool fill_identity_2m(uint64_t root, uint64_t linear);
   // Drops the page of `linear` from every shadow.
   void invalidate_page(uint64_t linear);
   // Drops every shadow.
@@ -99,6 +112,10 @@ class ShadowPager {
   using Key = std::pair<uint64_t, bool>;  // guest CR3 page, user mode
 
   uint64_t* table(uint64_t paddr) const;
+  Shadow& owner_of(uint64_t root);
+  // The entry for `linear` at `level` (1: page table, 2: page directory) of `owner`, with the
+  // tables above it allocated where missing.
+  uint64_t& entry(Shadow& owner, uint64_t linear, unsigned level);
   uint64_t allocate(Shadow& owner);
   void release(Shadow& s);
   Shadow& create(const Key& key);
@@ -109,7 +126,8 @@ class ShadowPager {
   uint64_t vmm_pdpt_ = 0;  // the VMM area's PDPT, shared by every shadow
   std::map<Key, Shadow> shadows_;
   std::list<Key> lru_;  // most recently used first
-  Key current_{~0ull, false};
+  Key current_{~0ull, false};  // ~0: no guest address space yet, or paging off
+  static constexpr Key kPagingOff{1, false};  // no CR3 value is 1
   std::unordered_set<uint64_t> page_table_frames_;
   std::unordered_map<uint64_t, unsigned> write_streak_;  // traced writes since the last walk through it
   ShadowCounters counters_;

@@ -1,6 +1,8 @@
 // vmm.strategy: trap_emulate — the classic VMM. The guest kernel runs directly on the CPU,
-// deprivileged to CPL 3, on the VMM's own GDT, IDT and TSS and on shadow page tables, all in VMM
-// memory above guest RAM. Every exception and interrupt traps into the VMM (the trap router), which:
+// deprivileged (CPL 3 while the guest is in IA-32e mode; in 32-bit protected mode at
+// vmm.deprivileged_cpl_prot32: 1, 2 or 3), on the VMM's own GDT, IDT and TSS and on shadow page
+// tables, all in VMM memory above guest RAM. Every exception and interrupt traps into the VMM
+// (the trap router), which:
 // - emulates the instruction that faulted on the virtual CPU (a privileged instruction at the
 //   guest's own CPL 0: MOV CRn, LGDT, WRMSR, CLI, HLT, IN/OUT through the device models, IRET,
 //   SYSCALL/SYSRET, ...), or, when the virtual CPU faults on it too, delivers that fault to the
@@ -13,11 +15,22 @@
 // Interrupts reach the guest only when its virtual IF allows (the VMM stands between the
 // interrupt controller and the CPU).
 //
-// The guest runs directly only in IA-32e mode and below IOPL 3: until it gets there (the 32-bit
-// Multiboot entry, paging off), and while its IOPL is 3 (the real CPL 3 would then reach the ports
-// and the real IF), the virtual CPU interprets it; those instructions count as not executed
-// directly. Below 3 the real IOPL is the guest's, so its PUSHF shows it and its POPF traps when
-// it changes it.
+// The real CPU stays in IA-32e mode throughout. A guest in 32-bit protected mode (paging off, or
+// 32-bit or PAE paging) runs in compatibility mode, its kernel at the deprivileged CPL and its
+// user code at 3, on a shadow GDT whose code and data descriptors have at least that DPL and
+// whose 64-bit code segments are not present (a far transfer into one traps and is emulated: at
+// CPL 1 or 2 it would run 64-bit code in a supervisor ring). Its shadows are 4-level tables built
+// from its 32-bit or PAE tables, or, with its paging off, a linear = physical map; the VMM's area
+// at kVmmLinearBase lies beyond any 32-bit address. Mode switches (CR0.PE/PG, CR4.PAE, EFER.LME,
+// the far jump into 64-bit code and back) trap and are emulated, and the VMM projects the real
+// state anew.
+//
+// The real CPU's IOPL is the guest's, so that its PUSHF shows it and its POPF traps when it
+// changes it; that is safe only while the real CPL stays above it (at CPL <= IOPL the guest would
+// reach the real I/O ports and the real IF). So the guest runs directly only while its IOPL is
+// below the real CPL (below 3 in IA-32e mode, below the deprivileged CPL for its 32-bit kernel);
+// then, and in real mode and virtual-8086 mode, the virtual CPU interprets it, and those
+// instructions count as not executed directly (vmm.trap_emulate.interpreted).
 //
 // Cycles: sim.cycles.vmm_trap (trap delivery into the VMM), vmm_emulate, vmm_emulate_io,
 // vmm_reflect, vmm_shadow_fill, vmm_shadow_trace, vmm_resume (return to the guest), vmm_interpret.
@@ -66,6 +79,9 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   static RealPrivileged privileged_of(const isa::CpuState& s);
 
   bool runs_directly() const;
+  uint64_t shadow_root(bool user_mode);         // the real CR3 for the guest's current address space
+  bool is_vmm_memory(uint64_t paddr) const;     // in the VMM's RAM, not the guest's
+  bool is_guest_ram_2m(uint64_t linear);        // the 2 MiB around it is all guest RAM
   void interpret_until_direct(isa::Core& real);
   void emulate_instruction(isa::Core& real);  // on the virtual CPU
   void handle_page_fault(isa::Core& real, const isa::Event& event);
@@ -113,6 +129,7 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   RealPrivileged expected_{};
   std::vector<uint64_t> guest_gdt_;  // the guest GDT entries the shadow GDT was made from
   uint64_t guest_gdt_base_ = ~0ull;
+  bool shadow_gdt_ia32e_ = false;  // the guest's mode the shadow GDT was made for
   uint16_t shadow_gdt_limit_ = 0;
   uint16_t tss_selector_ = 0;
   uint64_t guest_cr0_ = 0, guest_cr4_ = 0;  // as the shadows were built for
