@@ -4,7 +4,9 @@
 // supervisor-only but for one user region), a real CPU that walks whatever page tables CR3 names
 // (the VMM's shadows), a CPU profile, and 8 MiB of VMM memory above guest RAM.
 #pragma once
+#include <initializer_list>
 #include <memory>
+#include <vector>
 
 #include "isa/system/system_config.h"
 #include "models/vmm/trap_emulate.h"
@@ -18,6 +20,16 @@ constexpr uint64_t kGuestRam = 32ull << 20, kVmmMemory = 8ull << 20;
 constexpr uint64_t kPml4 = 0x100000, kPdpt = 0x101000, kPd = 0x102000;
 constexpr uint64_t kUserRegion = 16ull << 20;  // 2 MiB that guest user code may use
 constexpr uint64_t kPteP = 1, kPteRw = 2, kPteUs = 4, kPtePs = 0x80;
+
+// Machine-code helpers: a little-endian 32-bit immediate, and pieces of code put end to end.
+inline std::vector<uint8_t> imm32(uint32_t n) {
+  return {uint8_t(n), uint8_t(n >> 8), uint8_t(n >> 16), uint8_t(n >> 24)};
+}
+inline std::vector<uint8_t> cat(std::initializer_list<std::vector<uint8_t>> parts) {
+  std::vector<uint8_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
 
 struct DeprivilegedMachine : SystemMachine {
   WalkingTranslator walker{ram};

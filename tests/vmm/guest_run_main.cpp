@@ -1,13 +1,15 @@
 // vmm_guest_run: boots the guest kernel on the PC board under the VMM strategy the config names,
 // prints the guest's serial output, then one line of figures:
 //   vmm-run: end=<how the run ended> status=<exit device> insts=<real CPU> traps=<VMM traps>
-//            vmm_cycles=<VMM buckets> leaks=<leaks>
+//            vmm_cycles=<VMM buckets> leaks=<leaks> violations=<resource-control violations>
+//            [interpreted=<trap_emulate: guest instructions not run directly>]
 // One process per run (SystemC elaborates one design per process); vmm_guest_test drives it.
 // Usage: vmm_guest_run CONFIG [key=value ...]
 #include <iostream>
 #include <memory>
 #include <sstream>
 
+#include "models/vmm/trap_emulate.h"
 #include "models/vmm/trap_router.h"
 #include "platforms/config/config.h"
 #include "platforms/pc/pc_board.h"
@@ -28,7 +30,10 @@ int main(int argc, char** argv) {
     std::cout << serial.str() << "vmm-run: end=" << models::to_string(cpu.end()) << " status=" << cpu.exit_status()
               << " insts=" << board->cpu().core().counters().retired << " traps=" << router->total_traps()
               << " vmm_cycles=" << router->vmm().cycles().total() << " leaks=" << router->vmm().leaks().total()
-              << "\n";
+              << " violations=" << router->vmm().resource_control_violations();
+    if (const auto* te = dynamic_cast<const vmm::TrapEmulateVmm*>(&router->vmm()))
+      std::cout << " interpreted=" << te->interpreted();
+    std::cout << "\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "vmm_guest_run: " << e.what() << "\n";

@@ -11,14 +11,9 @@ namespace {
 using test::DeprivilegedMachine;
 using test::kCode;
 using test::kHandler;
+using test::cat;
+using test::imm32;
 using vmm::TrapCause;
-
-std::vector<uint8_t> imm32(uint32_t n) { return {uint8_t(n), uint8_t(n >> 8), uint8_t(n >> 16), uint8_t(n >> 24)}; }
-std::vector<uint8_t> cat(std::initializer_list<std::vector<uint8_t>> parts) {
-  std::vector<uint8_t> out;
-  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
-  return out;
-}
 
 // mov ecx, n ; L: out 0x80, al ; dec ecx ; jnz L ; jmp $
 std::vector<uint8_t> out_loop(uint32_t n) {
