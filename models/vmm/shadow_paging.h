@@ -13,7 +13,9 @@
 //   them fault and are traced; clean pages are mapped read-only until written, so that the guest's
 //   dirty bits are set as the hardware would set them.
 // - Every shadow maps the VMM's own area (its GDT, IDT and TSS) supervisor-only at kVmmLinearBase,
-//   out of the guest's reach but where the real CPU finds its descriptor tables.
+//   out of the guest's reach but where the real CPU finds its descriptor tables: supervisor-only
+//   keeps it from 64-bit guest code at CPL 3, and 32-bit guest code, even at CPL 1 or 2, cannot
+//   form an address that high.
 #pragma once
 #include <cstdint>
 #include <list>

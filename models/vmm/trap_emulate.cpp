@@ -100,6 +100,9 @@ void TrapEmulateVmm::attach(Core& real) {
 bool TrapEmulateVmm::runs_directly() const {
   const CpuState& v = vcpu_->state();
   if (!(v.cr0 & CR0_PE) || (v.rflags & VM)) return false;  // real and virtual-8086 mode: interpreted
+  // Right after CR0.PE is set, CS still holds a real-mode segment (no code descriptor, no
+  // privilege to deprivilege) until the guest's far jump loads one: interpreted until then.
+  if (!v.seg[CS].s() || !(v.seg[CS].type() & 8)) return false;
   // The real IOPL is the guest's: at a real CPL not above it the guest would have the real I/O
   // ports and the real IF (IN/OUT, CLI/STI and POPF would not trap).
   return v.iopl() < vcpu_->real_cpl(v);

@@ -29,8 +29,9 @@
 // changes it; that is safe only while the real CPL stays above it (at CPL <= IOPL the guest would
 // reach the real I/O ports and the real IF). So the guest runs directly only while its IOPL is
 // below the real CPL (below 3 in IA-32e mode, below the deprivileged CPL for its 32-bit kernel);
-// then, and in real mode and virtual-8086 mode, the virtual CPU interprets it, and those
-// instructions count as not executed directly (vmm.trap_emulate.interpreted).
+// then, and in real mode and virtual-8086 mode (and from setting CR0.PE to the far jump that
+// loads a protected-mode CS), the virtual CPU interprets it, and those instructions count as not
+// executed directly (vmm.trap_emulate.interpreted).
 //
 // Cycles: sim.cycles.vmm_trap (trap delivery into the VMM), vmm_emulate, vmm_emulate_io,
 // vmm_reflect, vmm_shadow_fill, vmm_shadow_trace, vmm_resume (return to the guest), vmm_interpret.

@@ -134,6 +134,33 @@ TEST(Prot32, MovFromCsLeaksTheDeprivilegedCplOnClassicX86) {
   }
 }
 
+// A guest that starts in real mode (as a boot sector does, at 0x7C00) is interpreted until its
+// far jump after setting CR0.PE has loaded a protected-mode code segment (until then CS holds a
+// real-mode segment, with no privilege to deprivilege); its 32-bit code then runs directly.
+//   mov eax, cr0 ; or al, 1 ; mov cr0, eax ; jmp dword 0x08:0x7C10 ; (0x7C10:) mov eax, cs ; jmp $
+TEST(Prot32, ARealModeGuestIsInterpretedUntilItsFarJumpIntoProtectedMode) {
+  for (const char* profile : {"x86", "x86-pg"}) {
+    SCOPED_TRACE(profile);
+    DeprivilegedMachine m(profile, false);
+    isa::CpuState& s = m.state();
+    s.cr0 = isa::CR0_ET;
+    for (isa::Segment& seg : s.seg) seg = isa::Segment{0, 0, 0xFFFF, 0x93};  // as at reset
+    constexpr uint32_t kBootSector = 0x7C00;
+    vmm::TrapEmulateVmm& vmm = m.start(cat({{0x0F, 0x20, 0xC0, 0x0C, 0x01, 0x0F, 0x22, 0xC0, 0x66, 0xEA},
+                                             imm32(kBootSector + 16), {0x08, 0x00, 0x8C, 0xC8, 0xEB, 0xFE}}),
+                                        {}, kBootSector, nullptr, at_cpl(1));
+    m.core.run(2);  // mov eax, cs ; jmp $
+    const bool classic = std::string(profile) == "x86";
+    EXPECT_EQ(vmm.interpreted(), 4u);
+    EXPECT_EQ(m.state().cpl(), 1u);
+    EXPECT_EQ(m.state().mode(), isa::Mode::Compat32);
+    EXPECT_EQ(m.state().rip, kBootSector + 18u);
+    EXPECT_EQ(m.state().gpr[isa::RAX] & 0xFFFF, test::kKernelCode | (classic ? 1 : 0));
+    EXPECT_EQ(vmm.leaks().total(), classic ? 1u : 0u);
+    EXPECT_EQ(m.router->total_traps(), 1u);  // the first direct fetch (paging-off shadow)
+  }
+}
+
 // The guest's IOPL must stay below the real CPL, or the guest would reach the real ports and IF:
 // at IOPL 1 the guest kernel runs directly at CPL 3 (its OUTs trap) but is interpreted at CPL 1.
 //   mov ecx, 3 ; L: out 0x80, al ; dec ecx ; jnz L ; hlt
