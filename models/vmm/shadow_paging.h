@@ -4,7 +4,8 @@
 // own tables on hidden page faults, and live in the VMM's memory above guest RAM.
 //
 // - One shadow per guest address space (guest CR3) and guest mode: the kernel shadow also holds
-//   the guest's supervisor pages (user-accessible, since the guest kernel runs at CPL 3), the user
+//   the guest's supervisor pages (user-accessible, since the guest kernel runs at CPL 3, or at CPL
+//   1 or 2 in 32-bit protected mode, where user pages are within its reach as well), the user
 //   shadow only its user pages. Up to `cached_roots` shadows are kept across CR3 switches. The
 //   guest's tables may be 4-level, PAE or 32-bit ones (a 32-bit guest's shadow is 4-level all the
 //   same: the real CPU stays in IA-32e mode); while its paging is off, one more shadow maps linear
@@ -111,7 +112,7 @@ class ShadowPager {
     uint64_t root;                // physical address of the PML4
     std::vector<uint64_t> frames; // every table frame it uses (root included)
   };
-  using Key = std::pair<uint64_t, bool>;  // guest CR3 page, user mode
+  using Key = std::pair<uint64_t, bool>;  // guest address space (or kPagingOff), user mode
 
   uint64_t* table(uint64_t paddr) const;
   Shadow& owner_of(uint64_t root);

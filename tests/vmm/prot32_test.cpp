@@ -224,6 +224,20 @@ GuestPaging paging_pae(test::FlatRam& ram) {
   return {"PAE", kPdpt, isa::CR4_PAE, kPd + 2 * 8, 0x400000 | kLarge};
 }
 
+// Turns the guest's paging on with the tables `p` describes (kData holding kFirst until remapped).
+void use_paging(DeprivilegedMachine& m, const GuestPaging& p) {
+  m.ram.put<uint32_t>(0x300000, kFirst);
+  m.state().cr0 |= isa::CR0_PG;
+  m.state().cr3 = p.cr3;
+  m.state().cr4 = p.cr4;
+}
+
+// A second PAE page directory at 0x207000: 0-6 MiB to itself (kData to 0x500000, kSecond).
+constexpr uint32_t kOtherPd = 0x207000;
+void put_other_pae_directory(test::FlatRam& ram) {
+  for (uint32_t k = 0; k < 3; ++k) ram.put<uint64_t>(kOtherPd + 8 * k, (k << 21) | 0x83);
+}
+
 // mov eax, [kData] ; mov [edi], ebx ; invlpg [kData] ; mov ecx, [kData] ; jmp $
 std::vector<uint8_t> remap_code() {
   return cat({{0xA1}, imm32(kData), {0x89, 0x1F, 0x0F, 0x01, 0x3D}, imm32(kData), {0x8B, 0x0D}, imm32(kData),
@@ -245,10 +259,7 @@ TEST(Prot32, PagingOnThe32BitAndPaeTablesRunsDirectlyOnA4LevelShadow) {
       const GuestPaging p = make(m.ram);
       SCOPED_TRACE(std::string(p.name) + " CPL " + std::to_string(cpl));
       const bool pae = p.cr4 != 0;
-      m.ram.put<uint32_t>(0x300000, kFirst);
-      m.state().cr0 |= isa::CR0_PG;
-      m.state().cr3 = p.cr3;
-      m.state().cr4 = p.cr4;
+      use_paging(m, p);
       m.state().gpr[isa::RDI] = p.entry;
       m.state().gpr[isa::RBX] = p.new_entry;
       vmm::TrapEmulateVmm& vmm = start_prot32(m, remap_code(), cpl);
@@ -268,6 +279,36 @@ TEST(Prot32, PagingOnThe32BitAndPaeTablesRunsDirectlyOnA4LevelShadow) {
       EXPECT_EQ(vmm.resource_control_violations(), 0u);
       EXPECT_EQ(m.state().cpl(), cpl);
     }
+  }
+}
+
+// PAE CR3 loads (the processor reads the PDPTEs then) find shadows of their own PDPT:
+// - another PDPT in the same page (0x205040 after 0x205020, set up beforehand; the store goes to
+//   a scratch word) is another address space, with a shadow of its own (a shadow keyed by the
+//   CR3's page would be the first one's);
+// - a PDPTE the guest rewrote is seen at the reload: the PDPT is a guest page table too (though
+//   the walk reads it without a reference), and the write to it is traced.
+// Either way kData maps 0x300000 (kFirst) before and 0x500000 (kSecond) after.
+//   mov eax, [kData] ; mov [edi], ebx ; mov cr3, esi ; mov ecx, [kData] ; jmp $
+TEST(Prot32, PaeCr3LoadsFindShadowsOfTheirOwnPdpt) {
+  for (const bool rewrite : {false, true}) {
+    SCOPED_TRACE(rewrite ? "PDPTE rewritten" : "another PDPT in the page");
+    DeprivilegedMachine m("x86-pg", false);
+    const GuestPaging p = paging_pae(m.ram);
+    use_paging(m, p);
+    put_other_pae_directory(m.ram);
+    constexpr uint32_t kSecondPdpt = 0x205040, kScratch = 0x280000;
+    m.ram.put<uint64_t>(kSecondPdpt, kOtherPd | 1);
+    m.state().gpr[isa::RDI] = rewrite ? p.cr3 : kScratch;
+    m.state().gpr[isa::RBX] = kOtherPd | 1;
+    m.state().gpr[isa::RSI] = rewrite ? p.cr3 : kSecondPdpt;
+    vmm::TrapEmulateVmm& vmm = start_prot32(
+        m, cat({{0xA1}, imm32(kData), {0x89, 0x1F, 0x0F, 0x22, 0xDE, 0x8B, 0x0D}, imm32(kData), {0xEB, 0xFE}}), 1);
+    m.core.run(3);
+    EXPECT_EQ(m.state().gpr[isa::RAX], kFirst);
+    EXPECT_EQ(m.state().gpr[isa::RCX], kSecond);
+    EXPECT_EQ(vmm.shadow().traced_writes, rewrite ? 1u : 0u);
+    EXPECT_EQ(vmm.shadow().cr3_switches, rewrite ? 0u : 1u);
   }
 }
 
