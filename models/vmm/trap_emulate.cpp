@@ -588,9 +588,14 @@ void TrapEmulateVmm::interpret_until_direct(Core& real) {
 bool TrapEmulateVmm::interrupt_pending() {
   if (!interrupts_) return false;
   bool enabled = vcpu_->interrupts_enabled();
-  // While the guest runs directly its IF may be in the real VIF (where its own POPF put it).
-  if (direct_ && vcpu_->flag_in_real_vif(vcpu_->state()) == IF)
-    enabled = (real_->state().rflags & VIF) && !real_->state().interrupt_shadow;
+  // While the guest runs directly, the real CPU holds its interrupt shadow (that of an emulated
+  // STI ends with the next instruction, which runs there), and its IF may be in the real VIF
+  // (where its own POPF put it).
+  if (direct_) {
+    const bool flag = vcpu_->flag_in_real_vif(vcpu_->state()) == IF ? (real_->state().rflags & VIF) != 0
+                                                                     : (vcpu_->state().rflags & IF) != 0;
+    enabled = flag && !real_->state().interrupt_shadow;
+  }
   return enabled && interrupts_->interrupt_pending();
 }
 

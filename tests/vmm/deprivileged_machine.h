@@ -31,6 +31,17 @@ inline std::vector<uint8_t> cat(std::initializer_list<std::vector<uint8_t>> part
   return out;
 }
 
+// An interrupt controller with one request pending, for vector 0x30.
+class OneInterrupt : public isa::InterruptSource {
+ public:
+  bool interrupt_pending() override { return pending; }
+  uint8_t acknowledge_interrupt() override {
+    pending = false;
+    return 0x30;
+  }
+  bool pending = true;
+};
+
 struct DeprivilegedMachine : SystemMachine {
   WalkingTranslator walker{ram};
   isa::SystemConfig system;

@@ -161,6 +161,32 @@ TEST(Prot32, ARealModeGuestIsInterpretedUntilItsFarJumpIntoProtectedMode) {
   }
 }
 
+// An interrupt while the 32-bit guest kernel runs directly (at CPL 1) reaches its handler through
+// its own 32-bit IDT, delivered on the virtual CPU once STI and the instruction in its shadow are
+// done; the handler runs directly too, and its IRETD traps and is emulated.
+//   sti ; nop ; inc ecx ; jmp $          handler: inc ebx ; iretd
+TEST(Prot32, InterruptsReachThe32BitGuestsHandlerThroughItsIdt) {
+  for (const char* profile : {"x86", "x86-pg"}) {
+    SCOPED_TRACE(profile);
+    DeprivilegedMachine m(profile, false);
+    test::OneInterrupt pic;
+    m.handler(0x30);
+    m.ram.load(test::kHandler + 0x30 * 16, {0x43, 0xCF});
+    vmm::TrapEmulateVmm& vmm = m.start({0xFB, 0x90, 0x41, 0xEB, 0xFE}, {}, kCode, &pic, at_cpl(1));
+    m.core.notify_interrupt();
+    m.core.run(4);  // nop ; the handler's inc ebx ; inc ecx ; jmp $
+    EXPECT_FALSE(pic.pending);
+    EXPECT_EQ(m.state().gpr[isa::RBX], 1u);
+    EXPECT_EQ(m.state().gpr[isa::RCX], 1u);
+    EXPECT_EQ(m.state().rip, kCode + 3);
+    EXPECT_EQ(m.state().cpl(), 1u);
+    EXPECT_EQ(m.traps(TrapCause::Interrupt), 1u);
+    EXPECT_EQ(m.traps(TrapCause::GeneralProtection), 2u);  // STI, IRETD
+    EXPECT_EQ(vmm.reflected(), 1u);
+    EXPECT_EQ(vmm.leaks().total(), 0u);
+  }
+}
+
 // The guest's IOPL must stay below the real CPL, or the guest would reach the real ports and IF:
 // at IOPL 1 the guest kernel runs directly at CPL 3 (its OUTs trap) but is interpreted at CPL 1.
 //   mov ecx, 3 ; L: out 0x80, al ; dec ecx ; jnz L ; hlt

@@ -305,19 +305,9 @@ TEST(TrapEmulate, TheUserShadowHoldsOnlyTheGuestsUserPages) {
 // The interrupt controller's requests reach the guest only when its virtual IF allows: held while
 // the guest runs with interrupts off (though the real IF is set), delivered after STI and the one
 // instruction of its interrupt shadow.
-class OneInterrupt : public isa::InterruptSource {
- public:
-  bool interrupt_pending() override { return pending; }
-  uint8_t acknowledge_interrupt() override {
-    pending = false;
-    return 0x30;
-  }
-  bool pending = true;
-};
-
 TEST(TrapEmulate, InterruptsWaitForTheGuestsVirtualInterruptFlag) {
   DeprivilegedMachine m("x86-pg");
-  OneInterrupt pic;
+  test::OneInterrupt pic;
   m.handler(0x30);
   m.ram.load(kHandler + 0x30 * 16, {0xFF, 0xC3, 0x48, 0xCF});  // inc ebx ; iretq
   // nop ; nop ; sti ; inc ecx ; inc edx ; jmp $
