@@ -21,15 +21,17 @@
 // whose 64-bit code segments are not present (a far transfer into one traps and is emulated: at
 // CPL 1 or 2 it would run 64-bit code in a supervisor ring). Its shadows are 4-level tables built
 // from its 32-bit or PAE tables, or, with its paging off, a linear = physical map; the VMM's area
-// at kVmmLinearBase lies beyond any 32-bit address. Mode switches (CR0.PE/PG, CR4.PAE, EFER.LME,
-// the far jump into 64-bit code and back) trap and are emulated, and the VMM projects the real
-// state anew.
+// at kVmmLinearBase lies beyond any 32-bit address. The guest's mode switches (MOV to CR0 and
+// CR4, WRMSR to EFER: into IA-32e mode and out of it) trap and are emulated, and the VMM projects
+// the real state anew from the virtual CPU's mode: CPL 3 from IA-32e activation on, still in
+// 32-bit code. The far jump into 64-bit code then traps on x86-pg and runs directly on classic
+// x86 (at the real CPL 3 in IA-32e mode, where it gives nothing away).
 //
 // The real CPU's IOPL is the guest's, so that its PUSHF shows it and its POPF traps when it
 // changes it; that is safe only while the real CPL stays above it (at CPL <= IOPL the guest would
 // reach the real I/O ports and the real IF). So the guest runs directly only while its IOPL is
-// below the real CPL (below 3 in IA-32e mode, below the deprivileged CPL for its 32-bit kernel);
-// then, and in real mode and virtual-8086 mode (and from setting CR0.PE to the far jump that
+// below the real CPL (below 3 in IA-32e mode, below the deprivileged CPL for its 32-bit kernel).
+// Otherwise, and in real mode and virtual-8086 mode (and from setting CR0.PE to the far jump that
 // loads a protected-mode CS), the virtual CPU interprets it, and those instructions count as not
 // executed directly (vmm.trap_emulate.interpreted).
 //
