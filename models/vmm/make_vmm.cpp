@@ -19,6 +19,7 @@ VmmOptions VmmOptions::from_config(const config::Config& c) {
   VmmOptions o;
   o.conceal_leaks = c.str("vmm.leak_policy") == "conceal";
   o.shadow_cached_roots = static_cast<unsigned>(c.u64("vmm.shadow.cached_roots"));
+  o.deprivileged_cpl_prot32 = static_cast<unsigned>(c.u64("vmm.deprivileged_cpl_prot32"));
   return o;
 }
 

@@ -9,7 +9,7 @@
 namespace pgsim::vmm {
 
 namespace {
-constexpr uint64_t kP = 1, kRw = 2, kUs = 4, kXd = 1ull << 63;
+constexpr uint64_t kP = 1, kRw = 2, kUs = 4, kLarge = 1ull << 7, kXd = 1ull << 63;
 constexpr uint64_t kFrameMask = 0x000FFFFFFFFFF000ull;
 unsigned index_at(uint64_t linear, unsigned level) { return (linear >> (12 + 9 * (level - 1))) & 511; }
 std::string hex(uint64_t v) {
@@ -77,8 +77,8 @@ ShadowPager::Shadow& ShadowPager::create(const Key& key) {
   return s;
 }
 
-uint64_t ShadowPager::root(uint64_t guest_cr3, bool user_mode) {
-  const Key key{guest_cr3 & kFrameMask, user_mode};
+uint64_t ShadowPager::root(uint64_t address_space, bool user_mode) {
+  const Key key{address_space, user_mode};
   const bool switched = key.first != current_.first;
   if (switched && current_.first != ~0ull) ++counters_.cr3_switches;
   current_ = key;
@@ -93,6 +93,38 @@ uint64_t ShadowPager::root(uint64_t guest_cr3, bool user_mode) {
   return create(key).root;
 }
 
+uint64_t ShadowPager::paging_off_root() {
+  current_ = Key{~0ull, false};
+  auto it = shadows_.find(kPagingOff);
+  if (it == shadows_.end()) return create(kPagingOff).root;
+  lru_.remove(kPagingOff);
+  lru_.push_front(kPagingOff);
+  return it->second.root;
+}
+
+std::map<ShadowPager::Key, ShadowPager::Shadow>::value_type& ShadowPager::owner_of(uint64_t root) {
+  for (auto& owner : shadows_)
+    if (owner.second.root == root) return owner;
+  throw std::logic_error("trap_emulate: fill of an unknown shadow root");
+}
+
+uint64_t ShadowPager::entry_slot(Shadow& owner, uint64_t linear, unsigned level) {
+  uint64_t table_addr = owner.root;
+  for (unsigned above = 4; above > level; --above) {
+    uint64_t& e = table(table_addr)[index_at(linear, above)];
+    if (above == 2 && (e & kLarge)) {  // a 2 MiB identity page gives way to a page table
+      owner.identity_2m.erase(linear & ~0x1FFFFFull);
+      e = 0;
+      flushed_ = true;
+    }
+    if (!(e & kP)) e = allocate(owner) | kP | kRw | kUs;
+    table_addr = e & kFrameMask;
+  }
+  return table_addr + index_at(linear, level) * 8;
+}
+
+uint64_t& ShadowPager::entry(uint64_t slot) const { return table(slot)[(slot & 0xFFF) / 8]; }
+
 bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable,
                        const std::vector<GuestEntry>& sources) {
   if (!is_ram(guest.paddr))
@@ -102,23 +134,15 @@ bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& gu
     flush_all();
     return false;
   }
-  auto owner = std::find_if(shadows_.begin(), shadows_.end(), [&](const auto& s) { return s.second.root == root; });
-  if (owner == shadows_.end()) throw std::logic_error("trap_emulate: fill of an unknown shadow root");
-  Shadow& shadow = owner->second;
-  uint64_t table_addr = root;
-  for (unsigned level = 4; level > 1; --level) {
-    uint64_t& e = table(table_addr)[index_at(linear, level)];
-    if (!(e & kP)) e = allocate(shadow) | kP | kRw | kUs;
-    table_addr = e & kFrameMask;
-  }
+  auto& [key, shadow] = owner_of(root);
   uint64_t leaf = (guest.paddr & kFrameMask) | kP | kUs;
   if (writable) leaf |= kRw;
   if (!guest.executable) leaf |= kXd;
-  const uint64_t slot = table_addr + index_at(linear, 1) * 8;
-  table(table_addr)[index_at(linear, 1)] = leaf;
+  const uint64_t slot = entry_slot(shadow, linear, 1);
+  entry(slot) = leaf;
   ++counters_.fills;
 
-  const LeafRef ref{owner->first, linear & ~0xFFFull};
+  const LeafRef ref{key, linear & ~0xFFFull};
   auto [it, created] = shadow.leaves.try_emplace(ref.page);
   if (!created) unlink(ref, it->second);  // refilled (a write to a clean page, say): new sources
   it->second = Leaf{slot, guest.paddr >> 12, sources};
@@ -129,6 +153,45 @@ bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& gu
   }
   mappers_[guest.paddr >> 12].insert(ref);
   return true;
+}
+
+bool ShadowPager::fill_identity_2m(uint64_t root, uint64_t linear) {
+  if (free_frames_.size() < 4) {
+    flush_all();
+    return false;
+  }
+  Shadow& shadow = owner_of(root).second;
+  const uint64_t base = linear & ~0x1FFFFFull;
+  if (write_protects_within_2m(base)) {
+    fill_identity_4k(shadow, base);
+  } else {
+    // A page table already under this entry (4 KiB fills of the same identity) stays with the
+    // shadow until it is released.
+    entry(entry_slot(shadow, base, 2)) = (base & kFrameMask) | kP | kRw | kUs | kLarge;
+  }
+  shadow.identity_2m.insert(base);
+  ++counters_.fills;
+  return true;
+}
+
+void ShadowPager::fill_identity_4k(Shadow& shadow, uint64_t base) {
+  uint64_t& pde = entry(entry_slot(shadow, base, 2));
+  if (pde & kLarge) pde = 0;
+  uint64_t* pt = table(entry_slot(shadow, base, 1));
+  for (unsigned k = 0; k < 512; ++k) {
+    const uint64_t frame = (base >> 12) + k;
+    pt[k] = (frame << 12) | kP | kUs | (is_write_protected(frame) ? 0 : kRw);
+  }
+}
+
+bool ShadowPager::write_protects_within_2m(uint64_t linear) const {
+  const uint64_t first = (linear & ~0x1FFFFFull) >> 12, end = first + 512;
+  auto within = [&](const auto& frames) {
+    for (uint64_t frame : frames)
+      if (frame >= first && frame < end) return true;
+    return false;
+  };
+  return within(page_table_frames_) || within(gdt_frames_);
 }
 
 void ShadowPager::unlink(const LeafRef& ref, const Leaf& leaf) {
@@ -200,6 +263,15 @@ void ShadowPager::note_traced_write(uint64_t frame) {
 }
 
 void ShadowPager::write_protect(uint64_t frame) {
+  // The paging-off shadow's identity mapping of the 2 MiB around it: 4 KiB entries, this frame's
+  // read-only.
+  for (auto& [key, s] : shadows_) {
+    const uint64_t base = (frame << 12) & ~0x1FFFFFull;
+    if (!s.identity_2m.count(base)) continue;
+    fill_identity_4k(s, base);
+    ++counters_.write_protections;
+    flushed_ = true;  // the real TLBs may hold the 2 MiB page or the writable entry
+  }
   auto m = mappers_.find(frame);
   if (m == mappers_.end()) return;
   for (const LeafRef& ref : m->second) {

@@ -4,8 +4,12 @@
 // own tables on hidden page faults, and live in the VMM's memory above guest RAM.
 //
 // - One shadow per guest address space (guest CR3) and guest mode: the kernel shadow also holds
-//   the guest's supervisor pages (user-accessible, since the guest kernel runs at CPL 3), the user
-//   shadow only its user pages. Up to `cached_roots` shadows are kept across CR3 switches.
+//   the guest's supervisor pages (user-accessible, since the guest kernel runs at CPL 3, or at CPL
+//   1 or 2 in 32-bit protected mode, where user pages are within its reach as well), the user
+//   shadow only its user pages. Up to `cached_roots` shadows are kept across CR3 switches. The
+//   guest's tables may be 4-level, PAE or 32-bit ones (a 32-bit guest's shadow is 4-level all the
+//   same: the real CPU stays in IA-32e mode); while its paging is off, one more shadow maps linear
+//   to physical addresses, with 2 MiB pages over guest RAM.
 // - Guest page-table frames are write-protected in every shadow, so that the guest's updates to
 //   them fault and are traced; clean pages are mapped read-only until written, so that the guest's
 //   dirty bits are set as the hardware would set them.
@@ -16,7 +20,9 @@
 //   shadow maps it. Every shadow is dropped only when the guest changes how its tables are read
 //   (CR0/CR4) or the pool of shadow tables runs dry.
 // - Every shadow maps the VMM's own area (its GDT, IDT and TSS) supervisor-only at kVmmLinearBase,
-//   out of the guest's reach but where the real CPU finds its descriptor tables.
+//   out of the guest's reach but where the real CPU finds its descriptor tables: supervisor-only
+//   keeps it from 64-bit guest code at CPL 3, and 32-bit guest code, even at CPL 1 or 2, cannot
+//   form an address that high.
 #pragma once
 #include <compare>
 #include <cstdint>
@@ -63,8 +69,14 @@ class ShadowPager {
   ShadowPager(isa::PhysicalBus& bus, uint64_t pool_base, uint64_t pool_frames, unsigned cached_roots,
               uint64_t vmm_area, uint64_t vmm_area_frames);
 
-  // The real CR3 for guest address space `guest_cr3` in guest user or kernel mode.
-  uint64_t root(uint64_t guest_cr3, bool user_mode);
+  // The real CR3 for a guest address space in guest user or kernel mode. `address_space` is the
+  // guest's CR3 without its flag bits: the frame of its top-level table, or the 32-byte aligned
+  // PDPT of PAE paging outside IA-32e mode.
+  uint64_t root(uint64_t address_space, bool user_mode);
+  // The real CR3 while the guest's paging is off: a shadow that maps each linear address to the
+  // same physical one (filled on hidden faults like any other). Entering it is no address-space
+  // switch, and the first root() after it counts as a new one, not as a switch.
+  uint64_t paging_off_root();
   // Whether the frame of `paddr` is RAM (the bus has a host pointer for it). Anything else is
   // device memory (or nothing): no shadow maps it, so that every guest access to it faults into
   // the VMM, which emulates it on its device models.
@@ -82,6 +94,12 @@ class ShadowPager {
   // std::logic_error for a frame that is not RAM.
   bool fill(uint64_t root, uint64_t linear, const isa::WalkResult& guest, bool writable,
             const std::vector<GuestEntry>& sources);
+  // Maps the 2 MiB around `linear` in shadow `root` to the same physical 2 MiB, writable and
+  // executable, for the paging-off shadow over guest RAM (the caller checks that it is): as one
+  // 2 MiB page, or, where it holds write-protected frames (page tables, the GDT), as 512 4 KiB
+  // entries of which theirs are read-only; a frame write-protected later turns the 2 MiB page into
+  // such entries. Returns false as fill() does.
+  bool fill_identity_2m(uint64_t root, uint64_t linear);
   // Guest physical memory [paddr, paddr + size) is about to be written with `value` (size <= 8):
   // drops the shadow leaves built from a guest entry the write changes. A write that only sets
   // accessed or dirty bits changes nothing a leaf relies on (a leaf is writable only once its
@@ -132,7 +150,7 @@ class ShadowPager {
   const ShadowCounters& counters() const { return counters_; }
 
  private:
-  using Key = std::pair<uint64_t, bool>;  // guest CR3 page, user mode
+  using Key = std::pair<uint64_t, bool>;  // guest address space (or kPagingOff), user mode
   struct Leaf {
     uint64_t slot;    // physical address of the shadow entry
     uint64_t frame;   // the guest frame it maps
@@ -142,6 +160,7 @@ class ShadowPager {
     uint64_t root;                // physical address of the PML4
     std::vector<uint64_t> frames; // every table frame it uses (root included)
     std::map<uint64_t, Leaf> leaves;  // by linear page
+    std::set<uint64_t> identity_2m;   // 2 MiB pages of the paging-off shadow (fill_identity_2m), by base
   };
   // A shadow leaf: its shadow and linear page.
   struct LeafRef {
@@ -156,6 +175,19 @@ class ShadowPager {
   };
 
   uint64_t* table(uint64_t paddr) const;
+  // The shadow whose PML4 is at `root`, with its key.
+  std::map<Key, Shadow>::value_type& owner_of(uint64_t root);
+  // The physical address of the entry for `linear` at `level` (1: page table, 2: page directory)
+  // of `owner`, with the tables above it allocated where missing (a 2 MiB identity page on the way
+  // to a page table gives way to one).
+  uint64_t entry_slot(Shadow& owner, uint64_t linear, unsigned level);
+  // The shadow entry at physical address `slot`.
+  uint64_t& entry(uint64_t slot) const;
+  // Whether a write-protected frame (page table or GDT) lies in the 2 MiB around `linear`.
+  bool write_protects_within_2m(uint64_t linear) const;
+  // The identity mapping of the 2 MiB at `base` in `shadow` as 4 KiB entries, write-protected
+  // frames read-only.
+  void fill_identity_4k(Shadow& shadow, uint64_t base);
   uint64_t allocate(Shadow& owner);
   void release(Shadow& s, const Key& key);
   Shadow& create(const Key& key);
@@ -177,7 +209,8 @@ class ShadowPager {
   uint64_t vmm_pdpt_ = 0;  // the VMM area's PDPT, shared by every shadow
   std::map<Key, Shadow> shadows_;
   std::list<Key> lru_;  // most recently used first
-  Key current_{~0ull, false};
+  Key current_{~0ull, false};  // ~0: no guest address space yet, or paging off
+  static constexpr Key kPagingOff{1, false};  // no CR3 value is 1
   std::unordered_set<uint64_t> page_table_frames_;
   std::unordered_set<uint64_t> gdt_frames_;
   std::unordered_map<uint64_t, unsigned> write_streak_;  // traced writes since the last walk through it

@@ -23,8 +23,15 @@ constexpr uint64_t kAreaFrames = 19;
 constexpr uint64_t kTssLimit = 0x67;
 constexpr unsigned kMaxGuestGdtEntries = (65536 - 32) / 8;
 
-constexpr uint64_t kDescriptorDpl = 3ull << 45;
+constexpr unsigned kDescriptorDplShift = 45;
+constexpr uint64_t kDescriptorDpl = 3ull << kDescriptorDplShift;
 constexpr uint64_t kDescriptorS = 1ull << 44;
+constexpr uint64_t kDescriptorCode = 1ull << 43;
+constexpr uint64_t kDescriptorP = 1ull << 47;
+constexpr uint64_t kDescriptorL = 1ull << 53;
+
+// The PDPT of PAE paging outside IA-32e mode: 32-byte aligned, below 4 GiB.
+uint64_t pae_pdpt(const CpuState& v) { return v.cr3 & 0xFFFFFFE0u; }
 
 std::string hex(uint64_t v) {
   char buf[24];
@@ -61,10 +68,15 @@ TrapEmulateVmm::TrapEmulateVmm(const Machine& machine, const VmmCosts& costs, co
       shadow_trace_cycles_(
           cycles_.add_counter("vmm_shadow_trace", "cycles emulating guest writes to its page tables and GDT")),
       resume_cycles_(cycles_.add_counter("vmm_resume", "cycles returning from the VMM to the deprivileged guest")),
-      interpret_cycles_(cycles_.add_counter(
-          "vmm_interpret", "cycles interpreting the guest outside IA-32e mode or at IOPL 3 (not run directly)")),
+      interpret_cycles_(cycles_.add_counter("vmm_interpret",
+                                            "cycles interpreting the guest in real or virtual-8086 mode or at an IOPL "
+                                            "not below the real CPL (not run directly)")),
       emulate_mmio_cycles_(cycles_.add_counter(
           "vmm_emulate_mmio", "cycles the VMM spends emulating guest accesses to device memory (MMIO)")) {
+  if (options.deprivileged_cpl_prot32 < 1 || options.deprivileged_cpl_prot32 > 3)
+    throw std::invalid_argument("trap_emulate: vmm.deprivileged_cpl_prot32 must be 1, 2 or 3 (the guest kernel's "
+                                "deprivileged CPL in 32-bit protected mode); it is " +
+                                std::to_string(options.deprivileged_cpl_prot32));
   if (machine.vmm_memory_size < (kAreaFrames + 64) * 4096)
     throw std::invalid_argument("trap_emulate needs RAM above guest RAM for the VMM (at least " +
                                 std::to_string((kAreaFrames + 64) * 4) + " KiB); it has " +
@@ -84,6 +96,7 @@ void TrapEmulateVmm::attach(Core& real) {
   interrupts_ = machine_.interrupts;
   real.set_interrupt_source(this);
   vcpu_ = std::make_unique<VirtualCpu>(real);  // the guest's state as the loader left it
+  vcpu_->set_deprivileged_cpl_prot32(options_.deprivileged_cpl_prot32);
   vcpu_->on_invalidate_page = [this](uint64_t linear) {
     shadow_->invalidate_page(linear);
     real_->invalidate_page(linear);
@@ -103,9 +116,32 @@ void TrapEmulateVmm::attach(Core& real) {
 
 bool TrapEmulateVmm::runs_directly() const {
   const CpuState& v = vcpu_->state();
-  // At IOPL 3 the real CPU cannot hold the guest's IOPL: at the real CPL 3 it would hand the guest
-  // the I/O ports and the real IF.
-  return v.long_mode_active() && v.paging() && !(v.rflags & VM) && v.iopl() < 3;
+  if (!(v.cr0 & CR0_PE) || (v.rflags & VM)) return false;  // real and virtual-8086 mode: interpreted
+  // Right after CR0.PE is set, CS still holds a real-mode segment (no code descriptor, no
+  // privilege to deprivilege) until the guest's far jump loads one: interpreted until then.
+  if (!v.seg[CS].s() || !(v.seg[CS].type() & 8)) return false;
+  // The real IOPL is the guest's: at a real CPL not above it the guest would have the real I/O
+  // ports and the real IF (IN/OUT, CLI/STI and POPF would not trap).
+  return v.iopl() < vcpu_->real_cpl(v);
+}
+
+uint64_t TrapEmulateVmm::shadow_root(bool user_mode) {
+  const CpuState& v = vcpu_->state();
+  if (!v.paging()) return shadow_->paging_off_root();
+  constexpr uint64_t kTableFrame = 0x000FFFFFFFFFF000ull;
+  const uint64_t space = paging_mode(v) == PagingMode::Pae ? pae_pdpt(v) : (v.cr3 & kTableFrame);
+  return shadow_->root(space, user_mode);
+}
+
+bool TrapEmulateVmm::is_vmm_memory(uint64_t paddr) const {
+  return paddr >= machine_.vmm_memory_base && paddr - machine_.vmm_memory_base < machine_.vmm_memory_size;
+}
+
+bool TrapEmulateVmm::is_guest_ram_2m(uint64_t linear) {
+  const uint64_t base = linear & ~0x1FFFFFull;
+  for (uint64_t frame = base; frame < base + (2ull << 20); frame += 4096)
+    if (is_vmm_memory(frame) || !real_->bus().host_frame(frame)) return false;
+  return true;
 }
 
 // ---- The VMM's own descriptor tables ---------------------------------------------------------
@@ -171,15 +207,23 @@ void TrapEmulateVmm::sync_shadow_gdt() {
 }
 
 std::vector<uint64_t> TrapEmulateVmm::shadow_descriptors() const {
+  // Code and data at least at the DPL where the deprivileged guest kernel runs. Outside IA-32e
+  // mode, 64-bit code segments are not present: the guest's CPU would not run them as 64-bit code,
+  // and the real one, at CPL 1 or 2, would run 64-bit code in a supervisor ring, in reach of the
+  // VMM's area; a far transfer into one faults (#NP) and the virtual CPU carries it out.
+  const bool ia32e = vcpu_->state().long_mode_active();
+  const uint64_t min_dpl = ia32e ? 3 : options_.deprivileged_cpl_prot32;
   std::vector<uint64_t> shadow(guest_gdt_.size(), 0);
   bool wide = false;  // the high half of a 16-byte system descriptor
   for (size_t k = 1; k < guest_gdt_.size(); ++k) {
     uint64_t d = wide ? 0 : guest_gdt_[k];
     wide = false;
     if (d & kDescriptorS) {
-      d |= kDescriptorDpl;  // code and data at DPL 3, where the deprivileged guest runs
+      if (((d & kDescriptorDpl) >> kDescriptorDplShift) < min_dpl)
+        d = (d & ~kDescriptorDpl) | (min_dpl << kDescriptorDplShift);
+      if (!ia32e && (d & kDescriptorCode) && (d & kDescriptorL)) d &= ~kDescriptorP;
     } else if (d != 0) {
-      wide = vcpu_->state().long_mode_active();
+      wide = ia32e;
       d = 0;  // system descriptors (the guest's TSS, LDTs, gates) are the VMM's business
     }
     shadow[k] = d;
@@ -243,8 +287,11 @@ void TrapEmulateVmm::project(Core& real) {
   CpuState& r = real.state();
   const uint64_t old_cr3 = r.cr3;
   sync_shadow_gdt();
-  if ((v.cr0 ^ guest_cr0_) & (CR0_WP | CR0_PG) || (v.cr4 ^ guest_cr4_) & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_LA57 |
-                                                                           CR4_PCIDE | CR4_SMEP | CR4_SMAP)) {
+  // While the guest's paging stays off, only the paging-off shadow is in use, which no guest table
+  // or paging control shapes.
+  const bool paging_in_use = (v.cr0 | guest_cr0_) & CR0_PG;
+  if (paging_in_use && ((v.cr0 ^ guest_cr0_) & (CR0_WP | CR0_PG) ||
+                        (v.cr4 ^ guest_cr4_) & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_LA57 | CR4_PCIDE | CR4_SMEP | CR4_SMAP))) {
     shadow_->flush_all();  // the guest changed how its tables are read
     tlbs_stale_ = true;
   }
@@ -255,19 +302,19 @@ void TrapEmulateVmm::project(Core& real) {
   r.rip = v.rip;
   constexpr uint64_t kVirtualOnly = IF | IOPL | VIF | VIP | VM;
   r.rflags = (v.rflags & ~kVirtualOnly) | IF | RF1;  // real: interrupts on
-  // The guest's IOPL (below 3, see runs_directly), so that its PUSHF shows it and its POPF traps
-  // exactly when it changes it; the real CPL 3 stays above it, so port I/O, CLI and STI trap.
+  // The guest's IOPL (below the real CPL, see runs_directly), so that its PUSHF shows it and its
+  // POPF traps exactly when it changes it; the real CPL stays above it, so port I/O, CLI and STI trap.
   r.rflags |= v.rflags & IOPL;
   if (const uint64_t flag = vcpu_->flag_in_real_vif(v); v.rflags & flag) r.rflags |= VIF;
   r.halted = v.halted;
   if (v.halted && !(v.rflags & IF)) r.rflags &= ~IF;  // halted with interrupts off: the machine stops, as natively
   r.interrupt_shadow = v.interrupt_shadow;
-  for (unsigned s = 0; s < kNumSegRegs; ++s) r.seg[s] = VirtualCpu::deprivileged(v.seg[s], s == CS || s == SS);
+  for (unsigned s = 0; s < kNumSegRegs; ++s) r.seg[s] = vcpu_->real_segment(v, static_cast<SegReg>(s));
 
   r.cr0 = (v.cr0 & (CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_AM)) | CR0_PE | CR0_PG | CR0_WP;
   r.cr4 = CR4_PAE | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_TSD));
   r.efer = EFER_LME | EFER_LMA | EFER_NXE;  // no SCE: SYSCALL and SYSRET trap (#UD)
-  r.cr3 = shadow_->root(v.cr3, vcpu_->cpl() == 3);
+  r.cr3 = shadow_root(vcpu_->cpl() == 3);
   r.cr2 = v.cr2;
   r.cr8 = v.cr8;
   r.dr = v.dr;
@@ -341,7 +388,7 @@ bool TrapEmulateVmm::take_event(Core& real, const Event& event) {
     return true;
   }
   if (!runs_directly()) {
-    direct_ = false;  // the guest left IA-32e mode or set IOPL 3: interpreted from here
+    direct_ = false;  // the guest left protected mode or raised its IOPL: interpreted from here
     real.state().halted = false;
     return true;
   }
@@ -406,6 +453,9 @@ void TrapEmulateVmm::handle_page_fault(Core& real, const Event& event) {
                                                : AccessKind::Read;
   req.user = vcpu_->cpl() == 3;
   TableFrames tables(*shadow_, v);  // a new guest page table is write-protected where a shadow maps it
+  // PAE paging outside IA-32e mode reads its PDPT without a reference the walk reports; it is a
+  // guest page table all the same, and must be write-protected like the others.
+  if (paging_mode(v) == PagingMode::Pae) tables.on_reference(pae_pdpt(v), 3);
   const WalkResult w = page_walk(v, vcpu_->bus(), req, &tables);
   if (!w.ok) {
     ++count.true_faults;
@@ -417,13 +467,21 @@ void TrapEmulateVmm::handle_page_fault(Core& real, const Event& event) {
                   ", which the VMM reserves for its own structures (" + hex(kVmmLinearBase) + "...)");
     return;
   }
+  if (is_vmm_memory(w.paddr)) {
+    real.shutdown("trap_emulate: the guest reaches physical address " + hex(w.paddr) + " (linear " + hex(linear) +
+                  "), which is the VMM's memory, not guest RAM");
+    return;
+  }
   if (!shadow_->is_ram(w.paddr)) {  // device memory: never in a shadow, every access is emulated
     found_cause_ = TrapCause::Mmio;
     emulate_instruction(real, Emulation::Mmio);
     return;
   }
+  // With the guest's paging off there are no guest page tables in use and no dirty bits to keep;
+  // its GDT is traced all the same.
+  const bool paging = v.paging();
   const uint64_t frame = w.paddr >> 12;
-  const bool page_table = shadow_->is_page_table_frame(frame), gdt = shadow_->is_gdt_frame(frame);
+  const bool page_table = paging && shadow_->is_page_table_frame(frame), gdt = shadow_->is_gdt_frame(frame);
   if (req.access == AccessKind::Write && (page_table || gdt || !w.writable)) {
     // A write the shadow must not let through: to a guest page table or the guest's GDT (traced),
     // or a supervisor write to a read-only page with CR0.WP clear. The virtual CPU performs it;
@@ -437,13 +495,16 @@ void TrapEmulateVmm::handle_page_fault(Core& real, const Event& event) {
   }
   ++count.hidden_faults;
   shadow_fill_cycles_ += costs_.shadow_fill;
-  const uint64_t root = shadow_->root(v.cr3, req.user);
-  if (shadow_->fill(root, linear, w, w.writable && w.dirty && !shadow_->is_write_protected(frame), tables.entries))
-    real.invalidate_page(linear);
+  const uint64_t root = shadow_root(req.user);
+  const bool writable = w.writable && (w.dirty || !paging) && !shadow_->is_write_protected(frame);
+  const bool filled = !paging && is_guest_ram_2m(linear)
+                          ? shadow_->fill_identity_2m(root, linear)
+                          : shadow_->fill(root, linear, w, writable, tables.entries);
+  if (filled) real.invalidate_page(linear);
   else tlbs_stale_ = true;
 }
 
-// ---- Interpretation outside IA-32e mode or at IOPL 3 ---------------------------------------
+// ---- Interpretation in real and virtual-8086 mode, and at an IOPL the real CPU cannot hold ----
 
 void TrapEmulateVmm::on_instruction_boundary(Core& real) {
   if (!direct_) {
@@ -611,9 +672,14 @@ void TrapEmulateVmm::interpret_until_direct(Core& real) {
 bool TrapEmulateVmm::interrupt_pending() {
   if (!interrupts_) return false;
   bool enabled = vcpu_->interrupts_enabled();
-  // While the guest runs directly its IF may be in the real VIF (where its own POPF put it).
-  if (direct_ && vcpu_->flag_in_real_vif(vcpu_->state()) == IF)
-    enabled = (real_->state().rflags & VIF) && !real_->state().interrupt_shadow;
+  // While the guest runs directly, the real CPU holds its interrupt shadow (that of an emulated
+  // STI ends with the next instruction, which runs there), and its IF may be in the real VIF
+  // (where its own POPF put it).
+  if (direct_) {
+    const bool flag = vcpu_->flag_in_real_vif(vcpu_->state()) == IF ? (real_->state().rflags & VIF) != 0
+                                                                     : (vcpu_->state().rflags & IF) != 0;
+    enabled = flag && !real_->state().interrupt_shadow;
+  }
   return enabled && interrupts_->interrupt_pending();
 }
 
@@ -668,7 +734,9 @@ void TrapEmulateVmm::bind_statistics(stats::Registry& r) {
   r.bind("vmm.trap_emulate.reflected", Unit::Count, "exceptions and interrupts delivered to the guest's IDT",
          &reflected_);
   r.bind("vmm.trap_emulate.interpreted", Unit::Instructions,
-         "guest instructions interpreted outside IA-32e mode or at IOPL 3 (not run directly)", &interpreted_);
+         "guest instructions interpreted in real or virtual-8086 mode or at an IOPL not below the real CPL (not run "
+         "directly)",
+         &interpreted_);
 }
 
 }  // namespace pgsim::vmm

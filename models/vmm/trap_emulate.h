@@ -1,6 +1,8 @@
 // vmm.strategy: trap_emulate — the classic VMM. The guest kernel runs directly on the CPU,
-// deprivileged to CPL 3, on the VMM's own GDT, IDT and TSS and on shadow page tables, all in VMM
-// memory above guest RAM. Every exception and interrupt traps into the VMM (the trap router), which:
+// deprivileged (CPL 3 while the guest is in IA-32e mode; in 32-bit protected mode at
+// vmm.deprivileged_cpl_prot32: 1, 2 or 3), on the VMM's own GDT, IDT and TSS and on shadow page
+// tables, all in VMM memory above guest RAM. Every exception and interrupt traps into the VMM
+// (the trap router), which:
 // - emulates the instruction that faulted on the virtual CPU (a privileged instruction at the
 //   guest's own CPL 0: MOV CRn, LGDT, WRMSR, CLI, HLT, IN/OUT through the device models, IRET,
 //   SYSCALL/SYSRET, ...), or, when the virtual CPU faults on it too, delivers that fault to the
@@ -16,11 +18,25 @@
 // Interrupts reach the guest only when its virtual IF allows (the VMM stands between the
 // interrupt controller and the CPU).
 //
-// The guest runs directly only in IA-32e mode and below IOPL 3: until it gets there (the 32-bit
-// Multiboot entry, paging off), and while its IOPL is 3 (the real CPL 3 would then reach the ports
-// and the real IF), the virtual CPU interprets it; those instructions count as not executed
-// directly. Below 3 the real IOPL is the guest's, so its PUSHF shows it and its POPF traps when
-// it changes it.
+// The real CPU stays in IA-32e mode throughout. A guest in 32-bit protected mode (paging off, or
+// 32-bit or PAE paging) runs in compatibility mode, its kernel at the deprivileged CPL and its
+// user code at 3, on a shadow GDT whose code and data descriptors have at least that DPL and
+// whose 64-bit code segments are not present (a far transfer into one traps and is emulated: at
+// CPL 1 or 2 it would run 64-bit code in a supervisor ring). Its shadows are 4-level tables built
+// from its 32-bit or PAE tables, or, with its paging off, a linear = physical map; the VMM's area
+// at kVmmLinearBase lies beyond any 32-bit address. The guest's mode switches (MOV to CR0 and
+// CR4, WRMSR to EFER: into IA-32e mode and out of it) trap and are emulated, and the VMM projects
+// the real state anew from the virtual CPU's mode: CPL 3 from IA-32e activation on, still in
+// 32-bit code. The far jump into 64-bit code then traps on x86-pg and runs directly on classic
+// x86 (at the real CPL 3 in IA-32e mode, where it gives nothing away).
+//
+// The real CPU's IOPL is the guest's, so that its PUSHF shows it and its POPF traps when it
+// changes it; that is safe only while the real CPL stays above it (at CPL <= IOPL the guest would
+// reach the real I/O ports and the real IF). So the guest runs directly only while its IOPL is
+// below the real CPL (below 3 in IA-32e mode, below the deprivileged CPL for its 32-bit kernel).
+// Otherwise, and in real mode and virtual-8086 mode (and from setting CR0.PE to the far jump that
+// loads a protected-mode CS), the virtual CPU interprets it, and those instructions count as not
+// executed directly (vmm.trap_emulate.interpreted).
 //
 // Every instruction emulated is counted by mnemonic (vmm.emulated.<mnemonic>).
 //
@@ -80,6 +96,9 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   static RealPrivileged privileged_of(const isa::CpuState& s);
 
   bool runs_directly() const;
+  uint64_t shadow_root(bool user_mode);         // the real CR3 for the guest's current address space
+  bool is_vmm_memory(uint64_t paddr) const;     // in the VMM's RAM, not the guest's
+  bool is_guest_ram_2m(uint64_t linear);        // the 2 MiB around it is all guest RAM
   void interpret_until_direct(isa::Core& real);
   // Why an instruction is emulated: it trapped (a privileged instruction, or a write the shadow
   // refuses), or it accessed device memory.

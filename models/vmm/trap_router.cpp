@@ -50,15 +50,7 @@ void TrapRouter::bind_statistics(stats::Registry& r) {
   for (const VmmCycles::Bucket& b : vmm_->cycles().buckets()) r.bind_cycle_bucket(b.name, b.description, &b.snapshot);
 }
 
-void check_vmm_config(const config::Config& config) {
-  if (config.str("vmm.strategy") == "trap_emulate" &&
-      config.origin("vmm.deprivileged_cpl_prot32").kind != config::Origin::Kind::Default)
-    throw std::invalid_argument(
-        "vmm.deprivileged_cpl_prot32 (set at " + config.origin("vmm.deprivileged_cpl_prot32").describe() +
-        "): this trap_emulate runs guest code outside IA-32e mode on its interpreter (counted as "
-        "vmm.trap_emulate.interpreted); deprivileging 32-bit protected-mode code at CPL 1 or 3 is not implemented");
-  check_strategy(config.str("vmm.strategy"));
-}
+void check_vmm_config(const config::Config& config) { check_strategy(config.str("vmm.strategy")); }
 
 std::unique_ptr<TrapRouter> attach_vmm(const config::Config& config, const Machine& machine) {
   check_vmm_config(config);

@@ -88,9 +88,9 @@ void VirtualCpu::merge_direct(CpuState& v, const CpuState& real) {
   v.rflags = (v.rflags & ~kGuestOwned) | (real.rflags & kGuestOwned);
   if (const uint64_t flag = flag_in_real_vif(v)) v.rflags = (v.rflags & ~flag) | ((real.rflags & VIF) ? flag : 0);
   for (SegReg s : {CS, SS, ES, DS, FS, GS}) {
-    // Unchanged: the VMM's copy stands (it differs from the real one only as deprivileged()
+    // Unchanged: the VMM's copy stands (it differs from the real one only as real_segment()
     // makes it; FS and GS bases change only by trapping WRMSR/SWAPGS).
-    const Segment expected = deprivileged(v.seg[s], s == CS || s == SS);
+    const Segment expected = real_segment(v, s);
     const Segment& r = real.seg[s];
     if (r.selector == expected.selector && r.base == expected.base && r.limit == expected.limit &&
         (r.attr | 0x60) == (expected.attr | 0x60))
@@ -116,10 +116,13 @@ void VirtualCpu::merge_direct(CpuState& v, const CpuState& real) {
   v.halted = real.halted;
 }
 
-Segment VirtualCpu::deprivileged(Segment s, bool rpl3) {
-  if (s.s()) s.attr = static_cast<uint16_t>(s.attr | 0x60);  // code and data at DPL 3
-  if (rpl3) s.selector |= 3;
-  return s;
+Segment VirtualCpu::real_segment(const CpuState& v, SegReg s) const {
+  Segment r = v.seg[s];
+  const unsigned cpl = real_cpl(v);
+  if (r.s() && r.dpl() < cpl) r.attr = static_cast<uint16_t>((r.attr & ~0x60u) | (cpl << 5));
+  if (s == CS || s == SS) r.selector = static_cast<uint16_t>((r.selector & ~3u) | cpl);
+  if (s == CS && !v.long_mode_active()) r.attr &= static_cast<uint16_t>(~0x2000u);
+  return r;
 }
 
 void VirtualCpu::begin_sandbox() {

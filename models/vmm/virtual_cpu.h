@@ -9,6 +9,7 @@
 // pull() takes into the virtual state what the guest changed by running directly on the real
 // CPU (registers, arithmetic flags, data segments); the VMM derives the real state back from it.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -47,16 +48,25 @@ class VirtualCpu : private isa::PhysicalBus,
   // The same merge into `v` (a copy of the virtual state) instead of the virtual CPU.
   void merge_direct(isa::CpuState& v, const isa::CpuState& real);
 
-  // A segment as the deprivileged guest holds it on the real CPU: code and data descriptors at
-  // DPL 3, CS and SS with RPL 3 (the real CPL).
-  static isa::Segment deprivileged(isa::Segment s, bool rpl3);
+  // The CPL the real CPU runs the guest at while the virtual state is `v`: 3 in IA-32e mode; in
+  // 32-bit protected mode the guest's own CPL raised to the deprivileged CPL (1, 2 or 3, from
+  // vmm.deprivileged_cpl_prot32), so that its kernel runs there and its user code at 3.
+  unsigned real_cpl(const isa::CpuState& v) const {
+    return v.long_mode_active() ? 3 : std::max(v.cpl(), deprivileged_cpl_prot32_);
+  }
+  void set_deprivileged_cpl_prot32(unsigned cpl) { deprivileged_cpl_prot32_ = cpl; }
+  // Segment `s` of the virtual state `v` as the deprivileged guest holds it on the real CPU: code
+  // and data descriptors at a DPL of at least the real CPL, CS and SS with the real CPL as RPL;
+  // outside IA-32e mode a code segment's L bit (which only IA-32e mode reads) is dropped, since the
+  // real CPU runs 32-bit protected-mode code in compatibility mode.
+  isa::Segment real_segment(const isa::CpuState& v, isa::SegReg s) const;
 
   // Sandbox: while it is on, the virtual CPU's memory writes are kept aside (and its reads see
   // them) instead of reaching memory; end_sandbox() returns them by physical byte address.
   void begin_sandbox();
   std::map<uint64_t, uint8_t> end_sandbox();
   // On a profile whose POPF and PUSHF use VIF at CPL > IOPL (x86-pg), the real VIF carries, while
-  // the guest runs directly (always at the real CPL 3 > real IOPL), the flag its own POPF and PUSHF
+  // the guest runs directly (always at a real CPL above the real IOPL), the flag its own POPF and PUSHF
   // reach at its virtual CPL and IOPL: IF at CPL <= IOPL (its kernel), VIF above (its user code).
   bool vif_carries_if() const { return vif_carries_if_; }
   // That flag of the virtual state `v` (IF or VIF), or 0 where the real VIF carries nothing.
@@ -118,6 +128,7 @@ class VirtualCpu : private isa::PhysicalBus,
   isa::SystemConfig system_;
   std::unique_ptr<isa::SystemConfigBinding> binding_;
   bool vif_carries_if_ = false;
+  unsigned deprivileged_cpl_prot32_ = 3;
 };
 
 }  // namespace pgsim::vmm

@@ -53,6 +53,9 @@ struct VmmOptions {
   bool conceal_leaks = false;
   // vmm.shadow.cached_roots: shadow page-table roots kept across address-space switches.
   unsigned shadow_cached_roots = 8;
+  // vmm.deprivileged_cpl_prot32: the real CPL of the guest kernel in 32-bit protected mode (1, 2
+  // or 3; IA-32e mode uses 3).
+  unsigned deprivileged_cpl_prot32 = 1;
   static VmmOptions from_config(const config::Config& c);
 };
 

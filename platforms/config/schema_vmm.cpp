@@ -34,7 +34,8 @@ void declare_vmm(Schema& s) {
                "a sensitive instruction that did not trap: the guest sees the real result "
                "(expose, as hardware does) or the virtual one (conceal; the leak is only counted)"));
   s.add(integer("vmm.deprivileged_cpl_prot32", 1, "", 1, 3,
-                "CPL of the deprivileged guest kernel in 32-bit protected mode (long mode uses 3)"));
+                "trap_emulate: the CPL the real CPU runs the guest kernel at while the guest is in 32-bit "
+                "protected mode (it runs in compatibility mode; its user code at 3; IA-32e mode uses 3)"));
   s.add(integer("vmm.shadow.cached_roots", 8, "roots", 0, 4096,
                 "shadow page-table roots kept across address-space switches"));
 

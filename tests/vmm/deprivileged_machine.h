@@ -1,7 +1,8 @@
-// A small long-mode guest world for the trap_emulate tests: the GDT, IDT, TSS and stacks of
-// tests/isa_system/system_harness.h, 4-level page tables of its own (2 MiB pages over 32 MiB of
-// guest RAM, supervisor-only but for one user region), a real CPU that walks whatever page tables
-// CR3 names (the VMM's shadows), a CPU profile, and 8 MiB of VMM memory above guest RAM.
+// A small guest world for the trap_emulate tests: the GDT, IDT, TSS and stacks of
+// tests/isa_system/system_harness.h (IA-32e mode at CPL 0, or 32-bit protected mode at CPL 0 with
+// paging off), 4-level page tables of its own (2 MiB pages over 32 MiB of guest RAM,
+// supervisor-only but for one user region), a real CPU that walks whatever page tables CR3 names
+// (the VMM's shadows), a CPU profile, and 8 MiB of VMM memory above guest RAM.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -31,13 +32,24 @@ inline std::vector<uint8_t> cat(std::initializer_list<std::vector<uint8_t>> part
   return out;
 }
 
+// An interrupt controller with one request pending, for vector 0x30.
+class OneInterrupt : public isa::InterruptSource {
+ public:
+  bool interrupt_pending() override { return pending; }
+  uint8_t acknowledge_interrupt() override {
+    pending = false;
+    return 0x30;
+  }
+  bool pending = true;
+};
+
 struct DeprivilegedMachine : SystemMachine {
   WalkingTranslator walker{ram};
   isa::SystemConfig system;
   std::unique_ptr<isa::SystemConfigBinding> binding;
   std::unique_ptr<vmm::TrapRouter> router;
 
-  explicit DeprivilegedMachine(const char* profile) : SystemMachine(true) {
+  explicit DeprivilegedMachine(const char* profile, bool ia32e = true) : SystemMachine(ia32e) {
     core.set_translator(&walker);
     ram.put<uint64_t>(kPml4, kPdpt | kPteP | kPteRw | kPteUs);
     ram.put<uint64_t>(kPdpt, kPd | kPteP | kPteRw | kPteUs);
@@ -45,19 +57,19 @@ struct DeprivilegedMachine : SystemMachine {
       const uint64_t user = (k << 21) == kUserRegion ? kPteUs : 0;
       ram.put<uint64_t>(kPd + k * 8, (k << 21) | kPteP | kPteRw | kPtePs | user);
     }
-    state().cr3 = kPml4;
+    if (ia32e) state().cr3 = kPml4;
     system.profile = isa::load_profile(profile);
     binding = std::make_unique<isa::SystemConfigBinding>(core, system);
   }
 
   // Loads the guest's code at `address` (RIP) and puts the VMM under it.
   vmm::TrapEmulateVmm& start(const std::vector<uint8_t>& code, vmm::VmmCosts costs = {}, uint64_t address = kCode,
-                             isa::InterruptSource* interrupts = nullptr) {
+                             isa::InterruptSource* interrupts = nullptr, const vmm::VmmOptions& options = {}) {
     load_code(address, code);
     vmm::Machine m{core, interrupts};
     m.vmm_memory_base = kGuestRam;
     m.vmm_memory_size = kVmmMemory;
-    router = std::make_unique<vmm::TrapRouter>(std::make_unique<vmm::TrapEmulateVmm>(m, costs));
+    router = std::make_unique<vmm::TrapRouter>(std::make_unique<vmm::TrapEmulateVmm>(m, costs, options));
     router->attach(core);
     return static_cast<vmm::TrapEmulateVmm&>(router->vmm());
   }

@@ -1,9 +1,12 @@
 // vmm_guest_run: boots the guest kernel on the PC board under the VMM strategy the config names,
 // prints the guest's serial output, then one line of figures:
 //   vmm-run: end=<how the run ended> status=<exit device> insts=<real CPU> traps=<VMM traps>
-//            vmm_cycles=<VMM buckets> leaks=<leaks> io_cycles=<sim.cycles.io: physical device latency>
+//            vmm_cycles=<VMM buckets> leaks=<leaks> violations=<resource-control violations>
+//            io_cycles=<sim.cycles.io: physical device latency>
 //            modelled=<device accesses served by the VMM's software devices>
-//            mmio_traps=<device-memory accesses trapped> [emulated.<mnemonic>=<instructions emulated> ...]
+//            mmio_traps=<device-memory accesses trapped>
+//            [interpreted=<trap_emulate: guest instructions not run directly>]
+//            [emulated.<mnemonic>=<instructions emulated> ...]
 // One process per run (SystemC elaborates one design per process); vmm_guest_test drives it.
 // Usage: vmm_guest_run CONFIG [key=value ...]
 #include <iostream>
@@ -31,12 +34,15 @@ int main(int argc, char** argv) {
     std::cout << serial.str() << "vmm-run: end=" << models::to_string(cpu.end()) << " status=" << cpu.exit_status()
               << " insts=" << board->cpu().core().counters().retired << " traps=" << router->total_traps()
               << " vmm_cycles=" << router->vmm().cycles().total() << " leaks=" << router->vmm().leaks().total()
+              << " violations=" << router->vmm().resource_control_violations()
               << " io_cycles=" << cpu.cycles().bucket(models::Bucket::Io)
               << " modelled=" << router->vmm().device_accesses_modelled()
               << " mmio_traps=" << router->traps(vmm::TrapCause::Mmio);
-    if (const auto* te = dynamic_cast<const vmm::TrapEmulateVmm*>(&router->vmm()))
+    if (const auto* te = dynamic_cast<const vmm::TrapEmulateVmm*>(&router->vmm())) {
+      std::cout << " interpreted=" << te->interpreted();
       for (const auto& [mnemonic, count] : te->emulated_by_mnemonic().by_mnemonic())
         std::cout << " emulated." << mnemonic << "=" << count;
+    }
     std::cout << "\n";
     return 0;
   } catch (const std::exception& e) {

@@ -84,6 +84,30 @@ TEST(GuestUnderVmm, TrapEmulateOnX86PgGivesTheGuestOutputOfNative) {
   }
 }
 
+// The kernel's 32-bit entry runs directly, its kernel at vmm.deprivileged_cpl_prot32 1 or 3, on
+// the PC board with its timer: the selftest and a benchmark print what they print natively, with
+// nothing leaked and no resource-control violation. Nothing of the boot is interpreted; the only
+// instructions interpreted are the 4 the selftest's POPF-IOPL probe runs at IOPL 3 in 64-bit mode
+// (pushfq, popq, pushq, popfq: at IOPL 3 the real CPL 3 would reach the real ports and IF).
+TEST(GuestUnderVmm, TrapEmulateRunsThe32BitBootDirectlyAtCpl1Or3) {
+  for (const std::string cmdline : {"bench=selftest", "bench=syscall iters=50"}) {
+    const GuestRun native = run("native", cmdline, "cpu.profile=x86-pg");
+    ASSERT_EQ(native.exit_code, 0) << native.figures;
+    ASSERT_FALSE(native.guest_lines.empty());
+    EXPECT_EQ(native.guest_lines.back(), "pgsim-kernel: PASS");
+    for (const char* cpl : {"1", "3"}) {
+      SCOPED_TRACE(cmdline + " CPL " + cpl);
+      const GuestRun te =
+          run("trap_emulate", cmdline, std::string("cpu.profile=x86-pg vmm.deprivileged_cpl_prot32=") + cpl);
+      ASSERT_EQ(te.exit_code, 0) << te.figures;
+      EXPECT_EQ(te.guest_lines, native.guest_lines);
+      EXPECT_EQ(figure(te.figures, "leaks"), 0u) << te.figures;
+      EXPECT_EQ(figure(te.figures, "violations"), 0u) << te.figures;
+      EXPECT_EQ(figure(te.figures, "interpreted"), cmdline == "bench=selftest" ? 4u : 0u) << te.figures;
+    }
+  }
+}
+
 // bench=in: each iteration's IN traps once into the VMM; all else is the same for 100 and 200
 // iterations (same boot) but the output's length (the `timing:` line's figures), and each byte the
 // guest prints traps twice (the UART's line-status IN and the data OUT): so the trap counts differ

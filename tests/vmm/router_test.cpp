@@ -164,15 +164,17 @@ TEST(AttachVmm, BuildsTheConfiguredStrategyWithItsCostsAndPublishesItsFigures) {
   EXPECT_EQ(r.total_cycles(), 120u);
 }
 
-TEST(AttachVmm, RefusesToDeprivilegeProtectedModeCodeWhichItInterprets) {
-  test::Machine m;
-  config::Config c = config_with("trap_emulate");
-  c.set("vmm.deprivileged_cpl_prot32", int64_t{3}, config::Origin{config::Origin::Kind::Override, {}, 0, 0, ""});
-  try {
-    vmm::attach_vmm(c, vmm::Machine{m.core});
-    FAIL() << "vmm.deprivileged_cpl_prot32 was accepted";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("vmm.deprivileged_cpl_prot32"), std::string::npos) << e.what();
+// vmm.deprivileged_cpl_prot32 reaches trap_emulate: a guest in 32-bit protected mode (here at its
+// first instruction, paging off) runs directly at that CPL, in compatibility mode.
+TEST(AttachVmm, Prot32GuestKernelRunsAtTheConfiguredDeprivilegedCpl) {
+  for (int64_t cpl : {1, 2, 3}) {
+    test::Machine m;
+    test::make_prot32(m.state(), 0);
+    config::Config c = config_with("trap_emulate");
+    c.set("vmm.deprivileged_cpl_prot32", cpl, config::Origin{config::Origin::Kind::Override, {}, 0, 0, ""});
+    auto router = vmm::attach_vmm(c, vmm::Machine{m.core, nullptr, 32ull << 20, 8ull << 20});
+    EXPECT_EQ(m.state().cpl(), static_cast<unsigned>(cpl));
+    EXPECT_EQ(m.state().mode(), isa::Mode::Compat32);
   }
 }
 

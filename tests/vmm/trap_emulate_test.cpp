@@ -11,10 +11,9 @@ namespace {
 using test::DeprivilegedMachine;
 using test::kCode;
 using test::kHandler;
-using vmm::TrapCause;
-
 using test::cat;
 using test::imm32;
+using vmm::TrapCause;
 
 // mov ecx, n ; L: out 0x80, al ; dec ecx ; jnz L ; jmp $
 std::vector<uint8_t> out_loop(uint32_t n) {
@@ -205,8 +204,10 @@ TEST(TrapEmulate, HltWithInterruptsOffHaltsTheRealCpuWithInterruptsOff) {
 namespace pgsim {
 namespace {
 
-// A Multiboot-style start: 32-bit protected mode, paging off, CPL 0. The VMM interprets the guest
-// until it is in IA-32e mode with paging, then runs it directly.
+// A Multiboot-style start: 32-bit protected mode, paging off, CPL 0. The guest's 32-bit code runs
+// directly at the deprivileged CPL (vmm.deprivileged_cpl_prot32, 1 by default) on the VMM's
+// paging-off shadow, and each privileged instruction of its switch to IA-32e mode traps and is
+// emulated; from then on it runs at CPL 3.
 //   mov eax, kPml4 ; mov cr3, eax ; mov eax, cr4 ; or eax, 0x20 ; mov cr4, eax        (PAE)
 //   mov ecx, 0xC0000080 ; rdmsr ; or eax, 0x100 ; wrmsr                               (EFER.LME)
 //   mov eax, cr0 ; or eax, 0x80000001 ; mov cr0, eax                                  (PG: IA-32e)
@@ -221,23 +222,25 @@ std::vector<uint8_t> boot_to_long_mode() {
   EXPECT_EQ(code.size(), 49u);
   return cat({code, out_loop(5)});
 }
-constexpr uint64_t kBootInterpreted = 12;  // up to and including MOV CR0, which activates IA-32e mode
+// The switch's privileged instructions: MOV CR3, MOV from and to CR4, RDMSR, WRMSR, MOV from and
+// to CR0 (the last activates IA-32e mode). The other five (mov eax, three ORs, mov ecx) run directly.
+constexpr uint64_t kBootTraps = 7, kBootDirect = 5;
 
-TEST(TrapEmulate, TheGuestIsInterpretedUntilItReachesIa32eModeThenRunsDirectly) {
+TEST(TrapEmulate, TheGuestsSwitchToIa32eModeTrapsAtEachPrivilegedInstructionAndIsNeverInterpreted) {
   for (const char* profile : {"x86", "x86-pg"}) {
     SCOPED_TRACE(profile);
     DeprivilegedMachine m(profile);
     test::make_prot32(m.state(), 0);
     m.state().cr3 = 0;
     vmm::TrapEmulateVmm& vmm = m.start(boot_to_long_mode());
+    EXPECT_EQ(m.state().cpl(), 1u);
+    EXPECT_EQ(m.state().mode(), isa::Mode::Compat32);
     const bool pg = std::string(profile) == "x86-pg";
-    // The VMM interprets the first 12 instructions at the first boundary; from the far JMP on the
-    // real CPU runs the guest (in compatibility mode, then in 64-bit mode). The far JMP runs
-    // directly on classic x86 (a kernel-to-kernel jump shows nothing) and traps on x86-pg; then
-    // mov, 5 x (dec, jnz).
-    const uint64_t direct = (pg ? 0 : 1) + 1 + 2 * 5;
+    // The far JMP runs directly on classic x86 (in IA-32e mode at the real CPL 3, a kernel-to-kernel
+    // jump shows nothing) and traps on x86-pg; then mov, 5 x (dec, jnz).
+    const uint64_t direct = kBootDirect + (pg ? 0 : 1) + 1 + 2 * 5;
     EXPECT_EQ(m.core.run(direct), direct);
-    EXPECT_EQ(vmm.interpreted(), kBootInterpreted);
+    EXPECT_EQ(vmm.interpreted(), 0u);
     EXPECT_TRUE(vmm.virtual_cpu().state().long_mode_active());
     EXPECT_EQ(m.state().cpl(), 3u);
     EXPECT_EQ(m.state().rip, kCode + 49 + kOutLoopEnd);
@@ -245,11 +248,14 @@ TEST(TrapEmulate, TheGuestIsInterpretedUntilItReachesIa32eModeThenRunsDirectly) 
     EXPECT_EQ(vmm.virtual_cpu().state().seg[isa::CS].selector, test::kKernelCode);
     EXPECT_TRUE(vmm.virtual_cpu().state().seg[isa::CS].l());
     EXPECT_EQ(m.io.outs.size(), 5u);
-    EXPECT_EQ(m.traps(TrapCause::GeneralProtection), pg ? 6u : 5u);
-    EXPECT_EQ(m.traps(TrapCause::PageFault), 1u);  // the code page, at the first direct fetch
+    const uint64_t emulated = kBootTraps + (pg ? 1 : 0) + 5;
+    EXPECT_EQ(m.traps(TrapCause::GeneralProtection), emulated);
+    EXPECT_EQ(vmm.emulated(), emulated);
+    // The first fetch (the paging-off shadow), and the first fetch once paging is on (the shadow of
+    // the guest's 4-level tables, built anew when CR0.PG changed).
+    EXPECT_EQ(m.traps(TrapCause::PageFault), 2u);
     EXPECT_EQ(vmm.leaks().total(), 0u);
-    const double emulated = kBootInterpreted + (pg ? 6 : 5);
-    EXPECT_DOUBLE_EQ(vmm.direct_fraction(), direct / (direct + emulated));
+    EXPECT_DOUBLE_EQ(vmm.direct_fraction(), static_cast<double>(direct) / (direct + emulated));
   }
 }
 
@@ -304,19 +310,9 @@ TEST(TrapEmulate, TheUserShadowHoldsOnlyTheGuestsUserPages) {
 // The interrupt controller's requests reach the guest only when its virtual IF allows: held while
 // the guest runs with interrupts off (though the real IF is set), delivered after STI and the one
 // instruction of its interrupt shadow.
-class OneInterrupt : public isa::InterruptSource {
- public:
-  bool interrupt_pending() override { return pending; }
-  uint8_t acknowledge_interrupt() override {
-    pending = false;
-    return 0x30;
-  }
-  bool pending = true;
-};
-
 TEST(TrapEmulate, InterruptsWaitForTheGuestsVirtualInterruptFlag) {
   DeprivilegedMachine m("x86-pg");
-  OneInterrupt pic;
+  test::OneInterrupt pic;
   m.handler(0x30);
   m.ram.load(kHandler + 0x30 * 16, {0xFF, 0xC3, 0x48, 0xCF});  // inc ebx ; iretq
   // nop ; nop ; sti ; inc ecx ; inc edx ; jmp $
