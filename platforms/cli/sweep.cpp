@@ -3,11 +3,9 @@
 // run in results/<name>/sweep.csv. A run whose folder already holds a report for the same resolved
 // config is not run again, so an interrupted sweep resumes where it stopped, and runs done by a
 // Slurm job array (--slurm writes the script, each task runs --only I) are found done.
-#include <unistd.h>
-
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -214,7 +212,7 @@ void run_pending(const SweepOptions& o, const Sweep& sweep, const std::vector<Sw
     if (!results[i].report) pending.push_back(i);
   }
   if (pending.size() < indices.size())
-    err << "pgsim sweep: " << indices.size() - pending.size() << " of " << indices.size() << " runs already done in "
+    err << "pgsim sweep: " << indices.size() - pending.size() << " of " << indices.size() << " runs already complete in "
         << sweep_dir.string() << "/" << (pending.empty() ? "" : "; running the others") << "\n";
 
   std::vector<ChildCommand> commands;

@@ -123,9 +123,13 @@ void check_config_key(const fs::path& file, const YAML::Node& key_node) {
   if (key == "run.name")
     fail(file, location_of(key_node), key, "is set by the sweep: each run is named after its matrix values");
   if (schema.find(key)) return;
-  if (schema.is_section(key))
-    fail(file, location_of(key_node), key, "is a section, not a config key; name a key under it (such as '" +
-                                               schema.suggest(key + ".") + "')");
+  if (schema.is_section(key)) {
+    std::vector<std::string> under;
+    for (const config::KeySpec& spec : schema.keys())
+      if (spec.key.rfind(key + ".", 0) == 0 && under.size() < 3) under.push_back(spec.key);
+    fail(file, location_of(key_node), key,
+         "is a section, not a config key; name a key under it (such as " + join(under, ", ") + ")");
+  }
   std::string message = "unknown config key";
   if (std::string near = schema.suggest(key); !near.empty()) message += "; did you mean '" + near + "'?";
   fail(file, location_of(key_node), key, message);
