@@ -74,7 +74,7 @@ std::string short_hash(const std::string& text) {
 // config file's paths are against the file's.
 class ValueReader {
  public:
-  ValueReader(const fs::path& file) : file_(file), folder_(fs::absolute(file).parent_path()) {}
+  explicit ValueReader(const fs::path& file) : file_(file), folder_(fs::absolute(file).parent_path()) {}
 
   SweepValue read(const std::string& key, const YAML::Node& node) const {
     const config::KeySpec* spec = config::Schema::builtin().find(key);
