@@ -2,18 +2,8 @@
 // CPU profiles, VMM strategies and guest workloads to cross; every combination is one real
 // `pgsim run` in a child process (this executable, /proc/self/exe), and the runs' reports are
 // gathered into one table (models/vmm/pg_table.h).
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cctype>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -25,9 +15,8 @@
 
 #include "models/vmm/pg_table.h"
 #include "platforms/cli/atomic_file.h"
+#include "platforms/cli/child_runs.h"
 #include "platforms/cli/commands.h"
-
-extern char** environ;
 
 namespace pgsim::cli {
 namespace {
@@ -122,70 +111,30 @@ Experiment load_experiment(const fs::path& file) {
 struct DemoRun {
   vmm::PgRun row;
   std::string name;  // run.name: the folder of its results
-  pid_t pid = -1;
   int exit_status = -1;
 };
 
 // A run name from its coordinates: letters, digits and '-' only ("x86-pg.trap_emulate.in-iters-200").
 std::string run_name(const std::string& profile, const std::string& strategy, const std::string& workload) {
-  std::string w;
-  for (char c : workload) {
-    const bool plain = std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
-    if (plain) w += c;
-    else if (!w.empty() && w.back() != '-') w += '-';
-  }
+  std::string w = folder_name_part(workload);
   if (w.rfind("bench-", 0) == 0) w.erase(0, 6);
   return profile + "." + strategy + "." + w;
 }
 
-pid_t start_run(const Experiment& e, const DemoOptions& o, const DemoRun& run, const fs::path& log) {
-  std::vector<std::string> args = {"pgsim", "run", e.base.string()};
-  auto set = [&](const std::string& kv) {
-    args.push_back("--set");
-    args.push_back(kv);
-  };
-  for (const auto& kv : e.overrides) set(kv);
-  for (const auto& kv : o.overrides) set(kv);
-  set("run.name=" + run.name);
-  set("cpu.profile=" + run.row.profile);
-  set("vmm.strategy=" + run.row.strategy);
-  set("vmm.leak_policy=" + run.row.leak_policy);
-  set("guest.cmdline=" + run.row.workload);
-  args.insert(args.end(), {"--results-dir", o.results_dir.string(), "-q"});
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error(std::string("cannot start pgsim run: ") + std::strerror(rc));
-  return pid;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+ChildCommand run_command_of(const Experiment& e, const DemoOptions& o, const DemoRun& run, const fs::path& log) {
+  std::vector<std::string> overrides = e.overrides;
+  overrides.insert(overrides.end(), o.overrides.begin(), o.overrides.end());
+  overrides.insert(overrides.end(), {"run.name=" + run.name, "cpu.profile=" + run.row.profile,
+                                     "vmm.strategy=" + run.row.strategy, "vmm.leak_policy=" + run.row.leak_policy,
+                                     "guest.cmdline=" + run.row.workload});
+  return {pgsim_run_arguments(e.base, overrides, o.results_dir), log};
 }
 
 // Reads the run's stats.json and serial.log into its row; returns why the run cannot be read as
 // the table reads it (empty: it can).
 std::string collect(DemoRun& run, const fs::path& dir, const fs::path& log) {
-  const auto last_line = [&] {
-    std::string text = read_text(log), line, last;
-    std::istringstream in(text);
-    while (std::getline(in, line))
-      if (!line.empty()) last = line;
-    return last;
-  };
   if (!fs::exists(dir / "stats.json"))
-    return "no stats.json (exit status " + std::to_string(run.exit_status) + "): " + last_line();
+    return "no stats.json (exit status " + std::to_string(run.exit_status) + "): " + last_line(log);
   nlohmann::json report;
   try {
     report = nlohmann::json::parse(read_text(dir / "stats.json"));
@@ -249,33 +198,20 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
   const auto log_of = [&](const DemoRun& r) { return o.results_dir / (r.name + ".log"); };
 
   // At most `jobs` children at a time; one line on stderr as each run ends.
-  size_t next = 0, running = 0, done = 0;
-  std::map<pid_t, size_t> by_pid;
+  std::vector<ChildCommand> commands;
+  size_t done = 0;
   try {
-    while (done < runs.size()) {
-      while (running < std::max(1u, o.jobs) && next < runs.size()) {
-        DemoRun& r = runs[next];
-        // A previous demo's report must not pass for this run's if this one leaves none.
-        for (const char* stale : {"stats.json", "serial.log"}) fs::remove(o.results_dir / r.name / stale);
-        r.pid = start_run(e, o, r, log_of(r));
-        by_pid[r.pid] = next++;
-        ++running;
-      }
-      int raw = 0;
-      const pid_t pid = ::waitpid(-1, &raw, 0);
-      if (pid < 0) {
-        if (errno == EINTR) continue;
-        throw std::runtime_error(std::string("waitpid: ") + std::strerror(errno));
-      }
-      auto it = by_pid.find(pid);
-      if (it == by_pid.end()) continue;
-      DemoRun& r = runs[it->second];
-      r.exit_status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-      --running;
-      ++done;
-      err << "[" << done << "/" << runs.size() << "] " << r.row.profile << " " << r.row.strategy << " '"
-          << r.row.workload << "': exit status " << r.exit_status << "\n";
+    for (const DemoRun& r : runs) {
+      // A previous demo's report must not pass for this run's if this one leaves none.
+      for (const char* stale : {"stats.json", "serial.log"}) fs::remove(o.results_dir / r.name / stale);
+      commands.push_back(run_command_of(e, o, r, log_of(r)));
     }
+    run_children(commands, o.jobs, [&](const ChildEnd& end) {
+      DemoRun& r = runs[end.index];
+      r.exit_status = end.exit_status;
+      err << "[" << ++done << "/" << runs.size() << "] " << r.row.profile << " " << r.row.strategy << " '"
+          << r.row.workload << "': exit status " << r.exit_status << "\n";
+    });
   } catch (const std::exception& x) {
     err << "pgsim demo: " << x.what() << "\n";
     return kSimulatorError;
