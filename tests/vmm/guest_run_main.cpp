@@ -4,7 +4,7 @@
 //            vmm_cycles=<VMM buckets> leaks=<leaks> violations=<resource-control violations>
 //            io_cycles=<sim.cycles.io: physical device latency>
 //            modelled=<device accesses served by the VMM's software devices>
-//            mmio_traps=<device-memory accesses trapped>
+//            mmio_traps=<device-memory accesses trapped> serial_bytes=<bytes the guest wrote to its UART>
 //            [interpreted=<trap_emulate: guest instructions not run directly>]
 //            [emulated.<mnemonic>=<instructions emulated> ...]
 // One process per run (SystemC elaborates one design per process); vmm_guest_test drives it.
@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
               << " violations=" << router->vmm().resource_control_violations()
               << " io_cycles=" << cpu.cycles().bucket(models::Bucket::Io)
               << " modelled=" << router->vmm().device_accesses_modelled()
-              << " mmio_traps=" << router->traps(vmm::TrapCause::Mmio);
+              << " mmio_traps=" << router->traps(vmm::TrapCause::Mmio) << " serial_bytes=" << serial.str().size();
     if (const auto* te = dynamic_cast<const vmm::TrapEmulateVmm*>(&router->vmm())) {
       std::cout << " interpreted=" << te->interpreted();
       for (const auto& [mnemonic, count] : te->emulated_by_mnemonic().by_mnemonic())
