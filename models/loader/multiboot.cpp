@@ -228,7 +228,11 @@ BootInfo load(const BootRequest& request, GuestRam ram) {
     return static_cast<uint32_t>(at);
   };
   writer.zero(info, 128, "boot information");
-  const std::string cmdline = request.cmdline.empty() ? file.string() : file.string() + " " + request.cmdline;
+  // The kernel's name opens its command line, as QEMU and GRUB put it there; its file name only,
+  // not the folder it was found in, so that where a checkout lives does not change what the guest
+  // parses (and so its counts).
+  const std::string name = file.filename().string();
+  const std::string cmdline = request.cmdline.empty() ? name : name + " " + request.cmdline;
   const uint32_t cmdline_addr = put_string(cmdline);
   const uint32_t name_addr = put_string(request.boot_loader_name);
   std::vector<uint32_t> module_strings;

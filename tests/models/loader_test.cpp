@@ -82,7 +82,7 @@ TEST_F(LoaderTest, LoadsTheElfAndBuildsTheInformationStructure) {
   EXPECT_TRUE(flags & mb::IF_MEMORY);
   EXPECT_EQ(u32(info + 4), 639u);                           // mem_lower
   EXPECT_EQ(u32(info + 8), (16u << 10) - 1024 - 128);       // mem_upper: 1 MiB to the firmware tables
-  EXPECT_EQ(str(u32(info + 16)), kHello.string() + " alpha beta");
+  EXPECT_EQ(str(u32(info + 16)), kHello.filename().string() + " alpha beta");  // the name, not the folder
   ASSERT_EQ(u32(info + 20), 1u);                            // mods_count
   const uint32_t mod = u32(info + 24);
   EXPECT_EQ(u32(mod) % 4096, 0u);
