@@ -129,8 +129,9 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   bool nmi_pending() override { return interrupts_ && interrupts_->nmi_pending(); }
   void acknowledge_nmi() override { interrupts_->acknowledge_nmi(); }
 
-  // Leak detection: a sensitive instruction about to run directly was evaluated on the virtual
-  // CPU first (in a sandbox); once the real CPU has run it, the two outcomes are compared.
+  // Leak detection (trap_emulate_leaks.cpp): a sensitive instruction about to run directly was
+  // evaluated on the virtual CPU first (in a sandbox); once the real CPU has run it, the two
+  // outcomes are compared.
   struct LeakCheck {
     bool active = false;
     isa::SensitiveInsn insn{};
