@@ -97,6 +97,7 @@ void TrapEmulateVmm::attach(Core& real) {
   real.set_interrupt_source(this);
   vcpu_ = std::make_unique<VirtualCpu>(real);  // the guest's state as the loader left it
   vcpu_->set_deprivileged_cpl_prot32(options_.deprivileged_cpl_prot32);
+  vcpu_->set_vmm_memory(machine_.vmm_memory_base, machine_.vmm_memory_size);
   vcpu_->on_invalidate_page = [this](uint64_t linear) {
     shadow_->invalidate_page(linear);
     real_->invalidate_page(linear);

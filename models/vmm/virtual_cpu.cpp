@@ -1,5 +1,7 @@
 #include "models/vmm/virtual_cpu.h"
 
+#include <cstdio>
+
 #include "isa/system/paging.h"
 
 namespace pgsim::vmm {
@@ -31,7 +33,18 @@ uint64_t VirtualCpu::execute(uint64_t steps) {
   return core_.counters().retired - before;
 }
 
+bool VirtualCpu::refuses(uint64_t paddr) {
+  if (paddr < vmm_base_ || paddr - vmm_base_ >= vmm_size_) return false;
+  char buf[160];
+  std::snprintf(buf, sizeof buf,
+                "the guest reaches physical address %#llx, which is the VMM's memory, not guest RAM",
+                static_cast<unsigned long long>(paddr));
+  core_.shutdown(buf);
+  return true;
+}
+
 void VirtualCpu::write(uint64_t paddr, unsigned size, uint64_t value) {
+  if (refuses(paddr)) return;
   if (sandbox_) {
     for (unsigned k = 0; k < size; ++k) overlay_[paddr + k] = static_cast<uint8_t>(value >> (8 * k));
     return;
@@ -136,6 +149,7 @@ std::map<uint64_t, uint8_t> VirtualCpu::end_sandbox() {
 }
 
 uint64_t VirtualCpu::read(uint64_t paddr, unsigned size) {
+  if (refuses(paddr)) return ~0ull >> (64 - 8 * size);
   if (!real_.bus().host_frame(paddr)) ++device_accesses_;
   uint64_t v = real_.bus().read(paddr, size);
   if (!sandbox_ || overlay_.empty()) return v;

@@ -93,6 +93,13 @@ class VirtualCpu : private isa::PhysicalBus,
   uint64_t execute(uint64_t steps);
   // Instructions the virtual CPU executed (emulated or interpreted).
   uint64_t executed() const { return core_.counters().retired; }
+  // Physical memory that is the VMM's own (above guest RAM, where the guest has none): an access
+  // there stops the run (a shutdown naming the address), as the real CPU's does, whose shadow
+  // page tables never map it, so that no emulated instruction can reach the VMM's structures.
+  void set_vmm_memory(uint64_t base, uint64_t size) {
+    vmm_base_ = base;
+    vmm_size_ = size;
+  }
   // Its port accesses and accesses to device memory (not RAM): the guest's virtual devices at work.
   uint64_t device_accesses() const { return device_accesses_; }
 
@@ -124,6 +131,9 @@ class VirtualCpu : private isa::PhysicalBus,
   bool sandbox_ = false;
   std::map<uint64_t, uint8_t> overlay_;
   uint64_t device_accesses_ = 0;
+  uint64_t vmm_base_ = 0, vmm_size_ = 0;
+  // True, after stopping the run, when `paddr` is the VMM's memory.
+  bool refuses(uint64_t paddr);
   isa::Core core_;
   isa::SystemConfig system_;
   std::unique_ptr<isa::SystemConfigBinding> binding_;

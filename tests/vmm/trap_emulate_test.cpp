@@ -62,6 +62,31 @@ TEST(TrapEmulate, EachPortIoInstructionTrapsOnceAndIsEmulatedThroughTheDevice) {
   }
 }
 
+// The guest maps the VMM's memory (the 2 MiB above guest RAM, where the shadow GDT lies) and
+// stores its IDTR there. On x86-pg SIDT traps and the virtual CPU emulates it: its store is
+// refused; on classic x86 SIDT runs directly and the real CPU's store takes a page fault whose
+// walk ends in the VMM's memory, which no shadow maps. Either way the run stops, naming the
+// address, and the VMM's memory is untouched (resource control).
+//   sidt [0x2000000] ; jmp $
+TEST(TrapEmulate, TheGuestCannotReachTheVmmsMemoryThroughItsPageTables) {
+  for (const char* profile : {"x86-pg", "x86"}) {
+    SCOPED_TRACE(profile);
+    DeprivilegedMachine m(profile);
+    m.ram.put<uint64_t>(test::kPd + (test::kGuestRam >> 21) * 8,
+                        test::kGuestRam | test::kPteP | test::kPteRw | test::kPtePs);
+    vmm::TrapEmulateVmm& vmm = m.start(cat({{0x0F, 0x01, 0x0C, 0x25}, imm32(test::kGuestRam), {0xEB, 0xFE}}));
+    const uint64_t shadow_gdt[2] = {m.ram.get<uint64_t>(test::kGuestRam), m.ram.get<uint64_t>(test::kGuestRam + 8)};
+    m.core.run(2);
+    ASSERT_TRUE(m.core.is_shutdown());
+    EXPECT_NE(m.core.shutdown_reason().find("physical address 0x2000000, which is the VMM's memory"),
+              std::string::npos)
+        << m.core.shutdown_reason();
+    EXPECT_EQ(m.ram.get<uint64_t>(test::kGuestRam), shadow_gdt[0]);
+    EXPECT_EQ(m.ram.get<uint64_t>(test::kGuestRam + 8), shadow_gdt[1]);
+    EXPECT_EQ(vmm.resource_control_violations(), 0u);
+  }
+}
+
 TEST(TrapEmulate, EveryCycleOfATrapIsChargedToANamedBucket) {
   DeprivilegedMachine m("x86-pg");
   vmm::VmmCosts costs;
