@@ -15,6 +15,8 @@ namespace pgsim::vmm {
 // mov_sreg) and far JMP, CALL and RET from near ones (jmp_far, call_far, ret_far), since a VMM
 // emulates those for different reasons.
 std::string emulated_insn_name(const isa::Insn& insn);
+// IN, OUT, INS or OUTS: port I/O, which a VMM emulates on its device models.
+bool is_port_io(const isa::Insn& insn);
 
 class EmulatedLog {
  public:

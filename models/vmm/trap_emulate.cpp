@@ -404,38 +404,21 @@ void TrapEmulateVmm::reflect(const Event& event) {
   vcpu_->core().route_event(event);
 }
 
-bool TrapEmulateVmm::is_port_io(Core& v) {
-  // IN, OUT, INS, OUTS (after legacy and REX prefixes): E4-E7, EC-EF, 6C-6F.
-  try {
-    const uint64_t cs_base = v.long64() ? 0 : v.state().seg[CS].base;
-    for (unsigned k = 0; k < 15; ++k) {
-      const auto b = static_cast<uint8_t>(v.read_linear(cs_base + v.state().rip + k, 1, AccessOrigin::Instruction));
-      if (b == 0x66 || b == 0x67 || b == 0xF2 || b == 0xF3 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x26 ||
-          b == 0x64 || b == 0x65 || (v.long64() && (b & 0xF0) == 0x40))
-        continue;
-      return (b >= 0xE4 && b <= 0xE7) || (b >= 0xEC && b <= 0xEF) || (b >= 0x6C && b <= 0x6F);
-    }
-  } catch (const Fault&) {
-    // The instruction is not readable: the virtual CPU's fetch faults too.
-  }
-  return false;
-}
-
 void TrapEmulateVmm::emulate_instruction(Core&, Emulation why) {
   Core& v = vcpu_->core();
-  const bool io = is_port_io(v);
   if (vcpu_->execute(1) == 0) {  // the virtual CPU faulted too: the guest's own fault
     ++reflected_;
     reflect_cycles_ += costs_.reflect;
     return;
   }
   ++emulated_;
-  emulated_by_mnemonic_.record(*v.current_insn());  // the instruction the virtual CPU just retired
+  const Insn& insn = *v.current_insn();  // the instruction the virtual CPU just retired
+  emulated_by_mnemonic_.record(insn);
   if (why == Emulation::TracedWrite) return;  // charged as vmm_shadow_trace
   if (why == Emulation::Mmio) {
     ++emulated_mmio_;
     emulate_mmio_cycles_ += costs_.emulate_mmio;
-  } else if (io) {
+  } else if (is_port_io(insn)) {
     ++emulated_io_;
     emulate_io_cycles_ += costs_.emulate_io;
   } else {

@@ -121,7 +121,6 @@ class TrapEmulateVmm final : public Vmm, private isa::InterruptSource {
   void trace_gdt_write(uint64_t paddr, unsigned size, uint64_t value);
   void before_guest_write(uint64_t paddr, unsigned size, uint64_t value);
   void check_resource_control(const isa::Core& real);
-  bool is_port_io(isa::Core& vcore);
 
   // isa::InterruptSource: the interrupt controller, as far as the guest's virtual IF lets it through.
   bool interrupt_pending() override;
