@@ -15,9 +15,19 @@ using namespace isa;
 
 constexpr uint64_t kBudget = 10'000'000;  // guest instructions per benchmark iteration
 
-// Host TSC cycles per guest instruction retired, as a benchmark counter.
-void report_tsc_per_insn(benchmark::State& state, uint64_t tsc, uint64_t retired) {
+// Runs the code at 0x1000 from its start, kBudget instructions per benchmark iteration, and
+// reports guest instructions per host second and host TSC cycles per guest instruction.
+void measure(benchmark::State& state, Machine& m) {
+  uint64_t retired = 0;
+  const uint64_t tsc_start = __rdtsc();
+  for (auto _ : state) {
+    m.state().rip = 0x1000;
+    m.reg(RCX) = 0x7FFFFFFF;
+    retired += m.core.run(kBudget);
+  }
+  const uint64_t tsc = __rdtsc() - tsc_start;
   state.counters["host_tsc_per_insn"] = retired ? static_cast<double>(tsc) / static_cast<double>(retired) : 0.0;
+  state.SetItemsProcessed(static_cast<int64_t>(retired));
 }
 
 void run_loop(benchmark::State& state, const std::vector<uint8_t>& code, bool long64) {
@@ -26,15 +36,7 @@ void run_loop(benchmark::State& state, const std::vector<uint8_t>& code, bool lo
   else make_prot32(m.state(), 3);
   m.load_code(0x1000, code);
   m.reg(RBX) = 0x100000;
-  uint64_t retired = 0;
-  const uint64_t tsc_start = __rdtsc();
-  for (auto _ : state) {
-    m.state().rip = 0x1000;
-    m.reg(RCX) = 0x7FFFFFFF;
-    retired += m.core.run(kBudget);
-  }
-  report_tsc_per_insn(state, __rdtsc() - tsc_start, retired);
-  state.SetItemsProcessed(static_cast<int64_t>(retired));
+  measure(state, m);
 }
 
 // L: add rax, rcx; dec ecx; jnz L  (register ALU + branch)
@@ -71,15 +73,7 @@ void BM_CrossPageCalls64(benchmark::State& state) {
   m.ram.load(0x2000, {0x48, 0x01, 0xC8, 0xC3});                               // f: add rax, rcx; ret
   m.load_code(0x1000, {0xE8, 0xFB, 0x0F, 0x00, 0x00, 0xFF, 0xC9, 0x75, 0xF7});  // call 0x2000; dec ecx; jnz
   m.reg(RSP) = 0x80000;
-  uint64_t retired = 0;
-  const uint64_t tsc_start = __rdtsc();
-  for (auto _ : state) {
-    m.state().rip = 0x1000;
-    m.reg(RCX) = 0x7FFFFFFF;
-    retired += m.core.run(kBudget);
-  }
-  report_tsc_per_insn(state, __rdtsc() - tsc_start, retired);
-  state.SetItemsProcessed(static_cast<int64_t>(retired));
+  measure(state, m);
 }
 BENCHMARK(BM_CrossPageCalls64)->Unit(benchmark::kMillisecond);
 
