@@ -4,8 +4,6 @@
 // gathered into one table (models/vmm/pg_table.h).
 #include <filesystem>
 #include <iostream>
-#include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -17,6 +15,7 @@
 #include "platforms/cli/atomic_file.h"
 #include "platforms/cli/child_runs.h"
 #include "platforms/cli/commands.h"
+#include "platforms/cli/run_file.h"
 
 namespace pgsim::cli {
 namespace {
@@ -32,11 +31,6 @@ struct DemoOptions {
   unsigned jobs = 2;
 };
 
-// A bad experiment file: the message names the file, the line and the key.
-struct ExperimentError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 // What an experiment file says.
 struct Experiment {
   fs::path base;  // the config every run starts from (relative paths: to the experiment file)
@@ -44,15 +38,6 @@ struct Experiment {
   std::string leak_policy = "expose";
   std::vector<std::string> overrides;  // `set:` key = value, applied to every run
 };
-
-[[noreturn]] void fail_at(const fs::path& file, const YAML::Node& node, const std::string& key,
-                          const std::string& what) {
-  std::ostringstream text;
-  text << file.string();
-  if (node.Mark().line >= 0) text << ":" << node.Mark().line + 1;
-  text << ": " << key << ": " << what;
-  throw ExperimentError(text.str());
-}
 
 std::vector<std::string> string_list(const fs::path& file, const YAML::Node& root, const std::string& key) {
   const YAML::Node node = root[key];
@@ -67,28 +52,10 @@ std::vector<std::string> string_list(const fs::path& file, const YAML::Node& roo
 }
 
 Experiment load_experiment(const fs::path& file) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(file.string());
-  } catch (const YAML::BadFile&) {
-    throw ExperimentError(file.string() + ": cannot read the experiment file");
-  } catch (const YAML::Exception& e) {
-    throw ExperimentError(file.string() + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
-  if (!root.IsMap()) throw ExperimentError(file.string() + ": an experiment file is a map of keys");
-  const std::set<std::string> known = {"base", "profiles", "strategies", "workloads", "leak_policy", "set"};
-  for (const auto& entry : root) {
-    const std::string key = entry.first.Scalar();
-    if (!known.count(key))
-      fail_at(file, entry.first, key,
-              "unknown key (expected base, profiles, strategies, workloads, leak_policy, set)");
-  }
+  const YAML::Node root = load_run_file(file, "experiment file",
+                                        {"base", "profiles", "strategies", "workloads", "leak_policy", "set"});
   Experiment e;
-  const YAML::Node base = root["base"];
-  if (!base) fail_at(file, root, "base", "missing (the config every run starts from)");
-  if (!base.IsScalar() || base.Scalar().empty()) fail_at(file, base, "base", "must be a config file path");
-  e.base = fs::path(base.Scalar()).is_absolute() ? fs::path(base.Scalar()) : file.parent_path() / base.Scalar();
-  if (!fs::is_regular_file(e.base)) fail_at(file, base, "base", "no such config file: " + e.base.string());
+  e.base = base_config(file, root);
   e.profiles = string_list(file, root, "profiles");
   e.strategies = string_list(file, root, "strategies");
   e.workloads = string_list(file, root, "workloads");
@@ -176,7 +143,7 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
   Experiment e;
   try {
     e = load_experiment(o.experiment);
-  } catch (const ExperimentError& x) {
+  } catch (const RunFileError& x) {
     err << "pgsim demo: " << x.what() << "\n";
     return kUsageError;
   }

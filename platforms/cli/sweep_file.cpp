@@ -31,22 +31,6 @@ namespace {
 // Run ids longer than this end in a hash of the whole id instead, to stay a valid folder name.
 constexpr size_t kLongestRunId = 160;
 
-SweepLocation location_of(const YAML::Node& node) {
-  const YAML::Mark mark = node.Mark();
-  if (mark.line < 0) return {};
-  return {mark.line + 1, mark.column + 1};
-}
-
-std::string describe(const fs::path& file, SweepLocation at) {
-  std::string text = file.string();
-  if (at.line > 0) text += ":" + std::to_string(at.line) + ":" + std::to_string(at.column);
-  return text;
-}
-
-[[noreturn]] void fail(const fs::path& file, SweepLocation at, const std::string& key, const std::string& what) {
-  throw SweepError(describe(file, at) + ": '" + key + "': " + what);
-}
-
 std::string join(const std::vector<std::string>& items, const std::string& separator) {
   std::string out;
   for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
@@ -89,14 +73,14 @@ class ValueReader {
       std::vector<std::string> texts;
       out << YAML::Flow << YAML::BeginSeq;
       for (const YAML::Node& item : node) {
-        if (!item.IsScalar()) fail(file_, location_of(item), key, "every entry of a list value must be plain text");
+        if (!item.IsScalar()) fail_at(file_, location_of(item), key, "every entry of a list value must be plain text");
         texts.push_back(item.Scalar());
         out << resolved(*spec, item.Scalar());
       }
       out << YAML::EndSeq;
       value.text = "[" + join(texts, ", ") + "]";
     } else {
-      fail(file_, location_of(node), key,
+      fail_at(file_, location_of(node), key,
            list ? "must be a value or a list of values" : "must be a single value (text, number or true/false)");
     }
     value.assignment = key + "=" + out.c_str();
@@ -121,31 +105,31 @@ void check_config_key(const fs::path& file, const YAML::Node& key_node) {
   const std::string key = key_node.Scalar();
   const config::Schema& schema = config::Schema::builtin();
   if (key == "run.name")
-    fail(file, location_of(key_node), key, "is set by the sweep: each run is named after its matrix values");
+    fail_at(file, location_of(key_node), key, "is set by the sweep: each run is named after its matrix values");
   if (schema.find(key)) return;
   if (schema.is_section(key)) {
     std::vector<std::string> under;
     for (const config::KeySpec& spec : schema.keys())
       if (spec.key.rfind(key + ".", 0) == 0 && under.size() < 3) under.push_back(spec.key);
-    fail(file, location_of(key_node), key,
+    fail_at(file, location_of(key_node), key,
          "is a section, not a config key; name a key under it (such as " + join(under, ", ") + ")");
   }
   std::string message = "unknown config key";
   if (std::string near = schema.suggest(key); !near.empty()) message += "; did you mean '" + near + "'?";
-  fail(file, location_of(key_node), key, message);
+  fail_at(file, location_of(key_node), key, message);
 }
 
 // The map under `section`, each key checked and each value read.
 template <typename OnEntry>
 void read_config_map(const fs::path& file, const YAML::Node& root, const std::string& section, OnEntry on_entry) {
   const YAML::Node map = root[section];
-  if (!map.IsMap()) fail(file, location_of(map), section, "must be a map of config keys");
+  if (!map.IsMap()) fail_at(file, location_of(map), section, "must be a map of config keys");
   std::set<std::string> seen;
   for (const auto& entry : map) {
-    if (!entry.first.IsScalar()) fail(file, location_of(entry.first), section, "a key must be plain text");
+    if (!entry.first.IsScalar()) fail_at(file, location_of(entry.first), section, "a key must be plain text");
     check_config_key(file, entry.first);
     if (!seen.insert(entry.first.Scalar()).second)
-      fail(file, location_of(entry.first), entry.first.Scalar(), "given twice under " + section + ":");
+      fail_at(file, location_of(entry.first), entry.first.Scalar(), "given twice under " + section + ":");
     on_entry(entry.first.Scalar(), entry.second);
   }
 }
@@ -171,49 +155,22 @@ void label_axes(std::vector<MatrixAxis>& axes) {
   }
 }
 
-std::string key_list(const std::set<std::string>& known) {
-  return join(std::vector<std::string>(known.begin(), known.end()), ", ");
-}
-
 }  // namespace
 
 Sweep load_sweep(const fs::path& file) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(file.string());
-  } catch (const YAML::BadFile&) {
-    throw SweepError(file.string() + ": cannot read the sweep file");
-  } catch (const YAML::Exception& e) {
-    throw SweepError(describe(file, {e.mark.line + 1, e.mark.column + 1}) + ": YAML syntax error: " + e.msg);
-  }
-  if (!root.IsMap()) throw SweepError(file.string() + ": a sweep file is a map of keys (base, matrix, ...)");
-  const std::set<std::string> known = {"name", "base", "set", "matrix", "stats"};
-  for (const auto& entry : root) {
-    const std::string key = entry.first.Scalar();
-    if (known.count(key)) continue;
-    std::string message = "unknown key (expected " + key_list(known) + ")";
-    if (std::string near = config::nearest(key, {known.begin(), known.end()}); !near.empty())
-      message += "; did you mean '" + near + "'?";
-    fail(file, location_of(entry.first), key, message);
-  }
-
+  const YAML::Node root = load_run_file(file, "sweep file", {"name", "base", "set", "matrix", "stats"});
   Sweep sweep;
   sweep.file = file;
   sweep.name = file.stem().string();
   if (const YAML::Node name = root["name"]) {
-    if (!name.IsScalar()) fail(file, location_of(name), "name", "must be text");
+    if (!name.IsScalar()) fail_at(file, location_of(name), "name", "must be text");
     sweep.name = name.Scalar();
   }
   if (!is_folder_name(sweep.name))
-    fail(file, location_of(root["name"] ? root["name"] : root), "name",
+    fail_at(file, location_of(root["name"] ? root["name"] : root), "name",
          "the sweep's name '" + sweep.name + "' must be a folder name of letters, digits, '-', '_' and '.'");
 
-  const YAML::Node base = root["base"];
-  if (!base) fail(file, location_of(root), "base", "missing (the config file every run starts from)");
-  if (!base.IsScalar() || base.Scalar().empty()) fail(file, location_of(base), "base", "must be a config file path");
-  sweep.base = fs::absolute(file).parent_path() / base.Scalar();
-  sweep.base = sweep.base.lexically_normal();
-  if (!fs::is_regular_file(sweep.base)) fail(file, location_of(base), "base", "no such config file: " + sweep.base.string());
+  sweep.base = base_config(file, root);
 
   const ValueReader values(file);
   if (root["set"])
@@ -221,33 +178,33 @@ Sweep load_sweep(const fs::path& file) {
       sweep.set.emplace_back(key, values.read(key, node));
     });
 
-  if (!root["matrix"]) fail(file, location_of(root), "matrix", "missing (a map of config keys to lists of values)");
+  if (!root["matrix"]) fail_at(file, location_of(root), "matrix", "missing (a map of config keys to lists of values)");
   read_config_map(file, root, "matrix", [&](const std::string& key, const YAML::Node& node) {
     for (const auto& [set_key, set_value] : sweep.set)
       if (set_key == key)
-        fail(file, set_value.at, key, "is both under set: and under matrix:; keep one");
+        fail_at(file, set_value.at, key, "is both under set: and under matrix:; keep one");
     if (!node.IsSequence() || node.size() == 0)
-      fail(file, location_of(node), key, "must be a non-empty list of values (for a single value, use set:)");
+      fail_at(file, location_of(node), key, "must be a non-empty list of values (for a single value, use set:)");
     MatrixAxis axis{key, "", {}};
     for (const YAML::Node& item : node) {
       SweepValue value = values.read(key, item);
       for (const SweepValue& earlier : axis.values)
         if (earlier.text == value.text)
-          fail(file, value.at, key, "the value '" + value.text + "' is listed twice");
+          fail_at(file, value.at, key, "the value '" + value.text + "' is listed twice");
       axis.values.push_back(std::move(value));
     }
     sweep.matrix.push_back(std::move(axis));
   });
-  if (sweep.matrix.empty()) fail(file, location_of(root["matrix"]), "matrix", "names no config key to vary");
+  if (sweep.matrix.empty()) fail_at(file, location_of(root["matrix"]), "matrix", "names no config key to vary");
   label_axes(sweep.matrix);
 
   if (const YAML::Node stats = root["stats"]) {
     if (!stats.IsSequence() || stats.size() == 0)
-      fail(file, location_of(stats), "stats", "must be a non-empty list of statistic names or patterns");
+      fail_at(file, location_of(stats), "stats", "must be a non-empty list of statistic names or patterns");
     sweep.default_stats = false;
     for (const YAML::Node& item : stats) {
       if (!item.IsScalar() || item.Scalar().empty())
-        fail(file, location_of(item), "stats", "every entry must be a statistic name or a pattern such as vmm.traps.*");
+        fail_at(file, location_of(item), "stats", "every entry must be a statistic name or a pattern such as vmm.traps.*");
       sweep.stats.push_back({item.Scalar(), location_of(item)});
     }
   } else {
@@ -341,9 +298,9 @@ bool loads(const Sweep& sweep, const std::vector<std::string>& overrides) {
   if (e.location() == "--set") {
     for (size_t axis = 0; axis < sweep.matrix.size(); ++axis)
       if (sweep.matrix[axis].key == e.key())
-        fail(sweep.file, sweep.matrix[axis].values[run.choice[axis]].at, e.key(), e.message());
+        fail_at(sweep.file, sweep.matrix[axis].values[run.choice[axis]].at, e.key(), e.message());
     for (const auto& [key, value] : sweep.set)
-      if (key == e.key()) fail(sweep.file, value.at, key, e.message());
+      if (key == e.key()) fail_at(sweep.file, value.at, key, e.message());
     throw SweepError(e.what());  // the command line's --set
   }
   const std::vector<size_t> no_axis;
@@ -353,13 +310,13 @@ bool loads(const Sweep& sweep, const std::vector<std::string>& overrides) {
     const std::vector<size_t> alone = {axis};
     if (loads(sweep, overrides_of(sweep, run.choice, command_line, run.id, &alone))) continue;
     const MatrixAxis& a = sweep.matrix[axis];
-    fail(sweep.file, a.values[run.choice[axis]].at, a.key,
+    fail_at(sweep.file, a.values[run.choice[axis]].at, a.key,
          "the value '" + a.values[run.choice[axis]].text + "' is refused: " + e.what());
   }
   std::vector<std::string> combination;
   for (size_t axis = 0; axis < sweep.matrix.size(); ++axis)
     combination.push_back(sweep.matrix[axis].key + "=" + sweep.matrix[axis].values[run.choice[axis]].text);
-  fail(sweep.file, sweep.matrix.front().values[run.choice.front()].at, "matrix",
+  fail_at(sweep.file, sweep.matrix.front().values[run.choice.front()].at, "matrix",
        "the combination " + join(combination, ", ") + " is refused: " + e.what());
 }
 

@@ -23,17 +23,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "platforms/cli/run_file.h"
+
 namespace pgsim::cli {
 
 // A bad sweep file or command line: the message names the file, line, column and key.
-struct SweepError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// Where something stands in the sweep file (1-based; 0 when not known).
-struct SweepLocation {
-  int line = 0, column = 0;
-};
+using SweepError = RunFileError;
+// Where something stands in the sweep file.
+using SweepLocation = FileLocation;
 
 // One value of a matrix key, or of a key under `set:`.
 struct SweepValue {

@@ -102,18 +102,18 @@ TEST(Demo, ClassicX86LeaksAndFailsItsOwnCheckUnderTrapAndEmulate) {
   EXPECT_EQ(te["problem"], "");
 }
 
-TEST(Demo, BadExperimentFileNamesFileLineAndKey) {
+TEST(Demo, BadExperimentFileNamesFileLineColumnAndKey) {
   ScratchDir dir;
   dir.write("bad.yaml", experiment("profiles: x86\nstrategies: [native]\nworkloads: [bench=selftest]\n"));
   auto result = demo(dir, "bad.yaml");
   EXPECT_EQ(result.status, 2) << result.output;
-  EXPECT_NE(result.output.find("bad.yaml:4: profiles: must be a non-empty list"), std::string::npos)
+  EXPECT_NE(result.output.find("bad.yaml:4:11: 'profiles': must be a non-empty list"), std::string::npos)
       << result.output;
 
   dir.write("typo.yaml", experiment("profiles: [x86]\nstrategy: [native]\nworkloads: [bench=selftest]\n"));
   result = demo(dir, "typo.yaml");
   EXPECT_EQ(result.status, 2) << result.output;
-  EXPECT_NE(result.output.find("typo.yaml:5: strategy: unknown key"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("typo.yaml:5:1: 'strategy': unknown key"), std::string::npos) << result.output;
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "out/popek_goldberg.txt"));
 }
 
