@@ -19,6 +19,8 @@ struct Core::DecodedPage {
 
 namespace {
 constexpr unsigned kRead = 0, kWrite = 1, kExec = 2;
+// The handler of instructions a TrapHook marked.
+void marked_instruction(Core& core, const Insn& insn) { core.execute_marked(insn); }
 unsigned kind_index(AccessKind k) { return static_cast<unsigned>(k); }
 uint64_t page_key(uint64_t frame, Mode mode) { return frame << 3 | static_cast<uint64_t>(mode); }
 }  // namespace
@@ -81,7 +83,31 @@ void Core::shutdown(const std::string& reason) {
 void Core::set_trap_hook(TrapHook* hook, bool boundary_calls) {
   hook_ = hook;
   hook_boundary_ = hook && boundary_calls;
+  remark_decoded();
   recompute_attention();
+}
+
+void Core::set_boundary_calls(bool on) {
+  hook_boundary_ = hook_ && on;
+  recompute_attention();
+}
+
+void Core::remark_decoded() {
+  std::vector<uint64_t> frames;
+  frames.reserve(code_frames_.size());
+  for (const auto& [frame, count] : code_frames_) frames.push_back(frame);
+  for (uint64_t frame : frames) drop_decoded_frame(frame);
+}
+
+void Core::mark(Insn& insn, uint64_t paddr) {
+  if (hook_ && hook_->wants_before(insn, paddr)) insn.handler = &marked_instruction;
+}
+
+void Core::execute_marked(const Insn& insn) {
+  if (hook_->before_instruction(*this, insn) == PreExecute::Skip) return;
+  insn.semantics(*this, insn);
+  if (insn.has(kTraitSystem)) sync_mode();
+  hook_->after_instruction(*this, insn);
 }
 
 uint64_t Core::read_tsc() const { return time_ ? time_->current_cycle() + state_.tsc : state_.tsc; }
@@ -232,6 +258,11 @@ void Core::invalidate_decoded(uint64_t paddr, uint64_t size) {
 }
 
 void Core::invalidate_frame(uint64_t frame) {
+  counters_.smc_invalidations += drop_decoded_frame(frame);
+}
+
+unsigned Core::drop_decoded_frame(uint64_t frame) {
+  unsigned dropped = 0;
   for (unsigned m = 0; m < 7; ++m) {
     auto it = pages_.find(page_key(frame, static_cast<Mode>(m)));
     if (it == pages_.end()) continue;
@@ -244,10 +275,11 @@ void Core::invalidate_frame(uint64_t frame) {
         if (e.code == it->second.get()) e.code = nullptr;
     retired_pages_.push_back(std::move(it->second));  // the current Insn may live there
     pages_.erase(it);
-    ++counters_.smc_invalidations;
+    ++dropped;
   }
   code_frames_.erase(frame);
   attention_ = true;
+  return dropped;
 }
 
 Core::DecodedPage* Core::code_page(uint64_t frame) {
@@ -315,13 +347,16 @@ const Insn* Core::fetch_slow(uint64_t lin) {
       bytes[k] = host2 ? host2[k - first] : static_cast<uint8_t>(bus_.read(paddr2 + k - first, 1));
     status = decoder_->decode(mode_, bytes, 15, decoded);
     if (status == DecodeStatus::NeedMore) throw Fault::ud();  // longer than 15 bytes
+    mark(decoded, paddr);
     scratch_insn_ = decoded;
     return &scratch_insn_;
   }
   if (!page) {  // code in device memory: decoded at every execution
+    mark(decoded, paddr);
     scratch_insn_ = decoded;
     return &scratch_insn_;
   }
+  mark(decoded, paddr);
   Insn* slot = &page->store.emplace_back(decoded);
   page->slot[offset] = slot;
   if (cacheable) {

@@ -87,8 +87,14 @@ class Core {
   void set_translator(Translator* translator) { translator_ = translator; }
   // The interrupt controller; the core polls it only after notify_interrupt().
   void set_interrupt_source(InterruptSource* source) { irq_source_ = source; }
-  // The VMM/tracing hook; `boundary_calls` enables on_instruction_boundary().
+  // The VMM/tracing hook; `boundary_calls` enables on_instruction_boundary(). Decoded code is
+  // dropped, so that every instruction is marked anew by the new hook's wants_before().
   void set_trap_hook(TrapHook* hook, bool boundary_calls);
+  // Turns the hook's on_instruction_boundary() calls on or off.
+  void set_boundary_calls(bool on);
+  // The hook's wants_before() would answer differently now: decoded code is dropped and marked
+  // anew as it is decoded again.
+  void remark_decoded();
   // The simulated clock behind RDTSC (without one the TSC is state().tsc).
   void set_time_source(TimeSource* time) { time_ = time; }
   // Every data access is reported to `observer` (null: none, the default).
@@ -109,6 +115,10 @@ class Core {
   void raise_event_after_instruction(const Event& event);
   // Routes `event` at the current RIP (hook, then isa/system/events.h deliver_event).
   void route_event(const Event& event);
+
+  // A marked instruction (TrapHook::wants_before): the hook's before_instruction(), the semantics
+  // and the hook's after_instruction(). The core's entry point for such instructions.
+  void execute_marked(const Insn& insn);
 
   // The instruction being executed, or the one that faulted while a TrapHook sees the fault;
   // nullptr when the fault came from fetching it (the VMM decodes from its RIP then).
@@ -212,6 +222,8 @@ class Core {
   const Insn* decode_at(uint64_t linear, uint64_t paddr, DecodedPage* page);
   DecodedPage* code_page(uint64_t frame);
   void invalidate_frame(uint64_t frame);
+  unsigned drop_decoded_frame(uint64_t frame);  // decoded pages dropped (invalidate_frame counts them as SMC)
+  void mark(Insn& insn, uint64_t paddr);
   bool service_boundary();       // interrupts, hooks, stop; false when run() must return
   void handle_fault(const Fault& f);
   uint8_t* host_for(uint64_t linear, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable);

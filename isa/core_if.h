@@ -9,6 +9,7 @@ namespace pgsim::isa {
 
 class Core;
 struct CpuState;
+struct Insn;
 struct Event;  // an exception or interrupt about to be delivered (isa/system/events.h)
 
 // What a memory access is for; selects the soft TLB and the page-walk permission checks.
@@ -78,16 +79,34 @@ class InterruptSource {
   virtual void acknowledge_nmi() {}
 };
 
-// Interception point for the VMM (issue 7) and for tracing.
+// What a TrapHook's before_instruction() decides for the instruction about to execute.
+enum class PreExecute : uint8_t {
+  Execute,  // the core executes it as usual, then calls after_instruction()
+  Skip,     // the hook carried it out itself (and set the next RIP): the core only retires it
+};
+
+// Interception point for the VMM and for tracing. Besides events, the hook sees the instructions
+// it marks, before they execute: whether an instruction is marked is asked once, when it is
+// decoded (wants_before), so that unmarked instructions run on the core's fast path at no cost.
 class TrapHook {
  public:
   virtual ~TrapHook() = default;
   // Every exception, interrupt and software interrupt passes here before delivery through the
   // IDT; returning true consumes it (the hook has handled it, e.g. by emulating the instruction).
   virtual bool on_event(Core& core, const Event& event) = 0;
-  // Called at each instruction boundary (before fetch) only when enabled with
-  // Core::set_trap_hook(hook, true): costs nothing when unused.
+  // Called at each instruction boundary (before fetch) only while enabled with
+  // Core::set_boundary_calls(true) (or set_trap_hook(hook, true)): costs nothing when unused.
   virtual void on_instruction_boundary(Core& core) {}
+  // Asked once for each instruction the core decodes (`paddr`: the physical address of its first
+  // byte): true marks it, and the core calls before_instruction() and after_instruction() around
+  // every execution of it. A hook whose answer changes calls Core::remark_decoded().
+  virtual bool wants_before(const Insn& insn, uint64_t paddr) { return false; }
+  // Before a marked instruction executes, with state().rip at it and Core::next_rip() after it.
+  // May throw a Fault (the instruction faults without executing).
+  virtual PreExecute before_instruction(Core& core, const Insn& insn) { return PreExecute::Execute; }
+  // After a marked instruction completed without a fault (state().rip still at it, Core::next_rip()
+  // where execution continues).
+  virtual void after_instruction(Core& core, const Insn& insn) {}
 };
 
 // The simulated clock, for RDTSC/RDTSCP and the TSC MSR.

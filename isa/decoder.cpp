@@ -231,7 +231,8 @@ DecodeStatus Decoder::decode(Mode mode, const uint8_t* bytes, size_t size, Insn&
   for (unsigned k = 0; k < insn.num_ops; ++k) insn.op[k] = convert(zo[k]);
 
   InsnClass cls = InsnClass::Unimplemented;
-  Handler handler = dispatch_.find(dispatch_key(zi, insn), insn.opsize, &cls);
+  InsnTraits traits;
+  Handler handler = dispatch_.find(dispatch_key(zi, insn), insn.opsize, &cls, &traits);
   // VEX/EVEX encodings, x87/SSE register operands and a fourth operand are outside the modeled
   // integer subset (e.g. SSE MOVSD shares its mnemonic with the string MOVSD).
   bool modeled = zi.operand_count_visible <= 3 && zi.encoding == ZYDIS_INSTRUCTION_ENCODING_LEGACY;
@@ -241,7 +242,9 @@ DecodeStatus Decoder::decode(Mode mode, const uint8_t* bytes, size_t size, Insn&
   if (handler && modeled) {
     insn.semantics = handler;
     insn.cls = refine_class(cls, zi, zo);
-    insn.handler = cls == InsnClass::System ? &system_then_sync : handler;
+    insn.traits = traits.flags;
+    insn.sensitive = traits.sensitive;
+    insn.handler = insn.has(kTraitSystem) ? &system_then_sync : handler;
   } else {
     insn.semantics = insn.handler = &unimplemented_instruction;
     insn.cls = InsnClass::Unimplemented;

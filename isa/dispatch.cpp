@@ -36,20 +36,23 @@ const Dispatch& Dispatch::instance() {
   return table;
 }
 
-void Dispatch::add(unsigned mnemonic, InsnClass cls, Handler handler) {
-  add_sized(mnemonic, cls, handler, handler, handler, handler);
+void Dispatch::add(unsigned mnemonic, InsnClass cls, Handler handler, InsnTraits traits) {
+  add_sized(mnemonic, cls, handler, handler, handler, handler, traits);
 }
 
-void Dispatch::add_sized(unsigned mnemonic, InsnClass cls, Handler h8, Handler h16, Handler h32, Handler h64) {
+void Dispatch::add_sized(unsigned mnemonic, InsnClass cls, Handler h8, Handler h16, Handler h32, Handler h64,
+                         InsnTraits traits) {
   if (entries_.size() <= mnemonic) entries_.resize(kSpecialFormEnd);
-  entries_[mnemonic] = Entry{{h8, h16, h32, h64}, cls};
+  if (cls == InsnClass::System) traits.flags |= kTraitSystem;
+  entries_[mnemonic] = Entry{{h8, h16, h32, h64}, cls, traits};
 }
 
-Handler Dispatch::find(unsigned mnemonic, unsigned opsize, InsnClass* cls) const {
+Handler Dispatch::find(unsigned mnemonic, unsigned opsize, InsnClass* cls, InsnTraits* traits) const {
   if (mnemonic >= entries_.size()) return nullptr;
   const Entry& e = entries_[mnemonic];
   const unsigned index = opsize <= 1 ? 0 : opsize == 2 ? 1 : opsize == 4 ? 2 : 3;
   if (cls) *cls = e.cls;
+  if (traits) *traits = e.traits;
   return e.by_size[index];
 }
 

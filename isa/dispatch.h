@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "isa/insn.h"
+#include "isa/system/profile.h"
 
 namespace pgsim::isa {
 
@@ -27,23 +28,38 @@ enum SpecialForm : unsigned {
   kSpecialFormEnd,
 };
 
+// What a registration says of an instruction beyond its semantics: its InsnTrait flags and the
+// sensitive instruction whose profile rule its semantics apply. The decoder copies both into every
+// Insn it decodes, which is how a VMM knows, without reading guest code, what it must watch.
+struct InsnTraits {
+  uint8_t flags = 0;                  // InsnTrait
+  uint8_t sensitive = kNotSensitive;  // a SensitiveInsn, or kNotSensitive
+};
+constexpr InsnTraits traits(uint8_t flags) { return {flags, kNotSensitive}; }
+constexpr InsnTraits sensitive(SensitiveInsn insn, uint8_t flags = 0) {
+  return {flags, static_cast<uint8_t>(insn)};
+}
+
 class Dispatch {
  public:
   // What is registered for one mnemonic.
   struct Entry {
     std::array<Handler, 4> by_size{};  // handlers for operand sizes 1, 2, 4, 8 bytes
     InsnClass cls = InsnClass::Unimplemented;  // the class, unless the decoder refines it
+    InsnTraits traits;
   };
 
   // The one table every core uses: built on first use from every register_*() function.
   static const Dispatch& instance();
 
   // Registers `handler` for every operand size of `mnemonic` (a ZydisMnemonic or a SpecialForm).
-  void add(unsigned mnemonic, InsnClass cls, Handler handler);
+  void add(unsigned mnemonic, InsnClass cls, Handler handler, InsnTraits traits = {});
   // Registers one handler per operand size (1, 2, 4, 8 bytes; nullptr: that size is not valid).
-  void add_sized(unsigned mnemonic, InsnClass cls, Handler h8, Handler h16, Handler h32, Handler h64);
-  // The handler for `mnemonic` at `opsize` bytes, or nullptr when none is registered.
-  Handler find(unsigned mnemonic, unsigned opsize, InsnClass* cls) const;
+  void add_sized(unsigned mnemonic, InsnClass cls, Handler h8, Handler h16, Handler h32, Handler h64,
+                 InsnTraits traits = {});
+  // The handler for `mnemonic` at `opsize` bytes, or nullptr when none is registered; `cls` and
+  // `traits` (when not null) receive what the registration says.
+  Handler find(unsigned mnemonic, unsigned opsize, InsnClass* cls, InsnTraits* traits = nullptr) const;
   // True when `mnemonic` has any handler.
   bool has(unsigned mnemonic) const;
 

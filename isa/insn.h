@@ -70,8 +70,20 @@ enum InsnPrefix : uint8_t {
   kPrefixSegOverride = 1u << 3,  // an explicit segment override (see Insn::string_seg)
 };
 
+// What a virtual machine monitor must know of an instruction, decided once at decode from the
+// instruction's registration in the Dispatch table (the same registration whose semantics consult
+// the CPU profile), so that no VMM scans guest code for them.
+enum InsnTrait : uint8_t {
+  kTraitPrivileged = 1u << 0,  // raises #GP(0) unless CPL = 0 (require_cpl0)
+  kTraitPortIo = 1u << 1,      // IN, OUT, INS, OUTS: the I/O-privilege check and the device models
+  kTraitVmxExit = 1u << 2,     // exits VMX non-root operation unconditionally or under a VMCS control
+  kTraitSystem = 1u << 3,      // registered as a system instruction: the core re-syncs its mode after it
+};
+// Insn::sensitive when the instruction is none of the profile's sensitive instructions.
+constexpr uint8_t kNotSensitive = 0xFF;
+
 struct Insn {
-  Handler handler = nullptr;  // what the core calls (for System: a wrapper that re-syncs the mode)
+  Handler handler = nullptr;  // what the core calls (semantics, a mode re-sync, a VMM's hook)
   Handler semantics = nullptr;  // the registered semantics
   uint16_t mnemonic = 0;      // ZydisMnemonic
   uint8_t length = 0;         // in bytes
@@ -82,11 +94,15 @@ struct Insn {
   uint8_t num_ops = 0;        // visible operands in op[]
   uint8_t string_seg = 3;     // source segment of MOVS/LODS/CMPS/OUTS (DS unless overridden)
   uint8_t condition = 0;      // Jcc/SETcc/CMOVcc: the condition code (low nibble of the opcode)
+  uint8_t traits = 0;         // InsnTrait flags
+  uint8_t sensitive = kNotSensitive;  // the SensitiveInsn (isa/system/profile.h) whose profile rule applies
   Operand op[3];
 
   bool lock() const { return prefixes & kPrefixLock; }
   bool rep() const { return prefixes & kPrefixRep; }
   bool repne() const { return prefixes & kPrefixRepne; }
+  bool has(InsnTrait t) const { return traits & t; }
+  bool is_sensitive() const { return sensitive != kNotSensitive; }
 };
 
 }  // namespace pgsim::isa

@@ -25,7 +25,7 @@ void mov_cr_destination(Core& core, const Operand& o, uint64_t v) {
 }
 
 // UMIP (CR4.UMIP) and the profile for SGDT/SIDT/SLDT/SMSW/STR at CPL > 0.
-void check_store_system(Core& core, SensitiveInsn insn) {
+void check_store_system(Core& core, const Insn& insn) {
   const CpuState& s = core.state();
   if ((s.cr0 & CR0_PE) && s.cpl() > 0 && (s.cr4 & CR4_UMIP)) throw Fault::gp(0);
   apply_profile(core, insn);
@@ -184,7 +184,7 @@ void lmsw(Core& core, const Insn& i) {
 }
 
 void smsw(Core& core, const Insn& i) {
-  check_store_system(core, SensitiveInsn::Smsw);
+  check_store_system(core, i);
   store_selector(core, i, core.state().cr0);
 }
 
@@ -276,21 +276,21 @@ void store_table_register(Core& core, const Insn& i, const DescriptorTableReg& r
   core.write<uint16_t>(seg, ea, limit);
 }
 void sgdt(Core& core, const Insn& i) {
-  check_store_system(core, SensitiveInsn::Sgdt);
+  check_store_system(core, i);
   store_table_register(core, i, core.state().gdtr);
 }
 void sidt(Core& core, const Insn& i) {
-  check_store_system(core, SensitiveInsn::Sidt);
+  check_store_system(core, i);
   store_table_register(core, i, core.state().idtr);
 }
 void sldt(Core& core, const Insn& i) {
   require_protected(core);
-  check_store_system(core, SensitiveInsn::Sldt);
+  check_store_system(core, i);
   store_selector(core, i, core.state().ldtr.selector);
 }
 void str(Core& core, const Insn& i) {
   require_protected(core);
-  check_store_system(core, SensitiveInsn::Str);
+  check_store_system(core, i);
   store_selector(core, i, core.state().tr.selector);
 }
 
@@ -541,34 +541,34 @@ void vmcall(Core& core, const Insn&) {
 
 void register_control(Dispatch& d) {
   constexpr InsnClass S = InsnClass::System;
-  d.add(kMovToCr, S, &mov_to_cr);
-  d.add(kMovFromCr, S, &mov_from_cr);
-  d.add(kMovToDr, S, &mov_to_dr);
-  d.add(kMovFromDr, S, &mov_from_dr);
-  d.add(ZYDIS_MNEMONIC_LMSW, S, &lmsw);
-  d.add(ZYDIS_MNEMONIC_SMSW, S, &smsw);
-  d.add(ZYDIS_MNEMONIC_CLTS, S, &clts);
-  d.add(ZYDIS_MNEMONIC_INVLPG, S, &invlpg);
-  d.add(ZYDIS_MNEMONIC_INVPCID, S, &invpcid);
-  d.add(ZYDIS_MNEMONIC_WBINVD, S, &cache_flush);
-  d.add(ZYDIS_MNEMONIC_INVD, S, &cache_flush);
-  d.add(ZYDIS_MNEMONIC_HLT, S, &hlt);
-  d.add(ZYDIS_MNEMONIC_LGDT, S, &lgdt);
-  d.add(ZYDIS_MNEMONIC_LIDT, S, &lidt);
-  d.add(ZYDIS_MNEMONIC_SGDT, S, &sgdt);
-  d.add(ZYDIS_MNEMONIC_SIDT, S, &sidt);
-  d.add(ZYDIS_MNEMONIC_SLDT, S, &sldt);
-  d.add(ZYDIS_MNEMONIC_STR, S, &str);
-  d.add(ZYDIS_MNEMONIC_LLDT, S, &lldt);
-  d.add(ZYDIS_MNEMONIC_LTR, S, &ltr);
-  d.add(ZYDIS_MNEMONIC_RDMSR, S, &rdmsr);
-  d.add(ZYDIS_MNEMONIC_WRMSR, S, &wrmsr);
-  d.add(ZYDIS_MNEMONIC_CPUID, S, &cpuid);
-  d.add(ZYDIS_MNEMONIC_RDTSC, S, &rdtsc);
-  d.add(ZYDIS_MNEMONIC_RDTSCP, S, &rdtscp);
-  d.add(ZYDIS_MNEMONIC_RDPMC, S, &rdpmc);
-  d.add(ZYDIS_MNEMONIC_SWAPGS, S, &swapgs);
-  d.add(ZYDIS_MNEMONIC_VMCALL, S, &vmcall);
+  d.add(kMovToCr, S, &mov_to_cr, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(kMovFromCr, S, &mov_from_cr, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(kMovToDr, S, &mov_to_dr, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(kMovFromDr, S, &mov_from_dr, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_LMSW, S, &lmsw, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_SMSW, S, &smsw, sensitive(SensitiveInsn::Smsw));
+  d.add(ZYDIS_MNEMONIC_CLTS, S, &clts, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_INVLPG, S, &invlpg, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_INVPCID, S, &invpcid, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_WBINVD, S, &cache_flush, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_INVD, S, &cache_flush, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_HLT, S, &hlt, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_LGDT, S, &lgdt, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_LIDT, S, &lidt, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_SGDT, S, &sgdt, sensitive(SensitiveInsn::Sgdt, kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_SIDT, S, &sidt, sensitive(SensitiveInsn::Sidt, kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_SLDT, S, &sldt, sensitive(SensitiveInsn::Sldt, kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_STR, S, &str, sensitive(SensitiveInsn::Str, kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_LLDT, S, &lldt, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_LTR, S, &ltr, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_RDMSR, S, &rdmsr, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_WRMSR, S, &wrmsr, traits(kTraitPrivileged | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_CPUID, S, &cpuid, traits(kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_RDTSC, S, &rdtsc, traits(kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_RDTSCP, S, &rdtscp, traits(kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_RDPMC, S, &rdpmc, traits(kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_SWAPGS, S, &swapgs, traits(kTraitPrivileged));
+  d.add(ZYDIS_MNEMONIC_VMCALL, S, &vmcall, traits(kTraitVmxExit));
 }
 
 }  // namespace pgsim::isa::system

@@ -20,7 +20,7 @@ void pushf(Core& core, const Insn& i) {
   uint64_t image = s.rflags & ~uint64_t(VM | RF);
   // Insensitive variant: a program at CPL > IOPL sees its virtual interrupt flag as IF, and not
   // VIF/VIP themselves, which a CPL-0 PUSHF of the same program would not show.
-  if (apply_profile(core, SensitiveInsn::Pushf) && s.cpl() > s.iopl())
+  if (apply_profile(core, i) && s.cpl() > s.iopl())
     image = (image & ~uint64_t(IF | VIF | VIP)) | ((s.rflags & VIF) ? uint64_t(IF) : 0);
   core.push_sized(image, i.opsize);
 }
@@ -28,7 +28,7 @@ void pushf(Core& core, const Insn& i) {
 void popf(Core& core, const Insn& i) {
   CpuState& s = core.state();
   if ((s.rflags & VM) && s.iopl() < 3) throw Fault::gp(0);  // virtual-8086 without VME
-  const bool insensitive = apply_profile(core, SensitiveInsn::Popf);
+  const bool insensitive = apply_profile(core, i);
   const uint64_t image = stack_read(core, 0, i.opsize);
   const unsigned cpl = s.cpl();
   const bool real = !(s.cr0 & CR0_PE);
@@ -163,22 +163,22 @@ void string_io(Core& core, const Insn& i) {
 
 void register_flags_io(Dispatch& d) {
   constexpr InsnClass S = InsnClass::System;
-  d.add(ZYDIS_MNEMONIC_PUSHF, S, &pushf);
-  d.add(ZYDIS_MNEMONIC_PUSHFD, S, &pushf);
-  d.add(ZYDIS_MNEMONIC_PUSHFQ, S, &pushf);
-  d.add(ZYDIS_MNEMONIC_POPF, S, &popf);
-  d.add(ZYDIS_MNEMONIC_POPFD, S, &popf);
-  d.add(ZYDIS_MNEMONIC_POPFQ, S, &popf);
+  d.add(ZYDIS_MNEMONIC_PUSHF, S, &pushf, sensitive(SensitiveInsn::Pushf));
+  d.add(ZYDIS_MNEMONIC_PUSHFD, S, &pushf, sensitive(SensitiveInsn::Pushf));
+  d.add(ZYDIS_MNEMONIC_PUSHFQ, S, &pushf, sensitive(SensitiveInsn::Pushf));
+  d.add(ZYDIS_MNEMONIC_POPF, S, &popf, sensitive(SensitiveInsn::Popf));
+  d.add(ZYDIS_MNEMONIC_POPFD, S, &popf, sensitive(SensitiveInsn::Popf));
+  d.add(ZYDIS_MNEMONIC_POPFQ, S, &popf, sensitive(SensitiveInsn::Popf));
   d.add(ZYDIS_MNEMONIC_CLI, S, &cli);
   d.add(ZYDIS_MNEMONIC_STI, S, &sti);
-  d.add(ZYDIS_MNEMONIC_IN, S, &in);
-  d.add(ZYDIS_MNEMONIC_OUT, S, &out);
-  d.add(ZYDIS_MNEMONIC_INSB, S, &string_io<1, true>);
-  d.add(ZYDIS_MNEMONIC_INSW, S, &string_io<2, true>);
-  d.add(ZYDIS_MNEMONIC_INSD, S, &string_io<4, true>);
-  d.add(ZYDIS_MNEMONIC_OUTSB, S, &string_io<1, false>);
-  d.add(ZYDIS_MNEMONIC_OUTSW, S, &string_io<2, false>);
-  d.add(ZYDIS_MNEMONIC_OUTSD, S, &string_io<4, false>);
+  d.add(ZYDIS_MNEMONIC_IN, S, &in, traits(kTraitPortIo | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_OUT, S, &out, traits(kTraitPortIo | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_INSB, S, &string_io<1, true>, traits(kTraitPortIo | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_INSW, S, &string_io<2, true>, traits(kTraitPortIo | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_INSD, S, &string_io<4, true>, traits(kTraitPortIo | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_OUTSB, S, &string_io<1, false>, traits(kTraitPortIo | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_OUTSW, S, &string_io<2, false>, traits(kTraitPortIo | kTraitVmxExit));
+  d.add(ZYDIS_MNEMONIC_OUTSD, S, &string_io<4, false>, traits(kTraitPortIo | kTraitVmxExit));
 }
 
 }  // namespace pgsim::isa::system

@@ -7,25 +7,6 @@
 namespace pgsim::isa {
 namespace {
 
-// Paging-structure entry bits common to every paging mode.
-enum EntryBit : uint64_t {
-  PTE_P = 1ull << 0,    // present
-  PTE_RW = 1ull << 1,   // writes allowed
-  PTE_US = 1ull << 2,   // user-mode accesses allowed
-  PTE_A = 1ull << 5,    // accessed
-  PTE_D = 1ull << 6,    // dirty (leaf only)
-  PTE_PS = 1ull << 7,   // page size: this entry maps a large page
-  PTE_G = 1ull << 8,    // global (leaf only, with CR4.PGE)
-  PTE_XD = 1ull << 63,  // execute disable (with EFER.NXE; PAE and wider entries only)
-};
-
-constexpr uint64_t bits(unsigned hi, unsigned lo) {
-  return ((hi >= 63 ? ~0ull : ((1ull << (hi + 1)) - 1))) & ~((1ull << lo) - 1);
-}
-
-// Physical address bits M-1:12 of an entry or of CR3.
-constexpr uint64_t kFrameMask = bits(kMaxPhysAddrBits - 1, 12);
-
 uint64_t read_entry(PhysicalBus& bus, uint64_t paddr, unsigned size) {
   if (uint8_t* frame = bus.host_frame(paddr)) {
     uint64_t v = 0;

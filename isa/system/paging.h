@@ -18,6 +18,26 @@ constexpr unsigned kMaxPhysAddrBits = 46;
 // Linear-address width reported by CPUID.80000008H:EAX[15:8] (57 with LA57 support).
 constexpr unsigned kMaxLinearAddrBits = 57;
 
+// Paging-structure entry bits common to every paging mode (SDM vol. 3, tables 4-14 to 4-20).
+enum EntryBit : uint64_t {
+  PTE_P = 1ull << 0,    // present
+  PTE_RW = 1ull << 1,   // writes allowed
+  PTE_US = 1ull << 2,   // user-mode accesses allowed
+  PTE_A = 1ull << 5,    // accessed
+  PTE_D = 1ull << 6,    // dirty (leaf only)
+  PTE_PS = 1ull << 7,   // page size: this entry maps a large page
+  PTE_G = 1ull << 8,    // global (leaf only, with CR4.PGE)
+  PTE_XD = 1ull << 63,  // execute disable (with EFER.NXE; PAE and wider entries only)
+};
+
+// Bits hi..lo set.
+constexpr uint64_t bits(unsigned hi, unsigned lo) {
+  return ((hi >= 63 ? ~0ull : ((1ull << (hi + 1)) - 1))) & ~((1ull << lo) - 1);
+}
+
+// Physical address bits M-1:12 of a paging-structure entry or of CR3 (M = kMaxPhysAddrBits).
+constexpr uint64_t kFrameMask = bits(kMaxPhysAddrBits - 1, 12);
+
 // Read, Write or Execute: the core's access kinds (isa/core_if.h).
 using Access = AccessKind;
 

@@ -1,14 +1,18 @@
 // The CPU profile check of sensitive instructions and the registration of the system
 // instructions (isa/dispatch.h calls register_system_instructions once).
+#include <stdexcept>
+
 #include "isa/system/semantics.h"
 
 namespace pgsim::isa {
 namespace system {
 
-bool apply_profile(Core& core, SensitiveInsn insn) {
+bool apply_profile(Core& core, const Insn& insn) {
   const CpuState& s = core.state();
   if (!(s.cr0 & CR0_PE) || s.cpl() == 0) return false;
-  switch (system_config(core).profile.at_cpl_above_0(insn)) {
+  if (!insn.is_sensitive())
+    throw std::logic_error("a semantics consults the CPU profile for an instruction registered as not sensitive");
+  switch (system_config(core).profile.at_cpl_above_0(static_cast<SensitiveInsn>(insn.sensitive))) {
     case Behavior::Classic: return false;
     case Behavior::Gp: throw Fault::gp(0);
     case Behavior::Ud: throw Fault::ud();

@@ -21,9 +21,11 @@ inline void require_protected(const Core& core) {
   if (m == Mode::Real || m == Mode::Virtual8086) throw Fault::ud();
 }
 
-// The profile's behaviour for `insn` at the current CPL: Classic at CPL 0 (and in real mode);
-// raises the fault the profile asks for. Returns true when the insensitive variant applies.
-bool apply_profile(Core& core, SensitiveInsn insn);
+// The profile's behaviour for the sensitive instruction `insn` (registered with
+// sensitive(SensitiveInsn) in the Dispatch table, which the decoder copied into Insn::sensitive) at
+// the current CPL: Classic at CPL 0 (and in real mode); raises the fault the profile asks for.
+// Returns true when the insensitive variant applies.
+bool apply_profile(Core& core, const Insn& insn);
 
 // Pushes onto a stack that is not (yet) the current one: every write happens before any register
 // changes, so a fault leaves the machine as it was.

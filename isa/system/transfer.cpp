@@ -126,7 +126,7 @@ void real_mode_far(Core& core, uint16_t sel, uint64_t offset, unsigned opsize) {
 // ---- JMP far ------------------------------------------------------------------------------------
 
 void jmp_far(Core& core, const Insn& i) {
-  apply_profile(core, SensitiveInsn::FarJmp);
+  apply_profile(core, i);
   const FarPointer p = far_operand(core, i);
   CpuState& s = core.state();
   if (!protected_mode(s)) return real_mode_far(core, p.selector, p.offset, i.opsize);
@@ -165,7 +165,7 @@ void push_return_address(Core& core, uint16_t cs, uint64_t rip, unsigned size, u
 }
 
 void call_far(Core& core, const Insn& i) {
-  apply_profile(core, SensitiveInsn::FarCall);
+  apply_profile(core, i);
   const FarPointer p = far_operand(core, i);
   CpuState& s = core.state();
   const uint64_t return_rip = core.next_rip();
@@ -269,7 +269,7 @@ Segment check_return_stack(Core& core, uint16_t ss_sel, unsigned rpl, const Desc
 }
 
 void ret_far(Core& core, const Insn& i) {
-  apply_profile(core, SensitiveInsn::FarRet);
+  apply_profile(core, i);
   CpuState& s = core.state();
   const unsigned size = i.opsize;
   const uint64_t imm = (i.num_ops > 0 && i.op[0].kind == OpKind::Imm) ? static_cast<uint16_t>(i.op[0].value) : 0;
@@ -316,7 +316,7 @@ void iret(Core& core, const Insn& i) {
   if (s.rflags & VM) {
     if (s.iopl() < 3) throw Fault::gp(0);  // virtual-8086 without VME
   } else if (s.cr0 & CR0_PE) {
-    apply_profile(core, SensitiveInsn::Iret);
+    apply_profile(core, i);
     if (s.rflags & NT) {
       if (s.long_mode_active()) throw Fault::gp(0);
       core.shutdown("IRET with NT=1 (return from a nested task): hardware task switching is not implemented");
@@ -381,7 +381,7 @@ void int_n(Core& core, const Insn& i) {
   const CpuState& s = core.state();
   if ((s.rflags & VM) && s.iopl() < 3) throw Fault::gp(0);  // virtual-8086 without VME
   if ((s.cr0 & CR0_PE) && s.cpl() > 0) {
-    switch (system_config(core).profile.at_cpl_above_0(SensitiveInsn::IntN)) {
+    switch (system_config(core).profile.at_cpl_above_0(static_cast<SensitiveInsn>(i.sensitive))) {
       case Behavior::Gp: throw Fault::gp(vector * 8u + 2);  // as for a gate with DPL < CPL
       case Behavior::Ud: throw Fault::ud();
       default: break;
@@ -461,36 +461,36 @@ void sysexit(Core& core, const Insn& i) {
 // ---- Segment registers ------------------------------------------------------------------------
 
 // The selector MOV/PUSH read from a segment register; the insensitive variant hides the CPL.
-uint16_t read_selector(Core& core, unsigned reg, SensitiveInsn insn) {
+uint16_t read_selector(Core& core, unsigned reg, const Insn& insn) {
   uint16_t sel = core.state().seg[reg].selector;
   if (apply_profile(core, insn) && (reg == CS || reg == SS)) sel &= ~3u;
   return sel;
 }
 
 void mov_from_sreg(Core& core, const Insn& i) {
-  const uint16_t sel = read_selector(core, i.op[1].reg, SensitiveInsn::MovFromSreg);
+  const uint16_t sel = read_selector(core, i.op[1].reg, i);
   store_selector(core, i, sel);
 }
 
 void push_sreg(Core& core, const Insn& i) {
-  core.push_sized(read_selector(core, i.op[0].reg, SensitiveInsn::PushSreg), i.opsize);
+  core.push_sized(read_selector(core, i.op[0].reg, i), i.opsize);
 }
 
-void load_sreg_checked(Core& core, unsigned reg, uint16_t sel) {
+void load_sreg_checked(Core& core, const Insn& i, unsigned reg, uint16_t sel) {
   if (reg == CS || reg >= kNumSegRegs) throw Fault::ud();
-  apply_profile(core, SensitiveInsn::LoadSreg);
+  apply_profile(core, i);
   load_segment(core, static_cast<SegReg>(reg), sel);
   if (reg == SS) core.state().interrupt_shadow = true;  // MOV/POP SS inhibit interrupts for one instruction
 }
 
 void mov_to_sreg(Core& core, const Insn& i) {
-  load_sreg_checked(core, i.op[0].reg, core.get<uint16_t>(i, i.op[1]));
+  load_sreg_checked(core, i, i.op[0].reg, core.get<uint16_t>(i, i.op[1]));
 }
 
 void pop_sreg(Core& core, const Insn& i) {
   const auto sel = static_cast<uint16_t>(stack_read(core, 0, i.opsize));
   const Segment old_ss = core.state().seg[SS];  // the pop moves the stack it was made from (POP SS)
-  load_sreg_checked(core, i.op[0].reg, sel);
+  load_sreg_checked(core, i, i.op[0].reg, sel);
   set_stack_pointer(core, old_ss, core.state().gpr[RSP] + i.opsize, core.long64());
 }
 
@@ -498,7 +498,7 @@ void pop_sreg(Core& core, const Insn& i) {
 template <SegReg Reg>
 void load_far_pointer(Core& core, const Insn& i) {
   const FarPointer p = read_far_pointer(core, i, i.op[1]);
-  load_sreg_checked(core, Reg, p.selector);
+  load_sreg_checked(core, i, Reg, p.selector);
   switch (i.opsize) {
     case 2: core.set_reg<uint16_t>(i.op[0], static_cast<uint16_t>(p.offset)); break;
     case 4: core.set_reg<uint32_t>(i.op[0], static_cast<uint32_t>(p.offset)); break;
@@ -518,7 +518,7 @@ void write_sized(Core& core, const Insn& i, const Operand& o, uint64_t v) {
 
 void lar(Core& core, const Insn& i) {
   require_protected(core);
-  apply_profile(core, SensitiveInsn::Lar);
+  apply_profile(core, i);
   Descriptor d;
   const bool ok = query_selector(core, core.get<uint16_t>(i, i.op[1]), SelectorQuery::AccessRights, &d);
   // The SDM masks the rights with 00FxFF00H, x (limit 19:16) undefined: it reads as 0 here, as on QEMU.
@@ -528,7 +528,7 @@ void lar(Core& core, const Insn& i) {
 
 void lsl(Core& core, const Insn& i) {
   require_protected(core);
-  apply_profile(core, SensitiveInsn::Lsl);
+  apply_profile(core, i);
   Descriptor d;
   const bool ok = query_selector(core, core.get<uint16_t>(i, i.op[1]), SelectorQuery::Limit, &d);
   if (ok) write_sized(core, i, i.op[0], d.limit());
@@ -537,14 +537,14 @@ void lsl(Core& core, const Insn& i) {
 
 void verr(Core& core, const Insn& i) {
   require_protected(core);
-  apply_profile(core, SensitiveInsn::Verr);
+  apply_profile(core, i);
   const bool ok = query_selector(core, core.get<uint16_t>(i, i.op[0]), SelectorQuery::Readable, nullptr);
   core.set_flags(ZF, ok ? uint64_t(ZF) : 0);
 }
 
 void verw(Core& core, const Insn& i) {
   require_protected(core);
-  apply_profile(core, SensitiveInsn::Verw);
+  apply_profile(core, i);
   const bool ok = query_selector(core, core.get<uint16_t>(i, i.op[0]), SelectorQuery::Writable, nullptr);
   core.set_flags(ZF, ok ? uint64_t(ZF) : 0);
 }
@@ -565,33 +565,33 @@ void arpl(Core& core, const Insn& i) {
 
 void register_transfer(Dispatch& d) {
   constexpr InsnClass S = InsnClass::System;
-  d.add(kJmpFar, S, &jmp_far);
-  d.add(kCallFar, S, &call_far);
-  d.add(kRetFar, S, &ret_far);
-  d.add(ZYDIS_MNEMONIC_IRET, S, &iret);
-  d.add(ZYDIS_MNEMONIC_IRETD, S, &iret);
-  d.add(ZYDIS_MNEMONIC_IRETQ, S, &iret);
-  d.add(ZYDIS_MNEMONIC_INT, S, &int_n);
+  d.add(kJmpFar, S, &jmp_far, sensitive(SensitiveInsn::FarJmp));
+  d.add(kCallFar, S, &call_far, sensitive(SensitiveInsn::FarCall));
+  d.add(kRetFar, S, &ret_far, sensitive(SensitiveInsn::FarRet));
+  d.add(ZYDIS_MNEMONIC_IRET, S, &iret, sensitive(SensitiveInsn::Iret));
+  d.add(ZYDIS_MNEMONIC_IRETD, S, &iret, sensitive(SensitiveInsn::Iret));
+  d.add(ZYDIS_MNEMONIC_IRETQ, S, &iret, sensitive(SensitiveInsn::Iret));
+  d.add(ZYDIS_MNEMONIC_INT, S, &int_n, sensitive(SensitiveInsn::IntN));
   d.add(ZYDIS_MNEMONIC_INT3, S, &int3);
   d.add(ZYDIS_MNEMONIC_INTO, S, &into);
   d.add(ZYDIS_MNEMONIC_INT1, S, &int1);
   d.add(ZYDIS_MNEMONIC_SYSCALL, S, &syscall);
-  d.add(ZYDIS_MNEMONIC_SYSRET, S, &sysret);
+  d.add(ZYDIS_MNEMONIC_SYSRET, S, &sysret, traits(kTraitPrivileged));
   d.add(ZYDIS_MNEMONIC_SYSENTER, S, &sysenter);
   d.add(ZYDIS_MNEMONIC_SYSEXIT, S, &sysexit);
-  d.add(kMovFromSreg, S, &mov_from_sreg);
-  d.add(kMovToSreg, S, &mov_to_sreg);
-  d.add(kPushSreg, S, &push_sreg);
-  d.add(kPopSreg, S, &pop_sreg);
-  d.add(ZYDIS_MNEMONIC_LDS, S, &load_far_pointer<DS>);
-  d.add(ZYDIS_MNEMONIC_LES, S, &load_far_pointer<ES>);
-  d.add(ZYDIS_MNEMONIC_LFS, S, &load_far_pointer<FS>);
-  d.add(ZYDIS_MNEMONIC_LGS, S, &load_far_pointer<GS>);
-  d.add(ZYDIS_MNEMONIC_LSS, S, &load_far_pointer<SS>);
-  d.add(ZYDIS_MNEMONIC_LAR, S, &lar);
-  d.add(ZYDIS_MNEMONIC_LSL, S, &lsl);
-  d.add(ZYDIS_MNEMONIC_VERR, S, &verr);
-  d.add(ZYDIS_MNEMONIC_VERW, S, &verw);
+  d.add(kMovFromSreg, S, &mov_from_sreg, sensitive(SensitiveInsn::MovFromSreg));
+  d.add(kMovToSreg, S, &mov_to_sreg, sensitive(SensitiveInsn::LoadSreg));
+  d.add(kPushSreg, S, &push_sreg, sensitive(SensitiveInsn::PushSreg));
+  d.add(kPopSreg, S, &pop_sreg, sensitive(SensitiveInsn::LoadSreg));
+  d.add(ZYDIS_MNEMONIC_LDS, S, &load_far_pointer<DS>, sensitive(SensitiveInsn::LoadSreg));
+  d.add(ZYDIS_MNEMONIC_LES, S, &load_far_pointer<ES>, sensitive(SensitiveInsn::LoadSreg));
+  d.add(ZYDIS_MNEMONIC_LFS, S, &load_far_pointer<FS>, sensitive(SensitiveInsn::LoadSreg));
+  d.add(ZYDIS_MNEMONIC_LGS, S, &load_far_pointer<GS>, sensitive(SensitiveInsn::LoadSreg));
+  d.add(ZYDIS_MNEMONIC_LSS, S, &load_far_pointer<SS>, sensitive(SensitiveInsn::LoadSreg));
+  d.add(ZYDIS_MNEMONIC_LAR, S, &lar, sensitive(SensitiveInsn::Lar));
+  d.add(ZYDIS_MNEMONIC_LSL, S, &lsl, sensitive(SensitiveInsn::Lsl));
+  d.add(ZYDIS_MNEMONIC_VERR, S, &verr, sensitive(SensitiveInsn::Verr));
+  d.add(ZYDIS_MNEMONIC_VERW, S, &verw, sensitive(SensitiveInsn::Verw));
   d.add(ZYDIS_MNEMONIC_ARPL, S, &arpl);
 }
 

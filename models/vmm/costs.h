@@ -2,10 +2,6 @@
 #pragma once
 #include <cstdint>
 
-namespace pgsim::config {
-class Config;
-}
-
 namespace pgsim::vmm {
 
 struct VmmCosts {
@@ -20,8 +16,6 @@ struct VmmCosts {
   uint64_t interpret = 30;      // fetching, decoding and dispatching one guest instruction in software
   uint64_t soft_mmu = 10;       // one guest data access through the interpreter's software MMU
   uint64_t device_model = 100;  // one guest device access served by the VMM's software device model
-
-  static VmmCosts from_config(const config::Config& c);
 };
 
 }  // namespace pgsim::vmm

@@ -23,15 +23,4 @@ std::string emulated_insn_name(const isa::Insn& insn) {
   return name;
 }
 
-bool is_port_io(const isa::Insn& insn) {
-  switch (insn.mnemonic) {
-    case ZYDIS_MNEMONIC_IN: case ZYDIS_MNEMONIC_OUT:
-    case ZYDIS_MNEMONIC_INSB: case ZYDIS_MNEMONIC_INSW: case ZYDIS_MNEMONIC_INSD:
-    case ZYDIS_MNEMONIC_OUTSB: case ZYDIS_MNEMONIC_OUTSW: case ZYDIS_MNEMONIC_OUTSD:
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace pgsim::vmm

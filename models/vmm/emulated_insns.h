@@ -7,6 +7,7 @@
 #include <string>
 
 #include "isa/insn.h"
+#include "models/vmm/reason_log.h"
 
 namespace pgsim::vmm {
 
@@ -15,22 +16,14 @@ namespace pgsim::vmm {
 // mov_sreg) and far JMP, CALL and RET from near ones (jmp_far, call_far, ret_far), since a VMM
 // emulates those for different reasons.
 std::string emulated_insn_name(const isa::Insn& insn);
-// IN, OUT, INS or OUTS: port I/O, which a VMM emulates on its device models.
-bool is_port_io(const isa::Insn& insn);
+// IN, OUT, INS or OUTS: port I/O, which a VMM emulates on its device models (as registered).
+inline bool is_port_io(const isa::Insn& insn) { return insn.has(isa::kTraitPortIo); }
 
-class EmulatedLog {
+// Every instruction a VMM emulated, by emulated_insn_name.
+class EmulatedLog : public ReasonLog {
  public:
-  void record(const isa::Insn& insn) { ++by_mnemonic_[emulated_insn_name(insn)]; }
-  // Instructions emulated of `name` (as emulated_insn_name gives it).
-  uint64_t of(const std::string& name) const {
-    const auto it = by_mnemonic_.find(name);
-    return it == by_mnemonic_.end() ? 0 : it->second;
-  }
-  // For stats::Registry::bind_family.
-  const std::map<std::string, uint64_t>& by_mnemonic() const { return by_mnemonic_; }
-
- private:
-  std::map<std::string, uint64_t> by_mnemonic_;
+  void record(const isa::Insn& insn) { ReasonLog::record(emulated_insn_name(insn)); }
+  const std::map<std::string, uint64_t>& by_mnemonic() const { return by_name(); }
 };
 
 }  // namespace pgsim::vmm

@@ -22,7 +22,7 @@ class InterpretVmm final : public Vmm {
  public:
   InterpretVmm(const Machine& machine, const VmmCosts& costs);
   const char* strategy() const override { return "interpret"; }
-  bool take_event(isa::Core&, const isa::Event&) override { return false; }
+  std::optional<TrapCause> take_event(isa::Core&, const isa::Event&) override { return std::nullopt; }
   double direct_fraction() const override { return 0.0; }
   void bind_statistics(stats::Registry& registry) override;
 

@@ -1,42 +1,66 @@
-// The strategies pgsim implements, by vmm.strategy name.
+// The strategy registry: every vmm.strategy value, with what the config and the platform need to
+// know of it before it exists, and how to build it.
 #include <stdexcept>
+#include <type_traits>
 
 #include "models/vmm/interpret.h"
 #include "models/vmm/native.h"
 #include "models/vmm/trap_emulate.h"
 #include "models/vmm/vmm.h"
-#include "platforms/config/config.h"
 
 namespace pgsim::vmm {
 
-uint64_t vmm_memory_needed(const std::string& strategy) {
-  // trap_emulate: its GDT, IDT and TSS, and a pool of shadow page-table frames (lazily filled
-  // shadows of up to 2 x vmm.shadow.cached_roots address spaces).
-  return strategy == "trap_emulate" ? 16ull << 20 : 0;
+namespace {
+
+template <class Strategy>
+std::unique_ptr<Vmm> build(const Machine& machine, const VmmCosts& costs, const VmmOptions& options) {
+  if constexpr (std::is_constructible_v<Strategy, const Machine&, const VmmCosts&, const VmmOptions&>)
+    return std::make_unique<Strategy>(machine, costs, options);
+  else if constexpr (std::is_constructible_v<Strategy, const Machine&, const VmmCosts&>)
+    return std::make_unique<Strategy>(machine, costs);
+  else
+    return std::make_unique<Strategy>();
 }
 
-VmmOptions VmmOptions::from_config(const config::Config& c) {
-  VmmOptions o;
-  o.conceal_leaks = c.str("vmm.leak_policy") == "conceal";
-  o.shadow_cached_roots = static_cast<unsigned>(c.u64("vmm.shadow.cached_roots"));
-  o.deprivileged_cpl_prot32 = static_cast<unsigned>(c.u64("vmm.deprivileged_cpl_prot32"));
-  return o;
+// trap_emulate: its GDT, IDT and TSS, and a pool of shadow page-table frames (lazily filled
+// shadows of up to 2 x vmm.shadow.cached_roots address spaces).
+constexpr uint64_t kDeprivilegedMemory = 16ull << 20;
+
+}  // namespace
+
+const std::vector<StrategyInfo>& strategies() {
+  static const std::vector<StrategyInfo> all = {
+      {"native", "none", 0, &build<NativeVmm>},
+      {"interpret", "none", 0, &build<InterpretVmm>},
+      {"trap_emulate", "shadow", kDeprivilegedMemory, &build<TrapEmulateVmm>},
+      {"binary_translation", "shadow", 0, nullptr},
+      {"paravirt", "direct", 0, nullptr},
+      {"hw_assist", "nested", 0, nullptr},
+  };
+  return all;
 }
+
+const StrategyInfo& strategy_info(const std::string& strategy) {
+  for (const StrategyInfo& s : strategies())
+    if (strategy == s.name) return s;
+  throw std::invalid_argument("vmm.strategy '" + strategy + "' is not a strategy pgsim knows");
+}
+
+uint64_t vmm_memory_needed(const std::string& strategy) { return strategy_info(strategy).vmm_memory; }
 
 void check_strategy(const std::string& strategy) {
-  for (const char* implemented : {"native", "interpret", "trap_emulate"})
-    if (strategy == implemented) return;
-  throw std::invalid_argument("vmm.strategy '" + strategy +
-                              "' is not implemented in this pgsim (implemented: native, interpret, trap_emulate)");
+  if (strategy_info(strategy).make) return;
+  std::string implemented;
+  for (const StrategyInfo& s : strategies())
+    if (s.make) implemented += std::string(implemented.empty() ? "" : ", ") + s.name;
+  throw std::invalid_argument("vmm.strategy '" + strategy + "' is not implemented in this pgsim (implemented: " +
+                              implemented + ")");
 }
 
 std::unique_ptr<Vmm> make_vmm(const std::string& strategy, const Machine& machine, const VmmCosts& costs,
                               const VmmOptions& options) {
-  if (strategy == "native") return std::make_unique<NativeVmm>();
-  if (strategy == "interpret") return std::make_unique<InterpretVmm>(machine, costs);
-  if (strategy == "trap_emulate") return std::make_unique<TrapEmulateVmm>(machine, costs, options);
   check_strategy(strategy);
-  throw std::logic_error("vmm.strategy '" + strategy + "' passes check_strategy but make_vmm cannot build it");
+  return strategy_info(strategy).make(machine, costs, options);
 }
 
 }  // namespace pgsim::vmm

@@ -9,7 +9,7 @@ namespace pgsim::vmm {
 class NativeVmm final : public Vmm {
  public:
   const char* strategy() const override { return "native"; }
-  bool take_event(isa::Core&, const isa::Event&) override { return false; }
+  std::optional<TrapCause> take_event(isa::Core&, const isa::Event&) override { return std::nullopt; }
   double direct_fraction() const override { return 1.0; }
 };
 

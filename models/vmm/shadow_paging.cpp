@@ -9,8 +9,8 @@
 namespace pgsim::vmm {
 
 namespace {
-constexpr uint64_t kP = 1, kRw = 2, kUs = 4, kLarge = 1ull << 7, kXd = 1ull << 63;
-constexpr uint64_t kFrameMask = 0x000FFFFFFFFFF000ull;
+using isa::kFrameMask;
+constexpr uint64_t kP = isa::PTE_P, kRw = isa::PTE_RW, kUs = isa::PTE_US, kLarge = isa::PTE_PS, kXd = isa::PTE_XD;
 unsigned index_at(uint64_t linear, unsigned level) { return (linear >> (12 + 9 * (level - 1))) & 511; }
 std::string hex(uint64_t v) {
   char buf[24];
@@ -234,7 +234,7 @@ uint64_t ShadowPager::drop_dependents(uint64_t begin, uint64_t end) {
 }
 
 bool ShadowPager::changes_entry(uint64_t entry, unsigned width, uint64_t paddr, unsigned size, uint64_t value) const {
-  constexpr uint64_t kAccessedDirty = 0x60;  // bits 5 and 6 of every paging-structure entry
+  constexpr uint64_t kAccessedDirty = isa::PTE_A | isa::PTE_D;
   uint64_t changed = 0, set = 0;              // bits of the entry the write changes, and those it sets
   for (uint64_t byte = std::max(entry, paddr); byte < std::min(entry + width, paddr + size); ++byte) {
     const uint8_t* host = bus_.host_frame(byte & ~0xFFFull);

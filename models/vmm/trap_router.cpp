@@ -3,20 +3,20 @@
 #include <stdexcept>
 
 #include "models/stats/stats.h"
-#include "platforms/config/config.h"
 
 namespace pgsim::vmm {
 
 TrapRouter::TrapRouter(std::unique_ptr<Vmm> vmm) : vmm_(std::move(vmm)) {}
 
 void TrapRouter::attach(isa::Core& core) {
+  core.set_trap_hook(this, false);
   vmm_->attach(core);
-  core.set_trap_hook(this, vmm_->wants_instruction_boundaries());
 }
 
 bool TrapRouter::on_event(isa::Core& core, const isa::Event& event) {
-  if (!vmm_->take_event(core, event)) return false;
-  ++traps_[static_cast<unsigned>(vmm_->take_found_cause().value_or(trap_cause(event)))];
+  const std::optional<TrapCause> cause = vmm_->take_event(core, event);
+  if (!cause) return false;
+  ++traps_[static_cast<unsigned>(*cause)];
   ++total_;
   if (event.kind == isa::EventKind::External) ++interrupts_taken_;  // as the core counts them
   return true;
@@ -30,6 +30,17 @@ void TrapRouter::bind_statistics(stats::Registry& r) {
     const auto cause = static_cast<TrapCause>(c);
     r.bind(std::string("vmm.traps.") + trap_cause_name(cause), Unit::Count,
            std::string(trap_cause_description(cause)) + " taken by the VMM", &traps_[c]);
+  }
+  const struct {
+    const char* prefix;
+    const ReasonLog& log;
+    const char* what;
+  } reasons[] = {{"vmm.exits", vmm_->exits(), "VM exits"},
+                 {"vmm.callouts", vmm_->callouts(), "callouts from translated code into the VMM"},
+                 {"vmm.hypercalls", vmm_->hypercalls(), "hypercalls"}};
+  for (const auto& [prefix, log, what] : reasons) {
+    r.bind(std::string(prefix) + ".total", Unit::Count, std::string(what) + " (" + strategy + ")", &log.total());
+    r.bind_family(prefix, Unit::Count, std::string(what) + " for this reason", &log.by_name());
   }
   const LeakLog& leaks = vmm_->leaks();
   r.bind("vmm.leaks.total", Unit::Count,
@@ -48,16 +59,6 @@ void TrapRouter::bind_statistics(stats::Registry& r) {
             "share of guest instructions the host CPU executed directly", [vmm] { return vmm->direct_fraction(); });
   vmm_->bind_statistics(r);
   for (const VmmCycles::Bucket& b : vmm_->cycles().buckets()) r.bind_cycle_bucket(b.name, b.description, &b.snapshot);
-}
-
-void check_vmm_config(const config::Config& config) { check_strategy(config.str("vmm.strategy")); }
-
-std::unique_ptr<TrapRouter> attach_vmm(const config::Config& config, const Machine& machine) {
-  check_vmm_config(config);
-  auto router = std::make_unique<TrapRouter>(make_vmm(config.str("vmm.strategy"), machine,
-                                                     VmmCosts::from_config(config), VmmOptions::from_config(config)));
-  router->attach(machine.core);
-  return router;
 }
 
 }  // namespace pgsim::vmm

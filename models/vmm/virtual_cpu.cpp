@@ -97,8 +97,7 @@ void VirtualCpu::pull(const CpuState& real) {
 void VirtualCpu::merge_direct(CpuState& v, const CpuState& real) {
   v.gpr = real.gpr;
   v.rip = real.rip;
-  constexpr uint64_t kGuestOwned = CF | PF | AF | ZF | SF | TF | DF | OF | NT | RF | AC | ID;
-  v.rflags = (v.rflags & ~kGuestOwned) | (real.rflags & kGuestOwned);
+  v.rflags = (v.rflags & ~kGuestOwnedFlags) | (real.rflags & kGuestOwnedFlags);
   if (const uint64_t flag = flag_in_real_vif(v)) v.rflags = (v.rflags & ~flag) | ((real.rflags & VIF) ? flag : 0);
   for (SegReg s : {CS, SS, ES, DS, FS, GS}) {
     // Unchanged: the VMM's copy stands (it differs from the real one only as real_segment()

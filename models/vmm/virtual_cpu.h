@@ -20,6 +20,18 @@
 
 namespace pgsim::vmm {
 
+// RFLAGS of a deprivileged guest, split once: the VMM keeps the guest's own values of these in the
+// virtual CPU and sets the real ones itself (the real CPU runs with IF on, its IOPL below the real
+// CPL, no virtual-8086 mode) ...
+constexpr uint64_t kVmmOwnedFlags = isa::IF | isa::IOPL | isa::VIF | isa::VIP | isa::VM;
+// ... and the guest changes the rest by running directly, which pull() takes back.
+constexpr uint64_t kGuestOwnedFlags = isa::CF | isa::PF | isa::AF | isa::ZF | isa::SF | isa::TF | isa::DF |
+                                      isa::OF | isa::NT | isa::RF | isa::AC | isa::ID;
+static_assert((kVmmOwnedFlags & kGuestOwnedFlags) == 0);
+// Of the guest's own flags, those an instruction's outcome shows (RF is the processor's
+// bookkeeping of a restarted instruction, not a result).
+constexpr uint64_t kGuestVisibleFlags = kGuestOwnedFlags & ~isa::RF;
+
 class VirtualCpu : private isa::PhysicalBus,
                    private isa::IoBus,
                    private isa::Translator,

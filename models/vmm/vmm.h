@@ -1,12 +1,19 @@
 // The VMM: one interface that every virtualization strategy implements (vmm.strategy), and the
 // attachment point through which the platform puts a strategy and its trap router on the core.
 //
-//   platform --attach_vmm(config, machine)--> TrapRouter (isa::TrapHook on the core)
-//                                               └─ Vmm: NativeVmm | InterpretVmm | ...
+//   platform --attach_vmm(...)--> TrapRouter (isa::TrapHook on the core)
+//                                   └─ Vmm: NativeVmm | InterpretVmm | TrapEmulateVmm | ...
 //
-// The router sees every exception and interrupt the core raises; the strategy decides whether it
-// is a trap into the VMM (counted as vmm.traps.<cause>) or is delivered by the CPU through the
-// guest's IDT as without a VMM. The strategy charges what it does to its own cycle buckets.
+// A VMM is entered for a reason, and each way in has its own reason type and counters:
+// - an exception or interrupt the core raises (take_event: a TrapCause, vmm.traps.<cause>);
+// - an instruction the strategy marked at decode (wants_before: a sensitive instruction to watch
+//   for leaks, a callout in translated code, an instruction that exits non-root operation), which
+//   the core hands to before_instruction() and after_instruction() around its execution;
+// - what the strategy finds there: a VM exit (vmm.exits.<reason>, SDM basic exit reasons), a
+//   callout from translated code (vmm.callouts.<op>) or a hypercall (vmm.hypercalls.<op>),
+//   recorded in the strategy's ReasonLogs, which the router publishes.
+// Each strategy handles these as a dispatch by reason with short handlers, composed from shared
+// components (models/vmm/deprivileged_guest.h, virtual_cpu.h, shadow_paging.h, leak_detector.h).
 // Plain C++ on isa/: the VMM runs inside the CPU module's thread, through the core's hooks.
 #pragma once
 #include <cstdint>
@@ -14,17 +21,16 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "isa/core.h"
 #include "isa/system/events.h"
 #include "models/vmm/costs.h"
 #include "models/vmm/cycles.h"
 #include "models/vmm/leaks.h"
+#include "models/vmm/reason_log.h"
 #include "models/vmm/trap_cause.h"
 
-namespace pgsim::config {
-class Config;
-}
 namespace pgsim::stats {
 class Registry;
 }
@@ -56,7 +62,6 @@ struct VmmOptions {
   // vmm.deprivileged_cpl_prot32: the real CPL of the guest kernel in 32-bit protected mode (1, 2
   // or 3; IA-32e mode uses 3).
   unsigned deprivileged_cpl_prot32 = 1;
-  static VmmOptions from_config(const config::Config& c);
 };
 
 class Vmm {
@@ -66,12 +71,20 @@ class Vmm {
   virtual const char* strategy() const = 0;
   // Installs whatever the strategy needs on the core before the guest's first instruction.
   virtual void attach(isa::Core& core) {}
-  // An exception or interrupt raised while the guest runs. True: the VMM took it (a trap into the
-  // VMM, which handled, emulated or reflected it; the core delivers nothing). False: the CPU
-  // delivers it through the IDT as it would without a VMM.
-  virtual bool take_event(isa::Core& core, const isa::Event& event) = 0;
-  // Strategies that look at each guest instruction before it executes (leak detection).
-  virtual bool wants_instruction_boundaries() const { return false; }
+  // An exception or interrupt raised while the guest runs. A cause: the VMM took it (a trap into
+  // the VMM, which handled, emulated or reflected it; the core delivers nothing), counted as
+  // vmm.traps.<cause>. nullopt: the CPU delivers it through the IDT as it would without a VMM.
+  virtual std::optional<TrapCause> take_event(isa::Core& core, const isa::Event& event) = 0;
+  // Instructions the strategy watches (isa::TrapHook::wants_before and what follows): asked once
+  // per decoded instruction; the core then calls before_instruction and after_instruction around
+  // each execution. A strategy whose choice changes calls Core::remark_decoded().
+  virtual bool wants_before(const isa::Insn& insn, uint64_t paddr) { return false; }
+  virtual isa::PreExecute before_instruction(isa::Core& core, const isa::Insn& insn) {
+    return isa::PreExecute::Execute;
+  }
+  virtual void after_instruction(isa::Core& core, const isa::Insn& insn) {}
+  // Called at instruction boundaries while the strategy has turned them on
+  // (Core::set_boundary_calls), e.g. while it interprets what cannot run directly.
   virtual void on_instruction_boundary(isa::Core& core) {}
   // Share of the guest's instructions that the host CPU executed directly (Popek-Goldberg's
   // efficiency): 1 natively, 0 for an interpreter.
@@ -80,7 +93,8 @@ class Vmm {
   // devices are virtual): the strategy charges them at vmm.cost.device_model_cycles, and the
   // platform leaves them out of its device-latency bucket (sim.cycles.io).
   virtual uint64_t device_accesses_modelled() const { return 0; }
-  // Binds the strategy's own statistics (the router binds traps, leaks, resource control).
+  // Binds the strategy's own statistics (the router binds traps, exits, callouts, hypercalls,
+  // leaks and resource control).
   virtual void bind_statistics(stats::Registry& registry) {}
 
   VmmCycles& cycles() { return cycles_; }
@@ -88,17 +102,34 @@ class Vmm {
   const LeakLog& leaks() const { return leaks_; }
   // Real privileged state found changed by the guest (must stay zero).
   const uint64_t& resource_control_violations() const { return violations_; }
-  // The cause the event just taken counts under where the strategy found more than the event
-  // says (a page fault on device memory is an MMIO access); nullopt: the event's own cause.
-  // Cleared by reading.
-  std::optional<TrapCause> take_found_cause() { return std::exchange(found_cause_, std::nullopt); }
+  // The other ways into the VMM, by reason: VM exits by the SDM's exit-reason name, callouts from
+  // translated code and hypercalls by operation.
+  const ReasonLog& exits() const { return exits_; }
+  const ReasonLog& callouts() const { return callouts_; }
+  const ReasonLog& hypercalls() const { return hypercalls_; }
 
  protected:
-  std::optional<TrapCause> found_cause_;
   VmmCycles cycles_;
   LeakLog leaks_;
   uint64_t violations_ = 0;
+  ReasonLog exits_, callouts_, hypercalls_;
 };
+
+// One entry of the strategy registry: what the platform and the config need to know of a strategy
+// before it exists, and how to build it.
+struct StrategyInfo {
+  const char* name;            // the vmm.strategy value
+  const char* default_paging;  // vmm.paging when it is auto
+  // RAM the strategy needs above guest RAM for its own structures (0: none).
+  uint64_t vmm_memory;
+  std::unique_ptr<Vmm> (*make)(const Machine& machine, const VmmCosts& costs, const VmmOptions& options);
+};
+
+// Every strategy vmm.strategy can name, implemented or not (make is null for one that pgsim does
+// not implement yet).
+const std::vector<StrategyInfo>& strategies();
+// The entry for `strategy`; throws std::invalid_argument naming it when there is none.
+const StrategyInfo& strategy_info(const std::string& strategy);
 
 // RAM a strategy needs above guest RAM for its own structures (0: none).
 uint64_t vmm_memory_needed(const std::string& strategy);

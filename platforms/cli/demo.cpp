@@ -1,7 +1,7 @@
 // `pgsim demo`: the Popek-Goldberg demonstration. An experiment file names a base config and the
 // CPU profiles, VMM strategies and guest workloads to cross; every combination is one real
 // `pgsim run` in a child process (this executable, /proc/self/exe), and the runs' reports are
-// gathered into one table (models/vmm/pg_table.h).
+// gathered into one table (platforms/cli/pg_table.h).
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
-#include "models/vmm/pg_table.h"
+#include "platforms/cli/pg_table.h"
 #include "platforms/cli/atomic_file.h"
 #include "platforms/cli/child_runs.h"
 #include "platforms/cli/commands.h"
@@ -76,7 +76,7 @@ Experiment load_experiment(const fs::path& file) {
 
 // One combination of the experiment, and the child process that runs it.
 struct DemoRun {
-  vmm::PgRun row;
+  cli::PgRun row;
   std::string name;  // run.name: the folder of its results
   int exit_status = -1;
 };
@@ -130,7 +130,7 @@ std::string collect(DemoRun& run, const fs::path& dir, const fs::path& log) {
   const nlohmann::json& end = report["run"];
   const std::string how = end.value("end", "unknown"), detail = end.value("detail", "");
   if (how != "guest_exit") return "the run ended with " + how + (detail.empty() ? "" : ": " + detail);
-  const std::string outcome = vmm::guest_outcome(run.row.serial);
+  const std::string outcome = cli::guest_outcome(run.row.serial);
   const bool success = end.value("guest_success", false);
   if (outcome == "did not finish") return "the guest exited without its PASS or FAIL line";
   if (success != (outcome == "completed"))
@@ -184,7 +184,7 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
     return kSimulatorError;
   }
 
-  std::vector<vmm::PgRun> rows;
+  std::vector<cli::PgRun> rows;
   std::vector<std::string> problems;
   std::vector<std::string> run_problems;
   for (DemoRun& r : runs) {
@@ -201,8 +201,8 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
                          {"strategy", r.row.strategy},
                          {"leak_policy", r.row.leak_policy},
                          {"workload", r.row.workload},
-                         {"guest", vmm::guest_outcome(r.row.serial)},
-                         {"output_against_native", vmm::output_against_native(r.row, rows)},
+                         {"guest", cli::guest_outcome(r.row.serial)},
+                         {"output_against_native", cli::output_against_native(r.row, rows)},
                          {"exit_status", r.exit_status},
                          {"leaks", r.row.leak_total},
                          {"leaks_by_instruction", r.row.leaks},
@@ -212,7 +212,7 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
                          {"cycles", r.row.cycles},
                          {"problem", problem}});
   }
-  const std::string table = vmm::popek_goldberg_table(rows);
+  const std::string table = cli::popek_goldberg_table(rows);
   out << table;
   try {
     write_file_atomically(o.results_dir / "popek_goldberg.txt", table);

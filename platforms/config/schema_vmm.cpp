@@ -1,6 +1,7 @@
 // vmm: which virtualization strategy runs the guest, and what its operations cost.
 //
 // Defaults describe one modern Intel core; configs/eras/ holds presets for other generations.
+#include "models/vmm/vmm.h"
 #include "platforms/config/schema_sections.h"
 
 namespace pgsim::config {
@@ -11,20 +12,20 @@ void cost(Schema& s, const std::string& name, int64_t cycles, const std::string&
   s.add(integer("vmm.cost." + name, cycles, "cycles", 0, 10'000'000, what));
 }
 
-// The memory virtualization each strategy uses when vmm.paging is auto.
-std::string paging_for(const std::string& strategy) {
-  if (strategy == "trap_emulate" || strategy == "binary_translation") return "shadow";
-  if (strategy == "paravirt") return "direct";
-  if (strategy == "hw_assist") return "nested";
-  return "none";  // native runs on the guest's own tables; interpret walks them in software
+// The memory virtualization each strategy uses when vmm.paging is auto (native runs on the guest's
+// own tables; interpret walks them in software).
+std::string paging_for(const std::string& strategy) { return vmm::strategy_info(strategy).default_paging; }
+
+std::vector<std::string> strategy_names() {
+  std::vector<std::string> names;
+  for (const vmm::StrategyInfo& s : vmm::strategies()) names.push_back(s.name);
+  return names;
 }
 
 }  // namespace
 
 void declare_vmm(Schema& s) {
-  s.add(choice("vmm.strategy", "native",
-               {"native", "interpret", "trap_emulate", "binary_translation", "paravirt",
-                "hw_assist"},
+  s.add(choice("vmm.strategy", "native", strategy_names(),
                "how the guest kernel is run: directly, interpreted, deprivileged with "
                "trap-and-emulate, binary-translated, paravirtualized or with VT-x-like hardware"));
   s.add(choice("vmm.paging", "auto", {"auto", "none", "shadow", "nested", "direct"},

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "isa/system/profile.h"
+#include "platforms/config/vmm_settings.h"
 
 namespace pgsim::pc {
 
@@ -182,7 +183,7 @@ PcBoard::PcBoard(sc_core::sc_module_name name, const config::Config& c, std::ost
 
   // The VMM's structures live in RAM of its own above guest RAM, which the guest's memory map,
   // fw_cfg and the Multiboot information never mention. It is attached at the start of simulation.
-  vmm::check_vmm_config(c);
+  config::check_vmm_config(c);
   const std::string strategy = c.str("vmm.strategy");
   if (const uint64_t size = vmm::vmm_memory_needed(strategy); size > 0) {
     vmm_memory_base_ = models::PcMemoryMap::kHighRamBase + memory_map_.high_size();
@@ -193,7 +194,7 @@ PcBoard::PcBoard(sc_core::sc_module_name name, const config::Config& c, std::ost
 }
 
 void PcBoard::start_of_simulation() {
-  vmm_ = vmm::attach_vmm(config_, {cpu_->core(), cpu_.get(), vmm_memory_base_, vmm_memory_size_,
+  vmm_ = config::attach_vmm(config_, {cpu_->core(), cpu_.get(), vmm_memory_base_, vmm_memory_size_,
                                    &cpu_->cycles().io_accesses});
   vmm::TrapRouter* router = vmm_.get();
   cpu_->cycles().set_external_charges({[router] { return router->vmm().cycles().total(); },

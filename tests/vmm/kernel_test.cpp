@@ -267,7 +267,7 @@ TEST(KernelUnderTrapEmulate, EveryWorkloadGivesTheNativeOutputOnX86Pg) {
 }  // namespace
 }  // namespace pgsim
 
-#include "models/vmm/pg_table.h"
+#include "platforms/cli/pg_table.h"
 
 namespace pgsim {
 namespace {
@@ -281,12 +281,12 @@ TEST(PopekGoldbergTable, ShowsEquivalenceResourceControlAndEfficiencyPerRun) {
     const char* strategy;
     bool conceal;
   };
-  std::vector<vmm::PgRun> runs;
+  std::vector<cli::PgRun> runs;
   for (const Cell& c : {Cell{"x86", "native", false}, Cell{"x86", "interpret", false}, Cell{"x86", "trap_emulate", false},
                         Cell{"x86", "trap_emulate", true}, Cell{"x86-pg", "native", false},
                         Cell{"x86-pg", "interpret", false}, Cell{"x86-pg", "trap_emulate", false}}) {
     const KernelRun k = run_kernel(c.profile, c.strategy, "bench=in iters=10", c.conceal);
-    vmm::PgRun r;
+    cli::PgRun r;
     r.profile = c.profile;
     r.strategy = c.strategy;
     r.leak_policy = c.conceal ? "conceal" : "expose";
@@ -300,7 +300,7 @@ TEST(PopekGoldbergTable, ShowsEquivalenceResourceControlAndEfficiencyPerRun) {
     r.direct_fraction = k.direct_fraction;
     runs.push_back(r);
   }
-  const std::string table = vmm::popek_goldberg_table(runs);
+  const std::string table = cli::popek_goldberg_table(runs);
   std::cout << table;
   std::istringstream in(table);
   std::vector<std::string> lines;
@@ -313,15 +313,15 @@ TEST(PopekGoldbergTable, ShowsEquivalenceResourceControlAndEfficiencyPerRun) {
   EXPECT_NE(lines[5].find("completed"), std::string::npos);          // x86 trap_emulate, concealed
   EXPECT_NE(lines[8].find("completed"), std::string::npos);          // x86-pg trap_emulate
   // Equivalence as the guest's output shows it, against the native run of the same profile.
-  EXPECT_EQ(vmm::output_against_native(runs[0], runs), "-");
-  EXPECT_EQ(vmm::output_against_native(runs[1], runs), "same");     // x86 interpret
-  EXPECT_EQ(vmm::output_against_native(runs[2], runs), "differs");  // x86 trap_emulate, exposed
-  EXPECT_EQ(vmm::output_against_native(runs[3], runs), "same");     // x86 trap_emulate, concealed
-  EXPECT_EQ(vmm::output_against_native(runs[5], runs), "same");     // x86-pg interpret
-  EXPECT_EQ(vmm::output_against_native(runs[6], runs), "same");     // x86-pg trap_emulate
-  EXPECT_EQ(vmm::guest_outcome("x\r\npgsim-kernel: FAIL out of memory\r\n"), "FAILED: out of memory");
-  EXPECT_EQ(vmm::guest_outcome("pgsim-kernel: PASS\n"), "completed");
-  EXPECT_EQ(vmm::guest_outcome("booting\n"), "did not finish");
+  EXPECT_EQ(cli::output_against_native(runs[0], runs), "-");
+  EXPECT_EQ(cli::output_against_native(runs[1], runs), "same");     // x86 interpret
+  EXPECT_EQ(cli::output_against_native(runs[2], runs), "differs");  // x86 trap_emulate, exposed
+  EXPECT_EQ(cli::output_against_native(runs[3], runs), "same");     // x86 trap_emulate, concealed
+  EXPECT_EQ(cli::output_against_native(runs[5], runs), "same");     // x86-pg interpret
+  EXPECT_EQ(cli::output_against_native(runs[6], runs), "same");     // x86-pg trap_emulate
+  EXPECT_EQ(cli::guest_outcome("x\r\npgsim-kernel: FAIL out of memory\r\n"), "FAILED: out of memory");
+  EXPECT_EQ(cli::guest_outcome("pgsim-kernel: PASS\n"), "completed");
+  EXPECT_EQ(cli::guest_outcome("booting\n"), "did not finish");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "models/vmm/native.h"
 #include "models/vmm/trap_router.h"
 #include "platforms/config/config.h"
+#include "platforms/config/vmm_settings.h"
 #include "tests/isa_system/system_harness.h"
 
 namespace pgsim {
@@ -43,7 +44,7 @@ struct LongModeMachine : test::SystemMachine {
 class TakeEverything final : public vmm::Vmm {
  public:
   const char* strategy() const override { return "take_everything"; }
-  bool take_event(isa::Core&, const isa::Event&) override { return true; }
+  std::optional<vmm::TrapCause> take_event(isa::Core&, const isa::Event& e) override { return vmm::trap_cause(e); }
   double direct_fraction() const override { return 1.0; }
 };
 
@@ -147,7 +148,7 @@ config::Config config_with(const std::string& strategy, int64_t interpret_cycles
 TEST(AttachVmm, BuildsTheConfiguredStrategyWithItsCostsAndPublishesItsFigures) {
   test::Machine m;
   test::make_long64(m.state(), 0);
-  auto router = vmm::attach_vmm(config_with("interpret", 12), vmm::Machine{m.core});
+  auto router = config::attach_vmm(config_with("interpret", 12), vmm::Machine{m.core});
   EXPECT_STREQ(router->vmm().strategy(), "interpret");
   m.load_code(kCode, {0x90, 0x90, 0x90, 0xEB, 0xFE});  // nop ; nop ; nop ; jmp $
   m.core.run(10);
@@ -172,7 +173,7 @@ TEST(AttachVmm, Prot32GuestKernelRunsAtTheConfiguredDeprivilegedCpl) {
     test::make_prot32(m.state(), 0);
     config::Config c = config_with("trap_emulate");
     c.set("vmm.deprivileged_cpl_prot32", cpl, config::Origin{config::Origin::Kind::Override, {}, 0, 0, ""});
-    auto router = vmm::attach_vmm(c, vmm::Machine{m.core, nullptr, 32ull << 20, 8ull << 20});
+    auto router = config::attach_vmm(c, vmm::Machine{m.core, nullptr, 32ull << 20, 8ull << 20});
     EXPECT_EQ(m.state().cpl(), static_cast<unsigned>(cpl));
     EXPECT_EQ(m.state().mode(), isa::Mode::Compat32);
   }
@@ -181,7 +182,7 @@ TEST(AttachVmm, Prot32GuestKernelRunsAtTheConfiguredDeprivilegedCpl) {
 TEST(AttachVmm, RefusesAStrategyItDoesNotImplementByName) {
   test::Machine m;
   try {
-    vmm::attach_vmm(config_with("binary_translation"), vmm::Machine{m.core});
+    config::attach_vmm(config_with("binary_translation"), vmm::Machine{m.core});
     FAIL() << "binary_translation was accepted";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("binary_translation"), std::string::npos) << e.what();

@@ -1,10 +1,10 @@
-#include "models/vmm/pg_table.h"
+#include "platforms/cli/pg_table.h"
 
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
 
-namespace pgsim::vmm {
+namespace pgsim::cli {
 
 namespace {
 
@@ -90,4 +90,4 @@ std::string popek_goldberg_table(const std::vector<PgRun>& runs) {
   return out.str();
 }
 
-}  // namespace pgsim::vmm
+}  // namespace pgsim::cli

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace pgsim::vmm {
+namespace pgsim::cli {
 
 struct PgRun {
   std::string profile;   // cpu.profile
@@ -35,4 +35,4 @@ std::string output_against_native(const PgRun& run, const std::vector<PgRun>& ru
 // run with the same profile and workload ("-" without one, or when the run did not complete).
 std::string popek_goldberg_table(const std::vector<PgRun>& runs);
 
-}  // namespace pgsim::vmm
+}  // namespace pgsim::cli
