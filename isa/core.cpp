@@ -221,21 +221,26 @@ void Core::sync_mode() {
 // ---- Soft TLB and decode-cache maintenance ---------------------------------------------------
 
 void Core::drop_soft_tlb(uint64_t linear_page) {
-  const uint64_t tag = linear_page >> 12;
+  const uint64_t tag = soft_tag(linear_page);
   for (auto& by_user : tlb_)
     for (auto& tlb : by_user) {
       SoftTlbEntry& e = tlb[tag % kSoftTlbSize];
       if (e.tag == tag) e = SoftTlbEntry{};
     }
-  if (code_lpage_ == tag) {
+  if (code_lpage_ == linear_page >> 12) {
     code_lpage_ = ~0ull;
     code_page_ = nullptr;
   }
 }
 
 void Core::flush_soft_tlb() {
-  for (auto& by_user : tlb_)
-    for (auto& tlb : by_user) tlb.fill(SoftTlbEntry{});
+  if (tlb_epoch_ < kLastEpoch) {
+    tlb_epoch_ += 1ull << kEpochShift;  // every entry of the old epoch misses from now on
+  } else {
+    tlb_epoch_ = 0;
+    for (auto& by_user : tlb_)
+      for (auto& tlb : by_user) tlb.fill(SoftTlbEntry{});
+  }
   code_lpage_ = ~0ull;
   code_page_ = nullptr;
 }
@@ -306,7 +311,7 @@ const Insn* Core::fetch_slow(uint64_t lin) {
   if (state_.rip > cs_limit_) throw Fault::gp(0);
   // A change of code page that hits the soft ITLB finds the decoded page there (no hashing).
   SoftTlbEntry& itlb = tlb_[user_][kExec][(lin >> 12) % kSoftTlbSize];
-  if (itlb.tag == (lin >> 12) && itlb.code) {
+  if (itlb.tag == soft_tag(lin) && itlb.code) {
     if (const Insn* insn = itlb.code->slot[lin & 0xFFF]) {
       ++counters_.itlb_hits;
       code_lpage_ = lin >> 12;
@@ -325,7 +330,7 @@ const Insn* Core::fetch_slow(uint64_t lin) {
     bytes[k] = host ? host[k] : static_cast<uint8_t>(bus_.read(paddr + k, 1));
 
   DecodedPage* page = host ? code_page(paddr >> 12) : nullptr;
-  if (page && cacheable && itlb.tag == (lin >> 12)) itlb.code = page;
+  if (page && cacheable && itlb.tag == soft_tag(lin)) itlb.code = page;
   if (page && page->slot[offset]) {
     if (cacheable) {
       code_lpage_ = lin >> 12;
@@ -410,7 +415,7 @@ uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint
   const bool user = user_ && origin == AccessOrigin::Instruction;
   const unsigned k = kind_index(kind);
   SoftTlbEntry& e = tlb_[privilege_index(origin)][k][(lin >> 12) % kSoftTlbSize];
-  if (e.tag == (lin >> 12)) {
+  if (e.tag == soft_tag(lin)) {
     ++(kind == AccessKind::Execute ? counters_.itlb_hits : counters_.dtlb_hits);
     *paddr = e.frame << 12 | (lin & 0xFFF);
     *cacheable = true;
@@ -432,7 +437,7 @@ uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint
   uint8_t* page = bus_.host_frame(t.paddr & ~0xFFFull);
   *paddr = t.paddr;
   *cacheable = page && t.cacheable;
-  if (*cacheable) e = SoftTlbEntry{lin >> 12, page, frame};
+  if (*cacheable) e = SoftTlbEntry{soft_tag(lin), page, frame};
   return page ? page + (t.paddr & 0xFFF) : nullptr;
 }
 

@@ -210,12 +210,18 @@ class Core {
  private:
   struct DecodedPage;
   struct SoftTlbEntry {
-    uint64_t tag = ~0ull;  // linear page number, ~0 when empty
+    uint64_t tag = ~0ull;  // soft_tag() of the linear page, ~0 when empty
     uint8_t* host = nullptr;  // host address of the page's first byte
     uint64_t frame = 0;    // physical page number
     DecodedPage* code = nullptr;  // execute entries: the frame's decoded page in the current mode
   };
   static constexpr unsigned kSoftTlbSize = 256;
+  // Entries carry the flush epoch above the linear page number (at most 52 bits), so that a flush
+  // is one increment instead of clearing every entry: a world switch of a VMM flushes at every
+  // trap. Epoch 0xFFF is never used, so that no tag equals the empty one (~0).
+  static constexpr unsigned kEpochShift = 52;
+  static constexpr uint64_t kLastEpoch = 0xFFEull << kEpochShift;
+  uint64_t soft_tag(uint64_t lin) const { return (lin >> 12) | tlb_epoch_; }
   using SoftTlb = std::array<SoftTlbEntry, kSoftTlbSize>;
 
   const Insn* fetch_slow(uint64_t linear);
@@ -253,7 +259,7 @@ class Core {
   }
   template <class T> T read_lin(uint64_t lin, AccessOrigin origin) {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][0][(lin >> 12) % kSoftTlbSize];
-    if (e.tag == (lin >> 12) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
+    if (e.tag == soft_tag(lin) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
       if (data_observer_) [[unlikely]]
         data_observer_->on_data_access(e.frame << 12 | (lin & 0xFFF), sizeof(T), false);
@@ -265,7 +271,7 @@ class Core {
   }
   template <class T> void write_lin(uint64_t lin, T v, AccessOrigin origin) {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][1][(lin >> 12) % kSoftTlbSize];
-    if (e.tag == (lin >> 12) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
+    if (e.tag == soft_tag(lin) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
       if (data_observer_) [[unlikely]]
         data_observer_->on_data_access(e.frame << 12 | (lin & 0xFFF), sizeof(T), true);
@@ -312,6 +318,7 @@ class Core {
 
   // Soft TLB: [privilege_index()][0 read, 1 write, 2 execute].
   SoftTlb tlb_[3][3];
+  uint64_t tlb_epoch_ = 0;  // the current flush epoch, in bits 63:52 of every valid tag
   bool synced_ac_ = false;  // RFLAGS.AC when the supervisor entries were filled (SMAP)
 
   // Decoded-instruction cache by (physical frame, mode).
