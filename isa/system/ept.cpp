@@ -138,13 +138,10 @@ EptResult ept_translate(const EptPointer& ept, PhysicalBus& host, const EptReque
   return r;
 }
 
-EptResult EptTranslator::translate(const GuestPhysicalAccess& access) {
-  // A translation the processor already holds makes no reference (GuestPhysicalAccess::reference).
-  return ept_translate(ept_, host_, {access, guest_linear_}, access.reference ? observer_ : nullptr);
-}
-
 std::optional<uint64_t> EptTranslator::to_host(const GuestPhysicalAccess& access) {
-  const EptResult r = translate(access);
+  // A translation the processor already holds makes no reference (GuestPhysicalAccess::reference).
+  last_ = ept_translate(ept_, host_, {access, guest_linear_}, access.reference ? observer_ : nullptr);
+  const EptResult& r = last_;
   if (access.reference) references_ += r.refs;
   if (!r.ok) {
     exit_ = r.exit;

@@ -122,10 +122,9 @@ class EptTranslator : public GuestPhysicalTranslator {
   // The EPT page size of the final guest-physical address (0 until it is translated).
   uint64_t final_page_size() const { return final_page_size_; }
   unsigned references() const { return references_; }  // nested references made
-
- protected:
-  // The translation of one address: models/mmu adds its caches around it.
-  EptResult translate(const GuestPhysicalAccess& access);
+  // The EPT translation of the address to_host was last asked for (models/mmu fills its nested
+  // TLB and walk caches from it).
+  const EptResult& last() const { return last_; }
 
  private:
   EptPointer ept_;
@@ -133,6 +132,7 @@ class EptTranslator : public GuestPhysicalTranslator {
   uint64_t guest_linear_;
   WalkObserver* observer_;
   EptExit exit_{};
+  EptResult last_{};
   uint64_t final_page_size_ = 0;
   unsigned references_ = 0;
 };
