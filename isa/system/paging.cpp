@@ -7,26 +7,15 @@
 namespace pgsim::isa {
 namespace {
 
-uint64_t read_entry(PhysicalBus& bus, uint64_t paddr, unsigned size) {
-  if (uint8_t* frame = bus.host_frame(paddr)) {
-    uint64_t v = 0;
-    std::memcpy(&v, frame + (paddr & 0xFFF), size);
-    return v;
-  }
-  return bus.read(paddr, size);
-}
-
-void write_entry(PhysicalBus& bus, uint64_t paddr, unsigned size, uint64_t value) {
-  if (uint8_t* frame = bus.host_frame(paddr)) {
-    std::memcpy(frame + (paddr & 0xFFF), &value, size);
-    return;
-  }
-  bus.write(paddr, size, value);
-}
+// Thrown inside the walker when its GuestPhysicalTranslator refuses an address; run() ends the
+// walk there.
+struct TranslatorRefused {};
 
 // One paging-structure entry used by the walk, kept to set its accessed flag afterwards.
 struct UsedEntry {
-  uint64_t paddr;
+  uint64_t paddr;        // host-physical
+  uint64_t guest_paddr;  // as the guest's tables name it (equal to paddr without EPT)
+  unsigned level;
   uint64_t value;
   unsigned size;
 };
@@ -34,27 +23,40 @@ struct UsedEntry {
 // Walk state shared by the paging modes.
 class Walker {
  public:
-  Walker(const CpuState& s, PhysicalBus& bus, const WalkRequest& req, WalkObserver* obs)
-      : s_(s), bus_(bus), req_(req), obs_(obs) {}
+  Walker(const CpuState& s, PhysicalBus& bus, const WalkRequest& req, WalkObserver* obs,
+         GuestPhysicalTranslator* nested)
+      : s_(s), bus_(bus), req_(req), obs_(obs), nested_(nested) {}
 
   WalkResult run();
 
  private:
-  // Reads the entry at `paddr` for level `level`, notifying the observer.
-  uint64_t fetch(uint64_t paddr, unsigned size, unsigned level, bool counted = true) {
-    uint64_t v = read_entry(bus_, paddr, size);
+  WalkResult walk();
+  // The host-physical address of the (guest-)physical `paddr`: itself without a nested
+  // translator; else what the translator answers, or the walk stops.
+  uint64_t host(uint64_t paddr, GuestPhysicalUse use, unsigned level, Access access, bool reference) {
+    if (!nested_) return paddr;
+    std::optional<uint64_t> hpa = nested_->to_host({paddr, use, level, access, reference});
+    if (!hpa) throw TranslatorRefused{};
+    return *hpa;
+  }
+  // Reads the entry at (guest-)physical `paddr` for level `level`, notifying the observer; returns
+  // the entry and, in `where`, its host-physical address.
+  uint64_t fetch(uint64_t paddr, unsigned size, unsigned level, uint64_t& where, bool counted = true) {
+    where = host(paddr, counted ? GuestPhysicalUse::PagingEntry : GuestPhysicalUse::PaePdpte, level,
+                 Access::Read, counted);
+    uint64_t v = read_paging_entry(bus_, where, size);
     if (counted) {
       ++result_.refs;
-      if (obs_) obs_->on_reference(paddr, level);
+      if (obs_) obs_->on_reference(where, level);
     }
     return v;
   }
   // Accumulates the rights of an entry on the path and remembers it for its accessed flag.
-  void use(uint64_t paddr, uint64_t value, unsigned size) {
+  void use(uint64_t paddr, uint64_t guest_paddr, unsigned level, uint64_t value, unsigned size) {
     rw_all_ = rw_all_ && (value & PTE_RW);
     us_all_ = us_all_ && (value & PTE_US);
     if (nxe_) xd_any_ = xd_any_ || (value & PTE_XD);
-    used_[nused_++] = {paddr, value, size};
+    used_[nused_++] = {paddr, guest_paddr, level, value, size};
   }
   WalkResult fail(bool present, bool reserved);
   WalkResult finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf_value);
@@ -66,6 +68,7 @@ class Walker {
   PhysicalBus& bus_;
   const WalkRequest& req_;
   WalkObserver* obs_;
+  GuestPhysicalTranslator* nested_;
   WalkResult result_{};
   bool nxe_ = false;
   bool rw_all_ = true, us_all_ = true, xd_any_ = false;
@@ -105,15 +108,27 @@ WalkResult Walker::finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf
   }
   if (!allowed) return fail(true, false);
 
+  // With EPT the final guest-physical address is translated before any flag is set, so that an
+  // EPT violation leaves the guest's tables as they were; a flag update is a write to the guest
+  // paging-structure entry, which the EPT must allow (SDM vol. 3C, 28.2.3.2).
+  const uint64_t guest_physical = leaf_frame | (req_.linear & (page_size - 1));
+  const uint64_t paddr = host(guest_physical, GuestPhysicalUse::Final, 0, req_.access, true);
+  uint64_t updated[5];
+  for (unsigned i = 0; i < nused_; ++i) {
+    const UsedEntry& e = used_[i];
+    updated[i] = e.value | PTE_A;
+    if (i + 1 == nused_ && write) updated[i] |= PTE_D;
+    if (updated[i] != e.value && nested_)
+      host(e.guest_paddr, GuestPhysicalUse::PagingEntry, e.level, Access::Write, false);
+  }
   for (unsigned i = 0; i < nused_; ++i) {
     UsedEntry& e = used_[i];
-    uint64_t updated = e.value | PTE_A;
-    if (i + 1 == nused_ && write) updated |= PTE_D;
-    if (updated != e.value) write_entry(bus_, e.paddr, e.size, updated);
-    e.value = updated;
+    if (updated[i] != e.value) write_paging_entry(bus_, e.paddr, e.size, updated[i]);
+    e.value = updated[i];
   }
   result_.ok = true;
-  result_.paddr = leaf_frame | (req_.linear & (page_size - 1));
+  result_.guest_physical = guest_physical;
+  result_.paddr = paddr;
   result_.page_size = page_size;
   result_.writable = rw_all_;
   result_.user = us_all_;
@@ -128,19 +143,21 @@ WalkResult Walker::walk32() {
   result_.levels = 2;
   const uint32_t lin = static_cast<uint32_t>(req_.linear);
   uint64_t pde_addr = (s_.cr3 & 0xFFFFF000u) + ((lin >> 22) & 0x3FF) * 4;
-  uint64_t pde = fetch(pde_addr, 4, 2);
+  uint64_t pde_host = 0;
+  uint64_t pde = fetch(pde_addr, 4, 2, pde_host);
   if (!(pde & PTE_P)) return fail(false, false);
   if ((pde & PTE_PS) && (s_.cr4 & CR4_PSE)) {
     if (pde & (1ull << 21)) return fail(true, true);  // reserved with MAXPHYADDR >= 40
-    use(pde_addr, pde, 4);
+    use(pde_host, pde_addr, 2, pde, 4);
     uint64_t frame = (pde & 0xFFC00000u) | (((pde >> 13) & 0xFF) << 32);
     return finish(frame, 4ull << 20, pde);
   }
-  use(pde_addr, pde, 4);
+  use(pde_host, pde_addr, 2, pde, 4);
   uint64_t pte_addr = (pde & 0xFFFFF000u) + ((lin >> 12) & 0x3FF) * 4;
-  uint64_t pte = fetch(pte_addr, 4, 1);
+  uint64_t pte_host = 0;
+  uint64_t pte = fetch(pte_addr, 4, 1, pte_host);
   if (!(pte & PTE_P)) return fail(false, false);
-  use(pte_addr, pte, 4);
+  use(pte_host, pte_addr, 1, pte, 4);
   return finish(pte & 0xFFFFF000u, 4096, pte);
 }
 
@@ -149,13 +166,14 @@ WalkResult Walker::walk32() {
 WalkResult Walker::walk_wide(unsigned top_level, uint64_t table) {
   const bool pae = !s_.long_mode_active();
   // Bits 51:M are reserved everywhere; PAE entries also reserve 62:52, and XD without NXE.
-  uint64_t reserved = bits(51, kMaxPhysAddrBits);
-  if (pae) reserved |= bits(62, 52);
+  uint64_t reserved = bit_range(51, kMaxPhysAddrBits);
+  if (pae) reserved |= bit_range(62, 52);
   if (!nxe_) reserved |= PTE_XD;
   for (unsigned level = top_level; level >= 1; --level) {
     unsigned shift = 12 + 9 * (level - 1);
     uint64_t entry_addr = table + ((req_.linear >> shift) & 0x1FF) * 8;
-    uint64_t e = fetch(entry_addr, 8, level);
+    uint64_t entry_host = 0;
+    uint64_t e = fetch(entry_addr, 8, level, entry_host);
     if (!(e & PTE_P)) return fail(false, false);
     if (e & reserved) return fail(true, true);
     bool large = level <= 3 && level >= 2 && (e & PTE_PS);
@@ -163,23 +181,34 @@ WalkResult Walker::walk_wide(unsigned top_level, uint64_t table) {
     if (large) {
       uint64_t page_size = 1ull << shift;
       // Address bits between 12 and the page size, except the PAT bit (12), are reserved.
-      if (e & bits(shift - 1, 13)) return fail(true, true);
-      use(entry_addr, e, 8);
-      return finish(e & kFrameMask & ~(page_size - 1), page_size, e);
+      if (e & bit_range(shift - 1, 13)) return fail(true, true);
+      use(entry_host, entry_addr, level, e, 8);
+      return finish(e & kPhysFrameMask & ~(page_size - 1), page_size, e);
     }
-    use(entry_addr, e, 8);
-    table = e & kFrameMask;
+    use(entry_host, entry_addr, level, e, 8);
+    table = e & kPhysFrameMask;
     if (level == 1) return finish(table, 4096, e);
   }
   return result_;  // unreachable: level 1 always finishes
 }
 
 WalkResult Walker::run() {
+  try {
+    return walk();
+  } catch (const TranslatorRefused&) {
+    result_.ok = false;
+    result_.translator_refused = true;
+    return result_;
+  }
+}
+
+WalkResult Walker::walk() {
   nxe_ = s_.efer & EFER_NXE;
   switch (paging_mode(s_)) {
     case PagingMode::None:
       result_.ok = true;
-      result_.paddr = s_.long_mode_active() ? req_.linear : (req_.linear & 0xFFFFFFFFu);
+      result_.guest_physical = s_.long_mode_active() ? req_.linear : (req_.linear & 0xFFFFFFFFu);
+      result_.paddr = host(result_.guest_physical, GuestPhysicalUse::Final, 0, req_.access, true);
       result_.page_size = 4096;
       result_.writable = result_.user = result_.executable = true;
       return result_;
@@ -190,10 +219,11 @@ WalkResult Walker::run() {
       result_.levels = 3;
       // The PDPTE: no rights, no accessed flag; bits 2:1 and 8:5 are reserved (SDM table 4-8).
       uint64_t pdpte_addr = (s_.cr3 & 0xFFFFFFE0u) + ((req_.linear >> 30) & 3) * 8;
-      uint64_t pdpte = fetch(pdpte_addr, 8, 3, /*counted=*/false);
+      uint64_t pdpte_host = 0;
+      uint64_t pdpte = fetch(pdpte_addr, 8, 3, pdpte_host, /*counted=*/false);
       if (!(pdpte & PTE_P)) return fail(false, false);
-      if (pdpte & (bits(2, 1) | bits(8, 5) | bits(63, kMaxPhysAddrBits))) return fail(true, true);
-      return walk_wide(2, pdpte & kFrameMask);
+      if (pdpte & (bit_range(2, 1) | bit_range(8, 5) | bit_range(63, kMaxPhysAddrBits))) return fail(true, true);
+      return walk_wide(2, pdpte & kPhysFrameMask);
     }
     case PagingMode::Level4:
     case PagingMode::Level5: {
@@ -204,13 +234,30 @@ WalkResult Walker::run() {
       unsigned top = paging_mode(s_) == PagingMode::Level5 ? 5 : 4;
       result_.levels = top;
       if (s_.cr4 & CR4_PCIDE) result_.pcid = s_.cr3 & 0xFFF;
-      return walk_wide(top, s_.cr3 & kFrameMask);
+      return walk_wide(top, s_.cr3 & kPhysFrameMask);
     }
   }
   return result_;
 }
 
 }  // namespace
+
+uint64_t read_paging_entry(PhysicalBus& bus, uint64_t paddr, unsigned size) {
+  if (uint8_t* frame = bus.host_frame(paddr)) {
+    uint64_t v = 0;
+    std::memcpy(&v, frame + (paddr & 0xFFF), size);
+    return v;
+  }
+  return bus.read(paddr, size);
+}
+
+void write_paging_entry(PhysicalBus& bus, uint64_t paddr, unsigned size, uint64_t value) {
+  if (uint8_t* frame = bus.host_frame(paddr)) {
+    std::memcpy(frame + (paddr & 0xFFF), &value, size);
+    return;
+  }
+  bus.write(paddr, size, value);
+}
 
 PagingMode paging_mode(const CpuState& s) {
   if (!s.paging()) return PagingMode::None;
@@ -226,8 +273,8 @@ bool is_canonical(const CpuState& s, uint64_t linear) {
 }
 
 WalkResult page_walk(const CpuState& s, PhysicalBus& bus, const WalkRequest& req,
-                     WalkObserver* observer) {
-  return Walker(s, bus, req, observer).run();
+                     WalkObserver* observer, GuestPhysicalTranslator* nested) {
+  return Walker(s, bus, req, observer, nested).run();
 }
 
 }  // namespace pgsim::isa

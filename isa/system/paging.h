@@ -4,6 +4,7 @@
 // reference through a WalkObserver.
 #pragma once
 #include <cstdint>
+#include <optional>
 
 #include "isa/bus_if.h"
 #include "isa/core_if.h"
@@ -30,13 +31,17 @@ enum EntryBit : uint64_t {
   PTE_XD = 1ull << 63,  // execute disable (with EFER.NXE; PAE and wider entries only)
 };
 
-// Bits hi..lo set.
-constexpr uint64_t bits(unsigned hi, unsigned lo) {
+// Bits hi..lo set (hi <= 63, lo <= hi).
+constexpr uint64_t bit_range(unsigned hi, unsigned lo) {
   return ((hi >= 63 ? ~0ull : ((1ull << (hi + 1)) - 1))) & ~((1ull << lo) - 1);
 }
+// Physical address bits M-1:12 of a paging-structure entry, of CR3 or of an EPT pointer.
+constexpr uint64_t kPhysFrameMask = bit_range(kMaxPhysAddrBits - 1, 12);
 
-// Physical address bits M-1:12 of a paging-structure entry or of CR3 (M = kMaxPhysAddrBits).
-constexpr uint64_t kFrameMask = bits(kMaxPhysAddrBits - 1, 12);
+// A paging-structure entry of `size` bytes (4 or 8) at physical `paddr`, read and written without
+// a cache model, through the host frame when the bus has one.
+uint64_t read_paging_entry(PhysicalBus& bus, uint64_t paddr, unsigned size);
+void write_paging_entry(PhysicalBus& bus, uint64_t paddr, unsigned size, uint64_t value);
 
 // Read, Write or Execute: the core's access kinds (isa/core_if.h).
 using Access = AccessKind;
@@ -62,6 +67,10 @@ struct WalkResult {
   uint16_t pcid = 0;       // CR3[11:0] with CR4.PCIDE (4- and 5-level paging), else 0
   unsigned levels = 0;     // depth of the hierarchy in this paging mode (0 without paging)
   unsigned refs = 0;       // paging-structure entries read from memory by this walk
+  uint64_t guest_physical = 0;  // with a GuestPhysicalTranslator: the guest-physical address that
+                                // `paddr` translates (else equal to paddr)
+  bool translator_refused = false;  // the GuestPhysicalTranslator refused an address (an EPT
+                                    // violation or misconfiguration, which it reports): no fault
 };
 
 // Sees every paging-structure memory reference, so the platform can count and charge them and
@@ -70,7 +79,42 @@ struct WalkResult {
 class WalkObserver {
  public:
   virtual ~WalkObserver() = default;
+  // A reference of the guest dimension: an entry of the page tables that CR3 points to (the only
+  // dimension of a walk without EPT). `paddr` is host-physical.
   virtual void on_reference(uint64_t paddr, unsigned level) = 0;
+  // A reference of the nested dimension: an EPT entry read to translate a guest-physical address
+  // (isa/system/ept.h); `level` is the EPT level. Only two-dimensional walks make them, so an
+  // observer of one-dimensional walks need not override it.
+  virtual void on_nested_reference(uint64_t paddr, unsigned level) { (void)paddr, (void)level; }
+};
+
+// What a guest page walk uses a guest-physical address for (SDM vol. 3C, 28.2.1: with EPT, every
+// guest paging-structure address and the final guest-physical address are translated by the EPT).
+enum class GuestPhysicalUse : uint8_t {
+  PagingEntry,  // a guest paging-structure entry the walk reads (or whose A/D flags it writes)
+  PaePdpte,     // a PAE PDPTE: loaded at MOV CR3 / VM entry, not a linear-address translation
+  Final,        // the guest-physical address the linear address translates to
+};
+
+struct GuestPhysicalAccess {
+  uint64_t address = 0;  // guest-physical
+  GuestPhysicalUse use = GuestPhysicalUse::Final;
+  unsigned level = 0;    // guest paging level of the entry (PagingEntry, PaePdpte); 0 for Final
+  Access access = Access::Read;
+  // A memory reference of this walk. False when the processor already holds the translation and
+  // only its rights matter: the PAE PDPTE load (done at MOV CR3) and the write check of a guest
+  // accessed/dirty-flag update (the entry was just read through the same translation).
+  bool reference = true;
+};
+
+// Turns the guest-physical addresses of a guest page walk into host-physical ones: the nested
+// dimension of a two-dimensional walk. page_walk() calls it for every guest paging-structure
+// address and for the final address; std::nullopt stops the walk (translator_refused) and the
+// implementation keeps why (an EPT violation or misconfiguration).
+class GuestPhysicalTranslator {
+ public:
+  virtual ~GuestPhysicalTranslator() = default;
+  virtual std::optional<uint64_t> to_host(const GuestPhysicalAccess& access) = 0;
 };
 
 // The paging mode in use (SDM vol. 3, table 4-1).
@@ -82,8 +126,11 @@ PagingMode paging_mode(const CpuState& s);
 // PAE PDPTEs are read from memory at each walk (the processor caches them at MOV CR3; the two
 // differ only if software changes a PDPTE without reloading CR3); such reads are not counted as
 // references, since the processor makes none.
+// With `nested`, the CPU state is a guest's in VMX non-root operation: its physical addresses are
+// guest-physical, every one is translated by `nested` before `bus` (host-physical) is accessed,
+// and the result's paddr is host-physical.
 WalkResult page_walk(const CpuState& s, PhysicalBus& bus, const WalkRequest& req,
-                     WalkObserver* observer = nullptr);
+                     WalkObserver* observer = nullptr, GuestPhysicalTranslator* nested = nullptr);
 
 // True if `linear` is canonical for the current linear-address width (48 or 57 bits).
 bool is_canonical(const CpuState& s, uint64_t linear);

@@ -37,19 +37,20 @@ bool Tlb::holds(uint64_t page_size) const {
          std::find(shifts_.begin(), shifts_.end(), static_cast<unsigned>(std::countr_zero(page_size))) != shifts_.end();
 }
 
-Tlb::Entry* Tlb::find(uint64_t vpn, unsigned shift, uint16_t pcid) {
+Tlb::Entry* Tlb::find(uint64_t vpn, unsigned shift, uint16_t pcid, uint16_t vpid) {
   Entry* set = &entries_[static_cast<size_t>(set_of(vpn)) * ways_];
   for (unsigned w = 0; w < ways_; ++w) {
     Entry& e = set[w];
-    if (e.valid && e.vpn == vpn && e.page_shift == shift && (e.global || e.pcid == pcid)) return &e;
+    if (e.valid && e.vpn == vpn && e.page_shift == shift && e.vpid == vpid && (e.global || e.pcid == pcid))
+      return &e;
   }
   return nullptr;
 }
 
-bool Tlb::lookup(uint64_t linear, uint16_t pcid) {
+bool Tlb::lookup(uint64_t linear, uint16_t pcid, uint16_t vpid) {
   if (!enabled()) return false;
   for (unsigned shift : shifts_) {
-    if (Entry* e = find(linear >> shift, shift, pcid)) {
+    if (Entry* e = find(linear >> shift, shift, pcid, vpid)) {
       e->last_use = ++clock_;
       return true;
     }
@@ -57,11 +58,11 @@ bool Tlb::lookup(uint64_t linear, uint16_t pcid) {
   return false;
 }
 
-uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool global) {
+uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool global, uint16_t vpid) {
   if (!holds(page_size)) return 0;
   const auto shift = static_cast<unsigned>(std::countr_zero(page_size));
   const uint64_t vpn = linear >> shift;
-  if (Entry* e = find(vpn, shift, pcid)) {
+  if (Entry* e = find(vpn, shift, pcid, vpid)) {
     e->last_use = ++clock_;
     e->global = global;
     e->pcid = pcid;
@@ -74,7 +75,7 @@ uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool gl
     if (set[w].last_use < victim->last_use) victim = &set[w];
   }
   if (victim->valid) drop(*victim);
-  *victim = Entry{vpn, pcid, static_cast<uint8_t>(shift), global, true, ++clock_};
+  *victim = Entry{vpn, pcid, vpid, static_cast<uint8_t>(shift), global, true, ++clock_};
   return 1ull << shift;
 }
 
@@ -83,23 +84,34 @@ void Tlb::drop(Entry& e) {
   if (on_evict_) on_evict_(e.vpn << e.page_shift, 1ull << e.page_shift);
 }
 
-void Tlb::invalidate_page(uint64_t linear, uint16_t pcid) {
+void Tlb::invalidate_page(uint64_t linear, uint16_t pcid, uint16_t vpid) {
   if (!enabled()) return;
   for (unsigned shift : shifts_) {
     const uint64_t vpn = linear >> shift;
     Entry* set = &entries_[static_cast<size_t>(set_of(vpn)) * ways_];
     for (unsigned w = 0; w < ways_; ++w) {
       Entry& e = set[w];
-      if (e.valid && e.vpn == vpn && e.page_shift == shift && (e.global || e.pcid == pcid)) drop(e);
+      if (e.valid && e.vpn == vpn && e.page_shift == shift && e.vpid == vpid && (e.global || e.pcid == pcid))
+        drop(e);
     }
   }
 }
 
-void Tlb::flush(bool include_global, bool all_pcids, uint16_t pcid) {
+void Tlb::flush(bool include_global, bool all_pcids, uint16_t pcid, uint16_t vpid) {
   for (Entry& e : entries_) {
-    if (!e.valid) continue;
+    if (!e.valid || e.vpid != vpid) continue;
     if (e.global ? include_global : (all_pcids || e.pcid == pcid)) drop(e);
   }
+}
+
+void Tlb::flush_vpid(uint16_t vpid) {
+  for (Entry& e : entries_)
+    if (e.valid && e.vpid == vpid) drop(e);
+}
+
+void Tlb::flush_all() {
+  for (Entry& e : entries_)
+    if (e.valid) drop(e);
 }
 
 unsigned Tlb::valid_entries() const {

@@ -1,7 +1,9 @@
 // A set-associative TLB with LRU replacement: the entries, associativity and page sizes of one
 // level (L1 instruction, L1 data, L2). Entries are tagged with the page number at their page size,
 // the PCID and the global bit, so INVLPG, MOV CR3 with and without PCIDs, and CR4.PGE changes
-// drop exactly what the SDM (vol. 3, 4.10.4) says they drop. A timing model: it records which
+// drop exactly what the SDM (vol. 3, 4.10.4) says they drop. Entries are also tagged with a VPID
+// (SDM vol. 3C, 28.1: 0 outside VMX non-root operation), and nothing matches across VPIDs, global
+// entries included; the nested TLB uses the same structure for guest-physical pages. A timing model: it records which
 // translations the hardware would hold, not what they translate to.
 #pragma once
 #include <cstdint>
@@ -29,6 +31,7 @@ class Tlb {
   struct Entry {
     uint64_t vpn = 0;        // linear address >> page_shift
     uint16_t pcid = 0;
+    uint16_t vpid = 0;
     uint8_t page_shift = 12;
     bool global = false;
     bool valid = false;
@@ -45,22 +48,26 @@ class Tlb {
   unsigned ways() const { return ways_; }
 
   // True (and the entry becomes most recently used) when the page holding `linear` is present for
-  // `pcid` (or as a global entry).
-  bool lookup(uint64_t linear, uint16_t pcid);
+  // `pcid` (or as a global entry) of `vpid`.
+  bool lookup(uint64_t linear, uint16_t pcid, uint16_t vpid = 0);
   // Inserts the translation of a page of `page_size` bytes; returns `page_size`, or 0 when the
   // level does not hold pages of that size (or is disabled) and nothing was inserted.
-  uint64_t insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool global);
+  uint64_t insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool global, uint16_t vpid = 0);
 
-  // INVLPG: drops the entries that translate `linear` for `pcid`, and global ones.
-  void invalidate_page(uint64_t linear, uint16_t pcid);
-  // Drops every entry of `pcid` (all PCIDs when `all_pcids`), global ones too when asked.
-  void flush(bool include_global, bool all_pcids = true, uint16_t pcid = 0);
+  // INVLPG: drops the entries of `vpid` that translate `linear` for `pcid`, and global ones.
+  void invalidate_page(uint64_t linear, uint16_t pcid, uint16_t vpid = 0);
+  // Drops every entry of `pcid` (all PCIDs when `all_pcids`) of `vpid`, global ones too when asked.
+  void flush(bool include_global, bool all_pcids = true, uint16_t pcid = 0, uint16_t vpid = 0);
+  // INVVPID single-context: drops every entry of `vpid`, global ones included.
+  void flush_vpid(uint16_t vpid);
+  // Drops every entry of every VPID.
+  void flush_all();
 
   void set_evict_callback(EvictCallback cb) { on_evict_ = std::move(cb); }
   unsigned valid_entries() const;
 
  private:
-  Entry* find(uint64_t vpn, unsigned shift, uint16_t pcid);
+  Entry* find(uint64_t vpn, unsigned shift, uint16_t pcid, uint16_t vpid);
   unsigned set_of(uint64_t vpn) const { return static_cast<unsigned>(vpn % sets_); }
   void drop(Entry& e);
 

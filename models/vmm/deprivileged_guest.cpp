@@ -138,7 +138,7 @@ bool DeprivilegedGuest::runs_directly() const {
 uint64_t DeprivilegedGuest::shadow_root(bool user_mode) {
   const CpuState& v = vcpu_->state();
   if (!v.paging()) return shadow_->paging_off_root();
-  const uint64_t space = paging_mode(v) == PagingMode::Pae ? pae_pdpt(v) : (v.cr3 & kFrameMask);
+  const uint64_t space = paging_mode(v) == PagingMode::Pae ? pae_pdpt(v) : (v.cr3 & kPhysFrameMask);
   return shadow_->root(space, user_mode);
 }
 

@@ -9,7 +9,7 @@
 namespace pgsim::vmm {
 
 namespace {
-using isa::kFrameMask;
+using isa::kPhysFrameMask;
 constexpr uint64_t kP = isa::PTE_P, kRw = isa::PTE_RW, kUs = isa::PTE_US, kLarge = isa::PTE_PS, kXd = isa::PTE_XD;
 unsigned index_at(uint64_t linear, unsigned level) { return (linear >> (12 + 9 * (level - 1))) & 511; }
 std::string hex(uint64_t v) {
@@ -35,7 +35,7 @@ ShadowPager::ShadowPager(isa::PhysicalBus& bus, uint64_t pool_base, uint64_t poo
     const uint64_t linear = f * 4096;
     uint64_t& pde = table(pd)[index_at(linear, 2)];
     if (!(pde & kP)) pde = allocate(permanent) | kP | kRw;
-    table(pde & kFrameMask)[index_at(linear, 1)] = (vmm_area + f * 4096) | kP | kRw | kXd;
+    table(pde & kPhysFrameMask)[index_at(linear, 1)] = (vmm_area + f * 4096) | kP | kRw | kXd;
   }
 }
 
@@ -118,7 +118,7 @@ uint64_t ShadowPager::entry_slot(Shadow& owner, uint64_t linear, unsigned level)
       flushed_ = true;
     }
     if (!(e & kP)) e = allocate(owner) | kP | kRw | kUs;
-    table_addr = e & kFrameMask;
+    table_addr = e & kPhysFrameMask;
   }
   return table_addr + index_at(linear, level) * 8;
 }
@@ -135,7 +135,7 @@ bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& gu
     return false;
   }
   auto& [key, shadow] = owner_of(root);
-  uint64_t leaf = (guest.paddr & kFrameMask) | kP | kUs;
+  uint64_t leaf = (guest.paddr & kPhysFrameMask) | kP | kUs;
   if (writable) leaf |= kRw;
   if (!guest.executable) leaf |= kXd;
   const uint64_t slot = entry_slot(shadow, linear, 1);
@@ -167,7 +167,7 @@ bool ShadowPager::fill_identity_2m(uint64_t root, uint64_t linear) {
   } else {
     // A page table already under this entry (4 KiB fills of the same identity) stays with the
     // shadow until it is released.
-    entry(entry_slot(shadow, base, 2)) = (base & kFrameMask) | kP | kRw | kUs | kLarge;
+    entry(entry_slot(shadow, base, 2)) = (base & kPhysFrameMask) | kP | kRw | kUs | kLarge;
   }
   shadow.identity_2m.insert(base);
   ++counters_.fills;

@@ -13,6 +13,16 @@ namespace {
 // (32-bit PSE PDEs) and 1 GiB (PDPTEs).
 const std::vector<std::string> kTlbPageSizes = {"4K", "2M", "4M", "1G"};
 
+// A TLB's `<prefix>.entries` must divide into sets of `<prefix>.ways`.
+void require_ways_divide_entries(Schema& s, const std::string& prefix) {
+  s.add_rule([prefix](const Config& c) {
+    int64_t n = c.i64(prefix + ".entries"), w = c.i64(prefix + ".ways");
+    if (n != 0 && (w > n || n % w != 0))
+      c.fail(prefix + ".ways",
+             "must divide " + prefix + ".entries (" + std::to_string(n) + "); got " + std::to_string(w));
+  });
+}
+
 void declare_tlb(Schema& s, const std::string& level, int64_t entries, int64_t ways,
                  std::vector<std::string> page_sizes, const std::string& what) {
   s.add(integer("mmu.tlb." + level + ".entries", entries, "entries", 0, 65'536,
@@ -30,13 +40,20 @@ void declare_tlb(Schema& s, const std::string& level, int64_t entries, int64_t w
       if (std::find(kTlbPageSizes.begin(), kTlbPageSizes.end(), size) == kTlbPageSizes.end())
         c.fail(key, "'" + size + "' is not a page size; expected 4K, 2M, 4M or 1G");
   });
-  s.add_rule([level](const Config& c) {
-    int64_t n = c.i64("mmu.tlb." + level + ".entries"), w = c.i64("mmu.tlb." + level + ".ways");
-    if (n != 0 && (w > n || n % w != 0))
-      c.fail("mmu.tlb." + level + ".ways",
-             "must divide mmu.tlb." + level + ".entries (" + std::to_string(n) + "); got " +
-                 std::to_string(w));
-  });
+  require_ways_divide_entries(s, "mmu.tlb." + level);
+}
+
+// The page-walk caches of one dimension under `prefix`: `cache` names them, `entries` qualifies the
+// entries they hold ("" for the guest's, "EPT " for the nested dimension's).
+void declare_walk_caches(Schema& s, const std::string& prefix, const std::string& cache,
+                         const std::string& entries, const std::string& enabled_description) {
+  s.add(boolean(prefix + ".enabled", true, enabled_description));
+  s.add(integer(prefix + ".pml4e_entries", 2, "entries", 0, 4096,
+                cache + " of " + entries + "PML4 (and PML5) entries"));
+  s.add(integer(prefix + ".pdpte_entries", 4, "entries", 0, 4096,
+                cache + " of " + entries + "page-directory-pointer entries"));
+  s.add(integer(prefix + ".pde_entries", 32, "entries", 0, 4096,
+                cache + " of " + entries + "page-directory entries"));
 }
 
 }  // namespace
@@ -53,15 +70,22 @@ void declare_mmu(Schema& s) {
   s.add(boolean("mmu.tlb.pcid", true,
                 "honour PCIDs (CR4.PCIDE): a CR3 load keeps the entries of other PCIDs"));
 
-  s.add(boolean("mmu.pwc.enabled", true,
-                "model the page-walk caches of upper-level entries (false: every walk reads "
-                "every level from memory)"));
-  s.add(integer("mmu.pwc.pml4e_entries", 2, "entries", 0, 4096,
-                "page-walk cache of PML4 (and PML5) entries"));
-  s.add(integer("mmu.pwc.pdpte_entries", 4, "entries", 0, 4096,
-                "page-walk cache of page-directory-pointer entries"));
-  s.add(integer("mmu.pwc.pde_entries", 32, "entries", 0, 4096,
-                "page-walk cache of page-directory entries"));
+  declare_walk_caches(s, "mmu.pwc", "page-walk cache", "",
+                      "model the page-walk caches of upper-level entries (false: every walk reads "
+                      "every level from memory)");
+
+  // Nested paging (EPT): the structures Bhargava et al. (ASPLOS 2008) add for the nested dimension
+  // of the two-dimensional walk. Sizes: estimates of the same order as the guest dimension's.
+  s.add(integer("mmu.nested.tlb.entries", 16, "entries", 0, 65'536,
+                "nested TLB (guest-physical to host-physical pages of 4K, 2M and 1G, tagged by VPID): "
+                "number of entries (0: none; mmu.tlb.enabled false also removes it); a hit saves a "
+                "whole nested walk"));
+  s.add(integer("mmu.nested.tlb.ways", 16, "ways", 1, 65'536,
+                "nested TLB: associativity (ways = entries: fully associative)"));
+  require_ways_divide_entries(s, "mmu.nested.tlb");
+  declare_walk_caches(s, "mmu.nested.pwc", "nested page-walk cache", "EPT ",
+                      "model the nested page-walk caches of upper-level EPT entries (false: every "
+                      "nested walk that misses the nested TLB reads every EPT level)");
 }
 
 }  // namespace pgsim::config

@@ -55,6 +55,14 @@ models::MmuParams mmu_params(const config::Config& c) {
   // Levels 2 (PDE), 3 (PDPTE), 4 (PML4E) and 5 (PML5E, sharing the PML4E setting).
   m.walk_cache_entries = {entries("mmu.pwc.pde_entries"), entries("mmu.pwc.pdpte_entries"),
                           entries("mmu.pwc.pml4e_entries"), entries("mmu.pwc.pml4e_entries")};
+  m.nested_tlb.entries = c.flag("mmu.tlb.enabled") ? static_cast<unsigned>(c.u64("mmu.nested.tlb.entries")) : 0;
+  m.nested_tlb.ways = static_cast<unsigned>(c.u64("mmu.nested.tlb.ways"));
+  const bool nested_pwc = c.flag("mmu.nested.pwc.enabled");
+  auto nested_entries = [&](const char* key) { return nested_pwc ? static_cast<unsigned>(c.u64(key)) : 0u; };
+  m.nested_walk_cache_entries = {nested_entries("mmu.nested.pwc.pde_entries"),
+                                 nested_entries("mmu.nested.pwc.pdpte_entries"),
+                                 nested_entries("mmu.nested.pwc.pml4e_entries"),
+                                 nested_entries("mmu.nested.pwc.pml4e_entries")};
   m.memory_latency = c.u64("memory.latency_cycles");
   return m;
 }

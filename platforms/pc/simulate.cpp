@@ -59,7 +59,25 @@ void bind_statistics(stats::Registry& r, pc::PcBoard& board) {
   r.bind("mmu.tlb.l2.hits", Unit::Count, "L1 TLB misses found in the L2 TLB", &mmu.l2_hits);
   r.bind("mmu.tlb.l2.misses", Unit::Count, "L1 TLB misses missing in the L2 TLB (page walks)", &mmu.l2_misses);
   r.bind("mmu.walk.count", Unit::Count, "page walks", &mmu.walks);
-  r.bind("mmu.walk.refs", Unit::Count, "paging-structure memory references made by page walks", &mmu.walk_refs);
+  r.bind("mmu.walk.refs", Unit::Count,
+         "paging-structure memory references made by page walks (guest_refs + nested_refs)", &mmu.walk_refs);
+  r.bind("mmu.walk.guest_refs", Unit::Count,
+         "page-walk references to the page tables CR3 points to (all of them without nested paging)",
+         &mmu.walk_guest_refs);
+  r.bind("mmu.walk.nested_refs", Unit::Count,
+         "page-walk references to EPT entries, translating guest-physical addresses (nested paging)",
+         &mmu.walk_nested_refs);
+  r.bind("mmu.nested.tlb.hits", Unit::Count,
+         "guest-physical translations of two-dimensional walks found in the nested TLB", &mmu.nested_tlb_hits);
+  r.bind("mmu.nested.tlb.misses", Unit::Count,
+         "guest-physical translations of two-dimensional walks missing in the nested TLB (nested walks)",
+         &mmu.nested_tlb_misses);
+  r.bind("mmu.nested.walk_cache_hits", Unit::Count, "nested walks shortened by a nested page-walk cache",
+         &mmu.nested_walk_cache_hits);
+  r.bind("mmu.nested.ept_violations", Unit::Count, "translations stopped by an EPT violation",
+         &mmu.ept_violations);
+  r.bind("mmu.nested.ept_misconfigurations", Unit::Count, "translations stopped by an EPT misconfiguration",
+         &mmu.ept_misconfigurations);
   r.bind("mmu.walk.cycles", Unit::Cycles, "cycles charged for page-walk references", &mmu.walk_cycles);
   r.bind("mmu.walk.cache_hits", Unit::Count, "page walks shortened by a paging-structure cache",
          &mmu.walk_cache_hits);

@@ -161,7 +161,7 @@ TEST(ConfigLoad, SectionGivenAValueIsRefused) {
   auto file = dir.write("c.yaml", "mmu: 3\n");
   ConfigError e = load_error(file);
   EXPECT_EQ(e.key(), "mmu");
-  EXPECT_EQ(e.message(), "is a section: it holds keys (pwc, tlb), not a value");
+  EXPECT_EQ(e.message(), "is a section: it holds keys (nested, pwc, tlb), not a value");
 }
 
 TEST(ConfigLoad, IncludedFilesAreOverriddenByTheIncluder) {
