@@ -20,12 +20,13 @@ constexpr FieldEntry kFields[] = {
 };
 constexpr unsigned kNumFields = sizeof(kFields) / sizeof(kFields[0]);
 
-// An encoding with its access-type bit clear maps to a key of 13 bits: width and type (bits
-// 14:10) above the index (bits 9:1). The table from key to storage slot is built at compile time.
-constexpr unsigned key_of(uint32_t encoding) { return ((encoding >> 10) & 0xF) << 9 | ((encoding >> 1) & 0x1FF); }
+// An encoding with its access-type bit clear maps to a key of 14 bits: width, reserved bit 12 and
+// type (bits 14:10) above the index (bits 9:1). The table from key to storage slot is built at
+// compile time.
+constexpr unsigned key_of(uint32_t encoding) { return ((encoding >> 10) & 0x1F) << 9 | ((encoding >> 1) & 0x1FF); }
 constexpr uint8_t kNoSlot = 0xFF;
 constexpr auto kSlotOfKey = [] {
-  std::array<uint8_t, 1u << 13> table{};
+  std::array<uint8_t, 1u << 14> table{};
   for (auto& t : table) t = kNoSlot;
   for (unsigned k = 0; k < kNumFields; ++k) table[key_of(kFields[k].encoding)] = static_cast<uint8_t>(k);
   return table;
