@@ -51,6 +51,14 @@ enum Cr4 : uint64_t {
   CR4_SMEP = 1u << 20, CR4_SMAP = 1u << 21,
 };
 
+// The CR0 and CR4 bits the core implements (what MOV to CR0 keeps and MOV to CR4 accepts; the
+// VMX capability MSRs IA32_VMX_CR0/CR4_FIXED1 advertise the same).
+constexpr uint64_t kCr0Implemented = CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | CR0_AM |
+                                     CR0_NW | CR0_CD | CR0_PG;
+constexpr uint64_t kCr4Implemented = CR4_VME | CR4_PVI | CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE |
+                                     CR4_PGE | CR4_PCE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_UMIP | CR4_LA57 |
+                                     CR4_PCIDE | CR4_SMEP | CR4_SMAP;
+
 // IA32_EFER bits.
 enum Efer : uint64_t { EFER_SCE = 1u << 0, EFER_LME = 1u << 8, EFER_LMA = 1u << 10, EFER_NXE = 1u << 11 };
 

@@ -46,17 +46,12 @@ void check_pae_pdptes(Core& core, uint64_t cr3) {
 
 // ---- Control registers ----------------------------------------------------------------------------
 
-constexpr uint64_t kCr0Writable = CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_WP | CR0_AM |
-                                  CR0_NW | CR0_CD | CR0_PG;
-constexpr uint64_t kCr4Supported = CR4_VME | CR4_PVI | CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE | CR4_PGE |
-                                   CR4_PCE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_UMIP | CR4_LA57 | CR4_PCIDE |
-                                   CR4_SMEP | CR4_SMAP;
 constexpr uint64_t kCr3LongReserved = ~0ull << kMaxPhysAddrBits;
 
 void write_cr0(Core& core, uint64_t v) {
   CpuState& s = core.state();
   if (v >> 32) throw Fault::gp(0);
-  v = (v & kCr0Writable) | CR0_ET;
+  v = (v & kCr0Implemented) | CR0_ET;
   if ((v & CR0_PG) && !(v & CR0_PE)) throw Fault::gp(0);
   if ((v & CR0_NW) && !(v & CR0_CD)) throw Fault::gp(0);
   const bool enabling_paging = (v & CR0_PG) && !(s.cr0 & CR0_PG);
@@ -98,7 +93,7 @@ void write_cr3(Core& core, uint64_t v) {
 
 void write_cr4(Core& core, uint64_t v) {
   CpuState& s = core.state();
-  if (v & ~kCr4Supported) throw Fault::gp(0);
+  if (v & ~kCr4Implemented) throw Fault::gp(0);
   if (s.long_mode_active()) {
     if (!(v & CR4_PAE)) throw Fault::gp(0);
     if ((v ^ s.cr4) & CR4_LA57) throw Fault::gp(0);  // LA57 cannot change in IA-32e mode

@@ -6,6 +6,28 @@
 #include "isa/system/semantics.h"
 
 namespace pgsim::isa::system {
+
+// A bitmap beyond the TSS limit denies.
+void check_io_permission(Core& core, uint16_t port, unsigned size) {
+  const CpuState& s = core.state();
+  if (!(s.cr0 & CR0_PE)) return;
+  if (!(s.rflags & VM) && s.cpl() <= s.iopl()) return;
+  const Segment& tr = s.tr;
+  const unsigned type = tr.type();
+  if (is_null_selector(tr.selector) || (type != kTssAvailable && type != kTssBusy) || tr.limit < 0x67)
+    throw Fault::gp(0);
+  auto read_tss = [&](uint32_t offset, unsigned bytes) {
+    if (offset + bytes - 1 > tr.limit) throw Fault::gp(0);
+    uint64_t lin = tr.base + offset;
+    if (!s.long_mode_active()) lin &= 0xFFFFFFFFu;
+    return core.read_linear(lin, bytes, AccessOrigin::ImplicitSupervisor);
+  };
+  const uint32_t bitmap = static_cast<uint32_t>(read_tss(0x66, 2));
+  const uint32_t bits = static_cast<uint32_t>(read_tss(bitmap + port / 8, 2));
+  const uint32_t wanted = ((1u << size) - 1) << (port % 8);
+  if (bits & wanted) throw Fault::gp(0);
+}
+
 namespace {
 
 // ---- PUSHF / POPF -------------------------------------------------------------------------------
@@ -66,28 +88,6 @@ void cli(Core& core, const Insn&) { set_interrupt_flag(core, false); }
 void sti(Core& core, const Insn&) { set_interrupt_flag(core, true); }
 
 // ---- Port I/O -------------------------------------------------------------------------------------
-
-// I/O permission (SDM vol. 1, 19.5): at CPL > IOPL or in virtual-8086 mode every bit of the TSS
-// I/O bitmap covering the ports must be clear; a bitmap beyond the TSS limit denies.
-void check_io_permission(Core& core, uint16_t port, unsigned size) {
-  const CpuState& s = core.state();
-  if (!(s.cr0 & CR0_PE)) return;
-  if (!(s.rflags & VM) && s.cpl() <= s.iopl()) return;
-  const Segment& tr = s.tr;
-  const unsigned type = tr.type();
-  if (is_null_selector(tr.selector) || (type != kTssAvailable && type != kTssBusy) || tr.limit < 0x67)
-    throw Fault::gp(0);
-  auto read_tss = [&](uint32_t offset, unsigned bytes) {
-    if (offset + bytes - 1 > tr.limit) throw Fault::gp(0);
-    uint64_t lin = tr.base + offset;
-    if (!s.long_mode_active()) lin &= 0xFFFFFFFFu;
-    return core.read_linear(lin, bytes, AccessOrigin::ImplicitSupervisor);
-  };
-  const uint32_t bitmap = static_cast<uint32_t>(read_tss(0x66, 2));
-  const uint32_t bits = static_cast<uint32_t>(read_tss(bitmap + port / 8, 2));
-  const uint32_t wanted = ((1u << size) - 1) << (port % 8);
-  if (bits & wanted) throw Fault::gp(0);
-}
 
 uint16_t port_operand(const Core& core, const Operand& o) {
   return o.kind == OpKind::Imm ? static_cast<uint16_t>(o.value) : static_cast<uint16_t>(core.state().gpr[RDX]);

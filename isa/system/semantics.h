@@ -21,6 +21,11 @@ inline void require_protected(const Core& core) {
   if (m == Mode::Real || m == Mode::Virtual8086) throw Fault::ud();
 }
 
+// I/O permission (SDM vol. 1, 19.5): at CPL > IOPL or in virtual-8086 mode every bit of the TSS
+// I/O bitmap covering the ports must be clear, else #GP(0). IN/OUT/INS/OUTS check it; so does VMX
+// non-root operation, where this #GP has priority over an I/O VM exit (SDM vol. 3, 26.1.1).
+void check_io_permission(Core& core, uint16_t port, unsigned size);
+
 // The profile's behaviour for the sensitive instruction `insn` (registered with
 // sensitive(SensitiveInsn) in the Dispatch table, which the decoder copied into Insn::sensitive) at
 // the current CPL: Classic at CPL 0 (and in real mode); raises the fault the profile asks for.
