@@ -28,6 +28,22 @@ struct __attribute__((packed)) dtr {
     u64 base;
 };
 
+/* An IDT gate (64-bit): a 64-bit interrupt gate (type 0xE) clears IF on entry. */
+struct __attribute__((packed)) idt_gate {
+    u16 offset_low;
+    u16 selector;
+    u8 ist;
+    u8 type_attr;
+    u16 offset_mid;
+    u32 offset_high;
+    u32 reserved;
+};
+#define GATE_PRESENT 0x80
+#define GATE_TYPE_MASK 0x0F
+#define GATE_TYPE_INTERRUPT 0x0E
+#define GATE_INTERRUPT (GATE_PRESENT | GATE_TYPE_INTERRUPT)
+#define GATE_DPL3 0x60
+
 static inline struct cpuid_regs cpuid(u32 leaf, u32 subleaf) {
     struct cpuid_regs r;
     __asm__ volatile("cpuid" : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx)
