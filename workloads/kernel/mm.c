@@ -101,6 +101,7 @@ u64 aspace_create(u64 *user_root) {
     pvops.set_pte(&((u64 *)pml4)[0], pdpt | TABLE_FLAGS);
     pvops.set_pte(&((u64 *)pdpt)[0], kernel_pdpt[0]);
     pvops.set_pte(&((u64 *)pdpt)[3], kernel_pdpt[3]);
+    pvops.mmu_flush(); /* the walks below read these links back */
     u64 image = (u64)__user_image_phys;
     for (u64 va = USER_TEXT_BASE; va < (u64)__user_end; va += PAGE_SIZE)
         pvops.set_pte(aspace_pte(pml4, va, true), (image + va - USER_TEXT_BASE) | PTE_P | PTE_U);
@@ -166,8 +167,8 @@ static bool copy_on_write(u64 page) {
 }
 
 u64 aspace_clone(u64 pml4, u64 *user_root) {
-    u64 child = aspace_create(user_root);
     lazy_mmu_begin();
+    u64 child = aspace_create(user_root);
     for_each_user_page(pml4, share_page, &child);
     lazy_mmu_end();
     return child;

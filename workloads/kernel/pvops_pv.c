@@ -120,50 +120,56 @@ static const char *pv_check_descriptor_tables(const struct dtr *gdtr, const stru
 /* ---- memory: lazy MMU batches ---- */
 
 static u64 batch_size = PVBATCH_DEFAULT; /* pvbatch=N */
+/* The batch, in the order the kernel asked: page-table updates (consecutive ones share one
+ * mmu_update call), INVLPGs, pins and unpins; issued as one hypercall, or one multicall when it
+ * holds more than one call. */
 static struct pv_mmu_update queued[PVBATCH_MAX];
-static u64 queued_invlpg[PVBATCH_MAX];
+static struct pv_multicall calls[PVBATCH_MAX];
 static u64 queued_free[PVBATCH_MAX]; /* table frames to free once their remapping is done */
-static struct pv_multicall calls[PVBATCH_MAX + 1];
-static usize nqueued, ninvlpg, nfree;
+static usize nqueued, ncalls, nfree;
 
 void pv_set_batch_size(u64 n) { batch_size = n; }
 
-/* Issues the queue: the updates, then the invalidations, in one hypercall. */
 static void pv_mmu_flush(void) {
-    if (nqueued && !ninvlpg) {
-        hypercall_checked(PV_OP_MMU_UPDATE, (u64)queued, nqueued, 0, "mmu_update");
-    } else if (nqueued || ninvlpg) {
-        usize n = 0;
-        if (nqueued)
-            calls[n++] = (struct pv_multicall){
-                .op = PV_OP_MMU_UPDATE, .args = {(u64)queued, nqueued, 0, 0, 0}, .result = 0};
-        for (usize i = 0; i < ninvlpg; i++)
-            calls[n++] = (struct pv_multicall){
-                .op = PV_OP_INVLPG, .args = {queued_invlpg[i], 0, 0, 0, 0}, .result = 0};
-        hypercall_checked(PV_OP_MULTICALL, (u64)calls, n, 0, "multicall");
+    if (ncalls == 1) {
+        const struct pv_multicall *c = &calls[0];
+        hypercall_checked(c->op, c->args[0], c->args[1], c->args[2], "page-table batch");
+    } else if (ncalls > 1) {
+        hypercall_checked(PV_OP_MULTICALL, (u64)calls, ncalls, 0, "multicall");
     }
-    nqueued = ninvlpg = 0;
+    nqueued = ncalls = 0;
     for (usize i = 0; i < nfree; i++)
         frame_free(queued_free[i]);
     nfree = 0;
 }
 
-static bool batch_full(void) {
-    return nqueued >= batch_size || ninvlpg >= batch_size || nfree >= PVBATCH_MAX;
+/* Issues the batch unless lazy MMU mode lets it grow. */
+static void batch_added(void) {
+    if (!lazy_mmu_active() || nqueued >= batch_size || ncalls >= batch_size || nfree >= PVBATCH_MAX)
+        pv_mmu_flush();
+}
+
+static void batch_call(u64 op, u64 a1, u64 a2) {
+    calls[ncalls++] = (struct pv_multicall){.op = op, .args = {a1, a2, 0, 0, 0}, .result = 0};
+    batch_added();
 }
 
 /* Kernel memory is identity-mapped: a page-table entry's address is its guest-physical one. */
 static void pv_set_pte(u64 *pte, u64 value) {
-    queued[nqueued++] = (struct pv_mmu_update){.ptr = (u64)pte, .value = value};
-    if (!lazy_mmu_active() || batch_full())
-        pv_mmu_flush();
+    queued[nqueued] = (struct pv_mmu_update){.ptr = (u64)pte, .value = value};
+    struct pv_multicall *last = ncalls ? &calls[ncalls - 1] : NULL;
+    if (last && last->op == PV_OP_MMU_UPDATE && last->args[0] + last->args[1] * sizeof(queued[0]) ==
+                                                    (u64)&queued[nqueued]) {
+        last->args[1]++;
+        nqueued++;
+        batch_added();
+    } else {
+        nqueued++;
+        batch_call(PV_OP_MMU_UPDATE, (u64)&queued[nqueued - 1], 1);
+    }
 }
 
-static void pv_invlpg(u64 va) {
-    queued_invlpg[ninvlpg++] = va;
-    if (!lazy_mmu_active() || batch_full())
-        pv_mmu_flush();
-}
+static void pv_invlpg(u64 va) { batch_call(PV_OP_INVLPG, va, 0); }
 
 static void pv_load_roots(u64 kernel_root, u64 user_root) {
     pv_mmu_flush();
@@ -202,16 +208,15 @@ static void pv_table_free(u64 frame) {
     pv_invlpg(frame);
 }
 
+/* Pinned once complete, unpinned before its frames are freed: in the batch, in that order. */
 static void pv_aspace_ready(u64 kernel_root, u64 user_root) {
-    pv_mmu_flush();
-    hypercall_checked(PV_OP_PIN_TABLE, kernel_root, 4, 0, "pin_table");
-    hypercall_checked(PV_OP_PIN_TABLE, user_root, 4, 0, "pin_table");
+    batch_call(PV_OP_PIN_TABLE, kernel_root, 4);
+    batch_call(PV_OP_PIN_TABLE, user_root, 4);
 }
 
 static void pv_aspace_release(u64 kernel_root, u64 user_root) {
-    pv_mmu_flush();
-    hypercall_checked(PV_OP_UNPIN_TABLE, kernel_root, 0, 0, "unpin_table");
-    hypercall_checked(PV_OP_UNPIN_TABLE, user_root, 0, 0, "unpin_table");
+    batch_call(PV_OP_UNPIN_TABLE, kernel_root, 0);
+    batch_call(PV_OP_UNPIN_TABLE, user_root, 0);
 }
 
 static u64 pv_fault_address(void) { return vcpu->fault_address; }
