@@ -1,6 +1,6 @@
-/* The raw x86-64 instructions the kernel uses, one inline function each. The privileged ones are
- * reached through the pvops table (pvops.h) except in the native implementation itself and in
- * the benchmarks that measure the instruction on purpose. */
+/* The raw x86-64 instructions the kernel uses, one inline function each, and the structures they
+ * take. The privileged and sensitive ones are used only by the native implementation of the pvops
+ * table (pvops_native.c): the rest of the kernel reaches them through the table (pvops.h). */
 #ifndef PGSIM_ARCH_H
 #define PGSIM_ARCH_H
 #include "types.h"
