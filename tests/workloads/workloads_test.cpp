@@ -102,7 +102,19 @@ TEST_P(GuestKernel, RejectsAWorkingSetTooSmallForTwoEntries) {
 
 TEST_P(GuestKernel, RejectsAnUnknownKey) {
     auto lines = expect_verdict(GetParam().run("bench=syscall speed=3"), false);
-    EXPECT_TRUE(has_line(lines, "command line: unknown key (expected bench, iters, ws): 'speed=3'"));
+    EXPECT_TRUE(has_line(lines, "command line: unknown key (expected bench, iters, ws, pvbatch): 'speed=3'"));
+}
+
+// pvbatch=N sizes the paravirtual page-table batches; natively it changes nothing.
+TEST_P(GuestKernel, PvbatchIsParsedAndChangesNothingNatively) {
+    auto lines = expect_verdict(GetParam().run("bench=forkwait iters=10 pvbatch=0"), false);
+    EXPECT_TRUE(has_line(lines, "command line: pvbatch must be between 1 and 256: 'pvbatch=0'"));
+    expect_verdict(GetParam().run("bench=forkwait iters=10 pvbatch=257"), false);
+    auto plain = without_timing(expect_verdict(GetParam().run("bench=forkwait iters=10"), true));
+    for (const char* batch : {"pvbatch=1", "pvbatch=256"})
+        EXPECT_EQ(without_timing(expect_verdict(GetParam().run(std::string("bench=forkwait iters=10 ") + batch), true)),
+                  plain)
+            << batch;
 }
 
 TEST_P(GuestKernel, OutputIsTheSameOnEveryRunApartFromTiming) {

@@ -1,6 +1,6 @@
-/* The raw x86-64 instructions the kernel uses, one inline function each. The privileged ones are
- * reached through the pvops table (pvops.h) except in the native implementation itself and in
- * the benchmarks that measure the instruction on purpose. */
+/* The raw x86-64 instructions the kernel uses, one inline function each, and the structures they
+ * take. The privileged and sensitive ones are used only by the native implementation of the pvops
+ * table (pvops_native.c): the rest of the kernel reaches them through the table (pvops.h). */
 #ifndef PGSIM_ARCH_H
 #define PGSIM_ARCH_H
 #include "types.h"
@@ -27,6 +27,22 @@ struct __attribute__((packed)) dtr {
     u16 limit;
     u64 base;
 };
+
+/* An IDT gate (64-bit): a 64-bit interrupt gate (type 0xE) clears IF on entry. */
+struct __attribute__((packed)) idt_gate {
+    u16 offset_low;
+    u16 selector;
+    u8 ist;
+    u8 type_attr;
+    u16 offset_mid;
+    u32 offset_high;
+    u32 reserved;
+};
+#define GATE_PRESENT 0x80
+#define GATE_TYPE_MASK 0x0F
+#define GATE_TYPE_INTERRUPT 0x0E
+#define GATE_INTERRUPT (GATE_PRESENT | GATE_TYPE_INTERRUPT)
+#define GATE_DPL3 0x60
 
 static inline struct cpuid_regs cpuid(u32 leaf, u32 subleaf) {
     struct cpuid_regs r;

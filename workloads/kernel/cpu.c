@@ -1,5 +1,6 @@
-/* Descriptor tables (GDT with the TSS, IDT), the SYSCALL MSRs, and the checks a kernel makes on
- * them at boot: it runs in ring 0 and the CPU reports the tables it loaded. */
+/* Descriptor tables (GDT with the TSS, IDT), the SYSCALL entry, and the checks a kernel makes on
+ * them at boot: it runs in ring 0 and the CPU reports the tables it loaded (paravirtually: the
+ * hypervisor says the virtual ring and accepted the trap table). */
 #include "kernel.h"
 
 /* 64-bit TSS: only RSP0 matters (the kernel stack for interrupts from ring 3). */
@@ -12,19 +13,6 @@ struct __attribute__((packed)) tss64 {
     u16 reserved3;
     u16 iomap_base;
 };
-
-/* An IDT gate: a 64-bit interrupt gate (type 0xE) clears IF on entry. */
-struct __attribute__((packed)) idt_gate {
-    u16 offset_low;
-    u16 selector;
-    u8 ist;
-    u8 type_attr;
-    u16 offset_mid;
-    u32 offset_high;
-    u32 reserved;
-};
-#define GATE_INTERRUPT 0x8E
-#define GATE_DPL3 0x60
 
 /* The accessed bits are preset (types 0x9B/0x93, as Linux does): the processor would set them on
  * the first segment load, and emulators differ in whether they write that back.
@@ -50,7 +38,7 @@ u64 syscall_kernel_rsp;
 
 extern const char trap_stubs[]; /* entry.S: 16 bytes per vector */
 #define TRAP_STUB(v) ((u64)trap_stubs + 16 * (u64)(v))
-extern char syscall_entry[];
+extern void syscall_entry(void);
 
 static void set_gate(int vector, u64 handler, u8 attr) {
     idt[vector] = (struct idt_gate){
@@ -66,31 +54,14 @@ static void install_tss_descriptor(void) {
     gdt[TSS_SEL / 8 + 1] = base >> 32;
 }
 
-static void reload_segments(void) {
-    /* A far return reloads CS; the data segments follow. */
-    __asm__ volatile("pushq %0\n\t"
-                     "leaq 1f(%%rip), %%rax\n\t"
-                     "pushq %%rax\n\t"
-                     "lretq\n"
-                     "1:\n\t"
-                     "mov %1, %%ds\n\t"
-                     "mov %1, %%es\n\t"
-                     "mov %1, %%ss\n\t"
-                     :
-                     : "i"((u64)KERNEL_CS), "r"((u64)KERNEL_DS)
-                     : "rax", "memory");
-}
-
 static void boot_checks(void) {
     /* Ring 0: the RPL of CS is the current privilege level. */
-    u16 cs = read_cs();
+    u16 cs = pvops.code_selector();
     kprintf("check: cs=0x%x cpl=%u\n", cs, cs & 3);
     CHECK((cs & 3) == 0, "ring0");
-    struct dtr seen;
-    sgdt(&seen);
-    CHECK(seen.base == gdtr.base && seen.limit == gdtr.limit, "sgdt");
-    sidt(&seen);
-    CHECK(seen.base == idtr.base && seen.limit == idtr.limit, "sidt");
+    const char *failed = pvops.check_descriptor_tables(&gdtr, &idtr);
+    if (failed)
+        check_failed(failed);
     kprintf("check: gdt=0x%lx/%u idt=0x%lx/%u as loaded\n", gdtr.base, gdtr.limit, idtr.base,
             idtr.limit);
 }
@@ -98,9 +69,7 @@ static void boot_checks(void) {
 void cpu_init(void) {
     install_tss_descriptor();
     gdtr = (struct dtr){.limit = sizeof(gdt) - 1, .base = (u64)gdt};
-    pvops.load_gdt(&gdtr);
-    reload_segments();
-    pvops.load_tr(TSS_SEL);
+    pvops.load_segments(&gdtr, TSS_SEL);
 
     for (int v = 0; v < 256; v++)
         set_gate(v, TRAP_STUB(v), GATE_INTERRUPT);
@@ -109,16 +78,15 @@ void cpu_init(void) {
     idtr = (struct dtr){.limit = sizeof(idt) - 1, .base = (u64)idt};
     pvops.load_idt(&idtr);
 
-    /* SYSCALL enters at CS 0x08; SYSRET returns to CS 0x18+16 = 0x2B, SS 0x18+8 = 0x23. */
-    wrmsr(MSR_STAR, ((u64)(USER_CS32 & ~3) << 48) | ((u64)KERNEL_CS << 32));
-    wrmsr(MSR_LSTAR, (u64)syscall_entry);
-    wrmsr(MSR_FMASK, RFLAGS_IF | (1UL << 10) /* DF */ | (1UL << 8) /* TF */ | (1UL << 18) /* AC */);
-    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
+    pvops.syscall_init(syscall_entry);
 
     boot_checks();
 }
 
+/* Where the CPU switches stacks on an interrupt from ring 3. */
+void native_set_kernel_stack(u64 top) { tss.rsp[0] = top; }
+
 void cpu_set_kernel_stack(u64 top) {
-    tss.rsp[0] = top;
+    pvops.set_kernel_stack(top);
     syscall_kernel_rsp = top;
 }

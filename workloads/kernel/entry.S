@@ -1,5 +1,8 @@
-/* Entry and exit paths: interrupt and exception stubs, the SYSCALL entry, the two ways back
- * (IRETQ, SYSRETQ) and the kernel-stack switch. The frame layout is struct trapframe (kernel.h). */
+/* Entry and exit paths: interrupt and exception stubs, the SYSCALL entry, the ways back (IRETQ,
+ * SYSRETQ, the paravirtual PV_OP_IRET) and the kernel-stack switch. The frame layout is struct
+ * trapframe (kernel.h). Paravirtually the hypervisor enters the stubs through the trap table and
+ * syscall_entry as the SYSCALL callback, with the same frames and registers. */
+#include "pv_abi.h"
 
 #define USER_CS 0x2B
 #define USER_DS 0x23
@@ -64,7 +67,7 @@ trap_common:
     cld
     PUSH_GPRS
     mov %rsp, %rdi
-    call trap_dispatch     /* does not return: it leaves through trapret_* */
+    call trap_dispatch     /* does not return: it leaves through pvops.trap_return */
     ud2
 
 /* SYSCALL: RCX = user RIP, R11 = user RFLAGS, RSP still the user's. Interrupts are off (FMASK). */
@@ -84,23 +87,35 @@ syscall_entry:
     call syscall_dispatch
     ud2
 
-/* trapret_iret(tf): restore the frame and return with IRETQ (any privilege level). */
-    .globl trapret_iret
-trapret_iret:
+/* native_trapret_iret(tf): restore the frame and return with IRETQ (any privilege level). */
+    .globl native_trapret_iret
+native_trapret_iret:
     mov %rdi, %rsp
     POP_GPRS
     add $16, %rsp          /* vector, error */
     iretq
 
-/* trapret_sysret(tf): return to ring 3 with SYSRETQ; RCX and R11 carry RIP and RFLAGS. */
-    .globl trapret_sysret
-trapret_sysret:
+/* native_trapret_sysret(tf): return to ring 3 with SYSRETQ; RCX and R11 carry RIP and RFLAGS. */
+    .globl native_trapret_sysret
+native_trapret_sysret:
     mov %rdi, %rsp
     POP_GPRS
     mov 16(%rsp), %rcx     /* rip */
     mov 32(%rsp), %r11     /* rflags */
     mov 40(%rsp), %rsp     /* user rsp */
     sysretq
+
+/* pv_trapret(tf): the paravirtual return (any virtual ring): restore the frame, put RAX below the
+ * hardware frame (struct pv_iret_frame) and ask the hypervisor to pop it; no IRETQ. */
+    .globl pv_trapret
+pv_trapret:
+    mov %rdi, %rsp
+    POP_GPRS
+    add $8, %rsp           /* vector; the error code's slot takes RAX */
+    mov %rax, (%rsp)
+    mov $PV_OP_IRET, %eax
+    vmcall
+    ud2                    /* the hypervisor refused the frame */
 
 /* swtch(&old_rsp, new_rsp): save the callee-saved registers, switch kernel stacks. */
     .globl swtch

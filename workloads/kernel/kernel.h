@@ -38,12 +38,13 @@ struct trapframe {
 void console_init(void);
 void console_write(const char *s, usize n);
 void console_write_raw(const char *s, usize n);
+void native_console_write(const char *s, usize n); /* the UART */
 void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- platform.c ---- */
 void platform_init(void);
-void apic_timer_start(void);
-void apic_eoi(void);
+void native_timer_start(void); /* the local APIC's periodic timer */
+void native_timer_ack(void);   /* its EOI */
 u64 fwcfg_ram_bytes(void);
 u32 fwcfg_cpu_count(void);
 NORETURN void machine_exit(bool passed, const char *reason);
@@ -53,6 +54,7 @@ NORETURN void check_failed(const char *name);
 /* ---- cpu.c ---- */
 void cpu_init(void);
 void cpu_set_kernel_stack(u64 top);
+void native_set_kernel_stack(u64 top); /* TSS.RSP0 */
 extern u64 syscall_kernel_rsp; /* entry.S switches to it on SYSCALL */
 
 /* ---- mm.c ---- */
@@ -69,9 +71,11 @@ u64 frames_in_use(void);
 u64 *kernel_scratch_pte(void); /* the PTE of the kernel's one scratch page */
 extern u64 clock_frame;        /* holds the timer-tick count ring 3 reads at USER_CLOCK_PAGE */
 #define KERNEL_SCRATCH_VA 0x3FFFF000UL
-u64 aspace_create(void);
-u64 aspace_clone(u64 pml4);
-void aspace_destroy(u64 pml4);
+/* An address space is a root (PML4) and, where pvops.separate_user_root says ring 3 runs on a root
+ * of its own (direct paging), a user root holding only the user's mappings (0 otherwise). */
+u64 aspace_create(u64 *user_root);
+u64 aspace_clone(u64 pml4, u64 *user_root);
+void aspace_destroy(u64 pml4, u64 user_root);
 u64 *aspace_pte(u64 pml4, u64 va, bool create);
 bool handle_page_fault(struct trapframe *tf, u64 addr);
 bool user_readable(u64 va, u64 len);
@@ -84,6 +88,7 @@ struct proc {
     enum proc_state state;
     struct proc *parent;
     u64 pml4;              /* physical address of the address space */
+    u64 user_pml4;         /* its user root, or 0 (see aspace_create) */
     u64 kstack;            /* base of the 8 KiB kernel stack */
     u64 context;           /* saved kernel RSP while switched out */
     struct trapframe *tf;  /* the user frame at the top of the kernel stack */
@@ -128,8 +133,9 @@ int strncmp(const char *a, const char *b, usize n);
 /* entry.S */
 void swtch(u64 *save_rsp, u64 new_rsp);
 void proc_first_return(void);
-NORETURN void trapret_iret(struct trapframe *tf);
-NORETURN void trapret_sysret(struct trapframe *tf);
+NORETURN void native_trapret_iret(struct trapframe *tf);
+NORETURN void native_trapret_sysret(struct trapframe *tf);
+NORETURN void pv_trapret(struct trapframe *tf); /* the return by hypercall (PV_OP_IRET) */
 extern char __kernel_start[], __kernel_end[], __user_start[], __user_end[], __user_image_phys[];
 
 #endif

@@ -1,5 +1,5 @@
 /* kmain: boot, the checks, and the workload named on the Multiboot command line
- * (bench=NAME iters=N ws=BYTES). */
+ * (bench=NAME iters=N ws=BYTES pvbatch=N). */
 #include "kernel.h"
 
 #define MULTIBOOT_LOADER_MAGIC 0x2BADB002
@@ -77,8 +77,13 @@ static void parse_cmdline(const char *s) {
             if (!parse_u64(val, vlen, &run_ws) || run_ws < 16 ||
                 run_ws > USER_HEAP_END - USER_HEAP_BASE)
                 bad_cmdline("ws must be between 16 and 268435456 bytes", tok, n);
+        } else if (klen == 7 && !strncmp(tok, "pvbatch", 7)) {
+            u64 batch;
+            if (!parse_u64(val, vlen, &batch) || batch == 0 || batch > PVBATCH_MAX)
+                bad_cmdline("pvbatch must be between 1 and 256", tok, n);
+            pv_set_batch_size(batch);
         } else {
-            bad_cmdline("unknown key (expected bench, iters, ws)", tok, n);
+            bad_cmdline("unknown key (expected bench, iters, ws, pvbatch)", tok, n);
         }
     }
 }
@@ -112,6 +117,7 @@ static bool runs_in_kernel(enum workload w) {
 }
 
 void kmain(u32 magic, u32 info) {
+    pvops_select(); /* before the first privileged operation: console_init's port I/O */
     console_init();
     kprintf("pgsim-kernel: booting\n");
     if (magic != MULTIBOOT_LOADER_MAGIC)
@@ -128,11 +134,11 @@ void kmain(u32 magic, u32 info) {
 
     cpu_init();
     platform_init();
-    pvops_init();
+    pvops_report();
     mm_init((u64)__kernel_end, ram_end);
     proc_init();
     check_interrupt_state();
-    apic_timer_start();
+    pvops.timer_start();
 
     parse_cmdline(cmdline);
     if (run_workload == WORKLOAD_COUNT) {

@@ -3,7 +3,12 @@
  * Every address space shares the kernel's identity map (PDPT slots 0 and 3, supervisor-only) and
  * has its own PDPT slot 1 (0x40000000-0x7FFFFFFF) for ring 3: the program image read-only at
  * 0x40000000, then heap and stack pages that are allocated, zeroed, on first touch. Fork shares
- * the private pages read-only (PTE_COW) and the first write to one copies it. */
+ * the private pages read-only (PTE_COW) and the first write to one copies it.
+ *
+ * Paravirtually (direct paging, pvops_pv.c) the kernel runs at CPL 3, where supervisor-only means
+ * nothing: the identity map is the kernel root's (slot 0 only, 4 KiB pages, page tables read-only)
+ * and each address space adds a user root whose only entry is the same slot 1. Fork, exit and
+ * copy-on-write update page tables in lazy MMU mode, so that their updates go in batches. */
 #include "kernel.h"
 
 extern u64 boot_pml4[512], boot_pd0[512];
@@ -22,10 +27,14 @@ static u8 frame_refs[MAX_FRAMES];
 void mm_init(u64 first_free, u64 end) {
     next_frame = (first_free + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
     frames_end = end & ~(PAGE_SIZE - 1);
-    kernel_pml4 = (u64)boot_pml4;
-    /* The last 2 MiB of the first GiB become 4 KiB pages: the kernel's scratch mapping. */
-    pvops.set_pte(&boot_pd0[511], (u64)scratch_pt | PTE_P | PTE_W);
-    pvops.invlpg(KERNEL_SCRATCH_VA);
+    if (pvops.separate_user_root) {
+        pv_mm_init(frames_end); /* the kernel root, with the scratch page table in it */
+    } else {
+        kernel_pml4 = (u64)boot_pml4;
+        /* The last 2 MiB of the first GiB become 4 KiB pages: the kernel's scratch mapping. */
+        pvops.set_pte(&boot_pd0[511], (u64)scratch_pt | PTE_P | PTE_W);
+        pvops.invlpg(KERNEL_SCRATCH_VA);
+    }
     clock_frame = frame_alloc();
 }
 
@@ -69,7 +78,8 @@ static bool is_shared(u64 va) {
     return (va >= USER_TEXT_BASE && va < (u64)__user_end) || va == USER_CLOCK_PAGE;
 }
 
-/* The user PTE for va (which must be in PDPT slot 1), creating the tables on the way if asked. */
+/* The user PTE for va (which must be in PDPT slot 1), creating the tables on the way if asked.
+ * A new table's link is made at once (mmu_flush), even in lazy MMU mode: the walk reads it back. */
 u64 *aspace_pte(u64 pml4, u64 va, bool create) {
     u64 *table = (u64 *)pml4;
     for (int level = 3; level > 0; level--) {
@@ -77,23 +87,33 @@ u64 *aspace_pte(u64 pml4, u64 va, bool create) {
         if (!(*entry & PTE_P)) {
             if (!create)
                 return NULL;
-            pvops.set_pte(entry, frame_alloc() | TABLE_FLAGS);
+            pvops.set_pte(entry, pvops.table_alloc() | TABLE_FLAGS);
+            pvops.mmu_flush();
         }
         table = (u64 *)(*entry & PTE_ADDR);
     }
     return &table[IDX(va, 0)];
 }
 
-u64 aspace_create(void) {
-    u64 pml4 = frame_alloc(), pdpt = frame_alloc();
-    u64 *kernel_pdpt = (u64 *)(boot_pml4[0] & PTE_ADDR);
+u64 aspace_create(u64 *user_root) {
+    u64 pml4 = pvops.table_alloc(), pdpt = pvops.table_alloc();
+    u64 *kernel_pdpt = (u64 *)(((u64 *)kernel_pml4)[0] & PTE_ADDR);
     pvops.set_pte(&((u64 *)pml4)[0], pdpt | TABLE_FLAGS);
     pvops.set_pte(&((u64 *)pdpt)[0], kernel_pdpt[0]);
     pvops.set_pte(&((u64 *)pdpt)[3], kernel_pdpt[3]);
+    pvops.mmu_flush(); /* the walks below read these links back */
     u64 image = (u64)__user_image_phys;
     for (u64 va = USER_TEXT_BASE; va < (u64)__user_end; va += PAGE_SIZE)
         pvops.set_pte(aspace_pte(pml4, va, true), (image + va - USER_TEXT_BASE) | PTE_P | PTE_U);
     pvops.set_pte(aspace_pte(pml4, USER_CLOCK_PAGE, true), clock_frame | PTE_P | PTE_U);
+    *user_root = 0;
+    if (pvops.separate_user_root) { /* the user slot's PD exists: the image is mapped */
+        u64 user_pml4 = pvops.table_alloc(), user_pdpt = pvops.table_alloc();
+        pvops.set_pte(&((u64 *)user_pml4)[0], user_pdpt | TABLE_FLAGS);
+        pvops.set_pte(&((u64 *)user_pdpt)[1], ((u64 *)pdpt)[1]);
+        *user_root = user_pml4;
+    }
+    pvops.aspace_ready(pml4, *user_root);
     return pml4;
 }
 
@@ -139,14 +159,18 @@ static bool copy_on_write(u64 page) {
         page_unref(frame);
         frame = copy;
     }
+    lazy_mmu_begin();
     pvops.set_pte(pte, frame | flags);
     pvops.invlpg(page);
+    lazy_mmu_end();
     return true;
 }
 
-u64 aspace_clone(u64 pml4) {
-    u64 child = aspace_create();
+u64 aspace_clone(u64 pml4, u64 *user_root) {
+    lazy_mmu_begin();
+    u64 child = aspace_create(user_root);
     for_each_user_page(pml4, share_page, &child);
+    lazy_mmu_end();
     return child;
 }
 
@@ -155,18 +179,25 @@ static void free_page(u64 va, u64 *pte, void *unused) {
         page_unref(*pte & PTE_ADDR);
 }
 
-void aspace_destroy(u64 pml4) {
+void aspace_destroy(u64 pml4, u64 user_root) {
+    lazy_mmu_begin();
+    pvops.aspace_release(pml4, user_root);
     for_each_user_page(pml4, free_page, NULL);
     u64 *pdpt = (u64 *)(((u64 *)pml4)[0] & PTE_ADDR);
     if (pdpt[1] & PTE_P) {
         u64 *pd = (u64 *)(pdpt[1] & PTE_ADDR);
         for (int i = 0; i < 512; i++)
             if (pd[i] & PTE_P)
-                frame_free(pd[i] & PTE_ADDR);
-        frame_free((u64)pd);
+                pvops.table_free(pd[i] & PTE_ADDR);
+        pvops.table_free((u64)pd);
     }
-    frame_free((u64)pdpt);
-    frame_free(pml4);
+    pvops.table_free((u64)pdpt);
+    pvops.table_free(pml4);
+    if (user_root) {
+        pvops.table_free(((u64 *)user_root)[0] & PTE_ADDR);
+        pvops.table_free(user_root);
+    }
+    lazy_mmu_end();
 }
 
 /* The pgfault benchmark's region: touching one of its two pages unmaps the other, so every

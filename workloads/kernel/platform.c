@@ -58,14 +58,14 @@ void platform_init(void) {
     kprintf("fw_cfg: ram=%lu MiB cpus=%u\n", fwcfg_ram_bytes() >> 20, fwcfg_cpu_count());
 }
 
-void apic_timer_start(void) {
+void native_timer_start(void) {
     apic_write(APIC_SVR, APIC_SVR_ENABLE | VEC_APIC_SPURIOUS);
     apic_write(APIC_TIMER_DIV, APIC_TIMER_DIV_16);
     apic_write(APIC_LVT_TIMER, APIC_TIMER_PERIODIC | VEC_TIMER);
     apic_write(APIC_TIMER_INIT, APIC_TIMER_COUNT);
 }
 
-void apic_eoi(void) { apic_write(APIC_EOI, 0); }
+void native_timer_ack(void) { apic_write(APIC_EOI, 0); }
 
 /* The last line of every run, then the exit device: status (v << 1) | 1, v = 0 on success. */
 void machine_exit(bool passed, const char *reason) {

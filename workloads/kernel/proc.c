@@ -51,10 +51,10 @@ static struct proc *proc_alloc(void) {
 
 static void proc_release(struct proc *p) {
     if (p->pml4 == active_pml4) {
-        pvops.write_cr3(kernel_pml4);
+        pvops.load_roots(kernel_pml4, 0);
         active_pml4 = kernel_pml4;
     }
-    aspace_destroy(p->pml4);
+    aspace_destroy(p->pml4, p->user_pml4);
     frame_free(p->kstack);
     p->state = PROC_FREE;
 }
@@ -63,7 +63,7 @@ struct proc *proc_spawn(u64 entry, u64 arg0, u64 arg1, u64 arg2) {
     struct proc *p = proc_alloc();
     if (!p)
         machine_exit(false, "process table full");
-    p->pml4 = aspace_create();
+    p->pml4 = aspace_create(&p->user_pml4);
     memset(p->tf, 0, sizeof(*p->tf));
     p->tf->rip = entry;
     p->tf->cs = USER_CS;
@@ -81,7 +81,7 @@ int proc_fork(struct trapframe *tf) {
     struct proc *child = proc_alloc();
     if (!child)
         return -1;
-    child->pml4 = aspace_clone(current->pml4);
+    child->pml4 = aspace_clone(current->pml4, &child->user_pml4);
     *child->tf = *tf;
     child->tf->rax = 0;
     child->parent = current;
@@ -91,7 +91,7 @@ int proc_fork(struct trapframe *tf) {
 }
 
 /* Called on the new process's kernel stack by proc_first_return. */
-NORETURN void proc_enter_user(struct trapframe *tf) { pvops.return_to_user(tf); }
+NORETURN void proc_enter_user(struct trapframe *tf) { pvops.trap_return(tf); }
 
 static void switch_to_scheduler(void) { swtch(&current->context, scheduler_context); }
 
@@ -196,13 +196,13 @@ void scheduler(void) {
         next->state = PROC_RUNNING;
         cpu_set_kernel_stack(next->kstack + PAGE_SIZE);
         if (active_pml4 != next->pml4) {
-            pvops.write_cr3(next->pml4);
+            pvops.load_roots(next->pml4, next->user_pml4);
             active_pml4 = next->pml4;
         }
         swtch(&scheduler_context, next->context);
         current = NULL;
     }
     if (active_pml4 != kernel_pml4)
-        pvops.write_cr3(kernel_pml4);
+        pvops.load_roots(kernel_pml4, 0);
     active_pml4 = kernel_pml4;
 }

@@ -1,56 +1,21 @@
-/* The native implementation of the privileged-operation table, the interrupt-state wrappers
- * with their checks, and the detection of a pgsim hypervisor. */
+/* The privileged-operation table the kernel runs with, its choice at boot, the interrupt-state
+ * wrappers with their check, and lazy MMU mode. */
 #include "kernel.h"
+#include "pv_abi.h"
 
-static u64 native_save_fl(void) { return read_rflags(); }
-static void native_restore_fl(u64 f) { __asm__ volatile("pushq %0; popfq" ::"r"(f) : "memory", "cc"); }
-static void native_irq_disable(void) { __asm__ volatile("cli" ::: "memory"); }
-static void native_irq_enable(void) { __asm__ volatile("sti" ::: "memory"); }
-static void native_write_cr3(u64 v) { __asm__ volatile("mov %0, %%cr3" ::"r"(v) : "memory"); }
-static void native_invlpg(u64 va) { __asm__ volatile("invlpg (%0)" ::"r"(va) : "memory"); }
-static void native_set_pte(u64 *pte, u64 v) { *(volatile u64 *)pte = v; }
-static void native_load_gdt(const struct dtr *d) { __asm__ volatile("lgdt %0" ::"m"(*d)); }
-static void native_load_idt(const struct dtr *d) { __asm__ volatile("lidt %0" ::"m"(*d)); }
-static void native_load_tr(u16 sel) { __asm__ volatile("ltr %0" ::"r"(sel)); }
-static u8 native_inb(u16 port) {
-    u8 v;
-    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-    return v;
-}
-static void native_outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
-static void native_outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" ::"a"(v), "Nd"(port)); }
-static void native_halt(void) { __asm__ volatile("hlt" ::: "memory"); }
+struct pvops pvops;
+static bool lazy_mmu;
+static bool hypervisor_found;
 
-/* A frame built by the SYSCALL entry goes back with SYSRETQ, every other one with IRETQ. */
-static NORETURN void native_return_to_user(struct trapframe *tf) {
-    if (tf->vector == VEC_FROM_SYSCALL)
-        trapret_sysret(tf);
-    trapret_iret(tf);
-}
-
-struct pvops pvops = {
-    .name = "native",
-    .save_fl = native_save_fl,
-    .restore_fl = native_restore_fl,
-    .irq_disable = native_irq_disable,
-    .irq_enable = native_irq_enable,
-    .write_cr3 = native_write_cr3,
-    .invlpg = native_invlpg,
-    .set_pte = native_set_pte,
-    .load_gdt = native_load_gdt,
-    .load_idt = native_load_idt,
-    .load_tr = native_load_tr,
-    .inb = native_inb,
-    .outb = native_outb,
-    .outw = native_outw,
-    .halt = native_halt,
-    .return_to_user = native_return_to_user,
-};
-
-/* CPUID leaf 0x40000000 carries a hypervisor's signature in EBX, ECX, EDX. */
-static bool pgsim_hypervisor_present(void) {
-    static const char signature[12] = {'p', 'g', 's', 'i', 'm', 'v', 'm', 'm', 0, 0, 0, 0};
-    struct cpuid_regs r = cpuid(0x40000000, 0);
+/* CPUID leaf 0x40000000 carries a hypervisor's signature in EBX, ECX, EDX and its highest leaf in
+ * EAX; CPUID.1:ECX[31] says a hypervisor is there at all. */
+bool pv_hypervisor_present(void) {
+    if (!(cpuid(1, 0).ecx & PV_CPUID_HYPERVISOR_BIT))
+        return false;
+    static const char signature[12] = PV_CPUID_SIGNATURE;
+    struct cpuid_regs r = cpuid(PV_CPUID_LEAF, 0);
+    if (r.eax < PV_CPUID_MAX_LEAF)
+        return false;
     u32 words[3] = {r.ebx, r.ecx, r.edx};
     const char *got = (const char *)words;
     for (int i = 0; i < 12; i++)
@@ -59,13 +24,32 @@ static bool pgsim_hypervisor_present(void) {
     return true;
 }
 
-void pvops_init(void) {
-    if (pgsim_hypervisor_present())
-        kprintf("hypervisor pgsim detected; paravirtual operations not built, using native\n");
+void pvops_select(void) {
+    if (pv_hypervisor_present()) {
+        hypervisor_found = true;
+        pvops = pv_pvops;
+        pv_start();
+    } else {
+        pvops = native_pvops;
+    }
+}
+
+void pvops_report(void) {
+    if (hypervisor_found)
+        kprintf("hypervisor pgsim detected\n");
     else
         kprintf("hypervisor: none detected\n");
     kprintf("pvops: %s\n", pvops.name);
 }
+
+void lazy_mmu_begin(void) { lazy_mmu = true; }
+
+void lazy_mmu_end(void) {
+    lazy_mmu = false;
+    pvops.mmu_flush();
+}
+
+bool lazy_mmu_active(void) { return lazy_mmu; }
 
 u64 irq_save(void) {
     u64 flags = pvops.save_fl();

@@ -20,15 +20,11 @@ static bool from_user(const struct trapframe *tf) { return (tf->cs & 3) == 3; }
 
 static NORETURN void kernel_fault(struct trapframe *tf) {
     kprintf("kernel fault: vector %lu (%s) error 0x%lx at rip 0x%lx cr2 0x%lx\n", tf->vector,
-            exception_name(tf->vector), tf->error, tf->rip, read_cr2());
+            exception_name(tf->vector), tf->error, tf->rip, pvops.fault_address());
     machine_exit(false, "fault in the kernel");
 }
 
-static NORETURN void leave(struct trapframe *tf) {
-    if (from_user(tf))
-        pvops.return_to_user(tf);
-    trapret_iret(tf);
-}
+static NORETURN void leave(struct trapframe *tf) { pvops.trap_return(tf); }
 
 /* A probe gets its fault back (probes.h): execution resumes at the address it left in R15, with
  * R14 = vector | (number of faults delivered so far << 8). */
@@ -83,14 +79,14 @@ static u64 do_syscall(struct trapframe *tf) {
 
 NORETURN void syscall_dispatch(struct trapframe *tf) {
     tf->rax = do_syscall(tf);
-    pvops.return_to_user(tf);
+    pvops.trap_return(tf);
 }
 
 NORETURN void trap_dispatch(struct trapframe *tf) {
     u64 v = tf->vector;
     if (v == VEC_TIMER) {
         ++*(volatile u64 *)clock_frame;
-        apic_eoi();
+        pvops.timer_ack();
         if (from_user(tf) && current) {
             preemptions++;
             yield(); /* preempt ring 3; the kernel itself is never preempted */
@@ -107,14 +103,14 @@ NORETURN void trap_dispatch(struct trapframe *tf) {
         leave(tf);
     }
     if (!from_user(tf)) {
-        if (v == VEC_PF && handle_page_fault(tf, read_cr2()))
+        if (v == VEC_PF && handle_page_fault(tf, pvops.fault_address()))
             leave(tf); /* the kernel touched a not-yet-present user page (SYS_WRITE) */
         if (kprobe_armed && tf->r15)
             resume_probe(tf, &kprobe_faults);
         kernel_fault(tf);
     }
     if (v == VEC_PF) {
-        u64 addr = read_cr2();
+        u64 addr = pvops.fault_address();
         if (handle_page_fault(tf, addr))
             leave(tf);
         deliver_to_user_probe(tf);
