@@ -75,7 +75,9 @@ uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool gl
     if (set[w].last_use < victim->last_use) victim = &set[w];
   }
   if (victim->valid) drop(*victim);
-  *victim = Entry{vpn, pcid, vpid, static_cast<uint8_t>(shift), global, true, ++clock_};
+  const bool listed = victim->listed;
+  *victim = Entry{vpn, pcid, vpid, static_cast<uint8_t>(shift), global, true, true, ++clock_};
+  if (!listed) occupied_.push_back(static_cast<uint32_t>(victim - entries_.data()));
   return 1ull << shift;
 }
 
@@ -97,21 +99,30 @@ void Tlb::invalidate_page(uint64_t linear, uint16_t pcid, uint16_t vpid) {
   }
 }
 
-void Tlb::flush(bool include_global, bool all_pcids, uint16_t pcid, uint16_t vpid) {
-  for (Entry& e : entries_) {
-    if (!e.valid || e.vpid != vpid) continue;
-    if (e.global ? include_global : (all_pcids || e.pcid == pcid)) drop(e);
+template <class Predicate>
+void Tlb::drop_occupied(Predicate drop_it) {
+  size_t kept = 0;
+  for (const uint32_t index : occupied_) {
+    Entry& e = entries_[index];
+    if (e.valid && drop_it(e)) drop(e);
+    if (e.valid) occupied_[kept++] = index;
+    else e.listed = false;
   }
+  occupied_.resize(kept);
+}
+
+void Tlb::flush(bool include_global, bool all_pcids, uint16_t pcid, uint16_t vpid) {
+  drop_occupied([&](const Entry& e) {
+    return e.vpid == vpid && (e.global ? include_global : (all_pcids || e.pcid == pcid));
+  });
 }
 
 void Tlb::flush_vpid(uint16_t vpid) {
-  for (Entry& e : entries_)
-    if (e.valid && e.vpid == vpid) drop(e);
+  drop_occupied([vpid](const Entry& e) { return e.vpid == vpid; });
 }
 
 void Tlb::flush_all() {
-  for (Entry& e : entries_)
-    if (e.valid) drop(e);
+  drop_occupied([](const Entry&) { return true; });
 }
 
 unsigned Tlb::valid_entries() const {

@@ -35,6 +35,7 @@ class Tlb {
     uint8_t page_shift = 12;
     bool global = false;
     bool valid = false;
+    bool listed = false;     // its index is in occupied_
     uint64_t last_use = 0;   // LRU stamp
   };
   // Told about every entry that leaves the TLB (eviction or invalidation): base and size.
@@ -74,6 +75,11 @@ class Tlb {
   unsigned sets_ = 0, ways_ = 0;
   std::vector<unsigned> shifts_;  // the page shifts held, largest first
   std::vector<Entry> entries_;    // sets_ * ways_
+  // The indices of the entries that may be valid, so that a flush visits those rather than every
+  // entry (a VMM flushes at each world switch, with most of a large L2 TLB empty).
+  std::vector<uint32_t> occupied_;
+  // Drops the entries `drop_it` selects among the occupied ones and forgets the empty ones.
+  template <class Predicate> void drop_occupied(Predicate drop_it);
   uint64_t clock_ = 0;
   EvictCallback on_evict_;
 };
