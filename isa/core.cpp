@@ -35,12 +35,14 @@ Core::~Core() = default;
 // ---- Execution loop -------------------------------------------------------------------------
 
 uint64_t Core::run(uint64_t max_instructions) {
-  uint64_t done = 0;
+  // Instructions retired by this call; an instruction that faults without a C++ exception
+  // (PreExecute::Fault) takes its count back, so the count is kept in counters_ alone.
+  const uint64_t start = counters_.retired;
   sync_mode();
-  while (done < max_instructions) {
+  while (counters_.retired - start < max_instructions) {
     try {
-      while (done < max_instructions) {
-        if (attention_ && !service_boundary()) return done;
+      while (counters_.retired - start < max_instructions) {
+        if (attention_ && !service_boundary()) return counters_.retired - start;
         // Fetch: the current code page is kept for the fast path (its soft-ITLB entry is valid).
         const uint64_t lin = (cs_base_ + state_.rip) & lin_mask_;
         const Insn* insn = nullptr;
@@ -56,7 +58,6 @@ uint64_t Core::run(uint64_t max_instructions) {
         next_rip_ = (state_.rip + insn->length) & ip_mask_;
         insn->handler(*this, *insn);
         state_.rip = next_rip_;
-        ++done;
         ++counters_.retired;
         ++counters_.by_class[static_cast<unsigned>(insn->cls)];
         ++(user_ ? counters_.retired_user : counters_.retired_kernel);
@@ -68,10 +69,10 @@ uint64_t Core::run(uint64_t max_instructions) {
         shutdown("fault " + std::to_string(nested.vector) + " escaped event delivery of fault " +
                  std::to_string(fault.vector));
       }
-      if (shutdown_) return done;
+      if (shutdown_) return counters_.retired - start;
     }
   }
-  return done;
+  return counters_.retired - start;
 }
 
 void Core::shutdown(const std::string& reason) {
@@ -104,7 +105,24 @@ void Core::mark(Insn& insn, uint64_t paddr) {
 }
 
 void Core::execute_marked(const Insn& insn) {
-  if (hook_->before_instruction(*this, insn) == PreExecute::Skip) return;
+  switch (hook_->before_instruction(*this, insn)) {
+    case PreExecute::Execute: break;
+    case PreExecute::Skip: return;
+    case PreExecute::Fault:
+      try {
+        handle_fault(pre_execute_fault_);
+      } catch (const Fault& nested) {  // as in run(): delivery itself must resolve nested faults
+        shutdown("fault " + std::to_string(nested.vector) + " escaped event delivery of fault " +
+                 std::to_string(pre_execute_fault_.vector));
+      }
+      // The run loop retires the instruction when this returns: take that back, as the mode the
+      // delivery left decides which count it adds to, and continue where delivery left RIP.
+      --counters_.retired;
+      --counters_.by_class[static_cast<unsigned>(insn.cls)];
+      --(user_ ? counters_.retired_user : counters_.retired_kernel);
+      next_rip_ = state_.rip;
+      return;
+  }
   insn.semantics(*this, insn);
   if (insn.has(kTraitSystem)) sync_mode();
   hook_->after_instruction(*this, insn);

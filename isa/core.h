@@ -119,6 +119,10 @@ class Core {
   // A marked instruction (TrapHook::wants_before): the hook's before_instruction(), the semantics
   // and the hook's after_instruction(). The core's entry point for such instructions.
   void execute_marked(const Insn& insn);
+  // For a hook's before_instruction() that returns PreExecute::Fault: the fault the instruction
+  // raises (a VMM that knows an instruction must trap on the state it gave the real CPU delivers
+  // the trap without the cost of unwinding one).
+  void fault_before_execute(const Fault& fault) { pre_execute_fault_ = fault; }
 
   // The instruction being executed, or the one that faulted while a TrapHook sees the fault;
   // nullptr when the fault came from fetching it (the VMM decodes from its RIP then).
@@ -312,6 +316,7 @@ class Core {
   bool irq_notified_ = false;
   bool single_step_pending_ = false;
   Fault last_fault_{0};
+  Fault pre_execute_fault_{0};
   uint64_t last_fault_rip_ = 0;
   bool shutdown_ = false;
   std::string shutdown_reason_;

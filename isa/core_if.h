@@ -83,6 +83,9 @@ class InterruptSource {
 enum class PreExecute : uint8_t {
   Execute,  // the core executes it as usual, then calls after_instruction()
   Skip,     // the hook carried it out itself (and set the next RIP): the core only retires it
+  Fault,    // it faults before doing anything, with the fault the hook gave Core::fault_before_execute():
+            // the core delivers it (through the hook's on_event first) without a C++ exception, and
+            // the instruction does not retire
 };
 
 // Interception point for the VMM and for tracing. Besides events, the hook sees the instructions

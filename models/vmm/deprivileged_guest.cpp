@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <Zydis/Zydis.h>
+
 #include "isa/system/descriptors.h"
 #include "isa/system/paging.h"
 #include "models/stats/stats.h"
@@ -503,6 +505,27 @@ void DeprivilegedGuest::interpret_until_direct(Core& real) {
     real.notify_interrupt();
   }
   real.request_stop();
+}
+
+// ---- Traps the real CPU certainly takes ---------------------------------------------------------
+
+std::optional<Fault> DeprivilegedGuest::certain_fault(const Insn& insn) {
+  switch (insn.mnemonic) {
+    case ZYDIS_MNEMONIC_SYSCALL:
+    case ZYDIS_MNEMONIC_SYSRET:
+      return Fault::ud();  // EFER.SCE clear (SDM vol. 2: checked before CPL)
+    case ZYDIS_MNEMONIC_CLI:
+    case ZYDIS_MNEMONIC_STI:
+      return Fault::gp(0);  // CPL > IOPL without VME or PVI
+    case ZYDIS_MNEMONIC_SWAPGS:
+      return std::nullopt;  // #UD outside 64-bit mode, where it decodes all the same
+    default:
+      break;
+  }
+  // Port I/O: CPL > IOPL and a TSS without an I/O permission bitmap. Privileged instructions
+  // check CPL first (require_cpl0; LLDT and LTR after protected mode, which the real CPU is in).
+  if (insn.has(kTraitPortIo) || insn.has(kTraitPrivileged)) return Fault::gp(0);
+  return std::nullopt;
 }
 
 // ---- Interrupts ------------------------------------------------------------------------------

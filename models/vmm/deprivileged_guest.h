@@ -48,6 +48,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,12 @@ class DeprivilegedGuest : private isa::InterruptSource {
     Refused,      // the guest reaches the VMM's memory: the run is stopped
   };
   PageFault handle_page_fault(isa::Core& real, const isa::Event& event);
+
+  // The fault the real CPU raises for `insn` before it does anything, on every real state
+  // project() gives it (CPL above 0 and above IOPL, EFER.SCE clear, no I/O permission bitmap, no
+  // VME or PVI): #UD for SYSCALL and SYSRET, #GP(0) for port I/O, CLI, STI and the instructions
+  // whose first check is CPL 0. nullopt for any other instruction (it may or may not fault).
+  static std::optional<isa::Fault> certain_fault(const isa::Insn& insn);
 
   // ---- Figures ---------------------------------------------------------------------------------
   uint64_t emulated() const { return emulated_; }

@@ -46,10 +46,15 @@ std::optional<TrapCause> TrapEmulateVmm::take_event(Core& real, const Event& eve
 }
 
 bool TrapEmulateVmm::wants_before(const Insn& insn, uint64_t) {
-  return leak_detector_ && leak_detector_->watches(insn);
+  return leak_detector_ && (leak_detector_->watches(insn) || DeprivilegedGuest::certain_fault(insn));
 }
 
 PreExecute TrapEmulateVmm::before_instruction(Core& real, const Insn& insn) {
+  if (const std::optional<Fault> fault = DeprivilegedGuest::certain_fault(insn)) {
+    // It traps on the real CPU: delivered as the fault it raises, without unwinding one.
+    real.fault_before_execute(*fault);
+    return PreExecute::Fault;
+  }
   ++pre_execute_calls_;
   leak_detector_->before(real, insn);
   return PreExecute::Execute;
