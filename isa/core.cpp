@@ -268,6 +268,11 @@ void Core::invalidate_page(uint64_t linear) {
   if (translator_) translator_->invalidate_page(linear);
 }
 
+void Core::invalidate_page_all_contexts(uint64_t linear) {
+  drop_soft_tlb(linear & ~0xFFFull);
+  if (translator_) translator_->invalidate_page_all_contexts(linear);
+}
+
 void Core::flush_tlbs(bool include_global) {
   flush_soft_tlb();
   if (translator_) translator_->flush(include_global);

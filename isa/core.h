@@ -192,6 +192,9 @@ class Core {
   void flush_soft_tlb();
   // INVLPG: the soft TLB and the Translator drop the page.
   void invalidate_page(uint64_t linear);
+  // The same for the page's translations under every PCID (a VMM dropping a shadow entry of an
+  // address space that is not the current one).
+  void invalidate_page_all_contexts(uint64_t linear);
   // CR3 load / global flush: the soft TLB and the Translator flush.
   void flush_tlbs(bool include_global);
   // Physical memory was written behind the core's back (DMA, loaders): drop decoded code there.

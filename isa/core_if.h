@@ -49,6 +49,9 @@ class Translator {
                                 AccessOrigin origin) = 0;
   // INVLPG / INVPCID of one page: the modeled TLBs drop it.
   virtual void invalidate_page(uint64_t linear) = 0;
+  // INVPCID of one address in every context (type 0 for each PCID): the modeled TLBs drop the page
+  // whatever PCID it was cached under. Without PCIDs the same as invalidate_page.
+  virtual void invalidate_page_all_contexts(uint64_t linear) { invalidate_page(linear); }
   // MOV CR3 / CR0 / CR4 side effects: drop every non-global entry (or every entry).
   virtual void flush(bool include_global) = 0;
 };

@@ -226,6 +226,12 @@ void Mmu::invalidate_page(uint64_t linear) {
   walk_cache_.flush_vpid(vpid);
 }
 
+void Mmu::invalidate_page_all_contexts(uint64_t linear) {
+  const uint16_t vpid = current_vpid();
+  for (Tlb* tlb : {&l1i_, &l1d_, &l2_}) tlb->invalidate_page_all_pcids(linear, vpid);
+  walk_cache_.flush_vpid(vpid);
+}
+
 void Mmu::note_paging_state() {
   if (!core_) return;
   const bool on = core_->state().paging();

@@ -86,6 +86,7 @@ class Mmu : public isa::Translator, private isa::WalkObserver {
   isa::Translation translate(const isa::CpuState& state, uint64_t linear, isa::AccessKind kind,
                              bool user, isa::AccessOrigin origin) override;
   void invalidate_page(uint64_t linear) override;
+  void invalidate_page_all_contexts(uint64_t linear) override;
   void flush(bool include_global) override;
 
   // VMX non-root operation with EPT (the VMM's VM entry): translations from now on are the

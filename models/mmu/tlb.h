@@ -57,6 +57,8 @@ class Tlb {
 
   // INVLPG: drops the entries of `vpid` that translate `linear` for `pcid`, and global ones.
   void invalidate_page(uint64_t linear, uint16_t pcid, uint16_t vpid = 0);
+  // Drops the entries of `vpid` that translate `linear` under any PCID.
+  void invalidate_page_all_pcids(uint64_t linear, uint16_t vpid = 0);
   // Drops every entry of `pcid` (all PCIDs when `all_pcids`) of `vpid`, global ones too when asked.
   void flush(bool include_global, bool all_pcids = true, uint16_t pcid = 0, uint16_t vpid = 0);
   // INVVPID single-context: drops every entry of `vpid`, global ones included.

@@ -106,14 +106,16 @@ void DeprivilegedGuest::attach(Core& real) {
   vcpu_->set_vmm_memory(machine_.vmm_memory_base, machine_.vmm_memory_size);
   vcpu_->on_invalidate_page = [this](uint64_t linear) {
     shadow_->invalidate_page(linear);
-    real_->invalidate_page(linear);
+    real_->invalidate_page_all_contexts(linear);  // every shadow dropped it
     const uint64_t gdt_first = gdt_view_.base >> 12, page = linear >> 12;
     if (page >= gdt_first && page - gdt_first < gdt_pages_.size()) gdt_stale_ = true;  // may be remapped
   };
   vcpu_->before_write = [this](uint64_t paddr, unsigned size, uint64_t value) {
     before_guest_write(paddr, size, value);
   };
-  shadow_->on_leaf_changed = [this](uint64_t linear) { real_->invalidate_page(linear); };
+  // A dropped leaf may belong to a shadow other than the current one: its page leaves the real
+  // TLBs under every PCID.
+  shadow_->on_leaf_changed = [this](uint64_t linear) { real_->invalidate_page_all_contexts(linear); };
   guest_cr0_ = vcpu_->state().cr0;  // the shadows are built for these
   guest_cr4_ = vcpu_->state().cr4;
   write_vmm_structures();
@@ -322,9 +324,10 @@ void DeprivilegedGuest::project(Core& real) {
   for (unsigned s = 0; s < kNumSegRegs; ++s) r.seg[s] = vcpu_->real_segment(v, static_cast<SegReg>(s));
 
   r.cr0 = (v.cr0 & (CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_AM)) | CR0_PE | CR0_PG | CR0_WP;
-  r.cr4 = CR4_PAE | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_TSD));
+  r.cr4 = CR4_PAE | (options_.use_pcid ? CR4_PCIDE : 0) | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_TSD));
   r.efer = EFER_LME | EFER_LMA | EFER_NXE;  // no SCE: SYSCALL and SYSRET trap (#UD)
-  r.cr3 = shadow_root(vcpu_->cpl() == 3);
+  const uint64_t root = shadow_root(vcpu_->cpl() == 3);
+  r.cr3 = root | (options_.use_pcid ? shadow_->pcid(root) : 0);
   r.cr2 = v.cr2;
   r.cr8 = v.cr8;
   r.dr = v.dr;
@@ -341,7 +344,10 @@ void DeprivilegedGuest::project(Core& real) {
   r.tsc_aux = v.tsc_aux;
   r.apic_base = v.apic_base;
   real.sync_mode();
-  if (shadow_->take_dropped() || tlbs_stale_ || r.cr3 != old_cr3) real.flush_tlbs(true);
+  // Switching between live shadows flushes the real TLBs only without PCIDs; with them each shadow's
+  // entries stay tagged by its own PCID (the soft TLB, a host-side cache, follows CR3 anyway).
+  const bool switch_flushes = !options_.use_pcid && r.cr3 != old_cr3;
+  if (shadow_->take_dropped() || tlbs_stale_ || switch_flushes) real.flush_tlbs(true);
   tlbs_stale_ = false;
   expected_ = privileged_of(r);
   // Let a waiting interrupt in (the real CPU itself honours the STI/MOV SS interrupt shadow).

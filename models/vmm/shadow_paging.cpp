@@ -23,6 +23,7 @@ ShadowPager::ShadowPager(isa::PhysicalBus& bus, uint64_t pool_base, uint64_t poo
                          uint64_t vmm_area, uint64_t vmm_area_frames)
     : bus_(bus), cached_roots_(std::max(1u, cached_roots)) {
   for (uint64_t f = pool_frames; f-- > 0;) free_frames_.push_back(pool_base + f * 4096);
+  for (uint16_t pcid = 4095; pcid >= 1; --pcid) free_pcids_.push_back(pcid);
   if (pool_frames < 16 || !table(pool_base) || !table(pool_base + (pool_frames - 1) * 4096))
     throw std::invalid_argument("trap_emulate: the VMM needs RAM for its shadow page tables at " + hex(pool_base) +
                                 " (" + std::to_string(pool_frames) + " frames), above guest RAM");
@@ -59,6 +60,8 @@ void ShadowPager::release(Shadow& s, const Key& key) {
   for (uint64_t f : s.frames) free_frames_.push_back(f);
   counters_.table_frames -= s.frames.size();
   s.frames.clear();
+  if (s.pcid) free_pcids_.push_back(s.pcid);
+  s.pcid = 0;
 }
 
 ShadowPager::Shadow& ShadowPager::create(const Key& key) {
@@ -72,6 +75,10 @@ ShadowPager::Shadow& ShadowPager::create(const Key& key) {
   }
   Shadow& s = shadows_[key];
   s.root = allocate(s);
+  if (!free_pcids_.empty()) {
+    s.pcid = free_pcids_.back();
+    free_pcids_.pop_back();
+  }
   table(s.root)[index_at(kVmmLinearBase, 4)] = vmm_pdpt_ | kP | kRw;  // supervisor-only below
   lru_.push_front(key);
   return s;
@@ -101,6 +108,8 @@ uint64_t ShadowPager::paging_off_root() {
   lru_.push_front(kPagingOff);
   return it->second.root;
 }
+
+uint16_t ShadowPager::pcid(uint64_t root) { return owner_of(root).second.pcid; }
 
 std::map<ShadowPager::Key, ShadowPager::Shadow>::value_type& ShadowPager::owner_of(uint64_t root) {
   for (auto& owner : shadows_)

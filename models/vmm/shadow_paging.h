@@ -73,6 +73,11 @@ class ShadowPager {
   // guest's CR3 without its flag bits: the frame of its top-level table, or the 32-byte aligned
   // PDPT of PAE paging outside IA-32e mode.
   uint64_t root(uint64_t address_space, bool user_mode);
+  // The process-context identifier of the shadow whose root is `root`: each live shadow has its
+  // own (1-4095), so that a VMM on a CPU with PCIDs keeps the real TLB entries of the shadows it
+  // switches between, as a VMM on such a CPU would. A PCID is reused only after the shadow that
+  // had it was dropped, which take_dropped() reports (the real TLBs must then be flushed).
+  uint16_t pcid(uint64_t root);
   // The real CR3 while the guest's paging is off: a shadow that maps each linear address to the
   // same physical one (filled on hidden faults like any other). Entering it is no address-space
   // switch, and the first root() after it counts as a new one, not as a switch.
@@ -158,6 +163,7 @@ class ShadowPager {
   };
   struct Shadow {
     uint64_t root;                // physical address of the PML4
+    uint16_t pcid = 0;            // its process-context identifier (0: none free)
     std::vector<uint64_t> frames; // every table frame it uses (root included)
     std::map<uint64_t, Leaf> leaves;  // by linear page
     std::set<uint64_t> identity_2m;   // 2 MiB pages of the paging-off shadow (fill_identity_2m), by base
@@ -205,6 +211,7 @@ class ShadowPager {
 
   isa::PhysicalBus& bus_;
   std::vector<uint64_t> free_frames_;
+  std::vector<uint16_t> free_pcids_;  // process-context identifiers no live shadow holds
   unsigned cached_roots_;
   uint64_t vmm_pdpt_ = 0;  // the VMM area's PDPT, shared by every shadow
   std::map<Key, Shadow> shadows_;

@@ -62,6 +62,9 @@ struct VmmOptions {
   // vmm.deprivileged_cpl_prot32: the real CPL of the guest kernel in 32-bit protected mode (1, 2
   // or 3; IA-32e mode uses 3).
   unsigned deprivileged_cpl_prot32 = 1;
+  // mmu.tlb.pcid: the CPU has process-context identifiers, and a VMM gives each shadow address
+  // space its own, so that switching between them keeps their TLB entries.
+  bool use_pcid = false;
 };
 
 class Vmm {

@@ -23,6 +23,7 @@ vmm::VmmOptions vmm_options(const Config& c) {
   o.conceal_leaks = c.str("vmm.leak_policy") == "conceal";
   o.shadow_cached_roots = static_cast<unsigned>(c.u64("vmm.shadow.cached_roots"));
   o.deprivileged_cpl_prot32 = static_cast<unsigned>(c.u64("vmm.deprivileged_cpl_prot32"));
+  o.use_pcid = c.flag("mmu.tlb.pcid");
   return o;
 }
 
