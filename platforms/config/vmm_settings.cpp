@@ -15,6 +15,8 @@ vmm::VmmCosts vmm_costs(const Config& c) {
   k.interpret = c.u64("vmm.cost.interpret_cycles");
   k.soft_mmu = c.u64("vmm.cost.soft_mmu_cycles");
   k.device_model = c.u64("vmm.cost.device_model_cycles");
+  k.vmexit = c.u64("vmm.cost.vmexit_cycles");
+  k.vmentry = c.u64("vmm.cost.vmentry_cycles");
   return k;
 }
 
@@ -23,6 +25,10 @@ vmm::VmmOptions vmm_options(const Config& c) {
   o.conceal_leaks = c.str("vmm.leak_policy") == "conceal";
   o.shadow_cached_roots = static_cast<unsigned>(c.u64("vmm.shadow.cached_roots"));
   o.deprivileged_cpl_prot32 = static_cast<unsigned>(c.u64("vmm.deprivileged_cpl_prot32"));
+  o.tpr_shadow = c.flag("vmm.hw_assist.tpr_shadow");
+  o.vpid = c.flag("vmm.hw_assist.vpid");
+  o.ept_page_size = c.str("vmm.ept.page_size") == "4K" ? 4ull << 10 : c.str("vmm.ept.page_size") == "1G" ? 1ull << 30 : 2ull << 20;
+  o.ept_shuffled = c.str("vmm.ept.layout") == "shuffled";
   return o;
 }
 
