@@ -50,7 +50,7 @@ std::string hex(uint64_t v) {
 // The MSR bitmaps (SDM 25.6.9): read bitmap for low MSRs at 0, for high ones at 1 KiB; write
 // bitmaps at 2 and 3 KiB.
 void select_msr(PhysicalBus& bus, uint64_t bitmaps, uint32_t msr, bool read, bool write) {
-  for (const auto [selected, offset] : {std::pair{read, 0u}, std::pair{write, 2048u}}) {
+  for (const auto& [selected, offset] : {std::pair{read, 0u}, std::pair{write, 2048u}}) {
     if (!selected) continue;
     const uint64_t byte = bitmaps + offset + msr / 8;
     bus.write(byte, 1, bus.read(byte, 1) | (1u << (msr % 8)));
@@ -181,7 +181,7 @@ void HwAssistVmm::program_vmcs(const CpuState& boot) {
   proc |= options_.tpr_shadow ? PROC_USE_TPR_SHADOW : (PROC_CR8_LOAD_EXITING | PROC_CR8_STORE_EXITING);
   vmcs_.set(F::ProcBasedControls, proc);
   vmcs_.set(F::SecondaryProcBasedControls, PROC2_ENABLE_EPT | PROC2_UNRESTRICTED_GUEST | PROC2_ENABLE_RDTSCP |
-                                               PROC2_ENABLE_INVPCID | (options_.vpid ? PROC2_ENABLE_VPID : 0));
+                                               PROC2_ENABLE_INVPCID | (options_.vpid ? uint32_t{PROC2_ENABLE_VPID} : 0u));
   vmcs_.set(F::ExitControls, must_be_1(IA32_VMX_TRUE_EXIT_CTLS) | EXIT_HOST_ADDRESS_SPACE_SIZE |
                                  EXIT_ACK_INTERRUPT_ON_EXIT | EXIT_SAVE_EFER | EXIT_LOAD_EFER);
   vmcs_.set(F::EntryControls, must_be_1(IA32_VMX_TRUE_ENTRY_CTLS) | ENTRY_LOAD_EFER);

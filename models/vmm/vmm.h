@@ -56,7 +56,7 @@ struct Machine {
   isa::NestedPagingControl* nested_paging = nullptr;
   // The guest's RAM as [base, base + size) ranges of physical addresses (below and above the
   // 4 GiB hole); empty: [0, vmm_memory_base).
-  std::vector<std::pair<uint64_t, uint64_t>> guest_ram;
+  std::vector<std::pair<uint64_t, uint64_t>> guest_ram{};
 };
 
 // How a strategy behaves, beyond what it costs.

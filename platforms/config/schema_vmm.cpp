@@ -96,9 +96,6 @@ void declare_vmm(Schema& s) {
       why = strategy + " runs the guest's own page tables: vmm.paging must be none";
     if (!why.empty())
       c.fail("vmm.paging", "'" + paging + "' with vmm.strategy '" + strategy + "': " + why);
-    if (strategy == "hw_assist" && paging == "shadow")
-      c.fail("vmm.paging", "'shadow' with vmm.strategy 'hw_assist' is not implemented in this pgsim (hw_assist "
-                           "runs with nested paging)");
     if (paging == "nested" && c.str("vmm.ept.page_size") == "1G" && c.str("vmm.ept.layout") == "shuffled")
       c.fail("vmm.ept.layout", "1G EPT pages cannot map guest RAM in shuffled 2 MiB chunks: use "
                                "vmm.ept.layout: identity, or vmm.ept.page_size: 4K or 2M");

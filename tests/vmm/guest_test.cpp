@@ -9,9 +9,9 @@
 
 namespace {
 
-using test::figure;
-using test::GuestRun;
-using test::run;
+using pgsim::test::figure;
+using pgsim::test::GuestRun;
+using pgsim::test::run;
 
 TEST(GuestUnderVmm, InterpretGivesTheGuestOutputOfNativeWithNoTraps) {
   for (const std::string cmdline : {"bench=selftest", "bench=in iters=100"}) {

@@ -10,14 +10,14 @@
 
 namespace {
 
-using test::GuestRun;
-using test::run;
+using pgsim::test::GuestRun;
+using pgsim::test::run;
 
 const std::string kHwAssist = "hw_assist cpu.vmx=true";
 
 // A figure of the vmm-run line; 0 for an exit reason the run never met.
 int64_t figure(const GuestRun& r, const std::string& name) {
-  const uint64_t value = test::figure(r.figures, name);
+  const uint64_t value = pgsim::test::figure(r.figures, name);
   return value == ~0ull ? 0 : static_cast<int64_t>(value);
 }
 
