@@ -445,7 +445,7 @@ uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint
     return e.host + (lin & 0xFFF);
   }
   Translation t;
-  if (!state_.paging()) {
+  if (!state_.paging() && !(translator_ && translator_->translates_unpaged())) {
     t.ok = true;
     t.paddr = lin;
   } else {

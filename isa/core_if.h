@@ -54,6 +54,10 @@ class Translator {
   virtual void invalidate_page_all_contexts(uint64_t linear) { invalidate_page(linear); }
   // MOV CR3 / CR0 / CR4 side effects: drop every non-global entry (or every entry).
   virtual void flush(bool include_global) = 0;
+  // True while the addresses the core produces are guest-physical ones that still need a
+  // translation (nested paging): the core then calls translate() with paging off too, so that a
+  // guest in real or unpaged protected mode reaches memory through the EPT like a paged one.
+  virtual bool translates_unpaged() const { return false; }
 };
 
 // Sees every data access of the core after its translation, with the physical address: explicit

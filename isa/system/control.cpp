@@ -93,7 +93,9 @@ void write_cr3(Core& core, uint64_t v) {
 
 void write_cr4(Core& core, uint64_t v) {
   CpuState& s = core.state();
-  if (v & ~kCr4Implemented) throw Fault::gp(0);
+  // VMXE is set only by a VMM in VMX operation (the guest's loads keep it there, SDM 26.3 with
+  // the CR4 guest/host mask): it may stay set, never be set anew.
+  if (v & ~(kCr4Implemented | (s.cr4 & CR4_VMXE))) throw Fault::gp(0);
   if (s.long_mode_active()) {
     if (!(v & CR4_PAE)) throw Fault::gp(0);
     if ((v ^ s.cr4) & CR4_LA57) throw Fault::gp(0);  // LA57 cannot change in IA-32e mode

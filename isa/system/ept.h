@@ -13,11 +13,13 @@
 // stacks and sub-page write permissions.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 
 #include "isa/bus_if.h"
 #include "isa/cpu_state.h"
+#include "isa/fault.h"
 #include "isa/system/paging.h"
 
 namespace pgsim::isa {
@@ -187,6 +189,23 @@ class EptBuilder {
   unsigned levels_;
   uint64_t root_;
   unsigned tables_ = 0;
+};
+
+// How a VMM switches the platform's MMU into and out of nested paging at VM entry and VM exit
+// (models/mmu implements it; the VMM, plain C++, reaches it through this interface).
+class NestedPagingControl {
+ public:
+  // What the MMU calls when a translation of the guest stops at an EPT violation or
+  // misconfiguration: the VMM records the EPT exit and returns the fault that makes the core
+  // abandon the instruction (the VMM takes that event as the VM exit).
+  using EptExitHandler = std::function<Fault(const EptExit&)>;
+  virtual ~NestedPagingControl() = default;
+  // VM entry with EPT: translations are the guest's, through `ept`, tagged with `vpid`.
+  virtual void set_nested(const EptPointer& ept, uint16_t vpid, EptExitHandler on_exit) = 0;
+  // VM exit: translations are the host's again.
+  virtual void clear_nested() = 0;
+  // INVVPID single context: the linear and combined mappings of `vpid` are dropped.
+  virtual void invalidate_vpid(uint16_t vpid) = 0;
 };
 
 }  // namespace pgsim::isa

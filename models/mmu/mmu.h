@@ -70,12 +70,12 @@ struct MmuCounters {
   uint64_t l2_hit_cycles = 0;  // cycles charged for L2 TLB hits
 };
 
-class Mmu : public isa::Translator, private isa::WalkObserver {
+class Mmu : public isa::Translator, public isa::NestedPagingControl, private isa::WalkObserver {
  public:
   // What the core raises when a translation of the guest stops at an EPT violation or
   // misconfiguration: the VMM turns the EPT exit into its VM exit (reason 48 or 49) and chooses the
   // event that makes the core abandon the instruction.
-  using EptExitHandler = std::function<isa::Fault(const isa::EptExit&)>;
+  using EptExitHandler = isa::NestedPagingControl::EptExitHandler;
 
   // `caches` may be null: walk references then cost params.memory_latency each.
   Mmu(const MmuParams& params, isa::PhysicalBus& bus, CacheHierarchy* caches = nullptr);
@@ -88,19 +88,20 @@ class Mmu : public isa::Translator, private isa::WalkObserver {
   void invalidate_page(uint64_t linear) override;
   void invalidate_page_all_contexts(uint64_t linear) override;
   void flush(bool include_global) override;
+  bool translates_unpaged() const override { return nested_.has_value(); }
 
   // VMX non-root operation with EPT (the VMM's VM entry): translations from now on are the
   // guest's, through `ept`, tagged with `vpid` (0 when the VMM does not enable VPIDs, SDM 28.1).
   // The core's soft TLB is dropped, since it held the other side's translations. Throws
   // std::invalid_argument without a handler.
-  void set_nested(const isa::EptPointer& ept, uint16_t vpid, EptExitHandler on_exit);
+  void set_nested(const isa::EptPointer& ept, uint16_t vpid, EptExitHandler on_exit) override;
   // Back to root operation (the VM exit): translations are the host's, VPID 0.
-  void clear_nested();
+  void clear_nested() override;
   bool nested() const { return nested_.has_value(); }
   // INVVPID, single context (SDM 28.3.3.3): drops the linear and combined mappings of `vpid` from
   // the TLBs and the guest-dimension walk caches. Without VPIDs the VMM calls it with 0 at every
   // VM entry and VM exit (SDM 28.3.3.1), since host and guest then share VPID 0.
-  void invalidate_vpid(uint16_t vpid);
+  void invalidate_vpid(uint16_t vpid) override;
   // INVEPT (SDM 28.3.3.4): drops the guest-physical mappings (nested TLB, nested walk caches) and
   // every combined mapping (this model drops the linear mappings of every VPID with them, which
   // the SDM allows).

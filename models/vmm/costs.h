@@ -16,6 +16,8 @@ struct VmmCosts {
   uint64_t interpret = 30;      // fetching, decoding and dispatching one guest instruction in software
   uint64_t soft_mmu = 10;       // one guest data access through the interpreter's software MMU
   uint64_t device_model = 100;  // one guest device access served by the VMM's software device model
+  uint64_t vmexit = 250;        // a hardware VM exit (guest state saved, host state loaded)
+  uint64_t vmentry = 250;       // a hardware VM entry (checks, guest state loaded, event injected)
 };
 
 }  // namespace pgsim::vmm

@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "models/vmm/hw_assist.h"
 #include "models/vmm/interpret.h"
 #include "models/vmm/native.h"
 #include "models/vmm/trap_emulate.h"
@@ -25,6 +26,9 @@ std::unique_ptr<Vmm> build(const Machine& machine, const VmmCosts& costs, const 
 // trap_emulate: its GDT, IDT and TSS, and a pool of shadow page-table frames (lazily filled
 // shadows of up to 2 x vmm.shadow.cached_roots address spaces).
 constexpr uint64_t kDeprivilegedMemory = 16ull << 20;
+// hw_assist: its MSR bitmaps, virtual-APIC page and the EPT tables (4 KiB EPT pages over 4 GiB of
+// guest RAM take 8 MiB).
+constexpr uint64_t kHwAssistMemory = 16ull << 20;
 
 }  // namespace
 
@@ -35,7 +39,7 @@ const std::vector<StrategyInfo>& strategies() {
       {"trap_emulate", "shadow", kDeprivilegedMemory, &build<TrapEmulateVmm>},
       {"binary_translation", "shadow", 0, nullptr},
       {"paravirt", "direct", 0, nullptr},
-      {"hw_assist", "nested", 0, nullptr},
+      {"hw_assist", "nested", kHwAssistMemory, &build<HwAssistVmm>},
   };
   return all;
 }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "isa/core.h"
+#include "isa/system/ept.h"
 #include "isa/system/events.h"
 #include "models/vmm/costs.h"
 #include "models/vmm/cycles.h"
@@ -50,6 +51,12 @@ struct Machine {
   // Device accesses (port I/O and MMIO transactions) the platform has carried out so far, whoever
   // made them; nullptr in tests without a platform.
   const uint64_t* device_accesses = nullptr;
+  // The MMU's nested-paging switch (EPT), for strategies that use hardware-assisted paging;
+  // nullptr on machines without one.
+  isa::NestedPagingControl* nested_paging = nullptr;
+  // The guest's RAM as [base, base + size) ranges of physical addresses (below and above the
+  // 4 GiB hole); empty: [0, vmm_memory_base).
+  std::vector<std::pair<uint64_t, uint64_t>> guest_ram{};
 };
 
 // How a strategy behaves, beyond what it costs.
@@ -65,6 +72,13 @@ struct VmmOptions {
   // mmu.tlb.pcid: the CPU has process-context identifiers, and a VMM gives each shadow address
   // space its own, so that switching between them keeps their TLB entries.
   bool use_pcid = false;
+  // hw_assist (vmm.hw_assist.*, vmm.ept.*): the VMCS's "use TPR shadow" (false: CR8 accesses
+  // exit), VPIDs for the guest's TLB entries, the EPT's page size (4 KiB, 2 MiB or 1 GiB) and
+  // whether guest RAM sits in host RAM in shuffled 2 MiB chunks (else guest-physical = host-physical).
+  bool tpr_shadow = true;
+  bool vpid = true;
+  uint64_t ept_page_size = 2ull << 20;
+  bool ept_shuffled = true;
 };
 
 class Vmm {

@@ -40,6 +40,17 @@ void declare_vmm(Schema& s) {
   s.add(integer("vmm.shadow.cached_roots", 8, "roots", 0, 4096,
                 "shadow page-table roots kept across address-space switches"));
 
+  s.add(boolean("vmm.hw_assist.tpr_shadow", true,
+                "hw_assist: the VMCS's \"use TPR shadow\" (MOV to/from CR8 reach a virtual TPR without a VM "
+                "exit); false: every CR8 access exits"));
+  s.add(boolean("vmm.hw_assist.vpid", true,
+                "hw_assist: tag the guest's TLB entries with a VPID, so that VM exits and entries keep them"));
+  s.add(choice("vmm.ept.page_size", "2M", {"4K", "2M", "1G"},
+               "hw_assist with nested paging: the page size the EPT maps guest RAM with"));
+  s.add(choice("vmm.ept.layout", "shuffled", {"shuffled", "identity"},
+               "hw_assist with nested paging: where guest RAM sits in host RAM: in 2 MiB chunks in a "
+               "shuffled order (guest-physical differs from host-physical) or at the same addresses"));
+
   cost(s, "trap_cycles", 150, "a fault from the deprivileged guest into the VMM");
   cost(s, "resume_cycles", 80, "the VMM's return to the deprivileged guest");
   cost(s, "emulate_cycles", 100, "the VMM's handler emulating one privileged instruction");
@@ -85,6 +96,9 @@ void declare_vmm(Schema& s) {
       why = strategy + " runs the guest's own page tables: vmm.paging must be none";
     if (!why.empty())
       c.fail("vmm.paging", "'" + paging + "' with vmm.strategy '" + strategy + "': " + why);
+    if (paging == "nested" && c.str("vmm.ept.page_size") == "1G" && c.str("vmm.ept.layout") == "shuffled")
+      c.fail("vmm.ept.layout", "1G EPT pages cannot map guest RAM in shuffled 2 MiB chunks: use "
+                               "vmm.ept.layout: identity, or vmm.ept.page_size: 4K or 2M");
     if (strategy == "hw_assist" && !c.flag("cpu.vmx"))
       c.fail("vmm.strategy", "hw_assist needs the hardware extension: set cpu.vmx: true");
   });

@@ -1,5 +1,7 @@
 #include "platforms/config/vmm_settings.h"
 
+#include <stdexcept>
+
 namespace pgsim::config {
 
 vmm::VmmCosts vmm_costs(const Config& c) {
@@ -15,6 +17,8 @@ vmm::VmmCosts vmm_costs(const Config& c) {
   k.interpret = c.u64("vmm.cost.interpret_cycles");
   k.soft_mmu = c.u64("vmm.cost.soft_mmu_cycles");
   k.device_model = c.u64("vmm.cost.device_model_cycles");
+  k.vmexit = c.u64("vmm.cost.vmexit_cycles");
+  k.vmentry = c.u64("vmm.cost.vmentry_cycles");
   return k;
 }
 
@@ -24,10 +28,21 @@ vmm::VmmOptions vmm_options(const Config& c) {
   o.shadow_cached_roots = static_cast<unsigned>(c.u64("vmm.shadow.cached_roots"));
   o.deprivileged_cpl_prot32 = static_cast<unsigned>(c.u64("vmm.deprivileged_cpl_prot32"));
   o.use_pcid = c.flag("mmu.tlb.pcid");
+  o.tpr_shadow = c.flag("vmm.hw_assist.tpr_shadow");
+  o.vpid = c.flag("vmm.hw_assist.vpid");
+  o.ept_page_size = c.str("vmm.ept.page_size") == "4K"   ? 4ull << 10
+                    : c.str("vmm.ept.page_size") == "1G" ? 1ull << 30
+                                                         : 2ull << 20;
+  o.ept_shuffled = c.str("vmm.ept.layout") == "shuffled";
   return o;
 }
 
-void check_vmm_config(const Config& c) { vmm::check_strategy(c.str("vmm.strategy")); }
+void check_vmm_config(const Config& c) {
+  vmm::check_strategy(c.str("vmm.strategy"));
+  if (c.str("vmm.strategy") == "hw_assist" && c.str("vmm.paging") == "shadow")
+    throw std::invalid_argument("vmm.paging 'shadow' with vmm.strategy 'hw_assist' is not implemented in this pgsim "
+                                "(hw_assist runs with vmm.paging: nested)");
+}
 
 std::unique_ptr<vmm::TrapRouter> attach_vmm(const Config& c, const vmm::Machine& machine) {
   check_vmm_config(c);

@@ -202,8 +202,10 @@ PcBoard::PcBoard(sc_core::sc_module_name name, const config::Config& c, std::ost
 }
 
 void PcBoard::start_of_simulation() {
-  vmm_ = config::attach_vmm(config_, {cpu_->core(), cpu_.get(), vmm_memory_base_, vmm_memory_size_,
-                                   &cpu_->cycles().io_accesses});
+  vmm::Machine machine{cpu_->core(), cpu_.get(), vmm_memory_base_, vmm_memory_size_, &cpu_->cycles().io_accesses,
+                       &cpu_->mmu(), {{0, memory_map_.low_size()}}};
+  if (memory_map_.high_size() > 0) machine.guest_ram.push_back({models::PcMemoryMap::kHighRamBase, memory_map_.high_size()});
+  vmm_ = config::attach_vmm(config_, machine);
   vmm::TrapRouter* router = vmm_.get();
   cpu_->cycles().set_external_charges({[router] { return router->vmm().cycles().total(); },
                                        [router] { return router->exceptions_taken(); },

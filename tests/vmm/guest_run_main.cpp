@@ -5,6 +5,8 @@
 //            io_cycles=<sim.cycles.io: physical device latency>
 //            modelled=<device accesses served by the VMM's software devices>
 //            mmio_traps=<device-memory accesses trapped> serial_bytes=<bytes the guest wrote to its UART>
+//            exits=<VM exits> [exits.<reason>=<VM exits> ...] walks=<page walks>
+//            walk_guest_refs=<guest-dimension references> walk_nested_refs=<EPT references>
 //            [interpreted=<trap_emulate: guest instructions not run directly>]
 //            [emulated.<mnemonic>=<instructions emulated> ...]
 // One process per run (SystemC elaborates one design per process); vmm_guest_test drives it.
@@ -38,6 +40,11 @@ int main(int argc, char** argv) {
               << " io_cycles=" << cpu.cycles().bucket(models::Bucket::Io)
               << " modelled=" << router->vmm().device_accesses_modelled()
               << " mmio_traps=" << router->traps(vmm::TrapCause::Mmio) << " serial_bytes=" << serial.str().size();
+    std::cout << " exits=" << router->vmm().exits().total();
+    for (const auto& [reason, count] : router->vmm().exits().by_name()) std::cout << " exits." << reason << "=" << count;
+    const models::MmuCounters& mmu = cpu.mmu().counters();
+    std::cout << " walks=" << mmu.walks << " walk_guest_refs=" << mmu.walk_guest_refs
+              << " walk_nested_refs=" << mmu.walk_nested_refs;
     if (const auto* te = dynamic_cast<const vmm::TrapEmulateVmm*>(&router->vmm())) {
       std::cout << " interpreted=" << te->interpreted();
       for (const auto& [mnemonic, count] : te->emulated_by_mnemonic().by_mnemonic())

@@ -2,52 +2,16 @@
 // trap_emulate. Each run is a vmm_guest_run process; the guest's output must be the same under
 // all of them (all but the `timing:` lines, which report RDTSC) unless leaks are exposed.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <algorithm>
-#include <array>
-#include <cstdio>
-#include <sstream>
 #include <string>
-#include <vector>
+
+#include "tests/vmm/guest_process.h"
 
 namespace {
 
-struct GuestRun {
-  std::vector<std::string> guest_lines;  // serial output without `timing:` lines
-  std::string figures;                   // the vmm-run line
-  uint64_t serial_bytes = 0;             // bytes the guest wrote to its UART (CR LF line ends)
-  std::string timing;                    // the `timing:` lines, space-separated
-  int exit_code = -1;
-};
-
-GuestRun run(const std::string& strategy, const std::string& cmdline, const std::string& more = "") {
-  const std::string command = std::string(PGSIM_VMM_GUEST_RUN) + " " + PGSIM_VMM_TEST_CONFIG +
-                              " guest.kernel=" + PGSIM_KERNEL_IMAGE + " vmm.strategy=" + strategy +
-                              " 'guest.cmdline=" + cmdline + "' " + more + " 2>&1";
-  GuestRun r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf;
-  std::string out;
-  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.serial_bytes = std::min(out.find("vmm-run:"), out.size());
-  std::istringstream lines(out);
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();  // the guest writes CR LF
-    if (line.rfind("vmm-run:", 0) == 0) r.figures = line;
-    else if (line.rfind("timing:", 0) == 0) r.timing += " " + line.substr(7);
-    else r.guest_lines.push_back(line);
-  }
-  return r;
-}
-
-uint64_t figure(const std::string& figures, const std::string& name) {
-  const size_t at = figures.find(" " + name + "=");
-  return at == std::string::npos ? ~0ull : std::stoull(figures.substr(at + name.size() + 2));
-}
+using pgsim::test::figure;
+using pgsim::test::GuestRun;
+using pgsim::test::run;
 
 TEST(GuestUnderVmm, InterpretGivesTheGuestOutputOfNativeWithNoTraps) {
   for (const std::string cmdline : {"bench=selftest", "bench=in iters=100"}) {
