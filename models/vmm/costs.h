@@ -16,6 +16,9 @@ struct VmmCosts {
   uint64_t interpret = 30;      // fetching, decoding and dispatching one guest instruction in software
   uint64_t soft_mmu = 10;       // one guest data access through the interpreter's software MMU
   uint64_t device_model = 100;  // one guest device access served by the VMM's software device model
+  uint64_t bt_translate = 300;  // translating one guest instruction into the translation cache
+  uint64_t bt_callout = 60;     // a callout from translated code into the VMM and back
+  uint64_t bt_indirect = 20;    // looking up an indirect branch target (guest -> TC address)
 };
 
 }  // namespace pgsim::vmm

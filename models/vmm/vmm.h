@@ -62,6 +62,11 @@ struct VmmOptions {
   // vmm.deprivileged_cpl_prot32: the real CPL of the guest kernel in 32-bit protected mode (1, 2
   // or 3; IA-32e mode uses 3).
   unsigned deprivileged_cpl_prot32 = 1;
+  // vmm.bt.*: binary translation's unit size (guest instructions), translation-cache size (bytes)
+  // and the faults of one translated store after which it is retranslated into a callout.
+  unsigned bt_unit_instructions = 12;
+  uint64_t bt_tc_bytes = 1ull << 20;
+  unsigned bt_adapt_after = 4;
 };
 
 class Vmm {

@@ -1,6 +1,7 @@
 // vmm: which virtualization strategy runs the guest, and what its operations cost.
 //
 // Defaults describe one modern Intel core; configs/eras/ holds presets for other generations.
+#include "models/vmm/bt_translator.h"
 #include "models/vmm/vmm.h"
 #include "platforms/config/schema_sections.h"
 
@@ -39,6 +40,15 @@ void declare_vmm(Schema& s) {
                 "protected mode (it runs in compatibility mode; its user code at 3; IA-32e mode uses 3)"));
   s.add(integer("vmm.shadow.cached_roots", 8, "roots", 0, 4096,
                 "shadow page-table roots kept across address-space switches"));
+
+  s.add(integer("vmm.bt.unit_instructions", 12, "instructions", 1, 64,
+                "binary_translation: guest instructions in one translation unit at most (a unit also ends at "
+                "control flow)"));
+  s.add(integer("vmm.bt.tc_bytes", 1 << 20, "bytes", 4096, static_cast<int64_t>(vmm::kMaxTcBytes),
+                "binary_translation: size of the translation cache; when it is full it is flushed whole"));
+  s.add(integer("vmm.bt.adapt_after", 4, "faults", 1, 1'000'000,
+                "binary_translation: page faults of one translated store on a traced guest page table after "
+                "which it is retranslated into a callout"));
 
   cost(s, "trap_cycles", 150, "a fault from the deprivileged guest into the VMM");
   cost(s, "resume_cycles", 80, "the VMM's return to the deprivileged guest");

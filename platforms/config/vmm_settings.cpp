@@ -15,6 +15,9 @@ vmm::VmmCosts vmm_costs(const Config& c) {
   k.interpret = c.u64("vmm.cost.interpret_cycles");
   k.soft_mmu = c.u64("vmm.cost.soft_mmu_cycles");
   k.device_model = c.u64("vmm.cost.device_model_cycles");
+  k.bt_translate = c.u64("vmm.cost.bt_translate_cycles");
+  k.bt_callout = c.u64("vmm.cost.bt_callout_cycles");
+  k.bt_indirect = c.u64("vmm.cost.bt_indirect_cycles");
   return k;
 }
 
@@ -23,6 +26,9 @@ vmm::VmmOptions vmm_options(const Config& c) {
   o.conceal_leaks = c.str("vmm.leak_policy") == "conceal";
   o.shadow_cached_roots = static_cast<unsigned>(c.u64("vmm.shadow.cached_roots"));
   o.deprivileged_cpl_prot32 = static_cast<unsigned>(c.u64("vmm.deprivileged_cpl_prot32"));
+  o.bt_unit_instructions = static_cast<unsigned>(c.u64("vmm.bt.unit_instructions"));
+  o.bt_tc_bytes = c.u64("vmm.bt.tc_bytes");
+  o.bt_adapt_after = static_cast<unsigned>(c.u64("vmm.bt.adapt_after"));
   return o;
 }
 

@@ -393,3 +393,44 @@ TEST(KernelUnderTrapEmulate, The32BitBootPathTrapsAtEachPrivilegedInstruction) {
 
 }  // namespace
 }  // namespace pgsim
+
+#include "models/vmm/binary_translation.h"
+
+namespace pgsim {
+namespace {
+
+const vmm::BinaryTranslationVmm& bt_of(const KernelRun& r) {
+  return static_cast<const vmm::BinaryTranslationVmm&>(r.router->vmm());
+}
+
+// Under binary_translation every workload that runs on the stand-in PC prints its native output
+// on classic x86 and on x86-pg: the kernel's own ring-0 and IF checks pass, nothing leaks (its
+// sensitive instructions never run directly: they are callouts in the TC), nothing of the real
+// privileged state changes.
+TEST(KernelUnderBinaryTranslation, EveryWorkloadGivesTheNativeOutput) {
+  for (const char* profile : {"x86", "x86-pg"}) {
+    for (const char* bench : {"selftest", "syscall", "in", "cr8wr", "callret", "pgfault", "divzero", "ptemod",
+                              "forkwait", "compute", "memwalk", "ctxswitch", "smc"}) {
+      const std::string cmdline = std::string("bench=") + bench + " iters=20";
+      const KernelRun native = run_kernel(profile, "native", cmdline);
+      if (last(native) != "pgsim-kernel: PASS") {
+        std::cout << profile << " " << bench << ": not run here (natively on the stand-in PC: " << last(native)
+                  << ")\n";
+        continue;
+      }
+      SCOPED_TRACE(std::string(profile) + " " + bench);
+      const KernelRun bt = run_kernel(profile, "binary_translation", cmdline);
+      EXPECT_EQ(bt.lines, native.lines);
+      EXPECT_EQ(bt.exit_value, 0);
+      const vmm::LeakLog& leaks = bt.router->vmm().leaks();
+      EXPECT_EQ(leaks.total(), 0u) << leaks.summary();
+      EXPECT_EQ(bt.router->vmm().resource_control_violations(), 0u) << bt_of(bt).first_violation();
+      std::cout << profile << " " << bench << ": binary_translation " << bt.router->total_traps() << " traps, "
+                << bt.router->vmm().callouts().total() << " callouts, " << bt_of(bt).translator().counters().units
+                << " units, direct fraction " << bt.direct_fraction << "\n";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pgsim
