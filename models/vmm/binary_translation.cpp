@@ -5,6 +5,7 @@
 #include <string>
 
 #include "isa/system/paging.h"
+#include "models/vmm/emulated_insns.h"
 #include "models/stats/stats.h"
 
 namespace pgsim::vmm {
@@ -149,6 +150,8 @@ bool BinaryTranslationVmm::wants_before(const Insn& insn, uint64_t paddr) {
 PreExecute BinaryTranslationVmm::before_instruction(Core& real, const Insn& insn) {
   const uint64_t rip = real.state().rip;
   if (!translator_->in_tc(rip)) {
+    watched_in_kernel_ = guest_.vcpu().cpl() == 0;  // the 32-bit boot, which runs directly
+    leaks_before_ = leaks_.total();
     leak_detector_->before(real, insn);
     return PreExecute::Execute;
   }
@@ -158,11 +161,14 @@ PreExecute BinaryTranslationVmm::before_instruction(Core& real, const Insn& insn
   return copy.kind == TcExit::Kind::Emulate ? emulate_callout(real, copy) : branch_exit(real, copy);
 }
 
-void BinaryTranslationVmm::after_instruction(Core& real, const Insn&) { leak_detector_->after(real); }
+void BinaryTranslationVmm::after_instruction(Core& real, const Insn&) {
+  leak_detector_->after(real);
+  if (watched_in_kernel_) counters_.kernel_leaks += leaks_.total() - leaks_before_;
+}
 
 PreExecute BinaryTranslationVmm::emulate_callout(Core& real, const TcExit& exit) {
   ++counters_.callouts;
-  callouts_.record(Decoder::mnemonic_name(exit.insn->mnemonic));
+  callouts_.record(emulated_insn_name(*exit.insn));
   callout_cycles_ += costs_.bt_callout;
   guest_.enter(real, DeprivilegedGuest::Entry::Callout);
   guest_.vcpu().state().rip = exit.guest_rip;
@@ -310,6 +316,9 @@ void BinaryTranslationVmm::bind_statistics(stats::Registry& r) {
          &counters_.smc_invalidations);
   r.bind("vmm.bt.tc_faults", Unit::Count, "page faults of translated stores on traced guest page tables",
          &counters_.tc_faults);
+  r.bind("vmm.bt.kernel_leaks", Unit::Count,
+         "leaks of guest kernel code (only its 32-bit boot runs directly; its 64-bit code is translated)",
+         &counters_.kernel_leaks);
   r.bind("vmm.bt.adaptations", Unit::Count, "faulting translated stores retranslated into callouts",
          &counters_.adaptations);
 }

@@ -48,6 +48,7 @@ struct BtCounters {
   uint64_t smc_invalidations = 0;   // units dropped because their guest code was written
   uint64_t adaptations = 0;         // faulting stores retranslated into callouts
   uint64_t tc_faults = 0;           // page faults of translated code on traced guest page tables
+  uint64_t kernel_leaks = 0;        // leaks of guest kernel code (of the leak log's total)
 };
 
 class BinaryTranslationVmm final : public Vmm {
@@ -99,6 +100,8 @@ class BinaryTranslationVmm final : public Vmm {
   uint64_t continue_guest_ = ~0ull, continue_tc_ = 0;
   std::unordered_map<uint64_t, unsigned> faults_at_;  // TC address -> traced-write faults there
   BtCounters counters_;
+  bool watched_in_kernel_ = false;  // the watched instruction is guest kernel code
+  uint64_t leaks_before_ = 0;
   uint64_t hook_branches_ = 0;  // branches the hook carried out (not executed by the real CPU)
   uint64_t &translate_cycles_, &callout_cycles_, &lookup_cycles_;
 };

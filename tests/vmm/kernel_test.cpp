@@ -434,3 +434,70 @@ TEST(KernelUnderBinaryTranslation, EveryWorkloadGivesTheNativeOutput) {
 
 }  // namespace
 }  // namespace pgsim
+
+namespace pgsim {
+namespace {
+
+// What a run of binary_translation counted, for deltas between iteration counts.
+struct BtFigures {
+  uint64_t units, translated, lookups, lookup_misses, tc_faults, adaptations, traps;
+  vmm::ReasonLog callouts;
+};
+
+BtFigures bt_figures(const std::string& cmdline) {
+  const KernelRun r = run_kernel("x86-pg", "binary_translation", cmdline);
+  EXPECT_EQ(last(r), "pgsim-kernel: PASS") << cmdline;
+  const auto& bt = bt_of(r);
+  return {bt.translator().counters().units, bt.translator().counters().guest_instructions, bt.counters().lookups,
+          bt.counters().lookup_misses, bt.counters().tc_faults, bt.counters().adaptations, r.router->total_traps(),
+          r.router->vmm().callouts()};
+}
+
+// Warm loops translate nothing more per iteration: runs of 10, 20 and 30 iterations translate the
+// same units, and every other count grows by what one iteration does, 10 times:
+//   in       one callout (IN), two lookups (the RETs of the port-read helper and of the pvops call)
+//   syscall  one trap (SYSCALL: #UD, EFER.SCE is off in the real CPU), one callout (SYSRET), two
+//            lookups
+//   callret  no callout, no trap, one lookup (the RET; the CALL is a chained PUSH imm32 and JMP)
+//   cr8wr    one callout (MOV to CR8: no inline sequence, every CR8 write is a callout)
+//   ptemod   the PTE store faults on the traced page table until vmm.bt.adapt_after (4) faults,
+//            and is then a callout (mov) every iteration, with the INVLPG's (invlpg); the hidden
+//            fault of the refilled page is the one trap per iteration
+TEST(KernelUnderBinaryTranslation, WarmLoopsTranslateNothingMoreAndPayWhatEachIterationDoes) {
+  struct Expected {
+    const char* bench;
+    uint64_t traps, lookups;
+    std::vector<std::pair<const char*, uint64_t>> callouts;  // per iteration, by operation
+  };
+  for (const Expected& e : {Expected{"in", 0, 2, {{"in", 1}}}, Expected{"syscall", 1, 2, {{"sysret", 1}}},
+                            Expected{"callret", 0, 1, {}}, Expected{"cr8wr", 0, 2, {{"mov_cr", 1}}},
+                            Expected{"ptemod", 1, 4, {{"mov", 1}, {"invlpg", 1}}}}) {
+    SCOPED_TRACE(e.bench);
+    BtFigures f[3];
+    for (int k = 0; k < 3; ++k) f[k] = bt_figures(std::string("bench=") + e.bench + " iters=" + std::to_string(10 * (k + 1)));
+    auto per10 = [&](auto field) {
+      EXPECT_EQ(field(f[2]) - field(f[1]), field(f[1]) - field(f[0]));
+      return field(f[1]) - field(f[0]);
+    };
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.units; }), 0u);
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.translated; }), 0u);
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.lookup_misses; }), 0u);
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.traps; }), 10 * e.traps);
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.lookups; }), 10 * e.lookups);
+    uint64_t callouts = 0;
+    for (const auto& [op, n] : e.callouts) {
+      EXPECT_EQ(per10([op](const BtFigures& x) { return x.callouts.of(op); }), 10 * n) << op;
+      callouts += n;
+    }
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.callouts.total(); }), 10 * callouts);
+    if (std::string(e.bench) == "ptemod") {
+      for (const BtFigures& x : f) {
+        EXPECT_EQ(x.adaptations, 1u);
+        EXPECT_EQ(x.tc_faults, 4u);  // vmm.bt.adapt_after: then the store is a callout
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pgsim
