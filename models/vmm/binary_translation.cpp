@@ -66,13 +66,14 @@ BinaryTranslationVmm::BinaryTranslationVmm(const Machine& machine, const VmmCost
   for (uint64_t page = 0; page < tc_bytes_ / kPage; ++page)
     bus.write(pt + page * 8, 8, (tc + page * kPage) | PTE_P | PTE_US);
   guest_.shadow().map_in_kernel_shadows(kTcLinearBase, pdpt | PTE_P | PTE_RW | PTE_US);
-  uint8_t* host = bus.host_frame(tc);
-  for (uint64_t page = 0; page < tc_bytes_ / kPage; ++page)
-    if (!host || bus.host_frame(tc + page * kPage) != host + page * kPage)
-      throw std::invalid_argument("binary_translation: the translation cache at " + hex(tc) +
-                                  " is not contiguous RAM on this platform");
+  std::vector<uint8_t*> pages;
+  for (uint64_t page = 0; page < tc_bytes_ / kPage; ++page) {
+    pages.push_back(bus.host_frame(tc + page * kPage));
+    if (!pages.back())
+      throw std::invalid_argument("binary_translation: the translation cache at " + hex(tc) + " is not RAM");
+  }
   Core& core = machine.core;
-  translator_ = std::make_unique<BtTranslator>(host, kTcLinearBase, tc, tc_bytes_, unit_instructions_,
+  translator_ = std::make_unique<BtTranslator>(std::move(pages), kTcLinearBase, tc, unit_instructions_,
                                                [&core](uint64_t paddr, uint64_t size) {
                                                  if (size) core.invalidate_decoded(paddr, size);
                                                });
@@ -142,15 +143,33 @@ void BinaryTranslationVmm::code_written(uint64_t frame) {
   continue_tc_ = 0;  // the unit a callout would go on in may be gone
 }
 
+namespace {
+
+// A transfer that can take directly running 32-bit kernel code into 64-bit code (whose
+// instructions must then run translated): far JMP, CALL and RET, and IRET.
+bool is_far_transfer(const Insn& insn) {
+  const bool transfer = insn.mnemonic == ZYDIS_MNEMONIC_JMP || insn.mnemonic == ZYDIS_MNEMONIC_CALL ||
+                        insn.mnemonic == ZYDIS_MNEMONIC_RET;
+  return insn.cls == InsnClass::Iret || (transfer && insn.cls == InsnClass::System);
+}
+
+}  // namespace
+
 bool BinaryTranslationVmm::wants_before(const Insn& insn, uint64_t paddr) {
   if (translator_->is_tc_physical(paddr)) return translator_->exit_at_physical(paddr) != nullptr;
-  return leak_detector_ && leak_detector_->watches(insn);
+  return is_far_transfer(insn) || (leak_detector_ && leak_detector_->watches(insn));
 }
 
 PreExecute BinaryTranslationVmm::before_instruction(Core& real, const Insn& insn) {
   const uint64_t rip = real.state().rip;
   if (!translator_->in_tc(rip)) {
     watched_in_kernel_ = guest_.vcpu().cpl() == 0;  // the 32-bit boot, which runs directly
+    if (watched_in_kernel_ && is_far_transfer(insn)) {  // it may enter 64-bit code: a callout
+      watching_ = false;
+      return emulate_callout(real, TcExit{TcExit::Kind::Emulate, rip, real.next_rip(), 0, 0, 0, &insn});
+    }
+    watching_ = leak_detector_->watches(insn);
+    if (!watching_) return PreExecute::Execute;
     leaks_before_ = leaks_.total();
     leak_detector_->before(real, insn);
     return PreExecute::Execute;
@@ -162,6 +181,7 @@ PreExecute BinaryTranslationVmm::before_instruction(Core& real, const Insn& insn
 }
 
 void BinaryTranslationVmm::after_instruction(Core& real, const Insn&) {
+  if (!watching_) return;
   leak_detector_->after(real);
   if (watched_in_kernel_) counters_.kernel_leaks += leaks_.total() - leaks_before_;
 }

@@ -23,7 +23,8 @@
 //
 // 32-bit protected mode (the Multiboot entry and the boot up to the far jump into 64-bit code)
 // is not translated: it runs directly, deprivileged, as trap_emulate runs it, its sensitive
-// instructions watched by the leak detector.
+// instructions watched by the leak detector; its far transfers (JMP, CALL, RET far and IRET),
+// which may enter 64-bit code, are callouts, so that the first 64-bit instruction runs translated.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -100,6 +101,7 @@ class BinaryTranslationVmm final : public Vmm {
   uint64_t continue_guest_ = ~0ull, continue_tc_ = 0;
   std::unordered_map<uint64_t, unsigned> faults_at_;  // TC address -> traced-write faults there
   BtCounters counters_;
+  bool watching_ = false;           // the leak detector watches the instruction executing
   bool watched_in_kernel_ = false;  // the watched instruction is guest kernel code
   uint64_t leaks_before_ = 0;
   uint64_t hook_branches_ = 0;  // branches the hook carried out (not executed by the real CPU)

@@ -15,6 +15,7 @@ using namespace isa;
 namespace {
 
 constexpr unsigned kMaxInsnBytes = 15;
+constexpr uint64_t kTcPage = 4096;
 // The most one guest instruction becomes: an instruction grown by a SIB byte, or a Jcc rel32 and
 // two exit stubs, or PUSH imm32 and an exit stub; and the unit-full stub after it.
 constexpr unsigned kMaxEmittedPerInsn = kMaxInsnBytes + 1 + 5;
@@ -53,12 +54,12 @@ bool ends_unit(const Insn& insn) {
 
 }  // namespace
 
-BtTranslator::BtTranslator(uint8_t* tc, uint64_t tc_linear, uint64_t tc_physical, uint64_t tc_bytes,
+BtTranslator::BtTranslator(std::vector<uint8_t*> tc_pages, uint64_t tc_linear, uint64_t tc_physical,
                            unsigned unit_instructions, std::function<void(uint64_t, uint64_t)> written)
-    : tc_(tc),
+    : pages_(std::move(tc_pages)),
       tc_linear_(tc_linear),
       tc_physical_(tc_physical),
-      tc_bytes_(tc_bytes),
+      tc_bytes_(pages_.size() * kTcPage),
       unit_instructions_(unit_instructions),
       written_(std::move(written)),
       decoder_(Dispatch::instance()) {
@@ -66,9 +67,18 @@ BtTranslator::BtTranslator(uint8_t* tc, uint64_t tc_linear, uint64_t tc_physical
   ZydisDecoderInit(&zydis_, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
 }
 
+void BtTranslator::put(uint64_t offset, const uint8_t* bytes, unsigned size) {
+  for (unsigned k = 0; k < size; ++k) pages_[(offset + k) / kTcPage][(offset + k) % kTcPage] = bytes[k];
+}
+
+void BtTranslator::get(uint64_t offset, uint8_t* bytes, unsigned size) const {
+  for (unsigned k = 0; k < size && offset + k < tc_bytes_; ++k)
+    bytes[k] = pages_[(offset + k) / kTcPage][(offset + k) % kTcPage];
+}
+
 uint64_t BtTranslator::emit(const uint8_t* bytes, unsigned size) {
   const uint64_t at = tc_linear_ + used_;
-  std::memcpy(tc_ + used_, bytes, size);
+  put(used_, bytes, size);
   used_ += size;
   return at;
 }
@@ -91,7 +101,9 @@ uint64_t BtTranslator::emit_jump_exit(uint64_t guest_target, uint64_t guest_rip_
 void BtTranslator::patch_rel32(uint64_t at, uint64_t next, uint64_t target) {
   const int64_t rel = static_cast<int64_t>(target - next);
   const int32_t rel32 = static_cast<int32_t>(rel);
-  std::memcpy(tc_ + (at - tc_linear_), &rel32, 4);
+  uint8_t bytes[4];
+  std::memcpy(bytes, &rel32, 4);
+  put(at - tc_linear_, bytes, 4);
   written_(physical(at), 4);
 }
 
@@ -290,8 +302,8 @@ void BtTranslator::chain(uint64_t tc, uint64_t target) {
 bool BtTranslator::make_callout(uint64_t tc) {
   const auto it = emitted_.find(tc);
   if (it == emitted_.end() || !it->second.ident) return false;
-  uint8_t bytes[kMaxInsnBytes];
-  std::memcpy(bytes, tc_ + (tc - tc_linear_), kMaxInsnBytes);
+  uint8_t bytes[kMaxInsnBytes] = {};
+  get(tc - tc_linear_, bytes, kMaxInsnBytes);
   Insn insn;
   if (decoder_.decode(Mode::Long64, bytes, kMaxInsnBytes, insn) != DecodeStatus::Ok) return false;
   TcExit exit;

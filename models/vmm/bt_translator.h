@@ -74,9 +74,10 @@ class BtTranslator {
   // execute permission; returns false when the guest cannot fetch them. `frame` receives the
   // physical frame of the first byte.
   using CodeReader = std::function<bool(uint64_t linear, uint8_t* out, unsigned size, uint64_t* frame)>;
-  // `tc` is the TC's host memory, at TC linear `tc_linear` and physical `tc_physical`, `tc_bytes`
-  // long. `written(paddr, size)` is told of every byte range the translator writes there.
-  BtTranslator(uint8_t* tc, uint64_t tc_linear, uint64_t tc_physical, uint64_t tc_bytes, unsigned unit_instructions,
+  // `tc_pages` is the TC's host memory, one pointer per 4 KiB page, at TC linear `tc_linear` and
+  // physical `tc_physical`. `written(paddr, size)` is told of every byte range the translator
+  // writes there.
+  BtTranslator(std::vector<uint8_t*> tc_pages, uint64_t tc_linear, uint64_t tc_physical, unsigned unit_instructions,
                std::function<void(uint64_t paddr, uint64_t size)> written);
 
   // The TC address of the unit translated from `guest_rip`, or 0.
@@ -113,6 +114,7 @@ class BtTranslator {
   uint64_t bytes_used() const { return used_; }
   const TranslatorCounters& counters() const { return counters_; }
   uint64_t tc_linear() const { return tc_linear_; }
+  uint64_t tc_physical() const { return tc_physical_; }
 
  private:
   struct Unit {
@@ -123,6 +125,8 @@ class BtTranslator {
     uint64_t guest_rip;
     bool ident;
   };
+  void put(uint64_t offset, const uint8_t* bytes, unsigned size);  // into the TC at `offset`
+  void get(uint64_t offset, uint8_t* bytes, unsigned size) const;
   uint64_t emit(const uint8_t* bytes, unsigned size);  // returns the TC address of the first byte
   uint64_t emit_exit(TcExit exit, const uint8_t* bytes, unsigned size, uint64_t guest_rip_there);
   uint64_t emit_jump_exit(uint64_t guest_target, uint64_t guest_rip_there);
@@ -130,7 +134,7 @@ class BtTranslator {
   uint64_t physical(uint64_t tc) const { return tc - tc_linear_ + tc_physical_; }
   const isa::Insn& keep(const isa::Insn& insn);
 
-  uint8_t* tc_;
+  std::vector<uint8_t*> pages_;
   uint64_t tc_linear_, tc_physical_, tc_bytes_;
   unsigned unit_instructions_;
   std::function<void(uint64_t, uint64_t)> written_;

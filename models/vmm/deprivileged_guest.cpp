@@ -459,8 +459,11 @@ DeprivilegedGuest::PageFault DeprivilegedGuest::handle_page_fault(Core& real, co
   const bool paging = v.paging();
   const uint64_t frame = w.paddr >> 12;
   const bool page_table = paging && shadow_->is_page_table_frame(frame), gdt = shadow_->is_gdt_frame(frame);
-  if (req.access == AccessKind::Write && on_code_write && shadow_->is_code_frame(frame)) on_code_write(frame);
-  if (req.access == AccessKind::Write && (page_table || gdt || !w.writable)) {
+  // A write to code the strategy translated: it drops its translations first; the write is
+  // emulated, so that it is done before the guest's next instruction is translated again.
+  const bool code = req.access == AccessKind::Write && on_code_write && shadow_->is_code_frame(frame);
+  if (code) on_code_write(frame);
+  if (req.access == AccessKind::Write && (page_table || gdt || code || !w.writable)) {
     // A write the shadow must not let through: to a guest page table or the guest's GDT (traced),
     // or a supervisor write to a read-only page with CR0.WP clear. The virtual CPU performs it;
     // the shadow entries made from what it changes follow (before_guest_write).

@@ -438,6 +438,33 @@ TEST(KernelUnderBinaryTranslation, EveryWorkloadGivesTheNativeOutput) {
 namespace pgsim {
 namespace {
 
+// The 32-bit Multiboot entry and boot (workloads/kernel/boot.S up to the far jump into 64-bit
+// code) are not translated: they run directly, deprivileged at vmm.deprivileged_cpl_prot32, as
+// under trap_emulate, with the same traps (each privileged instruction #GP and emulated, two
+// hidden page faults; see KernelUnderTrapEmulate.The32BitBootPathTrapsAtEachPrivilegedInstruction)
+// and the leak detector watching, but for the far JMP into 64-bit code: on classic x86 it would
+// run directly (it does not trap), on x86-pg trap; under binary translation it is a callout on
+// both, after which the first 64-bit instruction runs from the TC.
+TEST(KernelUnderBinaryTranslation, The32BitBootRunsDirectlyAsUnderTrapEmulateThenTheKernelIsTranslated) {
+  for (const char* profile : {"x86", "x86-pg"}) {
+    SCOPED_TRACE(profile);
+    BootedKernel k(profile, "binary_translation", "bench=in iters=10", vmm::VmmOptions{});
+    isa::Core& core = k.core;
+    const auto& bt = static_cast<const vmm::BinaryTranslationVmm&>(k.router->vmm());
+    EXPECT_EQ(core.state().mode(), isa::Mode::Compat32);
+    EXPECT_EQ(core.state().cpl(), 1u);
+    while (core.state().mode() != isa::Mode::Long64 && !core.is_shutdown()) core.run(1);
+    ASSERT_EQ(core.state().mode(), isa::Mode::Long64) << core.shutdown_reason();
+    EXPECT_EQ(k.router->traps(vmm::TrapCause::GeneralProtection), 9u);  // x86-pg's 10th: the far JMP
+    EXPECT_EQ(bt.callouts().of("jmp_far"), 1u);
+    EXPECT_EQ(k.router->traps(vmm::TrapCause::PageFault), 2u);
+    EXPECT_EQ(bt.counters().kernel_leaks, 0u);
+    EXPECT_EQ(bt.leaks().total(), 0u);
+    EXPECT_EQ(bt.translator().counters().units, 1u);
+    EXPECT_TRUE(bt.translator().in_tc(core.state().rip));
+  }
+}
+
 // What a run of binary_translation counted, for deltas between iteration counts.
 struct BtFigures {
   uint64_t units, translated, lookups, lookup_misses, tc_faults, adaptations, traps;
