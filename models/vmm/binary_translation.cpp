@@ -334,7 +334,7 @@ void BinaryTranslationVmm::bind_statistics(stats::Registry& r) {
          &counters_.chained);
   r.bind("vmm.bt.smc_invalidations", Unit::Count, "units dropped because the guest wrote their code",
          &counters_.smc_invalidations);
-  r.bind("vmm.bt.tc_faults", Unit::Count, "page faults of translated stores on traced guest page tables",
+  r.bind("vmm.bt.tc_faults", Unit::Count, "page faults of translated stores on traced guest page tables or translated code",
          &counters_.tc_faults);
   r.bind("vmm.bt.kernel_leaks", Unit::Count,
          "leaks of guest kernel code (only its 32-bit boot runs directly; its 64-bit code is translated)",

@@ -48,7 +48,7 @@ struct BtCounters {
   uint64_t callouts = 0;            // callouts executed (instructions emulated for translated code)
   uint64_t smc_invalidations = 0;   // units dropped because their guest code was written
   uint64_t adaptations = 0;         // faulting stores retranslated into callouts
-  uint64_t tc_faults = 0;           // page faults of translated code on traced guest page tables
+  uint64_t tc_faults = 0;           // page faults of translated stores on traced page tables or translated code
   uint64_t kernel_leaks = 0;        // leaks of guest kernel code (of the leak log's total)
 };
 

@@ -45,7 +45,7 @@ void declare_vmm(Schema& s) {
                 "binary_translation: guest instructions in one translation unit at most (a unit also ends at "
                 "control flow)"));
   s.add(integer("vmm.bt.tc_bytes", 1 << 20, "bytes", 4096, static_cast<int64_t>(vmm::kMaxTcBytes),
-                "binary_translation: size of the translation cache; when it is full it is flushed whole"));
+                "binary_translation: size of the translation cache (a multiple of 4096); when it is full it is flushed whole"));
   s.add(integer("vmm.bt.adapt_after", 4, "faults", 1, 1'000'000,
                 "binary_translation: page faults of one translated store on a traced guest page table after "
                 "which it is retranslated into a callout"));

@@ -49,11 +49,8 @@ struct BootedKernel {
   }
 };
 
-KernelRun run_kernel(const char* profile, const char* strategy, const std::string& cmdline, bool conceal = false,
-                     unsigned prot32_cpl = 1) {
-  vmm::VmmOptions options;
-  options.conceal_leaks = conceal;
-  options.deprivileged_cpl_prot32 = prot32_cpl;
+KernelRun run_kernel_with(const char* profile, const char* strategy, const std::string& cmdline,
+                          const vmm::VmmOptions& options) {
   BootedKernel k(profile, strategy, cmdline, options);
   test::MiniPc& pc = k.pc;
   isa::Core& core = k.core;
@@ -74,6 +71,14 @@ KernelRun run_kernel(const char* profile, const char* strategy, const std::strin
     if (line.rfind("timing:", 0) != 0) r.lines.push_back(line);
   }
   return r;
+}
+
+KernelRun run_kernel(const char* profile, const char* strategy, const std::string& cmdline, bool conceal = false,
+                     unsigned prot32_cpl = 1) {
+  vmm::VmmOptions options;
+  options.conceal_leaks = conceal;
+  options.deprivileged_cpl_prot32 = prot32_cpl;
+  return run_kernel_with(profile, strategy, cmdline, options);
 }
 
 std::string last(const KernelRun& r) { return r.lines.empty() ? "(no output)" : r.lines.back(); }
@@ -463,6 +468,26 @@ TEST(KernelUnderBinaryTranslation, The32BitBootRunsDirectlyAsUnderTrapEmulateThe
     EXPECT_EQ(bt.translator().counters().units, 1u);
     EXPECT_TRUE(bt.translator().in_tc(core.state().rip));
   }
+}
+
+// A translation cache too small for the kernel (4 KiB: less than its 450 units take) is
+// flushed whole whenever it is full, and the kernel runs on as it does natively: each flush
+// drops every unit and chain, and the code that runs next is translated again.
+TEST(KernelUnderBinaryTranslation, AFullTranslationCacheIsFlushedAndTheKernelRunsOn) {
+  const KernelRun native = run_kernel("x86-pg", "native", "bench=syscall iters=20");
+  vmm::VmmOptions small;
+  small.bt_tc_bytes = 4096;
+  const KernelRun bt = run_kernel_with("x86-pg", "binary_translation", "bench=syscall iters=20", small);
+  const KernelRun roomy = run_kernel("x86-pg", "binary_translation", "bench=syscall iters=20");
+  EXPECT_EQ(bt.lines, native.lines);
+  EXPECT_EQ(bt.router->vmm().leaks().total(), 0u);
+  const auto& t = bt_of(bt).translator().counters();
+  EXPECT_GT(t.flushes, 0u);
+  EXPECT_EQ(bt_of(roomy).translator().counters().flushes, 0u);
+  EXPECT_GT(t.units, bt_of(roomy).translator().counters().units);  // what was flushed, translated again
+  EXPECT_LE(bt_of(bt).translator().bytes_used(), small.bt_tc_bytes);
+  std::cout << "4 KiB TC: " << t.flushes << " flushes, " << t.units << " units ("
+            << bt_of(roomy).translator().counters().units << " with 1 MiB)\n";
 }
 
 // What a run of binary_translation counted, for deltas between iteration counts.
