@@ -5,6 +5,7 @@
 #include <string>
 
 #include "isa/system/paging.h"
+#include "isa/system/system_config.h"
 #include "models/vmm/emulated_insns.h"
 #include "models/stats/stats.h"
 
@@ -73,10 +74,16 @@ BinaryTranslationVmm::BinaryTranslationVmm(const Machine& machine, const VmmCost
       throw std::invalid_argument("binary_translation: the translation cache at " + hex(tc) + " is not RAM");
   }
   Core& core = machine.core;
-  translator_ = std::make_unique<BtTranslator>(std::move(pages), kTcLinearBase, tc, unit_instructions_,
-                                               [&core](uint64_t paddr, uint64_t size) {
-                                                 if (size) core.invalidate_decoded(paddr, size);
-                                               });
+  const Behavior sreg = system_config(core).profile.at_cpl_above_0(SensitiveInsn::MovFromSreg);
+  const SregRead sreg_read = sreg == Behavior::Classic       ? SregRead::RealRpl
+                             : sreg == Behavior::Insensitive ? SregRead::GuestRpl
+                                                             : SregRead::Traps;
+  translator_ = std::make_unique<BtTranslator>(
+      std::move(pages), kTcLinearBase, tc, unit_instructions_,
+      [&core](uint64_t paddr, uint64_t size) {
+        if (size) core.invalidate_decoded(paddr, size);
+      },
+      sreg_read);
   guest_.after_project = [this](Core& real) { place_real_rip(real); };
   guest_.on_code_write = [this](uint64_t frame) { code_written(frame); };
 }
@@ -320,6 +327,8 @@ void BinaryTranslationVmm::bind_statistics(stats::Registry& r) {
          "of the IDENT ones, RIP-relative operands re-based to the guest address", &t.rebased);
   r.bind("vmm.bt.translated_callouts", Unit::Instructions,
          "of which privileged or sensitive: callouts into the VMM", &t.callouts);
+  r.bind("vmm.bt.translated_inline", Unit::Instructions,
+         "of which sensitive but translated inline (MOV r, Sreg: the selector with the guest's RPL)", &t.inlined);
   r.bind("vmm.bt.translated_branches", Unit::Instructions,
          "of which control flow: chained exits or translation-cache lookups", &t.branches);
   r.formula("vmm.bt.tc_bytes_used", Unit::Bytes, "bytes of the translation cache in use at the end",

@@ -55,12 +55,14 @@ bool ends_unit(const Insn& insn) {
 }  // namespace
 
 BtTranslator::BtTranslator(std::vector<uint8_t*> tc_pages, uint64_t tc_linear, uint64_t tc_physical,
-                           unsigned unit_instructions, std::function<void(uint64_t, uint64_t)> written)
+                           unsigned unit_instructions, std::function<void(uint64_t, uint64_t)> written,
+                           SregRead sreg_read)
     : pages_(std::move(tc_pages)),
       tc_linear_(tc_linear),
       tc_physical_(tc_physical),
       tc_bytes_(pages_.size() * kTcPage),
       unit_instructions_(unit_instructions),
+      sreg_read_(sreg_read),
       written_(std::move(written)),
       decoder_(Dispatch::instance()) {
   if (unit_instructions_ == 0) throw std::invalid_argument("binary_translation: vmm.bt.unit_instructions must be >= 1");
@@ -168,6 +170,28 @@ std::optional<uint64_t> BtTranslator::translate(uint64_t guest_rip, const CodeRe
     const uint64_t next = g + insn.length;
     const Operand& op0 = insn.op[0];
 
+    if (insn.mnemonic == ZYDIS_MNEMONIC_MOV && insn.num_ops == 2 && insn.op[0].kind == OpKind::Reg &&
+        insn.op[1].kind == OpKind::SegReg && sreg_read_ != SregRead::Traps) {
+      // Inline: the real CPU reads the selector; only CS and SS differ (RPL 3 for the guest's 0).
+      ++counters_.inlined;
+      emitted_[emit(bytes, insn.length)] = {g, false};
+      const uint8_t seg = insn.op[1].reg;
+      if (sreg_read_ == SregRead::RealRpl && (seg == CS || seg == SS)) {
+        const unsigned r = insn.op[0].reg;
+        uint8_t lea[7];
+        unsigned n = 0;
+        if (insn.opsize == 2) lea[n++] = 0x66;
+        const uint8_t rex = static_cast<uint8_t>((insn.opsize == 8 ? 0x48 : 0x40) | (r >= 8 ? 0x05 : 0));
+        if (rex != 0x40) lea[n++] = rex;
+        lea[n++] = 0x8D;                                                       // LEA r, [r + disp8]
+        lea[n++] = static_cast<uint8_t>(0x40 | ((r & 7) << 3) | (r & 7));
+        if ((r & 7) == 4) lea[n++] = 0x24;                                     // SIB: base RSP/R12
+        lea[n++] = 0xFD;                                                       // -3
+        emitted_[emit(lea, n)] = {g, false};  // interrupted before it: the MOV runs again
+      }
+      g = next;
+      continue;
+    }
     if (needs_callout(insn)) {
       ++counters_.callouts;
       TcExit exit;

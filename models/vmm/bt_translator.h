@@ -9,6 +9,9 @@
 //                              guest address (as an absolute disp32, the kernel's addresses fit)
 //   privileged or sensitive    a callout: its bytes copied and marked; the VMM emulates it on the
 //                              virtual CPU instead (TcExit::Kind::Emulate)
+//   MOV r, Sreg                inline where the CPU's profile lets the real CPU read the selector
+//                              at CPL 3: copied, and for CS and SS (whose real RPL is 3, the
+//                              guest's 0) followed by LEA r, [r - 3], which leaves the flags alone
 //   JMP rel32/rel8             JMP rel32 to an exit stub (TcExit::Kind::Jump), chained to the
 //                              target's translation once it exists (its rel32 patched)
 //   Jcc                        Jcc rel32 to a taken stub, then the fall-through stub: two exits
@@ -58,12 +61,21 @@ struct TcExit {
   const isa::Insn* insn = nullptr;  // Emulate, Return, Indirect, Counted: the guest instruction
 };
 
+// How the real CPU, running translated code at CPL 3, reads a segment selector (MOV r, Sreg), as
+// the CPU's profile says.
+enum class SregRead : uint8_t {
+  Traps,        // it faults: the read is a callout
+  RealRpl,      // it shows the real RPL (classic x86): CS and SS have 3 where the guest has 0
+  GuestRpl,     // CS and SS read with RPL 0 (x86-pg's insensitive variant): the guest's value
+};
+
 struct TranslatorCounters {
   uint64_t units = 0;               // translation units made
   uint64_t guest_instructions = 0;  // guest instructions translated
   uint64_t ident = 0;               // of which copied (IDENT; RIP-relative ones re-based)
   uint64_t rebased = 0;             // of the IDENT ones, RIP-relative operands re-based
   uint64_t callouts = 0;            // of which privileged or sensitive: callouts into the VMM
+  uint64_t inlined = 0;             // of which sensitive, translated inline (MOV r, Sreg)
   uint64_t branches = 0;            // of which control flow (chained exits or lookups)
   uint64_t flushes = 0;             // times the full TC was emptied
 };
@@ -78,7 +90,7 @@ class BtTranslator {
   // physical `tc_physical`. `written(paddr, size)` is told of every byte range the translator
   // writes there.
   BtTranslator(std::vector<uint8_t*> tc_pages, uint64_t tc_linear, uint64_t tc_physical, unsigned unit_instructions,
-               std::function<void(uint64_t paddr, uint64_t size)> written);
+               std::function<void(uint64_t paddr, uint64_t size)> written, SregRead sreg_read = SregRead::Traps);
 
   // The TC address of the unit translated from `guest_rip`, or 0.
   uint64_t lookup(uint64_t guest_rip) const {
@@ -137,6 +149,7 @@ class BtTranslator {
   std::vector<uint8_t*> pages_;
   uint64_t tc_linear_, tc_physical_, tc_bytes_;
   unsigned unit_instructions_;
+  SregRead sreg_read_;
   std::function<void(uint64_t, uint64_t)> written_;
   isa::Decoder decoder_;
   ZydisDecoder zydis_;

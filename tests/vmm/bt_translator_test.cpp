@@ -32,6 +32,8 @@ const std::vector<uint8_t> kRoutine = {
 };
 
 struct Fixture {
+  explicit Fixture(vmm::SregRead sreg_read = vmm::SregRead::Traps) : sreg_read(sreg_read) {}
+  vmm::SregRead sreg_read;
   std::vector<uint8_t> tc = std::vector<uint8_t>(64 * 1024, 0xCC);
   std::vector<std::pair<uint64_t, uint64_t>> written;
   std::vector<uint8_t*> pages() {
@@ -40,12 +42,14 @@ struct Fixture {
     return p;
   }
   vmm::BtTranslator translator{pages(), vmm::kTcLinearBase, kTcPhysical, 12,
-                               [this](uint64_t paddr, uint64_t size) { written.emplace_back(paddr, size); }};
-  vmm::BtTranslator::CodeReader read = [](uint64_t linear, uint8_t* out, unsigned size, uint64_t* frame) {
-    if (linear < kGuest || linear >= kGuest + kRoutine.size()) return false;
-    const unsigned n = static_cast<unsigned>(std::min<uint64_t>(size, kGuest + kRoutine.size() - linear));
+                               [this](uint64_t paddr, uint64_t size) { written.emplace_back(paddr, size); },
+                               sreg_read};
+  std::vector<uint8_t> routine = kRoutine;
+  vmm::BtTranslator::CodeReader read = [this](uint64_t linear, uint8_t* out, unsigned size, uint64_t* frame) {
+    if (linear < kGuest || linear >= kGuest + routine.size()) return false;
+    const unsigned n = static_cast<unsigned>(std::min<uint64_t>(size, kGuest + routine.size() - linear));
     std::memset(out, 0x90, size);  // past the routine: NOPs
-    std::memcpy(out, kRoutine.data() + (linear - kGuest), n);
+    std::memcpy(out, routine.data() + (linear - kGuest), n);
     *frame = linear >> 12;
     return true;
   };
@@ -140,6 +144,35 @@ TEST(BtTranslator, EmitsTheExpectedTranslationOfAGuestRoutine) {
   EXPECT_EQ(f.translator.invalidate_frame(kGuest >> 12), 3u);
   EXPECT_EQ(f.translator.lookup(kGuest), 0u);
   ASSERT_NE(f.translator.exit_at(*second + 8), nullptr);
+}
+
+// MOV r, Sreg inline on classic x86, where the real CPU at CPL 3 reads CS and SS with RPL 3: a
+// LEA takes the RPL off (the guest's is 0) without touching the flags; DS is the guest's as it is.
+// Where the profile hides the RPL (x86-pg) the copy alone is right; where it traps, a callout.
+TEST(BtTranslator, TranslatesSegmentSelectorReadsInline) {
+  Fixture f(vmm::SregRead::RealRpl);
+  f.routine = {0x8C, 0xC8,              // mov eax, cs
+               0x41, 0x8C, 0xD4,        // mov r12d, ss
+               0x48, 0x8C, 0xD9,        // mov rcx, ds
+               0xC3};
+  const auto tc = f.translator.translate(kGuest, f.read);
+  ASSERT_TRUE(tc);
+  EXPECT_EQ(f.disassemble(*tc, f.translator.bytes_used() + vmm::kTcLinearBase),
+            (std::vector<std::string>{"+0: mov eax, cs", "+2: lea eax, [rax-0x03]", "+5: mov r12d, ss",
+                                      "+8: lea r12d, [r12-0x03]", "+13: mov rcx, ds", "+16: ret"}));
+  EXPECT_EQ(f.translator.counters().inlined, 3u);
+  EXPECT_EQ(f.translator.counters().callouts, 0u);
+  EXPECT_EQ(f.translator.guest_rip_at(*tc + 2), kGuest);  // interrupted before the LEA: MOV again
+
+  Fixture pg(vmm::SregRead::GuestRpl);
+  pg.routine = f.routine;
+  const auto copied = pg.translator.translate(kGuest, pg.read);
+  EXPECT_EQ(pg.disassemble(*copied, pg.translator.bytes_used() + vmm::kTcLinearBase),
+            (std::vector<std::string>{"+0: mov eax, cs", "+2: mov r12d, ss", "+5: mov rcx, ds", "+8: ret"}));
+  Fixture traps(vmm::SregRead::Traps);
+  traps.routine = f.routine;
+  traps.translator.translate(kGuest, traps.read);
+  EXPECT_EQ(traps.translator.counters().callouts, 3u);
 }
 
 }  // namespace
