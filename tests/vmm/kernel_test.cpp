@@ -430,6 +430,8 @@ TEST(KernelUnderBinaryTranslation, EveryWorkloadGivesTheNativeOutput) {
       const vmm::LeakLog& leaks = bt.router->vmm().leaks();
       EXPECT_EQ(leaks.total(), 0u) << leaks.summary();
       EXPECT_EQ(bt.router->vmm().resource_control_violations(), 0u) << bt_of(bt).first_violation();
+      EXPECT_EQ(bt_of(bt).counters().kernel_leaks, 0u);
+      EXPECT_GT(bt.direct_fraction, 0.9);  // user code, IDENT copies and chained branches
       std::cout << profile << " " << bench << ": binary_translation " << bt.router->total_traps() << " traps, "
                 << bt.router->vmm().callouts().total() << " callouts, " << bt_of(bt).translator().counters().units
                 << " units, direct fraction " << bt.direct_fraction << "\n";
