@@ -18,6 +18,9 @@ struct VmmCosts {
   uint64_t device_model = 100;  // one guest device access served by the VMM's software device model
   uint64_t vmexit = 250;        // a hardware VM exit (guest state saved, host state loaded)
   uint64_t vmentry = 250;       // a hardware VM entry (checks, guest state loaded, event injected)
+  uint64_t bt_translate = 300;  // translating one guest instruction into the translation cache
+  uint64_t bt_callout = 60;     // a callout from translated code into the VMM and back
+  uint64_t bt_indirect = 20;    // looking up an indirect branch target (guest -> TC address)
 };
 
 }  // namespace pgsim::vmm

@@ -59,11 +59,13 @@ struct TableFrames : WalkObserver {
 }  // namespace
 
 DeprivilegedGuest::DeprivilegedGuest(const char* strategy, const Machine& machine, const VmmCosts& costs,
-                                     const VmmOptions& options, VmmCycles& cycles, uint64_t& violations)
+                                     const VmmOptions& options, VmmCycles& cycles, uint64_t& violations,
+                                     uint64_t reserved_bytes)
     : strategy_(strategy),
       machine_(machine),
       costs_(costs),
       options_(options),
+      reserved_bytes_(reserved_bytes),
       violations_(violations),
       trap_cycles_(cycles.add_counter("vmm_trap", "cycles delivering traps from the deprivileged guest into the VMM")),
       emulate_cycles_(cycles.add_counter("vmm_emulate", "cycles the VMM spends emulating privileged instructions")),
@@ -83,12 +85,13 @@ DeprivilegedGuest::DeprivilegedGuest(const char* strategy, const Machine& machin
     throw std::invalid_argument(stop_message("vmm.deprivileged_cpl_prot32 must be 1, 2 or 3 (the guest kernel's "
                                              "deprivileged CPL in 32-bit protected mode); it is " +
                                              std::to_string(options.deprivileged_cpl_prot32)));
-  if (machine.vmm_memory_size < (kAreaFrames + 64) * 4096)
+  if (machine.vmm_memory_size < (kAreaFrames + 64) * 4096 + reserved_bytes)
     throw std::invalid_argument(stop_message("needs RAM above guest RAM for the VMM (at least " +
-                                             std::to_string((kAreaFrames + 64) * 4) + " KiB); it has " +
-                                             std::to_string(machine.vmm_memory_size / 1024) + " KiB"));
+                                             std::to_string(((kAreaFrames + 64) * 4096 + reserved_bytes) / 1024) +
+                                             " KiB); it has " + std::to_string(machine.vmm_memory_size / 1024) +
+                                             " KiB"));
   shadow_ = std::make_unique<ShadowPager>(machine.core.bus(), machine.vmm_memory_base + kAreaFrames * 4096,
-                                          machine.vmm_memory_size / 4096 - kAreaFrames,
+                                          (machine.vmm_memory_size - reserved_bytes) / 4096 - kAreaFrames,
                                           2 * std::max(1u, options.shadow_cached_roots), machine.vmm_memory_base,
                                           kAreaFrames);
   cycles.add_formula("vmm_device_model", "cycles the VMM's software device models spend on the guest's device accesses",
@@ -286,6 +289,7 @@ void DeprivilegedGuest::trace_gdt_write(uint64_t paddr, unsigned size, uint64_t 
 }
 
 void DeprivilegedGuest::before_guest_write(uint64_t paddr, unsigned size, uint64_t value) {
+  if (on_code_write && shadow_->is_code_frame(paddr >> 12)) on_code_write(paddr >> 12);
   shadow_->guest_write(paddr, size, value);
   for (const ShadowPager::GuestEntry& e : gdt_sources_)
     if (shadow_->changes_entry(e.paddr, e.size, paddr, size, value)) gdt_stale_ = true;  // the GDT is remapped
@@ -350,6 +354,7 @@ void DeprivilegedGuest::project(Core& real) {
   if (shadow_->take_dropped() || tlbs_stale_ || switch_flushes) real.flush_tlbs(true);
   tlbs_stale_ = false;
   expected_ = privileged_of(r);
+  if (after_project) after_project(real);
   // Let a waiting interrupt in (the real CPU itself honours the STI/MOV SS interrupt shadow).
   if ((v.rflags & IF) || r.halted) real.notify_interrupt();
 }
@@ -375,13 +380,13 @@ void DeprivilegedGuest::take_while_interpreting(Core& real, const Event& event) 
   if (vcpu_->core().is_shutdown()) real.shutdown(vcpu_->core().shutdown_reason());
 }
 
-void DeprivilegedGuest::enter(Core& real) {
-  trap_cycles_ += costs_.trap;
+void DeprivilegedGuest::enter(Core& real, Entry how) {
+  if (how == Entry::Trap) trap_cycles_ += costs_.trap;
   check_resource_control(real);
   vcpu_->pull(real.state());
 }
 
-void DeprivilegedGuest::resume(Core& real) {
+void DeprivilegedGuest::resume(Core& real, Entry how) {
   if (vcpu_->core().is_shutdown()) {
     real.shutdown("the guest's virtual CPU: " + vcpu_->core().shutdown_reason());
     return;
@@ -391,7 +396,7 @@ void DeprivilegedGuest::resume(Core& real) {
     real.state().halted = false;
     return;
   }
-  resume_cycles_ += costs_.resume;
+  if (how == Entry::Trap) resume_cycles_ += costs_.resume;
   project(real);
 }
 
@@ -462,7 +467,11 @@ DeprivilegedGuest::PageFault DeprivilegedGuest::handle_page_fault(Core& real, co
   const bool paging = v.paging();
   const uint64_t frame = w.paddr >> 12;
   const bool page_table = paging && shadow_->is_page_table_frame(frame), gdt = shadow_->is_gdt_frame(frame);
-  if (req.access == AccessKind::Write && (page_table || gdt || !w.writable)) {
+  // A write to code the strategy translated: it drops its translations first; the write is
+  // emulated, so that it is done before the guest's next instruction is translated again.
+  const bool code = req.access == AccessKind::Write && on_code_write && shadow_->is_code_frame(frame);
+  if (code) on_code_write(frame);
+  if (req.access == AccessKind::Write && (page_table || gdt || code || !w.writable)) {
     // A write the shadow must not let through: to a guest page table or the guest's GDT (traced),
     // or a supervisor write to a read-only page with CR0.WP clear. The virtual CPU performs it;
     // the shadow entries made from what it changes follow (before_guest_write).

@@ -47,6 +47,7 @@
 // accesses, in place of the physical device latency that sim.cycles.io charges natively).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,8 +68,10 @@ class DeprivilegedGuest : private isa::InterruptSource {
  public:
   // `strategy` names the strategy in messages and statistics (vmm.<strategy>.emulated, ...);
   // buckets are added to `cycles`, resource-control violations counted in `violations`.
+  // `reserved_bytes` at the top of the VMM's memory are left to the strategy (reserved_physical()),
+  // out of the shadow pager's pool.
   DeprivilegedGuest(const char* strategy, const Machine& machine, const VmmCosts& costs, const VmmOptions& options,
-                    VmmCycles& cycles, uint64_t& violations);
+                    VmmCycles& cycles, uint64_t& violations, uint64_t reserved_bytes = 0);
   ~DeprivilegedGuest() override;
 
   // Takes over `real`: the virtual CPU starts from its state, the VMM's structures are written and
@@ -82,14 +85,27 @@ class DeprivilegedGuest : private isa::InterruptSource {
   // The real CPU runs the guest (false while the virtual CPU interprets it).
   bool direct() const { return direct_; }
 
+  // The physical address of the bytes reserved for the strategy at the top of the VMM's memory.
+  uint64_t reserved_physical() const { return machine_.vmm_memory_base + machine_.vmm_memory_size - reserved_bytes_; }
+
   // ---- Entering and leaving the VMM ------------------------------------------------------------
-  // The guest trapped into the VMM from direct execution: charges the trap, checks resource
-  // control and takes into the virtual CPU what the guest changed running directly.
-  void enter(isa::Core& real);
+  // How the guest came into the VMM: a trap (charged vmm_trap on entry and vmm_resume on the way
+  // back), or a callout from translated code, whose crossing the strategy charges itself.
+  enum class Entry { Trap, Callout };
+  // The guest entered the VMM from direct execution: charges a trap, checks resource control and
+  // takes into the virtual CPU what the guest changed running directly.
+  void enter(isa::Core& real, Entry how = Entry::Trap);
   // The VMM returns to the guest: stops the real CPU if the virtual one shut down, switches to
-  // interpretation when the guest can no longer run directly, else charges the resume and
+  // interpretation when the guest can no longer run directly, else charges a trap's resume and
   // projects the real state from the virtual one.
-  void resume(isa::Core& real);
+  void resume(isa::Core& real, Entry how = Entry::Trap);
+  // Called at the end of every project(): a strategy may choose where the real CPU runs the
+  // guest from (binary translation: the translation of the guest's kernel code).
+  std::function<void(isa::Core& real)> after_project;
+  // A write to guest frame `frame` is about to happen, by the guest running directly (a page fault
+  // on a frame the strategy write-protects as code, see ShadowPager) or by its virtual CPU: the
+  // strategy drops what it made from the frame.
+  std::function<void(uint64_t frame)> on_code_write;
   // An event while the guest is interpreted (only interrupts arrive then): reflected.
   void take_while_interpreting(isa::Core& real, const isa::Event& event);
   // Interprets the guest until it can run directly again, in chunks (boundary calls).
@@ -172,6 +188,7 @@ class DeprivilegedGuest : private isa::InterruptSource {
   Machine machine_;
   VmmCosts costs_;
   VmmOptions options_;
+  uint64_t reserved_bytes_;
   isa::Core* real_ = nullptr;
   isa::InterruptSource* interrupts_ = nullptr;
   std::unique_ptr<VirtualCpu> vcpu_;

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "models/vmm/hw_assist.h"
+#include "models/vmm/binary_translation.h"
 #include "models/vmm/interpret.h"
 #include "models/vmm/native.h"
 #include "models/vmm/trap_emulate.h"
@@ -37,7 +38,8 @@ const std::vector<StrategyInfo>& strategies() {
       {"native", "none", 0, &build<NativeVmm>},
       {"interpret", "none", 0, &build<InterpretVmm>},
       {"trap_emulate", "shadow", kDeprivilegedMemory, &build<TrapEmulateVmm>},
-      {"binary_translation", "shadow", 0, nullptr},
+      {"binary_translation", "shadow", kDeprivilegedMemory + kMaxTcBytes + (2 + kMaxTcBytes / (2 << 20)) * 4096,
+       &build<BinaryTranslationVmm>},
       {"paravirt", "direct", 0, nullptr},
       {"hw_assist", "nested", kHwAssistMemory, &build<HwAssistVmm>},
   };

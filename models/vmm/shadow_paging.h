@@ -116,6 +116,11 @@ class ShadowPager {
   // Called with the linear page of every shadow leaf dropped or made read-only one by one (the
   // real TLB must forget it).
   std::function<void(uint64_t linear)> on_leaf_changed;
+  // Installs `pml4_entry` at the PML4 slot of `linear` in every kernel-mode shadow (user_mode
+  // false), present and future: a region of the VMM's that the guest kernel's code reaches while
+  // the guest's user code does not (binary translation's translation cache). The guest may not
+  // map that slot (the VMM refuses such a mapping as it does kVmmLinearBase).
+  void map_in_kernel_shadows(uint64_t linear, uint64_t pml4_entry);
   // Drops the page of `linear` from every shadow.
   void invalidate_page(uint64_t linear);
   // Drops every shadow.
@@ -132,8 +137,18 @@ class ShadowPager {
   // GDT made from them); `frames` replaces the previous set.
   void set_gdt_frames(const std::vector<uint64_t>& frames);
   bool is_gdt_frame(uint64_t frame) const { return gdt_frames_.count(frame) != 0; }
-  // The guest's writes to `frame` must fault: a page table or the GDT.
-  bool is_write_protected(uint64_t frame) const { return is_page_table_frame(frame) || is_gdt_frame(frame); }
+  // Guest frames holding code the VMM translated (binary translation): write-protected like page
+  // tables, so that a write to them faults and the VMM drops its translations first; released
+  // when it has, and the write goes through.
+  void note_code_frame(uint64_t frame) {
+    if (code_frames_.insert(frame).second) write_protect(frame);
+  }
+  void release_code_frame(uint64_t frame) { code_frames_.erase(frame); }
+  bool is_code_frame(uint64_t frame) const { return code_frames_.count(frame) != 0; }
+  // The guest's writes to `frame` must fault: a page table, the GDT or translated code.
+  bool is_write_protected(uint64_t frame) const {
+    return is_page_table_frame(frame) || is_gdt_frame(frame) || is_code_frame(frame);
+  }
   // A traced write to page-table frame `frame`. After kFloodWrites writes with no guest walk
   // through the frame in between, the guest is taken to be using it for something else (zeroing
   // a freed table, say): it is no longer write-protected until a walk meets it again
@@ -214,12 +229,15 @@ class ShadowPager {
   std::vector<uint16_t> free_pcids_;  // process-context identifiers no live shadow holds
   unsigned cached_roots_;
   uint64_t vmm_pdpt_ = 0;  // the VMM area's PDPT, shared by every shadow
+  unsigned kernel_slot_ = 0;       // map_in_kernel_shadows: its PML4 slot (0: none) ...
+  uint64_t kernel_slot_entry_ = 0; // ... and entry
   std::map<Key, Shadow> shadows_;
   std::list<Key> lru_;  // most recently used first
   Key current_{~0ull, false};  // ~0: no guest address space yet, or paging off
   static constexpr Key kPagingOff{1, false};  // no CR3 value is 1
   std::unordered_set<uint64_t> page_table_frames_;
   std::unordered_set<uint64_t> gdt_frames_;
+  std::unordered_set<uint64_t> code_frames_;
   std::unordered_map<uint64_t, unsigned> write_streak_;  // traced writes since the last walk through it
   DependentsMap dependents_;                              // guest entry -> leaves built from it
   std::unordered_map<uint64_t, std::set<LeafRef>> mappers_;  // guest frame -> leaves that map it

@@ -79,6 +79,11 @@ struct VmmOptions {
   bool vpid = true;
   uint64_t ept_page_size = 2ull << 20;
   bool ept_shuffled = true;
+  // vmm.bt.*: binary translation's unit size (guest instructions), translation-cache size (bytes)
+  // and the faults of one translated store after which it is retranslated into a callout.
+  unsigned bt_unit_instructions = 12;
+  uint64_t bt_tc_bytes = 1ull << 20;
+  unsigned bt_adapt_after = 4;
 };
 
 class Vmm {

@@ -1,6 +1,7 @@
 // vmm: which virtualization strategy runs the guest, and what its operations cost.
 //
 // Defaults describe one modern Intel core; configs/eras/ holds presets for other generations.
+#include "models/vmm/bt_translator.h"
 #include "models/vmm/vmm.h"
 #include "platforms/config/schema_sections.h"
 
@@ -50,6 +51,14 @@ void declare_vmm(Schema& s) {
   s.add(choice("vmm.ept.layout", "shuffled", {"shuffled", "identity"},
                "hw_assist with nested paging: where guest RAM sits in host RAM: in 2 MiB chunks in a "
                "shuffled order (guest-physical differs from host-physical) or at the same addresses"));
+  s.add(integer("vmm.bt.unit_instructions", 12, "instructions", 1, 64,
+                "binary_translation: guest instructions in one translation unit at most (a unit also ends at "
+                "control flow)"));
+  s.add(integer("vmm.bt.tc_bytes", 1 << 20, "bytes", 4096, static_cast<int64_t>(vmm::kMaxTcBytes),
+                "binary_translation: size of the translation cache (a multiple of 4096); when it is full it is flushed whole"));
+  s.add(integer("vmm.bt.adapt_after", 4, "faults", 1, 1'000'000,
+                "binary_translation: page faults of one translated store on a traced guest page table after "
+                "which it is retranslated into a callout"));
 
   cost(s, "trap_cycles", 150, "a fault from the deprivileged guest into the VMM");
   cost(s, "resume_cycles", 80, "the VMM's return to the deprivileged guest");

@@ -19,6 +19,9 @@ vmm::VmmCosts vmm_costs(const Config& c) {
   k.device_model = c.u64("vmm.cost.device_model_cycles");
   k.vmexit = c.u64("vmm.cost.vmexit_cycles");
   k.vmentry = c.u64("vmm.cost.vmentry_cycles");
+  k.bt_translate = c.u64("vmm.cost.bt_translate_cycles");
+  k.bt_callout = c.u64("vmm.cost.bt_callout_cycles");
+  k.bt_indirect = c.u64("vmm.cost.bt_indirect_cycles");
   return k;
 }
 
@@ -34,6 +37,9 @@ vmm::VmmOptions vmm_options(const Config& c) {
                     : c.str("vmm.ept.page_size") == "1G" ? 1ull << 30
                                                          : 2ull << 20;
   o.ept_shuffled = c.str("vmm.ept.layout") == "shuffled";
+  o.bt_unit_instructions = static_cast<unsigned>(c.u64("vmm.bt.unit_instructions"));
+  o.bt_tc_bytes = c.u64("vmm.bt.tc_bytes");
+  o.bt_adapt_after = static_cast<unsigned>(c.u64("vmm.bt.adapt_after"));
   return o;
 }
 

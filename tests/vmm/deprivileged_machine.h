@@ -62,16 +62,18 @@ struct DeprivilegedMachine : SystemMachine {
     binding = std::make_unique<isa::SystemConfigBinding>(core, system);
   }
 
-  // Loads the guest's code at `address` (RIP) and puts the VMM under it.
-  vmm::TrapEmulateVmm& start(const std::vector<uint8_t>& code, vmm::VmmCosts costs = {}, uint64_t address = kCode,
-                             isa::InterruptSource* interrupts = nullptr, const vmm::VmmOptions& options = {}) {
+  // Loads the guest's code at `address` (RIP) and puts the VMM (trap_emulate, or `Strategy`)
+  // under it.
+  template <class Strategy = vmm::TrapEmulateVmm>
+  Strategy& start(const std::vector<uint8_t>& code, vmm::VmmCosts costs = {}, uint64_t address = kCode,
+                  isa::InterruptSource* interrupts = nullptr, const vmm::VmmOptions& options = {}) {
     load_code(address, code);
     vmm::Machine m{core, interrupts};
     m.vmm_memory_base = kGuestRam;
     m.vmm_memory_size = kVmmMemory;
-    router = std::make_unique<vmm::TrapRouter>(std::make_unique<vmm::TrapEmulateVmm>(m, costs, options));
+    router = std::make_unique<vmm::TrapRouter>(std::make_unique<Strategy>(m, costs, options));
     router->attach(core);
-    return static_cast<vmm::TrapEmulateVmm&>(router->vmm());
+    return static_cast<Strategy&>(router->vmm());
   }
   uint64_t traps(vmm::TrapCause cause) const { return router->traps(cause); }
 };

@@ -22,8 +22,10 @@ struct GuestRun {
   int exit_code = -1;
 };
 
-inline GuestRun run(const std::string& strategy, const std::string& cmdline, const std::string& more = "") {
-  const std::string command = std::string(PGSIM_VMM_GUEST_RUN) + " " + PGSIM_VMM_TEST_CONFIG +
+// A run with the config file `config` (the tests' guest_test.yaml unless said).
+inline GuestRun run_config(const std::string& config, const std::string& strategy, const std::string& cmdline,
+                           const std::string& more = "") {
+  const std::string command = std::string(PGSIM_VMM_GUEST_RUN) + " " + config +
                               " guest.kernel=" + PGSIM_KERNEL_IMAGE + " vmm.strategy=" + strategy +
                               " 'guest.cmdline=" + cmdline + "' " + more + " 2>&1";
   GuestRun r;
@@ -43,6 +45,10 @@ inline GuestRun run(const std::string& strategy, const std::string& cmdline, con
     else r.guest_lines.push_back(line);
   }
   return r;
+}
+
+inline GuestRun run(const std::string& strategy, const std::string& cmdline, const std::string& more = "") {
+  return run_config(PGSIM_VMM_TEST_CONFIG, strategy, cmdline, more);
 }
 
 inline uint64_t figure(const std::string& figures, const std::string& name) {

@@ -9,12 +9,15 @@
 //            walk_guest_refs=<guest-dimension references> walk_nested_refs=<EPT references>
 //            [interpreted=<trap_emulate: guest instructions not run directly>]
 //            [emulated.<mnemonic>=<instructions emulated> ...]
+//            [binary_translation: kernel_leaks=<leaks of kernel code> leaks.sgdt=<SGDT leaks>
+//             units=<translation units> callouts=<callouts executed>]
 // One process per run (SystemC elaborates one design per process); vmm_guest_test drives it.
 // Usage: vmm_guest_run CONFIG [key=value ...]
 #include <iostream>
 #include <memory>
 #include <sstream>
 
+#include "models/vmm/binary_translation.h"
 #include "models/vmm/trap_emulate.h"
 #include "models/vmm/trap_router.h"
 #include "platforms/config/config.h"
@@ -50,6 +53,10 @@ int main(int argc, char** argv) {
       for (const auto& [mnemonic, count] : te->emulated_by_mnemonic().by_mnemonic())
         std::cout << " emulated." << mnemonic << "=" << count;
     }
+    if (const auto* bt = dynamic_cast<const vmm::BinaryTranslationVmm*>(&router->vmm()))
+      std::cout << " kernel_leaks=" << bt->counters().kernel_leaks
+                << " leaks.sgdt=" << bt->leaks().of(isa::SensitiveInsn::Sgdt).count
+                << " units=" << bt->translator().counters().units << " callouts=" << bt->callouts().total();
     std::cout << "\n";
     return 0;
   } catch (const std::exception& e) {

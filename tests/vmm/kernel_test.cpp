@@ -49,11 +49,8 @@ struct BootedKernel {
   }
 };
 
-KernelRun run_kernel(const char* profile, const char* strategy, const std::string& cmdline, bool conceal = false,
-                     unsigned prot32_cpl = 1) {
-  vmm::VmmOptions options;
-  options.conceal_leaks = conceal;
-  options.deprivileged_cpl_prot32 = prot32_cpl;
+KernelRun run_kernel_with(const char* profile, const char* strategy, const std::string& cmdline,
+                          const vmm::VmmOptions& options) {
   BootedKernel k(profile, strategy, cmdline, options);
   test::MiniPc& pc = k.pc;
   isa::Core& core = k.core;
@@ -74,6 +71,14 @@ KernelRun run_kernel(const char* profile, const char* strategy, const std::strin
     if (line.rfind("timing:", 0) != 0) r.lines.push_back(line);
   }
   return r;
+}
+
+KernelRun run_kernel(const char* profile, const char* strategy, const std::string& cmdline, bool conceal = false,
+                     unsigned prot32_cpl = 1) {
+  vmm::VmmOptions options;
+  options.conceal_leaks = conceal;
+  options.deprivileged_cpl_prot32 = prot32_cpl;
+  return run_kernel_with(profile, strategy, cmdline, options);
 }
 
 std::string last(const KernelRun& r) { return r.lines.empty() ? "(no output)" : r.lines.back(); }
@@ -387,6 +392,163 @@ TEST(KernelUnderTrapEmulate, The32BitBootPathTrapsAtEachPrivilegedInstruction) {
       EXPECT_EQ(vmm.leaks().total(), 0u);
       EXPECT_EQ(core.state().cpl(), 3u);
       std::cout << profile << " CPL " << cpl << ": the 32-bit boot ran " << direct << " instructions directly\n";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pgsim
+
+#include "models/vmm/binary_translation.h"
+
+namespace pgsim {
+namespace {
+
+const vmm::BinaryTranslationVmm& bt_of(const KernelRun& r) {
+  return static_cast<const vmm::BinaryTranslationVmm&>(r.router->vmm());
+}
+
+// Under binary_translation every workload that runs on the stand-in PC prints its native output
+// on classic x86 and on x86-pg: the kernel's own ring-0 and IF checks pass, nothing leaks (its
+// sensitive instructions never run directly: they are callouts in the TC), nothing of the real
+// privileged state changes.
+TEST(KernelUnderBinaryTranslation, EveryWorkloadGivesTheNativeOutput) {
+  for (const char* profile : {"x86", "x86-pg"}) {
+    for (const char* bench : {"selftest", "syscall", "in", "cr8wr", "callret", "pgfault", "divzero", "ptemod",
+                              "forkwait", "compute", "memwalk", "ctxswitch", "smc"}) {
+      const std::string cmdline = std::string("bench=") + bench + " iters=20";
+      const KernelRun native = run_kernel(profile, "native", cmdline);
+      if (last(native) != "pgsim-kernel: PASS") {
+        std::cout << profile << " " << bench << ": not run here (natively on the stand-in PC: " << last(native)
+                  << ")\n";
+        continue;
+      }
+      SCOPED_TRACE(std::string(profile) + " " + bench);
+      const KernelRun bt = run_kernel(profile, "binary_translation", cmdline);
+      EXPECT_EQ(bt.lines, native.lines);
+      EXPECT_EQ(bt.exit_value, 0);
+      const vmm::LeakLog& leaks = bt.router->vmm().leaks();
+      EXPECT_EQ(leaks.total(), 0u) << leaks.summary();
+      EXPECT_EQ(bt.router->vmm().resource_control_violations(), 0u) << bt_of(bt).first_violation();
+      EXPECT_EQ(bt_of(bt).counters().kernel_leaks, 0u);
+      EXPECT_GT(bt.direct_fraction, 0.9);  // user code, IDENT copies and chained branches
+      std::cout << profile << " " << bench << ": binary_translation " << bt.router->total_traps() << " traps, "
+                << bt.router->vmm().callouts().total() << " callouts, " << bt_of(bt).translator().counters().units
+                << " units, direct fraction " << bt.direct_fraction << "\n";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pgsim
+
+namespace pgsim {
+namespace {
+
+// The 32-bit Multiboot entry and boot (workloads/kernel/boot.S up to the far jump into 64-bit
+// code) are not translated: they run directly, deprivileged at vmm.deprivileged_cpl_prot32, as
+// under trap_emulate, with the same traps (each privileged instruction #GP and emulated, two
+// hidden page faults; see KernelUnderTrapEmulate.The32BitBootPathTrapsAtEachPrivilegedInstruction)
+// and the leak detector watching, but for the far JMP into 64-bit code: on classic x86 it would
+// run directly (it does not trap), on x86-pg trap; under binary translation it is a callout on
+// both, after which the first 64-bit instruction runs from the TC.
+TEST(KernelUnderBinaryTranslation, The32BitBootRunsDirectlyAsUnderTrapEmulateThenTheKernelIsTranslated) {
+  for (const char* profile : {"x86", "x86-pg"}) {
+    SCOPED_TRACE(profile);
+    BootedKernel k(profile, "binary_translation", "bench=in iters=10", vmm::VmmOptions{});
+    isa::Core& core = k.core;
+    const auto& bt = static_cast<const vmm::BinaryTranslationVmm&>(k.router->vmm());
+    EXPECT_EQ(core.state().mode(), isa::Mode::Compat32);
+    EXPECT_EQ(core.state().cpl(), 1u);
+    while (core.state().mode() != isa::Mode::Long64 && !core.is_shutdown()) core.run(1);
+    ASSERT_EQ(core.state().mode(), isa::Mode::Long64) << core.shutdown_reason();
+    EXPECT_EQ(k.router->traps(vmm::TrapCause::GeneralProtection), 9u);  // x86-pg's 10th: the far JMP
+    EXPECT_EQ(bt.callouts().of("jmp_far"), 1u);
+    EXPECT_EQ(k.router->traps(vmm::TrapCause::PageFault), 2u);
+    EXPECT_EQ(bt.counters().kernel_leaks, 0u);
+    EXPECT_EQ(bt.leaks().total(), 0u);
+    EXPECT_EQ(bt.translator().counters().units, 1u);
+    EXPECT_TRUE(bt.translator().in_tc(core.state().rip));
+  }
+}
+
+// A translation cache too small for the kernel (4 KiB: less than its 450 units take) is
+// flushed whole whenever it is full, and the kernel runs on as it does natively: each flush
+// drops every unit and chain, and the code that runs next is translated again.
+TEST(KernelUnderBinaryTranslation, AFullTranslationCacheIsFlushedAndTheKernelRunsOn) {
+  const KernelRun native = run_kernel("x86-pg", "native", "bench=syscall iters=20");
+  vmm::VmmOptions small;
+  small.bt_tc_bytes = 4096;
+  const KernelRun bt = run_kernel_with("x86-pg", "binary_translation", "bench=syscall iters=20", small);
+  const KernelRun roomy = run_kernel("x86-pg", "binary_translation", "bench=syscall iters=20");
+  EXPECT_EQ(bt.lines, native.lines);
+  EXPECT_EQ(bt.router->vmm().leaks().total(), 0u);
+  const auto& t = bt_of(bt).translator().counters();
+  EXPECT_GT(t.flushes, 0u);
+  EXPECT_EQ(bt_of(roomy).translator().counters().flushes, 0u);
+  EXPECT_GT(t.units, bt_of(roomy).translator().counters().units);  // what was flushed, translated again
+  EXPECT_LE(bt_of(bt).translator().bytes_used(), small.bt_tc_bytes);
+  std::cout << "4 KiB TC: " << t.flushes << " flushes, " << t.units << " units ("
+            << bt_of(roomy).translator().counters().units << " with 1 MiB)\n";
+}
+
+// What a run of binary_translation counted, for deltas between iteration counts.
+struct BtFigures {
+  uint64_t units, translated, lookups, lookup_misses, tc_faults, adaptations, traps;
+  vmm::ReasonLog callouts;
+};
+
+BtFigures bt_figures(const std::string& cmdline) {
+  const KernelRun r = run_kernel("x86-pg", "binary_translation", cmdline);
+  EXPECT_EQ(last(r), "pgsim-kernel: PASS") << cmdline;
+  const auto& bt = bt_of(r);
+  return {bt.translator().counters().units, bt.translator().counters().guest_instructions, bt.counters().lookups,
+          bt.counters().lookup_misses, bt.counters().tc_faults, bt.counters().adaptations, r.router->total_traps(),
+          r.router->vmm().callouts()};
+}
+
+// Warm loops translate nothing more per iteration: runs of 10, 20 and 30 iterations translate the
+// same units, and every other count grows by what one iteration does, 10 times:
+//   in       one callout (IN), two lookups (the RETs of the port-read helper and of the pvops call)
+//   syscall  one trap (SYSCALL: #UD, EFER.SCE is off in the real CPU), one callout (SYSRET), two
+//            lookups
+//   callret  no callout, no trap, one lookup (the RET; the CALL is a chained PUSH imm32 and JMP)
+//   cr8wr    one callout (MOV to CR8: no inline sequence, every CR8 write is a callout)
+//   ptemod   the PTE store faults on the traced page table until vmm.bt.adapt_after (4) faults,
+//            and is then a callout (mov) every iteration, with the INVLPG's (invlpg); the hidden
+//            fault of the refilled page is the one trap per iteration
+TEST(KernelUnderBinaryTranslation, WarmLoopsTranslateNothingMoreAndPayWhatEachIterationDoes) {
+  struct Expected {
+    const char* bench;
+    uint64_t traps, lookups;
+    std::vector<std::pair<const char*, uint64_t>> callouts;  // per iteration, by operation
+  };
+  for (const Expected& e : {Expected{"in", 0, 2, {{"in", 1}}}, Expected{"syscall", 1, 2, {{"sysret", 1}}},
+                            Expected{"callret", 0, 1, {}}, Expected{"cr8wr", 0, 2, {{"mov_cr", 1}}},
+                            Expected{"ptemod", 1, 4, {{"mov", 1}, {"invlpg", 1}}}}) {
+    SCOPED_TRACE(e.bench);
+    BtFigures f[3];
+    for (int k = 0; k < 3; ++k) f[k] = bt_figures(std::string("bench=") + e.bench + " iters=" + std::to_string(10 * (k + 1)));
+    auto per10 = [&](auto field) {
+      EXPECT_EQ(field(f[2]) - field(f[1]), field(f[1]) - field(f[0]));
+      return field(f[1]) - field(f[0]);
+    };
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.units; }), 0u);
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.translated; }), 0u);
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.lookup_misses; }), 0u);
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.traps; }), 10 * e.traps);
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.lookups; }), 10 * e.lookups);
+    uint64_t callouts = 0;
+    for (const auto& [op, n] : e.callouts) {
+      EXPECT_EQ(per10([op](const BtFigures& x) { return x.callouts.of(op); }), 10 * n) << op;
+      callouts += n;
+    }
+    EXPECT_EQ(per10([](const BtFigures& x) { return x.callouts.total(); }), 10 * callouts);
+    if (std::string(e.bench) == "ptemod") {
+      for (const BtFigures& x : f) {
+        EXPECT_EQ(x.adaptations, 1u);
+        EXPECT_EQ(x.tc_faults, 4u);  // vmm.bt.adapt_after: then the store is a callout
+      }
     }
   }
 }

@@ -1,0 +1,355 @@
+#include "models/vmm/binary_translation.h"
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include "isa/system/paging.h"
+#include "isa/system/system_config.h"
+#include "models/vmm/emulated_insns.h"
+#include "models/stats/stats.h"
+
+namespace pgsim::vmm {
+
+using namespace isa;
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kPagesPerTable = 512;
+
+// The TC's page tables (a PDPT, a PD and the page tables under it) and the TC itself, at the top
+// of the VMM's memory.
+uint64_t tc_page_tables(uint64_t tc_bytes) { return (tc_bytes / kPage + kPagesPerTable - 1) / kPagesPerTable; }
+uint64_t tc_region_bytes(uint64_t tc_bytes) { return (2 + tc_page_tables(tc_bytes)) * kPage + tc_bytes; }
+
+uint64_t checked_tc_bytes(uint64_t tc_bytes) {
+  if (tc_bytes < kPage || tc_bytes > kMaxTcBytes || tc_bytes % kPage)
+    throw std::invalid_argument("binary_translation: vmm.bt.tc_bytes must be a multiple of 4096 from 4096 to " +
+                                std::to_string(kMaxTcBytes) + "; it is " + std::to_string(tc_bytes));
+  return tc_bytes;
+}
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// Linear addresses that are the VMM's in the kernel-mode shadows: its area and the TC.
+bool is_vmm_linear(uint64_t linear) {
+  return (linear >= kVmmLinearBase && linear - kVmmLinearBase < kVmmLinearSize) ||
+         (linear >= kTcLinearBase && linear - kTcLinearBase < kVmmLinearSize);
+}
+
+}  // namespace
+
+BinaryTranslationVmm::BinaryTranslationVmm(const Machine& machine, const VmmCosts& costs, const VmmOptions& options)
+    : options_(options),
+      costs_(costs),
+      unit_instructions_(options.bt_unit_instructions),
+      adapt_after_(options.bt_adapt_after),
+      tc_bytes_(checked_tc_bytes(options.bt_tc_bytes)),
+      guest_("binary_translation", machine, costs, options, cycles_, violations_, tc_region_bytes(tc_bytes_)),
+      translate_cycles_(cycles_.add_counter("vmm_bt_translate", "cycles translating guest kernel code into the TC")),
+      callout_cycles_(cycles_.add_counter(
+          "vmm_bt_callout", "cycles crossing from translated code into the VMM and back (callouts, translator entries)")),
+      lookup_cycles_(cycles_.add_counter("vmm_bt_lookup",
+                                         "cycles looking up the translations of RET and indirect branch targets")) {
+  // The TC's page tables: user-readable and executable, never writable (translated code runs at
+  // the real CPL 3 and must not change its own translation).
+  PhysicalBus& bus = machine.core.bus();
+  const uint64_t pdpt = guest_.reserved_physical(), pd = pdpt + kPage, pt = pd + kPage;
+  const uint64_t tables = tc_page_tables(tc_bytes_), tc = pt + tables * kPage;
+  for (uint64_t k = 0; k < (2 + tables) * kPagesPerTable; ++k) bus.write(pdpt + k * 8, 8, 0);
+  bus.write(pdpt, 8, pd | PTE_P | PTE_RW | PTE_US);
+  for (uint64_t k = 0; k < tables; ++k) bus.write(pd + k * 8, 8, (pt + k * kPage) | PTE_P | PTE_RW | PTE_US);
+  for (uint64_t page = 0; page < tc_bytes_ / kPage; ++page)
+    bus.write(pt + page * 8, 8, (tc + page * kPage) | PTE_P | PTE_US);
+  guest_.shadow().map_in_kernel_shadows(kTcLinearBase, pdpt | PTE_P | PTE_RW | PTE_US);
+  std::vector<uint8_t*> pages;
+  for (uint64_t page = 0; page < tc_bytes_ / kPage; ++page) {
+    pages.push_back(bus.host_frame(tc + page * kPage));
+    if (!pages.back())
+      throw std::invalid_argument("binary_translation: the translation cache at " + hex(tc) + " is not RAM");
+  }
+  Core& core = machine.core;
+  const Behavior sreg = system_config(core).profile.at_cpl_above_0(SensitiveInsn::MovFromSreg);
+  const SregRead sreg_read = sreg == Behavior::Classic       ? SregRead::RealRpl
+                             : sreg == Behavior::Insensitive ? SregRead::GuestRpl
+                                                             : SregRead::Traps;
+  translator_ = std::make_unique<BtTranslator>(
+      std::move(pages), kTcLinearBase, tc, unit_instructions_,
+      [&core](uint64_t paddr, uint64_t size) {
+        if (size) core.invalidate_decoded(paddr, size);
+      },
+      sreg_read);
+  guest_.after_project = [this](Core& real) { place_real_rip(real); };
+  guest_.on_code_write = [this](uint64_t frame) { code_written(frame); };
+}
+
+void BinaryTranslationVmm::attach(Core& real) {
+  real_ = &real;
+  guest_.attach(real);
+  leak_detector_ = std::make_unique<LeakDetector>(guest_.vcpu(), guest_.shadow(), leaks_, options_.conceal_leaks,
+                                                  [this](Core& core) { guest_.project(core); });
+  real.remark_decoded();  // marks the TC's exits and the user code's sensitive instructions
+}
+
+bool BinaryTranslationVmm::translated_mode() const {
+  const VirtualCpu* vcpu = guest_.vcpu_if_attached();
+  return vcpu && guest_.direct() && vcpu->state().mode() == Mode::Long64 && vcpu->cpl() == 0;
+}
+
+void BinaryTranslationVmm::place_real_rip(Core& real) {
+  if (!translated_mode()) return;
+  const uint64_t guest_rip = guest_.vcpu().state().rip;
+  real.state().rip = guest_rip == continue_guest_ && continue_tc_ ? continue_tc_ : tc_entry(guest_rip);
+}
+
+uint64_t BinaryTranslationVmm::tc_entry(uint64_t guest_rip) {
+  const uint64_t tc = translator_->lookup(guest_rip);
+  return tc ? tc : translate(guest_rip);
+}
+
+uint64_t BinaryTranslationVmm::translate(uint64_t guest_rip) {
+  VirtualCpu& vcpu = guest_.vcpu();
+  std::vector<uint64_t> frames;
+  const BtTranslator::CodeReader read = [&](uint64_t linear, uint8_t* out, unsigned size, uint64_t* frame) {
+    WalkRequest req;
+    req.linear = linear;
+    req.access = AccessKind::Execute;
+    const WalkResult w = page_walk(vcpu.state(), vcpu.bus(), req);
+    if (!w.ok || !guest_.shadow().is_ram(w.paddr)) return false;
+    const uint64_t in_page = kPage - (w.paddr & (kPage - 1));
+    if (size > in_page) size = static_cast<unsigned>(in_page);
+    for (unsigned k = 0; k < size; ++k) out[k] = static_cast<uint8_t>(vcpu.bus().read(w.paddr + k, 1));
+    *frame = w.paddr >> 12;
+    frames.push_back(*frame);
+    return true;
+  };
+  const uint64_t before = translator_->counters().guest_instructions;
+  std::optional<uint64_t> tc = translator_->translate(guest_rip, read);
+  if (!tc) {  // full: flushed whole, and every frame it was made from is writable again
+    for (const auto& [frame, units] : translator_->units_by_frame()) guest_.shadow().release_code_frame(frame);
+    translator_->flush();
+    faults_at_.clear();
+    continue_tc_ = 0;
+    frames.clear();
+    tc = translator_->translate(guest_rip, read);
+    if (!tc) throw std::logic_error("binary_translation: an empty translation cache has no room for one unit");
+  }
+  translate_cycles_ += (translator_->counters().guest_instructions - before) * costs_.bt_translate;
+  for (uint64_t frame : frames) guest_.shadow().note_code_frame(frame);
+  return *tc;
+}
+
+void BinaryTranslationVmm::code_written(uint64_t frame) {
+  counters_.smc_invalidations += translator_->invalidate_frame(frame);
+  guest_.shadow().release_code_frame(frame);
+  continue_tc_ = 0;  // the unit a callout would go on in may be gone
+}
+
+namespace {
+
+// A transfer that can take directly running 32-bit kernel code into 64-bit code (whose
+// instructions must then run translated): far JMP, CALL and RET, and IRET.
+bool is_far_transfer(const Insn& insn) {
+  const bool transfer = insn.mnemonic == ZYDIS_MNEMONIC_JMP || insn.mnemonic == ZYDIS_MNEMONIC_CALL ||
+                        insn.mnemonic == ZYDIS_MNEMONIC_RET;
+  return insn.cls == InsnClass::Iret || (transfer && insn.cls == InsnClass::System);
+}
+
+}  // namespace
+
+bool BinaryTranslationVmm::wants_before(const Insn& insn, uint64_t paddr) {
+  if (translator_->is_tc_physical(paddr)) return translator_->exit_at_physical(paddr) != nullptr;
+  return is_far_transfer(insn) || (leak_detector_ && leak_detector_->watches(insn));
+}
+
+PreExecute BinaryTranslationVmm::before_instruction(Core& real, const Insn& insn) {
+  const uint64_t rip = real.state().rip;
+  if (!translator_->in_tc(rip)) {
+    watched_in_kernel_ = guest_.vcpu().cpl() == 0;  // the 32-bit boot, which runs directly
+    if (watched_in_kernel_ && is_far_transfer(insn)) {  // it may enter 64-bit code: a callout
+      watching_ = false;
+      return emulate_callout(real, TcExit{TcExit::Kind::Emulate, rip, real.next_rip(), 0, 0, 0, &insn});
+    }
+    watching_ = leak_detector_->watches(insn);
+    if (!watching_) return PreExecute::Execute;
+    leaks_before_ = leaks_.total();
+    leak_detector_->before(real, insn);
+    return PreExecute::Execute;
+  }
+  const TcExit* exit = translator_->exit_at(rip);
+  if (!exit) throw std::logic_error("binary_translation: a marked TC instruction at " + hex(rip) + " is no exit");
+  const TcExit copy = *exit;  // translating may flush the TC, and the exit with it
+  return copy.kind == TcExit::Kind::Emulate ? emulate_callout(real, copy) : branch_exit(real, copy);
+}
+
+void BinaryTranslationVmm::after_instruction(Core& real, const Insn&) {
+  if (!watching_) return;
+  leak_detector_->after(real);
+  if (watched_in_kernel_) counters_.kernel_leaks += leaks_.total() - leaks_before_;
+}
+
+PreExecute BinaryTranslationVmm::emulate_callout(Core& real, const TcExit& exit) {
+  ++counters_.callouts;
+  callouts_.record(emulated_insn_name(*exit.insn));
+  callout_cycles_ += costs_.bt_callout;
+  guest_.enter(real, DeprivilegedGuest::Entry::Callout);
+  guest_.vcpu().state().rip = exit.guest_rip;
+  guest_.emulate_instruction();
+  continue_guest_ = exit.guest_next;
+  continue_tc_ = exit.tc_next;
+  guest_.resume(real, DeprivilegedGuest::Entry::Callout);
+  continue_guest_ = ~0ull;
+  continue_tc_ = 0;
+  real.set_next_rip(real.state().rip);
+  return PreExecute::Skip;
+}
+
+PreExecute BinaryTranslationVmm::branch_exit(Core& real, const TcExit& exit) {
+  if (exit.kind == TcExit::Kind::Jump) {
+    ++counters_.translator_entries;
+    callout_cycles_ += costs_.bt_callout;
+    const uint64_t target = tc_entry(exit.guest_target);
+    const TcExit* still = translator_->exit_at(exit.tc);
+    if (still && still->kind == TcExit::Kind::Jump) {  // not flushed while translating
+      translator_->chain(exit.tc, target);
+      ++counters_.chained;
+    }
+    real.set_next_rip(target);
+    return PreExecute::Skip;
+  }
+  const Insn& insn = *exit.insn;
+  CpuState& s = real.state();
+  uint64_t guest_target = exit.guest_next;
+  switch (exit.kind) {
+    case TcExit::Kind::Return:
+      guest_target = real.pop_sized(insn.opsize);
+      if (insn.num_ops > 0 && insn.op[0].kind == OpKind::Imm) s.gpr[RSP] += static_cast<uint64_t>(insn.op[0].value);
+      break;
+    case TcExit::Kind::Indirect: {
+      Operand target = insn.op[0];
+      if (target.kind == OpKind::Mem && target.base == kRipReg) {  // relative to the guest's RIP
+        target.base = kNoReg;
+        target.value += static_cast<int64_t>(exit.guest_next);
+      }
+      guest_target = real.get<uint64_t>(insn, target);
+      if (insn.mnemonic == ZYDIS_MNEMONIC_CALL) real.push<uint64_t>(exit.guest_next);
+      break;
+    }
+    case TcExit::Kind::Counted: {
+      const uint64_t mask = Core::size_mask(insn.addrsize);
+      bool taken;
+      if (insn.mnemonic == ZYDIS_MNEMONIC_LOOP || insn.mnemonic == ZYDIS_MNEMONIC_LOOPE ||
+          insn.mnemonic == ZYDIS_MNEMONIC_LOOPNE) {
+        const uint64_t count = (s.gpr[RCX] - 1) & mask;
+        s.gpr[RCX] = (s.gpr[RCX] & ~mask) | count;
+        taken = count != 0 && (insn.mnemonic == ZYDIS_MNEMONIC_LOOP ||
+                               (insn.mnemonic == ZYDIS_MNEMONIC_LOOPE) == ((s.rflags & ZF) != 0));
+      } else {
+        taken = (s.gpr[RCX] & mask) == 0;
+      }
+      if (taken) guest_target = exit.guest_target;
+      break;
+    }
+    default:
+      throw std::logic_error("binary_translation: unexpected exit kind");
+  }
+  ++hook_branches_;
+  ++counters_.lookups;
+  lookup_cycles_ += costs_.bt_indirect;
+  uint64_t tc = translator_->lookup(guest_target);
+  if (!tc) {
+    ++counters_.lookup_misses;
+    tc = translate(guest_target);
+  }
+  real.set_next_rip(tc);
+  return PreExecute::Skip;
+}
+
+void BinaryTranslationVmm::count_tc_fault(uint64_t tc) {
+  ++counters_.tc_faults;
+  if (++faults_at_[tc] == adapt_after_ && translator_->make_callout(tc)) ++counters_.adaptations;
+}
+
+std::optional<TrapCause> BinaryTranslationVmm::take_event(Core& real, const Event& event) {
+  const TrapCause cause = trap_cause(event);
+  if (!guest_.direct()) {
+    guest_.take_while_interpreting(real, event);
+    return cause;
+  }
+  leak_detector_->cancel();
+  const uint64_t real_rip = real.state().rip;
+  const bool in_tc = translator_->in_tc(real_rip);
+  guest_.enter(real);
+  if (in_tc) guest_.vcpu().state().rip = translator_->guest_rip_at(real_rip);
+  std::optional<TrapCause> taken = cause;
+  if (event.kind != EventKind::Exception || event.vector == DB) {
+    guest_.reflect(event);  // interrupts, INT n (a callout: only from user code), and #DB traps
+  } else if (event.vector != PF_) {
+    guest_.emulate_instruction();  // the guest's own fault, or what trapped in its user code
+  } else if (in_tc && is_vmm_linear(event.cr2)) {
+    real.shutdown("binary_translation: the guest kernel's code at " + hex(guest_.vcpu().state().rip) + " addresses " +
+                  hex(event.cr2) +
+                  ", which is the VMM's memory (its area or the translation cache); stopped before the access");
+    return cause;
+  } else {
+    const DeprivilegedGuest::PageFault result = guest_.handle_page_fault(real, event);
+    if (result == DeprivilegedGuest::PageFault::Mmio) taken = TrapCause::Mmio;
+    if (result == DeprivilegedGuest::PageFault::TracedWrite && in_tc) count_tc_fault(real_rip);
+  }
+  if (!real.is_shutdown()) guest_.resume(real);
+  return taken;
+}
+
+double BinaryTranslationVmm::direct_fraction() const {
+  const VirtualCpu* vcpu = guest_.vcpu_if_attached();
+  if (!real_ || !vcpu) return 0.0;
+  const uint64_t skipped = counters_.callouts + hook_branches_ + counters_.translator_entries;
+  const double direct = static_cast<double>(real_->counters().retired - skipped);
+  const double by_vmm = static_cast<double>(vcpu->executed() - (leak_detector_ ? leak_detector_->evaluations() : 0) +
+                                            hook_branches_);
+  const double all = direct + by_vmm;
+  return all > 0 ? direct / all : 0.0;
+}
+
+void BinaryTranslationVmm::bind_statistics(stats::Registry& r) {
+  guest_.bind_statistics(r);
+  using stats::Unit;
+  const TranslatorCounters& t = translator_->counters();
+  r.bind("vmm.bt.units", Unit::Count, "translation units made", &t.units);
+  r.bind("vmm.bt.translated", Unit::Instructions, "guest kernel instructions translated", &t.guest_instructions);
+  r.bind("vmm.bt.translated_ident", Unit::Instructions, "of which copied (IDENT)", &t.ident);
+  r.bind("vmm.bt.translated_rebased", Unit::Instructions,
+         "of the IDENT ones, RIP-relative operands re-based to the guest address", &t.rebased);
+  r.bind("vmm.bt.translated_callouts", Unit::Instructions,
+         "of which privileged or sensitive: callouts into the VMM", &t.callouts);
+  r.bind("vmm.bt.translated_inline", Unit::Instructions,
+         "of which sensitive but translated inline (MOV r, Sreg: the selector with the guest's RPL)", &t.inlined);
+  r.bind("vmm.bt.translated_branches", Unit::Instructions,
+         "of which control flow: chained exits or translation-cache lookups", &t.branches);
+  r.formula("vmm.bt.tc_bytes_used", Unit::Bytes, "bytes of the translation cache in use at the end",
+            [this] { return static_cast<double>(translator_->bytes_used()); });
+  r.bind("vmm.bt.tc_flushes", Unit::Count, "times the full translation cache was flushed", &t.flushes);
+  r.bind("vmm.bt.lookups", Unit::Count, "RET and indirect branch targets looked up (guest -> TC address)",
+         &counters_.lookups);
+  r.bind("vmm.bt.lookup_misses", Unit::Count, "of which had no translation yet", &counters_.lookup_misses);
+  r.bind("vmm.bt.translator_entries", Unit::Count, "direct-branch exits taken before they were chained",
+         &counters_.translator_entries);
+  r.bind("vmm.bt.chained", Unit::Count, "direct-branch exits chained to their target's translation",
+         &counters_.chained);
+  r.bind("vmm.bt.smc_invalidations", Unit::Count, "units dropped because the guest wrote their code",
+         &counters_.smc_invalidations);
+  r.bind("vmm.bt.tc_faults", Unit::Count, "page faults of translated stores on traced guest page tables or translated code",
+         &counters_.tc_faults);
+  r.bind("vmm.bt.kernel_leaks", Unit::Count,
+         "leaks of guest kernel code (only its 32-bit boot runs directly; its 64-bit code is translated)",
+         &counters_.kernel_leaks);
+  r.bind("vmm.bt.adaptations", Unit::Count, "faulting translated stores retranslated into callouts",
+         &counters_.adaptations);
+}
+
+}  // namespace pgsim::vmm

@@ -1,0 +1,122 @@
+// binary_translation on hand-built 64-bit guests (tests/vmm/deprivileged_machine.h): the guest's
+// kernel code runs from the translation cache; coherence with code the guest rewrites; the VMM's
+// memory out of reach of translated code.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "models/vmm/binary_translation.h"
+#include "tests/vmm/deprivileged_machine.h"
+
+namespace pgsim {
+namespace {
+
+using test::cat;
+using test::DeprivilegedMachine;
+using test::imm32;
+using test::kCode;
+
+std::vector<uint8_t> imm64(uint64_t n) { return cat({imm32(static_cast<uint32_t>(n)), imm32(static_cast<uint32_t>(n >> 32))}); }
+
+// A JIT in miniature, in the guest kernel: each iteration rewrites the immediate of the routine at
+// kCode + 0x1000 (another frame) with the loop count and calls it.
+//   loop: inc ecx; mov [kCode+0x1001], cl; call routine; cmp ecx, N; jne loop; jmp $
+//   routine (kCode + 0x1000): mov eax, imm32; ret
+std::vector<uint8_t> jit_loop(uint32_t n) {
+  std::vector<uint8_t> code = cat({{0xFF, 0xC1},
+                                   {0x88, 0x0C, 0x25}, imm32(static_cast<uint32_t>(kCode + 0x1001)),
+                                   {0xE8}, imm32(0x1000 - 0xE),
+                                   {0x81, 0xF9}, imm32(n),
+                                   {0x75, 0xEA},
+                                   {0xEB, 0xFE}});
+  code.resize(0x1000, 0x90);
+  const std::vector<uint8_t> routine = {0xB8, 0, 0, 0, 0, 0xC3};
+  code.insert(code.end(), routine.begin(), routine.end());
+  return code;
+}
+
+// The routine's frame holds translated code: it is write-protected, and each rewrite drops the
+// routine's one unit, which its next call translates anew. The first iteration's rewrite comes
+// before the routine was ever translated: N - 1 invalidations. The rewriting store itself faults
+// on the protected frame until vmm.bt.adapt_after (4) faults, then it is a callout.
+TEST(BinaryTranslation, RewrittenGuestCodeIsInvalidatedAndTranslatedAnew) {
+  for (uint32_t n : {10u, 20u}) {
+    SCOPED_TRACE(n);
+    DeprivilegedMachine m("x86-pg");
+    auto& bt = m.start<vmm::BinaryTranslationVmm>(jit_loop(n));
+    m.core.run(20 * n + 1000);
+    ASSERT_FALSE(m.core.is_shutdown()) << m.core.shutdown_reason();
+    EXPECT_TRUE(bt.translator().in_tc(m.state().rip));
+    EXPECT_EQ(bt.translator().guest_rip_at(m.state().rip), kCode + 0x16);  // at the final jmp $
+    EXPECT_EQ(m.state().gpr[isa::RAX], n);  // the last rewrite's routine ran
+    EXPECT_EQ(bt.counters().smc_invalidations, n - 1);
+    EXPECT_EQ(bt.counters().tc_faults, 4u);
+    EXPECT_EQ(bt.counters().adaptations, 1u);
+    EXPECT_EQ(bt.callouts().of("mov"), n - 1 - 4);  // the adapted store, from then on
+    // Units: the loop's; one from the store on (the guest resumes there after the hidden fault
+    // that maps the routine's page for the first write) and one from the call on (where it
+    // resumes after the store's first fault on the protected frame); the one after the call's
+    // return; the final jmp $'s; and the routine's, n times (first, then after each rewrite).
+    EXPECT_EQ(bt.translator().counters().units, 5 + n);
+    EXPECT_EQ(bt.leaks().total(), 0u);
+    EXPECT_EQ(bt.resource_control_violations(), 0u);
+  }
+}
+
+// Translated code runs at the real CPL 3 with the TC mapped read-only: guest kernel code that
+// writes to the TC's address, or reads the VMM's area (supervisor-only), faults into the VMM,
+// which stops the run naming the address; the VMM's memory is untouched.
+TEST(BinaryTranslation, GuestKernelCodeThatAddressesTheVmmsMemoryIsStopped) {
+  struct Case {
+    std::vector<uint8_t> code;
+    const char* address;
+  };
+  for (const Case& c : {Case{cat({{0x48, 0xA3}, imm64(vmm::kTcLinearBase), {0xEB, 0xFE}}), "0xfffffe8000000000"},
+                        Case{cat({{0x48, 0xA1}, imm64(vmm::kVmmLinearBase), {0xEB, 0xFE}}), "0xffffff0000000000"}}) {
+    SCOPED_TRACE(c.address);
+    DeprivilegedMachine m("x86");
+    m.state().gpr[isa::RAX] = 0x1122334455667788;
+    auto& bt = m.start<vmm::BinaryTranslationVmm>(c.code);
+    const uint64_t tc = bt.translator().tc_physical();
+    const uint64_t before[2] = {m.ram.get<uint64_t>(tc), m.ram.get<uint64_t>(test::kGuestRam)};
+    m.core.run(10);
+    ASSERT_TRUE(m.core.is_shutdown());
+    EXPECT_NE(m.core.shutdown_reason().find(std::string("addresses ") + c.address), std::string::npos)
+        << m.core.shutdown_reason();
+    EXPECT_NE(m.core.shutdown_reason().find("the VMM's memory"), std::string::npos);
+    EXPECT_EQ(m.ram.get<uint64_t>(tc), before[0]);
+    EXPECT_EQ(m.ram.get<uint64_t>(test::kGuestRam), before[1]);
+    EXPECT_EQ(bt.resource_control_violations(), 0u);
+  }
+}
+
+// The cycles of translated code's trips into the VMM, each in its bucket: an OUT loop
+// (mov ecx, n; l: out 0x80, al; dec ecx; jnz l; jmp $) translates three units once (from the
+// entry, from l, the final jmp $), and each OUT is one callout: crossing, I/O emulation and one
+// access to the software device. Four exits enter the translator once and are chained (the two
+// JNZ taken exits, the second unit's fall-through, the jmp $ to itself). No trap: the TC is
+// mapped in every kernel shadow from the start and the guest touches no data.
+TEST(BinaryTranslation, EveryCycleOfTranslatedCodeIsChargedToANamedBucket) {
+  vmm::VmmCosts costs;
+  costs.bt_translate = 1000;
+  costs.bt_callout = 10;
+  costs.emulate_io = 100;
+  costs.device_model = 1;
+  costs.trap = 100000;
+  DeprivilegedMachine m("x86-pg");
+  auto& bt = m.start<vmm::BinaryTranslationVmm>(
+      cat({{0xB9}, imm32(5), {0xE6, 0x80, 0xFF, 0xC9, 0x75, 0xFA, 0xEB, 0xFE}}), costs);
+  m.core.run(100);
+  ASSERT_FALSE(m.core.is_shutdown()) << m.core.shutdown_reason();
+  EXPECT_EQ(bt.callouts().of("out"), 5u);
+  EXPECT_EQ(m.router->total_traps(), 0u);
+  const auto& t = bt.translator().counters();
+  EXPECT_EQ(t.units, 3u);
+  EXPECT_EQ(bt.counters().chained, 4u);
+  EXPECT_EQ(bt.counters().translator_entries, 4u);
+  EXPECT_EQ(t.guest_instructions, 4u + 3 + 1);
+  EXPECT_EQ(bt.cycles().total(), t.guest_instructions * 1000 + 4 * 10 /* translator entries */ + 5 * (10 + 100 + 1));
+}
+
+}  // namespace
+}  // namespace pgsim
