@@ -16,6 +16,9 @@ struct VmmCosts {
   uint64_t interpret = 30;      // fetching, decoding and dispatching one guest instruction in software
   uint64_t soft_mmu = 10;       // one guest data access through the interpreter's software MMU
   uint64_t device_model = 100;  // one guest device access served by the VMM's software device model
+  uint64_t hypercall = 150;          // a paravirtual hypercall into the VMM and back (the crossing)
+  uint64_t hypercall_handler = 50;   // the VMM's handler of one hypercall operation (each of a multicall's)
+  uint64_t pt_validate = 40;         // validating one page-table request (an update, pin, unpin or root)
 };
 
 }  // namespace pgsim::vmm

@@ -137,9 +137,37 @@ bool DeprivilegedGuest::runs_directly() const {
 
 uint64_t DeprivilegedGuest::shadow_root(bool user_mode) {
   const CpuState& v = vcpu_->state();
+  if (guest_tables_real_) return v.cr3 & kPhysFrameMask;  // validated by the strategy
   if (!v.paging()) return shadow_->paging_off_root();
   const uint64_t space = paging_mode(v) == PagingMode::Pae ? pae_pdpt(v) : (v.cr3 & kPhysFrameMask);
   return shadow_->root(space, user_mode);
+}
+
+void DeprivilegedGuest::use_guest_tables(unsigned area_pml4_slot) {
+  guest_tables_real_ = true;
+  area_pml4_slot_ = area_pml4_slot;
+  // The area moved: the TSS's stack, the TSS descriptor and the IDT's gates are written anew.
+  real_->bus().write(machine_.vmm_memory_base + kTssOffset + 4, 8, area_linear_base() + kEntryOffset + 4096);
+  gdt_stale_ = true;
+  shadow_gdt_limit_ = 0;
+}
+
+uint64_t DeprivilegedGuest::area_pml4_entry() const {
+  constexpr uint64_t kPresentWritable = 0x3;  // supervisor-only: the guest at CPL 3 cannot reach it
+  return shadow_->vmm_area_pdpt() | kPresentWritable;
+}
+
+uint64_t DeprivilegedGuest::area_linear_base() const {
+  if (!guest_tables_real_) return kVmmLinearBase;
+  const uint64_t base = uint64_t{area_pml4_slot_} << 39;
+  return (base & (1ull << 47)) ? base | 0xFFFF000000000000ull : base;  // canonical
+}
+
+void DeprivilegedGuest::reserve_user_selectors(uint16_t user_ds, uint16_t user_cs) {
+  user_ds_ = user_ds;
+  user_cs_ = user_cs;
+  gdt_stale_ = true;
+  shadow_gdt_limit_ = 0;
 }
 
 bool DeprivilegedGuest::is_vmm_memory(uint64_t paddr) const {
@@ -160,7 +188,7 @@ void DeprivilegedGuest::write_vmm_structures() {
   const uint64_t base = machine_.vmm_memory_base;
   // 64-bit TSS: RSP0 at the top of the VMM's entry page; no I/O permission bitmap (its offset is
   // past the limit), so every IN/OUT at CPL 3 raises #GP.
-  bus.write(base + kTssOffset + 4, 8, kVmmLinearBase + kEntryOffset + 4096);
+  bus.write(base + kTssOffset + 4, 8, area_linear_base() + kEntryOffset + 4096);
   bus.write(base + kTssOffset + 0x66, 2, kTssLimit + 1);
   // Interrupt gates into the VMM, in its ring-0 code segment (placed after the guest's entries).
   sync_shadow_gdt();
@@ -193,11 +221,19 @@ void DeprivilegedGuest::sync_shadow_gdt() {
   PhysicalBus& bus = real_->bus();
   const uint64_t gdt = machine_.vmm_memory_base + kGdtOffset;
   for (unsigned k = 0; k < entries; ++k) bus.write(gdt + k * 8, 8, shadow_gdt_[k]);
-  // The VMM's ring-0 64-bit code segment and its TSS.
-  const unsigned vmm_code = std::max(entries, 1u);
+  // The reserved ring-3 segments (flat, 64-bit code), then the VMM's ring-0 64-bit code segment
+  // and its TSS.
+  unsigned first_free = std::max(entries, 1u);
+  if (user_cs_) {
+    const unsigned ds = user_ds_ >> 3, cs = user_cs_ >> 3;
+    bus.write(gdt + ds * 8, 8, 0x00CFF3000000FFFFull);
+    bus.write(gdt + cs * 8, 8, 0x00AFFB000000FFFFull);
+    first_free = std::max({first_free, ds + 1u, cs + 1u});
+  }
+  const unsigned vmm_code = first_free;
   const unsigned tss = vmm_code + 1;
   bus.write(gdt + vmm_code * 8, 8, 0x00AF9A000000FFFFull);
-  const uint64_t tss_base = kVmmLinearBase + kTssOffset;
+  const uint64_t tss_base = area_linear_base() + kTssOffset;
   const uint64_t tss_lo = kTssLimit | ((tss_base & 0xFFFFFF) << 16) | (uint64_t{kTssBusy} << 40) | (1ull << 47) |
                           (((tss_base >> 24) & 0xFF) << 56);
   bus.write(gdt + tss * 8, 8, tss_lo);
@@ -206,7 +242,7 @@ void DeprivilegedGuest::sync_shadow_gdt() {
 
   const uint64_t idt = machine_.vmm_memory_base + kIdtOffset;
   for (unsigned vector = 0; vector < 256; ++vector) {
-    const uint64_t entry = kVmmLinearBase + kEntryOffset + vector * 16;
+    const uint64_t entry = area_linear_base() + kEntryOffset + vector * 16;
     const uint64_t lo = (entry & 0xFFFF) | (uint64_t{vmm_code * 8u} << 16) | (uint64_t{kIntGate} << 40) |
                         (1ull << 47) | (((entry >> 16) & 0xFFFF) << 48);
     bus.write(idt + vector * 16, 8, lo);
@@ -326,9 +362,9 @@ void DeprivilegedGuest::project(Core& real) {
   r.cr2 = v.cr2;
   r.cr8 = v.cr8;
   r.dr = v.dr;
-  r.gdtr = {kVmmLinearBase + kGdtOffset, shadow_gdt_limit_};
-  r.idtr = {kVmmLinearBase + kIdtOffset, 0xFFF};
-  r.tr = Segment{tss_selector_, kVmmLinearBase + kTssOffset, static_cast<uint32_t>(kTssLimit),
+  r.gdtr = {area_linear_base() + kGdtOffset, shadow_gdt_limit_};
+  r.idtr = {area_linear_base() + kIdtOffset, 0xFFF};
+  r.tr = Segment{tss_selector_, area_linear_base() + kTssOffset, static_cast<uint32_t>(kTssLimit),
                  static_cast<uint16_t>(kTssBusy | 0x80)};
   r.ldtr = Segment{0, 0, 0, 0};
   r.star = r.lstar = r.cstar = r.fmask = 0;
@@ -367,13 +403,13 @@ void DeprivilegedGuest::take_while_interpreting(Core& real, const Event& event) 
   if (vcpu_->core().is_shutdown()) real.shutdown(vcpu_->core().shutdown_reason());
 }
 
-void DeprivilegedGuest::enter(Core& real) {
-  trap_cycles_ += costs_.trap;
+void DeprivilegedGuest::enter(Core& real, bool charge) {
+  if (charge) trap_cycles_ += costs_.trap;
   check_resource_control(real);
   vcpu_->pull(real.state());
 }
 
-void DeprivilegedGuest::resume(Core& real) {
+void DeprivilegedGuest::resume(Core& real, bool charge) {
   if (vcpu_->core().is_shutdown()) {
     real.shutdown("the guest's virtual CPU: " + vcpu_->core().shutdown_reason());
     return;
@@ -383,7 +419,7 @@ void DeprivilegedGuest::resume(Core& real) {
     real.state().halted = false;
     return;
   }
-  resume_cycles_ += costs_.resume;
+  if (charge) resume_cycles_ += costs_.resume;
   project(real);
 }
 
@@ -477,6 +513,27 @@ DeprivilegedGuest::PageFault DeprivilegedGuest::handle_page_fault(Core& real, co
   return PageFault::Hidden;
 }
 
+TrapCause DeprivilegedGuest::handle_trap(Core& real, const Event& event) {
+  switch (event.kind) {
+    case EventKind::External:
+    case EventKind::Nmi:
+    case EventKind::SoftwareInt:
+    case EventKind::SoftwareException:
+      reflect(event);  // RIP is already past INT n / INT3 / INTO
+      break;
+    case EventKind::Exception:
+      if (event.vector == PF_) {
+        if (handle_page_fault(real, event) == PageFault::Mmio) return TrapCause::Mmio;
+      } else if (event.vector == DB) {
+        reflect(event);  // a trap: the instruction completed
+      } else {
+        emulate_instruction();
+      }
+      break;
+  }
+  return trap_cause(event);
+}
+
 // ---- Interpretation in real and virtual-8086 mode, and at an IOPL the real CPU cannot hold ----
 
 void DeprivilegedGuest::interpret_until_direct(Core& real) {
@@ -509,6 +566,7 @@ void DeprivilegedGuest::interpret_until_direct(Core& real) {
 
 bool DeprivilegedGuest::interrupt_pending() {
   if (!interrupts_) return false;
+  if (take_every_interrupt_) return interrupts_->interrupt_pending();
   bool enabled = vcpu_->interrupts_enabled();
   // While the guest runs directly, the real CPU holds its interrupt shadow (that of an emulated
   // STI ends with the next instruction, which runs there), and its IF may be in the real VIF
@@ -523,6 +581,13 @@ bool DeprivilegedGuest::interrupt_pending() {
 
 
 // ---- Figures ---------------------------------------------------------------------------------
+
+double DeprivilegedGuest::direct_fraction(uint64_t trial_runs) const {
+  const double direct = real_ ? static_cast<double>(real_->counters().retired) : 0.0;
+  const double emulated = vcpu_ ? static_cast<double>(vcpu_->executed() - trial_runs) : 0.0;
+  const double all = direct + emulated;
+  return all > 0 ? direct / all : 0.0;
+}
 
 void DeprivilegedGuest::bind_statistics(stats::Registry& r) {
   const std::string own = std::string("vmm.") + strategy_ + ".";

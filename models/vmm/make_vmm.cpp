@@ -5,6 +5,7 @@
 
 #include "models/vmm/interpret.h"
 #include "models/vmm/native.h"
+#include "models/vmm/paravirt.h"
 #include "models/vmm/trap_emulate.h"
 #include "models/vmm/vmm.h"
 
@@ -22,8 +23,8 @@ std::unique_ptr<Vmm> build(const Machine& machine, const VmmCosts& costs, const 
     return std::make_unique<Strategy>();
 }
 
-// trap_emulate: its GDT, IDT and TSS, and a pool of shadow page-table frames (lazily filled
-// shadows of up to 2 x vmm.shadow.cached_roots address spaces).
+// trap_emulate and paravirt: their GDT, IDT and TSS, and a pool of shadow page-table frames (lazily
+// filled shadows of up to 2 x vmm.shadow.cached_roots address spaces; paravirt's boot runs on them).
 constexpr uint64_t kDeprivilegedMemory = 16ull << 20;
 
 }  // namespace
@@ -34,7 +35,7 @@ const std::vector<StrategyInfo>& strategies() {
       {"interpret", "none", 0, &build<InterpretVmm>},
       {"trap_emulate", "shadow", kDeprivilegedMemory, &build<TrapEmulateVmm>},
       {"binary_translation", "shadow", 0, nullptr},
-      {"paravirt", "direct", 0, nullptr},
+      {"paravirt", "direct", kDeprivilegedMemory, &build<ParavirtVmm>},
       {"hw_assist", "nested", 0, nullptr},
   };
   return all;

@@ -62,6 +62,8 @@ struct VmmOptions {
   // vmm.deprivileged_cpl_prot32: the real CPL of the guest kernel in 32-bit protected mode (1, 2
   // or 3; IA-32e mode uses 3).
   unsigned deprivileged_cpl_prot32 = 1;
+  // vmm.paging as resolved ("shadow", "direct", ...; "" or "auto": the strategy's default).
+  std::string paging;
 };
 
 class Vmm {

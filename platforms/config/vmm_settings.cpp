@@ -15,6 +15,9 @@ vmm::VmmCosts vmm_costs(const Config& c) {
   k.interpret = c.u64("vmm.cost.interpret_cycles");
   k.soft_mmu = c.u64("vmm.cost.soft_mmu_cycles");
   k.device_model = c.u64("vmm.cost.device_model_cycles");
+  k.hypercall = c.u64("vmm.cost.hypercall_cycles");
+  k.hypercall_handler = c.u64("vmm.cost.hypercall_handler_cycles");
+  k.pt_validate = c.u64("vmm.cost.pt_validate_cycles");
   return k;
 }
 
@@ -23,6 +26,7 @@ vmm::VmmOptions vmm_options(const Config& c) {
   o.conceal_leaks = c.str("vmm.leak_policy") == "conceal";
   o.shadow_cached_roots = static_cast<unsigned>(c.u64("vmm.shadow.cached_roots"));
   o.deprivileged_cpl_prot32 = static_cast<unsigned>(c.u64("vmm.deprivileged_cpl_prot32"));
+  o.paging = c.str("vmm.paging");
   return o;
 }
 
