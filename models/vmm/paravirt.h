@@ -85,6 +85,8 @@ class ParavirtVmm final : public Vmm, private isa::HypervisorInterface {
   // Operations run inside multicalls, by name.
   const ReasonLog& multicall_operations() const { return multicall_operations_; }
   bool direct_paging() const { return direct_paging_; }
+  // The guest's shared-info frame (0 until set_shared_info).
+  uint64_t shared_info_frame() const { return shared_info_; }
   const DeprivilegedGuest& guest() const { return guest_; }
   // The name of hypercall operation `op` (vmm.hypercalls.<name>), nullptr for none.
   static const char* operation_name(uint64_t op);
