@@ -357,7 +357,7 @@ int64_t ParavirtVmm::iret(const Args&) {
   if (ring == 3 && (f.cs != PV_USER_CS || f.ss != PV_USER_DS || !user_root_)) return -PV_EINVAL;
   if (!canonical(f.rip) || !canonical(f.rsp)) return -PV_EINVAL;
   set_shared_byte(offsetof(pv_vcpu_info, event_mask), (f.rflags & IF) ? 0 : 1);
-  note_event_mask();
+  mask_seen_ = events_masked();  // the VMM's own change, not a write of the guest's
   set_virtual_ring(ring);
   if (ring == 0) {
     s.seg[CS].selector = static_cast<uint16_t>(f.cs);
@@ -426,6 +426,7 @@ TrapCause ParavirtVmm::take_paravirtual(Core& real, const Event& event) {
       v().halted = false;  // a blocked guest's sched_block returns: an event is pending
       hold_interrupt(event.vector);
       deliver_held_events();
+      if (pending_.test(event.vector)) ++counters_.interrupts_held;  // masked, or below task priority
       break;
     case EventKind::Nmi:
     case EventKind::SoftwareInt:
@@ -544,7 +545,6 @@ unsigned ParavirtVmm::deliver_held_events() {
     deliver(Event{static_cast<uint8_t>(vector), EventKind::External, false, 0, 0});
     ++delivered;
   }
-  if (pending_.any()) ++counters_.interrupts_held;
   return delivered;
 }
 
@@ -675,7 +675,7 @@ void ParavirtVmm::bind_statistics(stats::Registry& r) {
   r.bind("vmm.paravirt.events_delivered", Unit::Count,
          "exceptions, interrupts and system calls delivered through the guest's trap table", &counters_.events_delivered);
   r.bind("vmm.paravirt.interrupts_held", Unit::Count,
-         "times an interrupt stayed pending because the guest's event mask or task priority held it",
+         "interrupts that arrived while the guest's event mask or task priority held them (left pending)",
          &counters_.interrupts_held);
   r.bind("vmm.paravirt.upcalls", Unit::Count, "held events delivered at a hypercall's return once the guest unmasked",
          &counters_.upcalls);

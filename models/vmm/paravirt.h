@@ -20,9 +20,10 @@
 //                               event mask is clear and its priority class is above task_priority,
 //                               else left pending (event_pending) until the guest unmasks and calls
 //                               event_check, at whose return it is delivered (an upcall)
-//   #GP, #UD in the virtual     the faulting instruction emulated on the virtual CPU (the selftest's
-//   ring 0                      probes run privileged instructions on purpose), its fault delivered
-//                               through the trap table when the virtual CPU faults too
+//   other exceptions in the     the faulting instruction emulated on the virtual CPU (the selftest's
+//   virtual ring 0              probes run privileged instructions on purpose), its fault delivered
+//                               through the trap table when the virtual CPU faults too; #PF and
+//                               anything from ring 3 delivered through the trap table
 //
 // Memory (vmm.paging): direct (the default) makes the guest's own page tables the real ones from
 // its first new_baseptr on, every update validated by models/vmm/direct_paging.h; shadow keeps the
