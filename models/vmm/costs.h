@@ -21,6 +21,9 @@ struct VmmCosts {
   uint64_t bt_translate = 300;  // translating one guest instruction into the translation cache
   uint64_t bt_callout = 60;     // a callout from translated code into the VMM and back
   uint64_t bt_indirect = 20;    // looking up an indirect branch target (guest -> TC address)
+  uint64_t hypercall = 150;          // a paravirtual hypercall into the VMM and back (the crossing)
+  uint64_t hypercall_handler = 50;   // the VMM's handler of one hypercall operation (each of a multicall's)
+  uint64_t pt_validate = 40;         // validating one page-table request (an update, pin, unpin or root)
 };
 
 }  // namespace pgsim::vmm

@@ -144,9 +144,37 @@ bool DeprivilegedGuest::runs_directly() const {
 
 uint64_t DeprivilegedGuest::shadow_root(bool user_mode) {
   const CpuState& v = vcpu_->state();
+  if (guest_tables_real_) return v.cr3 & kPhysFrameMask;  // validated by the strategy
   if (!v.paging()) return shadow_->paging_off_root();
   const uint64_t space = paging_mode(v) == PagingMode::Pae ? pae_pdpt(v) : (v.cr3 & kPhysFrameMask);
   return shadow_->root(space, user_mode);
+}
+
+void DeprivilegedGuest::use_guest_tables(unsigned area_pml4_slot) {
+  guest_tables_real_ = true;
+  area_pml4_slot_ = area_pml4_slot;
+  // The area moved: the TSS's stack, the TSS descriptor and the IDT's gates are written anew.
+  real_->bus().write(machine_.vmm_memory_base + kTssOffset + 4, 8, area_linear_base() + kEntryOffset + 4096);
+  gdt_stale_ = true;
+  shadow_gdt_limit_ = 0;
+}
+
+uint64_t DeprivilegedGuest::area_pml4_entry() const {
+  constexpr uint64_t kPresentWritable = 0x3;  // supervisor-only: the guest at CPL 3 cannot reach it
+  return shadow_->vmm_area_pdpt() | kPresentWritable;
+}
+
+uint64_t DeprivilegedGuest::area_linear_base() const {
+  if (!guest_tables_real_) return kVmmLinearBase;
+  const uint64_t base = uint64_t{area_pml4_slot_} << 39;
+  return (base & (1ull << 47)) ? base | 0xFFFF000000000000ull : base;  // canonical
+}
+
+void DeprivilegedGuest::reserve_user_selectors(uint16_t user_ds, uint16_t user_cs) {
+  user_ds_ = user_ds;
+  user_cs_ = user_cs;
+  gdt_stale_ = true;
+  shadow_gdt_limit_ = 0;
 }
 
 bool DeprivilegedGuest::is_vmm_memory(uint64_t paddr) const {
@@ -167,7 +195,7 @@ void DeprivilegedGuest::write_vmm_structures() {
   const uint64_t base = machine_.vmm_memory_base;
   // 64-bit TSS: RSP0 at the top of the VMM's entry page; no I/O permission bitmap (its offset is
   // past the limit), so every IN/OUT at CPL 3 raises #GP.
-  bus.write(base + kTssOffset + 4, 8, kVmmLinearBase + kEntryOffset + 4096);
+  bus.write(base + kTssOffset + 4, 8, area_linear_base() + kEntryOffset + 4096);
   bus.write(base + kTssOffset + 0x66, 2, kTssLimit + 1);
   // Interrupt gates into the VMM, in its ring-0 code segment (placed after the guest's entries).
   sync_shadow_gdt();
@@ -200,11 +228,19 @@ void DeprivilegedGuest::sync_shadow_gdt() {
   PhysicalBus& bus = real_->bus();
   const uint64_t gdt = machine_.vmm_memory_base + kGdtOffset;
   for (unsigned k = 0; k < entries; ++k) bus.write(gdt + k * 8, 8, shadow_gdt_[k]);
-  // The VMM's ring-0 64-bit code segment and its TSS.
-  const unsigned vmm_code = std::max(entries, 1u);
+  // The reserved ring-3 segments (flat, 64-bit code), then the VMM's ring-0 64-bit code segment
+  // and its TSS.
+  unsigned first_free = std::max(entries, 1u);
+  if (user_cs_) {
+    const unsigned ds = user_ds_ >> 3, cs = user_cs_ >> 3;
+    bus.write(gdt + ds * 8, 8, 0x00CFF3000000FFFFull);
+    bus.write(gdt + cs * 8, 8, 0x00AFFB000000FFFFull);
+    first_free = std::max({first_free, ds + 1u, cs + 1u});
+  }
+  const unsigned vmm_code = first_free;
   const unsigned tss = vmm_code + 1;
   bus.write(gdt + vmm_code * 8, 8, 0x00AF9A000000FFFFull);
-  const uint64_t tss_base = kVmmLinearBase + kTssOffset;
+  const uint64_t tss_base = area_linear_base() + kTssOffset;
   const uint64_t tss_lo = kTssLimit | ((tss_base & 0xFFFFFF) << 16) | (uint64_t{kTssBusy} << 40) | (1ull << 47) |
                           (((tss_base >> 24) & 0xFF) << 56);
   bus.write(gdt + tss * 8, 8, tss_lo);
@@ -213,7 +249,7 @@ void DeprivilegedGuest::sync_shadow_gdt() {
 
   const uint64_t idt = machine_.vmm_memory_base + kIdtOffset;
   for (unsigned vector = 0; vector < 256; ++vector) {
-    const uint64_t entry = kVmmLinearBase + kEntryOffset + vector * 16;
+    const uint64_t entry = area_linear_base() + kEntryOffset + vector * 16;
     const uint64_t lo = (entry & 0xFFFF) | (uint64_t{vmm_code * 8u} << 16) | (uint64_t{kIntGate} << 40) |
                         (1ull << 47) | (((entry >> 16) & 0xFFFF) << 48);
     bus.write(idt + vector * 16, 8, lo);
@@ -328,16 +364,18 @@ void DeprivilegedGuest::project(Core& real) {
   for (unsigned s = 0; s < kNumSegRegs; ++s) r.seg[s] = vcpu_->real_segment(v, static_cast<SegReg>(s));
 
   r.cr0 = (v.cr0 & (CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_AM)) | CR0_PE | CR0_PG | CR0_WP;
-  r.cr4 = CR4_PAE | (options_.use_pcid ? CR4_PCIDE : 0) | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_TSD));
+  // PCIDs tag the shadows' entries; the guest's own tables (direct paging) switch with a flush.
+  const bool pcids = options_.use_pcid && !guest_tables_real_;
+  r.cr4 = CR4_PAE | (pcids ? CR4_PCIDE : 0) | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_TSD));
   r.efer = EFER_LME | EFER_LMA | EFER_NXE;  // no SCE: SYSCALL and SYSRET trap (#UD)
   const uint64_t root = shadow_root(vcpu_->cpl() == 3);
-  r.cr3 = root | (options_.use_pcid ? shadow_->pcid(root) : 0);
+  r.cr3 = root | (pcids ? shadow_->pcid(root) : 0);
   r.cr2 = v.cr2;
   r.cr8 = v.cr8;
   r.dr = v.dr;
-  r.gdtr = {kVmmLinearBase + kGdtOffset, shadow_gdt_limit_};
-  r.idtr = {kVmmLinearBase + kIdtOffset, 0xFFF};
-  r.tr = Segment{tss_selector_, kVmmLinearBase + kTssOffset, static_cast<uint32_t>(kTssLimit),
+  r.gdtr = {area_linear_base() + kGdtOffset, shadow_gdt_limit_};
+  r.idtr = {area_linear_base() + kIdtOffset, 0xFFF};
+  r.tr = Segment{tss_selector_, area_linear_base() + kTssOffset, static_cast<uint32_t>(kTssLimit),
                  static_cast<uint16_t>(kTssBusy | 0x80)};
   r.ldtr = Segment{0, 0, 0, 0};
   r.star = r.lstar = r.cstar = r.fmask = 0;
@@ -350,7 +388,7 @@ void DeprivilegedGuest::project(Core& real) {
   real.sync_mode();
   // Switching between live shadows flushes the real TLBs only without PCIDs; with them each shadow's
   // entries stay tagged by its own PCID (the soft TLB, a host-side cache, follows CR3 anyway).
-  const bool switch_flushes = !options_.use_pcid && r.cr3 != old_cr3;
+  const bool switch_flushes = !pcids && r.cr3 != old_cr3;
   if (shadow_->take_dropped() || tlbs_stale_ || switch_flushes) real.flush_tlbs(true);
   tlbs_stale_ = false;
   expected_ = privileged_of(r);
@@ -494,6 +532,27 @@ DeprivilegedGuest::PageFault DeprivilegedGuest::handle_page_fault(Core& real, co
   return PageFault::Hidden;
 }
 
+TrapCause DeprivilegedGuest::handle_trap(Core& real, const Event& event) {
+  switch (event.kind) {
+    case EventKind::External:
+    case EventKind::Nmi:
+    case EventKind::SoftwareInt:
+    case EventKind::SoftwareException:
+      reflect(event);  // RIP is already past INT n / INT3 / INTO
+      break;
+    case EventKind::Exception:
+      if (event.vector == PF_) {
+        if (handle_page_fault(real, event) == PageFault::Mmio) return TrapCause::Mmio;
+      } else if (event.vector == DB) {
+        reflect(event);  // a trap: the instruction completed
+      } else {
+        emulate_instruction();
+      }
+      break;
+  }
+  return trap_cause(event);
+}
+
 // ---- Interpretation in real and virtual-8086 mode, and at an IOPL the real CPU cannot hold ----
 
 void DeprivilegedGuest::interpret_until_direct(Core& real) {
@@ -547,6 +606,7 @@ std::optional<Fault> DeprivilegedGuest::certain_fault(const Insn& insn) {
 
 bool DeprivilegedGuest::interrupt_pending() {
   if (!interrupts_) return false;
+  if (take_every_interrupt_) return interrupts_->interrupt_pending();
   bool enabled = vcpu_->interrupts_enabled();
   // While the guest runs directly, the real CPU holds its interrupt shadow (that of an emulated
   // STI ends with the next instruction, which runs there), and its IF may be in the real VIF
@@ -561,6 +621,13 @@ bool DeprivilegedGuest::interrupt_pending() {
 
 
 // ---- Figures ---------------------------------------------------------------------------------
+
+double DeprivilegedGuest::direct_fraction(uint64_t trial_runs) const {
+  const double direct = real_ ? static_cast<double>(real_->counters().retired) : 0.0;
+  const double emulated = vcpu_ ? static_cast<double>(vcpu_->executed() - trial_runs) : 0.0;
+  const double all = direct + emulated;
+  return all > 0 ? direct / all : 0.0;
+}
 
 void DeprivilegedGuest::bind_statistics(stats::Registry& r) {
   const std::string own = std::string("vmm.") + strategy_ + ".";

@@ -90,8 +90,8 @@ class DeprivilegedGuest : private isa::InterruptSource {
 
   // ---- Entering and leaving the VMM ------------------------------------------------------------
   // How the guest came into the VMM: a trap (charged vmm_trap on entry and vmm_resume on the way
-  // back), or a callout from translated code, whose crossing the strategy charges itself.
-  enum class Entry { Trap, Callout };
+  // back), a callout from translated code or a hypercall, whose crossing the strategy charges itself.
+  enum class Entry { Trap, Callout, Hypercall };
   // The guest entered the VMM from direct execution: charges a trap, checks resource control and
   // takes into the virtual CPU what the guest changed running directly.
   void enter(isa::Core& real, Entry how = Entry::Trap);
@@ -106,6 +106,24 @@ class DeprivilegedGuest : private isa::InterruptSource {
   // on a frame the strategy write-protects as code, see ShadowPager) or by its virtual CPU: the
   // strategy drops what it made from the frame.
   std::function<void(uint64_t frame)> on_code_write;
+
+  // ---- What a paravirtual strategy changes -------------------------------------------------------
+  // The guest's own page tables become the real ones (direct paging): the real CR3 is the virtual
+  // CR3, which the strategy loads only with roots it validated, and the VMM's area is linked into
+  // every such root at PML4 slot `area_pml4_slot` (instead of the shadows' kVmmLinearBase).
+  // Until then the guest runs on shadow page tables.
+  void use_guest_tables(unsigned area_pml4_slot);
+  bool guest_tables_real() const { return guest_tables_real_; }
+  // The PML4 entry that links the VMM's area into a root (supervisor-only), and the slot it goes in.
+  uint64_t area_pml4_entry() const;
+  unsigned area_pml4_slot() const { return area_pml4_slot_; }
+  // The VMM takes every interrupt the controller raises, whatever the guest's virtual IF, and holds
+  // it for the guest itself (paravirt's events) instead of leaving it at the controller.
+  void take_every_interrupt() { take_every_interrupt_ = true; }
+  // The VMM's GDT holds flat 64-bit ring-3 data and code segments at these selectors, which the
+  // guest's user processes run with (paravirt: PV_USER_DS and PV_USER_CS); the guest's own entries
+  // there, if any, are not shadowed.
+  void reserve_user_selectors(uint16_t user_ds, uint16_t user_cs);
   // An event while the guest is interpreted (only interrupts arrive then): reflected.
   void take_while_interpreting(isa::Core& real, const isa::Event& event);
   // Interprets the guest until it can run directly again, in chunks (boundary calls).
@@ -133,6 +151,10 @@ class DeprivilegedGuest : private isa::InterruptSource {
     Refused,      // the guest reaches the VMM's memory: the run is stopped
   };
   PageFault handle_page_fault(isa::Core& real, const isa::Event& event);
+  // The classic VMM's dispatch of a trap from direct execution, between enter() and resume():
+  // external interrupts, NMIs, INT n, INT3, INTO and #DB reflected, #PF to the shadow pager, any
+  // other exception's instruction emulated on the virtual CPU. Returns the cause to count.
+  TrapCause handle_trap(isa::Core& real, const isa::Event& event);
 
   // The fault the real CPU raises for `insn` before it does anything, on every real state
   // project() gives it (CPL above 0 and above IOPL, EFER.SCE clear, no I/O permission bitmap, no
@@ -141,6 +163,10 @@ class DeprivilegedGuest : private isa::InterruptSource {
   static std::optional<isa::Fault> certain_fault(const isa::Insn& insn);
 
   // ---- Figures ---------------------------------------------------------------------------------
+  // Share of the guest's instructions the real CPU ran directly; the virtual CPU's other
+  // instructions were emulated or interpreted (`trial_runs` of them were a leak detector's
+  // evaluations of instructions that also ran directly, not counted twice).
+  double direct_fraction(uint64_t trial_runs) const;
   uint64_t emulated() const { return emulated_; }
   uint64_t emulated_io() const { return emulated_io_; }
   uint64_t emulated_mmio() const { return emulated_mmio_; }
@@ -210,6 +236,10 @@ class DeprivilegedGuest : private isa::InterruptSource {
   std::vector<ShadowPager::GuestEntry> gdt_sources_;  // the guest paging entries that map them
   uint16_t shadow_gdt_limit_ = 0;
   uint16_t tss_selector_ = 0;
+  bool guest_tables_real_ = false, take_every_interrupt_ = false;
+  unsigned area_pml4_slot_ = 0;
+  uint16_t user_ds_ = 0, user_cs_ = 0;  // reserved ring-3 selectors (0: none)
+  uint64_t area_linear_base() const;
   uint64_t guest_cr0_ = 0, guest_cr4_ = 0;  // as the shadows were built for
   bool tlbs_stale_ = false;                 // shadow entries were dropped: the real TLBs must forget them
 

@@ -7,6 +7,7 @@
 #include "models/vmm/binary_translation.h"
 #include "models/vmm/interpret.h"
 #include "models/vmm/native.h"
+#include "models/vmm/paravirt.h"
 #include "models/vmm/trap_emulate.h"
 #include "models/vmm/vmm.h"
 
@@ -24,8 +25,8 @@ std::unique_ptr<Vmm> build(const Machine& machine, const VmmCosts& costs, const 
     return std::make_unique<Strategy>();
 }
 
-// trap_emulate: its GDT, IDT and TSS, and a pool of shadow page-table frames (lazily filled
-// shadows of up to 2 x vmm.shadow.cached_roots address spaces).
+// trap_emulate and paravirt: their GDT, IDT and TSS, and a pool of shadow page-table frames (lazily
+// filled shadows of up to 2 x vmm.shadow.cached_roots address spaces; paravirt's boot runs on them).
 constexpr uint64_t kDeprivilegedMemory = 16ull << 20;
 // hw_assist: its MSR bitmaps, virtual-APIC page and the EPT tables (4 KiB EPT pages over 4 GiB of
 // guest RAM take 8 MiB).
@@ -40,7 +41,7 @@ const std::vector<StrategyInfo>& strategies() {
       {"trap_emulate", "shadow", kDeprivilegedMemory, &build<TrapEmulateVmm>},
       {"binary_translation", "shadow", kDeprivilegedMemory + kMaxTcBytes + (2 + kMaxTcBytes / (2 << 20)) * 4096,
        &build<BinaryTranslationVmm>},
-      {"paravirt", "direct", 0, nullptr},
+      {"paravirt", "direct", kDeprivilegedMemory, &build<ParavirtVmm>},
       {"hw_assist", "nested", kHwAssistMemory, &build<HwAssistVmm>},
   };
   return all;

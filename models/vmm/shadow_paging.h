@@ -82,6 +82,9 @@ class ShadowPager {
   // same physical one (filled on hidden faults like any other). Entering it is no address-space
   // switch, and the first root() after it counts as a new one, not as a switch.
   uint64_t paging_off_root();
+  // The PDPT that maps the VMM's area (PDPT entry 0 of kVmmLinearBase's PML4 slot), for a strategy
+  // that links it into page tables of its own making (paravirt under direct paging).
+  uint64_t vmm_area_pdpt() const { return vmm_pdpt_; }
   // Whether the frame of `paddr` is RAM (the bus has a host pointer for it). Anything else is
   // device memory (or nothing): no shadow maps it, so that every guest access to it faults into
   // the VMM, which emulates it on its device models.

@@ -23,24 +23,7 @@ std::optional<TrapCause> TrapEmulateVmm::take_event(Core& real, const Event& eve
   }
   leak_detector_->cancel();  // a watched instruction that trapped after all leaked nothing
   guest_.enter(real);
-  std::optional<TrapCause> taken = cause;
-  switch (event.kind) {
-    case EventKind::External:
-    case EventKind::Nmi:
-    case EventKind::SoftwareInt:
-    case EventKind::SoftwareException:
-      guest_.reflect(event);  // RIP is already past INT n / INT3 / INTO
-      break;
-    case EventKind::Exception:
-      if (event.vector == PF_) {
-        if (guest_.handle_page_fault(real, event) == DeprivilegedGuest::PageFault::Mmio) taken = TrapCause::Mmio;
-      } else if (event.vector == DB) {
-        guest_.reflect(event);  // a trap: the instruction completed
-      } else {
-        guest_.emulate_instruction();
-      }
-      break;
-  }
+  const TrapCause taken = guest_.handle_trap(real, event);
   if (!real.is_shutdown()) guest_.resume(real);
   return taken;
 }
@@ -63,12 +46,7 @@ PreExecute TrapEmulateVmm::before_instruction(Core& real, const Insn& insn) {
 void TrapEmulateVmm::after_instruction(Core& real, const Insn&) { leak_detector_->after(real); }
 
 double TrapEmulateVmm::direct_fraction() const {
-  const double direct = real_ ? static_cast<double>(real_->counters().retired) : 0.0;
-  const VirtualCpu* vcpu = guest_.vcpu_if_attached();
-  const double emulated =
-      vcpu ? static_cast<double>(vcpu->executed() - (leak_detector_ ? leak_detector_->evaluations() : 0)) : 0.0;
-  const double all = direct + emulated;
-  return all > 0 ? direct / all : 0.0;
+  return guest_.direct_fraction(leak_detector_ ? leak_detector_->evaluations() : 0);
 }
 
 }  // namespace pgsim::vmm

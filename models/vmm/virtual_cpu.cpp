@@ -148,6 +148,11 @@ std::map<uint64_t, uint8_t> VirtualCpu::end_sandbox() {
 }
 
 uint64_t VirtualCpu::read(uint64_t paddr, unsigned size) {
+  if (hidden_root_entries_) {
+    const uint64_t root = core_.state().cr3 & isa::kPhysFrameMask;
+    const uint64_t first = root + 8 * hidden_first_, end = root + 8 * (hidden_last_ + 1);
+    if (paddr + size > first && paddr < end) return 0;  // the VMM's entries: empty in the guest's view
+  }
   if (refuses(paddr)) return ~0ull >> (64 - 8 * size);
   if (!real_.bus().host_frame(paddr)) ++device_accesses_;
   uint64_t v = real_.bus().read(paddr, size);

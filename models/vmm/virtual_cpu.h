@@ -77,6 +77,7 @@ class VirtualCpu : private isa::PhysicalBus,
   // them) instead of reaching memory; end_sandbox() returns them by physical byte address.
   void begin_sandbox();
   std::map<uint64_t, uint8_t> end_sandbox();
+  bool sandboxed() const { return sandbox_; }
   // On a profile whose POPF and PUSHF use VIF at CPL > IOPL (x86-pg), the real VIF carries, while
   // the guest runs directly (always at a real CPL above the real IOPL), the flag its own POPF and PUSHF
   // reach at its virtual CPL and IOPL: IF at CPL <= IOPL (its kernel), VIF above (its user code).
@@ -97,6 +98,10 @@ class VirtualCpu : private isa::PhysicalBus,
   // segment loads, LTR's busy bit), so that what the VMM made from guest memory (shadow page
   // tables, the shadow GDT) follows. Memory still holds the old value when it is called.
   std::function<void(uint64_t paddr, unsigned size, uint64_t value)> before_write;
+  // An event for the guest (an exception the virtual CPU raised, or one the VMM reflects) that the
+  // strategy delivers its own way; returns true when it did (paravirt: through the guest's trap
+  // table). Unset or false: delivered through the guest's IDT, as the CPU would.
+  std::function<bool(const isa::Event& event)> deliver_event;
 
   // Executes up to `steps` steps on the virtual CPU, a step being one instruction, or one
   // exception raised and delivered through the guest's IDT instead; stops early at HLT or a
@@ -111,6 +116,14 @@ class VirtualCpu : private isa::PhysicalBus,
   void set_vmm_memory(uint64_t base, uint64_t size) {
     vmm_base_ = base;
     vmm_size_ = size;
+  }
+  // Entries first..last of the root table CR3 points to read as empty: the VMM's own entries,
+  // which it links into the guest's roots under direct paging (paravirt), are not in the guest's
+  // view of its tables (its page walks and its reads of the root).
+  void hide_root_entries(unsigned first, unsigned last) {
+    hidden_root_entries_ = true;
+    hidden_first_ = first;
+    hidden_last_ = last;
   }
   // Its port accesses and accesses to device memory (not RAM): the guest's virtual devices at work.
   uint64_t device_accesses() const { return device_accesses_; }
@@ -133,7 +146,7 @@ class VirtualCpu : private isa::PhysicalBus,
   uint64_t current_cycle() override { return real_.read_tsc() - real_.state().tsc; }
 
   // isa::TrapHook: counts instruction boundaries to end a step after a delivered fault.
-  bool on_event(isa::Core&, const isa::Event&) override { return false; }
+  bool on_event(isa::Core&, const isa::Event& event) override { return deliver_event && deliver_event(event); }
   void on_instruction_boundary(isa::Core& core) override {
     if (boundaries_left_ == 0 || --boundaries_left_ == 0) core.request_stop();
   }
@@ -144,6 +157,8 @@ class VirtualCpu : private isa::PhysicalBus,
   std::map<uint64_t, uint8_t> overlay_;
   uint64_t device_accesses_ = 0;
   uint64_t vmm_base_ = 0, vmm_size_ = 0;
+  bool hidden_root_entries_ = false;
+  unsigned hidden_first_ = 0, hidden_last_ = 0;
   // True, after stopping the run, when `paddr` is the VMM's memory.
   bool refuses(uint64_t paddr);
   isa::Core core_;

@@ -84,6 +84,8 @@ struct VmmOptions {
   unsigned bt_unit_instructions = 12;
   uint64_t bt_tc_bytes = 1ull << 20;
   unsigned bt_adapt_after = 4;
+  // vmm.paging as resolved ("shadow", "direct", ...; "" or "auto": the strategy's default).
+  std::string paging;
 };
 
 class Vmm {

@@ -27,7 +27,7 @@ struct PgRun {
 std::string guest_outcome(const std::string& serial);
 
 // Equivalence as the guest shows it: "same" when the run's guest output (without its `timing:`
-// lines, which report RDTSC) is that of the native run with the same profile and workload,
+// lines, which report RDTSC, and the lines that name the pvops path it took) is that of the native run with the same profile and workload,
 // "differs" when it is not, "-" for the native run itself or when there is none.
 std::string output_against_native(const PgRun& run, const std::vector<PgRun>& runs);
 

@@ -81,6 +81,11 @@ void declare_vmm(Schema& s) {
   cost(s, "bt_callout_cycles", 60, "a callout from translated code into the VMM");
   cost(s, "bt_indirect_cycles", 20, "looking up an indirect branch target in translated code");
   cost(s, "hypercall_cycles", 150, "a paravirtual hypercall into the VMM and back");
+  cost(s, "hypercall_handler_cycles", 50,
+       "paravirt: the VMM's handler of one hypercall operation, each of a multicall's counted (estimate)");
+  cost(s, "pt_validate_cycles", 40,
+       "paravirt: validating one page-table request of the guest (an update, a pin or unpin, a root "
+       "load) against the frame types of direct paging (estimate)");
   cost(s, "vmexit_cycles", 250, "a hardware VM exit (guest state saved, host state loaded)");
   cost(s, "vmentry_cycles", 250, "a hardware VM entry");
 

@@ -22,6 +22,9 @@ vmm::VmmCosts vmm_costs(const Config& c) {
   k.bt_translate = c.u64("vmm.cost.bt_translate_cycles");
   k.bt_callout = c.u64("vmm.cost.bt_callout_cycles");
   k.bt_indirect = c.u64("vmm.cost.bt_indirect_cycles");
+  k.hypercall = c.u64("vmm.cost.hypercall_cycles");
+  k.hypercall_handler = c.u64("vmm.cost.hypercall_handler_cycles");
+  k.pt_validate = c.u64("vmm.cost.pt_validate_cycles");
   return k;
 }
 
@@ -40,6 +43,7 @@ vmm::VmmOptions vmm_options(const Config& c) {
   o.bt_unit_instructions = static_cast<unsigned>(c.u64("vmm.bt.unit_instructions"));
   o.bt_tc_bytes = c.u64("vmm.bt.tc_bytes");
   o.bt_adapt_after = static_cast<unsigned>(c.u64("vmm.bt.adapt_after"));
+  o.paging = c.str("vmm.paging");
   return o;
 }
 
