@@ -116,6 +116,9 @@ std::string collect(DemoRun& run, const fs::path& dir, const fs::path& log) {
   run.row.leak_total = count("vmm.leaks.total");
   run.row.violations = count("vmm.resource_control.violations");
   run.row.traps = count("vmm.traps.total");
+  run.row.exits = count("vmm.exits.total");
+  run.row.callouts = count("vmm.callouts.total");
+  run.row.hypercalls = count("vmm.hypercalls.total");
   run.row.cycles = count("sim.cycles");
   run.row.direct_fraction =
       stats.contains("vmm.efficiency.direct_fraction") ? stats["vmm.efficiency.direct_fraction"].get<double>() : 0.0;
@@ -209,6 +212,9 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
                          {"resource_control_violations", r.row.violations},
                          {"direct_fraction", r.row.direct_fraction},
                          {"traps", r.row.traps},
+                         {"exits", r.row.exits},
+                         {"callouts", r.row.callouts},
+                         {"hypercalls", r.row.hypercalls},
                          {"cycles", r.row.cycles},
                          {"problem", problem}});
   }
@@ -234,7 +240,7 @@ const CommandRegistration registration{"demo", [](CLI::App& app, int& status) {
       "demo",
       "The Popek-Goldberg demonstration: run every profile, strategy and workload of an experiment file "
       "as a separate pgsim run and show them as one table (completed or failed, output as native's or not, leaks by instruction, "
-      "resource-control violations, direct share, traps, cycles, slowdown against native).");
+      "resource-control violations, direct share, entries into the VMM (traps, VM exits, callouts, hypercalls), cycles, slowdown against native).");
   cmd->add_option("experiment", options->experiment, "experiment file (YAML)")
       ->type_name("EXPERIMENT.yaml")
       ->capture_default_str();

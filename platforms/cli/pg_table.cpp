@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
+#include <utility>
 
 namespace pgsim::cli {
 
@@ -53,9 +54,20 @@ std::string guest_outcome(const std::string& serial) {
   return passed ? "completed" : "did not finish";
 }
 
+// The run's entries into the VMM by way in, "224 traps + 400 callouts", or "0".
+static std::string vmm_entries(const PgRun& r) {
+  std::string text;
+  for (const auto& [count, what] : {std::pair{r.traps, "traps"}, std::pair{r.exits, "exits"},
+                                    std::pair{r.callouts, "callouts"}, std::pair{r.hypercalls, "hypercalls"}}) {
+    if (count == 0) continue;
+    text += (text.empty() ? "" : " + ") + std::to_string(count) + " " + what;
+  }
+  return text.empty() ? "0" : text;
+}
+
 std::string popek_goldberg_table(const std::vector<PgRun>& runs) {
   const std::vector<std::string> header = {"profile", "strategy", "workload", "guest",  "output", "leaks",
-                                           "violations", "direct", "traps", "cycles", "slowdown"};
+                                           "violations", "direct", "vmm entries", "cycles", "slowdown"};
   std::vector<std::vector<std::string>> rows;
   for (const PgRun& r : runs) {
     const std::string outcome = guest_outcome(r.serial);
@@ -73,7 +85,7 @@ std::string popek_goldberg_table(const std::vector<PgRun>& runs) {
     const std::string strategy = r.strategy == "trap_emulate" ? r.strategy + " (" + r.leak_policy + ")" : r.strategy;
     rows.push_back({r.profile, strategy, r.workload, outcome, output_against_native(r, runs),
                     r.leak_total ? std::to_string(r.leak_total) + ": " + r.leaks : "0", std::to_string(r.violations),
-                    direct, std::to_string(r.traps), std::to_string(r.cycles), slowdown});
+                    direct, vmm_entries(r), std::to_string(r.cycles), slowdown});
   }
   std::vector<size_t> width(header.size());
   for (size_t c = 0; c < header.size(); ++c) {

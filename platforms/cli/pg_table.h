@@ -1,9 +1,9 @@
 // The Popek-Goldberg demonstration: the same guest workloads run natively, interpreted and under
 // trap-and-emulate, on classic x86 and on x86-pg, shown as one table. Per run: whether the guest
 // completed (or which of its own checks failed), whether its output is the native run's and the
-// leaks by instruction (equivalence), the
-// resource-control violations, the share of instructions run directly (efficiency), the traps,
-// the cycles, and the slowdown against the native run of the same profile and workload.
+// leaks by instruction (equivalence), the resource-control violations, the share of instructions
+// run directly (efficiency), the entries into the VMM (traps, VM exits, callouts, hypercalls), the
+// cycles, and the slowdown against the native run of the same profile and workload.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,6 +19,7 @@ struct PgRun {
   std::string serial;    // the guest's output
   std::string leaks;     // LeakLog::summary()
   uint64_t leak_total = 0, violations = 0, traps = 0, cycles = 0;
+  uint64_t exits = 0, callouts = 0, hypercalls = 0;  // the other ways into the VMM
   double direct_fraction = 0;
 };
 

@@ -63,7 +63,7 @@ TEST(Demo, ClassicX86LeaksAndFailsItsOwnCheckUnderTrapAndEmulate) {
   for (std::string line; std::getline(lines, line);) rows.push_back(cells(line));
   ASSERT_EQ(rows.size(), 4u) << table;  // header, rule, two runs
   EXPECT_EQ(rows[0], (std::vector<std::string>{"profile", "strategy", "workload", "guest", "output", "leaks",
-                                               "violations", "direct", "traps", "cycles", "slowdown"}));
+                                               "violations", "direct", "vmm entries", "cycles", "slowdown"}));
   ASSERT_EQ(rows[2].size(), 11u) << table;
   ASSERT_EQ(rows[3].size(), 11u) << table;
   const std::vector<std::string> native(rows[2].begin(), rows[2].begin() + 9);
