@@ -207,11 +207,14 @@ void Core::sync_mode() {
   cs_limit_ = long64 ? ~0ull : state_.seg[CS].limit;
   if (state_.cr0 != synced_cr0_ || state_.cr3 != synced_cr3_ || state_.cr4 != synced_cr4_ ||
       state_.efer != synced_efer_) {
+    const bool switch_only = soft_tlb_contexts_ && (state_.cr4 & CR4_PCIDE) && state_.cr0 == synced_cr0_ &&
+                             state_.cr4 == synced_cr4_ && state_.efer == synced_efer_;
+    if (switch_only) switch_soft_tlb_context(synced_cr3_, state_.cr3);
+    else flush_soft_tlb();
     synced_cr0_ = state_.cr0;
     synced_cr3_ = state_.cr3;
     synced_cr4_ = state_.cr4;
     synced_efer_ = state_.efer;
-    flush_soft_tlb();
   }
   // With SMAP, explicit supervisor accesses to user pages depend on RFLAGS.AC (STAC/CLAC/POPF).
   const bool ac = state_.rflags & AC;
@@ -239,26 +242,51 @@ void Core::sync_mode() {
 // ---- Soft TLB and decode-cache maintenance ---------------------------------------------------
 
 void Core::drop_soft_tlb(uint64_t linear_page) {
-  const uint64_t tag = soft_tag(linear_page);
+  // The page leaves every address space the soft TLB keeps (an entry's slot is its page's, whatever
+  // its epoch).
+  constexpr uint64_t kPageBits = (1ull << kEpochShift) - 1;
+  const uint64_t page = linear_page >> 12;
   for (auto& by_user : tlb_)
     for (auto& tlb : by_user) {
-      SoftTlbEntry& e = tlb[tag % kSoftTlbSize];
-      if (e.tag == tag) e = SoftTlbEntry{};
+      SoftTlbEntry& e = tlb[page % kSoftTlbSize];
+      if (e.tag != ~0ull && (e.tag & kPageBits) == page) e = SoftTlbEntry{};
     }
-  if (code_lpage_ == linear_page >> 12) {
+  if (code_lpage_ == page) {
     code_lpage_ = ~0ull;
     code_page_ = nullptr;
   }
 }
 
+uint64_t Core::new_epoch() {
+  if (next_epoch_ < kLastEpoch) return next_epoch_ += 1ull << kEpochShift;
+  next_epoch_ = 0;  // every epoch used: clear every entry and start over
+  for (auto& by_user : tlb_)
+    for (auto& tlb : by_user) tlb.fill(SoftTlbEntry{});
+  contexts_.fill(SoftTlbContext{});
+  return next_epoch_;
+}
+
 void Core::flush_soft_tlb() {
-  if (tlb_epoch_ < kLastEpoch) {
-    tlb_epoch_ += 1ull << kEpochShift;  // every entry of the old epoch misses from now on
-  } else {
-    tlb_epoch_ = 0;
-    for (auto& by_user : tlb_)
-      for (auto& tlb : by_user) tlb.fill(SoftTlbEntry{});
+  contexts_.fill(SoftTlbContext{});  // no address space keeps its entries
+  tlb_epoch_ = new_epoch();  // every entry of the old epochs misses from now on
+  code_lpage_ = ~0ull;
+  code_page_ = nullptr;
+}
+
+void Core::switch_soft_tlb_context(uint64_t old_cr3, uint64_t new_cr3) {
+  SoftTlbContext* found = nullptr;
+  SoftTlbContext* old_slot = nullptr;
+  for (SoftTlbContext& c : contexts_) {
+    if (c.cr3 == new_cr3) found = &c;
+    if (c.cr3 == old_cr3) old_slot = &c;
   }
+  if (!old_slot) {  // remember the address space being left
+    old_slot = &contexts_[next_context_];
+    if (old_slot == found) old_slot = &contexts_[next_context_ = (next_context_ + 1) % kSoftTlbContexts];
+    next_context_ = (next_context_ + 1) % kSoftTlbContexts;
+  }
+  *old_slot = {old_cr3, tlb_epoch_};
+  tlb_epoch_ = found ? found->epoch : new_epoch();
   code_lpage_ = ~0ull;
   code_page_ = nullptr;
 }

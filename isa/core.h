@@ -188,8 +188,14 @@ class Core {
   bool long64() const { return mode_ == Mode::Long64; }
   // The Translator evicted `linear_page` from its L1 TLB: the soft TLB drops it too.
   void drop_soft_tlb(uint64_t linear_page);
-  // Drops every soft-TLB entry.
+  // Drops every soft-TLB entry, in every address space it keeps.
   void flush_soft_tlb();
+  // Keep the soft TLB's entries of recent address spaces across CR3 switches with CR4.PCIDE set
+  // (off by default). Only for a caller that tells the core of every change of those address
+  // spaces' translations through invalidate_page_all_contexts() or a flush: a VMM whose shadow
+  // pager does (the guest's own MOV CR3 semantics flush as the architecture says, and the soft
+  // TLB never holds a translation the page tables no longer give).
+  void set_soft_tlb_contexts(bool on) { soft_tlb_contexts_ = on; }
   // INVLPG: the soft TLB and the Translator drop the page.
   void invalidate_page(uint64_t linear);
   // The same for the page's translations under every PCID (a VMM dropping a shadow entry of an
@@ -327,6 +333,18 @@ class Core {
   // Soft TLB: [privilege_index()][0 read, 1 write, 2 execute].
   SoftTlb tlb_[3][3];
   uint64_t tlb_epoch_ = 0;  // the current flush epoch, in bits 63:52 of every valid tag
+  uint64_t next_epoch_ = 0; // the last epoch handed out
+  // Address spaces whose soft-TLB entries are kept (set_soft_tlb_contexts): CR3 -> epoch.
+  struct SoftTlbContext {
+    uint64_t cr3 = ~0ull;
+    uint64_t epoch = 0;
+  };
+  static constexpr unsigned kSoftTlbContexts = 8;
+  std::array<SoftTlbContext, kSoftTlbContexts> contexts_{};
+  unsigned next_context_ = 0;  // the slot replaced next
+  bool soft_tlb_contexts_ = false;
+  uint64_t new_epoch();                       // a fresh epoch (clearing every entry when they run out)
+  void switch_soft_tlb_context(uint64_t old_cr3, uint64_t new_cr3);
   bool synced_ac_ = false;  // RFLAGS.AC when the supervisor entries were filled (SMAP)
 
   // Decoded-instruction cache by (physical frame, mode).

@@ -366,6 +366,10 @@ void DeprivilegedGuest::project(Core& real) {
   r.cr0 = (v.cr0 & (CR0_MP | CR0_EM | CR0_TS | CR0_ET | CR0_NE | CR0_AM)) | CR0_PE | CR0_PG | CR0_WP;
   // PCIDs tag the shadows' entries; the guest's own tables (direct paging) switch with a flush.
   const bool pcids = options_.use_pcid && !guest_tables_real_;
+  // The shadow pager tells the real CPU of every change to a shadow's translations (a dropped or
+  // write-protected leaf, in every context; a flush when shadows go), so the soft TLB may keep the
+  // entries of each shadow across the switches, as the modeled TLB keeps them by PCID.
+  real.set_soft_tlb_contexts(pcids);
   r.cr4 = CR4_PAE | (pcids ? CR4_PCIDE : 0) | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_TSD));
   r.efer = EFER_LME | EFER_LMA | EFER_NXE;  // no SCE: SYSCALL and SYSRET trap (#UD)
   const uint64_t root = shadow_root(vcpu_->cpl() == 3);
