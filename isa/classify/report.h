@@ -1,5 +1,5 @@
-// The classification as a report: a table (default), Markdown, or JSON (keys as issue 6 lists
-// them: profile, mode, instructions[], theorem1, theorem3).
+// The classification as a report: a table (default), Markdown, or JSON (keys:
+// profile, mode, instructions[], theorem1, theorem3).
 #pragma once
 #include <iosfwd>
 #include <string>
