@@ -86,29 +86,25 @@ void Tlb::drop(Entry& e) {
   if (on_evict_) on_evict_(e.vpn << e.page_shift, 1ull << e.page_shift);
 }
 
-void Tlb::invalidate_page_all_pcids(uint64_t linear, uint16_t vpid) {
+template <class Predicate>
+void Tlb::drop_page(uint64_t linear, uint16_t vpid, Predicate drop_it) {
   if (!enabled()) return;
   for (unsigned shift : shifts_) {
     const uint64_t vpn = linear >> shift;
     Entry* set = &entries_[static_cast<size_t>(set_of(vpn)) * ways_];
     for (unsigned w = 0; w < ways_; ++w) {
       Entry& e = set[w];
-      if (e.valid && e.vpn == vpn && e.page_shift == shift && e.vpid == vpid) drop(e);
+      if (e.valid && e.vpn == vpn && e.page_shift == shift && e.vpid == vpid && drop_it(e)) drop(e);
     }
   }
 }
 
+void Tlb::invalidate_page_all_pcids(uint64_t linear, uint16_t vpid) {
+  drop_page(linear, vpid, [](const Entry&) { return true; });
+}
+
 void Tlb::invalidate_page(uint64_t linear, uint16_t pcid, uint16_t vpid) {
-  if (!enabled()) return;
-  for (unsigned shift : shifts_) {
-    const uint64_t vpn = linear >> shift;
-    Entry* set = &entries_[static_cast<size_t>(set_of(vpn)) * ways_];
-    for (unsigned w = 0; w < ways_; ++w) {
-      Entry& e = set[w];
-      if (e.valid && e.vpn == vpn && e.page_shift == shift && e.vpid == vpid && (e.global || e.pcid == pcid))
-        drop(e);
-    }
-  }
+  drop_page(linear, vpid, [pcid](const Entry& e) { return e.global || e.pcid == pcid; });
 }
 
 template <class Predicate>

@@ -82,6 +82,8 @@ class Tlb {
   std::vector<uint32_t> occupied_;
   // Drops the entries `drop_it` selects among the occupied ones and forgets the empty ones.
   template <class Predicate> void drop_occupied(Predicate drop_it);
+  // Drops the entries of `vpid` that translate `linear` (at any page size held) and `drop_it` selects.
+  template <class Predicate> void drop_page(uint64_t linear, uint16_t vpid, Predicate drop_it);
   uint64_t clock_ = 0;
   EvictCallback on_evict_;
 };
