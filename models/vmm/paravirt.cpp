@@ -620,6 +620,13 @@ void ParavirtVmm::set_shared_byte(unsigned offset, uint8_t value) {
   if (shared_info_) guest_.vcpu().bus().write(shared_info_ + offset, 1, value);
 }
 
+ParavirtVmm::GuestMaskWrites ParavirtVmm::guest_mask_writes() {
+  if (!shared_info_) return {};
+  isa::PhysicalBus& bus = guest_.vcpu().bus();
+  return {bus.read(shared_info_ + offsetof(pv_vcpu_info, mask_writes), 8),
+          bus.read(shared_info_ + offsetof(pv_vcpu_info, unmask_writes), 8)};
+}
+
 void ParavirtVmm::link_vmm_area(uint64_t root, bool linked) {
   real_->bus().write(root + 8 * guest_.area_pml4_slot(), 8, linked ? guest_.area_pml4_entry() : 0);
 }
@@ -685,6 +692,14 @@ void ParavirtVmm::bind_statistics(stats::Registry& r) {
   r.bind("vmm.paravirt.masks", Unit::Count,
          "interrupts disabled by a plain write to the event mask, without a trap (seen at the VMM's next entry)",
          &counters_.masks);
+  r.formula("vmm.paravirt.guest_masks", Unit::Count,
+            "interrupts disabled by the guest kernel's plain write to the event mask, as the kernel counts them "
+            "in the shared-info page (exact)",
+            [this] { return static_cast<double>(guest_mask_writes().masks); });
+  r.formula("vmm.paravirt.guest_unmasks", Unit::Count,
+            "interrupts re-enabled by the guest kernel's plain write to the event mask, as the kernel counts them "
+            "in the shared-info page (exact)",
+            [this] { return static_cast<double>(guest_mask_writes().unmasks); });
   r.bind("vmm.paravirt.multicall_entries", Unit::Count, "operations run inside multicalls", &counters_.multicall_entries);
   r.bind("vmm.paravirt.refused", Unit::Count, "hypercalls that returned an error code", &counters_.refused);
   r.bind("vmm.paravirt.hypercall_device_accesses", Unit::Count,

@@ -27,6 +27,8 @@ struct GuestRun {
   int exit_value = -1;
   std::string serial;
   bool halted = false;
+  // Read at the end of the run: the shared-info page lives in the machine's memory.
+  vmm::ParavirtVmm::GuestMaskWrites guest_mask_writes;
   const vmm::ParavirtVmm& pv() const { return static_cast<const vmm::ParavirtVmm&>(router->vmm()); }
   uint64_t hypercalls(const char* op) const { return router->vmm().hypercalls().of(op); }
 };
@@ -87,6 +89,7 @@ GuestRun run(const char* profile, const char* strategy, const std::string& cmdli
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.rfind("timing:", 0) != 0) r.lines.push_back(line);
   }
+  if (auto* pv = dynamic_cast<vmm::ParavirtVmm*>(&m.router->vmm())) r.guest_mask_writes = pv->guest_mask_writes();
   r.router = std::move(m.router);
   return r;
 }
@@ -99,7 +102,7 @@ std::vector<std::string> without_path_lines(std::vector<std::string> lines) {
 
 const char* const kWorkloads[] = {"bench=syscall", "bench=in",     "bench=cr8wr",  "bench=callret", "bench=pgfault",
                                   "bench=divzero", "bench=ptemod", "bench=forkwait", "bench=compute",
-                                  "bench=memwalk ws=65536", "bench=ctxswitch", "bench=smc"};
+                                  "bench=memwalk ws=65536", "bench=ctxswitch", "bench=smc", "bench=clisti"};
 
 std::string with_iters(const char* workload, int iters) { return std::string(workload) + " iters=" + std::to_string(iters); }
 
@@ -122,7 +125,7 @@ TEST(Paravirt, WorkloadsPrintTheNativeOutput) {
       EXPECT_EQ(pv.router->vmm().resource_control_violations(), 0u);
       EXPECT_EQ(pv.pv().paging_counters().refusals, 0u);
       const std::string w = workload;
-      if (w == "bench=in" || w == "bench=cr8wr" || w == "bench=callret" || w == "bench=ptemod")
+      if (w == "bench=in" || w == "bench=cr8wr" || w == "bench=callret" || w == "bench=ptemod" || w == "bench=clisti")
         EXPECT_EQ(pv.router->total_traps(), ten.router->total_traps());
     }
   }
@@ -214,6 +217,38 @@ TEST(Paravirt, ForkwaitBatchesItsPageTableUpdates) {
     std::cout << " pvbatch=" << batch << ": " << expected_hypercalls(batch);
   }
   std::cout << "\n";
+}
+
+// bench=clisti: interrupts on and off in the guest kernel are two plain writes to the event mask,
+// no trap and no hypercall (no event is pending); the kernel counts them in the shared-info page,
+// so vmm.paravirt.guest_masks/guest_unmasks grow by one each per iteration, where the VMM's own
+// sampling at its entries sees nothing (the loop ends masked, as it began). Under trap_emulate
+// the same iteration is two traps (STI, CLI).
+TEST(Paravirt, InterruptMaskingIsCountedByTheGuestWithoutATrap) {
+  auto writes = [](const GuestRun& r) { return r.guest_mask_writes; };
+  const GuestRun ten = run("x86-pg", "paravirt", "bench=clisti iters=10");
+  const GuestRun twenty = run("x86-pg", "paravirt", "bench=clisti iters=20");
+  ASSERT_EQ(twenty.exit_value, 0) << twenty.serial;
+  EXPECT_EQ(writes(twenty).masks - writes(ten).masks, 10u);
+  EXPECT_EQ(writes(twenty).unmasks - writes(ten).unmasks, 10u);
+  EXPECT_EQ(twenty.router->total_traps(), ten.router->total_traps());
+  EXPECT_EQ(twenty.router->vmm().hypercalls().total(), ten.router->vmm().hypercalls().total());
+  EXPECT_EQ(twenty.pv().counters().masks, ten.pv().counters().masks);
+  EXPECT_EQ(twenty.pv().counters().unmasks, ten.pv().counters().unmasks);
+  // The system-call path masks nothing itself: the VMM masks events at SYSCALL and restores the
+  // mask from the frame at iret.
+  const GuestRun syscall_ten = run("x86-pg", "paravirt", "bench=syscall iters=10");
+  const GuestRun syscall_twenty = run("x86-pg", "paravirt", "bench=syscall iters=20");
+  ASSERT_EQ(syscall_twenty.exit_value, 0) << syscall_twenty.serial;
+  EXPECT_EQ(writes(syscall_twenty).masks, writes(syscall_ten).masks);
+  EXPECT_EQ(writes(syscall_twenty).unmasks, writes(syscall_ten).unmasks);
+  const GuestRun te_ten = run("x86-pg", "trap_emulate", "bench=clisti iters=10");
+  const GuestRun te_twenty = run("x86-pg", "trap_emulate", "bench=clisti iters=20");
+  ASSERT_EQ(te_twenty.exit_value, 0) << te_twenty.serial;
+  EXPECT_EQ(te_twenty.router->total_traps() - te_ten.router->total_traps(), 20u);
+  std::cout << "clisti iters=20: guest_masks=" << writes(twenty).masks << " guest_unmasks=" << writes(twenty).unmasks
+            << ", sampled at VMM entries: masks=" << twenty.pv().counters().masks
+            << " unmasks=" << twenty.pv().counters().unmasks << "\n";
 }
 
 // ---- Hypercalls made by the test on a kernel that booted paravirtually ----------------------------

@@ -47,10 +47,12 @@ static void deliver_pending_events(void) {
 static u64 pv_save_fl(void) { return vcpu->event_mask ? 0 : RFLAGS_IF; }
 static void pv_irq_disable(void) {
     vcpu->event_mask = 1;
+    vcpu->mask_writes++;
     barrier();
 }
 static void pv_irq_enable(void) {
     vcpu->event_mask = 0;
+    vcpu->unmask_writes++;
     deliver_pending_events();
 }
 static void pv_restore_fl(u64 flags) {
