@@ -319,6 +319,7 @@ const struct pvops pv_pvops = {
     .aspace_release = pv_aspace_release,
     .fault_address = pv_fault_address,
     .separate_user_root = true,
+    .sensitive_instructions = false,
     .inb = pv_inb,
     .outb = pv_outb,
     .outw = pv_outw,
