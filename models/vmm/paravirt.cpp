@@ -90,6 +90,11 @@ ParavirtVmm::ParavirtVmm(const Machine& machine, const VmmCosts& costs, const Vm
       handler_cycles_(cycles_.add_counter("vmm_hypercall_handler", "cycles the VMM's hypercall handlers spend, per operation")),
       validate_cycles_(cycles_.add_counter("vmm_pt_validate", "cycles validating the guest's page-table requests")),
       event_cycles_(cycles_.add_counter("vmm_event", "cycles delivering events to the guest through its trap table")) {
+  // The device accesses the hypercall handlers make (io, console_write) are the VMM's device
+  // models' work, taken out of the physical I/O bucket (device_accesses_modelled): charged here.
+  cycles_.add_formula("vmm_hypercall_device_model",
+                      "cycles the VMM's device models spend on the accesses of the io and console_write hypercalls",
+                      [this, cost = costs.device_model] { return counters_.io_accesses * cost; });
   if (options.paging == "shadow") direct_paging_ = false;
   else if (!options.paging.empty() && options.paging != "auto" && options.paging != "direct")
     throw std::invalid_argument("paravirt: vmm.paging '" + options.paging +
@@ -362,6 +367,13 @@ int64_t ParavirtVmm::iret(const Args&) {
   if (ring == 0) {
     s.seg[CS].selector = static_cast<uint16_t>(f.cs);
     s.seg[SS].selector = static_cast<uint16_t>(f.ss);
+  } else {
+    // IRETQ to an outer ring loads the null selector into a data segment register whose
+    // descriptor's DPL is below the new CPL: in the ABI's GDT every data segment but the user's
+    // is the kernel's (DPL 0). The real CPU cannot do it here, where the kernel's selectors are
+    // compressed to DPL 3.
+    for (unsigned seg : {ES, DS, FS, GS})
+      if ((s.seg[seg].selector & ~3u) && s.seg[seg].selector != PV_USER_DS) s.seg[seg].selector = 0;
   }
   s.rflags = (s.rflags & ~kFrameFlags) | (f.rflags & kFrameFlags);
   s.gpr[RSP] = f.rsp;
@@ -620,6 +632,13 @@ void ParavirtVmm::set_shared_byte(unsigned offset, uint8_t value) {
   if (shared_info_) guest_.vcpu().bus().write(shared_info_ + offset, 1, value);
 }
 
+ParavirtVmm::GuestMaskWrites ParavirtVmm::guest_mask_writes() {
+  if (!shared_info_) return {};
+  isa::PhysicalBus& bus = guest_.vcpu().bus();
+  return {bus.read(shared_info_ + offsetof(pv_vcpu_info, mask_writes), 8),
+          bus.read(shared_info_ + offsetof(pv_vcpu_info, unmask_writes), 8)};
+}
+
 void ParavirtVmm::link_vmm_area(uint64_t root, bool linked) {
   real_->bus().write(root + 8 * guest_.area_pml4_slot(), 8, linked ? guest_.area_pml4_entry() : 0);
 }
@@ -685,6 +704,14 @@ void ParavirtVmm::bind_statistics(stats::Registry& r) {
   r.bind("vmm.paravirt.masks", Unit::Count,
          "interrupts disabled by a plain write to the event mask, without a trap (seen at the VMM's next entry)",
          &counters_.masks);
+  r.formula("vmm.paravirt.guest_masks", Unit::Count,
+            "interrupts disabled by the guest kernel's plain write to the event mask, as the kernel counts them "
+            "in the shared-info page (exact)",
+            [this] { return static_cast<double>(guest_mask_writes().masks); });
+  r.formula("vmm.paravirt.guest_unmasks", Unit::Count,
+            "interrupts re-enabled by the guest kernel's plain write to the event mask, as the kernel counts them "
+            "in the shared-info page (exact)",
+            [this] { return static_cast<double>(guest_mask_writes().unmasks); });
   r.bind("vmm.paravirt.multicall_entries", Unit::Count, "operations run inside multicalls", &counters_.multicall_entries);
   r.bind("vmm.paravirt.refused", Unit::Count, "hypercalls that returned an error code", &counters_.refused);
   r.bind("vmm.paravirt.hypercall_device_accesses", Unit::Count,

@@ -88,6 +88,12 @@ class ParavirtVmm final : public Vmm, private isa::HypervisorInterface {
   bool direct_paging() const { return direct_paging_; }
   // The guest's shared-info frame (0 until set_shared_info).
   uint64_t shared_info_frame() const { return shared_info_; }
+  // The guest kernel's own count of its event-mask writes (irq_disable, irq_enable), read from the
+  // shared-info page: exact, where counters().masks/unmasks see only the state at the VMM's entries.
+  struct GuestMaskWrites {
+    uint64_t masks = 0, unmasks = 0;
+  };
+  GuestMaskWrites guest_mask_writes();
   const DeprivilegedGuest& guest() const { return guest_; }
   // The name of hypercall operation `op` (vmm.hypercalls.<name>), nullptr for none.
   static const char* operation_name(uint64_t op);

@@ -102,6 +102,20 @@ TEST(Demo, ClassicX86LeaksAndFailsItsOwnCheckUnderTrapAndEmulate) {
   EXPECT_EQ(te["problem"], "");
 }
 
+// The paravirtual kernel's selftest on x86-pg: its ring-0 probes are not run (a line of its pvops
+// path says so), and with their lines left out of native's output too, the rest is native's.
+TEST(Demo, ParavirtSelftestIsNativesOutputButTheProbesItDoesNotRun) {
+  ScratchDir dir;
+  dir.write("pv.yaml", experiment("profiles: [x86-pg]\nstrategies: [native, paravirt]\nworkloads: [bench=selftest]\n"));
+  const auto result = demo(dir, "pv.yaml");
+  ASSERT_EQ(result.status, 0) << result.output;
+  const auto json = nlohmann::json::parse(read_file(dir.path() / "out/popek_goldberg.json"));
+  ASSERT_EQ(json["runs"].size(), 2u);
+  EXPECT_EQ(json["runs"][1]["strategy"], "paravirt");
+  EXPECT_EQ(json["runs"][1]["output_against_native"], "same");
+  EXPECT_EQ(json["runs"][1]["leaks"], 0u);
+}
+
 TEST(Demo, BadExperimentFileNamesFileLineColumnAndKey) {
   ScratchDir dir;
   dir.write("bad.yaml", experiment("profiles: x86\nstrategies: [native]\nworkloads: [bench=selftest]\n"));

@@ -113,7 +113,8 @@ static void check_interrupt_state(void) {
 }
 
 static bool runs_in_kernel(enum workload w) {
-    return w == WORKLOAD_in || w == WORKLOAD_cr8wr || w == WORKLOAD_callret || w == WORKLOAD_ptemod;
+    return w == WORKLOAD_in || w == WORKLOAD_cr8wr || w == WORKLOAD_callret || w == WORKLOAD_ptemod ||
+           w == WORKLOAD_clisti;
 }
 
 void kmain(u32 magic, u32 info) {

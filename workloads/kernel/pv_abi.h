@@ -190,7 +190,10 @@ struct pv_iret_frame {
 #ifndef __ASSEMBLER__
 
 /* One vCPU's part: the guest writes event_mask and task_priority without a hypercall; the VMM
- * writes event_pending, pending_vectors and fault_address. */
+ * writes event_pending, pending_vectors and fault_address. mask_writes and unmask_writes are the
+ * guest's own count of its writes to event_mask (what a native kernel does with CLI and STI), which
+ * the VMM only reads: it sees the mask itself only when it is entered, and a kernel that masks and
+ * unmasks between two entries leaves no other trace. */
 struct pv_vcpu_info {
     uint8_t event_mask;    /* 1: events held pending (the virtual IF is clear); Xen's evtchn_upcall_mask */
     uint8_t event_pending; /* 1: some vector is pending; Xen's evtchn_upcall_pending */
@@ -198,7 +201,8 @@ struct pv_vcpu_info {
     uint8_t reserved[5];
     uint64_t fault_address;      /* the virtual CR2 of the last page fault delivered */
     uint64_t pending_vectors[4]; /* bit v: vector v is pending */
-    uint64_t reserved2[2];
+    uint64_t mask_writes;        /* the guest's irq_disable calls (event_mask set to 1) */
+    uint64_t unmask_writes;      /* the guest's irq_enable calls (event_mask set to 0) */
 };
 
 struct pv_shared_info {

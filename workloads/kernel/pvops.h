@@ -30,6 +30,9 @@ struct pvops {
     u16 (*code_selector)(void); /* CS: its RPL is the ring (paravirtually the virtual ring) */
     /* NULL when the machine holds the tables the kernel installed, else the failed check's name */
     const char *(*check_descriptor_tables)(const struct dtr *gdtr, const struct dtr *idtr);
+    /* The kernel may execute sensitive instructions itself (the selftest's ring-0 probes): false
+     * where it is deprivileged and asks the hypervisor instead, as an OS ported to it does. */
+    bool sensitive_instructions;
     /* ---- memory management ---- */
     void (*load_roots)(u64 kernel_root, u64 user_root); /* switch address space (CR3) */
     void (*invlpg)(u64 va);                             /* drop one TLB entry */

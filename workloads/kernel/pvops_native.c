@@ -102,6 +102,7 @@ const struct pvops native_pvops = {
     .aspace_release = native_aspace_change,
     .fault_address = native_fault_address,
     .separate_user_root = false,
+    .sensitive_instructions = true,
     .inb = native_inb,
     .outb = native_outb,
     .outw = native_outw,

@@ -47,10 +47,12 @@ static void deliver_pending_events(void) {
 static u64 pv_save_fl(void) { return vcpu->event_mask ? 0 : RFLAGS_IF; }
 static void pv_irq_disable(void) {
     vcpu->event_mask = 1;
+    vcpu->mask_writes++;
     barrier();
 }
 static void pv_irq_enable(void) {
     vcpu->event_mask = 0;
+    vcpu->unmask_writes++;
     deliver_pending_events();
 }
 static void pv_restore_fl(u64 flags) {
@@ -122,11 +124,13 @@ static const char *pv_check_descriptor_tables(const struct dtr *gdtr, const stru
 static u64 batch_size = PVBATCH_DEFAULT; /* pvbatch=N */
 /* The batch, in the order the kernel asked: page-table updates (consecutive ones share one
  * mmu_update call), INVLPGs, pins and unpins; issued as one hypercall, or one multicall when it
- * holds more than one call. */
+ * holds more than one call. It is issued when it holds N entries (each update, INVLPG, pin and
+ * unpin is one, however the calls group them), so that a lazy-MMU section of k entries between two
+ * forced flushes costs exactly ceil(k / N) hypercalls. */
 static struct pv_mmu_update queued[PVBATCH_MAX];
 static struct pv_multicall calls[PVBATCH_MAX];
 static u64 queued_free[PVBATCH_MAX]; /* table frames to free once their remapping is done */
-static usize nqueued, ncalls, nfree;
+static usize nqueued, ncalls, nfree, nentries;
 
 void pv_set_batch_size(u64 n) { batch_size = n; }
 
@@ -137,7 +141,7 @@ static void pv_mmu_flush(void) {
     } else if (ncalls > 1) {
         hypercall_checked(PV_OP_MULTICALL, (u64)calls, ncalls, 0, "multicall");
     }
-    nqueued = ncalls = 0;
+    nqueued = ncalls = nentries = 0;
     for (usize i = 0; i < nfree; i++)
         frame_free(queued_free[i]);
     nfree = 0;
@@ -145,7 +149,8 @@ static void pv_mmu_flush(void) {
 
 /* Issues the batch unless lazy MMU mode lets it grow. */
 static void batch_added(void) {
-    if (!lazy_mmu_active() || nqueued >= batch_size || ncalls >= batch_size || nfree >= PVBATCH_MAX)
+    nentries++;
+    if (!lazy_mmu_active() || nentries >= batch_size || nfree >= PVBATCH_MAX)
         pv_mmu_flush();
 }
 
@@ -314,6 +319,7 @@ const struct pvops pv_pvops = {
     .aspace_release = pv_aspace_release,
     .fault_address = pv_fault_address,
     .separate_user_root = true,
+    .sensitive_instructions = false,
     .inb = pv_inb,
     .outb = pv_outb,
     .outw = pv_outw,
