@@ -642,6 +642,10 @@ HwAssistVmm::Completion HwAssistVmm::on_page_fault(Core& core, const VmExit& exi
   // The error code tells the guest's user accesses from supervisor ones (the CPU's implicit ones at CPL 3).
   const ShadowFault f = examine_shadow_fault(*shadow_, g, vcpu_->bus(), event, event.error_code & PFERR_U,
                                              {machine_.vmm_memory_base, machine_.vmm_memory_size}, {});
+  const bool delivering = exit.idt_vectoring_info & kInterruptionValid;
+  if (delivering && (f.kind == ShadowFault::Kind::TracedWrite || f.kind == ShadowFault::Kind::Mmio))
+    throw std::runtime_error("hw_assist: the CPU writes a guest page table or device memory at " + hex(event.cr2) +
+                             " while delivering an event to the guest; emulating event delivery is not implemented");
   switch (f.kind) {
     case ShadowFault::Kind::Hidden:
       shadow_fill_cycles_ += costs_.shadow_fill;
@@ -676,7 +680,7 @@ HwAssistVmm::Completion HwAssistVmm::on_page_fault(Core& core, const VmExit& exi
       return Completion::Done;
   }
   // The access runs again; an event whose delivery faulted is delivered again.
-  if (exit.idt_vectoring_info & kInterruptionValid) {
+  if (delivering) {
     vmcs_.set(F::EntryInterruptionInfo, exit.idt_vectoring_info & ~(1u << 12));
     vmcs_.set(F::EntryExceptionErrorCode, exit.idt_vectoring_error_code);
     vmcs_.set(F::EntryInstructionLength, exit.instruction_length);
