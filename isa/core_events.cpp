@@ -12,6 +12,10 @@ void Core::route_event(const Event& event) {
   sync_mode();
 }
 
+bool Core::offer_delivery_fault(const Event& delivering, const Event& fault) {
+  return hook_ && hook_->on_delivery_fault(*this, delivering, fault);
+}
+
 void Core::raise_event_after_instruction(const Event& event) {
   state_.rip = next_rip_;  // traps and INT n push the address of the next instruction
   route_event(event);

@@ -104,6 +104,11 @@ class TrapHook {
   // Every exception, interrupt and software interrupt passes here before delivery through the
   // IDT; returning true consumes it (the hook has handled it, e.g. by emulating the instruction).
   virtual bool on_event(Core& core, const Event& event) = 0;
+  // A fault raised while `delivering` (an exception, interrupt or NMI, not INT n) was delivered
+  // through the IDT, nothing of the delivery done: returning true consumes it (a VMM whose VMCS
+  // selects the fault exits, SDM 26.2, with `delivering` in the IDT-vectoring information).
+  // false: the CPU resolves it (a double fault, or the second event, SDM table 6-5).
+  virtual bool on_delivery_fault(Core& core, const Event& delivering, const Event& fault) { return false; }
   // Called at each instruction boundary (before fetch) only while enabled with
   // Core::set_boundary_calls(true) (or set_trap_hook(hook, true)): costs nothing when unused.
   virtual void on_instruction_boundary(Core& core) {}

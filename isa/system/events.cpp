@@ -190,6 +190,7 @@ void deliver_event(Core& core, const Event& event) {
     // INT n, INT3 and INTO fault as instructions: their handler restores RIP and the fault is
     // delivered at the instruction (SDM vol. 2, INT n: "#GP(error code)" and friends).
     if (event.software()) throw;
+    if (core.offer_delivery_fault(event, Event::from_fault(second))) return;
     resolve_nested(core, event, second, 0);
   }
 }

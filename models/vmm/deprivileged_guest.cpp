@@ -42,20 +42,6 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
-// Collects the guest paging entries a walk reads (what a shadow built from it depends on) and
-// notes their frames as page tables.
-struct TableFrames : WalkObserver {
-  ShadowPager& shadow;
-  unsigned entry_size;
-  std::vector<ShadowPager::GuestEntry> entries;
-  TableFrames(ShadowPager& s, const CpuState& v)
-      : shadow(s), entry_size(paging_mode(v) == PagingMode::Bits32 ? 4 : 8) {}
-  void on_reference(uint64_t paddr, unsigned) override {
-    shadow.note_page_table_frame(paddr >> 12);
-    entries.push_back({paddr, entry_size});
-  }
-};
-
 }  // namespace
 
 DeprivilegedGuest::DeprivilegedGuest(const char* strategy, const Machine& machine, const VmmCosts& costs,
@@ -471,67 +457,33 @@ void DeprivilegedGuest::emulate_instruction(Emulation why) {
 }
 
 DeprivilegedGuest::PageFault DeprivilegedGuest::handle_page_fault(Core& real, const Event& event) {
-  ShadowCounters& count = shadow_->counters();
   const CpuState& v = vcpu_->state();
   const uint64_t linear = event.cr2;
-  WalkRequest req;
-  req.linear = linear;
-  req.access = (event.error_code & PFERR_W) ? AccessKind::Write
-               : (event.error_code & PFERR_I) ? AccessKind::Execute
-                                               : AccessKind::Read;
-  req.user = vcpu_->cpl() == 3;
-  TableFrames tables(*shadow_, v);  // a new guest page table is write-protected where a shadow maps it
-  // PAE paging outside IA-32e mode reads its PDPT without a reference the walk reports; it is a
-  // guest page table all the same, and must be write-protected like the others.
-  if (paging_mode(v) == PagingMode::Pae) tables.on_reference(pae_pdpt(v), 3);
-  const WalkResult w = page_walk(v, vcpu_->bus(), req, &tables);
-  if (!w.ok) {
-    ++count.true_faults;
-    reflect(Event::from_fault(w.fault));
-    return PageFault::Guest;
+  const bool user = vcpu_->cpl() == 3;
+  const ShadowFault f = examine_shadow_fault(*shadow_, v, vcpu_->bus(), event, user,
+                                             {machine_.vmm_memory_base, machine_.vmm_memory_size}, on_code_write);
+  switch (f.kind) {
+    case ShadowFault::Kind::Guest:
+      reflect(Event::from_fault(f.walk.fault));
+      return PageFault::Guest;
+    case ShadowFault::Kind::Refused:
+      real.shutdown(stop_message(f.refusal));
+      return PageFault::Refused;
+    case ShadowFault::Kind::Mmio:
+      emulate_instruction(Emulation::Mmio);
+      return PageFault::Mmio;
+    case ShadowFault::Kind::TracedWrite:
+      // The virtual CPU performs the write; the shadow entries made from what it changes follow
+      // (before_guest_write).
+      shadow_trace_cycles_ += costs_.shadow_trace;
+      emulate_instruction(Emulation::TracedWrite);
+      if (f.page_table) shadow_->note_traced_write(f.walk.paddr >> 12);
+      return PageFault::TracedWrite;
+    case ShadowFault::Kind::Hidden:
+      break;
   }
-  if (linear >= kVmmLinearBase && linear - kVmmLinearBase < kVmmLinearSize) {
-    real.shutdown(stop_message("the guest maps linear address " + hex(linear) +
-                               ", which the VMM reserves for its own structures (" + hex(kVmmLinearBase) + "...)"));
-    return PageFault::Refused;
-  }
-  if (is_vmm_memory(w.paddr)) {
-    real.shutdown(stop_message("the guest reaches physical address " + hex(w.paddr) + " (linear " + hex(linear) +
-                               "), which is the VMM's memory, not guest RAM"));
-    return PageFault::Refused;
-  }
-  if (!shadow_->is_ram(w.paddr)) {  // device memory: never in a shadow, every access is emulated
-    emulate_instruction(Emulation::Mmio);
-    return PageFault::Mmio;
-  }
-  // With the guest's paging off there are no guest page tables in use and no dirty bits to keep;
-  // its GDT is traced all the same.
-  const bool paging = v.paging();
-  const uint64_t frame = w.paddr >> 12;
-  const bool page_table = paging && shadow_->is_page_table_frame(frame), gdt = shadow_->is_gdt_frame(frame);
-  // A write to code the strategy translated: it drops its translations first; the write is
-  // emulated, so that it is done before the guest's next instruction is translated again.
-  const bool code = req.access == AccessKind::Write && on_code_write && shadow_->is_code_frame(frame);
-  if (code) on_code_write(frame);
-  if (req.access == AccessKind::Write && (page_table || gdt || code || !w.writable)) {
-    // A write the shadow must not let through: to a guest page table or the guest's GDT (traced),
-    // or a supervisor write to a read-only page with CR0.WP clear. The virtual CPU performs it;
-    // the shadow entries made from what it changes follow (before_guest_write).
-    if (page_table) ++count.traced_writes;
-    if (gdt) ++count.gdt_traced_writes;
-    shadow_trace_cycles_ += costs_.shadow_trace;
-    emulate_instruction(Emulation::TracedWrite);
-    if (page_table) shadow_->note_traced_write(frame);
-    return PageFault::TracedWrite;
-  }
-  ++count.hidden_faults;
   shadow_fill_cycles_ += costs_.shadow_fill;
-  const uint64_t root = shadow_root(req.user);
-  const bool writable = w.writable && (w.dirty || !paging) && !shadow_->is_write_protected(frame);
-  const bool filled = !paging && is_guest_ram_2m(linear)
-                          ? shadow_->fill_identity_2m(root, linear)
-                          : shadow_->fill(root, linear, w, writable, tables.entries);
-  if (filled) real.invalidate_page(linear);
+  if (fill_shadow(*shadow_, shadow_root(user), v, linear, f, is_guest_ram_2m(linear))) real.invalidate_page(linear);
   else tlbs_stale_ = true;
   return PageFault::Hidden;
 }
@@ -636,33 +588,7 @@ double DeprivilegedGuest::direct_fraction(uint64_t trial_runs) const {
 void DeprivilegedGuest::bind_statistics(stats::Registry& r) {
   const std::string own = std::string("vmm.") + strategy_ + ".";
   using stats::Unit;
-  const ShadowCounters& s = shadow_->counters();
-  r.bind("vmm.shadow.hidden_faults", Unit::Count, "page faults the guest's tables allow (the shadow lacked the entry)",
-         &s.hidden_faults);
-  r.bind("vmm.shadow.true_faults", Unit::Count, "page faults reflected to the guest", &s.true_faults);
-  r.bind("vmm.shadow.fills", Unit::Count, "shadow page-table leaf entries built", &s.fills);
-  r.bind("vmm.shadow.traced_writes", Unit::Count, "guest writes to its write-protected page tables, emulated",
-         &s.traced_writes);
-  r.bind("vmm.shadow.cr3_switches", Unit::Count, "guest address-space switches", &s.cr3_switches);
-  r.bind("vmm.shadow.cache_hits", Unit::Count, "address-space switches to a kept shadow", &s.cache_hits);
-  r.bind("vmm.shadow.cache_misses", Unit::Count, "address-space switches that started a new shadow", &s.cache_misses);
-  r.bind("vmm.shadow.flushes", Unit::Count,
-         "times every shadow was dropped (guest paging-mode change in CR0/CR4, shadow pool exhausted)", &s.flushes);
-  r.bind("vmm.shadow.entry_invalidations", Unit::Count,
-         "shadow leaf entries dropped because a guest paging entry they were built from changed", &s.entry_invalidations);
-  r.bind("vmm.shadow.write_protections", Unit::Count,
-         "shadow leaf entries made read-only because the guest frame they map became a page table or GDT page",
-         &s.write_protections);
-  r.bind("vmm.shadow.gdt_traced_writes", Unit::Count, "guest writes to its write-protected GDT pages, emulated",
-         &s.gdt_traced_writes);
-  r.bind("vmm.shadow.gdt_entry_updates", Unit::Count,
-         "guest GDT entries written (by the guest or by its virtual CPU) and shadowed anew", &s.gdt_entry_updates);
-  r.bind("vmm.shadow.gdt_resyncs", Unit::Count, "times the guest GDT was read whole (loaded, moved or remapped)",
-         &s.gdt_resyncs);
-  r.bind("vmm.shadow.invalidations", Unit::Count, "guest INVLPGs applied to the shadows", &s.invalidations);
-  r.bind("vmm.shadow.table_frames", Unit::Count, "shadow page-table frames in use at the end", &s.table_frames);
-  r.bind("vmm.shadow.unprotected", Unit::Count,
-         "guest frames no longer write-protected as page tables after a flood of writes", &s.unprotected);
+  bind_shadow_statistics(r, shadow_->counters());
   r.bind(own + "emulated", Unit::Instructions, "guest instructions the VMM emulated on the virtual CPU",
          &emulated_);
   r.bind(own + "emulated_io", Unit::Instructions, "of which port I/O instructions", &emulated_io_);

@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "models/vmm/emulated_insns.h"
+#include "models/vmm/shadow_fault.h"
 #include "models/vmm/shadow_paging.h"
 #include "models/vmm/virtual_cpu.h"
 #include "models/vmm/vmm.h"

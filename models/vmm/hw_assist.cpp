@@ -52,7 +52,8 @@ std::string hex(uint64_t v) {
 void select_msr(PhysicalBus& bus, uint64_t bitmaps, uint32_t msr, bool read, bool write) {
   for (const auto& [selected, offset] : {std::pair{read, 0u}, std::pair{write, 2048u}}) {
     if (!selected) continue;
-    const uint64_t byte = bitmaps + offset + msr / 8;
+    // Low MSRs (0..0x1FFF) in the first 1 KiB of each bitmap, high ones (0xC0000000..) in the second.
+    const uint64_t byte = bitmaps + offset + (msr >= 0xC0000000u ? 1024 : 0) + (msr & 0x1FFF) / 8;
     bus.write(byte, 1, bus.read(byte, 1) | (1u << (msr % 8)));
   }
 }
@@ -73,8 +74,14 @@ HwAssistVmm::HwAssistVmm(const Machine& machine, const VmmCosts& costs, const Vm
                                                         "memory (the access emulated)")),
       interrupt_cycles_(cycles_.add_counter("vmm_exit_interrupt", "cycles of the VMM's handlers of external-interrupt "
                                                                   "and interrupt-window exits (the interrupt queued "
-                                                                  "and injected)")) {
-  if (!machine.nested_paging)
+                                                                  "and injected, and the guest's own page faults "
+                                                                  "under shadow paging)")),
+      shadow_fill_cycles_(cycles_.add_counter("vmm_shadow_fill", "cycles filling shadow page tables on hidden page "
+                                                                 "faults (hw_assist without EPT)")),
+      shadow_trace_cycles_(cycles_.add_counter("vmm_shadow_trace", "cycles emulating guest writes to its page tables "
+                                                                   "(hw_assist without EPT)")) {
+  const bool shadow = options.paging == "shadow";
+  if (!shadow && !machine.nested_paging)
     throw std::invalid_argument("hw_assist: nested paging needs the platform's MMU (Machine::nested_paging)");
   if (machine.vmm_memory_size < (kEptTablesPage + 64) * kPage)
     throw std::invalid_argument("hw_assist: needs RAM above guest RAM for the VMCS's pages and the EPT (at least " +
@@ -101,13 +108,20 @@ HwAssistVmm::HwAssistVmm(const Machine& machine, const VmmCosts& costs, const Vm
   on(ExitReason::InterruptWindow, &HwAssistVmm::on_interrupt_window, interrupt_cycles_, costs.reflect);
   on(ExitReason::EptViolation, &HwAssistVmm::on_ept_violation, mmio_cycles_, costs.emulate_mmio);
   on(ExitReason::EptMisconfig, &HwAssistVmm::on_ept_misconfig, emulate_cycles_, costs.emulate);
+  if (shadow) {
+    // The #PF handler charges by what the fault was (a fill, a traced write, MMIO, the guest's own).
+    on(ExitReason::ExceptionOrNmi, &HwAssistVmm::on_page_fault, emulate_cycles_, 0);
+    on(ExitReason::Invlpg, &HwAssistVmm::on_invlpg, emulate_cycles_, costs.emulate);
+    on(ExitReason::CrAccess, &HwAssistVmm::on_shadow_cr_access, emulate_cycles_, costs.emulate);
+  }
 }
 
 // ---- Set-up ----------------------------------------------------------------------------------------
 
 void HwAssistVmm::attach(Core& core) {
   core_ = &core;
-  place_guest_ram(core);
+  if (shadow_paging()) attach_shadow_paging(core);
+  else place_guest_ram(core);
   program_vmcs(core.state());
   // The VMM holds the CPU in its own (host) state from here; the first VM entry starts the guest.
   load_host_state(vmcs_, core.state());
@@ -187,7 +201,7 @@ void HwAssistVmm::program_vmcs(const CpuState& boot) {
   vmcs_.set(F::EntryControls, must_be_1(IA32_VMX_TRUE_ENTRY_CTLS) | ENTRY_LOAD_EFER);
   vmcs_.set(F::ExceptionBitmap, 0);
   vmcs_.set(F::Vpid, options_.vpid ? kGuestVpid : 0);
-  vmcs_.set(F::EptPointer, ept_->encode());
+  if (ept_) vmcs_.set(F::EptPointer, ept_->encode());
   vmcs_.set(F::MsrBitmaps, vmm + kMsrBitmapsPage * kPage);
   vmcs_.set(F::VirtualApicAddress, vmm + kVirtualApicPage * kPage);
   vmcs_.set(F::TprThreshold, 0);
@@ -224,19 +238,21 @@ void HwAssistVmm::program_vmcs(const CpuState& boot) {
     vmcs_.set(f, 0x10);
   vmcs_.set(F::HostTrSelector, 0x18);
   vmcs_.set(F::HostRip, kHostRip);
+  if (shadow_paging()) program_shadow_paging(boot);
 }
 
 // ---- World switches ----------------------------------------------------------------------------------
 
 void HwAssistVmm::enter_guest(Core& core) {
   inject_pending_interrupt();
-  machine_.nested_paging->set_nested(*ept_, options_.vpid ? kGuestVpid : 0, [this](const EptExit& exit) {
+  if (ept_)
+    machine_.nested_paging->set_nested(*ept_, options_.vpid ? kGuestVpid : 0, [this](const EptExit& exit) {
     ept_exit_ = exit;
     return Fault::gp(0);  // abandons the instruction; take_event turns it into the VM exit
   });
   const VmEntryResult entry = vm_entry(vmcs_, core);
   if (entry.entered) return;
-  machine_.nested_paging->clear_nested();
+  if (ept_) machine_.nested_paging->clear_nested();
   throw std::runtime_error(entry.failure ? "hw_assist: VM entry failed on invalid guest state (qualification " +
                                                std::to_string(entry.failure->qualification) + ")"
                                          : "hw_assist: VM entry failed with VM-instruction error " +
@@ -245,7 +261,7 @@ void HwAssistVmm::enter_guest(Core& core) {
 
 void HwAssistVmm::leave_guest(Core& core, const VmExit& exit) {
   vm_exit(vmcs_, core, exit);
-  machine_.nested_paging->clear_nested();
+  if (ept_) machine_.nested_paging->clear_nested();
 }
 
 HwAssistVmm::Completion HwAssistVmm::exit_to_vmm(Core& core, const VmExit& exit) {
@@ -399,6 +415,17 @@ std::optional<TrapCause> HwAssistVmm::take_event(Core& core, const Event& event)
   return std::nullopt;
 }
 
+// An exception the exception bitmap selects, raised while the CPU delivered another event to the
+// guest (a #PF on a guest stack page the shadow lacks): the exit records the event, which the
+// handler delivers again at the VM entry (SDM 26.2, 28.2.4).
+std::optional<TrapCause> HwAssistVmm::take_delivery_fault(Core& core, const Event& delivering, const Event& fault) {
+  std::optional<VmExit> exit = exception_exit(vmcs_, fault, 0);
+  if (!exit) return std::nullopt;
+  set_idt_vectoring(*exit, delivering, 0);
+  exit_to_vmm(core, *exit);
+  return trap_cause(fault);
+}
+
 void HwAssistVmm::on_instruction_boundary(Core& core) {
   if (const auto exit = interrupt_window_exit(vmcs_, core.state())) exit_to_vmm(core, *exit);
 }
@@ -448,8 +475,9 @@ HwAssistVmm::Completion HwAssistVmm::on_cr_access(Core& core, const VmExit& exit
                          std::to_string(static_cast<unsigned>(type)) + ") that this VMCS does not select");
 }
 
-HwAssistVmm::Completion HwAssistVmm::on_msr(Core& core, const VmExit&) {
+HwAssistVmm::Completion HwAssistVmm::on_msr(Core& core, const VmExit& exit) {
   const uint32_t msr = static_cast<uint32_t>(core.state().gpr[RCX]);
+  if (shadow_paging() && msr == MSR_EFER) return on_efer_access(core, exit);
   if (msr == kApicBaseMsr || msr == kTscDeadlineMsr || (msr >= kX2apicFirst && msr <= kX2apicLast)) ++device_accesses_;
   return Completion::ExecuteInGuest;
 }
@@ -517,6 +545,239 @@ void HwAssistVmm::emulate_mmio(Core& core, const Insn& insn, uint64_t device_add
   ++device_accesses_;
 }
 
+// ---- Shadow paging (vmm.paging: shadow) -------------------------------------------------------------
+//
+// First-generation VT-x, as Adams and Agesen measured it: no EPT, so the guest runs on shadow page
+// tables (the ShadowPager the deprivileged strategies use), and guest-physical is host-physical.
+// Without EPT there is no unrestricted guest either: the real CPU runs the guest in IA-32e mode
+// with paging on throughout (compatibility mode while the guest believes it is in 32-bit protected
+// mode), on the paging-off shadow (linear = physical) while the guest's own paging is off. The
+// guest's paging controls are host-owned (the CR0/CR4 guest/host masks, EFER through the MSR
+// bitmaps, CR3 loads and stores, INVLPG) and #PF is in the exception bitmap.
+
+namespace {
+// CR0 and CR4 bits the VMM owns without EPT: what VMX operation needs set, and what decides how
+// the guest's tables are read (a change drops every shadow).
+constexpr uint64_t kCr0ShadowOwned = CR0_PE | CR0_NE | CR0_WP | CR0_PG;
+constexpr uint64_t kCr4ShadowOwned = CR4_VMXE | CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_LA57 | CR4_SMEP | CR4_SMAP;
+constexpr uint64_t kCr4ReadsTables = kCr4ShadowOwned & ~uint64_t{CR4_VMXE};
+}  // namespace
+
+void HwAssistVmm::attach_shadow_paging(Core& core) {
+  const uint64_t vmm = machine_.vmm_memory_base;
+  // The shadow tables take the pages nested paging gives the EPT.
+  shadow_ = std::make_unique<ShadowPager>(core.bus(), vmm + kEptTablesPage * kPage,
+                                          machine_.vmm_memory_size / kPage - kEptTablesPage,
+                                          2 * std::max(1u, options_.shadow_cached_roots), vmm, 0);
+  shadow_->keep_guest_user_bit();  // the guest kernel runs at its own CPL 0
+  shadow_->on_leaf_changed = [&core](uint64_t linear) { core.invalidate_page_all_contexts(linear); };
+  vcpu_ = std::make_unique<VirtualCpu>(core);
+  vcpu_->set_vmm_memory(vmm, machine_.vmm_memory_size);
+  vcpu_->before_write = [this](uint64_t paddr, unsigned size, uint64_t value) { shadow_->guest_write(paddr, size, value); };
+  chunk_host_.assign(guest_ram_.size(), {});  // guest-physical is host-physical
+  guest_cr3_ = core.state().cr3;
+  guest_efer_ = core.state().efer;
+}
+
+void HwAssistVmm::program_shadow_paging(const CpuState& boot) {
+  const uint64_t vmm = machine_.vmm_memory_base;
+  vmcs_.set(F::ProcBasedControls, vmcs_.get32(F::ProcBasedControls) | PROC_CR3_LOAD_EXITING |
+                                      PROC_CR3_STORE_EXITING | PROC_INVLPG_EXITING);
+  // No EPT, no unrestricted guest, and no VPID (the first VT-x had none: every exit and entry
+  // flushes the TLBs). Without enable-INVPCID, INVPCID raises #UD.
+  vmcs_.set(F::SecondaryProcBasedControls, PROC2_ENABLE_RDTSCP);
+  vmcs_.set(F::Vpid, 0);
+  vmcs_.set(F::ExceptionBitmap, 1u << PF_);
+  vmcs_.set(F::PageFaultErrorCodeMask, 0);
+  vmcs_.set(F::PageFaultErrorCodeMatch, 0);
+  vmcs_.set(F::Cr3TargetCount, 0);
+  select_msr(machine_.core.bus(), vmm + kMsrBitmapsPage * kPage, MSR_EFER, true, true);
+  vmcs_.set(F::Cr0GuestHostMask, kCr0ShadowOwned);
+  vmcs_.set(F::Cr0ReadShadow, boot.cr0 & kCr0ShadowOwned);
+  vmcs_.set(F::Cr4GuestHostMask, kCr4ShadowOwned);
+  vmcs_.set(F::Cr4ReadShadow, boot.cr4 & kCr4ShadowOwned);
+  load_real_paging(boot.cr0, boot.cr4);
+  switch_shadow_root();
+}
+
+void HwAssistVmm::load_real_paging(uint64_t guest_cr0, uint64_t guest_cr4) {
+  vmcs_.set(F::GuestCr0, (guest_cr0 & ~kCr0ShadowOwned) | CR0_PE | CR0_NE | CR0_WP | CR0_PG);
+  vmcs_.set(F::GuestCr4, (guest_cr4 & ~kCr4ShadowOwned) | CR4_PAE | CR4_VMXE);
+  // XD in the shadows wherever the guest's tables forbid execution; SYSCALL as the guest enabled it.
+  vmcs_.set(F::GuestEfer, EFER_LME | EFER_LMA | EFER_NXE | (guest_efer_ & EFER_SCE));
+  vmcs_.set(F::EntryControls, vmcs_.get32(F::EntryControls) | ENTRY_IA32E_MODE_GUEST);
+}
+
+void HwAssistVmm::switch_shadow_root() {
+  const bool paging = vmcs_.get(F::Cr0ReadShadow) & CR0_PG;
+  const bool pcide = vmcs_.get(F::Cr4ReadShadow) & CR4_PCIDE;
+  const uint64_t space = guest_cr3_ & kPhysFrameMask;
+  vmcs_.set(F::GuestCr3, paging ? shadow_->root(space, false) : shadow_->paging_off_root());
+  if (pcide) throw std::runtime_error("hw_assist: the guest sets CR4.PCIDE, which shadow paging does not virtualize");
+  shadow_->take_dropped();  // every VM entry flushes the TLBs (no VPID)
+}
+
+CpuState HwAssistVmm::guest_view(const Core& core) const {
+  CpuState g = core.state();
+  load_guest_state(vmcs_, g);
+  g.cr0 = guest_cr_value(vmcs_, 0, g.cr0);
+  g.cr4 = guest_cr_value(vmcs_, 4, g.cr4);
+  g.cr3 = guest_cr3_;
+  g.efer = guest_efer_;
+  return g;
+}
+
+void HwAssistVmm::skip_instruction(const VmExit& exit) {
+  vmcs_.set(F::GuestRip, vmcs_.get(F::GuestRip) + exit.instruction_length);
+}
+
+// A #PF exit: the guest's own tables say what it was.
+HwAssistVmm::Completion HwAssistVmm::on_page_fault(Core& core, const VmExit& exit) {
+  const uint8_t vector = interruption_vector(exit.interruption_info);
+  if (vector != PF_)
+    throw std::logic_error("hw_assist: an exception exit for vector " + std::to_string(vector) +
+                           ", which the exception bitmap does not select");
+  const CpuState g = guest_view(core);
+  Event event = Event::from_fault(Fault::pf(exit.qualification, exit.interruption_error_code));
+  // The error code tells the guest's user accesses from supervisor ones (the CPU's implicit ones at CPL 3).
+  const ShadowFault f = examine_shadow_fault(*shadow_, g, vcpu_->bus(), event, event.error_code & PFERR_U,
+                                             {machine_.vmm_memory_base, machine_.vmm_memory_size}, {});
+  const bool delivering = exit.idt_vectoring_info & kInterruptionValid;
+  if (delivering && (f.kind == ShadowFault::Kind::TracedWrite || f.kind == ShadowFault::Kind::Mmio))
+    throw std::runtime_error("hw_assist: the CPU writes a guest page table or device memory at " + hex(event.cr2) +
+                             " while delivering an event to the guest; emulating event delivery is not implemented");
+  switch (f.kind) {
+    case ShadowFault::Kind::Hidden:
+      shadow_fill_cycles_ += costs_.shadow_fill;
+      if (!fill_shadow(*shadow_, vmcs_.get(F::GuestCr3), g, event.cr2, f, is_guest_ram_2m(event.cr2)))
+        switch_shadow_root();  // the pool ran dry: every shadow was dropped
+      break;
+    case ShadowFault::Kind::TracedWrite:
+      shadow_trace_cycles_ += costs_.shadow_trace;
+      emulate_traced_write(core, g);
+      if (f.page_table) shadow_->note_traced_write(f.walk.paddr >> 12);
+      return Completion::Done;
+    case ShadowFault::Kind::Mmio: {
+      mmio_cycles_ += costs_.emulate_mmio;
+      const Insn* insn = core.current_insn();
+      if (!insn)
+        throw std::runtime_error("hw_assist: the guest fetches instructions from device memory at " + hex(f.walk.paddr));
+      emulate_mmio(core, *insn, f.walk.paddr);
+      vmcs_.set(F::GuestRip, vmcs_.get(F::GuestRip) + insn->length);
+      return Completion::Done;
+    }
+    case ShadowFault::Kind::Guest:
+      interrupt_cycles_ += costs_.reflect;
+      if (delivering_page_fault(exit)) {  // a #PF while delivering a #PF: a double fault (SDM table 6-5)
+        vmcs_.set(F::EntryInterruptionInfo, interruption_info(DF_, InterruptionType::HardwareException, true));
+        vmcs_.set(F::EntryExceptionErrorCode, 0);
+      } else {
+        inject_page_fault(core, f.walk.fault);
+      }
+      return Completion::Done;
+    case ShadowFault::Kind::Refused:
+      core.shutdown("hw_assist: " + f.refusal);
+      return Completion::Done;
+  }
+  // The access runs again; an event whose delivery faulted is delivered again.
+  if (delivering) {
+    vmcs_.set(F::EntryInterruptionInfo, exit.idt_vectoring_info & ~(1u << 12));
+    vmcs_.set(F::EntryExceptionErrorCode, exit.idt_vectoring_error_code);
+    vmcs_.set(F::EntryInstructionLength, exit.instruction_length);
+  }
+  return Completion::Done;
+}
+
+// The virtual CPU carries out the guest's write to its page table; the shadow leaves built from
+// the entry it changes are dropped first (before_write).
+void HwAssistVmm::emulate_traced_write(Core& core, const CpuState& guest) {
+  CpuState& v = vcpu_->state();
+  v = guest;
+  v.rflags &= ~uint64_t{IF};  // one instruction, no interrupt in between
+  vcpu_->core().sync_mode();
+  if (vcpu_->execute(1) == 0)
+    throw std::runtime_error("hw_assist: the guest's write to a page table at RIP " + hex(guest.rip) +
+                             " faults when the VMM emulates it; such faults are not implemented");
+  core.state().gpr = v.gpr;
+  vmcs_.set(F::GuestRip, v.rip);
+  vmcs_.set(F::GuestRsp, v.gpr[RSP]);
+  vmcs_.set(F::GuestRflags, (v.rflags & ~uint64_t{IF}) | (guest.rflags & IF));
+  ++traced_emulated_;
+}
+
+bool HwAssistVmm::delivering_page_fault(const VmExit& exit) {
+  const uint32_t info = exit.idt_vectoring_info;
+  return (info & kInterruptionValid) && interruption_vector(info) == PF_ &&
+         ((info >> 8) & 7) == static_cast<uint32_t>(InterruptionType::HardwareException);
+}
+
+void HwAssistVmm::inject_page_fault(Core& core, const Fault& fault) {
+  vmcs_.set(F::EntryInterruptionInfo, interruption_info(PF_, InterruptionType::HardwareException, true));
+  vmcs_.set(F::EntryExceptionErrorCode, fault.error_code);
+  core.state().cr2 = fault.cr2;  // the injection loads it into CR2 (VM entry keeps CR2)
+}
+
+HwAssistVmm::Completion HwAssistVmm::on_invlpg(Core&, const VmExit& exit) {
+  shadow_->invalidate_page(exit.qualification);
+  skip_instruction(exit);
+  return Completion::Done;
+}
+
+// MOV to and from CR3 see the guest's CR3, not the shadow root; a change of the guest's paging
+// bits in CR0 or CR4 rebuilds the shadows.
+HwAssistVmm::Completion HwAssistVmm::on_shadow_cr_access(Core& core, const VmExit& exit) {
+  const unsigned cr = exit.qualification & 0xF, gpr = (exit.qualification >> 8) & 0xF;
+  const auto type = static_cast<CrAccessType>((exit.qualification >> 4) & 3);
+  if (cr == 8 || type == CrAccessType::Clts || type == CrAccessType::Lmsw || (cr != 3 && type != CrAccessType::MovToCr))
+    return on_cr_access(core, exit);  // the same as under nested paging (or refused there)
+  uint64_t& reg = core.state().gpr[gpr];
+  const uint64_t value = guest_efer_ & EFER_LMA ? reg : reg & 0xFFFFFFFFu;
+  if (cr == 3 && type == CrAccessType::MovFromCr) {
+    reg = guest_cr3_;
+  } else if (cr == 3) {
+    guest_cr3_ = value;
+    switch_shadow_root();
+  } else {
+    const uint64_t old_cr0 = guest_cr_value(vmcs_, 0, vmcs_.get(F::GuestCr0));
+    const uint64_t old_cr4 = guest_cr_value(vmcs_, 4, vmcs_.get(F::GuestCr4));
+    const uint64_t cr0 = cr == 0 ? value : old_cr0, cr4 = cr == 4 ? value : old_cr4;
+    if (!(cr0 & CR0_PE))
+      throw std::runtime_error("hw_assist: the guest clears CR0.PE; real mode needs an unrestricted guest, which "
+                               "needs EPT (vmm.paging: nested)");
+    guest_efer_ = (cr0 & CR0_PG) && (guest_efer_ & EFER_LME) ? guest_efer_ | EFER_LMA : guest_efer_ & ~uint64_t{EFER_LMA};
+    vmcs_.set(F::Cr0ReadShadow, cr0 & kCr0ShadowOwned);
+    vmcs_.set(F::Cr4ReadShadow, cr4 & kCr4ShadowOwned);
+    if (((cr0 | old_cr0) & CR0_PG) && (((cr0 ^ old_cr0) & (CR0_PG | CR0_WP)) || ((cr4 ^ old_cr4) & kCr4ReadsTables)))
+      shadow_->flush_all();  // the guest changed how its tables are read
+    load_real_paging(cr0, cr4);
+    switch_shadow_root();
+  }
+  skip_instruction(exit);
+  return Completion::Done;
+}
+
+// RDMSR and WRMSR of EFER: the guest's own EFER; the real one keeps IA-32e mode.
+HwAssistVmm::Completion HwAssistVmm::on_efer_access(Core& core, const VmExit& exit) {
+  CpuState& s = core.state();
+  if (exit.reason == ExitReason::Rdmsr) {
+    s.gpr[RAX] = guest_efer_ & 0xFFFFFFFFu;
+    s.gpr[RDX] = guest_efer_ >> 32;
+  } else {
+    const uint64_t value = (s.gpr[RDX] & 0xFFFFFFFFu) << 32 | (s.gpr[RAX] & 0xFFFFFFFFu);
+    guest_efer_ = (value & ~uint64_t{EFER_LMA}) | (guest_efer_ & EFER_LMA);
+    load_real_paging(guest_cr_value(vmcs_, 0, vmcs_.get(F::GuestCr0)), guest_cr_value(vmcs_, 4, vmcs_.get(F::GuestCr4)));
+  }
+  skip_instruction(exit);
+  return Completion::Done;
+}
+
+bool HwAssistVmm::is_guest_ram_2m(uint64_t linear) const {
+  const uint64_t base = linear & ~0x1FFFFFull;
+  for (const auto& [start, size] : guest_ram_)
+    if (base >= start && base + (2ull << 20) <= start + size) return true;
+  return false;
+}
+
 // ---- Figures ----------------------------------------------------------------------------------------
 
 double HwAssistVmm::direct_fraction() const {
@@ -524,7 +785,7 @@ double HwAssistVmm::direct_fraction() const {
   // Instructions that exited retire on the core but were carried out by the VMM; MMIO accesses the
   // VMM emulated never retired there.
   const double retired = static_cast<double>(core_->counters().retired);
-  const double emulated = static_cast<double>(instruction_exits_ + mmio_emulated_);
+  const double emulated = static_cast<double>(instruction_exits_ + mmio_emulated_ + traced_emulated_);
   const double direct = retired - static_cast<double>(instruction_exits_);
   return direct + emulated > 0 ? direct / (direct + emulated) : 0.0;
 }
@@ -537,6 +798,10 @@ void HwAssistVmm::bind_statistics(stats::Registry& registry) {
                 "guest accesses to device memory (EPT violations) the VMM emulated", &mmio_emulated_);
   registry.bind("vmm.hw_assist.device_accesses", Unit::Count,
                 "device accesses (port I/O, MMIO, APIC MSRs) the VMM carried out for the guest", &device_accesses_);
+  if (!shadow_paging()) return;
+  bind_shadow_statistics(registry, shadow_->counters());
+  registry.bind("vmm.hw_assist.traced_writes_emulated", Unit::Instructions,
+                "guest writes to its write-protected page tables the VMM emulated (shadow paging)", &traced_emulated_);
 }
 
 }  // namespace pgsim::vmm

@@ -4,6 +4,10 @@
 // virtualized with nested paging (EPT): guest RAM sits in host RAM in 2 MiB chunks in a shuffled
 // order (vmm.ept.layout), the EPT tables live in the VMM's memory, and the local and I/O APICs are
 // left out of the EPT, so that every access to device memory exits as an EPT violation.
+// With vmm.paging: shadow (first-generation VT-x) there is no EPT: the guest runs on shadow page
+// tables (ShadowPager, and the page-fault judgement of shadow_fault.h), its paging controls are
+// host-owned (CR0/CR4 masks, CR3-load and -store exiting, INVLPG exiting, EFER in the MSR bitmaps)
+// and #PF is in the exception bitmap; see the "Shadow paging" section of hw_assist.cpp.
 //
 // The VMCS (set once at attach):
 //   pin-based       external-interrupt exiting (the VMM stands between the interrupt controller
@@ -32,6 +36,7 @@
 // carries out for the guest are charged at vmm.cost.device_model_cycles (vmm_device_model).
 #pragma once
 #include <array>
+#include <memory>
 #include <cstdint>
 #include <optional>
 
@@ -39,6 +44,8 @@
 #include "isa/vmx/exit_reason.h"
 #include "isa/vmx/non_root.h"
 #include "isa/vmx/vmcs.h"
+#include "models/vmm/shadow_fault.h"
+#include "models/vmm/virtual_cpu.h"
 #include "models/vmm/vmm.h"
 
 namespace pgsim::vmm {
@@ -50,6 +57,8 @@ class HwAssistVmm final : public Vmm {
   const char* strategy() const override { return "hw_assist"; }
   void attach(isa::Core& core) override;
   std::optional<TrapCause> take_event(isa::Core& core, const isa::Event& event) override;
+  std::optional<TrapCause> take_delivery_fault(isa::Core& core, const isa::Event& delivering,
+                                               const isa::Event& fault) override;
   bool wants_before(const isa::Insn& insn, uint64_t paddr) override;
   isa::PreExecute before_instruction(isa::Core& core, const isa::Insn& insn) override;
   void on_instruction_boundary(isa::Core& core) override;
@@ -94,6 +103,11 @@ class HwAssistVmm final : public Vmm {
   Completion on_interrupt_window(isa::Core&, const isa::vmx::VmExit&);
   Completion on_ept_violation(isa::Core&, const isa::vmx::VmExit&);
   Completion on_ept_misconfig(isa::Core&, const isa::vmx::VmExit&);
+  // Shadow paging.
+  Completion on_page_fault(isa::Core&, const isa::vmx::VmExit&);
+  Completion on_invlpg(isa::Core&, const isa::vmx::VmExit&);
+  Completion on_shadow_cr_access(isa::Core&, const isa::vmx::VmExit&);
+  Completion on_efer_access(isa::Core&, const isa::vmx::VmExit&);
 
   // ---- Set-up ------------------------------------------------------------------------------------
   void place_guest_ram(isa::Core& core);
@@ -102,6 +116,23 @@ class HwAssistVmm final : public Vmm {
   void set_interrupt_window(bool open);
   void emulate_mmio(isa::Core& core, const isa::Insn& insn, uint64_t device_address);
   bool is_guest_ram(uint64_t guest_physical) const;
+  bool is_guest_ram_2m(uint64_t linear) const;  // the 2 MiB around it is all guest RAM
+
+  // ---- Shadow paging (vmm.paging: shadow) -------------------------------------------------
+  bool shadow_paging() const { return options_.paging == "shadow"; }
+  void attach_shadow_paging(isa::Core& core);
+  void program_shadow_paging(const isa::CpuState& boot);
+  // The guest's state as it believes it to be, while the VMM holds the CPU: the VMCS's guest state
+  // with the guest's own CR0, CR3, CR4 and EFER.
+  isa::CpuState guest_view(const isa::Core& core) const;
+  // The real CR0, CR4 and EFER the guest runs with, from its own: paging on in IA-32e mode
+  // whatever the guest's paging, on the shadow of its address space.
+  void load_real_paging(uint64_t guest_cr0, uint64_t guest_cr4);
+  void switch_shadow_root();
+  void emulate_traced_write(isa::Core& core, const isa::CpuState& guest);
+  void inject_page_fault(isa::Core& core, const isa::Fault& fault);
+  static bool delivering_page_fault(const isa::vmx::VmExit& exit);
+  void skip_instruction(const isa::vmx::VmExit& exit);
 
   Machine machine_;
   VmmCosts costs_;
@@ -116,8 +147,13 @@ class HwAssistVmm final : public Vmm {
   std::optional<isa::EptExit> ept_exit_;       // recorded by the MMU, taken as the VM exit
   std::optional<uint8_t> pending_interrupt_;   // acknowledged on an exit, not yet injected
   std::array<ExitHandler, 65> handlers_{};
+  std::unique_ptr<ShadowPager> shadow_;   // shadow paging only
+  std::unique_ptr<VirtualCpu> vcpu_;      // emulates the guest's traced writes
+  uint64_t guest_cr3_ = 0, guest_efer_ = 0;
+  uint64_t traced_emulated_ = 0;
   uint64_t instruction_exits_ = 0, mmio_emulated_ = 0, device_accesses_ = 0, injected_ = 0;
-  uint64_t &vmexit_cycles_, &vmentry_cycles_, &emulate_cycles_, &io_cycles_, &mmio_cycles_, &interrupt_cycles_;
+  uint64_t &vmexit_cycles_, &vmentry_cycles_, &emulate_cycles_, &io_cycles_, &mmio_cycles_, &interrupt_cycles_, &shadow_fill_cycles_,
+      &shadow_trace_cycles_;
 };
 
 }  // namespace pgsim::vmm

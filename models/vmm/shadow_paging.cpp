@@ -152,7 +152,8 @@ bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& gu
     return false;
   }
   auto& [key, shadow] = owner_of(root);
-  uint64_t leaf = (guest.paddr & kPhysFrameMask) | kP | kUs;
+  uint64_t leaf = (guest.paddr & kPhysFrameMask) | kP;
+  if (guest.user || !keep_guest_user_bit_) leaf |= kUs;
   if (writable) leaf |= kRw;
   if (!guest.executable) leaf |= kXd;
   const uint64_t slot = entry_slot(shadow, linear, 1);

@@ -69,6 +69,10 @@ class ShadowPager {
   ShadowPager(isa::PhysicalBus& bus, uint64_t pool_base, uint64_t pool_frames, unsigned cached_roots,
               uint64_t vmm_area, uint64_t vmm_area_frames);
 
+  // The guest's own kernel runs at CPL 0 (hw_assist without EPT): a leaf keeps the guest's U/S, so
+  // that one shadow per address space serves its kernel and its user code (root(.., false)).
+  // Otherwise every leaf is user-accessible, for a guest kernel that runs deprivileged.
+  void keep_guest_user_bit() { keep_guest_user_bit_ = true; }
   // The real CR3 for a guest address space in guest user or kernel mode. `address_space` is the
   // guest's CR3 without its flag bits: the frame of its top-level table, or the 32-byte aligned
   // PDPT of PAE paging outside IA-32e mode.
@@ -246,6 +250,7 @@ class ShadowPager {
   std::unordered_map<uint64_t, std::set<LeafRef>> mappers_;  // guest frame -> leaves that map it
   ShadowCounters counters_;
   bool flushed_ = false;
+  bool keep_guest_user_bit_ = false;
 };
 
 }  // namespace pgsim::vmm

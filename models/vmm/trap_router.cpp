@@ -22,6 +22,14 @@ bool TrapRouter::on_event(isa::Core& core, const isa::Event& event) {
   return true;
 }
 
+bool TrapRouter::on_delivery_fault(isa::Core& core, const isa::Event& delivering, const isa::Event& fault) {
+  const std::optional<TrapCause> cause = vmm_->take_delivery_fault(core, delivering, fault);
+  if (!cause) return false;
+  ++traps_[static_cast<unsigned>(*cause)];
+  ++total_;
+  return true;
+}
+
 void TrapRouter::bind_statistics(stats::Registry& r) {
   using stats::Unit;
   const std::string strategy = vmm_->strategy();

@@ -36,6 +36,7 @@ class TrapRouter : public isa::TrapHook {
 
   // isa::TrapHook
   bool on_event(isa::Core& core, const isa::Event& event) override;
+  bool on_delivery_fault(isa::Core& core, const isa::Event& delivering, const isa::Event& fault) override;
   void on_instruction_boundary(isa::Core& core) override { vmm_->on_instruction_boundary(core); }
   bool wants_before(const isa::Insn& insn, uint64_t paddr) override { return vmm_->wants_before(insn, paddr); }
   isa::PreExecute before_instruction(isa::Core& core, const isa::Insn& insn) override {

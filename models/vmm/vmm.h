@@ -99,6 +99,12 @@ class Vmm {
   // the VMM, which handled, emulated or reflected it; the core delivers nothing), counted as
   // vmm.traps.<cause>. nullopt: the CPU delivers it through the IDT as it would without a VMM.
   virtual std::optional<TrapCause> take_event(isa::Core& core, const isa::Event& event) = 0;
+  // A fault while the CPU delivered `delivering` through the guest's IDT (isa::TrapHook::
+  // on_delivery_fault): a cause when the VMM took it, nullopt to leave it to the CPU.
+  virtual std::optional<TrapCause> take_delivery_fault(isa::Core&, const isa::Event& /*delivering*/,
+                                                       const isa::Event& /*fault*/) {
+    return std::nullopt;
+  }
   // Instructions the strategy watches (isa::TrapHook::wants_before and what follows): asked once
   // per decoded instruction; the core then calls before_instruction and after_instruction around
   // each execution. A strategy whose choice changes calls Core::remark_decoded().

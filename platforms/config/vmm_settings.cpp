@@ -49,9 +49,6 @@ vmm::VmmOptions vmm_options(const Config& c) {
 
 void check_vmm_config(const Config& c) {
   vmm::check_strategy(c.str("vmm.strategy"));
-  if (c.str("vmm.strategy") == "hw_assist" && c.str("vmm.paging") == "shadow")
-    throw std::invalid_argument("vmm.paging 'shadow' with vmm.strategy 'hw_assist' is not implemented in this pgsim "
-                                "(hw_assist runs with vmm.paging: nested)");
 }
 
 std::unique_ptr<vmm::TrapRouter> attach_vmm(const Config& c, const vmm::Machine& machine) {
