@@ -116,6 +116,35 @@ TEST(Demo, ParavirtSelftestIsNativesOutputButTheProbesItDoesNotRun) {
   EXPECT_EQ(json["runs"][1]["leaks"], 0u);
 }
 
+// A STRATEGY/PAGING entry runs the strategy with that vmm.paging: hw_assist on shadow page tables
+// (first-generation VT-x) exits on the page-table updates that nested paging leaves to the guest.
+TEST(Demo, StrategyEntryCanSetThePagingOfItsRow) {
+  ScratchDir dir;
+  // The body continues the experiment's `set:` map first.
+  dir.write("hw.yaml", experiment("  cpu.vmx: true\nprofiles: [x86]\nstrategies: [native, hw_assist, hw_assist/shadow]\n"
+                                  "workloads: [bench=ptemod iters=50]\n"));
+  const auto result = demo(dir, "hw.yaml");
+  ASSERT_EQ(result.status, 0) << result.output;
+  const auto json = nlohmann::json::parse(read_file(dir.path() / "out/popek_goldberg.json"));
+  ASSERT_EQ(json["runs"].size(), 3u);
+  EXPECT_EQ(json["runs"][2]["strategy"], "hw_assist/shadow");
+  const auto config_of = [&](const nlohmann::json& run) {
+    return nlohmann::json::parse(read_file(dir.path() / "out" / run["run"].get<std::string>() / "stats.json"))["config"];
+  };
+  EXPECT_EQ(config_of(json["runs"][1])["vmm"]["paging"], "nested");
+  EXPECT_EQ(config_of(json["runs"][2])["vmm"]["paging"], "shadow");
+  for (unsigned k : {1u, 2u}) {
+    EXPECT_EQ(json["runs"][k]["output_against_native"], "same");
+    EXPECT_EQ(json["runs"][k]["leaks"], 0u);
+  }
+  EXPECT_GT(json["runs"][2]["exits"].get<uint64_t>(), json["runs"][1]["exits"].get<uint64_t>() + 100);
+
+  dir.write("bad.yaml", experiment("profiles: [x86]\nstrategies: [hw_assist/]\nworkloads: [bench=selftest]\n"));
+  const auto bad = demo(dir, "bad.yaml");
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("'hw_assist/' is not a strategy or STRATEGY/PAGING"), std::string::npos) << bad.output;
+}
+
 TEST(Demo, BadExperimentFileNamesFileLineColumnAndKey) {
   ScratchDir dir;
   dir.write("bad.yaml", experiment("profiles: x86\nstrategies: [native]\nworkloads: [bench=selftest]\n"));

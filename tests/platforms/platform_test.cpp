@@ -275,20 +275,6 @@ TEST_F(PlatformTest, BadImagesEndWithAClearError) {
   }
 }
 
-// A strategy that this pgsim does not implement is refused with a message that says so (those
-// still being built, whichever they are; none left: nothing to check).
-TEST_F(PlatformTest, OtherStrategiesAreRefusedNotPretended) {
-  for (const std::string strategy : {"binary_translation", "hw_assist"}) {
-    const PgsimRun p = pgsim(kKernels / "hello.elf", "strategy_" + strategy,
-                             {"vmm.strategy=" + strategy, "cpu.vmx=true"});
-    const std::string refusal = "vmm.strategy '" + strategy + "' is not implemented in this pgsim";
-    if (p.process.output.find(refusal) == std::string::npos) continue;  // implemented
-    EXPECT_EQ(p.process.exit_status, kSimulatorError) << p.process.output;
-    return;
-  }
-  GTEST_SKIP() << "every strategy is implemented";
-}
-
 TEST_F(PlatformTest, SameConfigSameCounts) {
   const PgsimRun a = pgsim(kKernels / "interrupts.elf", "first");
   const PgsimRun b = pgsim(kKernels / "interrupts.elf", "second");
