@@ -279,6 +279,8 @@ void Cpu::trace(sc_core::sc_trace_file* tf) {
   sc_core::sc_trace(tf, cpl_signal_, std::string(name()) + ".cpl");
   sc_core::sc_trace(tf, interrupts_signal_, std::string(name()) + ".interrupts");
   sc_core::sc_trace(tf, events_signal_, std::string(name()) + ".exceptions_and_interrupts");
+  sc_core::sc_trace(tf, vm_exits_signal_, std::string(name()) + ".vm_exits");
+  sc_core::sc_trace(tf, vm_entries_signal_, std::string(name()) + ".vm_entries");
 }
 
 void Cpu::update_trace() {
@@ -287,6 +289,8 @@ void Cpu::update_trace() {
   cpl_signal_.write(static_cast<int>(core_.state().cpl()));
   interrupts_signal_.write(core_.counters().interrupts);
   events_signal_.write(core_.counters().events);
+  if (vm_exits_) vm_exits_signal_.write(vm_exits_());
+  if (vm_entries_) vm_entries_signal_.write(vm_entries_());
 }
 
 }  // namespace pgsim::models

@@ -9,6 +9,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,8 +66,14 @@ class Cpu : public sc_core::sc_module,
   const std::string& end_detail() const { return end_detail_; }
   double host_seconds() const { return host_seconds_; }
 
-  // VCD tracing of the CPU mode, CPL, interrupts and exceptions (updated at each chunk).
+  // VCD tracing of the CPU mode, CPL, interrupts and exceptions, and of the VM exits and entries of
+  // a VMM that makes them (updated at each chunk).
   void trace(sc_core::sc_trace_file* tf);
+  // Where the traced VM exits and entries come from (the platform's VMM); without it both stay 0.
+  void set_vm_transition_counts(std::function<uint64_t()> exits, std::function<uint64_t()> entries) {
+    vm_exits_ = std::move(exits);
+    vm_entries_ = std::move(entries);
+  }
 
   // isa::PhysicalBus
   uint8_t* host_frame(uint64_t paddr) override;
@@ -132,6 +139,9 @@ class Cpu : public sc_core::sc_module,
   sc_core::sc_signal<int> cpl_signal_{"cpl"};
   sc_core::sc_signal<uint64_t> interrupts_signal_{"interrupts"};
   sc_core::sc_signal<uint64_t> events_signal_{"events"};
+  sc_core::sc_signal<uint64_t> vm_exits_signal_{"vm_exits"};
+  sc_core::sc_signal<uint64_t> vm_entries_signal_{"vm_entries"};
+  std::function<uint64_t()> vm_exits_, vm_entries_;
   bool tracing_ = false;
 };
 

@@ -251,7 +251,10 @@ void HwAssistVmm::enter_guest(Core& core) {
     return Fault::gp(0);  // abandons the instruction; take_event turns it into the VM exit
   });
   const VmEntryResult entry = vm_entry(vmcs_, core);
-  if (entry.entered) return;
+  if (entry.entered) {
+    ++vm_entries_;
+    return;
+  }
   if (ept_) machine_.nested_paging->clear_nested();
   throw std::runtime_error(entry.failure ? "hw_assist: VM entry failed on invalid guest state (qualification " +
                                                std::to_string(entry.failure->qualification) + ")"

@@ -137,12 +137,15 @@ class Vmm {
   const ReasonLog& exits() const { return exits_; }
   const ReasonLog& callouts() const { return callouts_; }
   const ReasonLog& hypercalls() const { return hypercalls_; }
+  // VM entries made (hw_assist: the first, and one after each exit handled).
+  uint64_t vm_entries() const { return vm_entries_; }
 
  protected:
   VmmCycles cycles_;
   LeakLog leaks_;
   uint64_t violations_ = 0;
   ReasonLog exits_, callouts_, hypercalls_;
+  uint64_t vm_entries_ = 0;
 };
 
 // One entry of the strategy registry: what the platform and the config need to know of a strategy

@@ -211,6 +211,8 @@ void PcBoard::start_of_simulation() {
                                        [router] { return router->exceptions_taken(); },
                                        [router] { return router->interrupts_taken(); },
                                        [router] { return router->vmm().device_accesses_modelled(); }});
+  cpu_->set_vm_transition_counts([router] { return router->vmm().exits().total(); },
+                                 [router] { return router->vmm().vm_entries(); });
 }
 
 }  // namespace pgsim::pc

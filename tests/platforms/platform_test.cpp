@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -346,6 +347,34 @@ TEST_F(PlatformTest, VcdTraceOfCpuModeAndInterrupts) {
   EXPECT_NE(vcd.find("$enddefinitions"), std::string::npos);
   EXPECT_NE(vcd.find("interrupts"), std::string::npos);
   EXPECT_NE(vcd.find("mode"), std::string::npos);
+}
+
+// The last value the VCD trace gives signal `name` (a `$var wire N id name ...` and `b... id`
+// value changes), or ~0 when the trace has no such signal.
+uint64_t last_vcd_value(const std::string& vcd, const std::string& name) {
+  std::istringstream lines(vcd);
+  std::string id;
+  uint64_t value = ~0ull;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::vector<std::string> w{std::istream_iterator<std::string>(words), {}};
+    if (w.size() >= 5 && w[0] == "$var" && w[4] == name) id = w[3];
+    else if (!id.empty() && w.size() == 2 && w[0][0] == 'b' && w[1] == id) value = std::stoull(w[0].substr(1), nullptr, 2);
+  }
+  return value;
+}
+
+// Under hw_assist the trace shows the VM exits and entries: the interrupt test kernel's port I/O
+// and interrupts exit, and every exit is followed by an entry, after the first entry at the start.
+TEST_F(PlatformTest, VcdTraceShowsVmExitsAndEntries) {
+  const PgsimRun p =
+      pgsim(kKernels / "interrupts.elf", "traced_vmx", {"trace.vcd=true", "vmm.strategy=hw_assist", "cpu.vmx=true"});
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+  const std::string vcd = read_file(dir_ / "results" / "traced_vmx" / "trace.vcd");
+  const uint64_t exits = p.stat("vmm.exits.total");
+  EXPECT_GT(exits, 0u);
+  EXPECT_EQ(last_vcd_value(vcd, "vm_exits"), exits);
+  EXPECT_EQ(last_vcd_value(vcd, "vm_entries"), exits + 1);
 }
 
 }  // namespace
