@@ -230,6 +230,35 @@ TEST(Sweep, ChosenStatisticsAndPatterns) {
   EXPECT_EQ(read_file(dir.path() / "results/typo/sweep.csv"), "vmm.strategy,run.end,vmm.trap.total\nnative,guest_exit,\n");
 }
 
+// A vmm.strategy value STRATEGY/PAGING gives its runs a vmm.paging of their own, as an experiment
+// file's strategies entry does: hw_assist on shadow page tables beside native in one matrix.
+TEST(Sweep, AStrategyWithItsPagingInOneMatrix) {
+  ScratchDir dir;
+  dir.write("paging.yaml", sweep_file("  cpu.vmx: true\n  guest.cmdline: bench=in iters=5\nmatrix:\n"
+                                      "  vmm.strategy: [native, hw_assist/shadow, hw_assist]\n"
+                                      "stats: [run.end, vmm.shadow.fills]\n"));
+  const auto result = pgsim(dir, "sweep paging.yaml");
+  ASSERT_EQ(result.status, 0) << result.output;
+  const Csv csv = read_csv(dir.path() / "results/paging/sweep.csv");
+  ASSERT_EQ(csv.rows.size(), 3u);
+  EXPECT_EQ(csv.at(1, "vmm.strategy"), "hw_assist/shadow");
+  EXPECT_EQ(csv.at(0, "vmm.shadow.fills"), "");  // native has no shadow pager
+  EXPECT_NE(csv.at(1, "vmm.shadow.fills"), "0");
+  EXPECT_EQ(csv.at(2, "vmm.shadow.fills"), "");  // nested paging: no shadows either
+  const auto paging_of = [&](const std::string& id) {
+    return nlohmann::json::parse(read_file(dir.path() / "results/paging" / id / "stats.json"))["config"]["vmm"]["paging"];
+  };
+  EXPECT_EQ(paging_of("strategy-hw_assist-shadow"), "shadow");
+  EXPECT_EQ(paging_of("strategy-hw_assist"), "nested");
+
+  // vmm.paging set twice is refused at the value that sets it the second time.
+  dir.write("twice.yaml", sweep_file("  vmm.paging: shadow\nmatrix:\n  vmm.strategy: [hw_assist/nested]\n"));
+  const auto refused = pgsim(dir, "sweep twice.yaml");
+  EXPECT_EQ(refused.status, 2) << refused.output;
+  EXPECT_EQ(refused.output, "pgsim sweep: twice.yaml:7:18: 'vmm.strategy': 'hw_assist/nested' sets vmm.paging, "
+                            "which the sweep sets as well; keep one\n");
+}
+
 TEST(Sweep, RunsThatHitALimitOrLeaveNoReportKeepTheirRowsAndExit4) {
   ScratchDir dir;
   dir.write("broken.yaml", "base: " + kDefaultConfig + "\nmatrix:\n  guest.kernel: [" + PGSIM_KERNEL_IMAGE +
