@@ -1,6 +1,6 @@
 // `pgsim sweep` end to end: the real program runs small sweep files, each run a real child
 // `pgsim run` of the guest kernel. The CSV's cells are the runs' own reports; a second invocation
-// runs nothing; --only, --list and --slurm; bad sweep files are refused before anything runs.
+// runs nothing; --only, --list, --slurm and --gather; bad sweep files are refused before anything runs.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -166,7 +166,7 @@ TEST(Sweep, ASecondInvocationRunsNothingAndWritesTheSameCsv) {
   EXPECT_EQ(count_of(result.output, " done in "), 6u) << result.output;
 }
 
-TEST(Sweep, ListOnlyAndASlurmJobArrayThatLeavesTheCsvToAPlainSweep) {
+TEST(Sweep, ListOnlyAndASlurmJobArrayGatheredWithoutRunningAnything) {
   ScratchDir dir;
   dir.write("tlb.yaml", sweep_file(kTwoByTwo));
   auto result = pgsim(dir, "sweep tlb.yaml --list");
@@ -183,6 +183,16 @@ TEST(Sweep, ListOnlyAndASlurmJobArrayThatLeavesTheCsvToAPlainSweep) {
   EXPECT_NE(text.find(" --only \"$SLURM_ARRAY_TASK_ID\"\n"), std::string::npos) << text;
   EXPECT_EQ(count_of(result.output, " done in "), 0u) << result.output;
 
+  // Gathered before any task ran: every run is named, with the command that submits them all.
+  result = pgsim(dir, "sweep tlb.yaml --gather");
+  EXPECT_EQ(result.status, 4) << result.output;
+  EXPECT_EQ(count_of(result.output, ": not run (no "), 4u) << result.output;
+  EXPECT_NE(result.output.find("pgsim sweep: run 2 (" + kRunIds[2] + "): not run"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("\n  sbatch --array=0,1,2,3 '" + script.string() + "'\n"), std::string::npos)
+      << result.output;
+  EXPECT_EQ(count_of(read_file(dir.path() / "results/tlb/sweep.csv"), ",no_report,"), 4u);
+  fs::remove(dir.path() / "results/tlb/sweep.csv");
+
   // Each task of the array, as Slurm would start it: one run each, no CSV.
   for (int task = 0; task < 4; ++task) {
     result = run_shell("cd / && SLURM_ARRAY_TASK_ID=" + std::to_string(task) + " bash " + script.string());
@@ -197,10 +207,15 @@ TEST(Sweep, ListOnlyAndASlurmJobArrayThatLeavesTheCsvToAPlainSweep) {
 
   result = pgsim(dir, "sweep tlb.yaml --list");
   EXPECT_EQ(count_of(result.output, "  done     "), 4u) << result.output;
+  result = pgsim(dir, "sweep tlb.yaml --gather");
+  ASSERT_EQ(result.status, 0) << result.output;
+  EXPECT_EQ(result.output, "results/tlb/sweep.csv: 4 runs, 35 columns\n");
+  const std::string gathered = read_file(dir.path() / "results/tlb/sweep.csv");
   result = pgsim(dir, "sweep tlb.yaml");
   ASSERT_EQ(result.status, 0) << result.output;
   EXPECT_NE(result.output.find("4 of 4 runs already complete"), std::string::npos) << result.output;
   EXPECT_EQ(read_csv(dir.path() / "results/tlb/sweep.csv").rows.size(), 4u);
+  EXPECT_EQ(read_file(dir.path() / "results/tlb/sweep.csv"), gathered);
 }
 
 TEST(Sweep, ChosenStatisticsAndPatterns) {
