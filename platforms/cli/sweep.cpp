@@ -18,6 +18,7 @@
 #include "platforms/cli/atomic_file.h"
 #include "platforms/cli/child_runs.h"
 #include "platforms/cli/commands.h"
+#include "platforms/cli/progress.h"
 #include "platforms/cli/sweep_file.h"
 #include "platforms/config/config.h"
 
@@ -227,6 +228,7 @@ void run_pending(const SweepOptions& o, const Sweep& sweep, const std::vector<Sw
     commands.push_back({pgsim_run_arguments(sweep.base, runs[i].overrides, sweep_dir), dir / "pgsim.log"});
   }
   size_t ended = 0;
+  Progress progress("pgsim sweep", pending.size());
   run_children(commands, o.jobs, [&](const ChildEnd& end) {
     const SweepRun& run = runs[pending[end.index]];
     RunResult& r = results[run.index];
@@ -234,9 +236,12 @@ void run_pending(const SweepOptions& o, const Sweep& sweep, const std::vector<Sw
     r.report = report_for(sweep_dir / run.id, run.config);
     std::ostringstream took;
     took << std::fixed << std::setprecision(1) << end.host_seconds;
+    progress.clear();
     err << "[" << ++ended << "/" << pending.size() << "] " << run.id << " done in " << took.str()
         << " s, exit status " << end.exit_status << "\n";
+    progress.update(ended);
   });
+  progress.clear();
   for (size_t i : indices) {
     RunResult& r = results[i];
     if (r.report) r.problem = problem_of(*r.report);

@@ -218,6 +218,37 @@ TEST(Sweep, ListOnlyAndASlurmJobArrayGatheredWithoutRunningAnything) {
   EXPECT_EQ(read_file(dir.path() / "results/tlb/sweep.csv"), gathered);
 }
 
+// On a terminal (forced here by PGSIM_PROGRESS=1: the test's output is a pipe) a progress line
+// is drawn before the first run ends and after each, then erased; each per-run line is written
+// with the progress line erased. Without a terminal, nothing of it is written.
+TEST(Sweep, ProgressLineWithTimeLeftOnlyOnATerminal) {
+  ScratchDir dir;
+  dir.write("tlb.yaml", sweep_file(kTwoByTwo));
+  auto result = run_shell("cd " + dir.path().string() + " && PGSIM_PROGRESS=1 " + PGSIM_BINARY + " sweep tlb.yaml");
+  ASSERT_EQ(result.status, 0) << result.output;
+  const std::string erase = "\r\033[K";
+  const std::string duration = "([0-9]\\.[0-9] s|[0-9]+ s|[0-9]+ min [0-9]{2} s)";
+  std::regex drawn("\\r\033\\[Kpgsim sweep: ([0-4])/4 runs done, " + duration + " elapsed(, about " + duration +
+                   " left)?");
+  std::vector<std::string> done;
+  for (std::sregex_iterator it(result.output.begin(), result.output.end(), drawn), end; it != end; ++it) {
+    done.push_back((*it)[1]);
+    EXPECT_EQ((*it)[3].matched, done.back() != "0" && done.back() != "4") << it->str();  // a time left once known
+  }
+  EXPECT_EQ(done, (std::vector<std::string>{"0", "1", "2", "3", "4"})) << result.output;
+  EXPECT_EQ(count_of(result.output, erase + "["), 4u) << result.output;  // each per-run line on a clean line
+  EXPECT_NE(result.output.find("left" + erase + "[4/4]"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("4/4 runs done, "), std::string::npos);
+
+  // The same sweep again: nothing to run, no line; and without a terminal, never a line.
+  result = run_shell("cd " + dir.path().string() + " && PGSIM_PROGRESS=1 " + PGSIM_BINARY + " sweep tlb.yaml");
+  EXPECT_EQ(result.output.find("runs done"), std::string::npos) << result.output;
+  result = run_shell("cd " + dir.path().string() + " && " + PGSIM_BINARY + " sweep tlb.yaml --force");
+  ASSERT_EQ(result.status, 0) << result.output;
+  EXPECT_EQ(result.output.find("runs done"), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("\033"), std::string::npos) << result.output;
+}
+
 TEST(Sweep, ChosenStatisticsAndPatterns) {
   ScratchDir dir;
   dir.write("pick.yaml", sweep_file("matrix:\n  vmm.strategy: [trap_emulate]\n"
