@@ -15,6 +15,7 @@
 #include "platforms/cli/atomic_file.h"
 #include "platforms/cli/child_runs.h"
 #include "platforms/cli/commands.h"
+#include "platforms/cli/progress.h"
 #include "platforms/cli/run_file.h"
 
 namespace pgsim::cli {
@@ -178,11 +179,14 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
       for (const char* stale : {"stats.json", "serial.log"}) fs::remove(o.results_dir / r.name / stale);
       commands.push_back(run_command_of(e, o, r, log_of(r)));
     }
+    Progress progress("pgsim demo", runs.size());
     run_children(commands, o.jobs, [&](const ChildEnd& end) {
       DemoRun& r = runs[end.index];
       r.exit_status = end.exit_status;
+      progress.clear();
       err << "[" << ++done << "/" << runs.size() << "] " << r.row.profile << " " << r.row.strategy << " '"
           << r.row.workload << "': exit status " << r.exit_status << "\n";
+      progress.update(done);
     });
   } catch (const std::exception& x) {
     err << "pgsim demo: " << x.what() << "\n";

@@ -141,14 +141,10 @@ RunOutcome simulate(const RunContext& ctx) {
   sc_core::sc_report_handler::set_actions(sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
   bind_statistics(ctx.stats, board);
 
-  sc_core::sc_trace_file* vcd = nullptr;
-  if (c.flag("trace.vcd")) {
-    vcd = sc_core::sc_create_vcd_trace_file((ctx.out_dir / "trace").string().c_str());
-    board.cpu().trace(vcd);
-  }
+  if (c.flag("trace.vcd")) board.trace_to(ctx.out_dir / "trace.vcd");
   sc_core::sc_start();
   board.vmm().bind_statistics(ctx.stats);  // the VMM exists from the start of simulation
-  if (vcd) sc_core::sc_close_vcd_trace_file(vcd);
+  board.close_trace();
   ctx.serial_log.flush();
 
   models::Cpu& cpu = board.cpu();
