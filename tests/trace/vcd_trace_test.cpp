@@ -146,7 +146,9 @@ void expect_events_match_stats(const TracedRun& run, const std::string& count, c
                                                            << reasons[i].time << ": " << state;
   }
   for (const auto& [name, n] : by_reason) EXPECT_EQ(n, run.stat(stat_prefix + "." + name)) << stat_prefix << "." << name;
-  if (total > 0) EXPECT_EQ(run.vcd.last("pc.vmm." + count), total);
+  if (total > 0) {
+    EXPECT_EQ(run.vcd.last("pc.vmm." + count), total);
+  }
 }
 
 void expect_walks_match_stats(const TracedRun& run) {
