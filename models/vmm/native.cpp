@@ -4,8 +4,19 @@
 
 namespace pgsim::vmm {
 
-NativeVmm::NativeVmm(const Machine& machine, const VmmCosts&, const VmmOptions& options)
-    : offer_vmx_(options.guest_vmx), nested_paging_(machine.nested_paging) {}
+NativeVmm::NativeVmm(const Machine& machine, const VmmCosts& costs, const VmmOptions& options)
+    : offer_vmx_(options.guest_vmx), nested_paging_(machine.nested_paging) {
+  if (!offer_vmx_) return;
+  // The guest hypervisor's world switches cost what the hardware's do under hw_assist.
+  cycles_.add_formula("vmx_transitions",
+                      "cycles of the guest hypervisor's VM entries and VM exits (vmm.cost.vmentry_cycles and "
+                      "vmm.cost.vmexit_cycles each)",
+                      [this, costs] {
+                        if (!guest_vmx_) return uint64_t{0};
+                        const isa::vmx::GuestVmxCounters& c = guest_vmx_->counters();
+                        return c.entries * costs.vmentry + c.exits * costs.vmexit;
+                      });
+}
 
 // The core gets its own configuration and hook back: the guest's VMX goes with this strategy.
 NativeVmm::~NativeVmm() {

@@ -5,7 +5,9 @@
 // With cpu.vmx the CPU offers VMX to the guest itself (isa/vmx/guest_vmx.h): a guest hypervisor
 // enters VMX operation and runs nested guests, whose VM exits the CPU delivers to the host state
 // it wrote in its VMCS. That is the CPU's behaviour, not a VMM's: nothing of it is a trap into
-// pgsim's VMM. The strategy publishes what the guest hypervisor did as cpu.vmx.*.
+// pgsim's VMM. The strategy publishes what the guest hypervisor did as cpu.vmx.*, and charges its
+// VM entries and exits at the hardware's costs (vmm.cost.vmentry_cycles, vmexit_cycles) to
+// sim.cycles.vmx_transitions.
 #pragma once
 #include <memory>
 

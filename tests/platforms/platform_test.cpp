@@ -467,6 +467,8 @@ TEST_F(PlatformTest, GuestHypervisorSeesTheSdmsExitsAndErrors) {
   EXPECT_EQ(p.stat("mmu.nested.ept_violations"), 1u);
   EXPECT_GT(p.stat("mmu.walk.nested_refs"), 0u);
   EXPECT_EQ(p.stat("vmm.traps.total"), 0u);  // the CPU's own exits: no trap into pgsim's VMM
+  // Each entry and exit costs a hardware VM entry or exit (vmm.cost.*_cycles, 250 by default).
+  EXPECT_EQ(p.stat("sim.cycles.vmx_transitions"), 6u * 250 + 7u * 250);
 }
 
 // Without cpu.vmx the processor has no VMX, as QEMU's TCG: the kernel finds none on both.
