@@ -90,6 +90,7 @@ class Core {
   // The VMM/tracing hook; `boundary_calls` enables on_instruction_boundary(). Decoded code is
   // dropped, so that every instruction is marked anew by the new hook's wants_before().
   void set_trap_hook(TrapHook* hook, bool boundary_calls);
+  TrapHook* trap_hook() const { return hook_; }
   // A fault while delivering `delivering`, offered to the hook first (TrapHook::on_delivery_fault).
   bool offer_delivery_fault(const Event& delivering, const Event& fault);
   // Turns the hook's on_instruction_boundary() calls on or off.

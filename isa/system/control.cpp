@@ -9,6 +9,7 @@
 #include "isa/system/descriptors.h"
 #include "isa/system/paging.h"
 #include "isa/system/semantics.h"
+#include "isa/vmx/guest_vmx.h"
 
 namespace pgsim::isa::system {
 namespace {
@@ -68,6 +69,7 @@ void write_cr0(Core& core, uint64_t v) {
     if (core.long64() || (s.cr4 & CR4_PCIDE)) throw Fault::gp(0);
     efer &= ~EFER_LMA;  // leaving IA-32e mode from compatibility mode
   }
+  if (vmx::GuestVmx* vmx = system_config(core).vmx) vmx->check_cr_write(0, v);
   const bool flush = ((v ^ s.cr0) & (CR0_PG | CR0_WP | CR0_PE)) != 0;
   s.cr0 = v;
   s.efer = efer;
@@ -93,9 +95,13 @@ void write_cr3(Core& core, uint64_t v) {
 
 void write_cr4(Core& core, uint64_t v) {
   CpuState& s = core.state();
-  // VMXE is set only by a VMM in VMX operation (the guest's loads keep it there, SDM 26.3 with
-  // the CR4 guest/host mask): it may stay set, never be set anew.
-  if (v & ~(kCr4Implemented | (s.cr4 & CR4_VMXE))) throw Fault::gp(0);
+  // VMXE exists for guest code only with guest VMX; without it a VMM in VMX operation sets it (the
+  // guest's loads keep it there, SDM 26.3 with the CR4 guest/host mask): it may stay set, never be
+  // set anew.
+  vmx::GuestVmx* vmx = system_config(core).vmx;
+  const uint64_t vmxe = vmx ? uint64_t{CR4_VMXE} : (s.cr4 & CR4_VMXE);
+  if (v & ~(kCr4Implemented | vmxe)) throw Fault::gp(0);
+  if (vmx) vmx->check_cr_write(4, v);
   if (s.long_mode_active()) {
     if (!(v & CR4_PAE)) throw Fault::gp(0);
     if ((v ^ s.cr4) & CR4_LA57) throw Fault::gp(0);  // LA57 cannot change in IA-32e mode
@@ -353,6 +359,7 @@ uint64_t read_msr(Core& core, uint32_t msr) {
     case MSR_KERNEL_GS_BASE: return s.kernel_gs_base;
     case MSR_TSC_AUX: return s.tsc_aux;
     default:
+      if (vmx::GuestVmx* vmx = system_config(core).vmx; vmx && vmx->read_msr(msr, v)) return v;
       if (MsrDevice* dev = system_config(core).msr_device; dev && dev->read_msr(msr, v)) return v;
       throw Fault::gp(0);
   }
@@ -401,6 +408,7 @@ void write_msr(Core& core, uint32_t msr, uint64_t v) {
       s.tsc_aux = v;
       break;
     default:
+      if (vmx::GuestVmx* vmx = system_config(core).vmx; vmx && vmx->write_msr(msr, v)) break;
       if (MsrDevice* dev = system_config(core).msr_device; dev && dev->write_msr(msr, v)) break;
       throw Fault::gp(0);
   }
@@ -453,9 +461,10 @@ CpuidLeaf cpuid_leaf(Core& core, uint32_t leaf, uint32_t subleaf) {
       // EDX: DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, PAT, PSE-36, CLFSH.
       r.edx = (1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) | (1u << 11) |
               (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19);
-      // ECX: CX16, PCID, POPCNT; x2APIC and TSC-deadline when the MSR device provides them;
-      // bit 31 when a hypervisor presents itself.
+      // ECX: CX16, PCID, POPCNT; VMX with guest VMX; x2APIC and TSC-deadline when the MSR device
+      // provides them; bit 31 when a hypervisor presents itself.
       r.ecx = (1u << 13) | (1u << 17) | (1u << 23);
+      if (system_config(core).vmx) r.ecx |= 1u << 5;
       if (const MsrDevice* dev = system_config(core).msr_device) r.ecx |= dev->cpuid_leaf1_ecx() & ((1u << 21) | (1u << 24));
       if (hv) r.ecx |= 1u << 31;
       break;

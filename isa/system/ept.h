@@ -206,6 +206,8 @@ class NestedPagingControl {
   virtual void clear_nested() = 0;
   // INVVPID single context: the linear and combined mappings of `vpid` are dropped.
   virtual void invalidate_vpid(uint16_t vpid) = 0;
+  // INVEPT: the guest-physical and combined mappings of every EPTP are dropped.
+  virtual void invalidate_ept() = 0;
 };
 
 }  // namespace pgsim::isa

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "isa/system/semantics.h"
+#include "isa/vmx/guest_vmx.h"
 
 namespace pgsim::isa {
 namespace system {
@@ -27,6 +28,7 @@ void register_system_instructions(Dispatch& d) {
   system::register_control(d);
   system::register_flags_io(d);
   system::register_transfer(d);
+  vmx::register_vmx_instructions(d);
 }
 
 }  // namespace pgsim::isa

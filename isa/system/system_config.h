@@ -8,6 +8,9 @@
 namespace pgsim::isa {
 
 class Core;
+namespace vmx {
+class GuestVmx;
+}
 
 // One CPUID leaf's output registers.
 struct CpuidLeaf {
@@ -46,6 +49,9 @@ struct SystemConfig {
   Profile profile;                            // behaviour of sensitive instructions at CPL > 0
   HypervisorInterface* hypervisor = nullptr;  // none: leaf 0x40000000 absent, VMCALL raises #UD
   MsrDevice* msr_device = nullptr;            // none: only the MSRs of CpuState exist
+  // VMX for guest code (isa/vmx/guest_vmx.h): none: the VMX instructions raise #UD, CPUID.1:ECX.VMX
+  // is 0, CR4.VMXE cannot be set and the VMX MSRs do not exist, as on a processor without VMX.
+  vmx::GuestVmx* vmx = nullptr;
 };
 
 // Attaches a SystemConfig to a Core for the lifetime of the binding (the platform, the VMM or a

@@ -72,6 +72,15 @@ std::optional<VmExit> nmi_window_exit(const Vmcs& vmcs, const CpuState& state, b
   return exit;
 }
 
+VmExit ept_exit(const EptExit& ept) {
+  VmExit exit;
+  exit.reason = ept.kind == EptExitKind::Violation ? ExitReason::EptViolation : ExitReason::EptMisconfig;
+  exit.qualification = ept.qualification;
+  exit.guest_physical_address = ept.guest_physical;
+  exit.guest_linear_address = ept.guest_linear;
+  return exit;
+}
+
 VmExit triple_fault_exit() {
   VmExit exit;
   exit.reason = ExitReason::TripleFault;

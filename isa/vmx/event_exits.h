@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "isa/cpu_state.h"
+#include "isa/system/ept.h"
 #include "isa/system/events.h"
 #include "isa/vmx/exit_reason.h"
 #include "isa/vmx/vmcs.h"
@@ -51,6 +52,10 @@ std::optional<VmExit> interrupt_window_exit(const Vmcs& vmcs, const CpuState& st
 // MOV SS (the core does not tell STI from MOV SS blocking, so both hold it back). The core keeps
 // the virtual-NMI blocking (guest interruptibility bit 3) and passes it.
 std::optional<VmExit> nmi_window_exit(const Vmcs& vmcs, const CpuState& state, bool virtual_nmi_blocked);
+
+// The exit for an EPT violation or misconfiguration the MMU reported while translating for the
+// guest (reasons 48 and 49, SDM 28.2.1): qualification, guest-physical and guest-linear address.
+VmExit ept_exit(const EptExit& ept);
 
 // A triple fault in the guest (26.2): exit reason 2, no qualification.
 VmExit triple_fault_exit();

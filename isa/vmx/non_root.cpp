@@ -75,14 +75,6 @@ InsnDecision exit_for(const Insn& i, ExitReason reason, uint64_t qualification =
   return d;
 }
 
-// ---- Mode checks the VMX instructions make before they exit (SDM vol. 2, ch. 31: "IF (not in VMX
-// operation) or (CR0.PE = 0) or (RFLAGS.VM = 1) or (IA32_EFER.LMA = 1 and CS.L = 0) THEN #UD").
-
-void require_vmx_mode(const CpuState& s) {
-  const Mode m = s.mode();
-  if (m == Mode::Real || m == Mode::Virtual8086 || m == Mode::Compat16 || m == Mode::Compat32) throw Fault::ud();
-}
-
 // The VMX instructions' information (SDM table 28-13): memory operand or register 1 in 6:3 with
 // bit 10 set, register 2 in 31:28; the qualification is the displacement.
 InsnDecision vmx_instruction_exit(const CpuState& s, const Insn& i, ExitReason reason) {
@@ -416,6 +408,77 @@ InsnDecision decide_instruction(const Vmcs& vmcs, Core& core, const Insn& insn) 
     d.fault = f;
     return d;
   }
+}
+
+namespace {
+
+// Runs the instruction's semantics with `reg` holding `value` for the duration (the value the
+// processor loads, or the guest's view of a control register), then restores it.
+void run_with(Core& core, const Insn& insn, uint64_t& reg, uint64_t value) {
+  const uint64_t saved = reg;
+  reg = value;
+  try {
+    insn.semantics(core, insn);
+  } catch (...) {
+    reg = saved;
+    throw;
+  }
+  reg = saved;
+}
+
+}  // namespace
+
+void require_vmx_mode(const CpuState& s) {
+  const Mode m = s.mode();
+  if (m == Mode::Real || m == Mode::Virtual8086 || m == Mode::Compat16 || m == Mode::Compat32) throw Fault::ud();
+}
+
+bool execute_virtualized(const Vmcs& vmcs, Core& core, const Insn& insn, Virtualized how,
+                         std::optional<VmExit>* tpr_exit) {
+  CpuState& s = core.state();
+  switch (how) {
+    case Virtualized::None:
+      return false;
+    case Virtualized::MovToCr0:
+    case Virtualized::MovToCr4: {
+      // The instruction runs with the value the processor loads in its source register.
+      const unsigned cr = how == Virtualized::MovToCr0 ? 0 : 4;
+      uint64_t& source = s.gpr[insn.op[1].reg];
+      run_with(core, insn, source, cr_value_to_load(vmcs, cr, cr == 0 ? s.cr0 : s.cr4, source));
+      core.sync_mode();
+      return true;
+    }
+    case Virtualized::MovFromCr0:
+    case Virtualized::MovFromCr4:
+    case Virtualized::Smsw: {
+      // The instruction reads the guest's view: the real register with its masked bits shadowed.
+      uint64_t& real = how == Virtualized::MovFromCr4 ? s.cr4 : s.cr0;
+      run_with(core, insn, real, guest_cr_value(vmcs, how == Virtualized::MovFromCr4 ? 4 : 0, real));
+      return true;
+    }
+    case Virtualized::Clts:
+      s.cr0 = cr_value_to_load(vmcs, 0, s.cr0, s.cr0 & ~uint64_t{CR0_TS});
+      core.sync_mode();
+      return true;
+    case Virtualized::Lmsw:
+      s.cr0 = lmsw_value_to_load(vmcs, s.cr0, core.get<uint16_t>(insn, insn.op[0]));
+      core.sync_mode();
+      return true;
+    case Virtualized::MovToCr8:
+      *tpr_exit = write_virtual_tpr(vmcs, core.bus(), s.gpr[insn.op[1].reg]);
+      return true;
+    case Virtualized::MovFromCr8:
+      core.set_gpr<uint64_t>(insn.op[0].reg, read_virtual_tpr(vmcs, core.bus()));
+      return true;
+    case Virtualized::Rdtsc: {
+      insn.semantics(core, insn);
+      const uint64_t tsc = guest_tsc(vmcs, (s.gpr[RDX] & 0xFFFFFFFFu) << 32 | (s.gpr[RAX] & 0xFFFFFFFFu));
+      s.gpr[RAX] = tsc & 0xFFFFFFFFu;
+      s.gpr[RDX] = tsc >> 32;
+      return true;
+    }
+  }
+  return false;
 }
 
 uint64_t guest_cr_value(const Vmcs& vmcs, unsigned cr, uint64_t real) {

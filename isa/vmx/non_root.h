@@ -61,6 +61,21 @@ struct InsnDecision {
 //  - a fault reading LMSW's memory operand, whose value the exit qualification holds.
 InsnDecision decide_instruction(const Vmcs& vmcs, Core& core, const Insn& insn);
 
+// The mode check every VMX instruction makes first (SDM vol. 3, ch. 31: "IF (CR0.PE = 0) or
+// (RFLAGS.VM = 1) or (IA32_EFER.LMA = 1 and CS.L = 0) THEN #UD"): in non-root operation before it
+// exits, in root operation before it runs.
+void require_vmx_mode(const CpuState& s);
+
+// Carries out on the guest's state an instruction that decide_instruction answered Execute with
+// a Virtualized behaviour (SDM 26.3): CR reads through the read shadows, CR writes that keep the
+// host-owned bits, CR8 on the virtual TPR, RDTSC with the TSC offset. Returns false for
+// Virtualized::None (the instruction runs as in root operation: the caller lets the core execute
+// it) and true when it was carried out here. A MOV to CR8 whose TPR virtualization asks for the
+// trap-like TPR-below-threshold exit leaves it in `tpr_exit`, for the caller to take once RIP is
+// past the instruction. Every user of the VMX model (the hw_assist VMM, guest VMX) runs this one.
+bool execute_virtualized(const Vmcs& vmcs, Core& core, const Insn& insn, Virtualized how,
+                         std::optional<VmExit>* tpr_exit);
+
 // ---- Values of the virtualized instructions (SDM 26.3) -------------------------------------------
 
 // MOV from CR0/CR4 and SMSW: bits set in the guest/host mask read from the read shadow.

@@ -52,7 +52,7 @@ unsigned slot_of_encoding(uint32_t encoding) {
 
 }  // namespace
 
-static_assert(kNumFields <= 160, "Vmcs::values_ is too small for PGSIM_VMCS_FIELDS");
+static_assert(kNumFields <= Vmcs::kStorageSlots, "Vmcs::values_ is too small for PGSIM_VMCS_FIELDS");
 
 const char* vmcs_field_name(uint32_t encoding) {
   const unsigned s = slot_of_encoding(encoding);

@@ -142,9 +142,17 @@ class Vmcs {
   // The VMCS launch state (SDM 25.1): VMCLEAR makes it clear, VMLAUNCH launched.
   bool launched = false;
 
+  // Every field's value in the model's own storage order, for a processor that keeps the VMCS in
+  // the memory a guest hypervisor gave it (isa/vmx/guest_vmx.h): it copies them out on VMCLEAR and
+  // in on VMPTRLD, as real processors do with their opaque VMCS regions.
+  static constexpr unsigned kStorageSlots = 160;
+  using Storage = std::array<uint64_t, kStorageSlots>;
+  const Storage& storage() const { return values_; }
+  Storage& storage() { return values_; }
+
  private:
   static unsigned slot(VmcsField f);
-  std::array<uint64_t, 160> values_{};
+  Storage values_{};
 };
 
 }  // namespace pgsim::isa::vmx

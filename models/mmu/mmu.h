@@ -110,7 +110,7 @@ class Mmu : public isa::Translator, public isa::NestedPagingControl, private isa
   // INVEPT (SDM 28.3.3.4): drops the guest-physical mappings (nested TLB, nested walk caches) and
   // every combined mapping (this model drops the linear mappings of every VPID with them, which
   // the SDM allows).
-  void invalidate_ept();
+  void invalidate_ept() override;
 
   const MmuCounters& counters() const { return counters_; }
   // L1 hits: the core's soft-TLB hits made with paging enabled (without paging the soft TLB only

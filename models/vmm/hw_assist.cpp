@@ -100,9 +100,10 @@ HwAssistVmm::HwAssistVmm(const Machine& machine, const VmmCosts& costs, const Vm
   on(ExitReason::CrAccess, &HwAssistVmm::on_cr_access, emulate_cycles_, costs.emulate);
   on(ExitReason::Rdmsr, &HwAssistVmm::on_msr, emulate_cycles_, costs.emulate);
   on(ExitReason::Wrmsr, &HwAssistVmm::on_msr, emulate_cycles_, costs.emulate);
-  for (ExitReason r : {ExitReason::Vmcall, ExitReason::Vmclear, ExitReason::Vmlaunch, ExitReason::Vmptrld,
-                       ExitReason::Vmptrst, ExitReason::Vmread, ExitReason::Vmresume, ExitReason::Vmwrite,
-                       ExitReason::Vmxoff, ExitReason::Vmxon, ExitReason::Invept, ExitReason::Invvpid})
+  on(ExitReason::Vmcall, &HwAssistVmm::on_vmcall, emulate_cycles_, costs.emulate);
+  for (ExitReason r : {ExitReason::Vmclear, ExitReason::Vmlaunch, ExitReason::Vmptrld, ExitReason::Vmptrst,
+                       ExitReason::Vmread, ExitReason::Vmresume, ExitReason::Vmwrite, ExitReason::Vmxoff,
+                       ExitReason::Vmxon, ExitReason::Invept, ExitReason::Invvpid})
     on(r, &HwAssistVmm::on_vmx_instruction, emulate_cycles_, costs.emulate);
   on(ExitReason::ExternalInterrupt, &HwAssistVmm::on_external_interrupt, interrupt_cycles_, costs.reflect);
   on(ExitReason::InterruptWindow, &HwAssistVmm::on_interrupt_window, interrupt_cycles_, costs.reflect);
@@ -320,84 +321,24 @@ PreExecute HwAssistVmm::execute_for_guest(Core& core, const Insn& insn) {
   return PreExecute::Skip;
 }
 
-// Instructions that do not exit but see the VMCS (SDM 26.3): CR reads through the read shadows,
-// CR writes that keep host-owned bits, CR8 on the virtual TPR, RDTSC with the TSC offset.
+// Instructions that do not exit but see the VMCS (SDM 26.3), carried out by the VMX model; a MOV
+// to CR8 below the TPR threshold exits after it completes.
 PreExecute HwAssistVmm::execute_virtualized(Core& core, const Insn& insn, Virtualized how) {
-  CpuState& s = core.state();
-  switch (how) {
-    case Virtualized::None:
-      return PreExecute::Execute;
-    case Virtualized::MovToCr0:
-    case Virtualized::MovToCr4: {
-      // The instruction runs with the value the processor loads in its source register.
-      const unsigned cr = how == Virtualized::MovToCr0 ? 0 : 4, source_reg = insn.op[1].reg;
-      const uint64_t source = s.gpr[source_reg];
-      s.gpr[source_reg] = cr_value_to_load(vmcs_, cr, cr == 0 ? s.cr0 : s.cr4, source);
-      try {
-        insn.semantics(core, insn);
-      } catch (...) {
-        s.gpr[source_reg] = source;
-        throw;
-      }
-      s.gpr[source_reg] = source;
-      core.sync_mode();
-      return PreExecute::Skip;
-    }
-    case Virtualized::MovFromCr0:
-    case Virtualized::MovFromCr4:
-    case Virtualized::Smsw: {
-      // The instruction reads the guest's view: the real register with its masked bits shadowed.
-      uint64_t& real = how == Virtualized::MovFromCr4 ? s.cr4 : s.cr0;
-      const uint64_t saved = real;
-      real = guest_cr_value(vmcs_, how == Virtualized::MovFromCr4 ? 4 : 0, saved);
-      try {
-        insn.semantics(core, insn);
-      } catch (...) {
-        real = saved;
-        throw;
-      }
-      real = saved;
-      return PreExecute::Skip;
-    }
-    case Virtualized::Clts:
-      s.cr0 = cr_value_to_load(vmcs_, 0, s.cr0, s.cr0 & ~uint64_t{CR0_TS});
-      core.sync_mode();
-      return PreExecute::Skip;
-    case Virtualized::Lmsw:
-      s.cr0 = lmsw_value_to_load(vmcs_, s.cr0, core.get<uint16_t>(insn, insn.op[0]));
-      core.sync_mode();
-      return PreExecute::Skip;
-    case Virtualized::MovToCr8:
-      if (const auto exit = write_virtual_tpr(vmcs_, core.bus(), s.gpr[insn.op[1].reg])) {
-        s.rip = core.next_rip();  // trap-like: the exit follows the instruction
-        exit_to_vmm(core, *exit);
-        core.set_next_rip(s.rip);
-      }
-      return PreExecute::Skip;
-    case Virtualized::MovFromCr8:
-      core.set_gpr<uint64_t>(insn.op[0].reg, read_virtual_tpr(vmcs_, core.bus()));
-      return PreExecute::Skip;
-    case Virtualized::Rdtsc: {
-      insn.semantics(core, insn);
-      const uint64_t tsc = guest_tsc(vmcs_, (s.gpr[RDX] & 0xFFFFFFFFu) << 32 | (s.gpr[RAX] & 0xFFFFFFFFu));
-      s.gpr[RAX] = tsc & 0xFFFFFFFFu;
-      s.gpr[RDX] = tsc >> 32;
-      return PreExecute::Skip;
-    }
+  std::optional<VmExit> tpr_exit;
+  if (!isa::vmx::execute_virtualized(vmcs_, core, insn, how, &tpr_exit)) return PreExecute::Execute;
+  if (tpr_exit) {
+    core.state().rip = core.next_rip();  // trap-like: the exit follows the instruction
+    exit_to_vmm(core, *tpr_exit);
+    core.set_next_rip(core.state().rip);
   }
-  return PreExecute::Execute;
+  return PreExecute::Skip;
 }
 
 // ---- Events ----------------------------------------------------------------------------------------
 
 std::optional<TrapCause> HwAssistVmm::take_event(Core& core, const Event& event) {
   if (ept_exit_) {
-    VmExit exit;
-    exit.reason = ept_exit_->kind == EptExitKind::Violation ? ExitReason::EptViolation : ExitReason::EptMisconfig;
-    exit.qualification = ept_exit_->qualification;
-    exit.guest_physical_address = ept_exit_->guest_physical;
-    exit.guest_linear_address = ept_exit_->guest_linear;
-    exit_to_vmm(core, exit);
+    exit_to_vmm(core, ept_exit(*ept_exit_));
     return TrapCause::Mmio;
   }
   switch (event.kind) {
@@ -485,11 +426,20 @@ HwAssistVmm::Completion HwAssistVmm::on_msr(Core& core, const VmExit& exit) {
   return Completion::ExecuteInGuest;
 }
 
-// VMCALL and the VMX instructions: no hypercall interface and no guest VMX, so #UD, as on a
-// processor without them.
-HwAssistVmm::Completion HwAssistVmm::on_vmx_instruction(Core&, const VmExit&) {
+// VMCALL: no hypercall interface, so #UD, as on a processor without one.
+HwAssistVmm::Completion HwAssistVmm::on_vmcall(Core&, const VmExit&) {
   vmcs_.set(F::EntryInterruptionInfo, interruption_info(UD, InterruptionType::HardwareException, false));
   return Completion::Done;
+}
+
+// A VMX instruction of the guest (a guest hypervisor): the CPU exits as the SDM says (reasons 19-27,
+// 50, 53), but this VMM does not virtualize VMX for its guest.
+HwAssistVmm::Completion HwAssistVmm::on_vmx_instruction(Core& core, const VmExit& exit) {
+  throw std::runtime_error(std::string("hw_assist: the guest executed ") + exit_reason_name(exit.reason) +
+                           " (VM exit " + std::to_string(static_cast<unsigned>(exit.reason)) + ") at RIP " +
+                           hex(vmcs_.get(F::GuestRip)) +
+                           ": nested virtualization (VMX for a guest hypervisor) is not implemented in the "
+                           "hw_assist VMM; run guest hypervisors with vmm.strategy: native and cpu.vmx: true");
 }
 
 HwAssistVmm::Completion HwAssistVmm::on_external_interrupt(Core&, const VmExit& exit) {

@@ -21,8 +21,9 @@
 //   exception bitmap none: every exception is the guest's own and the CPU delivers it
 //
 // Exits are dispatched by basic exit reason, one short handler each (a table, as hvpp and
-// SimpleVisor do): CPUID, I/O, CR accesses, MSRs, VMCALL and the VMX instructions (#UD: the guest
-// finds no pgsim hypervisor leaf and runs its native path), external interrupt, interrupt window,
+// SimpleVisor do): CPUID, I/O, CR accesses, MSRs, VMCALL (#UD: the guest finds no pgsim hypervisor
+// leaf and runs its native path), the VMX instructions (nested virtualization is not implemented:
+// the run stops saying so), external interrupt, interrupt window,
 // EPT violation (a MOV to or from device memory, emulated on the device) and EPT
 // misconfiguration (a VMM error: the run stops). A handler either completes the exit in software
 // (advancing the guest's RIP in the VMCS) or leaves the instruction to run on the guest's state
@@ -102,6 +103,7 @@ class HwAssistVmm final : public Vmm {
   Completion on_io(isa::Core&, const isa::vmx::VmExit&);
   Completion on_cr_access(isa::Core&, const isa::vmx::VmExit&);
   Completion on_msr(isa::Core&, const isa::vmx::VmExit&);
+  Completion on_vmcall(isa::Core&, const isa::vmx::VmExit&);
   Completion on_vmx_instruction(isa::Core&, const isa::vmx::VmExit&);
   Completion on_external_interrupt(isa::Core&, const isa::vmx::VmExit&);
   Completion on_interrupt_window(isa::Core&, const isa::vmx::VmExit&);

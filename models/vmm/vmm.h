@@ -87,6 +87,9 @@ struct VmmOptions {
   unsigned bt_adapt_after = 4;
   // vmm.paging as resolved ("shadow", "direct", ...; "" or "auto": the strategy's default).
   std::string paging;
+  // cpu.vmx: the CPU has VMX. The native strategy then lets guest code use it (VMX for guest
+  // hypervisors, isa/vmx/guest_vmx.h); hw_assist uses it itself.
+  bool guest_vmx = false;
 };
 
 class Vmm {

@@ -11,7 +11,8 @@ void declare_cpu(Schema& s) {
   s.add(real("cpu.frequency_mhz", 3000, "MHz", 1, 100'000,
              "core clock: converts cycles to simulated time; RDTSC counts at this rate"));
   s.add(boolean("cpu.vmx", false,
-                "offer the VT-x-like hardware virtualization extension (needed by hw_assist)"));
+                "offer the VT-x-like hardware virtualization extension: hw_assist needs it; with vmm.strategy native the "
+                "guest itself may use it (VMXON, VMLAUNCH, ...: guest hypervisors)"));
 }
 
 }  // namespace pgsim::config

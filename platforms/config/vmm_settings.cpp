@@ -44,6 +44,7 @@ vmm::VmmOptions vmm_options(const Config& c) {
   o.bt_tc_bytes = c.u64("vmm.bt.tc_bytes");
   o.bt_adapt_after = static_cast<unsigned>(c.u64("vmm.bt.adapt_after"));
   o.paging = c.str("vmm.paging");
+  o.guest_vmx = c.flag("cpu.vmx");
   return o;
 }
 

@@ -377,4 +377,120 @@ TEST_F(PlatformTest, VcdTraceShowsVmExitsAndEntries) {
   EXPECT_EQ(last_vcd_value(vcd, "vm_entries"), exits + 1);
 }
 
+// ---- a guest hypervisor: VMX for guest code --------------------------------------------------------
+//
+// tests/kernels/guestvmx.c enters VMX operation, misuses VMX instructions on purpose, runs a nested
+// guest that makes one VM exit of each kind, and checks VM-entry failures. QEMU's TCG does not
+// emulate VMX (CPUID.1:ECX.VMX = 0), so there is no QEMU run to compare with: pgsim's output is
+// compared with the numbers the Intel SDM gives (vol. 3: appendix C for exit reasons, table 28-5
+// for I/O qualifications, 25.9.2 for interruption information, table 28-7 for EPT violations,
+// table 31-1 for VM-instruction errors), and QEMU shows only that the kernel boots and finds none.
+
+const char* const kGuestHypervisorOutput =
+    "== pgsim test kernel: guestvmx ==\n"
+    // IA32_FEATURE_CONTROL locked with VMX outside SMX; IA32_VMX_BASIC: revision, 4 KiB, bit 55.
+    "IA32_FEATURE_CONTROL=0x5 VMCS revision=1 region bytes=4096 true controls=1\n"
+    "vmxon: VMsucceed\n"
+    "vmread without a current VMCS: VMfailInvalid\n"
+    "vmclear: VMsucceed\n"
+    "vmptrld: VMsucceed\n"
+    "vmptrst: VMsucceed\n"
+    "vmptrst: the current VMCS\n"
+    "vmxon in VMX root operation: VMfailValid error=15\n"
+    "vmclear of the VMXON region: VMfailValid error=3\n"
+    "vmptrld of a VMCS with another revision: VMfailValid error=11\n"
+    "vmread of an unsupported field: VMfailValid error=12\n"
+    "vmwrite of a read-only field: VMfailValid error=13\n"
+    "vmresume of a clear VMCS: VMfailValid error=5\n"
+    "vmwrite failures=0\n"
+    // CPUID: reason 10, no qualification, 2 bytes (0F A2).
+    "exit reason=0xa qualification=0x0\n"
+    "  cpuid leaf=0x0 length=2\n"
+    // OUT imm8, AL: reason 30; size 1 (bits 2:0 = 0), OUT (bit 3 = 0), immediate (bit 6), port 80H
+    // in bits 31:16.
+    "exit reason=0x1e qualification=0x800040\n"
+    "  io value=0x42 length=2\n"
+    // #PF with bit 14 of the exception bitmap: reason 0, qualification the linear address;
+    // interruption information: vector 14, hardware exception (3), error code valid, valid.
+    "exit reason=0x0 qualification=0x500000\n"
+    "  exception info=0x80000b0e error=0x0\n"
+    // A store to a page the EPT maps read-only: reason 48, qualification write (bit 1), readable
+    // (bit 3), not writable or executable, guest-linear address valid (bit 7) and the translation
+    // of a linear address (bit 8).
+    "exit reason=0x30 qualification=0x18a\n"
+    "  ept violation gpa=0x600000 linear=0x600000\n"
+    "  invept single-context: VMsucceed\n"
+    // HLT with HLT exiting: reason 12, 1 byte; VMCALL: reason 18, 3 bytes.
+    "exit reason=0xc qualification=0x0\n"
+    "  hlt length=1\n"
+    "exit reason=0x12 qualification=0x0\n"
+    "  vmcall length=3: the nested guest is done\n"
+    "nested guest: 6 exits handled, store done\n"
+    "vmlaunch of a launched VMCS: VMfailValid error=4\n"
+    "vmclear of the second VMCS: VMsucceed\n"
+    "vmptrld of the second VMCS: VMsucceed\n"
+    // VM-entry failures: invalid control fields 7, invalid host-state fields 8, invalid guest state
+    // a VM exit with reason 33 and bit 31 set (SDM 27.8).
+    "vmlaunch with a reserved pin-based control: VMfailValid error=7\n"
+    "vmlaunch with host CR0.PG clear: VMfailValid error=8\n"
+    "exit reason=0x80000021 qualification=0x0\n"
+    "  VM-entry failure\n"
+    "vmlaunch with guest RFLAGS bit 1 clear: VM-entry failure exit\n"
+    "vmptrld of the first VMCS: VMsucceed\n"
+    "first VMCS: guest RIP at the VMCALL\n"
+    // INVEPT type 3 and INVVPID single-context of VPID 0: invalid operand, 28.
+    "invept of type 3: VMfailValid error=28\n"
+    "invept all-context: VMsucceed\n"
+    "invvpid single-context of VPID 0: VMfailValid error=28\n"
+    "invvpid all-context: VMsucceed\n"
+    "vmxoff: VMsucceed\n"
+    "guestvmx: done\n";
+
+TEST_F(PlatformTest, GuestHypervisorSeesTheSdmsExitsAndErrors) {
+  const PgsimRun p = pgsim(kKernels / "guestvmx.elf", "guestvmx", {"cpu.vmx=true"});
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output << p.serial;
+  EXPECT_EQ(kernel_output(p.serial), kGuestHypervisorOutput);
+  // One VMLAUNCH and five VMRESUMEs reach the nested guest; six exits and the entry failure.
+  EXPECT_EQ(p.stat("cpu.vmx.entries"), 6u);
+  EXPECT_EQ(p.stat("cpu.vmx.exits.total"), 7u);
+  for (const char* reason : {"cpuid", "io_instruction", "exception_or_nmi", "ept_violation", "hlt", "vmcall",
+                             "entry_failure_guest_state"})
+    EXPECT_EQ(p.stat(std::string("cpu.vmx.exits.") + reason), 1u) << reason;
+  // VMRESUME of a clear VMCS, VMLAUNCH of a launched one, and the three checks.
+  EXPECT_EQ(p.stat("cpu.vmx.entry_failures"), 5u);
+  EXPECT_EQ(p.stat("cpu.vmx.instructions.vmxon"), 2u);
+  EXPECT_EQ(p.stat("cpu.vmx.instructions.vmlaunch"), 5u);
+  EXPECT_EQ(p.stat("cpu.vmx.instructions.vmresume"), 6u);
+  EXPECT_EQ(p.stat("cpu.vmx.instructions.invept"), 3u);
+  EXPECT_EQ(p.stat("cpu.vmx.instructions.invvpid"), 2u);
+  // The nested guest's EPT is walked by the MMU's two-dimensional walker.
+  EXPECT_EQ(p.stat("mmu.nested.ept_violations"), 1u);
+  EXPECT_GT(p.stat("mmu.walk.nested_refs"), 0u);
+  EXPECT_EQ(p.stat("vmm.traps.total"), 0u);  // the CPU's own exits: no trap into pgsim's VMM
+  // Each entry and exit costs a hardware VM entry or exit (vmm.cost.*_cycles, 250 by default).
+  EXPECT_EQ(p.stat("sim.cycles.vmx_transitions"), 6u * 250 + 7u * 250);
+}
+
+// Without cpu.vmx the processor has no VMX, as QEMU's TCG: the kernel finds none on both.
+TEST_F(PlatformTest, GuestHypervisorFindsNoVmxWithoutTheExtension) {
+  const Process q = qemu(kKernels / "guestvmx.elf");
+  const PgsimRun p = pgsim(kKernels / "guestvmx.elf", "guestvmx_novmx");
+  ASSERT_EQ(q.exit_status, 5) << q.output;  // the kernel wrote 2: status (2 << 1) | 1
+  EXPECT_EQ(p.report.at("run").at("guest_status").get<int>(), 5) << p.process.output;
+  EXPECT_EQ(kernel_output(p.serial), kernel_output(q.output));
+  EXPECT_NE(p.serial.find("CPUID.1:ECX.VMX = 0"), std::string::npos) << p.serial;
+}
+
+// Under hw_assist the guest's VMXON is a VM exit (reason 27) to a VMM that does not offer nested
+// virtualization: the run stops and says so.
+TEST_F(PlatformTest, GuestHypervisorUnderHwAssistStopsAtItsVmxon) {
+  const PgsimRun p = pgsim(kKernels / "guestvmx.elf", "guestvmx_hw_assist",
+                           {"cpu.vmx=true", "vmm.strategy=hw_assist", "guest.cmdline=vmx=force"});
+  EXPECT_EQ(p.process.exit_status, kSimulatorError) << p.process.output;
+  EXPECT_NE(p.process.output.find("the guest executed vmxon (VM exit 27)"), std::string::npos) << p.process.output;
+  EXPECT_NE(p.process.output.find("nested virtualization (VMX for a guest hypervisor) is not implemented"),
+            std::string::npos)
+      << p.process.output;
+}
+
 }  // namespace
