@@ -125,8 +125,9 @@ TEST(Paravirt, WorkloadsPrintTheNativeOutput) {
       EXPECT_EQ(pv.router->vmm().resource_control_violations(), 0u);
       EXPECT_EQ(pv.pv().paging_counters().refusals, 0u);
       const std::string w = workload;
-      if (w == "bench=in" || w == "bench=cr8wr" || w == "bench=callret" || w == "bench=ptemod" || w == "bench=clisti")
+      if (w == "bench=in" || w == "bench=cr8wr" || w == "bench=callret" || w == "bench=ptemod" || w == "bench=clisti") {
         EXPECT_EQ(pv.router->total_traps(), ten.router->total_traps());
+      }
     }
   }
 }
