@@ -122,6 +122,34 @@ TEST(BinaryTranslation, GuestKernelCodeCannotReachTheVcpuPage) {
   EXPECT_EQ(gs.callouts().of("mov"), 1u);
 }
 
+// SGDT to guest memory is an inline store sequence that borrows RAX and RCX; here its operand is
+// based on RAX itself, and its store lands on a 2 MiB region the shadow has not mapped yet: the
+// store takes a hidden page fault inside the sequence, the VMM returns RAX and RCX from the vCPU
+// page's scratch slots, fills the shadow and runs the SGDT again from its start (the start of its
+// unit). The guest's
+// GDTR is stored, its registers are its own, and no callout was made.
+TEST(BinaryTranslation, AnInlineStoreThatFaultsRunsAgainWithTheGuestsRegisters) {
+  constexpr uint64_t kTarget = 0x400000, kRcx = 0x0123456789ABCDEF;
+  DeprivilegedMachine m("x86");
+  m.state().gpr[isa::RAX] = kTarget - 8;
+  m.state().gpr[isa::RCX] = kRcx;
+  auto& bt = m.start<vmm::BinaryTranslationVmm>({0x0F, 0x01, 0x40, 0x08,  // sgdt [rax+8]
+                                                 0xEB, 0xFE});
+  m.core.run(40);
+  ASSERT_FALSE(m.core.is_shutdown()) << m.core.shutdown_reason();
+  EXPECT_EQ(bt.translator().guest_rip_at(m.state().rip), test::kCode + 4);
+  EXPECT_EQ(m.ram.get<uint16_t>(kTarget), 0x7F);  // the guest's GDTR (tests/isa_system/system_harness.h)
+  EXPECT_EQ(m.ram.get<uint64_t>(kTarget + 2), test::kGdt);
+  EXPECT_EQ(m.state().gpr[isa::RAX], kTarget - 8);
+  EXPECT_EQ(m.state().gpr[isa::RCX], kRcx);
+  EXPECT_EQ(m.traps(vmm::TrapCause::PageFault), 1u);
+  EXPECT_EQ(bt.callouts().total(), 0u);
+  // Translated once: the SGDT starts its unit, where the guest resumes; the other unit is the
+  // jmp $ the first one jumps to.
+  EXPECT_EQ(bt.translator().counters().inlined_by_mnemonic.of("sgdt"), 1u);
+  EXPECT_EQ(bt.translator().counters().units, 2u);
+}
+
 // The cycles of translated code's trips into the VMM, each in its bucket: an OUT loop
 // (mov ecx, n; l: out 0x80, al; dec ecx; jnz l; jmp $) translates three units once (from the
 // entry, from l, the final jmp $), and each OUT is one callout: crossing, I/O emulation and one
