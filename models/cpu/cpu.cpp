@@ -224,7 +224,7 @@ void Cpu::run() {
       budget = std::min(budget, params_.max_instructions - retired);
     }
     core_.run(budget);
-    update_trace();
+    if (chunk_observer_) chunk_observer_();
     if (end_ != End::Running) break;
     if (core_.is_shutdown()) {
       std::ostringstream detail;
@@ -269,28 +269,8 @@ void Cpu::run() {
   quantum_.set(local_time() - sc_core::sc_time_stamp());
   quantum_.sync();
   account_.update_snapshot();
-  update_trace();
+  if (chunk_observer_) chunk_observer_();
   sc_core::sc_stop();
-}
-
-void Cpu::trace(sc_core::sc_trace_file* tf) {
-  tracing_ = true;
-  sc_core::sc_trace(tf, mode_signal_, std::string(name()) + ".mode");
-  sc_core::sc_trace(tf, cpl_signal_, std::string(name()) + ".cpl");
-  sc_core::sc_trace(tf, interrupts_signal_, std::string(name()) + ".interrupts");
-  sc_core::sc_trace(tf, events_signal_, std::string(name()) + ".exceptions_and_interrupts");
-  sc_core::sc_trace(tf, vm_exits_signal_, std::string(name()) + ".vm_exits");
-  sc_core::sc_trace(tf, vm_entries_signal_, std::string(name()) + ".vm_entries");
-}
-
-void Cpu::update_trace() {
-  if (!tracing_) return;
-  mode_signal_.write(static_cast<int>(core_.mode()));
-  cpl_signal_.write(static_cast<int>(core_.state().cpl()));
-  interrupts_signal_.write(core_.counters().interrupts);
-  events_signal_.write(core_.counters().events);
-  if (vm_exits_) vm_exits_signal_.write(vm_exits_());
-  if (vm_entries_) vm_entries_signal_.write(vm_entries_());
 }
 
 }  // namespace pgsim::models

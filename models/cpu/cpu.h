@@ -66,14 +66,9 @@ class Cpu : public sc_core::sc_module,
   const std::string& end_detail() const { return end_detail_; }
   double host_seconds() const { return host_seconds_; }
 
-  // VCD tracing of the CPU mode, CPL, interrupts and exceptions, and of the VM exits and entries of
-  // a VMM that makes them (updated at each chunk).
-  void trace(sc_core::sc_trace_file* tf);
-  // Where the traced VM exits and entries come from (the platform's VMM); without it both stay 0.
-  void set_vm_transition_counts(std::function<uint64_t()> exits, std::function<uint64_t()> entries) {
-    vm_exits_ = std::move(exits);
-    vm_entries_ = std::move(entries);
-  }
+  // Called after each chunk of instructions the core ran (a quantum at most) and at the end of the
+  // run, for a trace that samples the CPU's state (trace.vcd); empty: nothing is called.
+  void set_chunk_observer(std::function<void()> observer) { chunk_observer_ = std::move(observer); }
 
   // isa::PhysicalBus
   uint8_t* host_frame(uint64_t paddr) override;
@@ -108,7 +103,6 @@ class Cpu : public sc_core::sc_module,
     return sc_core::sc_time(static_cast<double>(cycles) / timing_.clock_hz, sc_core::SC_SEC);
   }
   void wait_for_interrupt();
-  void update_trace();
   void invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end);
 
   Params params_;
@@ -135,14 +129,7 @@ class Cpu : public sc_core::sc_module,
   double host_seconds_ = 0;
   std::chrono::steady_clock::time_point host_start_;
 
-  sc_core::sc_signal<int> mode_signal_{"mode"};   // isa::Mode
-  sc_core::sc_signal<int> cpl_signal_{"cpl"};
-  sc_core::sc_signal<uint64_t> interrupts_signal_{"interrupts"};
-  sc_core::sc_signal<uint64_t> events_signal_{"events"};
-  sc_core::sc_signal<uint64_t> vm_exits_signal_{"vm_exits"};
-  sc_core::sc_signal<uint64_t> vm_entries_signal_{"vm_entries"};
-  std::function<uint64_t()> vm_exits_, vm_entries_;
-  bool tracing_ = false;
+  std::function<void()> chunk_observer_;
 };
 
 const char* to_string(Cpu::End end);

@@ -134,7 +134,11 @@ isa::Translation Mmu::translate(const isa::CpuState& state, uint64_t linear, isa
     skip_level_ = walk_cache_.lowest_hit(linear, pcid, top, vpid);
     if (skip_level_) ++counters_.walk_cache_hits;
     deepest_read_ = top + 1;
+    const uint64_t refs_before = counters_.walk_refs;
     walk = isa::page_walk(state, bus_, req, this, nested);
+    // A guest without paging has no leaf (its "walk" is the nested dimension's alone).
+    if (walk.ok && isa::paging_mode(state) != isa::PagingMode::None)
+      count_by_leaf(walk.page_size ? walk.page_size : kPage4K, counters_.walk_refs - refs_before);
     // Remember the non-leaf entries this walk used (levels above the leaf).
     if (walk.ok)
       for (unsigned level = top; level >= 2 && level > deepest_read_; --level)
@@ -165,6 +169,14 @@ isa::Translation Mmu::translate(const isa::CpuState& state, uint64_t linear, isa
   // size it does not hold) is translated again on every access.
   t.cacheable = l1.insert(linear, page_size, pcid, walk.global, vpid) != 0;
   return t;
+}
+
+void Mmu::count_by_leaf(uint64_t page_size, uint64_t refs) {
+  for (size_t i = 0; i < std::size(MmuCounters::kLeafSizes); ++i)
+    if (MmuCounters::kLeafSizes[i] == page_size) {
+      ++counters_.walks_by_leaf[i];
+      counters_.walk_refs_by_leaf[i] += refs;
+    }
 }
 
 void Mmu::charge_reference(uint64_t paddr) {

@@ -62,6 +62,11 @@ struct MmuCounters {
                                // guest_refs + nested_refs
   uint64_t walk_guest_refs = 0;   // of them, guest-dimension references (all of them without EPT)
   uint64_t walk_nested_refs = 0;  // of them, EPT entries read by two-dimensional walks
+  // Completed walks and their references by the guest's leaf page size (4K, 2M, 4M, 1G): a walk's
+  // length depends on it, so that references per walk can be read off per page size.
+  static constexpr uint64_t kLeafSizes[4] = {kPage4K, kPage2M, kPage4M, kPage1G};
+  static constexpr const char* kLeafNames[4] = {"4k", "2m", "4m", "1g"};
+  uint64_t walks_by_leaf[4] = {}, walk_refs_by_leaf[4] = {};
   uint64_t nested_tlb_hits = 0, nested_tlb_misses = 0;  // guest-physical translations charged
   uint64_t nested_walk_cache_hits = 0;  // nested walks shortened by a nested walk cache
   uint64_t ept_violations = 0, ept_misconfigurations = 0;  // translations stopped by the EPT
@@ -127,6 +132,7 @@ class Mmu : public isa::Translator, public isa::NestedPagingControl, private isa
   void on_reference(uint64_t paddr, unsigned level) override;
   void on_nested_reference(uint64_t paddr, unsigned level) override;
   void charge_reference(uint64_t paddr);
+  void count_by_leaf(uint64_t page_size, uint64_t refs);
   uint16_t current_vpid() const { return nested_ ? nested_->vpid : 0; }
   void on_l1_evict(uint64_t base, uint64_t size);
   uint16_t current_pcid() const;

@@ -71,6 +71,10 @@ class BinaryTranslationVmm final : public Vmm {
   // (IDENT copies, chained branches) over those plus what the VMM executed for the guest
   // (callouts and interpreted instructions on the virtual CPU, branches the hook carried out).
   double direct_fraction() const override;
+  GuestState guest_state(const isa::Core&) const override {
+    return translated_mode() ? GuestState::Translated : guest_.guest_state();
+  }
+  unsigned virtual_cpl(const isa::Core& real) const override { return guest_.virtual_cpl(real); }
   void bind_statistics(stats::Registry& registry) override;
   uint64_t device_accesses_modelled() const override { return guest_.device_accesses(); }
 

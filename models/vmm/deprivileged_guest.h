@@ -85,6 +85,9 @@ class DeprivilegedGuest : private isa::InterruptSource {
   const ShadowPager& shadow() const { return *shadow_; }
   // The real CPU runs the guest (false while the virtual CPU interprets it).
   bool direct() const { return direct_; }
+  // For a trace: where the guest runs (directly or interpreted), and the virtual CPU's CPL.
+  GuestState guest_state() const { return direct_ ? GuestState::GuestDirect : GuestState::Interpreted; }
+  unsigned virtual_cpl(const isa::Core& real) const { return vcpu_ ? vcpu_->cpl() : real.state().cpl(); }
 
   // The physical address of the bytes reserved for the strategy at the top of the VMM's memory.
   uint64_t reserved_physical() const { return machine_.vmm_memory_base + machine_.vmm_memory_size - reserved_bytes_; }

@@ -63,6 +63,10 @@ class HwAssistVmm final : public Vmm {
   isa::PreExecute before_instruction(isa::Core& core, const isa::Insn& insn) override;
   void on_instruction_boundary(isa::Core& core) override;
   double direct_fraction() const override;
+  // The guest runs in non-root operation from the first VM entry.
+  GuestState guest_state(const isa::Core&) const override {
+    return vm_entries_ > 0 ? GuestState::NonRoot : GuestState::InVmm;
+  }
   uint64_t device_accesses_modelled() const override { return device_accesses_; }
   void bind_statistics(stats::Registry& registry) override;
 

@@ -24,6 +24,7 @@ class InterpretVmm final : public Vmm {
   const char* strategy() const override { return "interpret"; }
   std::optional<TrapCause> take_event(isa::Core&, const isa::Event&) override { return std::nullopt; }
   double direct_fraction() const override { return 0.0; }
+  GuestState guest_state(const isa::Core&) const override { return GuestState::Interpreted; }
   void bind_statistics(stats::Registry& registry) override;
 
   // Guest data accesses made through the software MMU so far.

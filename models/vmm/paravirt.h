@@ -75,6 +75,8 @@ class ParavirtVmm final : public Vmm, private isa::HypervisorInterface {
   void after_instruction(isa::Core& core, const isa::Insn& insn) override;
   void on_instruction_boundary(isa::Core& core) override { guest_.interpret_until_direct(core); }
   double direct_fraction() const override;
+  GuestState guest_state(const isa::Core&) const override { return guest_.guest_state(); }
+  unsigned virtual_cpl(const isa::Core& real) const override { return guest_.virtual_cpl(real); }
   uint64_t device_accesses_modelled() const override { return guest_.device_accesses() + counters_.io_accesses; }
   void bind_statistics(stats::Registry& registry) override;
 

@@ -3,6 +3,7 @@
 // mnemonic): published as <prefix>.total and <prefix>.<name>, only for the names a run met.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -13,7 +14,11 @@ class ReasonLog {
   void record(const std::string& name, uint64_t times = 1) {
     by_name_[name] += times;
     total_ += times;
+    if (observer_)
+      for (uint64_t i = 0; i < times; ++i) observer_(name);
   }
+  // Called with the name at each record (a trace of the run); empty: nothing is called.
+  void set_observer(std::function<void(const std::string&)> observer) { observer_ = std::move(observer); }
   // How many times `name` was recorded.
   uint64_t of(const std::string& name) const {
     const auto it = by_name_.find(name);
@@ -26,6 +31,7 @@ class ReasonLog {
  private:
   std::map<std::string, uint64_t> by_name_;
   uint64_t total_ = 0;
+  std::function<void(const std::string&)> observer_;
 };
 
 }  // namespace pgsim::vmm

@@ -13,21 +13,45 @@ void TrapRouter::attach(isa::Core& core) {
   vmm_->attach(core);
 }
 
+void TrapRouter::set_trace(VmmTrace* trace) {
+  trace_ = trace;
+  const struct {
+    ReasonLog& log;
+    VmmEntry how;
+  } logs[] = {{vmm_->exits_, VmmEntry::Exit}, {vmm_->callouts_, VmmEntry::Callout},
+              {vmm_->hypercalls_, VmmEntry::Hypercall}};
+  for (const auto& [log, how] : logs) {
+    if (!trace) log.set_observer(nullptr);
+    else log.set_observer([this, how = how](const std::string& reason) { entered(how, reason); });
+  }
+}
+
+void TrapRouter::entered(VmmEntry how, const std::string& reason) {
+  entered_ = true;
+  trace_->entered(in_call_ ? call_began_ : trace_->now(), how, reason);
+}
+
 bool TrapRouter::on_event(isa::Core& core, const isa::Event& event) {
-  const std::optional<TrapCause> cause = vmm_->take_event(core, event);
-  if (!cause) return false;
-  ++traps_[static_cast<unsigned>(*cause)];
-  ++total_;
-  if (event.kind == isa::EventKind::External) ++interrupts_taken_;  // as the core counts them
-  return true;
+  return traced([&] {
+    const std::optional<TrapCause> cause = vmm_->take_event(core, event);
+    if (!cause) return false;
+    ++traps_[static_cast<unsigned>(*cause)];
+    ++total_;
+    if (event.kind == isa::EventKind::External) ++interrupts_taken_;  // as the core counts them
+    if (trace_) entered(VmmEntry::Trap, trap_cause_name(*cause));
+    return true;
+  });
 }
 
 bool TrapRouter::on_delivery_fault(isa::Core& core, const isa::Event& delivering, const isa::Event& fault) {
-  const std::optional<TrapCause> cause = vmm_->take_delivery_fault(core, delivering, fault);
-  if (!cause) return false;
-  ++traps_[static_cast<unsigned>(*cause)];
-  ++total_;
-  return true;
+  return traced([&] {
+    const std::optional<TrapCause> cause = vmm_->take_delivery_fault(core, delivering, fault);
+    if (!cause) return false;
+    ++traps_[static_cast<unsigned>(*cause)];
+    ++total_;
+    if (trace_) entered(VmmEntry::Trap, trap_cause_name(*cause));
+    return true;
+  });
 }
 
 void TrapRouter::bind_statistics(stats::Registry& r) {

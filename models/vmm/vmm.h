@@ -31,6 +31,7 @@
 #include "models/vmm/leaks.h"
 #include "models/vmm/reason_log.h"
 #include "models/vmm/trap_cause.h"
+#include "models/vmm/vmm_trace.h"
 
 namespace pgsim::stats {
 class Registry;
@@ -123,6 +124,11 @@ class Vmm {
   // devices are virtual): the strategy charges them at vmm.cost.device_model_cycles, and the
   // platform leaves them out of its device-latency bucket (sim.cycles.io).
   virtual uint64_t device_accesses_modelled() const { return 0; }
+  // Where the guest runs now, between entries into the VMM (a trace's vmm.state).
+  virtual GuestState guest_state(const isa::Core& real) const { return GuestState::GuestDirect; }
+  // The CPL the guest believes it runs at (the virtual CPU's, as the VMM last took it from the
+  // real CPU); where the guest runs at its own CPL, the real CPU's.
+  virtual unsigned virtual_cpl(const isa::Core& real) const { return real.state().cpl(); }
   // Binds the strategy's own statistics (the router binds traps, exits, callouts, hypercalls,
   // leaks and resource control).
   virtual void bind_statistics(stats::Registry& registry) {}
@@ -146,6 +152,8 @@ class Vmm {
   uint64_t violations_ = 0;
   ReasonLog exits_, callouts_, hypercalls_;
   uint64_t vm_entries_ = 0;
+
+  friend class TrapRouter;  // observes the reason logs for a trace
 };
 
 // One entry of the strategy registry: what the platform and the config need to know of a strategy

@@ -201,7 +201,8 @@ int run_command(const RunOptions& options, std::ostream& out, std::ostream& err,
         << " host seconds (" << run_json["guest_ips"].get<double>() / 1e6 << " million per second)";
   out << "\nrun '" << cfg.str("run.name") << "': " << describe_outcome(*outcome) << "\n"
       << "guest instructions: " << speed.str() << "\n"
-      << "results: " << out_dir.string() << "/ (config.yaml, stats.json, stats.txt, serial.log)\n";
+      << "results: " << out_dir.string() << "/ (config.yaml, stats.json, stats.txt, serial.log"
+      << (cfg.flag("trace.vcd") ? ", trace.vcd" : "") << ")\n";
   return status_of(*outcome);
 }
 

@@ -15,6 +15,7 @@
 #include "platforms/cli/atomic_file.h"
 #include "platforms/cli/child_runs.h"
 #include "platforms/cli/commands.h"
+#include "platforms/cli/progress.h"
 #include "platforms/cli/run_file.h"
 
 namespace pgsim::cli {
@@ -51,17 +52,6 @@ std::vector<std::string> string_list(const fs::path& file, const YAML::Node& roo
   return values;
 }
 
-// A `strategies:` entry: a vmm.strategy, or STRATEGY/PAGING for one with a vmm.paging of its own
-// ("hw_assist/shadow": first-generation VT-x on shadow page tables).
-struct StrategyEntry {
-  std::string strategy, paging;  // paging "" : the strategy's default
-};
-StrategyEntry strategy_entry(const std::string& entry) {
-  const size_t slash = entry.find('/');
-  if (slash == std::string::npos) return {entry, ""};
-  return {entry.substr(0, slash), entry.substr(slash + 1)};
-}
-
 Experiment load_experiment(const fs::path& file) {
   const YAML::Node root = load_run_file(file, "experiment file",
                                         {"base", "profiles", "strategies", "workloads", "leak_policy", "set"});
@@ -69,13 +59,7 @@ Experiment load_experiment(const fs::path& file) {
   e.base = base_config(file, root);
   e.profiles = string_list(file, root, "profiles");
   e.strategies = string_list(file, root, "strategies");
-  for (size_t k = 0; k < e.strategies.size(); ++k) {
-    const StrategyEntry s = strategy_entry(e.strategies[k]);
-    const bool has_paging = e.strategies[k].find('/') != std::string::npos;
-    if (s.strategy.empty() || (has_paging && (s.paging.empty() || s.paging.find('/') != std::string::npos)))
-      fail_at(file, root["strategies"][k], "strategies",
-              "'" + e.strategies[k] + "' is not a strategy or STRATEGY/PAGING (e.g. hw_assist/shadow)");
-  }
+  for (size_t k = 0; k < e.strategies.size(); ++k) strategy_entry(file, root["strategies"][k], "strategies");
   e.workloads = string_list(file, root, "workloads");
   if (const YAML::Node policy = root["leak_policy"]) {
     if (!policy.IsScalar() || (policy.Scalar() != "expose" && policy.Scalar() != "conceal"))
@@ -109,11 +93,10 @@ std::string run_name(const std::string& profile, const std::string& strategy, co
 ChildCommand run_command_of(const Experiment& e, const DemoOptions& o, const DemoRun& run, const fs::path& log) {
   std::vector<std::string> overrides = e.overrides;
   overrides.insert(overrides.end(), o.overrides.begin(), o.overrides.end());
-  const StrategyEntry strategy = strategy_entry(run.row.strategy);
   overrides.insert(overrides.end(), {"run.name=" + run.name, "cpu.profile=" + run.row.profile,
-                                     "vmm.strategy=" + strategy.strategy, "vmm.leak_policy=" + run.row.leak_policy,
-                                     "guest.cmdline=" + run.row.workload});
-  if (!strategy.paging.empty()) overrides.push_back("vmm.paging=" + strategy.paging);
+                                     "vmm.leak_policy=" + run.row.leak_policy, "guest.cmdline=" + run.row.workload});
+  const std::vector<std::string> strategy = strategy_entry(run.row.strategy).assignments();
+  overrides.insert(overrides.end(), strategy.begin(), strategy.end());
   return {pgsim_run_arguments(e.base, overrides, o.results_dir), log};
 }
 
@@ -196,11 +179,14 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
       for (const char* stale : {"stats.json", "serial.log"}) fs::remove(o.results_dir / r.name / stale);
       commands.push_back(run_command_of(e, o, r, log_of(r)));
     }
+    Progress progress("pgsim demo", runs.size());
     run_children(commands, o.jobs, [&](const ChildEnd& end) {
       DemoRun& r = runs[end.index];
       r.exit_status = end.exit_status;
+      progress.clear();
       err << "[" << ++done << "/" << runs.size() << "] " << r.row.profile << " " << r.row.strategy << " '"
           << r.row.workload << "': exit status " << r.exit_status << "\n";
+      progress.update(done);
     });
   } catch (const std::exception& x) {
     err << "pgsim demo: " << x.what() << "\n";

@@ -14,7 +14,7 @@ FileLocation location_of(const YAML::Node& node) {
 
 std::string describe(const fs::path& file, FileLocation at) {
   std::string text = file.string();
-  if (at.line > 0) text += ":" + std::to_string(at.line) + ":" + std::to_string(at.column);
+  if (at.line > 0) text.append(1, ':').append(std::to_string(at.line)).append(1, ':').append(std::to_string(at.column));
   return text;
 }
 
@@ -52,6 +52,27 @@ fs::path base_config(const fs::path& file, const YAML::Node& root) {
   const fs::path path = (fs::absolute(file).parent_path() / base.Scalar()).lexically_normal();
   if (!fs::is_regular_file(path)) fail_at(file, location_of(base), "base", "no such config file: " + path.string());
   return path;
+}
+
+std::vector<std::string> StrategyEntry::assignments() const {
+  std::vector<std::string> out = {std::string("vmm.strategy=").append(strategy)};
+  if (!paging.empty()) out.push_back(std::string("vmm.paging=").append(paging));
+  return out;
+}
+
+StrategyEntry strategy_entry(const std::string& entry) {
+  const size_t slash = entry.find('/');
+  if (slash == std::string::npos) return {entry, ""};
+  return {entry.substr(0, slash), entry.substr(slash + 1)};
+}
+
+StrategyEntry strategy_entry(const fs::path& file, const YAML::Node& node, const std::string& key) {
+  const std::string text = node.IsScalar() ? node.Scalar() : "";
+  const StrategyEntry s = strategy_entry(text);
+  const bool has_paging = text.find('/') != std::string::npos;
+  if (s.strategy.empty() || (has_paging && (s.paging.empty() || s.paging.find('/') != std::string::npos)))
+    fail_at(file, node, key, std::string(1, '\'').append(text).append("' is not a strategy or STRATEGY/PAGING (e.g. hw_assist/shadow)"));
+  return s;
 }
 
 }  // namespace pgsim::cli

@@ -6,6 +6,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
@@ -39,5 +40,17 @@ YAML::Node load_run_file(const std::filesystem::path& file, const std::string& k
 
 // The config file `base:` names, relative to `file`; it must exist.
 std::filesystem::path base_config(const std::filesystem::path& file, const YAML::Node& root);
+
+// A strategy as experiment and sweep files name it: a vmm.strategy, or STRATEGY/PAGING for one
+// with a vmm.paging of its own ("hw_assist/shadow": first-generation VT-x on shadow page tables).
+struct StrategyEntry {
+  std::string strategy, paging;  // paging "": the strategy's default
+  // The config assignments "vmm.strategy=...", and "vmm.paging=..." when the entry names one.
+  std::vector<std::string> assignments() const;
+};
+// Refuses (at `node`, under `key`) an entry that is neither a name nor NAME/PAGING.
+StrategyEntry strategy_entry(const std::filesystem::path& file, const YAML::Node& node, const std::string& key);
+// An entry already checked.
+StrategyEntry strategy_entry(const std::string& entry);
 
 }  // namespace pgsim::cli

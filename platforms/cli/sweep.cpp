@@ -2,7 +2,8 @@
 // `pgsim run` child process, a few at a time, into results/<name>/<run id>/, then one CSV row per
 // run in results/<name>/sweep.csv. A run whose folder already holds a report for the same resolved
 // config is not run again, so an interrupted sweep resumes where it stopped, and runs done by a
-// Slurm job array (--slurm writes the script, each task runs --only I) are found done.
+// Slurm job array (--slurm writes the script, each task runs --only I) are found done; --gather
+// runs nothing, writes the CSV of what the array left and names the tasks to submit again.
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
@@ -17,6 +18,7 @@
 #include "platforms/cli/atomic_file.h"
 #include "platforms/cli/child_runs.h"
 #include "platforms/cli/commands.h"
+#include "platforms/cli/progress.h"
 #include "platforms/cli/sweep_file.h"
 #include "platforms/config/config.h"
 
@@ -34,6 +36,7 @@ struct SweepOptions {
   bool force = false;
   bool list = false;
   bool slurm = false;
+  bool gather = false;
   std::optional<size_t> only;
 };
 
@@ -180,7 +183,8 @@ std::string sbatch_script(const SweepOptions& o, const Sweep& sweep, size_t runs
     << "# (`pgsim sweep --list` shows them). Submit with `sbatch " << (sweep_dir / "sweep.sbatch").string()
     << "`;\n"
     << "# when every task has ended, `pgsim sweep " << sweep.file.string()
-    << "` finds the runs done and writes sweep.csv.\n"
+    << " --gather` writes sweep.csv and names the tasks\n"
+    << "# that failed, with the `sbatch --array=...` command that runs just those again.\n"
     << "#SBATCH --job-name=pgsim-" << sweep.name << "\n"
     << "#SBATCH --array=0-" << runs - 1 << "\n"
     << "#SBATCH --ntasks=1\n"
@@ -224,6 +228,7 @@ void run_pending(const SweepOptions& o, const Sweep& sweep, const std::vector<Sw
     commands.push_back({pgsim_run_arguments(sweep.base, runs[i].overrides, sweep_dir), dir / "pgsim.log"});
   }
   size_t ended = 0;
+  Progress progress("pgsim sweep", pending.size());
   run_children(commands, o.jobs, [&](const ChildEnd& end) {
     const SweepRun& run = runs[pending[end.index]];
     RunResult& r = results[run.index];
@@ -231,9 +236,12 @@ void run_pending(const SweepOptions& o, const Sweep& sweep, const std::vector<Sw
     r.report = report_for(sweep_dir / run.id, run.config);
     std::ostringstream took;
     took << std::fixed << std::setprecision(1) << end.host_seconds;
+    progress.clear();
     err << "[" << ++ended << "/" << pending.size() << "] " << run.id << " done in " << took.str()
         << " s, exit status " << end.exit_status << "\n";
+    progress.update(ended);
   });
+  progress.clear();
   for (size_t i : indices) {
     RunResult& r = results[i];
     if (r.report) r.problem = problem_of(*r.report);
@@ -243,16 +251,41 @@ void run_pending(const SweepOptions& o, const Sweep& sweep, const std::vector<Sw
   }
 }
 
-// The runs that did not end with the guest's exit, on stderr; true when there are none.
-bool all_ended_normally(const std::vector<SweepRun>& runs, const std::vector<size_t>& indices,
-                        const std::vector<RunResult>& results, std::ostream& err) {
-  bool all = true;
+// Runs nothing: every run's result is the report its folder holds, if any (runs done by the tasks
+// of a Slurm job array, or by earlier sweeps).
+void gather_reports(const std::vector<SweepRun>& runs, const fs::path& sweep_dir, std::vector<RunResult>& results) {
+  for (const SweepRun& run : runs) {
+    RunResult& r = results[run.index];
+    const fs::path dir = sweep_dir / run.id;
+    r.report = report_for(dir, run.config);
+    if (r.report) r.problem = problem_of(*r.report);
+    else if (fs::exists(dir / "pgsim.log"))
+      r.problem = "no report: " + last_line(dir / "pgsim.log");
+    else
+      r.problem = "not run (no " + (dir / "pgsim.log").string() + ")";
+  }
+}
+
+// The runs that did not end with the guest's exit, on stderr; their indices (none: all ended so).
+std::vector<size_t> runs_not_ended_normally(const std::vector<SweepRun>& runs, const std::vector<size_t>& indices,
+                                            const std::vector<RunResult>& results, std::ostream& err) {
+  std::vector<size_t> failed;
   for (size_t i : indices)
     if (!results[i].problem.empty()) {
       err << "pgsim sweep: run " << i << " (" << runs[i].id << "): " << results[i].problem << "\n";
-      all = false;
+      failed.push_back(i);
     }
-  return all;
+  return failed;
+}
+
+// How to run again just the failed runs of a gathered job array: the same script, with its array
+// narrowed on sbatch's command line (which overrides the script's #SBATCH --array).
+void print_resubmission(const std::vector<size_t>& failed, const fs::path& sweep_dir, std::ostream& err) {
+  std::string array;
+  for (size_t i : failed) array += (array.empty() ? "" : ",") + std::to_string(i);
+  err << "pgsim sweep: " << failed.size() << " of the runs failed or left no report; run them again with\n"
+      << "  sbatch --array=" << array << " " << shell_quoted(fs::absolute(sweep_dir / "sweep.sbatch").string())
+      << "\n";
 }
 
 int sweep_command(const SweepOptions& o, std::ostream& out, std::ostream& err) {
@@ -283,18 +316,20 @@ int sweep_command(const SweepOptions& o, std::ostream& out, std::ostream& err) {
     if (o.slurm) {
       write_file_atomically(sweep_dir / "sweep.sbatch", sbatch_script(o, sweep, runs.size(), sweep_dir));
       out << "wrote " << (sweep_dir / "sweep.sbatch").string() << ": a Slurm job array of " << runs.size()
-          << " tasks; submit it with sbatch, then run `pgsim sweep " << o.file.string() << "` for the CSV\n";
+          << " tasks; submit it with sbatch, then run `pgsim sweep " << o.file.string() << " --gather` for the CSV\n";
       return kGuestSuccess;
     }
     if (o.only) indices.push_back(*o.only);
     else
       for (const SweepRun& run : runs) indices.push_back(run.index);
-    run_pending(o, sweep, runs, indices, sweep_dir, results, err);
+    if (o.gather) gather_reports(runs, sweep_dir, results);
+    else run_pending(o, sweep, runs, indices, sweep_dir, results, err);
   } catch (const std::exception& e) {
     err << "pgsim sweep: " << e.what() << "\n";
     return kSimulatorError;
   }
-  const bool normal = all_ended_normally(runs, indices, results, err);
+  const std::vector<size_t> failed = runs_not_ended_normally(runs, indices, results, err);
+  const bool normal = failed.empty();
   if (o.only) return normal ? kGuestSuccess : kSimulatorError;
 
   std::vector<std::string> unmatched;
@@ -308,6 +343,7 @@ int sweep_command(const SweepOptions& o, std::ostream& out, std::ostream& err) {
   }
   out << csv.string() << ": " << runs.size() << " runs, " << sweep.matrix.size() + columns.size() << " columns\n";
   for (const auto& message : unmatched) err << "pgsim sweep: " << message << "\n";
+  if (!normal && o.gather) print_resubmission(failed, sweep_dir, err);
   if (!normal) return kSimulatorError;
   return unmatched.empty() ? kGuestSuccess : kUsageError;
 }
@@ -336,8 +372,12 @@ const CommandRegistration registration{"sweep", [](CLI::App& app, int& status) {
                               "write DIR/<name>/sweep.sbatch, a Slurm job array of the runs, and run nothing");
   auto* only_option = cmd->add_option("--only", *only, "run only run I (no CSV): one task of the job array")
                           ->type_name("I");
-  list->excludes(slurm)->excludes(only_option);
-  slurm->excludes(only_option);
+  auto* gather = cmd->add_flag("--gather", options->gather,
+                               "run nothing: write the CSV of the runs done (by a Slurm job array), name those "
+                               "that failed or are missing, and print the sbatch command that runs just them");
+  list->excludes(slurm)->excludes(only_option)->excludes(gather);
+  slurm->excludes(only_option)->excludes(gather);
+  gather->excludes(only_option);
   cmd->footer(
       "Exit status: 0 every run ended with the guest's exit (its success or failure is the CSV's run.exit_status); "
       "2 bad sweep file or command line, or a stats: entry that no run reported; 4 a run crashed, hit a limit or "

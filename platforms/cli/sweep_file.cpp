@@ -63,7 +63,13 @@ class ValueReader {
   SweepValue read(const std::string& key, const YAML::Node& node) const {
     const config::KeySpec* spec = config::Schema::builtin().find(key);
     const bool list = spec->type == config::Type::StringList || spec->type == config::Type::PathList;
-    SweepValue value{"", "", location_of(node)};
+    SweepValue value{"", {}, location_of(node)};
+    if (key == "vmm.strategy") {
+      value.text = node.IsScalar() ? node.Scalar() : "";
+      for (const std::string& assignment : strategy_entry(file_, node, key).assignments())
+        value.assignments.push_back(quoted(assignment));
+      return value;
+    }
     YAML::Emitter out;
     out << YAML::DoubleQuoted;
     if (node.IsScalar()) {
@@ -83,11 +89,19 @@ class ValueReader {
       fail_at(file_, location_of(node), key,
            list ? "must be a value or a list of values" : "must be a single value (text, number or true/false)");
     }
-    value.assignment = key + "=" + out.c_str();
+    value.assignments = {key + "=" + out.c_str()};
     return value;
   }
 
  private:
+  // "key=value" with the value double-quoted.
+  static std::string quoted(const std::string& assignment) {
+    const size_t eq = assignment.find('=');
+    YAML::Emitter out;
+    out << YAML::DoubleQuoted << assignment.substr(eq + 1);
+    return assignment.substr(0, eq + 1) + out.c_str();
+  }
+
   std::string resolved(const config::KeySpec& spec, const std::string& text) const {
     using config::Type;
     const bool path = spec.type == Type::Path || spec.type == Type::PathList ||
@@ -196,6 +210,14 @@ Sweep load_sweep(const fs::path& file) {
     sweep.matrix.push_back(std::move(axis));
   });
   if (sweep.matrix.empty()) fail_at(file, location_of(root["matrix"]), "matrix", "names no config key to vary");
+  const auto names_paging = [&](const std::string& key) { return key == "vmm.paging"; };
+  for (const MatrixAxis& axis : sweep.matrix)
+    for (const SweepValue& value : axis.values)
+      if (value.assignments.size() > 1 &&
+          (std::any_of(sweep.set.begin(), sweep.set.end(), [&](const auto& s) { return names_paging(s.first); }) ||
+           std::any_of(sweep.matrix.begin(), sweep.matrix.end(), [&](const MatrixAxis& a) { return names_paging(a.key); })))
+        fail_at(file, value.at, axis.key,
+                "'" + value.text + "' sets vmm.paging, which the sweep sets as well; keep one");
   label_axes(sweep.matrix);
 
   if (const YAML::Node stats = root["stats"]) {
@@ -240,7 +262,8 @@ void make_ids_unique(const Sweep& sweep, std::vector<SweepRun>& runs) {
     if (count[run.id] == 1) continue;
     std::string exact;
     for (size_t axis = 0; axis < sweep.matrix.size(); ++axis)
-      exact += sweep.matrix[axis].values[run.choice[axis]].assignment + "\n";
+      for (const std::string& assignment : sweep.matrix[axis].values[run.choice[axis]].assignments)
+        exact += assignment + "\n";
     run.id.append(1, '-').append(short_hash(exact));
   }
 }
@@ -272,10 +295,12 @@ std::vector<std::string> overrides_of(const Sweep& sweep, const std::vector<size
                                       const std::vector<std::string>& command_line, const std::string& id,
                                       const std::vector<size_t>* axes = nullptr) {
   std::vector<std::string> overrides;
-  for (const auto& [key, value] : sweep.set) overrides.push_back(value.assignment);
+  const auto add = [&](const SweepValue& value) {
+    overrides.insert(overrides.end(), value.assignments.begin(), value.assignments.end());
+  };
+  for (const auto& [key, value] : sweep.set) add(value);
   for (size_t axis = 0; axis < sweep.matrix.size(); ++axis)
-    if (!axes || std::find(axes->begin(), axes->end(), axis) != axes->end())
-      overrides.push_back(sweep.matrix[axis].values[choice[axis]].assignment);
+    if (!axes || std::find(axes->begin(), axes->end(), axis) != axes->end()) add(sweep.matrix[axis].values[choice[axis]]);
   overrides.insert(overrides.end(), command_line.begin(), command_line.end());
   overrides.push_back("run.name=" + id);
   return overrides;

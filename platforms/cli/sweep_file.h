@@ -35,7 +35,9 @@ using SweepLocation = FileLocation;
 // One value of a matrix key, or of a key under `set:`.
 struct SweepValue {
   std::string text;        // as written in the sweep file ("32", "[a, b]"): the CSV's cell
-  std::string assignment;  // "key=value" for `pgsim run --set` (paths made absolute)
+  // "key=value" for `pgsim run --set` (paths made absolute): one, or two for a vmm.strategy
+  // value STRATEGY/PAGING, which sets vmm.paging as well.
+  std::vector<std::string> assignments;
   SweepLocation at;
 };
 

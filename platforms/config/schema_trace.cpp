@@ -5,8 +5,9 @@ namespace pgsim::config {
 
 void declare_trace(Schema& s) {
   s.add(boolean("trace.vcd", false,
-                "write results/<run.name>/trace.vcd: CPU mode, interrupts, exceptions, traps and "
-                "VM exits over simulated time"));
+                "write results/<run.name>/trace.vcd for GTKWave: real and virtual CPL, CPU mode, the "
+                "strategy's state, each trap, VM exit, callout and hypercall with its reason at its "
+                "cycle, page walks"));
 }
 
 }  // namespace pgsim::config

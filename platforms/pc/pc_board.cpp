@@ -211,8 +211,11 @@ void PcBoard::start_of_simulation() {
                                        [router] { return router->exceptions_taken(); },
                                        [router] { return router->interrupts_taken(); },
                                        [router] { return router->vmm().device_accesses_modelled(); }});
-  cpu_->set_vm_transition_counts([router] { return router->vmm().exits().total(); },
-                                 [router] { return router->vmm().vm_entries(); });
+  if (!trace_path_.empty()) trace_ = std::make_unique<MachineTrace>(trace_path_, *cpu_, *router);
+}
+
+void PcBoard::close_trace() {
+  if (trace_) trace_->close();
 }
 
 }  // namespace pgsim::pc

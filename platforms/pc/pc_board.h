@@ -30,6 +30,7 @@
 #include "models/memory/ram.h"
 #include "models/vmm/trap_router.h"
 #include "platforms/config/config.h"
+#include "platforms/pc/machine_trace.h"
 
 namespace pgsim::pc {
 
@@ -52,6 +53,10 @@ class PcBoard : public sc_core::sc_module {
   models::CacheHierarchy* caches() { return caches_.get(); }
   const models::multiboot::BootInfo& boot() const { return boot_; }
   uint64_t serial_bytes() const { return serial_bytes_; }
+  // Before simulation: write the run's trace (platforms/pc/machine_trace.h) to `path`, from the
+  // start of simulation, when the VMM exists. After it: close the trace (if any).
+  void trace_to(const std::filesystem::path& path) { trace_path_ = path; }
+  void close_trace();
 
  private:
   models::PcMemoryMap memory_map_;
@@ -72,6 +77,8 @@ class PcBoard : public sc_core::sc_module {
   uint64_t serial_bytes_ = 0;
   const config::Config& config_;
   uint64_t vmm_memory_base_ = 0, vmm_memory_size_ = 0;
+  std::filesystem::path trace_path_;
+  std::unique_ptr<MachineTrace> trace_;
 
   void start_of_simulation() override;
 };

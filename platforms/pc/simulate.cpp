@@ -67,6 +67,14 @@ void bind_statistics(stats::Registry& r, pc::PcBoard& board) {
   r.bind("mmu.walk.nested_refs", Unit::Count,
          "page-walk references to EPT entries, translating guest-physical addresses (nested paging)",
          &mmu.walk_nested_refs);
+  for (size_t i = 0; i < std::size(models::MmuCounters::kLeafNames); ++i) {
+    const std::string leaf = models::MmuCounters::kLeafNames[i];
+    r.bind("mmu.walk.leaf_" + leaf + ".count", Unit::Count, "page walks that ended at a guest page of size " + leaf,
+           &mmu.walks_by_leaf[i]);
+    r.bind("mmu.walk.leaf_" + leaf + ".refs", Unit::Count,
+           "references (both dimensions, after the walk caches) of the walks that ended at a guest page of size " + leaf,
+           &mmu.walk_refs_by_leaf[i]);
+  }
   r.bind("mmu.nested.tlb.hits", Unit::Count,
          "guest-physical translations of two-dimensional walks found in the nested TLB", &mmu.nested_tlb_hits);
   r.bind("mmu.nested.tlb.misses", Unit::Count,
@@ -133,14 +141,10 @@ RunOutcome simulate(const RunContext& ctx) {
   sc_core::sc_report_handler::set_actions(sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
   bind_statistics(ctx.stats, board);
 
-  sc_core::sc_trace_file* vcd = nullptr;
-  if (c.flag("trace.vcd")) {
-    vcd = sc_core::sc_create_vcd_trace_file((ctx.out_dir / "trace").string().c_str());
-    board.cpu().trace(vcd);
-  }
+  if (c.flag("trace.vcd")) board.trace_to(ctx.out_dir / "trace.vcd");
   sc_core::sc_start();
   board.vmm().bind_statistics(ctx.stats);  // the VMM exists from the start of simulation
-  if (vcd) sc_core::sc_close_vcd_trace_file(vcd);
+  board.close_trace();
   ctx.serial_log.flush();
 
   models::Cpu& cpu = board.cpu();

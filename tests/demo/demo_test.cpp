@@ -145,6 +145,21 @@ TEST(Demo, StrategyEntryCanSetThePagingOfItsRow) {
   EXPECT_NE(bad.output.find("'hw_assist/' is not a strategy or STRATEGY/PAGING"), std::string::npos) << bad.output;
 }
 
+// On a terminal (forced by PGSIM_PROGRESS=1) the runs' progress is shown, and erased before the table.
+TEST(Demo, ProgressLineOnATerminalErasedBeforeTheTable) {
+  ScratchDir dir;
+  dir.write("two.yaml", experiment("profiles: [x86]\nstrategies: [native, trap_emulate]\nworkloads: [bench=in iters=20]\n"));
+  const auto result = run_shell("cd " + dir.path().string() + " && { PGSIM_PROGRESS=1 " + PGSIM_BINARY +
+                                " demo two.yaml --results-dir out 2>&1 >/dev/null; }");  // stderr only
+  ASSERT_EQ(result.status, 0) << result.output;
+  for (const char* drawn : {"\r\033[Kpgsim demo: 0/2 runs done, ", "\r\033[Kpgsim demo: 1/2 runs done, ",
+                            "\r\033[Kpgsim demo: 2/2 runs done, "})
+    EXPECT_NE(result.output.find(drawn), std::string::npos) << drawn << " in " << result.output;
+  EXPECT_NE(result.output.find(" left\r\033[K[2/2] "), std::string::npos) << result.output;
+  // The last thing on stderr erases the line.
+  EXPECT_EQ(result.output.substr(result.output.size() - 4), "\r\033[K") << result.output;
+}
+
 TEST(Demo, BadExperimentFileNamesFileLineColumnAndKey) {
   ScratchDir dir;
   dir.write("bad.yaml", experiment("profiles: x86\nstrategies: [native]\nworkloads: [bench=selftest]\n"));

@@ -2,6 +2,7 @@
 // config schema.
 #include <gtest/gtest.h>
 
+#include "platforms/cli/progress.h"
 #include "platforms/config/config.h"
 #include "tests/foundation/test_support.h"
 
@@ -13,6 +14,17 @@ using test::ScratchDir;
 
 std::string pgsim(const std::string& arguments) {
   return std::string("'") + PGSIM_BINARY + "' " + arguments;
+}
+
+// The progress line of demo and sweep: the time left is the time per run so far times the runs left.
+TEST(Cli, ProgressLineEstimatesTheTimeLeft) {
+  using cli::Progress;
+  EXPECT_EQ(Progress::line("pgsim sweep", 0, 16, 0.04), "pgsim sweep: 0/16 runs done, 0.0 s elapsed");
+  EXPECT_EQ(Progress::line("pgsim sweep", 3, 16, 21.0), "pgsim sweep: 3/16 runs done, 21 s elapsed, about 1 min 31 s left");
+  EXPECT_EQ(Progress::line("pgsim demo", 1, 4, 1.5), "pgsim demo: 1/4 runs done, 1.5 s elapsed, about 4.5 s left");
+  EXPECT_EQ(Progress::line("pgsim sweep", 10, 400, 300.0),
+            "pgsim sweep: 10/400 runs done, 5 min 00 s elapsed, about 3 h 15 min left");
+  EXPECT_EQ(Progress::line("pgsim demo", 4, 4, 65.0), "pgsim demo: 4/4 runs done, 1 min 05 s elapsed");
 }
 
 TEST(Cli, MisspelledKeyExitsTwoNamingFileLineAndSuggestion) {

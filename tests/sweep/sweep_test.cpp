@@ -1,6 +1,6 @@
 // `pgsim sweep` end to end: the real program runs small sweep files, each run a real child
 // `pgsim run` of the guest kernel. The CSV's cells are the runs' own reports; a second invocation
-// runs nothing; --only, --list and --slurm; bad sweep files are refused before anything runs.
+// runs nothing; --only, --list, --slurm and --gather; bad sweep files are refused before anything runs.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -166,7 +166,7 @@ TEST(Sweep, ASecondInvocationRunsNothingAndWritesTheSameCsv) {
   EXPECT_EQ(count_of(result.output, " done in "), 6u) << result.output;
 }
 
-TEST(Sweep, ListOnlyAndASlurmJobArrayThatLeavesTheCsvToAPlainSweep) {
+TEST(Sweep, ListOnlyAndASlurmJobArrayGatheredWithoutRunningAnything) {
   ScratchDir dir;
   dir.write("tlb.yaml", sweep_file(kTwoByTwo));
   auto result = pgsim(dir, "sweep tlb.yaml --list");
@@ -183,6 +183,16 @@ TEST(Sweep, ListOnlyAndASlurmJobArrayThatLeavesTheCsvToAPlainSweep) {
   EXPECT_NE(text.find(" --only \"$SLURM_ARRAY_TASK_ID\"\n"), std::string::npos) << text;
   EXPECT_EQ(count_of(result.output, " done in "), 0u) << result.output;
 
+  // Gathered before any task ran: every run is named, with the command that submits them all.
+  result = pgsim(dir, "sweep tlb.yaml --gather");
+  EXPECT_EQ(result.status, 4) << result.output;
+  EXPECT_EQ(count_of(result.output, ": not run (no "), 4u) << result.output;
+  EXPECT_NE(result.output.find("pgsim sweep: run 2 (" + kRunIds[2] + "): not run"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("\n  sbatch --array=0,1,2,3 '" + script.string() + "'\n"), std::string::npos)
+      << result.output;
+  EXPECT_EQ(count_of(read_file(dir.path() / "results/tlb/sweep.csv"), ",no_report,"), 4u);
+  fs::remove(dir.path() / "results/tlb/sweep.csv");
+
   // Each task of the array, as Slurm would start it: one run each, no CSV.
   for (int task = 0; task < 4; ++task) {
     result = run_shell("cd / && SLURM_ARRAY_TASK_ID=" + std::to_string(task) + " bash " + script.string());
@@ -197,10 +207,46 @@ TEST(Sweep, ListOnlyAndASlurmJobArrayThatLeavesTheCsvToAPlainSweep) {
 
   result = pgsim(dir, "sweep tlb.yaml --list");
   EXPECT_EQ(count_of(result.output, "  done     "), 4u) << result.output;
+  result = pgsim(dir, "sweep tlb.yaml --gather");
+  ASSERT_EQ(result.status, 0) << result.output;
+  EXPECT_EQ(result.output, "results/tlb/sweep.csv: 4 runs, 35 columns\n");
+  const std::string gathered = read_file(dir.path() / "results/tlb/sweep.csv");
   result = pgsim(dir, "sweep tlb.yaml");
   ASSERT_EQ(result.status, 0) << result.output;
   EXPECT_NE(result.output.find("4 of 4 runs already complete"), std::string::npos) << result.output;
   EXPECT_EQ(read_csv(dir.path() / "results/tlb/sweep.csv").rows.size(), 4u);
+  EXPECT_EQ(read_file(dir.path() / "results/tlb/sweep.csv"), gathered);
+}
+
+// On a terminal (forced here by PGSIM_PROGRESS=1: the test's output is a pipe) a progress line
+// is drawn before the first run ends and after each, then erased; each per-run line is written
+// with the progress line erased. Without a terminal, nothing of it is written.
+TEST(Sweep, ProgressLineWithTimeLeftOnlyOnATerminal) {
+  ScratchDir dir;
+  dir.write("tlb.yaml", sweep_file(kTwoByTwo));
+  auto result = run_shell("cd " + dir.path().string() + " && PGSIM_PROGRESS=1 " + PGSIM_BINARY + " sweep tlb.yaml");
+  ASSERT_EQ(result.status, 0) << result.output;
+  const std::string erase = "\r\033[K";
+  const std::string duration = "([0-9]\\.[0-9] s|[0-9]+ s|[0-9]+ min [0-9]{2} s)";
+  std::regex drawn("\\r\033\\[Kpgsim sweep: ([0-4])/4 runs done, " + duration + " elapsed(, about " + duration +
+                   " left)?");
+  std::vector<std::string> done;
+  for (std::sregex_iterator it(result.output.begin(), result.output.end(), drawn), end; it != end; ++it) {
+    done.push_back((*it)[1]);
+    EXPECT_EQ((*it)[3].matched, done.back() != "0" && done.back() != "4") << it->str();  // a time left once known
+  }
+  EXPECT_EQ(done, (std::vector<std::string>{"0", "1", "2", "3", "4"})) << result.output;
+  EXPECT_EQ(count_of(result.output, erase + "["), 4u) << result.output;  // each per-run line on a clean line
+  EXPECT_NE(result.output.find("left" + erase + "[4/4]"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("4/4 runs done, "), std::string::npos);
+
+  // The same sweep again: nothing to run, no line; and without a terminal, never a line.
+  result = run_shell("cd " + dir.path().string() + " && PGSIM_PROGRESS=1 " + PGSIM_BINARY + " sweep tlb.yaml");
+  EXPECT_EQ(result.output.find("runs done"), std::string::npos) << result.output;
+  result = run_shell("cd " + dir.path().string() + " && " + PGSIM_BINARY + " sweep tlb.yaml --force");
+  ASSERT_EQ(result.status, 0) << result.output;
+  EXPECT_EQ(result.output.find("runs done"), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("\033"), std::string::npos) << result.output;
 }
 
 TEST(Sweep, ChosenStatisticsAndPatterns) {
@@ -228,6 +274,35 @@ TEST(Sweep, ChosenStatisticsAndPatterns) {
             std::string::npos)
       << result.output;
   EXPECT_EQ(read_file(dir.path() / "results/typo/sweep.csv"), "vmm.strategy,run.end,vmm.trap.total\nnative,guest_exit,\n");
+}
+
+// A vmm.strategy value STRATEGY/PAGING gives its runs a vmm.paging of their own, as an experiment
+// file's strategies entry does: hw_assist on shadow page tables beside native in one matrix.
+TEST(Sweep, AStrategyWithItsPagingInOneMatrix) {
+  ScratchDir dir;
+  dir.write("paging.yaml", sweep_file("  cpu.vmx: true\n  guest.cmdline: bench=in iters=5\nmatrix:\n"
+                                      "  vmm.strategy: [native, hw_assist/shadow, hw_assist]\n"
+                                      "stats: [run.end, vmm.shadow.fills]\n"));
+  const auto result = pgsim(dir, "sweep paging.yaml");
+  ASSERT_EQ(result.status, 0) << result.output;
+  const Csv csv = read_csv(dir.path() / "results/paging/sweep.csv");
+  ASSERT_EQ(csv.rows.size(), 3u);
+  EXPECT_EQ(csv.at(1, "vmm.strategy"), "hw_assist/shadow");
+  EXPECT_EQ(csv.at(0, "vmm.shadow.fills"), "");  // native has no shadow pager
+  EXPECT_NE(csv.at(1, "vmm.shadow.fills"), "0");
+  EXPECT_EQ(csv.at(2, "vmm.shadow.fills"), "");  // nested paging: no shadows either
+  const auto paging_of = [&](const std::string& id) {
+    return nlohmann::json::parse(read_file(dir.path() / "results/paging" / id / "stats.json"))["config"]["vmm"]["paging"];
+  };
+  EXPECT_EQ(paging_of("strategy-hw_assist-shadow"), "shadow");
+  EXPECT_EQ(paging_of("strategy-hw_assist"), "nested");
+
+  // vmm.paging set twice is refused at the value that sets it the second time.
+  dir.write("twice.yaml", sweep_file("  vmm.paging: shadow\nmatrix:\n  vmm.strategy: [hw_assist/nested]\n"));
+  const auto refused = pgsim(dir, "sweep twice.yaml");
+  EXPECT_EQ(refused.status, 2) << refused.output;
+  EXPECT_EQ(refused.output, "pgsim sweep: twice.yaml:7:18: 'vmm.strategy': 'hw_assist/nested' sets vmm.paging, "
+                            "which the sweep sets as well; keep one\n");
 }
 
 TEST(Sweep, RunsThatHitALimitOrLeaveNoReportKeepTheirRowsAndExit4) {

@@ -283,8 +283,8 @@ TEST(GuestUnderVmm, BinaryTranslationPassesTheKernelsChecksOnClassicX86) {
 // and return pair and a system call cost more translated than native (a RET is a TC lookup; a
 // SYSCALL traps and its SYSRET is a callout), and a port read costs less under binary translation
 // than under trap_emulate (a callout instead of a trap and a resume). Measured (cycles per
-// iteration, 1000 iterations, x86-pg): callret 57 translated / 9 native = 6.3x; syscall 11131 /
-// 273 = 40.8x; in 1246 translated / 1711 under trap_emulate = 0.73x.
+// iteration, 1000 iterations, x86-pg): callret 57 translated / 9 native = 6.3x; syscall 1817 /
+// 272 = 6.7x; in 1247 translated / 1711 under trap_emulate = 0.73x.
 TEST(GuestUnderVmm, BinaryTranslationOnThePentium4RanksAsAdamsAndAgesenMeasured) {
   auto per_iter = [](const std::string& strategy, const std::string& bench) {
     const GuestRun r = run_config(PGSIM_VMM_TEST_CONFIG_PENTIUM4, strategy, "bench=" + bench + " iters=1000",

@@ -43,7 +43,9 @@ u64 bench_pgfault(u64 iters);
 u64 bench_divzero(u64 iters);
 u64 bench_forkwait(u64 iters);
 u64 bench_compute(u64 iters);
-u64 bench_memwalk(u64 iters, u64 ws);
+/* Builds its working set, then sets *start to the time stamp after it, so that the reported
+ * cycles are the chase's alone. */
+u64 bench_memwalk(u64 iters, u64 ws, u64 *start);
 u64 bench_ctxswitch(u64 iters);
 u64 bench_smc(u64 iters);
 

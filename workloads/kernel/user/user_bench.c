@@ -76,7 +76,7 @@ u64 bench_compute(u64 iters) {
 
 /* A random cyclic permutation (Sattolo) over the working set, then a pointer chase through it:
  * every step is a dependent load from a random place (TLB and page-walk stress). */
-u64 bench_memwalk(u64 iters, u64 ws) {
+u64 bench_memwalk(u64 iters, u64 ws, u64 *start) {
     u64 *next = (u64 *)USER_HEAP_BASE, n = ws / 8, rng = 0x2545F4914F6CDD1DUL;
     for (u64 i = 0; i < n; i++)
         next[i] = i;
@@ -89,6 +89,7 @@ u64 bench_memwalk(u64 iters, u64 ws) {
         next[j] = t;
     }
     u64 at = 0, sum = 0;
+    *start = user_rdtsc();
     for (u64 k = 0; k < iters; k++) {
         at = next[at];
         sum += at;

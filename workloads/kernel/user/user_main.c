@@ -13,7 +13,7 @@ NORETURN void user_main(u64 workload, u64 iters, u64 ws) {
     case WORKLOAD_divzero: sum = bench_divzero(iters); break;
     case WORKLOAD_forkwait: sum = bench_forkwait(iters); break;
     case WORKLOAD_compute: sum = bench_compute(iters); break;
-    case WORKLOAD_memwalk: sum = bench_memwalk(iters, ws); break;
+    case WORKLOAD_memwalk: sum = bench_memwalk(iters, ws, &start); break;
     case WORKLOAD_ctxswitch: sum = bench_ctxswitch(iters); break;
     case WORKLOAD_smc: sum = bench_smc(iters); break;
     default: {
