@@ -164,7 +164,7 @@ bool Core::service_boundary() {
         ++counters_.interrupts;
         raise_external(vector, false);
       } else {
-        irq_notified_ = false;
+        irq_notified_ = irq_source_->interrupt_held();
       }
     }
   } else if (irq_notified_ && !irq_source_) {
@@ -201,8 +201,12 @@ void Core::sync_mode() {
   stack_size_ = long64 ? 8 : state_.seg[SS].db() ? 4 : 2;
   ip_mask_ = long64 ? ~0ull : state_.seg[CS].db() ? 0xFFFFFFFFull : 0xFFFFull;
   lin_mask_ = long64 ? ~0ull : 0xFFFFFFFFull;
-  for (unsigned s = 0; s < kNumSegRegs; ++s)
+  const bool lmsle = long64 && (state_.efer & EFER_LMSLE) && state_.cpl() > 0;
+  for (unsigned s = 0; s < kNumSegRegs; ++s) {
     seg_base_[s] = long64 && s < FS ? 0 : state_.seg[s].base;
+    const bool checked = lmsle && (s == DS || s == ES || s == SS);
+    lmsle_last_[s] = checked ? kLmsleLimitBase + (state_.seg[s].limit & 0xFFFFFFFFull) : ~0ull;
+  }
   cs_base_ = seg_base_[CS];
   cs_limit_ = long64 ? ~0ull : state_.seg[CS].limit;
   if (state_.cr0 != synced_cr0_ || state_.cr3 != synced_cr3_ || state_.cr4 != synced_cr4_ ||
@@ -454,8 +458,17 @@ void Core::check_segment(SegReg s, uint64_t offset, unsigned size, AccessKind ki
   if (last > sg.limit) throw fault;
 }
 
+uint64_t Core::long64_linear(SegReg s, uint64_t offset, unsigned size) const {
+  const uint64_t last = offset + size - 1;
+  if (lmsle_last_[s] != ~0ull && (last < offset || last > lmsle_last_[s])) {  // wraps, or past the limit
+    if (s == SS) throw Fault{SS_, true, 0, 0};
+    throw Fault::gp(0);
+  }
+  return canonical_or_fault(offset + seg_base_[s], s);
+}
+
 uint64_t Core::linear_address(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const {
-  if (mode_ == Mode::Long64) return canonical_or_fault(offset + seg_base_[s], s);
+  if (mode_ == Mode::Long64) return long64_linear(s, offset, size);
   check_segment(s, offset, size, kind);
   return (seg_base_[s] + offset) & lin_mask_;
 }

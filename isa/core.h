@@ -255,6 +255,8 @@ class Core {
   void write_slow(uint64_t linear, unsigned size, uint64_t value, AccessOrigin origin);
   void observe_page_part(uint64_t lin, unsigned k, unsigned size, uint64_t paddr, bool write);
   uint64_t canonical_or_fault(uint64_t linear, SegReg s) const;
+  // 64-bit mode: the canonical check, and EFER.LMSLE's limit check of DS, ES and SS.
+  uint64_t long64_linear(SegReg s, uint64_t offset, unsigned size) const;
   void check_segment(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const;
   void recompute_attention();
 
@@ -268,8 +270,10 @@ class Core {
   uint64_t data_linear(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const {
     if (mode_ == Mode::Long64) {
       uint64_t lin = offset + seg_base_[s];
-      if (static_cast<uint64_t>(static_cast<int64_t>(lin << 16) >> 16) == lin) [[likely]] return lin;
-      return canonical_or_fault(lin, s);
+      if (static_cast<uint64_t>(static_cast<int64_t>(lin << 16) >> 16) == lin && offset <= lmsle_last_[s] - size)
+          [[likely]]
+        return lin;
+      return long64_linear(s, offset, size);
     }
     return linear_address(s, offset, size, kind);
   }
@@ -317,6 +321,12 @@ class Core {
   uint64_t cs_base_ = 0;
   uint64_t cs_limit_ = 0xFFFF;
   std::array<uint64_t, kNumSegRegs> seg_base_{};
+  // The last effective byte EFER.LMSLE lets each segment reach in 64-bit mode (~0: unchecked).
+  std::array<uint64_t, kNumSegRegs> lmsle_last_ = [] {
+    std::array<uint64_t, kNumSegRegs> all;
+    all.fill(~0ull);
+    return all;
+  }();
   uint64_t synced_cr0_ = 0, synced_cr3_ = 0, synced_cr4_ = 0, synced_efer_ = 0;
   Mode synced_mode_ = Mode::Real;
 

@@ -78,6 +78,11 @@ class InterruptSource {
   virtual ~InterruptSource() = default;
   // A maskable interrupt is waiting for the CPU (INTR asserted).
   virtual bool interrupt_pending() = 0;
+  // After interrupt_pending() said no: an interrupt waits that the source itself holds back, by a
+  // state the CPU changes without telling it (a VMM's virtual interrupt flag in memory that its
+  // translated code writes), so the core asks again at every boundary instead of waiting for the
+  // next notify_interrupt().
+  virtual bool interrupt_held() { return false; }
   // The INTA cycle: accept the highest-priority pending interrupt and return its vector.
   virtual uint8_t acknowledge_interrupt() = 0;
   // A non-maskable interrupt is waiting.

@@ -59,8 +59,14 @@ constexpr uint64_t kCr4Implemented = CR4_VME | CR4_PVI | CR4_TSD | CR4_DE | CR4_
                                      CR4_PGE | CR4_PCE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_UMIP | CR4_LA57 |
                                      CR4_PCIDE | CR4_SMEP | CR4_SMAP;
 
-// IA32_EFER bits.
-enum Efer : uint64_t { EFER_SCE = 1u << 0, EFER_LME = 1u << 8, EFER_LMA = 1u << 10, EFER_NXE = 1u << 11 };
+// IA32_EFER bits. LMSLE (AMD's long-mode segment limit enable, APM vol. 2 4.12.2) is a feature of
+// the real CPU a VMM sets (binary translation keeps its own page above the guest's data segment
+// limits with it); WRMSR does not offer it to guests (it raises #GP, as on CPUs without it).
+enum Efer : uint64_t { EFER_SCE = 1u << 0, EFER_LME = 1u << 8, EFER_LMA = 1u << 10, EFER_NXE = 1u << 11, EFER_LMSLE = 1u << 13 };
+// With EFER.LMSLE, at CPL > 0 in 64-bit mode, DS, ES and SS bound effective addresses in the top
+// 4 GiB: an access there must lie at or below this base plus the segment's 32-bit limit (FS and GS,
+// which keep 64-bit bases, and CS are not checked).
+constexpr uint64_t kLmsleLimitBase = 0xFFFFFFFF00000000ull;
 
 // Architectural MSR numbers the core implements.
 enum Msr : uint32_t {

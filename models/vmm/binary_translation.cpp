@@ -22,6 +22,12 @@ constexpr uint64_t kPagesPerTable = 512;
 // of the VMM's memory.
 uint64_t tc_page_tables(uint64_t tc_bytes) { return (tc_bytes / kPage + kPagesPerTable - 1) / kPagesPerTable; }
 uint64_t tc_region_bytes(uint64_t tc_bytes) { return (2 + tc_page_tables(tc_bytes)) * kPage + tc_bytes; }
+// After the TC: the vCPU page's PDPT, PD and page table (PML4 slot 511), and the page.
+constexpr uint64_t kVcpuRegionBytes = 4 * kPage;
+// The limit of the real DS, ES and SS in translated code: EFER.LMSLE stops their accesses below
+// the vCPU page.
+constexpr uint32_t kTranslatedDataLimit = static_cast<uint32_t>(kVcpuPageLinear - kLmsleLimitBase - 1);
+static_assert(kTranslatedDataLimit == 0xFFFFEFFFu);
 
 uint64_t checked_tc_bytes(uint64_t tc_bytes) {
   if (tc_bytes < kPage || tc_bytes > kMaxTcBytes || tc_bytes % kPage)
@@ -36,10 +42,12 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
-// Linear addresses that are the VMM's in the kernel-mode shadows: its area and the TC.
+// Linear addresses that are the VMM's in the kernel-mode shadows: its area, the TC and the vCPU
+// page's PML4 slot.
 bool is_vmm_linear(uint64_t linear) {
+  constexpr uint64_t kVcpuSlotBase = kVcpuPageLinear & ~(kVmmLinearSize - 1);
   return (linear >= kVmmLinearBase && linear - kVmmLinearBase < kVmmLinearSize) ||
-         (linear >= kTcLinearBase && linear - kTcLinearBase < kVmmLinearSize);
+         (linear >= kTcLinearBase && linear - kTcLinearBase < kVmmLinearSize) || linear >= kVcpuSlotBase;
 }
 
 }  // namespace
@@ -50,7 +58,8 @@ BinaryTranslationVmm::BinaryTranslationVmm(const Machine& machine, const VmmCost
       unit_instructions_(options.bt_unit_instructions),
       adapt_after_(options.bt_adapt_after),
       tc_bytes_(checked_tc_bytes(options.bt_tc_bytes)),
-      guest_("binary_translation", machine, costs, options, cycles_, violations_, tc_region_bytes(tc_bytes_)),
+      guest_("binary_translation", machine, costs, options, cycles_, violations_,
+             tc_region_bytes(tc_bytes_) + kVcpuRegionBytes),
       translate_cycles_(cycles_.add_counter("vmm_bt_translate", "cycles translating guest kernel code into the TC")),
       callout_cycles_(cycles_.add_counter(
           "vmm_bt_callout", "cycles crossing from translated code into the VMM and back (callouts, translator entries)")),
@@ -67,6 +76,19 @@ BinaryTranslationVmm::BinaryTranslationVmm(const Machine& machine, const VmmCost
   for (uint64_t page = 0; page < tc_bytes_ / kPage; ++page)
     bus.write(pt + page * 8, 8, (tc + page * kPage) | PTE_P | PTE_US);
   guest_.shadow().map_in_kernel_shadows(kTcLinearBase, pdpt | PTE_P | PTE_RW | PTE_US);
+  // The vCPU page: user-writable in the kernel-mode shadows, never executable; translated code
+  // reaches it through GS, the guest's own accesses through DS, ES and SS stop at their limit.
+  const uint64_t vcpu_pdpt = tc + tc_bytes_, vcpu_pd = vcpu_pdpt + kPage, vcpu_pt = vcpu_pd + kPage;
+  const uint64_t vcpu = vcpu_pt + kPage;
+  for (uint64_t k = 0; k < 4 * kPagesPerTable; ++k) bus.write(vcpu_pdpt + k * 8, 8, 0);
+  const auto last_entry = [](uint64_t table) { return table + (kPagesPerTable - 1) * 8; };
+  bus.write(last_entry(vcpu_pdpt), 8, vcpu_pd | PTE_P | PTE_RW | PTE_US);
+  bus.write(last_entry(vcpu_pd), 8, vcpu_pt | PTE_P | PTE_RW | PTE_US);
+  bus.write(last_entry(vcpu_pt), 8, vcpu | PTE_P | PTE_RW | PTE_US | PTE_XD);
+  guest_.shadow().map_in_kernel_shadows(kVcpuPageLinear, vcpu_pdpt | PTE_P | PTE_RW | PTE_US);
+  vcpu_page_physical_ = vcpu;
+  vcpu_page_ = bus.host_frame(vcpu);
+  if (!vcpu_page_) throw std::invalid_argument("binary_translation: the vCPU page at " + hex(vcpu) + " is not RAM");
   std::vector<uint8_t*> pages;
   for (uint64_t page = 0; page < tc_bytes_ / kPage; ++page) {
     pages.push_back(bus.host_frame(tc + page * kPage));
@@ -83,8 +105,17 @@ BinaryTranslationVmm::BinaryTranslationVmm(const Machine& machine, const VmmCost
       [&core](uint64_t paddr, uint64_t size) {
         if (size) core.invalidate_decoded(paddr, size);
       },
-      sreg_read);
+      sreg_read, /*vcpu_page=*/true);
   guest_.after_project = [this](Core& real) { place_real_rip(real); };
+  // EFER.LMSLE checks DS, ES and SS at CPL 3 only where their limits are below 4 GiB: in
+  // translated code (enter_translated); the guest's user code keeps its flat segments.
+  guest_.set_real_efer_features(EFER_LMSLE);
+  guest_.before_enter = [this](Core& real) { return leave_translated(real); };
+  guest_.inline_interrupt_window = [this]() -> std::optional<bool> {
+    if (!translated_real_state_) return std::nullopt;
+    const CpuState& r = real_->state();
+    return vcpu_field(VcpuPage::kIf) != 0 && !r.interrupt_shadow && !translator_->holds_interrupts(r.rip);
+  };
   guest_.on_code_write = [this](uint64_t frame) { code_written(frame); };
 }
 
@@ -102,9 +133,51 @@ bool BinaryTranslationVmm::translated_mode() const {
 }
 
 void BinaryTranslationVmm::place_real_rip(Core& real) {
+  translated_real_state_ = false;
   if (!translated_mode()) return;
   const uint64_t guest_rip = guest_.vcpu().state().rip;
   real.state().rip = guest_rip == continue_guest_ && continue_tc_ ? continue_tc_ : tc_entry(guest_rip);
+  enter_translated(real);
+}
+
+void BinaryTranslationVmm::enter_translated(Core& real) {
+  CpuState& r = real.state();
+  for (SegReg s : {DS, ES, SS}) r.seg[s].limit = kTranslatedDataLimit;
+  r.seg[GS].base = kVcpuPageLinear;
+  real.sync_mode();
+  translated_real_state_ = true;
+  // The guest's state that inline sequences read (and kIf, which they also write), as the
+  // virtual CPU has it.
+  VirtualCpu& vcpu = guest_.vcpu();
+  const CpuState& v = vcpu.state();
+  uint64_t cr8 = v.cr8;  // as MOV r, CR8 reads it: from the local APIC's TPR where there is one
+  if (MsrDevice* apic = system_config(vcpu.core()).msr_device) apic->read_cr8(cr8);
+  vcpu_field(VcpuPage::kIf) = v.rflags & IF;
+  vcpu_field(VcpuPage::kIopl) = v.rflags & IOPL;
+  vcpu_field(VcpuPage::kCr0) = v.cr0;
+  vcpu_field(VcpuPage::kCr4) = v.cr4;
+  vcpu_field(VcpuPage::kCr8) = cr8;
+  vcpu_field(VcpuPage::kTr) = v.tr.selector;
+  vcpu_field(VcpuPage::kLdtr) = v.ldtr.selector;
+  vcpu_field(VcpuPage::kGdtrLimit) = v.gdtr.limit;
+  vcpu_field(VcpuPage::kGdtrBase) = v.gdtr.base;
+  vcpu_field(VcpuPage::kIdtrLimit) = v.idtr.limit;
+  vcpu_field(VcpuPage::kIdtrBase) = v.idtr.base;
+}
+
+std::optional<bool> BinaryTranslationVmm::leave_translated(Core& real) {
+  if (!translated_real_state_) return std::nullopt;
+  translated_real_state_ = false;
+  VirtualCpu& vcpu = guest_.vcpu();
+  CpuState& r = real.state();
+  // Stopped inside an inline sequence (its store to guest memory faulted): the guest's registers
+  // it borrowed are in the scratch slots.
+  const uint8_t borrowed = translator_->in_tc(r.rip) ? translator_->borrowed_at(r.rip) : 0;
+  if (borrowed & VcpuPage::kBorrowsRax) r.gpr[RAX] = vcpu_field(VcpuPage::kScratch);
+  if (borrowed & VcpuPage::kBorrowsRcx) r.gpr[RCX] = vcpu_field(VcpuPage::kScratch2);
+  for (SegReg s : {DS, ES, SS, GS}) r.seg[s] = vcpu.real_segment(vcpu.state(), s);
+  real.sync_mode();
+  return vcpu_field(VcpuPage::kIf) != 0;
 }
 
 uint64_t BinaryTranslationVmm::tc_entry(uint64_t guest_rip) {
@@ -328,7 +401,10 @@ void BinaryTranslationVmm::bind_statistics(stats::Registry& r) {
   r.bind("vmm.bt.translated_callouts", Unit::Instructions,
          "of which privileged or sensitive: callouts into the VMM", &t.callouts);
   r.bind("vmm.bt.translated_inline", Unit::Instructions,
-         "of which sensitive but translated inline (MOV r, Sreg: the selector with the guest's RPL)", &t.inlined);
+         "of which sensitive but translated inline (on the vCPU page; MOV r, Sreg with the guest's RPL)", &t.inlined);
+  r.bind_family("vmm.bt.inline", Unit::Instructions,
+                "guest kernel instructions of this mnemonic translated into inline sequences (no callout)",
+                &t.inlined_by_mnemonic.by_mnemonic());
   r.bind("vmm.bt.translated_branches", Unit::Instructions,
          "of which control flow: chained exits or translation-cache lookups", &t.branches);
   r.formula("vmm.bt.tc_bytes_used", Unit::Bytes, "bytes of the translation cache in use at the end",

@@ -39,6 +39,10 @@ namespace pgsim::vmm {
 
 // The TC's linear address in the kernel-mode shadows (PML4 slot 509, next to the VMM's area).
 constexpr uint64_t kTcLinearBase = 0xFFFFFE8000000000ull;
+// The vCPU page's (models/vmm/bt_translator.h, VcpuPage): the last page of the linear address
+// space (PML4 slot 511), above the limit the VMM gives the real DS, ES and SS with EFER.LMSLE
+// while translated code runs, so that only GS (its base is this page then) reaches it.
+constexpr uint64_t kVcpuPageLinear = 0xFFFFFFFFFFFFF000ull;
 
 struct BtCounters {
   uint64_t lookups = 0;             // RET and indirect branches looked up (guest -> TC address)
@@ -75,6 +79,7 @@ class BinaryTranslationVmm final : public Vmm {
   uint64_t device_accesses_modelled() const override { return guest_.device_accesses(); }
 
   const BtTranslator& translator() const { return *translator_; }
+  uint64_t vcpu_page_physical() const { return vcpu_page_physical_; }
   const BtCounters& counters() const { return counters_; }
   const ShadowCounters& shadow() const { return guest_.shadow().counters(); }
   uint64_t emulated() const { return guest_.emulated(); }
@@ -92,6 +97,13 @@ class BinaryTranslationVmm final : public Vmm {
   isa::PreExecute emulate_callout(isa::Core& real, const TcExit& exit);
   isa::PreExecute branch_exit(isa::Core& real, const TcExit& exit);
   void count_tc_fault(uint64_t tc);
+  // The real state of translated code (DeprivilegedGuest::after_project): GS on the vCPU page,
+  // DS, ES and SS limited below it, EFER.LMSLE; and the vCPU page written from the virtual CPU.
+  void enter_translated(isa::Core& real);
+  // Undoes that at an entry into the VMM and returns the guest's IF from the vCPU page
+  // (DeprivilegedGuest::before_enter); nullopt outside translated code.
+  std::optional<bool> leave_translated(isa::Core& real);
+  uint64_t& vcpu_field(uint32_t offset) const { return *reinterpret_cast<uint64_t*>(vcpu_page_ + offset); }
 
   VmmOptions options_;
   VmmCosts costs_;
@@ -101,6 +113,9 @@ class BinaryTranslationVmm final : public Vmm {
   std::unique_ptr<LeakDetector> leak_detector_;
   std::unique_ptr<BtTranslator> translator_;
   isa::Core* real_ = nullptr;
+  uint8_t* vcpu_page_ = nullptr;  // the host memory of the vCPU page
+  uint64_t vcpu_page_physical_ = 0;
+  bool translated_real_state_ = false;  // enter_translated set the real state up for translated code
   // A callout that returns to the next guest instruction goes on in its unit.
   uint64_t continue_guest_ = ~0ull, continue_tc_ = 0;
   std::unordered_map<uint64_t, unsigned> faults_at_;  // TC address -> traced-write faults there

@@ -19,7 +19,39 @@ constexpr uint64_t kTcPage = 4096;
 // The most one guest instruction becomes: an instruction grown by a SIB byte, or a Jcc rel32 and
 // two exit stubs, or PUSH imm32 and an exit stub; and the unit-full stub after it.
 constexpr unsigned kMaxEmittedPerInsn = kMaxInsnBytes + 1 + 5;
+// The longest inline sequence (POPF's, with its callout path) and the unit-full stub after it.
+constexpr unsigned kMaxInlineBytes = 80;
+constexpr unsigned kMaxEmittedPerInlineInsn = kMaxInlineBytes + 5;
 constexpr uint8_t kJmpRel32 = 0xE9, kPushImm32 = 0x68;
+constexpr uint8_t kGsPrefix = 0x65, kOpsizePrefix = 0x66, kRexW = 0x48;
+constexpr uint8_t kPushfq = 0x9C, kPopfq = 0x9D, kPushRax = 0x50;
+constexpr uint8_t kMovStore = 0x89, kMovLoad = 0x8B, kOrLoad = 0x0B, kCmpLoad = 0x3B, kMovStoreImm = 0xC7;
+
+// `opcode` with a ModRM whose r/m is gs:[disp] (mod 00, r/m 100, a SIB byte with neither base nor
+// index: an absolute disp32, GS-relative) and whose reg field is general register `reg`; `opsize`
+// 2, 4 or 8 gives the operand-size prefix or REX.W. Returns the bytes written to `out`.
+unsigned gs_form(uint8_t* out, uint8_t opcode, unsigned reg, unsigned opsize, uint32_t disp) {
+  unsigned n = 0;
+  out[n++] = kGsPrefix;
+  if (opsize == 2) out[n++] = kOpsizePrefix;
+  const uint8_t rex = static_cast<uint8_t>((opsize == 8 ? kRexW : 0x40) | (reg >= 8 ? 0x04 : 0));
+  if (rex != 0x40) out[n++] = rex;
+  out[n++] = opcode;
+  out[n++] = static_cast<uint8_t>(0x04 | ((reg & 7) << 3));
+  out[n++] = 0x25;
+  std::memcpy(out + n, &disp, 4);
+  return n + 4;
+}
+
+// A memory operand through FS or GS (or an ignored CS override): with a vCPU page, GS is the
+// VMM's and neither is limit-checked (EFER.LMSLE checks DS, ES and SS), so the instruction is a
+// callout, which the virtual CPU carries out on the guest's own segment.
+bool uses_unchecked_segment(const Insn& insn) {
+  const auto unchecked = [](unsigned seg) { return seg != DS && seg != ES && seg != SS; };
+  for (unsigned k = 0; k < insn.num_ops; ++k)
+    if (insn.op[k].kind == OpKind::Mem && unchecked(insn.op[k].seg)) return true;
+  return insn.cls == InsnClass::String && unchecked(insn.string_seg);
+}
 
 std::string hex(uint64_t v) {
   char buf[24];
@@ -28,6 +60,16 @@ std::string hex(uint64_t v) {
 }
 
 bool fits_int32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
+
+// The absolute disp32 that stands for a RIP-relative operand of the guest instruction at `guest_rip`
+// (the next at `guest_next`): the guest's RIP, not the TC's, is what it is relative to.
+int32_t absolute_disp32(uint64_t guest_rip, uint64_t guest_next, int64_t disp) {
+  const int64_t absolute = static_cast<int64_t>(guest_next) + disp;
+  if (!fits_int32(absolute))
+    throw std::runtime_error("binary_translation: the RIP-relative operand of the instruction at " + hex(guest_rip) +
+                             " addresses " + hex(static_cast<uint64_t>(absolute)) + ", beyond an absolute disp32");
+  return static_cast<int32_t>(absolute);
+}
 
 // An instruction the VMM must carry out on the virtual CPU: what would trap deprivileged, what
 // would leak, what changes the machine's mode, and what the core has no semantics for.
@@ -56,13 +98,15 @@ bool ends_unit(const Insn& insn) {
 
 BtTranslator::BtTranslator(std::vector<uint8_t*> tc_pages, uint64_t tc_linear, uint64_t tc_physical,
                            unsigned unit_instructions, std::function<void(uint64_t, uint64_t)> written,
-                           SregRead sreg_read)
+                           SregRead sreg_read, bool vcpu_page)
     : pages_(std::move(tc_pages)),
       tc_linear_(tc_linear),
       tc_physical_(tc_physical),
       tc_bytes_(pages_.size() * kTcPage),
       unit_instructions_(unit_instructions),
       sreg_read_(sreg_read),
+      vcpu_page_(vcpu_page),
+      max_emitted_per_insn_(vcpu_page ? kMaxEmittedPerInlineInsn : kMaxEmittedPerInsn),
       written_(std::move(written)),
       decoder_(Dispatch::instance()) {
   if (unit_instructions_ == 0) throw std::invalid_argument("binary_translation: vmm.bt.unit_instructions must be >= 1");
@@ -114,17 +158,193 @@ const Insn& BtTranslator::keep(const Insn& insn) {
   return *insns_.back();
 }
 
+uint64_t BtTranslator::emit_step(const uint8_t* bytes, unsigned size, uint64_t guest_rip, bool first,
+                                 uint8_t borrowed) {
+  const uint64_t at = emit(bytes, size);
+  emitted_[at] = {guest_rip, false, !first, borrowed};
+  return at;
+}
+
+// RAX and RCX borrowed: RAX = the guest operand's offset (LEA of its ModRM, re-encoded; RIP-relative
+// as an absolute disp32), CX = the low field, stored; RCX = the high field, stored 2 bytes on; both
+// returned. The stores may fault (the guest's memory): the VMM then takes RAX and RCX back from
+// the scratch slots (borrowed_at), and the guest instruction runs again from the start.
+void BtTranslator::emit_inline_store(const Insn& insn, const ZydisDecodedInstruction& zi, const uint8_t* bytes,
+                                     uint64_t g, uint64_t next, uint32_t low, uint32_t high) {
+  constexpr uint8_t kBoth = VcpuPage::kBorrowsRax | VcpuPage::kBorrowsRcx;
+  uint8_t b[24];
+  emit_step(b, gs_form(b, kMovStore, RAX, 8, VcpuPage::kScratch), g, true);
+  emit_step(b, gs_form(b, kMovStore, RCX, 8, VcpuPage::kScratch2), g, false, VcpuPage::kBorrowsRax);
+  // LEA RAX, [the guest's operand]: its ModRM's mod and r/m, SIB and displacement, reg = RAX.
+  const unsigned modrm = zi.raw.modrm.offset;
+  unsigned n = 0;
+  if (insn.addrsize == 4) b[n++] = 0x67;
+  const bool rip_relative = insn.op[0].base == kRipReg;
+  b[n++] = static_cast<uint8_t>(kRexW | (rip_relative ? 0 : (zi.raw.rex.X << 1) | zi.raw.rex.B));
+  b[n++] = 0x8D;
+  if (rip_relative) {
+    b[n++] = 0x04;  // mod 00, reg RAX, r/m SIB
+    b[n++] = 0x25;  // no index, no base: disp32
+    const int32_t abs32 = absolute_disp32(g, next, zi.raw.disp.value);
+    std::memcpy(b + n, &abs32, 4);
+    n += 4;
+  } else {
+    const bool sib = zi.attributes & ZYDIS_ATTRIB_HAS_SIB;
+    const unsigned operand_end = zi.raw.disp.size ? zi.raw.disp.offset + zi.raw.disp.size / 8 : modrm + 1 + sib;
+    b[n++] = static_cast<uint8_t>(bytes[modrm] & 0xC7);  // reg field 0: RAX
+    for (unsigned k = modrm + 1; k < operand_end; ++k) b[n++] = bytes[k];
+  }
+  emit_step(b, n, g, false, kBoth);
+  emit_step(b, gs_form(b, kMovLoad, RCX, 2, low), g, false, kBoth);
+  const uint8_t store_low[3] = {kOpsizePrefix, kMovStore, 0x08};  // MOV [RAX], CX
+  emit_step(store_low, sizeof store_low, g, false, kBoth);
+  if (high) {
+    emit_step(b, gs_form(b, kMovLoad, RCX, 8, high), g, false, kBoth);
+    const uint8_t store_high[4] = {kRexW, kMovStore, 0x48, 0x02};  // MOV [RAX + 2], RCX
+    emit_step(store_high, sizeof store_high, g, false, kBoth);
+  }
+  emit_step(b, gs_form(b, kMovLoad, RCX, 8, VcpuPage::kScratch2), g, false, kBoth);
+  emit_step(b, gs_form(b, kMovLoad, RAX, 8, VcpuPage::kScratch), g, false, VcpuPage::kBorrowsRax);
+}
+
+// The inline sequences, on the vCPU page (GS-relative). None changes the real flags where the
+// guest instruction leaves them alone; each is restartable from its first instruction (the only
+// one that can fault on the guest's memory, before anything changed, is PUSHF's PUSHFQ and POPF's
+// first load), and an interrupt waits until it is done (holds_interrupts).
+//   CLI, STI        MOV qword gs:[kIf], 0 or IF; after STI an interrupt also waits for the next
+//                   guest instruction (the interrupt shadow)
+//   PUSHFQ          PUSHFQ (the real flags); RAX borrowed: RAX = [RSP] with IF from gs:[kIf];
+//                   POPFQ (the real flags back, from the real image); PUSH RAX; RAX returned
+//   POPFQ           RAX borrowed; if the image's IOPL differs from gs:[kIopl], a callout (POPF
+//                   emulated on the virtual CPU); else gs:[kIf] = the image's IF, RAX returned,
+//                   and the real POPFQ loads the rest (at the real CPL 3 it keeps IF and IOPL)
+//   MOV r, CR0/4/8  MOV r, gs:[kCr0/kCr4/kCr8]
+//   SMSW/STR/SLDT r MOV r, gs:[kCr0/kTr/kLdtr] in the instruction's operand size (as they store)
+//   SMSW/STR/SLDT m, the field's 16 bits stored to the guest's operand; SGDT/SIDT also the base
+//   SGDT/SIDT m     2 bytes on (emit_inline_store)
+bool BtTranslator::emit_inline(const Insn& insn, const ZydisDecodedInstruction& zi, const uint8_t* bytes, uint64_t g,
+                               uint64_t next) {
+  uint8_t b[16];
+  unsigned n;
+  const auto load_field = [&](uint32_t field) {
+    const unsigned opsize = insn.opsize == 2 || insn.opsize == 4 ? insn.opsize : 8;
+    emit_step(b, gs_form(b, kMovLoad, insn.op[0].reg, opsize, field), g, true);
+  };
+  const bool reg_destination = insn.num_ops > 0 && insn.op[0].kind == OpKind::Reg;
+  switch (insn.mnemonic) {
+    case ZYDIS_MNEMONIC_CLI:
+    case ZYDIS_MNEMONIC_STI: {
+      n = gs_form(b, kMovStoreImm, 0, 8, VcpuPage::kIf);
+      const uint32_t flag = insn.mnemonic == ZYDIS_MNEMONIC_STI ? static_cast<uint32_t>(IF) : 0;
+      std::memcpy(b + n, &flag, 4);
+      emit_step(b, n + 4, g, true);
+      return true;
+    }
+    case ZYDIS_MNEMONIC_PUSHFQ: {
+      if (insn.opsize != 8) return false;
+      const uint8_t pushfq = kPushfq, popfq = kPopfq, push_rax = kPushRax;
+      const uint8_t load_image[4] = {kRexW, kMovLoad, 0x04, 0x24};             // MOV RAX, [RSP]
+      const uint8_t clear_if[6] = {kRexW, 0x25, 0xFF, 0xFD, 0xFF, 0xFF};       // AND RAX, ~IF
+      static_assert(static_cast<uint32_t>(~IF) == 0xFFFFFDFFu);
+      emit_step(&pushfq, 1, g, true);
+      emit_step(b, gs_form(b, kMovStore, RAX, 8, VcpuPage::kScratch), g, false);
+      emit_step(load_image, sizeof load_image, g, false);
+      emit_step(clear_if, sizeof clear_if, g, false);
+      emit_step(b, gs_form(b, kOrLoad, RAX, 8, VcpuPage::kIf), g, false);
+      emit_step(&popfq, 1, g, false);
+      emit_step(&push_rax, 1, g, false);
+      emit_step(b, gs_form(b, kMovLoad, RAX, 8, VcpuPage::kScratch), g, false);
+      return true;
+    }
+    case ZYDIS_MNEMONIC_POPFQ: {
+      if (insn.opsize != 8) return false;
+      const uint8_t load_image[4] = {kRexW, kMovLoad, 0x04, 0x24};  // MOV RAX, [RSP]
+      const uint8_t keep_iopl[5] = {0x25, 0x00, 0x30, 0x00, 0x00};  // AND EAX, IOPL
+      const uint8_t keep_if[5] = {0x25, 0x00, 0x02, 0x00, 0x00};    // AND EAX, IF
+      static_assert(IOPL == 0x3000 && IF == 0x200);
+      const uint8_t jne[6] = {0x0F, 0x85, 0, 0, 0, 0}, jmp[5] = {kJmpRel32, 0, 0, 0, 0};
+      const uint8_t popfq = kPopfq;
+      emit_step(b, gs_form(b, kMovStore, RAX, 8, VcpuPage::kScratch), g, true);
+      emit_step(load_image, sizeof load_image, g, false);
+      emit_step(keep_iopl, sizeof keep_iopl, g, false);
+      emit_step(b, gs_form(b, kCmpLoad, RAX, 8, VcpuPage::kIopl), g, false);
+      const uint64_t to_callout = emit_step(jne, sizeof jne, g, false);
+      emit_step(load_image, sizeof load_image, g, false);
+      emit_step(keep_if, sizeof keep_if, g, false);
+      emit_step(b, gs_form(b, kMovStore, RAX, 8, VcpuPage::kIf), g, false);
+      emit_step(b, gs_form(b, kMovLoad, RAX, 8, VcpuPage::kScratch), g, false);
+      emit_step(&popfq, 1, g, false);
+      const uint64_t to_done = emit(jmp, sizeof jmp);  // the POPF is done: the guest is at the next instruction
+      emitted_[to_done] = {next, false};
+      const uint64_t callout = emit_step(b, gs_form(b, kMovLoad, RAX, 8, VcpuPage::kScratch), g, false);
+      TcExit exit;
+      exit.kind = TcExit::Kind::Emulate;
+      exit.guest_rip = g;
+      exit.guest_next = next;
+      exit.insn = &keep(insn);
+      const uint64_t at = emit_exit(exit, &popfq, 1, g);
+      exits_[physical(at)].tc_next = tc_linear_ + used_;
+      const auto put_rel32 = [&](uint64_t field, uint64_t target) {
+        const int32_t rel = static_cast<int32_t>(static_cast<int64_t>(target - (field + 4)));
+        put(field - tc_linear_, reinterpret_cast<const uint8_t*>(&rel), 4);
+      };
+      put_rel32(to_callout + 2, callout);
+      put_rel32(to_done + 1, tc_linear_ + used_);
+      return true;
+    }
+    case ZYDIS_MNEMONIC_MOV:
+      if (!reg_destination || insn.op[1].kind != OpKind::CtlReg) return false;
+      switch (insn.op[1].reg) {
+        case 0: load_field(VcpuPage::kCr0); return true;
+        case 4: load_field(VcpuPage::kCr4); return true;
+        case 8: load_field(VcpuPage::kCr8); return true;
+        default: return false;
+      }
+    case ZYDIS_MNEMONIC_SMSW:
+    case ZYDIS_MNEMONIC_STR:
+    case ZYDIS_MNEMONIC_SLDT: {
+      const uint32_t field = insn.mnemonic == ZYDIS_MNEMONIC_SMSW ? VcpuPage::kCr0
+                             : insn.mnemonic == ZYDIS_MNEMONIC_STR ? VcpuPage::kTr
+                                                                   : VcpuPage::kLdtr;
+      if (reg_destination) load_field(field);
+      else emit_inline_store(insn, zi, bytes, g, next, field, 0);
+      return true;
+    }
+    case ZYDIS_MNEMONIC_SGDT:
+      emit_inline_store(insn, zi, bytes, g, next, VcpuPage::kGdtrLimit, VcpuPage::kGdtrBase);
+      return true;
+    case ZYDIS_MNEMONIC_SIDT:
+      emit_inline_store(insn, zi, bytes, g, next, VcpuPage::kIdtrLimit, VcpuPage::kIdtrBase);
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::optional<uint64_t> BtTranslator::translate(uint64_t guest_rip, const CodeReader& read) {
-  if (tc_bytes_ - used_ < unit_instructions_ * kMaxEmittedPerInsn + 5) return std::nullopt;
+  // Room for a full unit (with a vCPU page, one more instruction: the one after an STI).
+  const unsigned most = unit_instructions_ + (vcpu_page_ ? 1 : 0);
+  if (tc_bytes_ - used_ < most * max_emitted_per_insn_ + 5) return std::nullopt;
   const uint64_t start_used = used_;
   Unit unit;
   unit.tc = tc_linear_ + used_;
   uint64_t g = guest_rip;
+  uint64_t sti_shadow = ~0ull;  // the TC offset where the guest instruction after an inline STI starts
+  const auto close_sti_shadow = [&] {
+    if (sti_shadow == ~0ull) return;
+    for (auto it = emitted_.lower_bound(tc_linear_ + sti_shadow); it != emitted_.end(); ++it)
+      it->second.holds_interrupts = true;
+    sti_shadow = ~0ull;
+  };
+  bool after_sti = false;
   for (unsigned n = 0;; ++n) {
-    if (n == unit_instructions_) {  // full: go on in the next unit
+    close_sti_shadow();
+    if (after_sti) sti_shadow = used_;
+    if (n >= unit_instructions_ && !after_sti) {  // full: go on in the next unit
       emit_jump_exit(g, g);
       break;
     }
+    after_sti = false;
     uint8_t bytes[kMaxInsnBytes];
     unsigned avail = 0;
     uint64_t frame = 0;
@@ -174,6 +394,7 @@ std::optional<uint64_t> BtTranslator::translate(uint64_t guest_rip, const CodeRe
         insn.op[1].kind == OpKind::SegReg && sreg_read_ != SregRead::Traps) {
       // Inline: the real CPU reads the selector; only CS and SS differ (RPL 3 for the guest's 0).
       ++counters_.inlined;
+      counters_.inlined_by_mnemonic.record(insn);
       emitted_[emit(bytes, insn.length)] = {g, false};
       const uint8_t seg = insn.op[1].reg;
       if (sreg_read_ == SregRead::RealRpl && (seg == CS || seg == SS)) {
@@ -192,7 +413,14 @@ std::optional<uint64_t> BtTranslator::translate(uint64_t guest_rip, const CodeRe
       g = next;
       continue;
     }
-    if (needs_callout(insn)) {
+    if (vcpu_page_ && !uses_unchecked_segment(insn) && emit_inline(insn, zi, bytes, g, next)) {
+      ++counters_.inlined;
+      counters_.inlined_by_mnemonic.record(insn);
+      after_sti = insn.mnemonic == ZYDIS_MNEMONIC_STI;
+      g = next;
+      continue;
+    }
+    if (needs_callout(insn) || (vcpu_page_ && uses_unchecked_segment(insn))) {
       ++counters_.callouts;
       TcExit exit;
       exit.kind = TcExit::Kind::Emulate;
@@ -273,18 +501,13 @@ std::optional<uint64_t> BtTranslator::translate(uint64_t guest_rip, const CodeRe
     if (!rip_relative) {
       emitted_[emit(bytes, insn.length)] = {g, true};
     } else {
-      const int64_t absolute = static_cast<int64_t>(next) + zi.raw.disp.value;
-      if (!fits_int32(absolute))
-        throw std::runtime_error("binary_translation: the RIP-relative operand of the instruction at " + hex(g) +
-                                 " addresses " + hex(static_cast<uint64_t>(absolute)) +
-                                 ", beyond an absolute disp32");
+      const int32_t abs32 = absolute_disp32(g, next, zi.raw.disp.value);
       uint8_t out[kMaxInsnBytes + 1];
       const unsigned modrm = zi.raw.modrm.offset, disp = zi.raw.disp.offset;
       std::memcpy(out, bytes, modrm);
       if (zi.attributes & ZYDIS_ATTRIB_HAS_REX) out[zi.raw.rex.offset] &= ~0x02;  // no REX.X: SIB index none
       out[modrm] = static_cast<uint8_t>((bytes[modrm] & 0x38) | 0x04);           // mod 00, reg, r/m SIB
       out[modrm + 1] = 0x25;                                                      // no index, no base
-      const int32_t abs32 = static_cast<int32_t>(absolute);
       std::memcpy(out + modrm + 2, &abs32, 4);
       std::memcpy(out + modrm + 6, bytes + disp + 4, insn.length - disp - 4);  // the immediate, if any
       emitted_[emit(out, insn.length + 1)] = {g, true};
@@ -292,6 +515,7 @@ std::optional<uint64_t> BtTranslator::translate(uint64_t guest_rip, const CodeRe
     }
     g = next;
   }
+  close_sti_shadow();
   written_(physical(unit.tc), used_ - start_used);
   unit.tc_end = tc_linear_ + used_;
   for (uint64_t frame : unit.frames) units_by_frame_[frame].push_back(guest_rip);

@@ -12,6 +12,10 @@
 //   MOV r, Sreg                inline where the CPU's profile lets the real CPU read the selector
 //                              at CPL 3: copied, and for CS and SS (whose real RPL is 3, the
 //                              guest's 0) followed by LEA r, [r - 3], which leaves the flags alone
+//   CLI, STI, PUSHFQ, POPFQ,   with a vCPU page (VcpuPage below): inline sequences on the virtual
+//   MOV r, CR0/CR4/CR8,        CPU's state there, GS-relative (see emit_inline in the .cpp);
+//   SMSW/STR/SLDT, SGDT/SIDT   without one, callouts
+//   an FS or GS override       with a vCPU page: a callout (GS is the page's, FS unchecked)
 //   JMP rel32/rel8             JMP rel32 to an exit stub (TcExit::Kind::Jump), chained to the
 //                              target's translation once it exists (its rel32 patched)
 //   Jcc                        Jcc rel32 to a taken stub, then the fall-through stub: two exits
@@ -37,6 +41,7 @@
 
 #include "isa/decoder.h"
 #include "isa/insn.h"
+#include "models/vmm/emulated_insns.h"
 
 namespace pgsim::vmm {
 
@@ -61,6 +66,27 @@ struct TcExit {
   const isa::Insn* insn = nullptr;  // Emulate, Return, Indirect, Counted: the guest instruction
 };
 
+// The vCPU page: the part of the virtual CPU's state that translated code reads and writes inline,
+// in the VMM's memory. Translated code reaches it through GS (the real GS base is the page while
+// the guest's kernel runs translated; guest instructions with an FS or GS override are callouts),
+// at these offsets. The VMM writes every field at each return to translated code and reads kIf
+// back at each entry; the inline sequences change only kIf and the scratch slots.
+struct VcpuPage {
+  static constexpr uint32_t kIf = 0x00;       // qword: the guest's RFLAGS.IF (0 or IF)
+  static constexpr uint32_t kIopl = 0x08;     // qword: its RFLAGS.IOPL bits
+  static constexpr uint32_t kCr0 = 0x10;      // qword: CR0 (MOV r, CR0; SMSW r)
+  static constexpr uint32_t kCr4 = 0x18;      // qword: CR4
+  static constexpr uint32_t kCr8 = 0x20;      // qword: CR8 (the task priority, as the guest reads it)
+  static constexpr uint32_t kTr = 0x28;       // qword: TR's selector (STR r)
+  static constexpr uint32_t kLdtr = 0x30;     // qword: LDTR's selector (SLDT r)
+  static constexpr uint32_t kScratch = 0x38;   // qword: RAX while a sequence borrows it
+  static constexpr uint32_t kScratch2 = 0x40;  // qword: RCX while a store sequence borrows it
+  static constexpr uint32_t kGdtrLimit = 0x48, kGdtrBase = 0x50;  // qwords: GDTR (SGDT m)
+  static constexpr uint32_t kIdtrLimit = 0x58, kIdtrBase = 0x60;  // qwords: IDTR (SIDT m)
+  // Registers a sequence holds in the scratch slots at a TC address (BtTranslator::borrowed_at).
+  static constexpr uint8_t kBorrowsRax = 1, kBorrowsRcx = 2;
+};
+
 // How the real CPU, running translated code at CPL 3, reads a segment selector (MOV r, Sreg), as
 // the CPU's profile says.
 enum class SregRead : uint8_t {
@@ -75,7 +101,8 @@ struct TranslatorCounters {
   uint64_t ident = 0;               // of which copied (IDENT; RIP-relative ones re-based)
   uint64_t rebased = 0;             // of the IDENT ones, RIP-relative operands re-based
   uint64_t callouts = 0;            // of which privileged or sensitive: callouts into the VMM
-  uint64_t inlined = 0;             // of which sensitive, translated inline (MOV r, Sreg)
+  uint64_t inlined = 0;             // of which sensitive, translated inline (MOV r, Sreg; vCPU page sequences)
+  EmulatedLog inlined_by_mnemonic;  // the inline ones by emulated_insn_name
   uint64_t branches = 0;            // of which control flow (chained exits or lookups)
   uint64_t flushes = 0;             // times the full TC was emptied
 };
@@ -88,9 +115,12 @@ class BtTranslator {
   using CodeReader = std::function<bool(uint64_t linear, uint8_t* out, unsigned size, uint64_t* frame)>;
   // `tc_pages` is the TC's host memory, one pointer per 4 KiB page, at TC linear `tc_linear` and
   // physical `tc_physical`. `written(paddr, size)` is told of every byte range the translator
-  // writes there.
+  // writes there. With `vcpu_page` (the real GS base points at a VcpuPage while translated code
+  // runs) CLI, STI, PUSHF, POPF and the reads of the guest's control state are inline sequences;
+  // without, callouts.
   BtTranslator(std::vector<uint8_t*> tc_pages, uint64_t tc_linear, uint64_t tc_physical, unsigned unit_instructions,
-               std::function<void(uint64_t paddr, uint64_t size)> written, SregRead sreg_read = SregRead::Traps);
+               std::function<void(uint64_t paddr, uint64_t size)> written, SregRead sreg_read = SregRead::Traps,
+               bool vcpu_page = false);
 
   // The TC address of the unit translated from `guest_rip`, or 0.
   uint64_t lookup(uint64_t guest_rip) const {
@@ -109,6 +139,20 @@ class BtTranslator {
   // The guest RIP when the real CPU is at TC linear `tc` (an instruction start); throws when
   // `tc` is none.
   uint64_t guest_rip_at(uint64_t tc) const;
+  // An interrupt must wait while the real CPU is at TC linear `tc`: inside an inline sequence
+  // (the guest's instruction is half done) or on the guest instruction after an inline STI (its
+  // interrupt shadow).
+  bool holds_interrupts(uint64_t tc) const {
+    const auto it = emitted_.find(tc);
+    return it != emitted_.end() && it->second.holds_interrupts;
+  }
+  // The registers (VcpuPage::kBorrowsRax, kBorrowsRcx) an inline sequence holds in the vCPU
+  // page's scratch slots while the real CPU is at TC linear `tc`: where its store to guest memory
+  // may fault, the guest's values are there.
+  uint8_t borrowed_at(uint64_t tc) const {
+    const auto it = emitted_.find(tc);
+    return it == emitted_.end() ? 0 : it->second.borrowed;
+  }
   // The exit at TC physical address `paddr`, or nullptr.
   const TcExit* exit_at_physical(uint64_t paddr) const;
   const TcExit* exit_at(uint64_t tc) const { return exit_at_physical(tc - tc_linear_ + tc_physical_); }
@@ -136,7 +180,21 @@ class BtTranslator {
   struct Emitted {
     uint64_t guest_rip;
     bool ident;
+    bool holds_interrupts = false;
+    uint8_t borrowed = 0;  // VcpuPage::kBorrowsRax | kBorrowsRcx
   };
+  // Emits the store of the vCPU page's `low` field (16 bits) and, when `high` is not 0, its
+  // `high` field (64 bits) after it, to the guest's memory operand of `insn` (SMSW, STR, SLDT,
+  // SGDT, SIDT with a memory destination).
+  void emit_inline_store(const isa::Insn& insn, const ZydisDecodedInstruction& zi, const uint8_t* bytes,
+                         uint64_t guest_rip, uint64_t guest_next, uint32_t low, uint32_t high);
+  // Emits the inline sequence for `insn` (its guest instruction at `guest_rip`, the next at
+  // `guest_next`) when it has one here; false when it has none.
+  bool emit_inline(const isa::Insn& insn, const ZydisDecodedInstruction& zi, const uint8_t* bytes,
+                   uint64_t guest_rip, uint64_t guest_next);
+  // Emits one instruction of an inline sequence: the guest is at `guest_rip` there; all but a
+  // sequence's first hold interrupts.
+  uint64_t emit_step(const uint8_t* bytes, unsigned size, uint64_t guest_rip, bool first, uint8_t borrowed = 0);
   void put(uint64_t offset, const uint8_t* bytes, unsigned size);  // into the TC at `offset`
   void get(uint64_t offset, uint8_t* bytes, unsigned size) const;
   uint64_t emit(const uint8_t* bytes, unsigned size);  // returns the TC address of the first byte
@@ -150,6 +208,8 @@ class BtTranslator {
   uint64_t tc_linear_, tc_physical_, tc_bytes_;
   unsigned unit_instructions_;
   SregRead sreg_read_;
+  bool vcpu_page_;
+  unsigned max_emitted_per_insn_;  // the most one guest instruction becomes here
   std::function<void(uint64_t, uint64_t)> written_;
   isa::Decoder decoder_;
   ZydisDecoder zydis_;

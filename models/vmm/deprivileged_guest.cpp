@@ -357,7 +357,7 @@ void DeprivilegedGuest::project(Core& real) {
   // entries of each shadow across the switches, as the modeled TLB keeps them by PCID.
   real.set_soft_tlb_contexts(pcids);
   r.cr4 = CR4_PAE | (pcids ? uint64_t{CR4_PCIDE} : uint64_t{0}) | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_TSD));
-  r.efer = EFER_LME | EFER_LMA | EFER_NXE;  // no SCE: SYSCALL and SYSRET trap (#UD)
+  r.efer = EFER_LME | EFER_LMA | EFER_NXE | real_efer_features_;  // no SCE: SYSCALL and SYSRET trap (#UD)
   const uint64_t root = shadow_root(vcpu_->cpl() == 3);
   r.cr3 = root | (pcids ? shadow_->pcid(root) : 0);
   r.cr2 = v.cr2;
@@ -381,8 +381,8 @@ void DeprivilegedGuest::project(Core& real) {
   const bool switch_flushes = !pcids && r.cr3 != old_cr3;
   if (shadow_->take_dropped() || tlbs_stale_ || switch_flushes) real.flush_tlbs(true);
   tlbs_stale_ = false;
-  expected_ = privileged_of(r);
   if (after_project) after_project(real);
+  expected_ = privileged_of(r);
   // Let a waiting interrupt in (the real CPU itself honours the STI/MOV SS interrupt shadow).
   if ((v.rflags & IF) || r.halted) real.notify_interrupt();
 }
@@ -411,7 +411,12 @@ void DeprivilegedGuest::take_while_interpreting(Core& real, const Event& event) 
 void DeprivilegedGuest::enter(Core& real, Entry how) {
   if (how == Entry::Trap) trap_cycles_ += costs_.trap;
   check_resource_control(real);
+  const std::optional<bool> inline_if = before_enter ? before_enter(real) : std::nullopt;
   vcpu_->pull(real.state());
+  if (inline_if) {
+    uint64_t& flags = vcpu_->state().rflags;
+    flags = *inline_if ? (flags | IF) : (flags & ~uint64_t(IF));
+  }
 }
 
 void DeprivilegedGuest::resume(Core& real, Entry how) {
@@ -567,12 +572,20 @@ bool DeprivilegedGuest::interrupt_pending() {
   // While the guest runs directly, the real CPU holds its interrupt shadow (that of an emulated
   // STI ends with the next instruction, which runs there), and its IF may be in the real VIF
   // (where its own POPF put it).
-  if (direct_) {
+  if (const std::optional<bool> window = direct_ && inline_interrupt_window ? inline_interrupt_window() : std::nullopt) {
+    enabled = *window;
+  } else if (direct_) {
     const bool flag = vcpu_->flag_in_real_vif(vcpu_->state()) == IF ? (real_->state().rflags & VIF) != 0
                                                                      : (vcpu_->state().rflags & IF) != 0;
     enabled = flag && !real_->state().interrupt_shadow;
   }
   return enabled && interrupts_->interrupt_pending();
+}
+
+bool DeprivilegedGuest::interrupt_held() {
+  if (!interrupts_ || take_every_interrupt_ || !direct_ || !inline_interrupt_window) return false;
+  const std::optional<bool> window = inline_interrupt_window();
+  return window && !*window && interrupts_->interrupt_pending();
 }
 
 

@@ -106,6 +106,16 @@ class DeprivilegedGuest : private isa::InterruptSource {
   // Called at the end of every project(): a strategy may choose where the real CPU runs the
   // guest from (binary translation: the translation of the guest's kernel code).
   std::function<void(isa::Core& real)> after_project;
+  // Called at the start of every enter(), before the virtual CPU takes the real state: the
+  // strategy undoes what its after_project set in the real state beyond the projection (binary
+  // translation: the segments of translated code), and returns the guest's IF when the strategy
+  // keeps it in its own memory (binary translation's vCPU page, which inline CLI, STI and POPF
+  // write) rather than in the real flags; enter() takes it into the virtual CPU.
+  std::function<std::optional<bool>(isa::Core& real)> before_enter;
+  // While the guest's IF is in the strategy's memory: whether the guest takes an interrupt at the
+  // real CPU's current instruction (its IF there, and no inline sequence half done); nullopt
+  // while it is not.
+  std::function<std::optional<bool>()> inline_interrupt_window;
   // A write to guest frame `frame` is about to happen, by the guest running directly (a page fault
   // on a frame the strategy write-protects as code, see ShadowPager) or by its virtual CPU: the
   // strategy drops what it made from the frame.
@@ -128,6 +138,9 @@ class DeprivilegedGuest : private isa::InterruptSource {
   // guest's user processes run with (paravirt: PV_USER_DS and PV_USER_CS); the guest's own entries
   // there, if any, are not shadowed.
   void reserve_user_selectors(uint16_t user_ds, uint16_t user_cs);
+  // EFER bits of the real CPU's own that the strategy uses (binary translation: LMSLE), set in
+  // every projection.
+  void set_real_efer_features(uint64_t bits) { real_efer_features_ = bits; }
   // An event while the guest is interpreted (only interrupts arrive then): reflected.
   void take_while_interpreting(isa::Core& real, const isa::Event& event);
   // Interprets the guest until it can run directly again, in chunks (boundary calls).
@@ -210,6 +223,8 @@ class DeprivilegedGuest : private isa::InterruptSource {
 
   // isa::InterruptSource: the interrupt controller, as far as the guest's virtual IF lets it through.
   bool interrupt_pending() override;
+  // Translated code may open an inline interrupt window without entering the VMM.
+  bool interrupt_held() override;
   uint8_t acknowledge_interrupt() override { return interrupts_->acknowledge_interrupt(); }
   bool nmi_pending() override { return interrupts_ && interrupts_->nmi_pending(); }
   void acknowledge_nmi() override { interrupts_->acknowledge_nmi(); }
@@ -243,6 +258,7 @@ class DeprivilegedGuest : private isa::InterruptSource {
   bool guest_tables_real_ = false, take_every_interrupt_ = false;
   unsigned area_pml4_slot_ = 0;
   uint16_t user_ds_ = 0, user_cs_ = 0;  // reserved ring-3 selectors (0: none)
+  uint64_t real_efer_features_ = 0;
   uint64_t area_linear_base() const;
   uint64_t guest_cr0_ = 0, guest_cr4_ = 0;  // as the shadows were built for
   bool tlbs_stale_ = false;                 // shadow entries were dropped: the real TLBs must forget them

@@ -80,16 +80,17 @@ ShadowPager::Shadow& ShadowPager::create(const Key& key) {
     free_pcids_.pop_back();
   }
   table(s.root)[index_at(kVmmLinearBase, 4)] = vmm_pdpt_ | kP | kRw;  // supervisor-only below
-  if (kernel_slot_ && !key.second) table(s.root)[kernel_slot_] = kernel_slot_entry_;
+  if (!key.second)
+    for (const auto& [slot, entry] : kernel_slots_) table(s.root)[slot] = entry;
   lru_.push_front(key);
   return s;
 }
 
 void ShadowPager::map_in_kernel_shadows(uint64_t linear, uint64_t pml4_entry) {
-  kernel_slot_ = index_at(linear, 4);
-  kernel_slot_entry_ = pml4_entry;
+  const unsigned slot = static_cast<unsigned>(index_at(linear, 4));
+  kernel_slots_[slot] = pml4_entry;
   for (auto& [key, shadow] : shadows_)
-    if (!key.second) table(shadow.root)[kernel_slot_] = pml4_entry;
+    if (!key.second) table(shadow.root)[slot] = pml4_entry;
 }
 
 uint64_t ShadowPager::root(uint64_t address_space, bool user_mode) {

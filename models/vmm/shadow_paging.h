@@ -125,8 +125,8 @@ class ShadowPager {
   std::function<void(uint64_t linear)> on_leaf_changed;
   // Installs `pml4_entry` at the PML4 slot of `linear` in every kernel-mode shadow (user_mode
   // false), present and future: a region of the VMM's that the guest kernel's code reaches while
-  // the guest's user code does not (binary translation's translation cache). The guest may not
-  // map that slot (the VMM refuses such a mapping as it does kVmmLinearBase).
+  // the guest's user code does not (binary translation's translation cache and vCPU page). The
+  // guest may not map that slot (the VMM refuses such a mapping as it does kVmmLinearBase).
   void map_in_kernel_shadows(uint64_t linear, uint64_t pml4_entry);
   // Drops the page of `linear` from every shadow.
   void invalidate_page(uint64_t linear);
@@ -236,8 +236,7 @@ class ShadowPager {
   std::vector<uint16_t> free_pcids_;  // process-context identifiers no live shadow holds
   unsigned cached_roots_;
   uint64_t vmm_pdpt_ = 0;  // the VMM area's PDPT, shared by every shadow
-  unsigned kernel_slot_ = 0;       // map_in_kernel_shadows: its PML4 slot (0: none) ...
-  uint64_t kernel_slot_entry_ = 0; // ... and entry
+  std::map<unsigned, uint64_t> kernel_slots_;  // map_in_kernel_shadows: PML4 slot -> entry
   std::map<Key, Shadow> shadows_;
   std::list<Key> lru_;  // most recently used first
   Key current_{~0ull, false};  // ~0: no guest address space yet, or paging off

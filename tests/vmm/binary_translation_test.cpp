@@ -90,6 +90,66 @@ TEST(BinaryTranslation, GuestKernelCodeThatAddressesTheVmmsMemoryIsStopped) {
   }
 }
 
+// The vCPU page (kVcpuPageLinear) is mapped user-writable in the kernel-mode shadows for the
+// inline sequences, which reach it through GS; guest kernel code does not reach it. A store to its
+// address through DS exceeds the limit the VMM gave DS (EFER.LMSLE): #GP, and the VMM carries the
+// store out on the virtual CPU, in the guest's own address space, where nothing is mapped there:
+// the guest takes its own #PF (its handler: jmp $). A load through the guest's GS is a callout,
+// which reads the guest's memory at the guest's GS base.
+TEST(BinaryTranslation, GuestKernelCodeCannotReachTheVcpuPage) {
+  constexpr uint64_t kStoredValue = 0x1122334455667788, kPfHandler = test::kHandler + isa::PF_ * 16;
+  DeprivilegedMachine m("x86");
+  m.handler(isa::PF_);
+  m.ram.load(kPfHandler, {0xEB, 0xFE});
+  m.state().gpr[isa::RAX] = kStoredValue;
+  auto& bt = m.start<vmm::BinaryTranslationVmm>(cat({{0x48, 0xA3}, imm64(vmm::kVcpuPageLinear), {0xEB, 0xFE}}));
+  m.core.run(50);
+  ASSERT_FALSE(m.core.is_shutdown()) << m.core.shutdown_reason();
+  EXPECT_EQ(bt.translator().guest_rip_at(m.state().rip), kPfHandler);
+  EXPECT_EQ(m.state().cr2, vmm::kVcpuPageLinear);  // the guest's CR2, as projected
+  for (uint64_t at = 0; at < 4096; at += 8)
+    EXPECT_NE(m.ram.get<uint64_t>(bt.vcpu_page_physical() + at), kStoredValue) << at;
+  EXPECT_EQ(bt.resource_control_violations(), 0u);
+
+  constexpr uint64_t kGuestGsBase = 0x30000, kMarker = 0x0BADC0DE12345678;
+  DeprivilegedMachine g("x86");
+  g.state().seg[isa::GS].base = kGuestGsBase;
+  g.ram.put<uint64_t>(kGuestGsBase + 8, kMarker);
+  auto& gs = g.start<vmm::BinaryTranslationVmm>(cat({{0x65, 0x48, 0x8B, 0x14, 0x25}, imm32(8), {0xEB, 0xFE}}));
+  g.core.run(20);
+  ASSERT_FALSE(g.core.is_shutdown()) << g.core.shutdown_reason();
+  EXPECT_EQ(g.state().gpr[isa::RDX], kMarker);
+  EXPECT_EQ(gs.callouts().of("mov"), 1u);
+}
+
+// SGDT to guest memory is an inline store sequence that borrows RAX and RCX; here its operand is
+// based on RAX itself, and its store lands on a 2 MiB region the shadow has not mapped yet: the
+// store takes a hidden page fault inside the sequence, the VMM returns RAX and RCX from the vCPU
+// page's scratch slots, fills the shadow and runs the SGDT again from its start (the start of its
+// unit). The guest's
+// GDTR is stored, its registers are its own, and no callout was made.
+TEST(BinaryTranslation, AnInlineStoreThatFaultsRunsAgainWithTheGuestsRegisters) {
+  constexpr uint64_t kTarget = 0x400000, kRcx = 0x0123456789ABCDEF;
+  DeprivilegedMachine m("x86");
+  m.state().gpr[isa::RAX] = kTarget - 8;
+  m.state().gpr[isa::RCX] = kRcx;
+  auto& bt = m.start<vmm::BinaryTranslationVmm>({0x0F, 0x01, 0x40, 0x08,  // sgdt [rax+8]
+                                                 0xEB, 0xFE});
+  m.core.run(40);
+  ASSERT_FALSE(m.core.is_shutdown()) << m.core.shutdown_reason();
+  EXPECT_EQ(bt.translator().guest_rip_at(m.state().rip), test::kCode + 4);
+  EXPECT_EQ(m.ram.get<uint16_t>(kTarget), 0x7F);  // the guest's GDTR (tests/isa_system/system_harness.h)
+  EXPECT_EQ(m.ram.get<uint64_t>(kTarget + 2), test::kGdt);
+  EXPECT_EQ(m.state().gpr[isa::RAX], kTarget - 8);
+  EXPECT_EQ(m.state().gpr[isa::RCX], kRcx);
+  EXPECT_EQ(m.traps(vmm::TrapCause::PageFault), 1u);
+  EXPECT_EQ(bt.callouts().total(), 0u);
+  // Translated once: the SGDT starts its unit, where the guest resumes; the other unit is the
+  // jmp $ the first one jumps to.
+  EXPECT_EQ(bt.translator().counters().inlined_by_mnemonic.of("sgdt"), 1u);
+  EXPECT_EQ(bt.translator().counters().units, 2u);
+}
+
 // The cycles of translated code's trips into the VMM, each in its bucket: an OUT loop
 // (mov ecx, n; l: out 0x80, al; dec ecx; jnz l; jmp $) translates three units once (from the
 // entry, from l, the final jmp $), and each OUT is one callout: crossing, I/O emulation and one

@@ -7,6 +7,7 @@
 #include <Zydis/Zydis.h>
 
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -32,8 +33,10 @@ const std::vector<uint8_t> kRoutine = {
 };
 
 struct Fixture {
-  explicit Fixture(vmm::SregRead sreg_read = vmm::SregRead::Traps) : sreg_read(sreg_read) {}
+  explicit Fixture(vmm::SregRead sreg_read = vmm::SregRead::Traps, bool vcpu_page = false)
+      : sreg_read(sreg_read), vcpu_page(vcpu_page) {}
   vmm::SregRead sreg_read;
+  bool vcpu_page;
   std::vector<uint8_t> tc = std::vector<uint8_t>(64 * 1024, 0xCC);
   std::vector<std::pair<uint64_t, uint64_t>> written;
   std::vector<uint8_t*> pages() {
@@ -43,7 +46,7 @@ struct Fixture {
   }
   vmm::BtTranslator translator{pages(), vmm::kTcLinearBase, kTcPhysical, 12,
                                [this](uint64_t paddr, uint64_t size) { written.emplace_back(paddr, size); },
-                               sreg_read};
+                               sreg_read, vcpu_page};
   std::vector<uint8_t> routine = kRoutine;
   vmm::BtTranslator::CodeReader read = [this](uint64_t linear, uint8_t* out, unsigned size, uint64_t* frame) {
     if (linear < kGuest || linear >= kGuest + routine.size()) return false;
@@ -173,6 +176,118 @@ TEST(BtTranslator, TranslatesSegmentSelectorReadsInline) {
   traps.routine = f.routine;
   traps.translator.translate(kGuest, traps.read);
   EXPECT_EQ(traps.translator.counters().callouts, 3u);
+}
+
+// With a vCPU page, the interrupt flag and the reads of the guest's control state are inline
+// sequences on it (GS-relative), with no callout: CLI and STI store the virtual IF; PUSHFQ pushes
+// the real flags with the virtual IF in place of the real one, restoring the real flags from their
+// own image; POPFQ stores the image's IF when its IOPL is the guest's, else goes to a POPF
+// callout; MOV r, CR0 loads the guest's CR0. Interrupts wait inside the sequences and on the
+// instruction after STI (its interrupt shadow). A GS-relative guest load is a callout.
+TEST(BtTranslator, TranslatesTheInterruptFlagAndControlReadsInlineOnTheVcpuPage) {
+  Fixture f(vmm::SregRead::Traps, /*vcpu_page=*/true);
+  f.routine = {0xFA,                    // 200000 cli
+               0x9C,                    // 200001 pushfq
+               0x48, 0x89, 0xC3,        // 200002 mov rbx, rax
+               0x9D,                    // 200005 popfq
+               0xFB,                    // 200006 sti
+               0x0F, 0x20, 0xC1,        // 200007 mov rcx, cr0
+               0x65, 0x48, 0x8B, 0x10,  // 20000a mov rdx, gs:[rax]
+               0xC3};                   // 20000e ret
+  const auto tc = f.translator.translate(kGuest, f.read);
+  ASSERT_TRUE(tc);
+  const uint64_t end = f.translator.bytes_used() + vmm::kTcLinearBase;
+  char callout_stub[64], after_popf[64];
+  std::snprintf(callout_stub, sizeof callout_stub, "+83: jnz 0x%llX", static_cast<unsigned long long>(*tc + 122));
+  std::snprintf(after_popf, sizeof after_popf, "+117: jmp 0x%llX", static_cast<unsigned long long>(*tc + 132));
+  EXPECT_EQ(f.disassemble(*tc, end), (std::vector<std::string>{
+                                         "+0: mov qword ptr gs:[0x0000000000000000], 0x00",  // cli
+                                         "+13: pushfq",                                      // pushfq
+                                         "+14: mov gs:[0x0000000000000038], rax",
+                                         "+23: mov rax, [rsp]",
+                                         "+27: and rax, 0xFFFFFFFFFFFFFDFF",
+                                         "+33: or rax, gs:[0x0000000000000000]",
+                                         "+42: popfq",
+                                         "+43: push rax",
+                                         "+44: mov rax, gs:[0x0000000000000038]",
+                                         "+53: mov rbx, rax",                                // IDENT
+                                         "+56: mov gs:[0x0000000000000038], rax",            // popfq
+                                         "+65: mov rax, [rsp]",
+                                         "+69: and eax, 0x3000",
+                                         "+74: cmp rax, gs:[0x0000000000000008]",
+                                         callout_stub,
+                                         "+89: mov rax, [rsp]",
+                                         "+93: and eax, 0x200",
+                                         "+98: mov gs:[0x0000000000000000], rax",
+                                         "+107: mov rax, gs:[0x0000000000000038]",
+                                         "+116: popfq",
+                                         after_popf,
+                                         "+122: mov rax, gs:[0x0000000000000038]",           // IOPL changes:
+                                         "+131: popfq",                                      // the callout
+                                         "+132: mov qword ptr gs:[0x0000000000000000], 0x200",  // sti
+                                         "+145: mov rcx, gs:[0x0000000000000010]",           // mov rcx, cr0
+                                         "+154: mov rdx, gs:[rax]",                          // a callout
+                                         "+158: ret",
+                                     }));
+  // The POPF callout goes on after the sequence; the GS-relative load is a callout.
+  const vmm::TcExit* popf = f.translator.exit_at(*tc + 131);
+  ASSERT_NE(popf, nullptr);
+  EXPECT_EQ(popf->kind, vmm::TcExit::Kind::Emulate);
+  EXPECT_EQ(popf->guest_rip, kGuest + 5);
+  EXPECT_EQ(popf->tc_next, *tc + 132);
+  ASSERT_NE(f.translator.exit_at(*tc + 154), nullptr);
+  EXPECT_EQ(f.translator.exit_at(*tc + 116), nullptr);  // the real POPFQ of the sequence runs
+  // Guest RIPs: a sequence stands for its guest instruction until it is done.
+  EXPECT_EQ(f.translator.guest_rip_at(*tc + 44), kGuest + 1);
+  EXPECT_EQ(f.translator.guest_rip_at(*tc + 116), kGuest + 5);
+  EXPECT_EQ(f.translator.guest_rip_at(*tc + 117), kGuest + 6);  // past the POPF: at the STI
+  // Interrupts wait inside sequences (not at their first instruction) and on the MOV from CR0
+  // after the STI (its shadow).
+  for (uint64_t at : {13, 14, 44, 56, 65, 83, 116, 122})
+    EXPECT_EQ(f.translator.holds_interrupts(*tc + at), at != 13 && at != 56) << at;
+  EXPECT_FALSE(f.translator.holds_interrupts(*tc + 0));
+  EXPECT_FALSE(f.translator.holds_interrupts(*tc + 53));
+  EXPECT_FALSE(f.translator.holds_interrupts(*tc + 132));
+  EXPECT_TRUE(f.translator.holds_interrupts(*tc + 145));
+  EXPECT_FALSE(f.translator.holds_interrupts(*tc + 154));
+  const auto& c = f.translator.counters();
+  EXPECT_EQ(c.inlined, 5u);
+  EXPECT_EQ(c.callouts, 1u);  // the GS-relative load
+  EXPECT_EQ(c.inlined_by_mnemonic.by_mnemonic(),
+            (std::map<std::string, uint64_t>{{"cli", 1}, {"popfq", 1}, {"pushfq", 1}, {"sti", 1}, {"mov_cr", 1}}));
+}
+
+// A store of the guest's descriptor-table register to its memory (SGDT m) is inline too: RAX and
+// RCX borrowed into the vCPU page's scratch slots, RAX = the operand's address (LEA of the guest's
+// ModRM), the limit and the base stored from the page, the registers returned. Where a store may
+// fault, the VMM finds which registers the sequence holds (borrowed_at).
+TEST(BtTranslator, TranslatesAStoreOfTheGdtrInline) {
+  Fixture f(vmm::SregRead::Traps, /*vcpu_page=*/true);
+  f.routine = {0x0F, 0x01, 0x47, 0x10,  // 200000 sgdt [rdi+0x10]
+               0xC3};                   // 200004 ret
+  const auto tc = f.translator.translate(kGuest, f.read);
+  ASSERT_TRUE(tc);
+  EXPECT_EQ(f.disassemble(*tc, f.translator.bytes_used() + vmm::kTcLinearBase),
+            (std::vector<std::string>{
+                "+0: mov gs:[0x0000000000000038], rax",
+                "+9: mov gs:[0x0000000000000040], rcx",
+                "+18: lea rax, [rdi+0x10]",
+                "+22: mov cx, gs:[0x0000000000000048]",  // the guest's GDTR limit
+                "+31: mov [rax], cx",
+                "+34: mov rcx, gs:[0x0000000000000050]",  // its base
+                "+43: mov [rax+0x02], rcx",
+                "+47: mov rcx, gs:[0x0000000000000040]",
+                "+56: mov rax, gs:[0x0000000000000038]",
+                "+65: ret",
+            }));
+  EXPECT_EQ(f.translator.counters().callouts, 0u);
+  EXPECT_EQ(f.translator.counters().inlined_by_mnemonic.of("sgdt"), 1u);
+  constexpr uint8_t kBoth = vmm::VcpuPage::kBorrowsRax | vmm::VcpuPage::kBorrowsRcx;
+  EXPECT_EQ(f.translator.borrowed_at(*tc), 0u);  // nothing borrowed yet: the guest's registers
+  EXPECT_EQ(f.translator.borrowed_at(*tc + 31), kBoth);
+  EXPECT_EQ(f.translator.borrowed_at(*tc + 43), kBoth);
+  EXPECT_EQ(f.translator.borrowed_at(*tc + 56), vmm::VcpuPage::kBorrowsRax);
+  EXPECT_EQ(f.translator.borrowed_at(*tc + 65), 0u);
 }
 
 }  // namespace

@@ -555,3 +555,89 @@ TEST(KernelUnderBinaryTranslation, WarmLoopsTranslateNothingMoreAndPayWhatEachIt
 
 }  // namespace
 }  // namespace pgsim
+
+namespace pgsim {
+namespace {
+
+// bench=clisti under binary translation, on classic x86 and x86-pg: the STI and CLI of
+// pvops.irq_enable/irq_disable are inline sequences on the vCPU page, translated once, so an
+// extra iteration pays no callout and no trap, only the lookups of its two indirect calls and
+// their two returns; and cr8wr's final CR8 read is inline while each CR8 write stays one callout
+// (the write goes to the local APIC's TPR, which the VMM models). Runs of 10, 20 and 30 iterations.
+TEST(KernelUnderBinaryTranslation, InterruptFlagChangesAreInlineAndPayNoCalloutPerIteration) {
+  struct Figures {
+    uint64_t units, callouts, traps, lookups, sti, cli, mov_cr_inline, mov_cr_callouts;
+  };
+  for (const char* profile : {"x86", "x86-pg"}) {
+    SCOPED_TRACE(profile);
+    auto figures = [profile](const char* bench, int iters) {
+      const KernelRun r = run_kernel(profile, "binary_translation", std::string("bench=") + bench + " iters=" +
+                                                                         std::to_string(iters));
+      EXPECT_EQ(last(r), "pgsim-kernel: PASS") << bench;
+      EXPECT_EQ(r.router->vmm().leaks().total(), 0u);
+      EXPECT_EQ(r.router->vmm().resource_control_violations(), 0u);
+      const auto& bt = bt_of(r);
+      const vmm::EmulatedLog& inlined = bt.translator().counters().inlined_by_mnemonic;
+      const auto of = [&](const char* m) { return inlined.of(m); };
+      return Figures{bt.translator().counters().units, r.router->vmm().callouts().total(), r.router->total_traps(),
+                     bt.counters().lookups, of("sti"), of("cli"), of("mov_cr"), r.router->vmm().callouts().of("mov_cr")};
+    };
+    Figures clisti[3];
+    for (int k = 0; k < 3; ++k) clisti[k] = figures("clisti", 10 * (k + 1));
+    for (int k = 1; k < 3; ++k) {
+      EXPECT_EQ(clisti[k].units, clisti[0].units);
+      EXPECT_EQ(clisti[k].callouts, clisti[0].callouts);
+      EXPECT_EQ(clisti[k].traps, clisti[0].traps);
+      EXPECT_EQ(clisti[k].lookups - clisti[k - 1].lookups, 10u * 4);
+      EXPECT_EQ(clisti[k].sti, clisti[0].sti);  // translated once: counted once
+    }
+    EXPECT_GE(clisti[0].sti, 1u);
+    EXPECT_GE(clisti[0].cli, 1u);
+    const Figures cr8wr[2] = {figures("cr8wr", 10), figures("cr8wr", 20)};
+    EXPECT_EQ(cr8wr[1].mov_cr_callouts - cr8wr[0].mov_cr_callouts, 10u);  // one callout per CR8 write
+    EXPECT_EQ(cr8wr[1].callouts - cr8wr[0].callouts, 10u);
+    EXPECT_EQ(cr8wr[1].mov_cr_inline, cr8wr[0].mov_cr_inline);
+    EXPECT_GE(cr8wr[0].mov_cr_inline, 1u);  // the read of CR8 after the loop
+    std::cout << profile << " clisti iters=10: " << clisti[0].callouts << " callouts, " << clisti[0].sti << " sti and "
+              << clisti[0].cli << " cli translated inline\n";
+  }
+}
+
+// bench=ksmc: the guest kernel rewrites a function in a page of its own once per iteration and
+// calls it. Under binary translation the page holds translated code, so each rewrite after the
+// first call drops the function's unit (one SMC invalidation per iteration) and the next call
+// translates it anew at its (unchained) call (one unit per iteration); the output is native's.
+// The rewriting stores fault on the protected page in the first iterations, until the first one
+// is retranslated into a callout (vmm.bt.adapt_after): from then on no fault, and every later
+// iteration adds exactly one invalidation and one unit. Runs of 20, 30 and 40 iterations, classic
+// x86 and x86-pg.
+TEST(KernelUnderBinaryTranslation, KernelSelfModifyingCodeInvalidatesOneUnitPerRewrite) {
+  for (const char* profile : {"x86", "x86-pg"}) {
+    SCOPED_TRACE(profile);
+    uint64_t invalidations[3], units[3], tc_faults[3];
+    for (int k = 0; k < 3; ++k) {
+      const std::string cmdline = "bench=ksmc iters=" + std::to_string(10 * (k + 2));
+      const KernelRun native = run_kernel(profile, "native", cmdline);
+      const KernelRun r = run_kernel(profile, "binary_translation", cmdline);
+      EXPECT_EQ(r.lines, native.lines);
+      EXPECT_EQ(last(r), "pgsim-kernel: PASS");
+      EXPECT_EQ(r.router->vmm().leaks().total(), 0u);
+      const auto& bt = bt_of(r);
+      invalidations[k] = bt.counters().smc_invalidations;
+      units[k] = bt.translator().counters().units;
+      tc_faults[k] = bt.counters().tc_faults;
+      EXPECT_EQ(bt.counters().adaptations, 1u);
+    }
+    EXPECT_EQ(invalidations[0], 20u - 1);  // the first rewrite comes before the first call
+    for (int k = 1; k < 3; ++k) {
+      EXPECT_EQ(invalidations[k] - invalidations[k - 1], 10u);
+      EXPECT_EQ(units[k] - units[k - 1], 10u);
+      EXPECT_EQ(tc_faults[k], tc_faults[0]);
+    }
+    std::cout << profile << " ksmc iters=20: " << invalidations[0] << " invalidations, " << units[0] << " units, "
+              << tc_faults[0] << " faults of translated stores\n";
+  }
+}
+
+}  // namespace
+}  // namespace pgsim

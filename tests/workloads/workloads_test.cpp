@@ -252,7 +252,7 @@ const std::vector<BenchCase> kBenchmarks = {
     {"syscall", 500},  {"in", 500},       {"cr8wr", 37},      {"callret", 500},
     {"pgfault", 300},  {"divzero", 300},  {"ptemod", 300},    {"forkwait", 40},
     {"compute", 5000}, {"memwalk", 4000, 131072}, {"memwalk", 20000, 4 << 20},
-    {"ctxswitch", 200}, {"smc", 300},      {"clisti", 300},
+    {"ctxswitch", 200}, {"smc", 300},      {"clisti", 300},   {"ksmc", 300},
 };
 
 INSTANTIATE_TEST_SUITE_P(

@@ -1,7 +1,8 @@
 /* The benchmarks that run in ring 0 (in, cr8wr, callret, ptemod: Adams & Agesen measured them in
- * the guest kernel; clisti) and the report every benchmark ends with. Each checksum is a fold of what the
+ * the guest kernel; clisti, ksmc) and the report every benchmark ends with. Each checksum is a fold of what the
  * loop observed, so a machine that computes or delivers something wrong prints another value. */
 #include "kernel.h"
+#include "jit.h"
 
 static bool reported;
 
@@ -84,6 +85,12 @@ static u64 bench_ptemod(u64 iters) {
     return sum;
 }
 
+/* The JIT in miniature of jit.h (bench=smc's), in ring 0, in a page that holds nothing else: a
+ * binary translator sees that page's code rewritten once per iteration. */
+static u8 ksmc_page[4096] __attribute__((aligned(4096)));
+
+static u64 bench_ksmc(u64 iters) { return jit_rewrite_and_call(ksmc_page, iters); }
+
 void bench_kernel(enum workload w, u64 iters) {
     u64 start = rdtsc(), sum;
     switch (w) {
@@ -92,6 +99,7 @@ void bench_kernel(enum workload w, u64 iters) {
     case WORKLOAD_callret: sum = bench_callret(iters); break;
     case WORKLOAD_ptemod: sum = bench_ptemod(iters); break;
     case WORKLOAD_clisti: sum = bench_clisti(iters); break;
+    case WORKLOAD_ksmc: sum = bench_ksmc(iters); break;
     default: machine_exit(false, "not a ring-0 benchmark");
     }
     bench_report(sum, rdtsc() - start);

@@ -114,7 +114,7 @@ static void check_interrupt_state(void) {
 
 static bool runs_in_kernel(enum workload w) {
     return w == WORKLOAD_in || w == WORKLOAD_cr8wr || w == WORKLOAD_callret || w == WORKLOAD_ptemod ||
-           w == WORKLOAD_clisti;
+           w == WORKLOAD_clisti || w == WORKLOAD_ksmc;
 }
 
 void kmain(u32 magic, u32 info) {

@@ -31,7 +31,7 @@ enum syscall_number {
 /* Workloads: chosen by bench=NAME on the command line. */
 #define WORKLOAD_LIST(X) \
     X(selftest) X(syscall) X(in) X(cr8wr) X(callret) X(pgfault) X(divzero) X(ptemod) \
-    X(forkwait) X(compute) X(memwalk) X(ctxswitch) X(smc) X(clisti)
+    X(forkwait) X(compute) X(memwalk) X(ctxswitch) X(smc) X(clisti) X(ksmc)
 #define WORKLOAD_ENUM(name) WORKLOAD_##name,
 enum workload { WORKLOAD_LIST(WORKLOAD_ENUM) WORKLOAD_COUNT };
 

@@ -1,6 +1,7 @@
 /* The benchmarks that run in ring 3. Each returns a checksum folded from what it observed;
  * tests/workloads recomputes every one of them independently. */
 #include "user.h"
+#include "jit.h"
 
 /* The null system call (SYSCALL/SYSRET). */
 u64 bench_syscall(u64 iters) {
@@ -113,23 +114,5 @@ u64 bench_ctxswitch(u64 iters) {
     return token;
 }
 
-/* A JIT in miniature: write a function (mov $imm, %eax; add or xor $imm2, %eax; ret), call it,
- * rewrite it with other constants and another operation, call it again. */
-u64 bench_smc(u64 iters) {
-    volatile u8 *code = (volatile u8 *)USER_HEAP_BASE;
-    u32 (*fn)(void) = (u32 (*)(void))USER_HEAP_BASE;
-    u64 sum = 0;
-    for (u64 i = 0; i < iters; i++) {
-        u32 imm = (u32)(i * 7 + 1), imm2 = (u32)i ^ 0x5A5A5A5Au;
-        code[0] = 0xB8; /* mov $imm32, %eax */
-        for (int b = 0; b < 4; b++)
-            code[1 + b] = (u8)(imm >> (8 * b));
-        code[5] = (i & 1) ? 0x05 : 0x35; /* add or xor $imm32, %eax */
-        for (int b = 0; b < 4; b++)
-            code[6 + b] = (u8)(imm2 >> (8 * b));
-        code[10] = 0xC3; /* ret */
-        __asm__ volatile("" ::: "memory");
-        sum = sum * 3 + fn();
-    }
-    return sum;
-}
+/* A JIT in miniature (jit.h), in the user heap. */
+u64 bench_smc(u64 iters) { return jit_rewrite_and_call((volatile u8 *)USER_HEAP_BASE, iters); }
