@@ -230,8 +230,11 @@ TEST(GuestUnderVmm, ParavirtGivesTheGuestOutputOfNativeOnBothProfiles) {
       EXPECT_EQ(figure(selftest.figures, "leaks"), 0u) << selftest.figures;
     } else {
       ASSERT_EQ(pv_lines.size(), native_lines.size());
-      for (size_t k = 0; k < pv_lines.size(); ++k)
-        if (pv_lines[k] != native_lines[k]) EXPECT_EQ(pv_lines[k].rfind("selftest user ", 0), 0u) << pv_lines[k];
+      for (size_t k = 0; k < pv_lines.size(); ++k) {
+        if (pv_lines[k] != native_lines[k]) {
+          EXPECT_EQ(pv_lines[k].rfind("selftest user ", 0), 0u) << pv_lines[k];
+        }
+      }
     }
   }
 }
