@@ -28,7 +28,8 @@ ShadowPager::ShadowPager(isa::PhysicalBus& bus, uint64_t pool_base, uint64_t poo
     throw std::invalid_argument("trap_emulate: the VMM needs RAM for its shadow page tables at " + hex(pool_base) +
                                 " (" + std::to_string(pool_frames) + " frames), above guest RAM");
   // The VMM area: one PDPT, one page directory and page tables, mapped supervisor-only.
-  Shadow permanent{.root = 0};
+  Shadow permanent;
+  permanent.root = 0;
   vmm_pdpt_ = allocate(permanent);
   const uint64_t pd = allocate(permanent);
   table(vmm_pdpt_)[0] = pd | kP | kRw;
