@@ -18,16 +18,14 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPagesPerTable = 512;
 
-// The TC's page tables (a PDPT, a PD and the page tables under it) and the TC itself, at the top
-// of the VMM's memory.
+// The VMM's memory in PML4 slot 511, at the top of the VMM's RAM: the slot's PDPT, the PD of its
+// last GiB, the vCPU page's page table, the vCPU page, the TC's page tables and the TC.
 uint64_t tc_page_tables(uint64_t tc_bytes) { return (tc_bytes / kPage + kPagesPerTable - 1) / kPagesPerTable; }
-uint64_t tc_region_bytes(uint64_t tc_bytes) { return (2 + tc_page_tables(tc_bytes)) * kPage + tc_bytes; }
-// After the TC: the vCPU page's PDPT, PD and page table (PML4 slot 511), and the page.
-constexpr uint64_t kVcpuRegionBytes = 4 * kPage;
+uint64_t slot511_region_bytes(uint64_t tc_bytes) { return (4 + tc_page_tables(tc_bytes)) * kPage + tc_bytes; }
 // The limit of the real DS, ES and SS in translated code: EFER.LMSLE stops their accesses below
-// the vCPU page.
-constexpr uint32_t kTranslatedDataLimit = static_cast<uint32_t>(kVcpuPageLinear - kLmsleLimitBase - 1);
-static_assert(kTranslatedDataLimit == 0xFFFFEFFFu);
+// the TC (and so below the vCPU page above it).
+constexpr uint32_t kTranslatedDataLimit = static_cast<uint32_t>(kTcLinearBase - kLmsleLimitBase - 1);
+static_assert(kTranslatedDataLimit == 0xFF9FFFFFu && kTcLinearBase >= kLmsleLimitBase);
 
 uint64_t checked_tc_bytes(uint64_t tc_bytes) {
   if (tc_bytes < kPage || tc_bytes > kMaxTcBytes || tc_bytes % kPage)
@@ -42,12 +40,11 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
-// Linear addresses that are the VMM's in the kernel-mode shadows: its area, the TC and the vCPU
-// page's PML4 slot.
+// Linear addresses that are the VMM's in the kernel-mode shadows: its area (slot 510) and PML4
+// slot 511 (the TC and the vCPU page; the rest of the slot is not mapped).
 bool is_vmm_linear(uint64_t linear) {
-  constexpr uint64_t kVcpuSlotBase = kVcpuPageLinear & ~(kVmmLinearSize - 1);
-  return (linear >= kVmmLinearBase && linear - kVmmLinearBase < kVmmLinearSize) ||
-         (linear >= kTcLinearBase && linear - kTcLinearBase < kVmmLinearSize) || linear >= kVcpuSlotBase;
+  constexpr uint64_t kSlot511Base = kVcpuPageLinear & ~(kVmmLinearSize - 1);
+  return (linear >= kVmmLinearBase && linear - kVmmLinearBase < kVmmLinearSize) || linear >= kSlot511Base;
 }
 
 }  // namespace
@@ -59,33 +56,31 @@ BinaryTranslationVmm::BinaryTranslationVmm(const Machine& machine, const VmmCost
       adapt_after_(options.bt_adapt_after),
       tc_bytes_(checked_tc_bytes(options.bt_tc_bytes)),
       guest_("binary_translation", machine, costs, options, cycles_, violations_,
-             tc_region_bytes(tc_bytes_) + kVcpuRegionBytes),
+             slot511_region_bytes(tc_bytes_)),
       translate_cycles_(cycles_.add_counter("vmm_bt_translate", "cycles translating guest kernel code into the TC")),
       callout_cycles_(cycles_.add_counter(
           "vmm_bt_callout", "cycles crossing from translated code into the VMM and back (callouts, translator entries)")),
       lookup_cycles_(cycles_.add_counter("vmm_bt_lookup",
                                          "cycles looking up the translations of RET and indirect branch targets")) {
-  // The TC's page tables: user-readable and executable, never writable (translated code runs at
-  // the real CPL 3 and must not change its own translation).
+  // PML4 slot 511 in the kernel-mode shadows: one PDPT, whose last entry holds the PD of the last
+  // GiB, which maps the TC (user-readable and executable, never writable: translated code runs at
+  // the real CPL 3 and must not change its own translation) and, in its last 2 MiB, the vCPU page
+  // (user-writable, never executable; translated code reaches it through GS, the guest's own
+  // accesses through DS, ES and SS stop at their limit below the TC).
   PhysicalBus& bus = machine.core.bus();
-  const uint64_t pdpt = guest_.reserved_physical(), pd = pdpt + kPage, pt = pd + kPage;
-  const uint64_t tables = tc_page_tables(tc_bytes_), tc = pt + tables * kPage;
-  for (uint64_t k = 0; k < (2 + tables) * kPagesPerTable; ++k) bus.write(pdpt + k * 8, 8, 0);
-  bus.write(pdpt, 8, pd | PTE_P | PTE_RW | PTE_US);
-  for (uint64_t k = 0; k < tables; ++k) bus.write(pd + k * 8, 8, (pt + k * kPage) | PTE_P | PTE_RW | PTE_US);
+  const uint64_t tables = tc_page_tables(tc_bytes_);
+  const uint64_t pdpt = guest_.reserved_physical(), pd = pdpt + kPage, vcpu_pt = pd + kPage, vcpu = vcpu_pt + kPage;
+  const uint64_t tc_pt = vcpu + kPage, tc = tc_pt + tables * kPage;
+  for (uint64_t k = 0; k < (4 + tables) * kPagesPerTable; ++k) bus.write(pdpt + k * 8, 8, 0);
+  const auto entry = [](uint64_t table, uint64_t linear, unsigned level) { return table + index_at(linear, level) * 8; };
+  bus.write(entry(pdpt, kVcpuPageLinear, 3), 8, pd | PTE_P | PTE_RW | PTE_US);
+  for (uint64_t k = 0; k < tables; ++k)
+    bus.write(entry(pd, kTcLinearBase + k * kLargePageBytes, 2), 8, (tc_pt + k * kPage) | PTE_P | PTE_RW | PTE_US);
   for (uint64_t page = 0; page < tc_bytes_ / kPage; ++page)
-    bus.write(pt + page * 8, 8, (tc + page * kPage) | PTE_P | PTE_US);
-  guest_.shadow().map_in_kernel_shadows(kTcLinearBase, pdpt | PTE_P | PTE_RW | PTE_US);
-  // The vCPU page: user-writable in the kernel-mode shadows, never executable; translated code
-  // reaches it through GS, the guest's own accesses through DS, ES and SS stop at their limit.
-  const uint64_t vcpu_pdpt = tc + tc_bytes_, vcpu_pd = vcpu_pdpt + kPage, vcpu_pt = vcpu_pd + kPage;
-  const uint64_t vcpu = vcpu_pt + kPage;
-  for (uint64_t k = 0; k < 4 * kPagesPerTable; ++k) bus.write(vcpu_pdpt + k * 8, 8, 0);
-  const auto last_entry = [](uint64_t table) { return table + (kPagesPerTable - 1) * 8; };
-  bus.write(last_entry(vcpu_pdpt), 8, vcpu_pd | PTE_P | PTE_RW | PTE_US);
-  bus.write(last_entry(vcpu_pd), 8, vcpu_pt | PTE_P | PTE_RW | PTE_US);
-  bus.write(last_entry(vcpu_pt), 8, vcpu | PTE_P | PTE_RW | PTE_US | PTE_XD);
-  guest_.shadow().map_in_kernel_shadows(kVcpuPageLinear, vcpu_pdpt | PTE_P | PTE_RW | PTE_US);
+    bus.write(tc_pt + page * 8, 8, (tc + page * kPage) | PTE_P | PTE_US);
+  bus.write(entry(pd, kVcpuPageLinear, 2), 8, vcpu_pt | PTE_P | PTE_RW | PTE_US);
+  bus.write(entry(vcpu_pt, kVcpuPageLinear, 1), 8, vcpu | PTE_P | PTE_RW | PTE_US | PTE_XD);
+  guest_.shadow().map_in_kernel_shadows(kVcpuPageLinear, pdpt | PTE_P | PTE_RW | PTE_US);
   vcpu_page_physical_ = vcpu;
   vcpu_page_ = bus.host_frame(vcpu);
   if (!vcpu_page_) throw std::invalid_argument("binary_translation: the vCPU page at " + hex(vcpu) + " is not RAM");
@@ -367,7 +362,8 @@ std::optional<TrapCause> BinaryTranslationVmm::take_event(Core& real, const Even
   } else if (in_tc && is_vmm_linear(event.cr2)) {
     real.shutdown("binary_translation: the guest kernel's code at " + hex(guest_.vcpu().state().rip) + " addresses " +
                   hex(event.cr2) +
-                  ", which is the VMM's memory (its area or the translation cache); stopped before the access");
+                  ", which is the VMM's memory (its area, or PML4 slot 511 of the translation cache and the vCPU "
+                  "page); stopped before the access");
     return cause;
   } else {
     const DeprivilegedGuest::PageFault result = guest_.handle_page_fault(real, event);

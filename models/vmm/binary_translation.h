@@ -37,12 +37,17 @@
 
 namespace pgsim::vmm {
 
-// The TC's linear address in the kernel-mode shadows (PML4 slot 509, next to the VMM's area).
-constexpr uint64_t kTcLinearBase = 0xFFFFFE8000000000ull;
-// The vCPU page's (models/vmm/bt_translator.h, VcpuPage): the last page of the linear address
-// space (PML4 slot 511), above the limit the VMM gives the real DS, ES and SS with EFER.LMSLE
-// while translated code runs, so that only GS (its base is this page then) reaches it.
+// The vCPU page's linear address (models/vmm/bt_translator.h, VcpuPage): the last page of the
+// linear address space (PML4 slot 511, kernel-mode shadows only).
 constexpr uint64_t kVcpuPageLinear = 0xFFFFFFFFFFFFF000ull;
+// The TC's: the kMaxTcBytes right below the vCPU page's 2 MiB region, in the top 4 GiB like it.
+// While translated code runs, the VMM limits the real DS, ES and SS below the TC with
+// EFER.LMSLE, so that the TC and the vCPU page are out of reach of the guest's data accesses:
+// the real CPU fetches translated code from the TC (instruction fetch is not limit-checked) and
+// translated code reaches the vCPU page through GS only (its base is the page then).
+constexpr uint64_t kLargePageBytes = 2ull << 20;
+constexpr uint64_t kTcLinearBase = (kVcpuPageLinear & ~(kLargePageBytes - 1)) - kMaxTcBytes;
+static_assert(kTcLinearBase == 0xFFFFFFFFFFA00000ull && kMaxTcBytes % kLargePageBytes == 0);
 
 struct BtCounters {
   uint64_t lookups = 0;             // RET and indirect branches looked up (guest -> TC address)
@@ -98,7 +103,7 @@ class BinaryTranslationVmm final : public Vmm {
   isa::PreExecute branch_exit(isa::Core& real, const TcExit& exit);
   void count_tc_fault(uint64_t tc);
   // The real state of translated code (DeprivilegedGuest::after_project): GS on the vCPU page,
-  // DS, ES and SS limited below it, EFER.LMSLE; and the vCPU page written from the virtual CPU.
+  // DS, ES and SS limited below the TC, EFER.LMSLE; and the vCPU page written from the virtual CPU.
   void enter_translated(isa::Core& real);
   // Undoes that at an entry into the VMM and returns the guest's IF from the vCPU page
   // (DeprivilegedGuest::before_enter); nullopt outside translated code.

@@ -11,7 +11,6 @@ namespace pgsim::vmm {
 namespace {
 using isa::kPhysFrameMask;
 constexpr uint64_t kP = isa::PTE_P, kRw = isa::PTE_RW, kUs = isa::PTE_US, kLarge = isa::PTE_PS, kXd = isa::PTE_XD;
-unsigned index_at(uint64_t linear, unsigned level) { return (linear >> (12 + 9 * (level - 1))) & 511; }
 std::string hex(uint64_t v) {
   char buf[24];
   std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));

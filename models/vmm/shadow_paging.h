@@ -43,6 +43,9 @@ namespace pgsim::vmm {
 constexpr uint64_t kVmmLinearBase = 0xFFFFFF0000000000ull;
 constexpr uint64_t kVmmLinearSize = 1ull << 39;
 
+// The index of `linear`'s entry in its page table of `level` (1: the PT ... 4: the PML4).
+inline unsigned index_at(uint64_t linear, unsigned level) { return (linear >> (12 + 9 * (level - 1))) & 511; }
+
 struct ShadowCounters {
   uint64_t hidden_faults = 0;  // page faults the guest's tables allow: the shadow lacked the entry
   uint64_t true_faults = 0;    // page faults the guest's tables cause: reflected to the guest

@@ -63,16 +63,19 @@ TEST(BinaryTranslation, RewrittenGuestCodeIsInvalidatedAndTranslatedAnew) {
   }
 }
 
-// Translated code runs at the real CPL 3 with the TC mapped read-only: guest kernel code that
-// writes to the TC's address, or reads the VMM's area (supervisor-only), faults into the VMM,
-// which stops the run naming the address; the VMM's memory is untouched.
+// Guest kernel code that touches the VMM's memory below the limit of DS, ES and SS faults into
+// the VMM, which stops the run naming the address: a read of the VMM's area (supervisor-only, PML4
+// slot 510), a store to slot 511 (the TC's and the vCPU page's, not mapped there) outside the top
+// 4 GiB and one inside it below the limit. The VMM's memory is untouched.
 TEST(BinaryTranslation, GuestKernelCodeThatAddressesTheVmmsMemoryIsStopped) {
   struct Case {
     std::vector<uint8_t> code;
     const char* address;
   };
-  for (const Case& c : {Case{cat({{0x48, 0xA3}, imm64(vmm::kTcLinearBase), {0xEB, 0xFE}}), "0xfffffe8000000000"},
-                        Case{cat({{0x48, 0xA1}, imm64(vmm::kVmmLinearBase), {0xEB, 0xFE}}), "0xffffff0000000000"}}) {
+  for (const Case& c : {Case{cat({{0x48, 0xA1}, imm64(vmm::kVmmLinearBase), {0xEB, 0xFE}}), "0xffffff0000000000"},
+                        Case{cat({{0x48, 0xA3}, imm64(vmm::kVmmLinearBase + vmm::kVmmLinearSize), {0xEB, 0xFE}}),
+                             "0xffffff8000000000"},
+                        Case{cat({{0x48, 0xA3}, imm64(isa::kLmsleLimitBase), {0xEB, 0xFE}}), "0xffffffff00000000"}}) {
     SCOPED_TRACE(c.address);
     DeprivilegedMachine m("x86");
     m.state().gpr[isa::RAX] = 0x1122334455667788;
@@ -120,6 +123,40 @@ TEST(BinaryTranslation, GuestKernelCodeCannotReachTheVcpuPage) {
   ASSERT_FALSE(g.core.is_shutdown()) << g.core.shutdown_reason();
   EXPECT_EQ(g.state().gpr[isa::RDX], kMarker);
   EXPECT_EQ(gs.callouts().of("mov"), 1u);
+}
+
+// The TC (kTcLinearBase) is mapped user-readable and executable in the kernel-mode shadows, but
+// it lies above the limit the VMM gives the real DS, ES and SS (EFER.LMSLE): guest kernel code
+// that reads or writes a TC address through DS takes #GP, and the VMM carries the access out on
+// the virtual CPU, in the guest's own address space, where nothing is mapped there: the guest
+// takes its own #PF (its handler: jmp $) with CR2 the TC address, and no byte of the TC reaches
+// it (RAX keeps its value) or changes.
+TEST(BinaryTranslation, GuestKernelCodeCannotReadOrWriteTheTc) {
+  constexpr uint64_t kRaxBefore = 0x1122334455667788, kPfHandler = test::kHandler + isa::PF_ * 16;
+  for (const uint8_t opcode : {0xA1, 0xA3}) {  // MOV RAX, [moffs64]; MOV [moffs64], RAX
+    SCOPED_TRACE(opcode);
+    DeprivilegedMachine m("x86");
+    m.handler(isa::PF_);
+    m.ram.load(kPfHandler, {0xEB, 0xFE});
+    m.state().gpr[isa::RAX] = kRaxBefore;
+    auto& bt = m.start<vmm::BinaryTranslationVmm>(cat({{0x48, opcode}, imm64(vmm::kTcLinearBase), {0xEB, 0xFE}}));
+    m.core.run(50);
+    ASSERT_FALSE(m.core.is_shutdown()) << m.core.shutdown_reason();
+    EXPECT_EQ(bt.translator().guest_rip_at(m.state().rip), kPfHandler);
+    EXPECT_EQ(m.state().cr2, vmm::kTcLinearBase);  // the guest's CR2, as projected
+    EXPECT_EQ(m.state().gpr[isa::RAX], kRaxBefore);
+    EXPECT_EQ(m.traps(vmm::TrapCause::GeneralProtection), 1u);  // the limit's, carried out by the VMM
+    EXPECT_EQ(bt.callouts().total(), 0u);
+    // The TC still holds the unit of the access, as the translator made it: its first
+    // instruction is the guest's, copied (IDENT).
+    const uint64_t unit = bt.translator().lookup(test::kCode);
+    ASSERT_EQ(unit, vmm::kTcLinearBase);
+    const uint64_t tc = bt.translator().tc_physical();
+    EXPECT_EQ(m.ram.get<uint8_t>(tc), 0x48);
+    EXPECT_EQ(m.ram.get<uint8_t>(tc + 1), opcode);
+    EXPECT_EQ(m.ram.get<uint64_t>(tc + 2), vmm::kTcLinearBase);
+    EXPECT_EQ(bt.resource_control_violations(), 0u);
+  }
 }
 
 // SGDT to guest memory is an inline store sequence that borrows RAX and RCX; here its operand is

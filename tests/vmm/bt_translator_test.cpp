@@ -87,7 +87,7 @@ TEST(BtTranslator, EmitsTheExpectedTranslationOfAGuestRoutine) {
                                              "+11: cli",
                                              "+12: mov cr3, rax",
                                              "+15: push 0x200013",
-                                             "+20: jmp 0xFFFFFE8000000019",
+                                             "+20: jmp 0xFFFFFFFFFFA00019",
                                          }));
   const auto& c = f.translator.counters();
   EXPECT_EQ(c.units, 1u);
@@ -118,9 +118,9 @@ TEST(BtTranslator, EmitsTheExpectedTranslationOfAGuestRoutine) {
   const uint64_t end2 = f.translator.bytes_used() + vmm::kTcLinearBase;
   EXPECT_EQ(f.disassemble(*second, end2), (std::vector<std::string>{
                                               "+0: test eax, eax",
-                                              "+2: jz 0xFFFFFE8000000026",   // the taken exit
-                                              "+8: jmp 0xFFFFFE8000000026",  // exits: to the next byte
-                                              "+13: jmp 0xFFFFFE800000002B",
+                                              "+2: jz 0xFFFFFFFFFFA00026",   // the taken exit
+                                              "+8: jmp 0xFFFFFFFFFFA00026",  // exits: to the next byte
+                                              "+13: jmp 0xFFFFFFFFFFA0002B",
                                           }));
   EXPECT_EQ(f.translator.exit_at(*second + 8)->guest_target, kGuest + 0x17);   // not taken
   EXPECT_EQ(f.translator.exit_at(*second + 13)->guest_target, kGuest + 0x1C);  // taken
