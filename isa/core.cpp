@@ -34,10 +34,12 @@ Core::~Core() = default;
 
 // ---- Execution loop -------------------------------------------------------------------------
 
-uint64_t Core::run(uint64_t max_instructions) {
+uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
   // Instructions retired by this call; an instruction that faults without a C++ exception
   // (PreExecute::Fault) takes its count back, so the count is kept in counters_ alone.
   const uint64_t start = counters_.retired;
+  const uint64_t steps = counters_.steps();
+  step_deadline_ = max_steps > ~0ull - steps ? ~0ull : steps + max_steps;
   sync_mode();
   while (counters_.retired - start < max_instructions) {
     try {
@@ -69,10 +71,19 @@ uint64_t Core::run(uint64_t max_instructions) {
         shutdown("fault " + std::to_string(nested.vector) + " escaped event delivery of fault " +
                  std::to_string(fault.vector));
       }
-      if (shutdown_) return counters_.retired - start;
+      if (shutdown_ || no_progress_) return counters_.retired - start;
     }
   }
   return counters_.retired - start;
+}
+
+void Core::suspend_instruction() {
+  // The run loop retires the instruction when its handler returns: take that back beforehand.
+  --counters_.retired;
+  --counters_.by_class[static_cast<unsigned>(current_insn_->cls)];
+  --(user_ ? counters_.retired_user : counters_.retired_kernel);
+  next_rip_ = state_.rip;
+  request_stop();
 }
 
 void Core::shutdown(const std::string& reason) {

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -46,6 +47,22 @@ struct CoreCounters {
   uint64_t smc_invalidations = 0;  // decoded pages discarded because their frame was written
   uint64_t events = 0;          // exceptions and interrupts routed (trap hook or IDT delivery)
   uint64_t interrupts = 0;      // external interrupts accepted from the InterruptSource
+  uint64_t delegated_steps = 0; // steps a VMM's virtual CPU took for this CPU's guest (emulation)
+
+  // The host work the guest caused: each instruction retired, each event routed (exceptions,
+  // interrupts; a VMM's VM exits, callouts and hypercalls are one or the other) and each
+  // string-instruction iteration is one step. A fault loop retires nothing and one REP MOVS may
+  // iterate 2^64 times, so only steps bound what the host does. What a VMM runs on its own virtual
+  // CPU for the guest counts here too.
+  uint64_t steps() const { return retired + events + string_iterations + delegated_steps; }
+};
+
+// The guest made no progress: the same exception at the same address, again and again, with no
+// instruction retired in between (a handler whose first instruction faults again).
+struct NoProgress {
+  uint8_t vector = 0;
+  uint64_t rip = 0;        // where it faulted (CS-relative)
+  uint64_t repeats = 0;
 };
 
 // An instruction the core decoded but has no semantics for (it raised #UD in the guest).
@@ -68,7 +85,11 @@ class Core {
   const CpuState& state() const { return state_; }
   // Runs until `max_instructions` retired, HLT with nothing pending, request_stop() or shutdown
   // (triple fault); returns the instructions retired.
-  uint64_t run(uint64_t max_instructions);
+  // With `max_steps` (CoreCounters::steps), run() also returns once that many steps were taken;
+  // a REP string instruction still iterating then stops between two iterations with RIP at the
+  // instruction and its registers updated, as an interrupted one does (SDM vol. 1, 7.3.9.1), and
+  // retires when it completes on a later call.
+  uint64_t run(uint64_t max_instructions, uint64_t max_steps = ~0ull);
   // Executes one instruction (delivering a pending interrupt first); returns instructions retired
   // (0 when it faulted, was halted or stopped).
   uint64_t step() { return run(1); }
@@ -76,6 +97,24 @@ class Core {
   void request_stop() { stop_requested_ = true; attention_ = true; }
   // Enters the shutdown state (triple fault); run() returns and no longer executes.
   void shutdown(const std::string& reason);
+  // Ends run() once the same exception has been raised at the same RIP `repeats` times in a row
+  // with no instruction retired in between (0, the default: never). no_progress() then says which.
+  void set_no_progress_limit(uint64_t repeats) { no_progress_limit_ = repeats; }
+  const std::optional<NoProgress>& no_progress() const { return no_progress_; }
+  // For string instructions: how many iterations this execution may make before the step limit
+  // of run() (at least 1), and the way to stop between two of them (the instruction does not
+  // retire; run() returns and the next call resumes it).
+  uint64_t string_iteration_allowance() const {
+    const uint64_t steps = counters_.steps();
+    return steps < step_deadline_ ? step_deadline_ - steps : 1;
+  }
+  void suspend_instruction();
+  // A VMM took `n` steps on its own virtual CPU for this core's guest: they count toward run()'s
+  // step limit.
+  void count_delegated_steps(uint64_t n) {
+    counters_.delegated_steps += n;
+    if (counters_.steps() >= step_deadline_) request_stop();
+  }
   // True after a triple fault; shutdown_reason() says why.
   bool is_shutdown() const { return shutdown_; }
   const std::string& shutdown_reason() const { return shutdown_reason_; }
@@ -340,6 +379,11 @@ class Core {
   Fault last_fault_{0};
   Fault pre_execute_fault_{0};
   uint64_t last_fault_rip_ = 0;
+  uint64_t step_deadline_ = ~0ull;     // steps() at which run() returns
+  uint64_t no_progress_limit_ = 0;
+  uint64_t fault_repeats_ = 0;         // the same fault at the same RIP, nothing retired between
+  uint64_t retired_at_last_fault_ = ~0ull;
+  std::optional<NoProgress> no_progress_;
   bool shutdown_ = false;
   std::string shutdown_reason_;
 

@@ -10,6 +10,7 @@ void Core::route_event(const Event& event) {
   state_.halted = false;
   if (!(hook_ && hook_->on_event(*this, event))) deliver_event(*this, event);
   sync_mode();
+  if (counters_.steps() >= step_deadline_) request_stop();
 }
 
 bool Core::offer_delivery_fault(const Event& delivering, const Event& fault) {
@@ -24,8 +25,17 @@ void Core::raise_event_after_instruction(const Event& event) {
 
 void Core::handle_fault(const Fault& fault) {
   single_step_pending_ = false;  // a faulting instruction did not complete: no single-step trap
+  const bool repeated = counters_.retired == retired_at_last_fault_ && fault.vector == last_fault_.vector &&
+                        state_.rip == last_fault_rip_;
+  fault_repeats_ = repeated ? fault_repeats_ + 1 : 1;
+  retired_at_last_fault_ = counters_.retired;
   last_fault_ = fault;
   last_fault_rip_ = state_.rip;
+  if (no_progress_limit_ && fault_repeats_ >= no_progress_limit_) {
+    no_progress_ = NoProgress{fault.vector, state_.rip, fault_repeats_};
+    request_stop();
+    return;  // not delivered: the run ends here
+  }
   route_event(Event::from_fault(fault));
 }
 

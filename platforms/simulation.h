@@ -12,6 +12,7 @@
 // simulate() calls stats.freeze() itself before it destroys them.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <ostream>
@@ -29,7 +30,10 @@ enum class RunEnd {
   GuestHalted,       // HLT with interrupts disabled: nothing can wake the CPU
   TripleFault,       // a fault while delivering a double fault: the machine resets
   InstructionLimit,  // run.max_instructions reached
+  StepLimit,         // run.max_steps reached (instructions, events and string iterations)
   TimeLimit,         // run.max_seconds (simulated) or run.max_host_seconds reached
+  NoProgress,        // the same fault at the same address run.no_progress_faults times, nothing retired
+  Interrupted,       // RunContext::stop_request was set (SIGINT, SIGTERM)
 };
 
 struct RunOutcome {
@@ -46,6 +50,7 @@ struct RunContext {
   stats::Registry& stats;
   std::filesystem::path out_dir;   // results/<run-name>/ (the runner writes its files here)
   std::ostream& serial_log;        // guest serial output (the runner also tees it to the terminal on request)
+  const std::atomic<bool>* stop_request = nullptr;  // set: the run ends at the next quantum as Interrupted
 };
 
 // The simulator cannot go on (a bad guest image, an internal inconsistency): the run ends with

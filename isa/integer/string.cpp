@@ -1,7 +1,8 @@
 // MOVS, STOS, LODS, CMPS, SCAS with REP / REPE / REPNE (SDM vol. 2). The source segment is DS
 // unless overridden; the destination is always ES:rDI. Index and count registers have the
 // address size. Each iteration commits its registers after its memory accesses, so a fault in
-// the middle leaves a restartable state (RIP still at the instruction).
+// the middle leaves a restartable state (RIP still at the instruction); so does the core's step
+// limit, which stops a long REP between two iterations (Core::suspend_instruction).
 #include "isa/integer/semantics.h"
 
 namespace pgsim::isa::integer {
@@ -16,6 +17,7 @@ template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
   const SegReg src = static_cast<SegReg>(i.string_seg);
   const bool repeated = i.rep() || i.repne();
   uint64_t iterations = 0;
+  const uint64_t allowance = repeated ? c.string_iteration_allowance() : 1;
   auto& g = c.state().gpr;
   for (;;) {
     if (repeated && (g[RCX] & mask) == 0) break;
@@ -49,6 +51,10 @@ template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
     if constexpr (kOp == StringOp::Cmps || kOp == StringOp::Scas) {
       if (i.rep() && !equal) break;    // REPE: stop on a difference
       if (i.repne() && equal) break;   // REPNE: stop on a match
+    }
+    if (iterations == allowance && (g[RCX] & mask) != 0) {  // the step limit: resumed later
+      c.suspend_instruction();
+      break;
     }
   }
   c.count_string_iterations(iterations);

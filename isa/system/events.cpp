@@ -28,11 +28,6 @@ FaultClass fault_class(uint8_t vector) {
   }
 }
 
-std::string event_name(uint8_t vector) {
-  static const char* names[] = {"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "vector 9",
-                                "#TS", "#NP", "#SS", "#GP", "#PF", "vector 15", "#MF", "#AC", "#MC", "#XM"};
-  return vector < 20 ? names[vector] : "vector " + std::to_string(vector);
-}
 
 void deliver_real_mode(Core& core, const Event& ev) {
   CpuState& s = core.state();
@@ -193,6 +188,12 @@ void deliver_event(Core& core, const Event& event) {
     if (core.offer_delivery_fault(event, Event::from_fault(second))) return;
     resolve_nested(core, event, second, 0);
   }
+}
+
+std::string event_name(uint8_t vector) {
+  static const char* names[] = {"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "vector 9",
+                                "#TS", "#NP", "#SS", "#GP", "#PF", "vector 15", "#MF", "#AC", "#MC", "#XM"};
+  return vector < 20 ? names[vector] : "vector " + std::to_string(vector);
 }
 
 }  // namespace pgsim::isa

@@ -2,6 +2,7 @@
 // IDT gates, privilege changes through the TSS, IST, double and triple fault; and the return
 // from them (IRET/IRETD/IRETQ).
 #pragma once
+#include <string>
 #include <cstdint>
 
 #include "isa/fault.h"
@@ -41,5 +42,8 @@ struct Event {
 // Task gates and virtual-8086 mode are not implemented: they shut the core down with a message
 // that says so.
 void deliver_event(Core& core, const Event& event);
+
+// The exception's mnemonic ("#GP", "#PF"), or "vector N".
+std::string event_name(uint8_t vector);
 
 }  // namespace pgsim::isa

@@ -1,5 +1,7 @@
 #include "models/cpu/cpu.h"
 
+#include "isa/system/events.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -16,6 +18,9 @@ const char* to_string(Cpu::End end) {
     case Cpu::End::GuestHalted: return "guest halted";
     case Cpu::End::TripleFault: return "triple fault";
     case Cpu::End::InstructionLimit: return "instruction limit";
+    case Cpu::End::StepLimit: return "step limit";
+    case Cpu::End::NoProgress: return "no progress";
+    case Cpu::End::Interrupted: return "interrupted";
     case Cpu::End::TimeLimit: return "simulated time limit";
     case Cpu::End::HostTimeLimit: return "host time limit";
   }
@@ -36,6 +41,7 @@ Cpu::Cpu(sc_core::sc_module_name name, const Params& params, const TimingParams&
       mmu_(mmu, *this, caches),
       account_(timing, core_.counters(), mmu_.counters()) {
   mmu_.attach(&core_);
+  core_.set_no_progress_limit(params.no_progress_faults);
   core_.set_translator(&mmu_);
   core_.set_time_source(this);
   if (caches_) core_.set_data_access_observer(this);
@@ -190,14 +196,20 @@ void Cpu::wait_for_interrupt() {
   quantum_.set(local_time() - sc_core::sc_time_stamp());
   quantum_.sync();
   const sc_time before = sc_core::sc_time_stamp();
+  // While other processes (device timers) keep SystemC busy, the CPU wakes every so often to check
+  // the host-time limit and stop requests; with nothing else pending it waits for the interrupt
+  // alone, so that a machine with nothing left to happen ends at once.
+  const sc_time check_interval(1, sc_core::SC_MS);
   while (!lapic_->has_pending() && end_ == End::Running) {
+    sc_time horizon = check_interval;
     if (params_.max_seconds > 0) {
       const sc_time limit(params_.max_seconds, sc_core::SC_SEC);
       if (sc_core::sc_time_stamp() >= limit) break;
-      wait(limit - sc_core::sc_time_stamp(), lapic_->interrupt_event());
-    } else {
-      wait(lapic_->interrupt_event());
+      horizon = std::min(horizon, limit - sc_core::sc_time_stamp());
     }
+    if (sc_core::sc_pending_activity_at_future_time()) wait(horizon, lapic_->interrupt_event());
+    else wait(lapic_->interrupt_event());
+    if (host_limits_reached()) break;
   }
   // The halted time becomes whole cycles in the halt bucket.
   const double halted = (sc_core::sc_time_stamp() - before).to_seconds() * timing_.clock_hz;
@@ -206,12 +218,32 @@ void Cpu::wait_for_interrupt() {
   core_.notify_interrupt();
 }
 
+bool Cpu::host_limits_reached() {
+  if (stop_request_ && stop_request_->load(std::memory_order_relaxed)) {
+    finish(End::Interrupted, "stopped at the host's request");
+    return true;
+  }
+  if (params_.max_host_seconds > 0) {
+    const double host = std::chrono::duration<double>(std::chrono::steady_clock::now() - host_start_).count();
+    if (host >= params_.max_host_seconds) {
+      finish(End::HostTimeLimit, "run.max_host_seconds (" + std::to_string(params_.max_host_seconds) + " s) reached");
+      return true;
+    }
+  }
+  return false;
+}
+
 // ---- the thread ----------------------------------------------------------------------------------
 
 void Cpu::run() {
   host_start_ = std::chrono::steady_clock::now();
   const double cycles_per_quantum = params_.quantum.to_seconds() * timing_.clock_hz;
   const uint64_t chunk = std::max<uint64_t>(64, static_cast<uint64_t>(cycles_per_quantum));
+  // Steps per chunk: a few times the instructions, so that an ordinary chunk (a few exceptions,
+  // page-sized string instructions) rarely meets it, yet a fault loop, a long REP or a guest whose
+  // every instruction traps into the VMM (some 20 us of host time each) returns to the limit
+  // checks below within a fraction of a second.
+  const uint64_t chunk_steps = 4 * chunk;
   if (lapic_ && lapic_->has_pending()) core_.notify_interrupt();
   while (end_ == End::Running) {
     uint64_t budget = chunk;
@@ -223,9 +255,25 @@ void Cpu::run() {
       }
       budget = std::min(budget, params_.max_instructions - retired);
     }
-    core_.run(budget);
+    uint64_t step_budget = chunk_steps;
+    if (params_.max_steps) {
+      const uint64_t steps = core_.counters().steps();
+      if (steps >= params_.max_steps) {
+        finish(End::StepLimit, "run.max_steps (" + std::to_string(params_.max_steps) + ") reached");
+        break;
+      }
+      step_budget = std::min(step_budget, params_.max_steps - steps);
+    }
+    core_.run(budget, step_budget);
     if (chunk_observer_) chunk_observer_();
     if (end_ != End::Running) break;
+    if (const auto& stuck = core_.no_progress()) {
+      std::ostringstream detail;
+      detail << isa::event_name(stuck->vector) << " at RIP 0x" << std::hex << stuck->rip << std::dec << " " << stuck->repeats
+             << " times in a row with no instruction retired (run.no_progress_faults)";
+      finish(End::NoProgress, detail.str());
+      break;
+    }
     if (core_.is_shutdown()) {
       std::ostringstream detail;
       detail << core_.shutdown_reason() << " (RIP 0x" << std::hex << core_.state().rip << ")";
@@ -237,13 +285,7 @@ void Cpu::run() {
       finish(End::TimeLimit, "run.max_seconds (" + std::to_string(params_.max_seconds) + " s simulated) reached");
       break;
     }
-    if (params_.max_host_seconds > 0) {
-      const double host = std::chrono::duration<double>(std::chrono::steady_clock::now() - host_start_).count();
-      if (host >= params_.max_host_seconds) {
-        finish(End::HostTimeLimit, "run.max_host_seconds (" + std::to_string(params_.max_host_seconds) + " s) reached");
-        break;
-      }
-    }
+    if (host_limits_reached()) break;
     if (core_.state().halted) {
       if (!(core_.state().rflags & isa::IF)) {
         std::ostringstream detail;
@@ -256,7 +298,8 @@ void Cpu::run() {
         break;
       }
       wait_for_interrupt();
-      if (!lapic_->has_pending() && end_ == End::Running) {
+      if (end_ != End::Running) break;
+      if (!lapic_->has_pending()) {
         finish(End::TimeLimit, "run.max_seconds reached while halted");
         break;
       }

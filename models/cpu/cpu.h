@@ -7,6 +7,7 @@
 // behind its LINT0). With the cache hierarchy enabled, every data access of the core goes through
 // it and what it costs beyond an L1 hit is charged to the memory cycle bucket.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -40,11 +41,16 @@ class Cpu : public sc_core::sc_module,
     uint64_t max_instructions = 0;  // 0: no limit
     double max_seconds = 0;         // simulated; 0: no limit
     double max_host_seconds = 0;    // wall clock; 0: no limit
+    uint64_t max_steps = 0;         // isa::CoreCounters::steps(); 0: no limit
+    uint64_t no_progress_faults = 0;  // the same fault at the same RIP this often in a row ends the run; 0: never
     isa::Profile profile;           // how sensitive instructions behave at CPL > 0
   };
 
   // Why the thread stopped.
-  enum class End { Running, GuestExit, GuestHalted, TripleFault, InstructionLimit, TimeLimit, HostTimeLimit };
+  enum class End {
+    Running, GuestExit, GuestHalted, TripleFault, InstructionLimit, StepLimit, TimeLimit, HostTimeLimit,
+    NoProgress, Interrupted
+  };
 
   tlm_utils::simple_initiator_socket<Cpu> mem;  // the physical address space
   tlm_utils::simple_initiator_socket<Cpu> io;   // the I/O port space
@@ -57,6 +63,10 @@ class Cpu : public sc_core::sc_module,
   Mmu& mmu() { return mmu_; }
   CycleAccount& cycles() { return account_; }
   void attach_interrupt_controller(Lapic& lapic);
+
+  // A flag another thread or a signal handler sets to stop the run (a user's Ctrl-C): checked at
+  // every quantum, as the host-time limit is; the run then ends as Interrupted.
+  void set_stop_request(const std::atomic<bool>* flag) { stop_request_ = flag; }
 
   // The exit device was written: the run ends at the next instruction boundary.
   void request_exit(int status);
@@ -103,6 +113,8 @@ class Cpu : public sc_core::sc_module,
     return sc_core::sc_time(static_cast<double>(cycles) / timing_.clock_hz, sc_core::SC_SEC);
   }
   void wait_for_interrupt();
+  // Ends the run when the host-time limit has passed or a stop was requested; true if it did.
+  bool host_limits_reached();
   void invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end);
 
   Params params_;
@@ -128,6 +140,7 @@ class Cpu : public sc_core::sc_module,
   std::string end_detail_;
   double host_seconds_ = 0;
   std::chrono::steady_clock::time_point host_start_;
+  const std::atomic<bool>* stop_request_ = nullptr;
 
   std::function<void()> chunk_observer_;
 };

@@ -441,7 +441,9 @@ void DeprivilegedGuest::reflect(const Event& event) {
 
 void DeprivilegedGuest::emulate_instruction(Emulation why) {
   Core& v = vcpu_->core();
-  if (vcpu_->execute(1) == 0) {  // the virtual CPU faulted too: the guest's own fault
+  if (vcpu_->execute(1) == 0) {
+    if (vcpu_->suspended()) return;  // a long string instruction, carried on when it traps again
+    // The virtual CPU faulted too: the guest's own fault.
     ++reflected_;
     reflect_cycles_ += costs_.reflect;
     return;

@@ -27,10 +27,17 @@ VirtualCpu::~VirtualCpu() = default;
 uint64_t VirtualCpu::execute(uint64_t steps) {
   // The boundary before the first step lets it run; the one before step `steps + 1` stops.
   boundaries_left_ = steps + 1;
-  const uint64_t before = core_.counters().retired;
-  core_.run(steps);
+  const isa::CoreCounters& c = core_.counters();
+  const uint64_t before = c.retired, events = c.events, work = c.steps();
+  // A bounded number of steps per call, so that one emulated REP string instruction on device
+  // memory cannot keep the host busy: it stops between two iterations and the real CPU, which
+  // re-executes it, traps again for the rest.
+  constexpr uint64_t kMaxStepsPerCall = 1 << 16;
+  core_.run(steps, kMaxStepsPerCall);
   boundaries_left_ = 0;
-  return core_.counters().retired - before;
+  real_.count_delegated_steps(c.steps() - work);
+  suspended_ = c.retired == before && c.events == events && !core_.is_shutdown() && !core_.state().halted;
+  return c.retired - before;
 }
 
 bool VirtualCpu::refuses(uint64_t paddr) {

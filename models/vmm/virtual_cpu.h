@@ -108,6 +108,9 @@ class VirtualCpu : private isa::PhysicalBus,
   // shutdown. Returns the instructions retired. (Core::run counts retired instructions only, so
   // after a fault it would go on into the guest's handler.)
   uint64_t execute(uint64_t steps);
+  // The last execute() stopped a long string instruction between two iterations (registers
+  // updated, RIP at the instruction): neither retired nor faulted.
+  bool suspended() const { return suspended_; }
   // Instructions the virtual CPU executed (emulated or interpreted).
   uint64_t executed() const { return core_.counters().retired; }
   // Physical memory that is the VMM's own (above guest RAM, where the guest has none): an access
@@ -166,6 +169,7 @@ class VirtualCpu : private isa::PhysicalBus,
   std::unique_ptr<isa::SystemConfigBinding> binding_;
   bool vif_carries_if_ = false;
   unsigned deprivileged_cpl_prot32_ = 3;
+  bool suspended_ = false;
 };
 
 }  // namespace pgsim::vmm

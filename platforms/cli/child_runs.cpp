@@ -1,6 +1,8 @@
 // Child pgsim processes, started with posix_spawn and reaped with waitpid.
 #include "platforms/cli/child_runs.h"
 
+#include <signal.h>
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -15,6 +17,8 @@
 #include <map>
 #include <sstream>
 #include <stdexcept>
+
+#include "platforms/cli/stop_signals.h"
 
 extern char** environ;
 
@@ -47,8 +51,15 @@ pid_t start_child(const ChildCommand& command) {
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, command.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0644);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  // A process group of its own: a terminal's Ctrl-C reaches the child once, passed on by this
+  // process (stop_signals.h), not twice (which would end it without its reports).
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attributes, 0);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv.data(), environ);
+  posix_spawnattr_destroy(&attributes);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error(std::string("cannot start pgsim: ") + std::strerror(rc));
   return pid;
@@ -67,9 +78,13 @@ void run_children(const std::vector<ChildCommand>& commands, unsigned jobs,
   std::string start_failure;
   size_t next = 0;
   while (next < commands.size() || !running.empty()) {
-    while (start_failure.empty() && running.size() < std::max(1u, jobs) && next < commands.size()) {
+    while (start_failure.empty() && !stop_requested() && running.size() < std::max(1u, jobs) &&
+           next < commands.size()) {
       try {
-        running[start_child(commands[next])] = {next, Clock::now()};
+        const pid_t pid = start_child(commands[next]);
+        register_child(pid);
+        if (stop_requested()) ::kill(pid, stop_signal());  // the signal came before it was registered
+        running[pid] = {next, Clock::now()};
         ++next;
       } catch (const std::runtime_error& e) {
         start_failure = e.what();  // let the children already started end first
@@ -84,6 +99,7 @@ void run_children(const std::vector<ChildCommand>& commands, unsigned jobs,
     }
     auto it = running.find(pid);
     if (it == running.end()) continue;
+    unregister_child(pid);
     const std::chrono::duration<double> took = Clock::now() - it->second.start;
     const ChildEnd end{it->second.index, WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw), took.count()};
     running.erase(it);

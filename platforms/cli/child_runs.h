@@ -29,7 +29,8 @@ struct ChildEnd {
 };
 
 // Runs every command as a child of this executable, at most `jobs` at a time, and calls `ended` as
-// each child ends (in the order they end). Throws std::runtime_error when a child cannot be
+// each child ends (in the order they end). After SIGINT or SIGTERM (stop_signals.h), which the
+// running children receive too, it starts no other child and returns when those have ended. Throws std::runtime_error when a child cannot be
 // started, after waiting for those already running.
 void run_children(const std::vector<ChildCommand>& commands, unsigned jobs,
                   const std::function<void(const ChildEnd&)>& ended);

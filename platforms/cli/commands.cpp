@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -12,6 +14,7 @@
 
 #include "models/stats/stats.h"
 #include "platforms/cli/atomic_file.h"
+#include "platforms/cli/stop_signals.h"
 #include "platforms/config/config.h"
 #include "platforms/simulation.h"
 
@@ -31,8 +34,10 @@ std::string exit_status_help() {
          "  0  the guest reported success (wrote 0 to the exit device)\n"
          "  1  the guest reported failure, halted with interrupts off, or triple-faulted\n"
          "  2  usage or config error\n"
-         "  3  an instruction or time limit ended the run\n"
-         "  4  simulator error (bad guest image, internal error)\n";
+         "  3  an instruction, step or time limit ended the run, or the guest made no progress\n"
+         "  4  simulator error (bad guest image, internal error)\n"
+         "Stopped by SIGINT or SIGTERM: 128 + the signal (130, 143); pgsim run writes its reports "
+         "first, with run.end interrupted.\n";
 }
 
 namespace {
@@ -45,16 +50,20 @@ class TeeBuffer : public std::streambuf {
   TeeBuffer(std::streambuf* first, std::streambuf* second) : first_(first), second_(second) {}
 
  protected:
+  // The first (the log file) is flushed at every line, so that a run killed half-way leaves what
+  // the guest printed up to its last line.
   int overflow(int c) override {
     if (c == traits_type::eof()) return traits_type::not_eof(c);
     char ch = static_cast<char>(c);
     bool ok = first_->sputc(ch) != traits_type::eof();
     if (second_) ok = second_->sputc(ch) != traits_type::eof() && ok;
+    if (ch == '\n') first_->pubsync();
     return ok ? c : traits_type::eof();
   }
   std::streamsize xsputn(const char* s, std::streamsize n) override {
     std::streamsize written = first_->sputn(s, n);
     if (second_) second_->sputn(s, n);
+    if (std::char_traits<char>::find(s, static_cast<size_t>(n), '\n')) first_->pubsync();
     return written;
   }
   int sync() override {
@@ -74,7 +83,10 @@ std::string end_name(RunEnd end) {
     case RunEnd::GuestHalted: return "guest_halted";
     case RunEnd::TripleFault: return "triple_fault";
     case RunEnd::InstructionLimit: return "instruction_limit";
+    case RunEnd::StepLimit: return "step_limit";
     case RunEnd::TimeLimit: return "time_limit";
+    case RunEnd::NoProgress: return "no_progress";
+    case RunEnd::Interrupted: return "interrupted";
   }
   return "unknown";
 }
@@ -85,7 +97,10 @@ int status_of(const RunOutcome& outcome) {
     case RunEnd::GuestHalted:
     case RunEnd::TripleFault: return kGuestFailure;
     case RunEnd::InstructionLimit:
-    case RunEnd::TimeLimit: return kLimitReached;
+    case RunEnd::StepLimit:
+    case RunEnd::TimeLimit:
+    case RunEnd::NoProgress: return kLimitReached;
+    case RunEnd::Interrupted: return kInterrupted + (stop_signal() ? stop_signal() : SIGTERM);
   }
   return kSimulatorError;
 }
@@ -100,7 +115,10 @@ std::string describe_outcome(const RunOutcome& o) {
     case RunEnd::GuestHalted: text << "the guest halted with interrupts disabled"; break;
     case RunEnd::TripleFault: text << "triple fault"; break;
     case RunEnd::InstructionLimit: text << "instruction limit reached"; break;
+    case RunEnd::StepLimit: text << "step limit reached"; break;
     case RunEnd::TimeLimit: text << "time limit reached"; break;
+    case RunEnd::NoProgress: text << "the guest made no progress"; break;
+    case RunEnd::Interrupted: text << "interrupted"; break;
   }
   if (!o.detail.empty()) text << ": " << o.detail;
   return text.str();
@@ -113,6 +131,7 @@ int run_command(const RunOptions& options, std::ostream& out, std::ostream& err,
   std::optional<config::Config> loaded;
   try {
     loaded.emplace(config::load(options.config, options.overrides));
+    config::check_run_inputs(*loaded);  // before anything is written or run
   } catch (const config::ConfigError& e) {
     err << "pgsim: config error: " << e.what() << "\n";
     return kUsageError;
@@ -131,16 +150,19 @@ int run_command(const RunOptions& options, std::ostream& out, std::ostream& err,
     write_file_atomically(out_dir / "config.yaml",
                           "# The resolved config of run '" + cfg.str("run.name") +
                               "': every key, with where its value came from.\n" + cfg.to_yaml());
-    AtomicFile serial(out_dir / "serial.log");
-    TeeBuffer tee(serial.stream().rdbuf(), options.echo_serial ? out.rdbuf() : nullptr);
+    // Written as the guest prints (not atomically): what it printed survives a killed run.
+    std::ofstream serial(out_dir / "serial.log", std::ios::binary | std::ios::trunc);
+    if (!serial) throw std::runtime_error("cannot write " + (out_dir / "serial.log").string());
+    TeeBuffer tee(serial.rdbuf(), options.echo_serial ? out.rdbuf() : nullptr);
     std::ostream serial_log(&tee);
     try {
-      outcome = simulator(RunContext{cfg, registry, out_dir, serial_log});
+      outcome = simulator(RunContext{cfg, registry, out_dir, serial_log, &stop_requested()});
       registry.freeze();
+      if (outcome->end == RunEnd::Interrupted)
+        outcome->detail = stop_signal() == SIGINT ? "stopped by SIGINT" : "stopped by SIGTERM";
     } catch (const config::ConfigError& e) {
       // A value the platform refused when it came to use it (e.g. a kernel that does not exist).
       serial_log.flush();
-      serial.commit();
       err << "pgsim: config error: " << e.what() << "\n";
       return kUsageError;
     } catch (const std::exception& e) {
@@ -148,7 +170,6 @@ int run_command(const RunOptions& options, std::ostream& out, std::ostream& err,
       outcome.reset();
     }
     serial_log.flush();
-    serial.commit();
   } catch (const std::exception& e) {
     failure = e.what();
     outcome.reset();
@@ -180,7 +201,9 @@ int run_command(const RunOptions& options, std::ostream& out, std::ostream& err,
   std::ostringstream gem5;
   stats::write_text(gem5, samples);
   try {
-    std::string json_text = report.dump(2) + "\n";
+    // Config strings are UTF-8 (the loader refuses others); what the guest or a message adds may
+    // not be, and is written with U+FFFD rather than losing the report.
+    std::string json_text = report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     if (outcome) {
       write_file_atomically(out_dir / "stats.json", json_text);
       write_file_atomically(out_dir / "stats.txt", gem5.str());

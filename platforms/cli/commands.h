@@ -22,8 +22,9 @@ enum ExitStatus : int {
   kGuestSuccess = 0,    // the guest reported success (wrote 0 to the exit device)
   kGuestFailure = 1,    // the guest reported failure, halted for good or triple-faulted
   kUsageError = 2,      // bad command line or bad config
-  kLimitReached = 3,    // run.max_instructions or a time limit ended the run
+  kLimitReached = 3,    // an instruction, step or time limit ended the run, or it made no progress
   kSimulatorError = 4,  // the simulator could not go on (bad guest image, internal error)
+  kInterrupted = 128,   // + the signal (SIGINT, SIGTERM) that stopped the run, as shells report it
 };
 
 // The text that --help and the README show for the exit statuses.

@@ -14,6 +14,7 @@
 #include "platforms/cli/pg_table.h"
 #include "platforms/cli/atomic_file.h"
 #include "platforms/cli/child_runs.h"
+#include "platforms/cli/stop_signals.h"
 #include "platforms/cli/commands.h"
 #include "platforms/cli/progress.h"
 #include "platforms/cli/run_file.h"
@@ -179,6 +180,7 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
       for (const char* stale : {"stats.json", "serial.log"}) fs::remove(o.results_dir / r.name / stale);
       commands.push_back(run_command_of(e, o, r, log_of(r)));
     }
+    install_stop_signals();  // passed on to the runs
     Progress progress("pgsim demo", runs.size());
     run_children(commands, o.jobs, [&](const ChildEnd& end) {
       DemoRun& r = runs[end.index];
@@ -191,6 +193,10 @@ int demo_command(const DemoOptions& o, std::ostream& out, std::ostream& err) {
   } catch (const std::exception& x) {
     err << "pgsim demo: " << x.what() << "\n";
     return kSimulatorError;
+  }
+  if (stop_requested()) {
+    err << "pgsim demo: interrupted after " << done << " of " << runs.size() << " runs\n";
+    return kInterrupted + stop_signal();
   }
 
   std::vector<cli::PgRun> rows;

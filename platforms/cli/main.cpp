@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "platforms/cli/commands.h"
+#include "platforms/cli/stop_signals.h"
 #include "platforms/config/config.h"
 
 #ifndef PGSIM_VERSION
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
                   "stats.txt (gem5 style), serial.log.");
   run_cmd->callback([&] {
     if (!json_path.empty()) run.json = json_path;
+    install_stop_signals();  // Ctrl-C ends the run with its reports written
     status = run_command(run, std::cout, std::cerr);
   });
 

@@ -19,6 +19,7 @@
 #include "platforms/cli/child_runs.h"
 #include "platforms/cli/commands.h"
 #include "platforms/cli/progress.h"
+#include "platforms/cli/stop_signals.h"
 #include "platforms/cli/sweep_file.h"
 #include "platforms/config/config.h"
 
@@ -52,8 +53,10 @@ std::optional<json> report_for(const fs::path& dir, const json& config) {
   if (!fs::is_regular_file(dir / "stats.json")) return std::nullopt;
   try {
     json report = json::parse(read_text(dir / "stats.json"));
+    // An interrupted run wrote a complete report, but of a run that did not finish: run it again.
     if (report.is_object() && report.contains("stats") && report.contains("run") &&
-        report["run"].contains("end") && report.value("config", json()) == config)
+        report["run"].contains("end") && report["run"]["end"] != "interrupted" &&
+        report.value("config", json()) == config)
       return report;
   } catch (const json::exception&) {
   }
@@ -322,11 +325,22 @@ int sweep_command(const SweepOptions& o, std::ostream& out, std::ostream& err) {
     if (o.only) indices.push_back(*o.only);
     else
       for (const SweepRun& run : runs) indices.push_back(run.index);
-    if (o.gather) gather_reports(runs, sweep_dir, results);
-    else run_pending(o, sweep, runs, indices, sweep_dir, results, err);
+    if (o.gather) {
+      gather_reports(runs, sweep_dir, results);
+    } else {
+      install_stop_signals();  // passed on to the runs; the finished ones stay done
+      run_pending(o, sweep, runs, indices, sweep_dir, results, err);
+    }
   } catch (const std::exception& e) {
     err << "pgsim sweep: " << e.what() << "\n";
     return kSimulatorError;
+  }
+  if (stop_requested()) {
+    size_t done = 0;
+    for (size_t i : indices) done += report_for(sweep_dir / runs[i].id, runs[i].config) ? 1 : 0;
+    err << "pgsim sweep: interrupted: " << done << " of " << indices.size()
+        << " runs done; the same command runs the others\n";
+    return kInterrupted + stop_signal();
   }
   const std::vector<size_t> failed = runs_not_ended_normally(runs, indices, results, err);
   const bool normal = failed.empty();

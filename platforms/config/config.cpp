@@ -1,7 +1,10 @@
 // The resolved configuration: typed access, validation of one value, and output as YAML or JSON.
 #include "platforms/config/config.h"
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
 #include <cmath>
 #include <sstream>
 
@@ -50,6 +53,12 @@ ConfigError::ConfigError(std::string location, std::string key, std::string mess
       message_(std::move(message)) {}
 
 namespace {
+
+std::string hex_byte(char c) {
+  static const char digits[] = "0123456789abcdef";
+  const auto b = static_cast<unsigned char>(c);
+  return {digits[b >> 4], digits[b & 0xF]};
+}
 
 std::string format_double(double v) {
   char buffer[64];
@@ -121,12 +130,52 @@ const std::vector<std::string>& Config::list(std::string_view key) const {
 const Value& Config::value(std::string_view key) const { return entry(key, {}).value; }
 const Origin& Config::origin(std::string_view key) const { return entry(key, {}).origin; }
 
+std::optional<size_t> invalid_utf8_at(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+    const unsigned char lead = byte(i);
+    size_t length = 0;
+    uint32_t min = 0, code = 0;
+    if (lead < 0x80) length = 1;
+    else if ((lead & 0xE0) == 0xC0) length = 2, min = 0x80, code = lead & 0x1F;
+    else if ((lead & 0xF0) == 0xE0) length = 3, min = 0x800, code = lead & 0x0F;
+    else if ((lead & 0xF8) == 0xF0) length = 4, min = 0x10000, code = lead & 0x07;
+    else return i;
+    if (i + length > text.size()) return i;
+    for (size_t k = 1; k < length; ++k) {
+      if ((byte(i + k) & 0xC0) != 0x80) return i;
+      code = code << 6 | (byte(i + k) & 0x3F);
+    }
+    // Overlong forms, UTF-16 surrogates and code points beyond Unicode are not UTF-8 either.
+    if (length > 1 && (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF))) return i;
+    i += length;
+  }
+  return std::nullopt;
+}
+
+void check_readable_file(const Config& c, std::string_view key, const std::filesystem::path& p,
+                         bool may_be_empty) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(p, ec))
+    c.fail(key, "names '" + p.string() + "', which is not an existing file");
+  std::ifstream in(p, std::ios::binary);
+  if (!in) c.fail(key, "names '" + p.string() + "', which cannot be read: " + std::strerror(errno));
+  if (!may_be_empty && in.peek() == std::ifstream::traits_type::eof())
+    c.fail(key, "names '" + p.string() + "', which is empty");
+}
+
+void check_run_inputs(const Config& c) {
+  if (!c.path("guest.kernel").empty()) c.existing_file("guest.kernel");  // unset: the platform says so
+  if (!c.path("guest.serial_input").empty())
+    check_readable_file(c, "guest.serial_input", c.path("guest.serial_input"), true);
+  for (const std::string& module : c.list("guest.modules")) check_readable_file(c, "guest.modules", module, true);
+}
+
 std::filesystem::path Config::existing_file(std::string_view key) const {
   std::filesystem::path p = path(key);
   if (p.empty()) fail(key, "is not set; it must name a file");
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(p, ec))
-    fail(key, "names '" + p.string() + "', which is not an existing file");
+  check_readable_file(*this, key, p, false);
   return p;
 }
 
@@ -164,6 +213,16 @@ void Config::set(std::string_view key, const Value& value, Origin origin) {
                                      : std::holds_alternative<std::vector<std::string>>(value);
   }
   if (!type_ok) throw where("expects a " + std::string(type_name(s.type)));
+  // Reports are JSON and YAML, which hold Unicode text only: a byte that is not UTF-8 would make
+  // the end of the run fail, so it is refused here, before anything runs.
+  auto check_utf8 = [&](const std::string& text) {
+    if (const auto at = invalid_utf8_at(text))
+      throw where("holds a byte that is not UTF-8 (0x" + hex_byte(text[*at]) + " at byte " +
+                  std::to_string(*at) + "); config strings must be UTF-8 text");
+  };
+  if (const auto* text = std::get_if<std::string>(&value)) check_utf8(*text);
+  if (const auto* items = std::get_if<std::vector<std::string>>(&value))
+    for (const std::string& item : *items) check_utf8(item);
 
   Value stored = value;
   if (s.type == Type::Float)

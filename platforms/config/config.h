@@ -125,8 +125,9 @@ class Config {
   const std::string& str(std::string_view key) const;  // String, Enum, Path, EnumOrPath
   std::filesystem::path path(std::string_view key) const;  // Path, EnumOrPath ("" when unset)
   const std::vector<std::string>& list(std::string_view key) const;  // StringList, PathList
-  // A Path key that must name an existing regular file; otherwise ConfigError naming the key and
-  // where its value was set (for the kernel image and other inputs a run cannot do without).
+  // A Path key that must name an existing, readable, non-empty regular file; otherwise ConfigError
+  // naming the key and where its value was set (for the kernel image and other inputs a run
+  // cannot do without).
   std::filesystem::path existing_file(std::string_view key) const;
 
   const Value& value(std::string_view key) const;
@@ -176,5 +177,16 @@ std::string nearest(std::string_view word, const std::vector<std::string>& candi
 
 // Parses a size such as "4096", "512M", "4G", "64KiB" into bytes; nullopt if malformed.
 std::optional<uint64_t> parse_size(std::string_view text);
+
+// The offset of the first byte of `text` that is not part of well-formed UTF-8, or nullopt.
+std::optional<size_t> invalid_utf8_at(std::string_view text);
+// Refuses (Config::fail on `key`) a path `p` that is not a regular file this process can read, or
+// that is empty unless `may_be_empty`.
+void check_readable_file(const Config& config, std::string_view key, const std::filesystem::path& p,
+                         bool may_be_empty);
+// The files a run reads, checked before it starts: guest.kernel (when set) a readable, non-empty file,
+// guest.modules and guest.serial_input readable files. Throws ConfigError naming the key and where
+// its value was set.
+void check_run_inputs(const Config& config);
 
 }  // namespace pgsim::config

@@ -73,6 +73,8 @@ models::Cpu::Params cpu_params(const config::Config& c) {
   p.max_instructions = c.u64("run.max_instructions");
   p.max_seconds = c.f64("run.max_seconds");
   p.max_host_seconds = c.f64("run.max_host_seconds");
+  p.max_steps = c.u64("run.max_steps");
+  p.no_progress_faults = c.u64("run.no_progress_faults");
   p.profile = isa::load_profile(c.str("cpu.profile"));
   return p;
 }

@@ -42,6 +42,12 @@ void bind_statistics(stats::Registry& r, pc::PcBoard& board) {
   r.bind("cpu.string_iterations", Unit::Count, "iterations executed by string instructions", &core.string_iterations);
   r.bind("cpu.interrupts", Unit::Count, "external interrupts taken", &core.interrupts);
   r.bind("cpu.exceptions", Unit::Count, "exceptions and software interrupts delivered", &g_totals.exceptions);
+  r.bind("cpu.delegated_steps", Unit::Count,
+         "steps a VMM took on its virtual CPU for the guest (emulated and interpreted instructions, "
+         "their events and string iterations)", &core.delegated_steps);
+  r.formula("cpu.steps", Unit::Count,
+            "steps toward run.max_steps: instructions retired, events, string iterations and delegated steps",
+            [&core] { return static_cast<double>(core.steps()); });
   r.bind("cpu.decoded", Unit::Instructions, "instructions decoded (decode-cache misses)", &core.decoded);
 
   models::CycleAccount& cycles = cpu.cycles();
@@ -115,6 +121,9 @@ RunEnd run_end(models::Cpu::End end) {
     case models::Cpu::End::GuestExit: return RunEnd::GuestExit;
     case models::Cpu::End::TripleFault: return RunEnd::TripleFault;
     case models::Cpu::End::InstructionLimit: return RunEnd::InstructionLimit;
+    case models::Cpu::End::StepLimit: return RunEnd::StepLimit;
+    case models::Cpu::End::NoProgress: return RunEnd::NoProgress;
+    case models::Cpu::End::Interrupted: return RunEnd::Interrupted;
     case models::Cpu::End::TimeLimit:
     case models::Cpu::End::HostTimeLimit: return RunEnd::TimeLimit;
     default: return RunEnd::GuestHalted;
@@ -137,6 +146,7 @@ RunOutcome simulate(const RunContext& ctx) {
     throw SimulatorError(std::string("cannot build the machine: ") + e.what());
   }
   pc::PcBoard& board = *g_board;
+  board.cpu().set_stop_request(ctx.stop_request);
   // The end of a run is reported by the runner, not by SystemC's "stopped by user" notice.
   sc_core::sc_report_handler::set_actions(sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
   bind_statistics(ctx.stats, board);

@@ -82,7 +82,7 @@ TEST(Cli, HelpAndVersion) {
   auto help = run_shell(pgsim("run --help"));
   EXPECT_EQ(help.status, 0);
   EXPECT_NE(help.output.find("--set"), std::string::npos);
-  EXPECT_NE(help.output.find("3  an instruction or time limit ended the run"), std::string::npos);
+  EXPECT_NE(help.output.find("3  an instruction, step or time limit ended the run, or the guest made no progress"), std::string::npos);
   EXPECT_EQ(run_shell(pgsim("config show --help")).status, 0);
   EXPECT_EQ(run_shell(pgsim("--help")).status, 0);
 }

@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -42,9 +44,16 @@ std::string read_file(const fs::path& p) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+pid_t start(const std::vector<std::string>& argv, const fs::path& log);
+Process wait_for(pid_t pid, const fs::path& log);
+
 // Runs `argv` with stdout and stderr in a file, and waits for it.
 Process run(const std::vector<std::string>& argv, const fs::path& log) {
-  Process p;
+  return wait_for(start(argv, log), log);
+}
+
+// Starts `argv` with stdout and stderr in a file.
+pid_t start(const std::vector<std::string>& argv, const fs::path& log) {
   const pid_t pid = fork();
   if (pid == 0) {
     const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -58,6 +67,11 @@ Process run(const std::vector<std::string>& argv, const fs::path& log) {
     execvp(args[0], args.data());
     _exit(127);
   }
+  return pid;
+}
+
+Process wait_for(pid_t pid, const fs::path& log) {
+  Process p;
   int status = 0;
   rusage usage{};
   wait4(pid, &status, 0, &usage);
@@ -98,6 +112,14 @@ class PlatformTest : public ::testing::Test {
 
   // `pgsim run` of `kernel` with 128 MiB of RAM and the given overrides.
   PgsimRun pgsim(const fs::path& kernel, const std::string& run_name, std::vector<std::string> sets = {}) {
+    PgsimRun r;
+    r.process = run(pgsim_argv(kernel, run_name, sets), dir_ / (run_name + ".log"));
+    return collect(r, run_name);
+  }
+
+  // The command line of pgsim(), whose config file is run_name.yaml (the kernel on its line 5).
+  std::vector<std::string> pgsim_argv(const fs::path& kernel, const std::string& run_name,
+                                      const std::vector<std::string>& sets) {
     const fs::path config = dir_ / (run_name + ".yaml");
     std::ofstream(config) << "run:\n  name: " << run_name << "\n  max_host_seconds: 60\n"
                           << "guest:\n  kernel: " << kernel.string() << "\n  cmdline: alpha beta\n"
@@ -108,12 +130,21 @@ class PlatformTest : public ::testing::Test {
       argv.push_back("--set");
       argv.push_back(s);
     }
-    PgsimRun r;
-    r.process = run(argv, dir_ / (run_name + ".log"));
+    return argv;
+  }
+
+  PgsimRun& collect(PgsimRun& r, const std::string& run_name) {
     const fs::path out = dir_ / "results" / run_name;
     r.serial = read_file(out / "serial.log");
     if (fs::exists(out / "stats.json")) r.report = json::parse(read_file(out / "stats.json"));
     return r;
+  }
+
+  // A module for the fuzz harness kernels (tests/kernels/fuzz_harness.S): code they run.
+  fs::path module(const std::string& name, const std::string& bytes) {
+    const fs::path path = dir_ / name;
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
   }
 
   Process qemu(const fs::path& kernel) {
@@ -263,7 +294,6 @@ TEST_F(PlatformTest, BadImagesEndWithAClearError) {
       {"text.elf", std::vector<uint8_t>(300, 'x'), "no Multiboot header"},
       {"truncated.elf", truncated, "truncated"},
       {"high.bin", high, "outside RAM"},
-      {"empty.elf", {}, "empty"},
   };
   for (const Bad& b : cases) {
     const fs::path image = dir_ / b.name;
@@ -491,6 +521,174 @@ TEST_F(PlatformTest, GuestHypervisorUnderHwAssistStopsAtItsVmxon) {
   EXPECT_NE(p.process.output.find("nested virtualization (VMX for a guest hypervisor) is not implemented"),
             std::string::npos)
       << p.process.output;
+}
+
+// ---- limits that bound the host's work, whatever the guest does ------------------------------------
+
+// Code for the fuzz harness: UD2 everywhere, so the #UD handler (at offset 6 * 64) faults again
+// at once, on the same IST stack: a fault loop in place, which retires nothing.
+const std::string kUd2Everywhere = [] {
+  std::string code;
+  for (int i = 0; i < 2048; ++i) code += "\x0f\x0b";
+  return code;
+}();
+// 32-bit code: REP LODSD with ECX = 2^32 - 1 from address 0 (paging off: RAM, then unmapped
+// addresses that read as all ones; ESI wraps at 4 GiB), then JMP $: one instruction that iterates
+// for hours of host time.
+const std::string kLongRepLods = std::string("\xb9\xff\xff\xff\xff\x31\xf6\xf3\xad\xeb\xfe", 11);
+
+TEST_F(PlatformTest, FaultLoopEndsAsNoProgress) {
+  const fs::path code = module("ud2.bin", kUd2Everywhere);
+  for (const char* strategy : {"native", "trap_emulate"}) {
+    const std::string name = std::string("stuck_") + strategy;
+    const PgsimRun p = pgsim(kKernels / "fuzz_user64.elf", name,
+                             {"guest.modules=[" + code.string() + "]", std::string("vmm.strategy=") + strategy,
+                              "run.no_progress_faults=500"});
+    EXPECT_EQ(p.process.exit_status, kLimitReached) << p.process.output;
+    EXPECT_EQ(p.report["run"]["end"], "no_progress") << p.process.output;
+    const std::string detail = p.report["run"]["detail"];
+    EXPECT_NE(detail.find("#UD at RIP 0x"), std::string::npos) << detail;
+    EXPECT_NE(detail.find("500 times"), std::string::npos) << detail;
+    EXPECT_NE(p.serial.find("running the module"), std::string::npos) << p.serial;
+  }
+}
+
+TEST_F(PlatformTest, StringIterationsAndEventsCountTowardTheStepLimit) {
+  const fs::path code = module("rep.bin", kLongRepLods);
+  const PgsimRun p = pgsim(kKernels / "fuzz_prot32.elf", "steps",
+                           {"guest.modules=[" + code.string() + "]", "run.max_steps=1000000"});
+  EXPECT_EQ(p.process.exit_status, kLimitReached) << p.process.output;
+  EXPECT_EQ(p.report["run"]["end"], "step_limit");
+  EXPECT_EQ(p.stat("cpu.insts.total") + p.stat("cpu.string_iterations") + p.stat("cpu.exceptions") +
+                p.stat("cpu.interrupts"),
+            1'000'000u);
+  EXPECT_GT(p.stat("cpu.string_iterations"), 900'000u);  // the REP LODSD, stopped between iterations
+}
+
+TEST_F(PlatformTest, HostTimeLimitEndsALongStringInstructionWithinASecond) {
+  const fs::path code = module("rep.bin", kLongRepLods);
+  // Free string iterations and no simulated-time limit: only the host's clock can end this run.
+  const PgsimRun p = pgsim(kKernels / "fuzz_prot32.elf", "host_limit",
+                           {"guest.modules=[" + code.string() + "]", "run.max_host_seconds=1",
+                            "run.max_seconds=0", "timing.cpi.string=0"});
+  EXPECT_EQ(p.process.exit_status, kLimitReached) << p.process.output;
+  EXPECT_EQ(p.report["run"]["end"], "time_limit");
+  const double host = p.report["run"]["host_seconds"];
+  EXPECT_GE(host, 1.0);
+  EXPECT_LT(host, 2.0);
+}
+
+TEST_F(PlatformTest, DefaultConfigLimitsSimulatedTime) {
+  const Process p = run({PGSIM_BINARY, "config", "show"}, dir_ / "show.log");
+  ASSERT_EQ(p.exit_status, kGuestSuccess) << p.output;
+  std::istringstream lines(p.output);
+  std::string line;
+  while (std::getline(lines, line) && line.rfind("run.max_seconds ", 0) != 0) {}
+  std::istringstream words(line);
+  std::string key, value;
+  words >> key >> value;
+  EXPECT_GE(std::stod(value), 10.0) << line;  // generous, but a limit
+}
+
+// ---- config errors found before anything runs: status 2, file, line and key -----------------------
+
+// The config file of pgsim() has the run name on line 2 and the kernel on line 5.
+void expect_config_error(const Process& p, const fs::path& config, int line, const std::string& key,
+                         const std::string& message) {
+  EXPECT_EQ(p.exit_status, 2) << p.output;
+  EXPECT_NE(p.output.find(config.string() + ":" + std::to_string(line) + ":"), std::string::npos) << p.output;
+  EXPECT_NE(p.output.find("'" + key + "'"), std::string::npos) << p.output;
+  EXPECT_NE(p.output.find(message), std::string::npos) << p.output;
+}
+
+TEST_F(PlatformTest, EmptyOrUnreadableKernelIsAConfigError) {
+  const fs::path empty = module("empty.elf", "");
+  const PgsimRun e = pgsim(empty, "empty_kernel");
+  expect_config_error(e.process, dir_ / "empty_kernel.yaml", 5, "guest.kernel", "which is empty");
+  EXPECT_FALSE(fs::exists(dir_ / "results" / "empty_kernel")) << "nothing ran";
+  const PgsimRun d = pgsim(dir_, "directory_kernel");  // a folder: not a file that can be read
+  expect_config_error(d.process, dir_ / "directory_kernel.yaml", 5, "guest.kernel", "not an existing file");
+}
+
+TEST_F(PlatformTest, RunNameTooLongForAFolderIsAConfigError) {
+  const fs::path config = dir_ / "long_name.yaml";
+  std::ofstream(config) << "run:\n  name: " << std::string(300, 'n') << "\nguest:\n  kernel: "
+                        << (kKernels / "hello.elf").string() << "\n";
+  const Process p = run({PGSIM_BINARY, "run", config.string(), "--results-dir", (dir_ / "results").string()},
+                        dir_ / "long_name.log");
+  expect_config_error(p, config, 2, "run.name", "at most 255");
+  EXPECT_FALSE(fs::exists(dir_ / "results")) << "nothing ran";
+}
+
+TEST_F(PlatformTest, ConfigStringThatIsNotUtf8IsAConfigError) {
+  const fs::path config = dir_ / "latin1.yaml";
+  std::ofstream(config) << "run:\n  name: latin1\nguest:\n  kernel: " << (kKernels / "hello.elf").string()
+                        << "\n  cmdline: caf\xe9 au lait\n";
+  const Process p = run({PGSIM_BINARY, "run", config.string(), "--results-dir", (dir_ / "results").string()},
+                        dir_ / "latin1.log");
+  expect_config_error(p, config, 5, "guest.cmdline", "not UTF-8 (0xe9 at byte 3)");
+  EXPECT_FALSE(fs::exists(dir_ / "results" / "latin1")) << "nothing ran";
+}
+
+// ---- interrupted runs keep what they did ------------------------------------------------------------
+
+// A run of the endless REP LODSD, started; returns once its serial log shows the harness's line
+// before the module (polling the file: the log is written as the guest prints), or -1.
+class InterruptedRunTest : public PlatformTest {
+ protected:
+  pid_t start_endless_run(const std::string& name) {
+    const fs::path code = module("rep.bin", kLongRepLods);
+    const fs::path log = dir_ / (name + ".log"), serial_log = dir_ / "results" / name / "serial.log";
+    const pid_t pid = start(pgsim_argv(kKernels / "fuzz_prot32.elf", name,
+                                       {"guest.modules=[" + code.string() + "]", "run.max_seconds=0"}),
+                            log);
+    for (int polls = 0; polls < 60'000; ++polls) {
+      if (read_file(serial_log).find("running the module\n") != std::string::npos) return pid;
+      if (waitpid(pid, nullptr, WNOHANG) == pid) {
+        ADD_FAILURE() << "the run ended early: " << read_file(log);
+        return -1;
+      }
+      usleep(1000);
+    }
+    ADD_FAILURE() << "no serial output: " << read_file(log);
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    return -1;
+  }
+};
+
+TEST_F(InterruptedRunTest, SigtermEndsTheRunWithItsReports) {
+  const fs::path out = dir_ / "results" / "term";
+  const pid_t pid = start_endless_run("term");
+  ASSERT_GT(pid, 0);
+  kill(pid, SIGTERM);
+  PgsimRun r;
+  r.process = wait_for(pid, dir_ / "term.log");
+  collect(r, "term");
+  EXPECT_EQ(r.process.exit_status, 128 + SIGTERM) << r.process.output;
+  ASSERT_TRUE(r.report.is_object()) << "no stats.json";
+  EXPECT_EQ(r.report["run"]["end"], "interrupted");
+  EXPECT_EQ(r.report["run"]["detail"], "stopped by SIGTERM");
+  EXPECT_EQ(r.report["run"]["exit_status"], 128 + SIGTERM);
+  EXPECT_GT(r.stat("cpu.string_iterations"), 0u);
+  EXPECT_NE(read_file(out / "stats.txt").find("cpu.insts.total"), std::string::npos);
+  EXPECT_NE(read_file(out / "config.yaml").find("max_seconds"), std::string::npos);
+  EXPECT_EQ(r.serial, "== pgsim test kernel: fuzz harness ==\nrunning the module\n");
+}
+
+TEST_F(InterruptedRunTest, SigkillLeavesTheSerialOutputAndNoPartialReport) {
+  const fs::path out = dir_ / "results" / "killed";
+  const pid_t pid = start_endless_run("killed");
+  ASSERT_GT(pid, 0);
+  kill(pid, SIGKILL);
+  const Process p = wait_for(pid, dir_ / "killed.log");
+  EXPECT_EQ(p.signal, SIGKILL);
+  EXPECT_EQ(read_file(out / "serial.log"), "== pgsim test kernel: fuzz harness ==\nrunning the module\n");
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(out)) files.push_back(entry.path().filename().string());
+  std::sort(files.begin(), files.end());
+  // config.yaml is written (whole) before the simulation starts; no report, no temporary file.
+  EXPECT_EQ(files, (std::vector<std::string>{"config.yaml", "serial.log"}));
 }
 
 }  // namespace

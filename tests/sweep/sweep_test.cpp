@@ -3,6 +3,11 @@
 // runs nothing; --only, --list, --slurm and --gather; bad sweep files are refused before anything runs.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <map>
 #include <regex>
 
@@ -370,6 +375,47 @@ TEST(Sweep, TheShippedTlbSweepHasSixteenRuns) {
   EXPECT_NE(result.output.find("15  pending  cmdline-bench-ptemod-iters-2000.strategy-trap_emulate.entries-128\n"),
             std::string::npos)
       << result.output;
+}
+
+// SIGTERM to a sweep reaches the run it is running, which ends with its reports written
+// (run.end: interrupted); the sweep starts no other run and exits with 128 + SIGTERM, and the same
+// sweep again finds the finished run done and runs the other two.
+TEST(Sweep, SigtermStopsTheRunningRunAndLeavesTheFinishedOnesDone) {
+  ScratchDir dir;
+  dir.write("stop.yaml", sweep_file("matrix:\n  guest.cmdline: [\"bench=compute iters=1000\", "
+                                    "\"bench=compute iters=2000000000\", \"bench=compute iters=2000\"]\n"));
+  const fs::path log = dir.path() / "sweep.log";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    if (chdir(dir.path().c_str()) != 0) _exit(127);
+    execl(PGSIM_BINARY, PGSIM_BINARY, "sweep", "stop.yaml", "-j", "1", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Poll until the long run's guest has printed its first line (its serial log is written as it goes).
+  const fs::path long_run = dir.path() / "results/stop/cmdline-bench-compute-iters-2000000000";
+  bool printing = false;
+  for (int polls = 0; polls < 120'000 && !printing; ++polls) {
+    printing = read_file(long_run / "serial.log").find('\n') != std::string::npos;
+    if (!printing) usleep(1000);
+  }
+  ASSERT_TRUE(printing) << read_file(log);
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << read_file(log);
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM) << read_file(log);
+  EXPECT_NE(read_file(log).find("interrupted: 1 of 3 runs done"), std::string::npos) << read_file(log);
+  const auto report = nlohmann::json::parse(read_file(long_run / "stats.json"));
+  EXPECT_EQ(report["run"]["end"], "interrupted");
+  EXPECT_FALSE(fs::exists(dir.path() / "results/stop/cmdline-bench-compute-iters-2000/serial.log")) << "not started";
+
+  const auto listed = pgsim(dir, "sweep stop.yaml --list");
+  EXPECT_EQ(listed.output, "0  done     cmdline-bench-compute-iters-1000\n"
+                           "1  pending  cmdline-bench-compute-iters-2000000000\n"
+                           "2  pending  cmdline-bench-compute-iters-2000\n");
 }
 
 }  // namespace
