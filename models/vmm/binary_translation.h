@@ -31,7 +31,7 @@
 #include <unordered_map>
 
 #include "models/vmm/bt_translator.h"
-#include "models/vmm/deprivileged_guest.h"
+#include "models/vmm/deprivileged_vmm.h"
 #include "models/vmm/leak_detector.h"
 #include "models/vmm/vmm.h"
 
@@ -61,7 +61,7 @@ struct BtCounters {
   uint64_t kernel_leaks = 0;        // leaks of guest kernel code (of the leak log's total)
 };
 
-class BinaryTranslationVmm final : public Vmm {
+class BinaryTranslationVmm final : public DeprivilegedVmm {
  public:
   BinaryTranslationVmm(const Machine& machine, const VmmCosts& costs, const VmmOptions& options = {});
 
@@ -71,7 +71,6 @@ class BinaryTranslationVmm final : public Vmm {
   bool wants_before(const isa::Insn& insn, uint64_t paddr) override;
   isa::PreExecute before_instruction(isa::Core& core, const isa::Insn& insn) override;
   void after_instruction(isa::Core& core, const isa::Insn& insn) override;
-  void on_instruction_boundary(isa::Core& core) override { guest_.interpret_until_direct(core); }
   // User instructions and translated kernel instructions the real CPU executed outside the hook
   // (IDENT copies, chained branches) over those plus what the VMM executed for the guest
   // (callouts and interpreted instructions on the virtual CPU, branches the hook carried out).
@@ -79,9 +78,7 @@ class BinaryTranslationVmm final : public Vmm {
   GuestState guest_state(const isa::Core&) const override {
     return translated_mode() ? GuestState::Translated : guest_.guest_state();
   }
-  unsigned virtual_cpl(const isa::Core& real) const override { return guest_.virtual_cpl(real); }
   void bind_statistics(stats::Registry& registry) override;
-  uint64_t device_accesses_modelled() const override { return guest_.device_accesses(); }
 
   const BtTranslator& translator() const { return *translator_; }
   uint64_t vcpu_page_physical() const { return vcpu_page_physical_; }
@@ -114,6 +111,8 @@ class BinaryTranslationVmm final : public Vmm {
   VmmCosts costs_;
   unsigned unit_instructions_, adapt_after_;
   uint64_t tc_bytes_;
+  DeprivilegedGuest& deprivileged() override { return guest_; }
+  const DeprivilegedGuest& deprivileged() const override { return guest_; }
   DeprivilegedGuest guest_;
   std::unique_ptr<LeakDetector> leak_detector_;
   std::unique_ptr<BtTranslator> translator_;

@@ -43,7 +43,7 @@
 #include <string>
 
 #include "isa/system/system_config.h"
-#include "models/vmm/deprivileged_guest.h"
+#include "models/vmm/deprivileged_vmm.h"
 #include "models/vmm/direct_paging.h"
 #include "models/vmm/leak_detector.h"
 #include "models/vmm/vmm.h"
@@ -62,7 +62,7 @@ struct ParavirtCounters {
   uint64_t refused = 0;           // hypercalls that returned an error code
 };
 
-class ParavirtVmm final : public Vmm, private isa::HypervisorInterface {
+class ParavirtVmm final : public DeprivilegedVmm, private isa::HypervisorInterface {
  public:
   ParavirtVmm(const Machine& machine, const VmmCosts& costs, const VmmOptions& options = {});
   ~ParavirtVmm() override;
@@ -73,10 +73,7 @@ class ParavirtVmm final : public Vmm, private isa::HypervisorInterface {
   bool wants_before(const isa::Insn& insn, uint64_t paddr) override;
   isa::PreExecute before_instruction(isa::Core& core, const isa::Insn& insn) override;
   void after_instruction(isa::Core& core, const isa::Insn& insn) override;
-  void on_instruction_boundary(isa::Core& core) override { guest_.interpret_until_direct(core); }
   double direct_fraction() const override;
-  GuestState guest_state(const isa::Core&) const override { return guest_.guest_state(); }
-  unsigned virtual_cpl(const isa::Core& real) const override { return guest_.virtual_cpl(real); }
   uint64_t device_accesses_modelled() const override { return guest_.device_accesses() + counters_.io_accesses; }
   void bind_statistics(stats::Registry& registry) override;
 
@@ -172,6 +169,8 @@ class ParavirtVmm final : public Vmm, private isa::HypervisorInterface {
   VmmOptions options_;
   VmmCosts costs_;
   Machine machine_;
+  DeprivilegedGuest& deprivileged() override { return guest_; }
+  const DeprivilegedGuest& deprivileged() const override { return guest_; }
   DeprivilegedGuest guest_;
   bool direct_paging_ = true;
   std::unique_ptr<DirectPaging> paging_;

@@ -14,13 +14,13 @@
 #pragma once
 #include <memory>
 
-#include "models/vmm/deprivileged_guest.h"
+#include "models/vmm/deprivileged_vmm.h"
 #include "models/vmm/leak_detector.h"
 #include "models/vmm/vmm.h"
 
 namespace pgsim::vmm {
 
-class TrapEmulateVmm final : public Vmm {
+class TrapEmulateVmm final : public DeprivilegedVmm {
  public:
   TrapEmulateVmm(const Machine& machine, const VmmCosts& costs, const VmmOptions& options = {});
 
@@ -30,13 +30,8 @@ class TrapEmulateVmm final : public Vmm {
   bool wants_before(const isa::Insn& insn, uint64_t paddr) override;
   isa::PreExecute before_instruction(isa::Core& core, const isa::Insn& insn) override;
   void after_instruction(isa::Core& core, const isa::Insn& insn) override;
-  void on_instruction_boundary(isa::Core& core) override { guest_.interpret_until_direct(core); }
   double direct_fraction() const override;
-  GuestState guest_state(const isa::Core&) const override { return guest_.guest_state(); }
-  unsigned virtual_cpl(const isa::Core& real) const override { return guest_.virtual_cpl(real); }
   void bind_statistics(stats::Registry& registry) override { guest_.bind_statistics(registry); }
-  // The guest's devices are the VMM's software models: what the virtual CPU reached of them.
-  uint64_t device_accesses_modelled() const override { return guest_.device_accesses(); }
 
   VirtualCpu& virtual_cpu() { return guest_.vcpu(); }
   const ShadowCounters& shadow() const { return guest_.shadow().counters(); }
@@ -55,6 +50,8 @@ class TrapEmulateVmm final : public Vmm {
 
  private:
   VmmOptions options_;
+  DeprivilegedGuest& deprivileged() override { return guest_; }
+  const DeprivilegedGuest& deprivileged() const override { return guest_; }
   DeprivilegedGuest guest_;
   std::unique_ptr<LeakDetector> leak_detector_;
   isa::Core* real_ = nullptr;
