@@ -86,6 +86,15 @@ bool execution_controls_valid(const Vmcs& vmcs, PhysicalBus& bus) {
   return true;
 }
 
+}  // namespace
+
+bool injection_has_error_code(const Vmcs& vmcs, InterruptionType type, uint8_t vector) {
+  return type == InterruptionType::HardwareException && (vmcs.get(F::GuestCr0) & CR0_PE) && vector < 32 &&
+         ((event_error_code_vectors() >> vector) & 1);
+}
+
+namespace {
+
 // 27.2.1.3: the VM-entry interruption-information field.
 bool entry_event_valid(const Vmcs& vmcs) {
   const uint32_t info = vmcs.get32(F::EntryInterruptionInfo);
@@ -95,13 +104,12 @@ bool entry_event_valid(const Vmcs& vmcs) {
   if (static_cast<unsigned>(type) == 1 || type == InterruptionType::Other) return false;  // reserved; no MTF
   if (type == InterruptionType::Nmi && vector != NMI) return false;
   if (type == InterruptionType::HardwareException && vector > 31) return false;
-  // Deliver-error-code is 1 exactly for hardware exceptions with an error code in protected mode.
-  const bool pe = vmcs.get(F::GuestCr0) & CR0_PE;
-  const bool needs_error_code = type == InterruptionType::HardwareException && pe &&
-                                vector < 32 && ((event_error_code_vectors() >> vector) & 1);
+  const bool needs_error_code = injection_has_error_code(vmcs, type, vector);
   if (bool(info & kInterruptionErrorCodeValid) != needs_error_code) return false;
   if (info & 0x7FFFF000u) return false;  // bits 30:12 reserved
-  if (needs_error_code && (vmcs.get32(F::EntryExceptionErrorCode) & 0xFFFF8000u)) return false;
+  // Bits 31:16 of the error code are 0 (the SDM since SGX; earlier editions said 31:15, which
+  // would refuse #GP(0xFFFC), an error code the processor itself delivers).
+  if (needs_error_code && (vmcs.get32(F::EntryExceptionErrorCode) & 0xFFFF0000u)) return false;
   const bool software = type == InterruptionType::SoftwareInterrupt ||
                         type == InterruptionType::PrivilegedSoftwareException ||
                         type == InterruptionType::SoftwareException;

@@ -40,6 +40,10 @@ VmEntryResult vm_entry(Vmcs& vmcs, Core& core);
 void vm_exit(Vmcs& vmcs, CpuState& state, const VmExit& exit);
 void vm_exit(Vmcs& vmcs, Core& core, const VmExit& exit);
 
+// 27.2.1.3: VM entry delivers an error code with an injected event exactly for a hardware
+// exception that has one (#DF, #TS, #NP, #SS, #GP, #PF, #AC) into a guest with CR0.PE set.
+bool injection_has_error_code(const Vmcs& vmcs, InterruptionType type, uint8_t vector);
+
 // The pieces, for tests and for guest VMX later.
 VmInstructionError check_controls(const Vmcs& vmcs, PhysicalBus& bus);          // 27.2.1 -> 7
 VmInstructionError check_host_state(const Vmcs& vmcs, const CpuState& current);  // 27.2.2-27.2.3 -> 8

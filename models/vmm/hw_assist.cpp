@@ -114,6 +114,8 @@ HwAssistVmm::HwAssistVmm(const Machine& machine, const VmmCosts& costs, const Vm
     on(ExitReason::ExceptionOrNmi, &HwAssistVmm::on_page_fault, emulate_cycles_, 0);
     on(ExitReason::Invlpg, &HwAssistVmm::on_invlpg, emulate_cycles_, costs.emulate);
     on(ExitReason::CrAccess, &HwAssistVmm::on_shadow_cr_access, emulate_cycles_, costs.emulate);
+    on(ExitReason::GdtrIdtrAccess, &HwAssistVmm::on_descriptor_table_access, emulate_cycles_, costs.emulate);
+    on(ExitReason::LdtrTrAccess, &HwAssistVmm::on_descriptor_table_access, emulate_cycles_, costs.emulate);
   }
 }
 
@@ -121,6 +123,12 @@ HwAssistVmm::HwAssistVmm(const Machine& machine, const VmmCosts& costs, const Vm
 
 void HwAssistVmm::attach(Core& core) {
   core_ = &core;
+  vcpu_ = std::make_unique<VirtualCpu>(core);
+  vcpu_->set_vmm_memory(machine_.vmm_memory_base, machine_.vmm_memory_size);
+  vcpu_->deliver_event = [this](const Event& event) {
+    raised_ = RaisedEvent{event, vcpu_->state().rip};
+    return true;  // injected at VM entry instead
+  };
   if (shadow_paging()) attach_shadow_paging(core);
   else place_guest_ram(core);
   program_vmcs(core.state());
@@ -183,6 +191,8 @@ void HwAssistVmm::place_guest_ram(Core& core) {
     chunk_host_.push_back(std::move(hosts));
   }
   ept_ = ept.pointer();
+  if (options_.ept_shuffled)  // what the virtual CPU emulates reaches guest RAM where the EPT put it
+    vcpu_->host_physical = [this](uint64_t gpa) { return is_guest_ram(gpa) ? host_physical(gpa) : gpa; };
 }
 
 void HwAssistVmm::program_vmcs(const CpuState& boot) {
@@ -260,7 +270,10 @@ void HwAssistVmm::enter_guest(Core& core) {
   throw std::runtime_error(entry.failure ? "hw_assist: VM entry failed on invalid guest state (qualification " +
                                                std::to_string(entry.failure->qualification) + ")"
                                          : "hw_assist: VM entry failed with VM-instruction error " +
-                                               std::to_string(static_cast<unsigned>(entry.error)));
+                                               std::to_string(static_cast<unsigned>(entry.error)) +
+                                               " (VM-entry interruption information " +
+                                               hex(vmcs_.get32(F::EntryInterruptionInfo)) + ", instruction length " +
+                                               std::to_string(vmcs_.get32(F::EntryInstructionLength)) + ")");
 }
 
 void HwAssistVmm::leave_guest(Core& core, const VmExit& exit) {
@@ -399,6 +412,21 @@ void HwAssistVmm::set_interrupt_window(bool open) {
 
 HwAssistVmm::Completion HwAssistVmm::on_cpuid(Core&, const VmExit&) { return Completion::ExecuteInGuest; }
 
+// The VMM presents a processor without VMX (it does not virtualize VMX for a guest hypervisor, as
+// KVM without nesting): CPUID shows none (the guest's core has no GuestVmx), CR4.VMXE is reserved
+// (#GP) and every VMX instruction raises #UD, as on such a processor.
+void HwAssistVmm::refuse_vmx(uint8_t vector) {
+  inject_exception(vector, 0);
+  ++vmx_refused_;
+}
+
+void HwAssistVmm::inject_exception(uint8_t vector, uint32_t error_code) {
+  const InterruptionType type = InterruptionType::HardwareException;
+  vmcs_.set(F::EntryInterruptionInfo, interruption_info(vector, type, injection_has_error_code(vmcs_, type, vector)));
+  vmcs_.set(F::EntryExceptionErrorCode, error_code);
+}
+
+
 HwAssistVmm::Completion HwAssistVmm::on_io(Core&, const VmExit&) {
   ++device_accesses_;
   return Completion::ExecuteInGuest;
@@ -410,6 +438,10 @@ HwAssistVmm::Completion HwAssistVmm::on_cr_access(Core& core, const VmExit& exit
   const unsigned cr = exit.qualification & 0xF, gpr = (exit.qualification >> 8) & 0xF;
   const auto type = static_cast<CrAccessType>((exit.qualification >> 4) & 3);
   if (cr == 8) return Completion::ExecuteInGuest;
+  if (type == CrAccessType::MovToCr && cr == 4 && (core.state().gpr[gpr] & CR4_VMXE)) {
+    refuse_vmx(GP);
+    return Completion::Done;
+  }
   if (type == CrAccessType::MovToCr && (cr == 0 || cr == 4)) {
     const uint64_t mask = vmcs_.get(cr == 0 ? F::Cr0GuestHostMask : F::Cr4GuestHostMask);
     vmcs_.set(cr == 0 ? F::Cr0ReadShadow : F::Cr4ReadShadow, core.state().gpr[gpr] & mask);
@@ -428,18 +460,15 @@ HwAssistVmm::Completion HwAssistVmm::on_msr(Core& core, const VmExit& exit) {
 
 // VMCALL: no hypercall interface, so #UD, as on a processor without one.
 HwAssistVmm::Completion HwAssistVmm::on_vmcall(Core&, const VmExit&) {
-  vmcs_.set(F::EntryInterruptionInfo, interruption_info(UD, InterruptionType::HardwareException, false));
+  inject_exception(UD, 0);
   return Completion::Done;
 }
 
 // A VMX instruction of the guest (a guest hypervisor): the CPU exits as the SDM says (reasons 19-27,
-// 50, 53), but this VMM does not virtualize VMX for its guest.
-HwAssistVmm::Completion HwAssistVmm::on_vmx_instruction(Core& core, const VmExit& exit) {
-  throw std::runtime_error(std::string("hw_assist: the guest executed ") + exit_reason_name(exit.reason) +
-                           " (VM exit " + std::to_string(static_cast<unsigned>(exit.reason)) + ") at RIP " +
-                           hex(vmcs_.get(F::GuestRip)) +
-                           ": nested virtualization (VMX for a guest hypervisor) is not implemented in the "
-                           "hw_assist VMM; run guest hypervisors with vmm.strategy: native and cpu.vmx: true");
+// 50, 53); on the processor the VMM presents it is invalid.
+HwAssistVmm::Completion HwAssistVmm::on_vmx_instruction(Core&, const VmExit&) {
+  refuse_vmx(UD);
+  return Completion::Done;
 }
 
 HwAssistVmm::Completion HwAssistVmm::on_external_interrupt(Core&, const VmExit& exit) {
@@ -457,12 +486,13 @@ HwAssistVmm::Completion HwAssistVmm::on_ept_violation(Core& core, const VmExit& 
   if (is_guest_ram(gpa))
     throw std::logic_error("hw_assist: EPT violation at guest-physical " + hex(gpa) +
                            ", which is guest RAM that the EPT maps with every right");
-  const Insn* insn = core.current_insn();
-  if (!insn)
-    throw std::runtime_error("hw_assist: the guest fetches instructions from device memory at guest-physical " +
-                             hex(gpa));
-  emulate_mmio(core, *insn, gpa);
-  vmcs_.set(F::GuestRip, vmcs_.get(F::GuestRip) + insn->length);
+  if (exit.idt_vectoring_info & kInterruptionValid) {
+    core.shutdown("hw_assist: the CPU reaches device memory at guest-physical " + hex(gpa) +
+                  " while delivering an event to the guest; emulating event delivery is not implemented");
+    return Completion::Done;
+  }
+  emulate_on_vcpu(core, guest_view(core));
+  ++mmio_emulated_;
   return Completion::Done;
 }
 
@@ -471,32 +501,6 @@ HwAssistVmm::Completion HwAssistVmm::on_ept_misconfig(Core&, const VmExit& exit)
                          " (the VMM's EPT tables are wrong)");
 }
 
-// Device memory is at the same address for the guest and the host (the EPT leaves it out): a MOV
-// to or from it is carried out on the device. Other instructions on device memory are not
-// emulated: the run stops naming them.
-void HwAssistVmm::emulate_mmio(Core& core, const Insn& insn, uint64_t device_address) {
-  const bool store = insn.op[0].kind == OpKind::Mem, load = insn.op[1].kind == OpKind::Mem;
-  if (insn.mnemonic != ZYDIS_MNEMONIC_MOV || store == load)
-    throw std::runtime_error(std::string("hw_assist: emulating the guest's ") +
-                             ZydisMnemonicGetString(static_cast<ZydisMnemonic>(insn.mnemonic)) +
-                             " on device memory at guest-physical " + hex(device_address) +
-                             " is not implemented (MOV loads and stores are)");
-  const unsigned size = insn.op[store ? 0 : 1].size;
-  const uint64_t mask = Core::size_mask(size);
-  if (store) {
-    core.bus().write(device_address, size, core.get<uint64_t>(insn, insn.op[1]) & mask);
-  } else {
-    const uint64_t value = core.bus().read(device_address, size) & mask;
-    switch (size) {
-      case 1: core.set<uint8_t>(insn, insn.op[0], static_cast<uint8_t>(value)); break;
-      case 2: core.set<uint16_t>(insn, insn.op[0], static_cast<uint16_t>(value)); break;
-      case 4: core.set<uint32_t>(insn, insn.op[0], static_cast<uint32_t>(value)); break;
-      default: core.set<uint64_t>(insn, insn.op[0], value); break;
-    }
-  }
-  ++mmio_emulated_;
-  ++device_accesses_;
-}
 
 // ---- Shadow paging (vmm.paging: shadow) -------------------------------------------------------------
 //
@@ -524,8 +528,6 @@ void HwAssistVmm::attach_shadow_paging(Core& core) {
                                           2 * std::max(1u, options_.shadow_cached_roots), vmm, 0);
   shadow_->keep_guest_user_bit();  // the guest kernel runs at its own CPL 0
   shadow_->on_leaf_changed = [&core](uint64_t linear) { core.invalidate_page_all_contexts(linear); };
-  vcpu_ = std::make_unique<VirtualCpu>(core);
-  vcpu_->set_vmm_memory(vmm, machine_.vmm_memory_size);
   vcpu_->before_write = [this](uint64_t paddr, unsigned size, uint64_t value) { shadow_->guest_write(paddr, size, value); };
   chunk_host_.assign(guest_ram_.size(), {});  // guest-physical is host-physical
   guest_cr3_ = core.state().cr3;
@@ -538,7 +540,7 @@ void HwAssistVmm::program_shadow_paging(const CpuState& boot) {
                                       PROC_CR3_STORE_EXITING | PROC_INVLPG_EXITING);
   // No EPT, no unrestricted guest, and no VPID (the first VT-x had none: every exit and entry
   // flushes the TLBs). Without enable-INVPCID, INVPCID raises #UD.
-  vmcs_.set(F::SecondaryProcBasedControls, PROC2_ENABLE_RDTSCP);
+  vmcs_.set(F::SecondaryProcBasedControls, PROC2_ENABLE_RDTSCP | PROC2_DESCRIPTOR_TABLE_EXITING);
   vmcs_.set(F::Vpid, 0);
   vmcs_.set(F::ExceptionBitmap, 1u << PF_);
   vmcs_.set(F::PageFaultErrorCodeMask, 0);
@@ -575,8 +577,10 @@ CpuState HwAssistVmm::guest_view(const Core& core) const {
   load_guest_state(vmcs_, g);
   g.cr0 = guest_cr_value(vmcs_, 0, g.cr0);
   g.cr4 = guest_cr_value(vmcs_, 4, g.cr4);
-  g.cr3 = guest_cr3_;
-  g.efer = guest_efer_;
+  if (shadow_paging()) {  // the real CPU runs on the shadows, in IA-32e mode
+    g.cr3 = guest_cr3_;
+    g.efer = guest_efer_;
+  }
   return g;
 }
 
@@ -596,9 +600,11 @@ HwAssistVmm::Completion HwAssistVmm::on_page_fault(Core& core, const VmExit& exi
   const ShadowFault f = examine_shadow_fault(*shadow_, g, vcpu_->bus(), event, event.error_code & PFERR_U,
                                              {machine_.vmm_memory_base, machine_.vmm_memory_size}, {});
   const bool delivering = exit.idt_vectoring_info & kInterruptionValid;
-  if (delivering && (f.kind == ShadowFault::Kind::TracedWrite || f.kind == ShadowFault::Kind::Mmio))
-    throw std::runtime_error("hw_assist: the CPU writes a guest page table or device memory at " + hex(event.cr2) +
-                             " while delivering an event to the guest; emulating event delivery is not implemented");
+  if (delivering && (f.kind == ShadowFault::Kind::TracedWrite || f.kind == ShadowFault::Kind::Mmio)) {
+    core.shutdown("hw_assist: the CPU writes a guest page table or device memory at " + hex(event.cr2) +
+                  " while delivering an event to the guest; emulating event delivery is not implemented");
+    return Completion::Done;
+  }
   switch (f.kind) {
     case ShadowFault::Kind::Hidden:
       shadow_fill_cycles_ += costs_.shadow_fill;
@@ -607,18 +613,15 @@ HwAssistVmm::Completion HwAssistVmm::on_page_fault(Core& core, const VmExit& exi
       break;
     case ShadowFault::Kind::TracedWrite:
       shadow_trace_cycles_ += costs_.shadow_trace;
-      emulate_traced_write(core, g);
+      emulate_on_vcpu(core, g);  // before_write drops the shadow leaves built from the entry
+      ++traced_emulated_;
       if (f.page_table) shadow_->note_traced_write(f.walk.paddr >> 12);
       return Completion::Done;
-    case ShadowFault::Kind::Mmio: {
+    case ShadowFault::Kind::Mmio:
       mmio_cycles_ += costs_.emulate_mmio;
-      const Insn* insn = core.current_insn();
-      if (!insn)
-        throw std::runtime_error("hw_assist: the guest fetches instructions from device memory at " + hex(f.walk.paddr));
-      emulate_mmio(core, *insn, f.walk.paddr);
-      vmcs_.set(F::GuestRip, vmcs_.get(F::GuestRip) + insn->length);
+      emulate_on_vcpu(core, g);
+      ++mmio_emulated_;
       return Completion::Done;
-    }
     case ShadowFault::Kind::Guest:
       interrupt_cycles_ += costs_.reflect;
       if (delivering_page_fault(exit)) {  // a #PF while delivering a #PF: a double fault (SDM table 6-5)
@@ -641,21 +644,69 @@ HwAssistVmm::Completion HwAssistVmm::on_page_fault(Core& core, const VmExit& exi
   return Completion::Done;
 }
 
-// The virtual CPU carries out the guest's write to its page table; the shadow leaves built from
-// the entry it changes are dropped first (before_write).
-void HwAssistVmm::emulate_traced_write(Core& core, const CpuState& guest) {
+// The virtual CPU carries out the instruction at the guest's RIP that the real CPU could not: an
+// access to device memory (which the EPT or the shadow tables leave out; device memory is at the
+// same address for the guest and the host), an instruction fetched from it, a write to a traced
+// page table. It starts from the guest's state and runs the core's own semantics for one step, so
+// every form works as on the real CPU; what the step changed goes back into the VMCS. An exception
+// it raises is injected at VM entry, as the real CPU would have raised it.
+void HwAssistVmm::emulate_on_vcpu(Core& core, const CpuState& guest) {
   CpuState& v = vcpu_->state();
   v = guest;
   v.rflags &= ~uint64_t{IF};  // one instruction, no interrupt in between
   vcpu_->core().sync_mode();
-  if (vcpu_->execute(1) == 0)
-    throw std::runtime_error("hw_assist: the guest's write to a page table at RIP " + hex(guest.rip) +
-                             " faults when the VMM emulates it; such faults are not implemented");
-  core.state().gpr = v.gpr;
-  vmcs_.set(F::GuestRip, v.rip);
-  vmcs_.set(F::GuestRsp, v.gpr[RSP]);
-  vmcs_.set(F::GuestRflags, (v.rflags & ~uint64_t{IF}) | (guest.rflags & IF));
-  ++traced_emulated_;
+  raised_.reset();
+  const uint64_t device_accesses = vcpu_->device_accesses();
+  vcpu_->execute(1);
+  device_accesses_ += vcpu_->device_accesses() - device_accesses;
+  if (vcpu_->core().is_shutdown()) {
+    core.shutdown("hw_assist: " + vcpu_->core().shutdown_reason());
+    return;
+  }
+  const char* unsupported = v.cr0 != guest.cr0 || v.cr3 != guest.cr3 || v.cr4 != guest.cr4 || v.efer != guest.efer
+                                ? "its paging state"
+                            : v.cr8 != guest.cr8 || v.apic_base != guest.apic_base ? "the task priority or the APIC base"
+                                                                                   : nullptr;
+  if (unsupported) {
+    core.shutdown(std::string("hw_assist: the instruction at guest RIP ") + hex(guest.rip) +
+                  ", which the VMM emulates (it reaches device memory or a traced page table), changes " + unsupported +
+                  "; emulating that is not implemented");
+    return;
+  }
+  // The step's state into the VMCS, with the control registers and EFER the real CPU runs the
+  // guest with (under shadow paging not the guest's own), which the step left as they were.
+  CpuState in_vmcs = core.state();
+  load_guest_state(vmcs_, in_vmcs);
+  CpuState real = v;
+  real.cr0 = in_vmcs.cr0, real.cr3 = in_vmcs.cr3, real.cr4 = in_vmcs.cr4, real.efer = in_vmcs.efer;
+  real.rip = raised_ ? raised_->rip : v.rip;
+  real.rflags = (v.rflags & ~uint64_t{IF}) | (guest.rflags & IF);
+  save_guest_state(vmcs_, real);
+  // What VT-x leaves in the CPU's own registers, not in the VMCS.
+  CpuState& cpu = core.state();
+  cpu.gpr = v.gpr;
+  cpu.cr2 = v.cr2;
+  for (unsigned r = 0; r < 6; ++r) cpu.dr[r] = v.dr[r];
+  cpu.star = v.star, cpu.lstar = v.lstar, cpu.cstar = v.cstar, cpu.fmask = v.fmask;
+  cpu.kernel_gs_base = v.kernel_gs_base;
+  cpu.tsc_aux = v.tsc_aux;
+  if (raised_) inject_raised(core, *raised_, guest.rip);
+}
+
+// An event the emulated step raised, as VM entry injects it: a software interrupt or exception
+// (INT n, INT3, INTO) with the instruction's length, a hardware exception with its error code.
+void HwAssistVmm::inject_raised(Core& core, const RaisedEvent& raised, uint64_t instruction_rip) {
+  const Event& e = raised.event;
+  if (e.software()) {
+    const InterruptionType type = e.kind == EventKind::SoftwareInt ? InterruptionType::SoftwareInterrupt
+                                                                   : InterruptionType::SoftwareException;
+    vmcs_.set(F::GuestRip, instruction_rip);
+    vmcs_.set(F::EntryInstructionLength, raised.rip - instruction_rip);
+    vmcs_.set(F::EntryInterruptionInfo, interruption_info(e.vector, type, false));
+    return;
+  }
+  inject_exception(e.vector, e.error_code);
+  if (e.vector == PF_) core.state().cr2 = e.cr2;  // the injection loads it into CR2 (VM entry keeps CR2)
 }
 
 bool HwAssistVmm::delivering_page_fault(const VmExit& exit) {
@@ -668,6 +719,24 @@ void HwAssistVmm::inject_page_fault(Core& core, const Fault& fault) {
   vmcs_.set(F::EntryInterruptionInfo, interruption_info(PF_, InterruptionType::HardwareException, true));
   vmcs_.set(F::EntryExceptionErrorCode, fault.error_code);
   core.state().cr2 = fault.cr2;  // the injection loads it into CR2 (VM entry keeps CR2)
+}
+
+// Without EPT the real CPU runs the guest in IA-32e mode, which reads 16-byte IDT gates and a
+// 64-bit TSS: a 32-bit protected-mode guest's IDT and TSS would be misread at its first event.
+// Running such a guest in legacy mode on PAE shadows is not implemented, so its LIDT or LTR stops
+// the run saying so; in IA-32e mode, and for the other descriptor-table instructions, the guest's
+// own instruction runs.
+HwAssistVmm::Completion HwAssistVmm::on_descriptor_table_access(Core& core, const VmExit& exit) {
+  const bool loads = ((exit.instruction_info >> 28) & 3) == 3;  // LIDT (reason 46) or LTR (reason 47)
+  if (loads && !(guest_efer_ & EFER_LMA)) {
+    const bool idt = exit.reason == ExitReason::GdtrIdtrAccess;
+    core.shutdown(std::string("hw_assist: the guest loads its ") + (idt ? "IDT (LIDT" : "TSS (LTR") + " at RIP " +
+                  hex(vmcs_.get(F::GuestRip)) +
+                  ") in 32-bit protected mode; without EPT the real CPU runs the guest in IA-32e mode, and "
+                  "running a 32-bit guest in legacy mode on PAE shadows is not implemented: use vmm.paging: nested");
+    return Completion::Done;
+  }
+  return Completion::ExecuteInGuest;
 }
 
 HwAssistVmm::Completion HwAssistVmm::on_invlpg(Core&, const VmExit& exit) {
@@ -690,6 +759,9 @@ HwAssistVmm::Completion HwAssistVmm::on_shadow_cr_access(Core& core, const VmExi
   } else if (cr == 3) {
     guest_cr3_ = value;
     switch_shadow_root();
+  } else if (cr == 4 && (value & CR4_VMXE)) {
+    refuse_vmx(GP);
+    return Completion::Done;
   } else {
     const uint64_t old_cr0 = guest_cr_value(vmcs_, 0, vmcs_.get(F::GuestCr0));
     const uint64_t old_cr4 = guest_cr_value(vmcs_, 4, vmcs_.get(F::GuestCr4));
@@ -749,6 +821,9 @@ void HwAssistVmm::bind_statistics(stats::Registry& registry) {
                 "external interrupts the VMM injected into the guest at VM entry", &injected_);
   registry.bind("vmm.hw_assist.mmio_emulated", Unit::Count,
                 "guest accesses to device memory (EPT violations) the VMM emulated", &mmio_emulated_);
+  registry.bind("vmm.hw_assist.vmx_refused", Unit::Count,
+                "guest VMX instructions (#UD) and CR4.VMXE writes (#GP) refused: the VMM presents a processor "
+                "without VMX", &vmx_refused_);
   registry.bind("vmm.hw_assist.device_accesses", Unit::Count,
                 "device accesses (port I/O, MMIO, APIC MSRs) the VMM carried out for the guest", &device_accesses_);
   if (!shadow_paging()) return;

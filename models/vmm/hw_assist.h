@@ -114,13 +114,13 @@ class HwAssistVmm final : public Vmm {
   Completion on_invlpg(isa::Core&, const isa::vmx::VmExit&);
   Completion on_shadow_cr_access(isa::Core&, const isa::vmx::VmExit&);
   Completion on_efer_access(isa::Core&, const isa::vmx::VmExit&);
+  Completion on_descriptor_table_access(isa::Core&, const isa::vmx::VmExit&);
 
   // ---- Set-up ------------------------------------------------------------------------------------
   void place_guest_ram(isa::Core& core);
   void program_vmcs(const isa::CpuState& boot);
   void inject_pending_interrupt();
   void set_interrupt_window(bool open);
-  void emulate_mmio(isa::Core& core, const isa::Insn& insn, uint64_t device_address);
   bool is_guest_ram(uint64_t guest_physical) const;
   bool is_guest_ram_2m(uint64_t linear) const;  // the 2 MiB around it is all guest RAM
 
@@ -135,10 +135,22 @@ class HwAssistVmm final : public Vmm {
   // whatever the guest's paging, on the shadow of its address space.
   void load_real_paging(uint64_t guest_cr0, uint64_t guest_cr4);
   void switch_shadow_root();
-  void emulate_traced_write(isa::Core& core, const isa::CpuState& guest);
+  // An event raised by an instruction the virtual CPU emulates, and the RIP it would be delivered
+  // with (the instruction's, or the next one's for traps and software interrupts).
+  struct RaisedEvent {
+    isa::Event event;
+    uint64_t rip = 0;
+  };
+  void emulate_on_vcpu(isa::Core& core, const isa::CpuState& guest);
+  void inject_raised(isa::Core& core, const RaisedEvent& raised, uint64_t instruction_rip);
   void inject_page_fault(isa::Core& core, const isa::Fault& fault);
   static bool delivering_page_fault(const isa::vmx::VmExit& exit);
   void skip_instruction(const isa::vmx::VmExit& exit);
+  // Injects the exception a processor without VMX raises for the guest's use of it.
+  void refuse_vmx(uint8_t vector);
+  // A hardware exception for the guest at the next VM entry (with `error_code` where the guest's
+  // mode delivers one).
+  void inject_exception(uint8_t vector, uint32_t error_code);
 
   Machine machine_;
   VmmCosts costs_;
@@ -154,9 +166,10 @@ class HwAssistVmm final : public Vmm {
   std::optional<uint8_t> pending_interrupt_;   // acknowledged on an exit, not yet injected
   std::array<ExitHandler, 65> handlers_{};
   std::unique_ptr<ShadowPager> shadow_;   // shadow paging only
-  std::unique_ptr<VirtualCpu> vcpu_;      // emulates the guest's traced writes
+  std::unique_ptr<VirtualCpu> vcpu_;      // emulates device-memory accesses and traced writes
+  std::optional<RaisedEvent> raised_;     // by the instruction vcpu_ last emulated
   uint64_t guest_cr3_ = 0, guest_efer_ = 0;
-  uint64_t traced_emulated_ = 0;
+  uint64_t traced_emulated_ = 0, vmx_refused_ = 0;
   uint64_t instruction_exits_ = 0, mmio_emulated_ = 0, device_accesses_ = 0, injected_ = 0;
   uint64_t &vmexit_cycles_, &vmentry_cycles_, &emulate_cycles_, &io_cycles_, &mmio_cycles_, &interrupt_cycles_, &shadow_fill_cycles_,
       &shadow_trace_cycles_;

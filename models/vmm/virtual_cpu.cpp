@@ -51,6 +51,11 @@ bool VirtualCpu::refuses(uint64_t paddr) {
 }
 
 void VirtualCpu::write(uint64_t paddr, unsigned size, uint64_t value) {
+  if (host_physical && (paddr & 0xFFF) + size > 0x1000) {  // pages may lie apart in host memory
+    for (unsigned k = 0; k < size; ++k) write(paddr + k, 1, value >> (8 * k));
+    return;
+  }
+  paddr = host_address(paddr);
   if (refuses(paddr)) return;
   if (sandbox_) {
     for (unsigned k = 0; k < size; ++k) overlay_[paddr + k] = static_cast<uint8_t>(value >> (8 * k));
@@ -155,11 +160,17 @@ std::map<uint64_t, uint8_t> VirtualCpu::end_sandbox() {
 }
 
 uint64_t VirtualCpu::read(uint64_t paddr, unsigned size) {
+  if (host_physical && (paddr & 0xFFF) + size > 0x1000) {  // pages may lie apart in host memory
+    uint64_t v = 0;
+    for (unsigned k = 0; k < size; ++k) v |= read(paddr + k, 1) << (8 * k);
+    return v;
+  }
   if (hidden_root_entries_) {
     const uint64_t root = core_.state().cr3 & isa::kPhysFrameMask;
     const uint64_t first = root + 8 * hidden_first_, end = root + 8 * (hidden_last_ + 1);
     if (paddr + size > first && paddr < end) return 0;  // the VMM's entries: empty in the guest's view
   }
+  paddr = host_address(paddr);
   if (refuses(paddr)) return ~0ull >> (64 - 8 * size);
   if (!real_.bus().host_frame(paddr)) ++device_accesses_;
   uint64_t v = real_.bus().read(paddr, size);

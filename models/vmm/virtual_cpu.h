@@ -128,6 +128,9 @@ class VirtualCpu : private isa::PhysicalBus,
     hidden_first_ = first;
     hidden_last_ = last;
   }
+  // Where guest-physical memory lies in host-physical memory when they differ (nested paging's
+  // shuffled layout): applied to every physical address the virtual CPU reaches. Unset: the same.
+  std::function<uint64_t(uint64_t guest_physical)> host_physical;
   // Its port accesses and accesses to device memory (not RAM): the guest's virtual devices at work.
   uint64_t device_accesses() const { return device_accesses_; }
 
@@ -162,6 +165,8 @@ class VirtualCpu : private isa::PhysicalBus,
   uint64_t vmm_base_ = 0, vmm_size_ = 0;
   bool hidden_root_entries_ = false;
   unsigned hidden_first_ = 0, hidden_last_ = 0;
+  // `paddr` in host-physical memory, for an access of `size` bytes that does not cross a page.
+  uint64_t host_address(uint64_t paddr) const { return host_physical ? host_physical(paddr) : paddr; }
   // True, after stopping the run, when `paddr` is the VMM's memory.
   bool refuses(uint64_t paddr);
   isa::Core core_;

@@ -195,6 +195,14 @@ void Config::fail(std::string_view key, const std::string& message) const {
   throw ConfigError(location_of(origin(key)), std::string(key), message);
 }
 
+void Config::fail_at_set(std::initializer_list<std::string_view> keys, const std::string& message) const {
+  // A --set (or a sweep's matrix value) is the latest input, then a file's line.
+  for (Origin::Kind kind : {Origin::Kind::Override, Origin::Kind::File})
+    for (std::string_view key : keys)
+      if (origin(key).kind == kind) fail(key, message);
+  fail(*keys.begin(), message);
+}
+
 void Config::set(std::string_view key, const Value& value, Origin origin) {
   const KeySpec& s = spec(key);
   auto where = [&](const std::string& message) -> ConfigError {

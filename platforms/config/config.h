@@ -142,6 +142,10 @@ class Config {
 
   // Throws ConfigError naming the key and where its value came from.
   [[noreturn]] void fail(std::string_view key, const std::string& message) const;
+  // For a rule over several keys: names the first of `keys` set by --set, else the first set in a
+  // file, so that the error points at the input that broke the rule rather than at a default; the
+  // first key when all are defaults.
+  [[noreturn]] void fail_at_set(std::initializer_list<std::string_view> keys, const std::string& message) const;
   // Runs the schema's derivations, then its rules (the loader calls this).
   void resolve();
 

@@ -16,8 +16,8 @@ void declare_level(Schema& s, const std::string& level, int64_t size, int64_t wa
     uint64_t size = c.u64("cache." + level + ".size");
     uint64_t set_bytes = c.u64("cache.line_bytes") * c.u64("cache." + level + ".ways");
     if (size % set_bytes != 0)  // 0 (no such cache) passes
-      c.fail("cache." + level + ".size",
-             "must be a multiple of cache.line_bytes x cache." + level + ".ways (" +
+      c.fail_at_set({"cache." + level + ".size", "cache.line_bytes", "cache." + level + ".ways"},
+                    "cache." + level + ".size must be a multiple of cache.line_bytes x cache." + level + ".ways (" +
                  std::to_string(set_bytes) + " bytes); got " + std::to_string(size));
   });
 }

@@ -18,8 +18,8 @@ void require_ways_divide_entries(Schema& s, const std::string& prefix) {
   s.add_rule([prefix](const Config& c) {
     int64_t n = c.i64(prefix + ".entries"), w = c.i64(prefix + ".ways");
     if (n != 0 && (w > n || n % w != 0))
-      c.fail(prefix + ".ways",
-             "must divide " + prefix + ".entries (" + std::to_string(n) + "); got " + std::to_string(w));
+      c.fail_at_set({prefix + ".ways", prefix + ".entries"},
+                    prefix + ".ways must divide " + prefix + ".entries (" + std::to_string(n) + "); got " + std::to_string(w));
   });
 }
 

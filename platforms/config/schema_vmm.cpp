@@ -109,12 +109,12 @@ void declare_vmm(Schema& s) {
     else if (paging != "none" && (strategy == "native" || strategy == "interpret"))
       why = strategy + " runs the guest's own page tables: vmm.paging must be none";
     if (!why.empty())
-      c.fail("vmm.paging", "'" + paging + "' with vmm.strategy '" + strategy + "': " + why);
+      c.fail_at_set({"vmm.paging", "vmm.strategy"}, "vmm.paging '" + paging + "' with vmm.strategy '" + strategy + "': " + why);
     if (paging == "nested" && c.str("vmm.ept.page_size") == "1G" && c.str("vmm.ept.layout") == "shuffled")
-      c.fail("vmm.ept.layout", "1G EPT pages cannot map guest RAM in shuffled 2 MiB chunks: use "
+      c.fail_at_set({"vmm.ept.layout", "vmm.ept.page_size"}, "1G EPT pages cannot map guest RAM in shuffled 2 MiB chunks: use "
                                "vmm.ept.layout: identity, or vmm.ept.page_size: 4K or 2M");
     if (strategy == "hw_assist" && !c.flag("cpu.vmx"))
-      c.fail("vmm.strategy", "hw_assist needs the hardware extension: set cpu.vmx: true");
+      c.fail_at_set({"vmm.strategy", "cpu.vmx"}, "hw_assist needs the hardware extension: set cpu.vmx: true");
   });
 }
 

@@ -236,17 +236,22 @@ TEST(ConfigLoad, RefusesCombinationsThatDoNotExist) {
   EXPECT_EQ(e.location(), at(file, 3, 3));
   EXPECT_EQ(e.key(), "vmm.paging");
   EXPECT_EQ(e.message(),
-            "'nested' with vmm.strategy 'trap_emulate': nested paging is a hardware feature: it "
+            "vmm.paging 'nested' with vmm.strategy 'trap_emulate': nested paging is a hardware feature: it "
             "needs vmm.strategy: hw_assist");
   EXPECT_EQ(load_error(file, {"vmm.strategy=hw_assist"}).message(),
             "hw_assist needs the hardware extension: set cpu.vmx: true");
   EXPECT_NO_THROW(load(file, {"vmm.strategy=hw_assist", "cpu.vmx=true"}));
   EXPECT_EQ(load_error(file, {"vmm.strategy=native"}).message(),
-            "'nested' with vmm.strategy 'native': nested paging is a hardware feature: it needs "
+            "vmm.paging 'nested' with vmm.strategy 'native': nested paging is a hardware feature: it needs "
             "vmm.strategy: hw_assist");
   EXPECT_EQ(load_error(file, {"vmm.paging=direct"}).key(), "vmm.paging");
   EXPECT_EQ(load_error(file, {"mmu.tlb.l1d.ways=5"}).message(),
-            "must divide mmu.tlb.l1d.entries (64); got 5");
+            "mmu.tlb.l1d.ways must divide mmu.tlb.l1d.entries (64); got 5");
+  // A rule over several keys names the one the user set, not the default that it contradicts.
+  ConfigError entries = load_error(file, {"mmu.tlb.l1d.entries=29585"});
+  EXPECT_EQ(entries.key(), "mmu.tlb.l1d.entries");
+  EXPECT_EQ(entries.location(), "--set");
+  EXPECT_EQ(load_error(file, {"vmm.strategy=native"}).key(), "vmm.strategy");
   EXPECT_EQ(load_error(file, {"vmm.paging=shadow", "run.name=../x"}).key(), "run.name");
 }
 

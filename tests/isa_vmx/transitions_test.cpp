@@ -63,6 +63,12 @@ TEST(VmxEntry, OtherControlChecks) {
   EXPECT_EQ(check_controls(m.vmcs, m.ram), VmInstructionError::EntryInvalidControlFields);
   m.vmcs.set(F::EntryInterruptionInfo, interruption_info(3, InterruptionType::Nmi, false));
   EXPECT_EQ(check_controls(m.vmcs, m.ram), VmInstructionError::EntryInvalidControlFields);
+  // The error code's bits 31:16 are 0; #GP(0xFFFC), a selector error code, can be injected.
+  m.vmcs.set(F::EntryInterruptionInfo, interruption_info(GP, InterruptionType::HardwareException, true));
+  m.vmcs.set(F::EntryExceptionErrorCode, 0xFFFC);
+  EXPECT_EQ(check_controls(m.vmcs, m.ram), VmInstructionError::None);
+  m.vmcs.set(F::EntryExceptionErrorCode, 0x10000);
+  EXPECT_EQ(check_controls(m.vmcs, m.ram), VmInstructionError::EntryInvalidControlFields);
 }
 
 TEST(VmxEntry, HostCr0WithoutNeGivesError8) {
