@@ -30,10 +30,11 @@ std::string duration(double seconds) {
     return text;
   }
   const long s = std::lround(seconds);
-  if (s < 60) return std::to_string(s) + " s";
-  const auto two = [](long n) { return (n < 10 ? "0" : "") + std::to_string(n); };
-  if (s < 3600) return std::to_string(s / 60) + " min " + two(s % 60) + " s";
-  return std::to_string(s / 3600) + " h " + two(s / 60 % 60) + " min";
+  char text[48];
+  if (s < 60) std::snprintf(text, sizeof text, "%ld s", s);
+  else if (s < 3600) std::snprintf(text, sizeof text, "%ld min %02ld s", s / 60, s % 60);
+  else std::snprintf(text, sizeof text, "%ld h %02ld min", s / 3600, s / 60 % 60);
+  return text;
 }
 
 }  // namespace
