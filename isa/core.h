@@ -226,7 +226,10 @@ class Core {
   // operands and result (set_flags_add, ...) and the flags are computed only when something reads
   // them (flag, condition, set_flags, state(); see isa/README.md, "Lazy flags"). Every other bit of
   // RFLAGS is always in state().rflags.
-  bool flag(uint64_t f) const { return ((state_.rflags & ~kStatusFlags) | status_flags()) & f; }
+  bool flag(uint64_t f) const {
+    if (f == CF) return carry_flag();
+    return ((state_.rflags & ~kStatusFlags) | status_flags()) & f;
+  }
   // Replaces the bits of `mask` in RFLAGS with those of `value`.
   void set_flags(uint64_t mask, uint64_t value) {
     if ((mask & kStatusFlags) == kStatusFlags) lazy_.op = LazyOp::None;  // all replaced
@@ -242,10 +245,10 @@ class Core {
   template <class T> void set_flags_sub(T a, T b, T r, bool borrow_in = false) {
     record_flags<T>(LazyOp::Sub, a, b, r, borrow_in);
   }
-  template <class T> void set_flags_inc(T a, T r) { record_flags<T>(LazyOp::Inc, a, 1, r, status_flags() & CF); }
-  template <class T> void set_flags_dec(T a, T r) { record_flags<T>(LazyOp::Dec, a, 1, r, status_flags() & CF); }
+  template <class T> void set_flags_inc(T a, T r) { record_flags<T>(LazyOp::Inc, a, 1, r, carry_flag()); }
+  template <class T> void set_flags_dec(T a, T r) { record_flags<T>(LazyOp::Dec, a, 1, r, carry_flag()); }
   template <class T> void set_flags_result(T r, uint64_t fixed = 0, bool keep_af = false) {
-    record_flags<T>(LazyOp::Result, 0, 0, r, fixed | (keep_af ? status_flags() & AF : 0));
+    record_flags<T>(LazyOp::Result, 0, 0, r, fixed | (keep_af ? adjust_flag() : 0));
   }
   // Evaluates condition code `cc` (0..15: O NO B AE E NE BE A S NS P NP L GE LE G).
   bool condition(unsigned cc) const;
@@ -387,6 +390,8 @@ class Core {
     return lazy_.op == LazyOp::None ? state_.rflags & kStatusFlags : lazy_status_flags();
   }
   uint64_t lazy_status_flags() const;
+  uint64_t carry_flag() const;   // CF alone (as the bit), lazy or not
+  uint64_t adjust_flag() const;  // AF alone
   // Writes the lazy status flags into state_.rflags (the record is then empty). Callable on a const
   // Core: the architectural value does not change, only where it is kept.
   void materialize_flags() const {
@@ -548,24 +553,36 @@ template <class T> inline T Core::pop() {
   return v;
 }
 
+inline uint64_t Core::carry_flag() const {
+  const LazyFlags& l = lazy_;
+  switch (l.op) {
+    case LazyOp::None: return state_.rflags & CF;
+    case LazyOp::Add: return (l.fixed ? l.r <= l.a : l.r < l.a) ? uint64_t{CF} : 0;
+    case LazyOp::Sub: return (l.fixed ? l.a <= l.b : l.a < l.b) ? uint64_t{CF} : 0;
+    default: return l.fixed & CF;  // Inc, Dec: the CF kept; Result: its own
+  }
+}
+
+inline uint64_t Core::adjust_flag() const {
+  const LazyFlags& l = lazy_;
+  switch (l.op) {
+    case LazyOp::None: return state_.rflags & AF;
+    case LazyOp::Result: return l.fixed & AF;
+    default: return (l.a ^ l.b ^ l.r) & AF;
+  }
+}
+
 inline uint64_t Core::lazy_status_flags() const {
   const LazyFlags& l = lazy_;
-  uint64_t f = l.r == 0 ? uint64_t{ZF} : 0;
+  uint64_t f = carry_flag() | adjust_flag() | (l.r == 0 ? uint64_t{ZF} : 0);
   f |= ((l.r >> l.msb) & 1) ? uint64_t{SF} : 0;
   if (!__builtin_parity(static_cast<uint8_t>(l.r))) f |= PF;
   switch (l.op) {
     case LazyOp::Add:
-    case LazyOp::Inc:
-      f |= ((l.a ^ l.b ^ l.r) & AF) | ((((l.a ^ l.r) & (l.b ^ l.r)) >> l.msb) & 1 ? uint64_t{OF} : 0);
-      if (l.op == LazyOp::Inc) return f | l.fixed;
-      return f | ((l.fixed ? l.r <= l.a : l.r < l.a) ? uint64_t{CF} : 0);
+    case LazyOp::Inc: return f | ((((l.a ^ l.r) & (l.b ^ l.r)) >> l.msb) & 1 ? uint64_t{OF} : 0);
     case LazyOp::Sub:
-    case LazyOp::Dec:
-      f |= ((l.a ^ l.b ^ l.r) & AF) | ((((l.a ^ l.b) & (l.a ^ l.r)) >> l.msb) & 1 ? uint64_t{OF} : 0);
-      if (l.op == LazyOp::Dec) return f | l.fixed;
-      return f | ((l.fixed ? l.a <= l.b : l.a < l.b) ? uint64_t{CF} : 0);
-    default:
-      return f | l.fixed;
+    case LazyOp::Dec: return f | ((((l.a ^ l.b) & (l.a ^ l.r)) >> l.msb) & 1 ? uint64_t{OF} : 0);
+    default: return f | (l.fixed & OF);
   }
 }
 
