@@ -5,6 +5,8 @@
 // walk), so that the walk figures stay apart from the data figures. Disabled, every page-walk
 // reference costs the memory latency and data accesses are part of the instruction's CPI.
 #pragma once
+#include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -44,18 +46,23 @@ class SetAssociativeCache {
     sets_pow2_ = (sets_ & (sets_ - 1)) == 0;
     tags_.assign(sets_ * g.ways, kInvalid);
     stamps_.assign(sets_ * g.ways, 0);
+    hint_.assign(std::min<uint64_t>(std::bit_ceil(sets_ * g.ways), kMaxHints), 0);
+    hint_mask_ = hint_.size() - 1;
   }
   // True on a hit; on a miss the line is filled (LRU victim).
   bool access(uint64_t paddr, CacheRequester who) {
-    return hits_mru(paddr, 1, who) || access_set(paddr >> line_shift_, who);
+    return hits_hinted(paddr, 1, who) || access_set(paddr >> line_shift_, who);
   }
-  // The fast path of an access of `size` bytes at `paddr` within the most recently used line (a
-  // loop's stack and table accesses hit it again and again): its slot is known without searching
-  // the set, and the line stays there until the next fill. True when it was that line (a hit, as
-  // access() counts it); false, with nothing changed, otherwise.
-  bool hits_mru(uint64_t paddr, unsigned size, CacheRequester who) {
-    if ((paddr >> line_shift_) != mru_line_ || ((paddr + size - 1) >> line_shift_) != mru_line_) return false;
-    stamps_[mru_slot_] = ++clock_;
+  // The fast path of an access of `size` bytes at `paddr` within one line that this level holds
+  // where its hint says: the slot last found or filled for a line of the same hint index, checked
+  // against the slot's tag, so that a hit (a loop's stack and table lines) needs no set search.
+  // True when it hit there (counted as access() counts a hit); false, with nothing changed,
+  // otherwise.
+  bool hits_hinted(uint64_t paddr, unsigned size, CacheRequester who) {
+    const uint64_t line = paddr >> line_shift_;
+    const uint64_t slot = hint_[line & hint_mask_];
+    if (tags_[slot] != line || ((paddr + size - 1) >> line_shift_) != line) return false;
+    stamps_[slot] = ++clock_;
     ++(who == CacheRequester::Data ? data : walk).hits;
     return true;
   }
@@ -78,7 +85,7 @@ class SetAssociativeCache {
       if (tags[w] == line) {
         stamps[w] = ++clock_;
         ++counts.hits;
-        remember_mru(line, first + w);
+        remember_slot(line, first + w);
         return true;
       }
       if (stamps[w] < stamps[victim]) victim = w;
@@ -86,18 +93,17 @@ class SetAssociativeCache {
     tags[victim] = line;
     stamps[victim] = ++clock_;
     ++counts.misses;
-    remember_mru(line, first + victim);
+    remember_slot(line, first + victim);
     return false;
   }
-  void remember_mru(uint64_t line, uint64_t slot) {
-    mru_line_ = line;
-    mru_slot_ = slot;
-  }
+  void remember_slot(uint64_t line, uint64_t slot) { hint_[line & hint_mask_] = static_cast<uint32_t>(slot); }
   CacheGeometry geometry_;
   uint64_t sets_ = 0, clock_ = 0;
   unsigned line_shift_ = 6;  // log2 of the line size
   bool sets_pow2_ = true;    // sets_ is a power of two: the set is a mask of the line number
-  uint64_t mru_line_ = kInvalid, mru_slot_ = 0;  // the line last hit or filled, and its slot
+  static constexpr uint64_t kMaxHints = 1u << 16;
+  std::vector<uint32_t> hint_;  // by line number (masked): a slot that held such a line
+  uint64_t hint_mask_ = 0;
   std::vector<uint64_t> tags_, stamps_;
 };
 
@@ -131,7 +137,7 @@ class CacheHierarchy {
   // Cycles of a data access of `size` bytes at `paddr` beyond a first-level hit (which the
   // instruction's CPI already covers): each line it touches is one access.
   uint64_t data_access_extra_cycles(uint64_t paddr, unsigned size) {
-    if (!levels_.empty() && levels_.front().hits_mru(paddr, size, CacheRequester::Data)) [[likely]]
+    if (!levels_.empty() && levels_.front().hits_hinted(paddr, size, CacheRequester::Data)) [[likely]]
       return 0;  // an L1 hit costs nothing beyond the CPI
     return data_access_extra_search(paddr, size);
   }
