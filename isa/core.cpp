@@ -38,13 +38,22 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
   // Instructions retired by this call; an instruction that faults without a C++ exception
   // (PreExecute::Fault) takes its count back, so the count is kept in counters_ alone.
   const uint64_t start = counters_.retired;
+  const uint64_t end = max_instructions > ~0ull - start ? ~0ull : start + max_instructions;
   const uint64_t steps = counters_.steps();
   step_deadline_ = max_steps > ~0ull - steps ? ~0ull : steps + max_steps;
   sync_mode();
-  while (counters_.retired - start < max_instructions) {
+  while (counters_.retired < end) {
     try {
-      while (counters_.retired - start < max_instructions) {
-        if (attention_ && !service_boundary()) return counters_.retired - start;
+      // The last instruction, when it fell through inside the linear page `prev_lpage` of decoded
+      // page `prev_page`: the instruction fetched next is linked to it.
+      const Insn* prev = nullptr;
+      const DecodedPage* prev_page = nullptr;
+      uint64_t prev_lpage = ~0ull;
+      while (counters_.retired < end) {
+        if (attention_) {
+          prev = nullptr;
+          if (!service_boundary()) return leave_run(start);
+        }
         // Fetch: the current code page is kept for the fast path (its soft-ITLB entry is valid).
         const uint64_t lin = (cs_base_ + state_.rip) & lin_mask_;
         const Insn* insn = nullptr;
@@ -56,13 +65,35 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
           current_insn_ = nullptr;
           insn = fetch_slow(lin);
         }
-        current_insn_ = insn;
-        next_rip_ = (state_.rip + insn->length) & ip_mask_;
-        insn->handler(*this, *insn);
-        state_.rip = next_rip_;
-        ++counters_.retired;
-        ++counters_.by_class[static_cast<unsigned>(insn->cls)];
-        ++(user_ ? counters_.retired_user : counters_.retired_kernel);
+        // The block's page: the one the soft ITLB gives for this linear page, if the instruction
+        // lives there (not one decoded anew at every execution).
+        const DecodedPage* page = (lin >> 12) == code_lpage_ && insn != &scratch_insn_ ? code_page_ : nullptr;
+        if (prev && page && page == prev_page && (lin >> 12) == prev_lpage) link(prev, insn);
+        prev = nullptr;
+        // Execute the block: this instruction and those linked after it, while each falls through,
+        // the soft ITLB still holds the page and nothing needs the boundary's slow path.
+        for (;;) {
+          current_insn_ = insn;
+          const uint64_t fall = state_.rip + insn->length;
+          next_rip_ = fall & ip_mask_;
+          insn->handler(*this, *insn);
+          state_.rip = next_rip_;
+          ++counters_.retired;
+          ++counters_.by_class[static_cast<unsigned>(insn->cls)];
+          ++(user_ ? counters_.retired_user : counters_.retired_kernel);
+          // A marked or System instruction (handler != semantics) ends its block: the hook or the
+          // mode change may have moved CS or the code page.
+          if (next_rip_ != fall || insn->handler != insn->semantics || !page || code_page_ != page) break;
+          if (!insn->next) {
+            prev = insn;
+            prev_page = page;
+            prev_lpage = lin >> 12;
+            break;
+          }
+          if (attention_ || counters_.retired >= end || state_.rip > cs_limit_) break;
+          insn = insn->next;
+          ++counters_.itlb_hits;  // the fetch the link stands for hits the soft ITLB
+        }
       }
     } catch (const Fault& fault) {
       try {
@@ -71,10 +102,20 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
         shutdown("fault " + std::to_string(nested.vector) + " escaped event delivery of fault " +
                  std::to_string(fault.vector));
       }
-      if (shutdown_ || no_progress_) return counters_.retired - start;
+      if (shutdown_ || no_progress_) return leave_run(start);
     }
   }
-  return counters_.retired - start;
+  return leave_run(start);
+}
+
+uint64_t Core::leave_run(uint64_t retired_at_start) {
+  materialize_flags();  // whoever holds a reference to state() reads RFLAGS after run()
+  return counters_.retired - retired_at_start;
+}
+
+void Core::link(const Insn* from, const Insn* to) {
+  // Every Insn a decoded page holds is the core's own; handlers see them const.
+  const_cast<Insn*>(from)->next = to;
 }
 
 void Core::suspend_instruction() {
@@ -116,6 +157,7 @@ void Core::mark(Insn& insn, uint64_t paddr) {
 }
 
 void Core::execute_marked(const Insn& insn) {
+  materialize_flags();  // the hook sees the whole RFLAGS, in whatever reference it keeps
   switch (hook_->before_instruction(*this, insn)) {
     case PreExecute::Execute: break;
     case PreExecute::Skip: return;
@@ -136,6 +178,7 @@ void Core::execute_marked(const Insn& insn) {
   }
   insn.semantics(*this, insn);
   if (insn.has(kTraitSystem)) sync_mode();
+  materialize_flags();
   hook_->after_instruction(*this, insn);
 }
 
@@ -185,7 +228,10 @@ bool Core::service_boundary() {
     recompute_attention();
     return false;
   }
-  if (hook_boundary_) hook_->on_instruction_boundary(*this);
+  if (hook_boundary_) {
+    materialize_flags();
+    hook_->on_instruction_boundary(*this);
+  }
   if (stop_requested_) {
     stop_requested_ = false;
     recompute_attention();
@@ -504,6 +550,7 @@ uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint
     if (!translator_)
       throw std::logic_error("pgsim core: paging is enabled but no Translator is attached");
     ++(kind == AccessKind::Execute ? counters_.itlb_misses : counters_.dtlb_misses);
+    materialize_flags();  // the page walk reads RFLAGS.AC only, but the Translator gets all of state_
     t = translator_->translate(state_, lin, kind, user, origin);
     if (!t.ok) throw t.fault;
   }

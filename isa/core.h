@@ -81,8 +81,14 @@ class Core {
 
   // ---- Execution -------------------------------------------------------------------------------
   // Architectural state (registers, control registers, MSRs, segment caches).
-  CpuState& state() { return state_; }
-  const CpuState& state() const { return state_; }
+  CpuState& state() {
+    materialize_flags();
+    return state_;
+  }
+  const CpuState& state() const {
+    materialize_flags();
+    return state_;
+  }
   // Runs until `max_instructions` retired, HLT with nothing pending, request_stop() or shutdown
   // (triple fault); returns the instructions retired.
   // With `max_steps` (CoreCounters::steps), run() also returns once that many steps were taken;
@@ -216,9 +222,34 @@ class Core {
   unsigned stack_size() const { return stack_size_; }
 
   // ---- Flags helpers ---------------------------------------------------------------------------
-  bool flag(uint64_t f) const { return state_.rflags & f; }
+  // The status flags (CF PF AF ZF SF OF) are lazy: the common arithmetic records its operation,
+  // operands and result (set_flags_add, ...) and the flags are computed only when something reads
+  // them (flag, condition, set_flags, state(); see isa/README.md, "Lazy flags"). Every other bit of
+  // RFLAGS is always in state().rflags.
+  bool flag(uint64_t f) const {
+    if (f == CF) return carry_flag();
+    return ((state_.rflags & ~kStatusFlags) | status_flags()) & f;
+  }
   // Replaces the bits of `mask` in RFLAGS with those of `value`.
-  void set_flags(uint64_t mask, uint64_t value) { state_.rflags = (state_.rflags & ~mask) | (value & mask); }
+  void set_flags(uint64_t mask, uint64_t value) {
+    if ((mask & kStatusFlags) == kStatusFlags) lazy_.op = LazyOp::None;  // all replaced
+    else if (mask & kStatusFlags) materialize_flags();
+    state_.rflags = (state_.rflags & ~mask) | (value & mask);
+  }
+  // The status flags of r = a + b (+ carry in), r = a - b (- borrow in; CMP, NEG as 0 - a), of INC
+  // and DEC (CF unchanged), and of a result whose SF, ZF and PF are r's and whose CF, OF and AF are
+  // `fixed`'s (logic instructions: none; shifts: theirs, with AF unchanged as `keep_af` says).
+  template <class T> void set_flags_add(T a, T b, T r, bool carry_in = false) {
+    record_flags<T>(LazyOp::Add, a, b, r, carry_in);
+  }
+  template <class T> void set_flags_sub(T a, T b, T r, bool borrow_in = false) {
+    record_flags<T>(LazyOp::Sub, a, b, r, borrow_in);
+  }
+  template <class T> void set_flags_inc(T a, T r) { record_flags<T>(LazyOp::Inc, a, 1, r, carry_flag()); }
+  template <class T> void set_flags_dec(T a, T r) { record_flags<T>(LazyOp::Dec, a, 1, r, carry_flag()); }
+  template <class T> void set_flags_result(T r, uint64_t fixed = 0, bool keep_af = false) {
+    record_flags<T>(LazyOp::Result, 0, 0, r, fixed | (keep_af ? adjust_flag() : 0));
+  }
   // Evaluates condition code `cc` (0..15: O NO B AE E NE BE A S NS P NP L GE LE G).
   bool condition(unsigned cc) const;
 
@@ -285,7 +316,9 @@ class Core {
   void invalidate_frame(uint64_t frame);
   unsigned drop_decoded_frame(uint64_t frame);  // decoded pages dropped (invalidate_frame counts them as SMC)
   void mark(Insn& insn, uint64_t paddr);
+  void link(const Insn* from, const Insn* to);  // `to` follows `from` in their decoded page
   bool service_boundary();       // interrupts, hooks, stop; false when run() must return
+  uint64_t leave_run(uint64_t retired_at_start);  // run()'s return: the flags materialized, the count
   void handle_fault(const Fault& f);
   uint8_t* host_for(uint64_t linear, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable);
   void raise_single_step();               // #DB after an instruction that began with TF=1
@@ -340,7 +373,36 @@ class Core {
     write_slow(lin, sizeof(T), static_cast<uint64_t>(v), origin);
   }
 
+  // The lazy status flags: the last flag-setting operation, its operands and result, zero-extended
+  // from its operand size (the sign bit at `msb`).
+  enum class LazyOp : uint8_t { None, Add, Sub, Inc, Dec, Result };
+  struct LazyFlags {
+    LazyOp op = LazyOp::None;
+    uint8_t msb = 0;
+    uint64_t a = 0, b = 0, r = 0;
+    uint64_t fixed = 0;  // Add, Sub: the carry (borrow) in; Inc, Dec: the CF kept; Result: CF, OF and AF
+  };
+  template <class T> void record_flags(LazyOp op, T a, T b, T r, uint64_t fixed) {
+    lazy_ = {op, static_cast<uint8_t>(sizeof(T) * 8 - 1), a, b, r, fixed};
+  }
+  // The six status flags, from the lazy record or RFLAGS.
+  uint64_t status_flags() const {
+    return lazy_.op == LazyOp::None ? state_.rflags & kStatusFlags : lazy_status_flags();
+  }
+  uint64_t lazy_status_flags() const;
+  uint64_t carry_flag() const;   // CF alone (as the bit), lazy or not
+  uint64_t adjust_flag() const;  // AF alone
+  // Writes the lazy status flags into state_.rflags (the record is then empty). Callable on a const
+  // Core: the architectural value does not change, only where it is kept.
+  void materialize_flags() const {
+    if (lazy_.op == LazyOp::None) [[likely]] return;
+    Core& self = const_cast<Core&>(*this);
+    self.state_.rflags = (state_.rflags & ~kStatusFlags) | lazy_status_flags();
+    self.lazy_.op = LazyOp::None;
+  }
+
   CpuState state_;
+  LazyFlags lazy_;
   PhysicalBus& bus_;
   IoBus& io_;
   Translator* translator_ = nullptr;
@@ -491,9 +553,56 @@ template <class T> inline T Core::pop() {
   return v;
 }
 
+inline uint64_t Core::carry_flag() const {
+  const LazyFlags& l = lazy_;
+  switch (l.op) {
+    case LazyOp::None: return state_.rflags & CF;
+    case LazyOp::Add: return (l.fixed ? l.r <= l.a : l.r < l.a) ? uint64_t{CF} : 0;
+    case LazyOp::Sub: return (l.fixed ? l.a <= l.b : l.a < l.b) ? uint64_t{CF} : 0;
+    default: return l.fixed & CF;  // Inc, Dec: the CF kept; Result: its own
+  }
+}
+
+inline uint64_t Core::adjust_flag() const {
+  const LazyFlags& l = lazy_;
+  switch (l.op) {
+    case LazyOp::None: return state_.rflags & AF;
+    case LazyOp::Result: return l.fixed & AF;
+    default: return (l.a ^ l.b ^ l.r) & AF;
+  }
+}
+
+inline uint64_t Core::lazy_status_flags() const {
+  const LazyFlags& l = lazy_;
+  uint64_t f = carry_flag() | adjust_flag() | (l.r == 0 ? uint64_t{ZF} : 0);
+  f |= ((l.r >> l.msb) & 1) ? uint64_t{SF} : 0;
+  if (!__builtin_parity(static_cast<uint8_t>(l.r))) f |= PF;
+  switch (l.op) {
+    case LazyOp::Add:
+    case LazyOp::Inc: return f | ((((l.a ^ l.r) & (l.b ^ l.r)) >> l.msb) & 1 ? uint64_t{OF} : 0);
+    case LazyOp::Sub:
+    case LazyOp::Dec: return f | ((((l.a ^ l.b) & (l.a ^ l.r)) >> l.msb) & 1 ? uint64_t{OF} : 0);
+    default: return f | (l.fixed & OF);
+  }
+}
+
 inline bool Core::condition(unsigned cc) const {
-  const uint64_t f = state_.rflags;
   bool r;
+  // CMP or SUB, then Jcc, SETcc or CMOVcc: the condition from the operands, without the flags.
+  if (lazy_.op == LazyOp::Sub && lazy_.fixed == 0 && (cc >> 1) != 0 && (cc >> 1) != 5) {
+    const unsigned shift = 63 - lazy_.msb;
+    const int64_t sa = static_cast<int64_t>(lazy_.a << shift), sb = static_cast<int64_t>(lazy_.b << shift);
+    switch (cc >> 1) {
+      case 1: r = lazy_.a < lazy_.b; break;
+      case 2: r = lazy_.r == 0; break;
+      case 3: r = lazy_.a <= lazy_.b; break;
+      case 4: r = (lazy_.r >> lazy_.msb) & 1; break;
+      case 6: r = sa < sb; break;
+      default: r = sa <= sb; break;
+    }
+    return (cc & 1) ? !r : r;
+  }
+  const uint64_t f = status_flags();
   switch (cc >> 1) {
     case 0: r = f & OF; break;
     case 1: r = f & CF; break;

@@ -6,6 +6,7 @@
 namespace pgsim::isa {
 
 void Core::route_event(const Event& event) {
+  materialize_flags();  // the hook and the delivery (which pushes RFLAGS) see the whole of it
   ++counters_.events;
   state_.halted = false;
   if (!(hook_ && hook_->on_event(*this, event))) deliver_event(*this, event);
@@ -14,6 +15,7 @@ void Core::route_event(const Event& event) {
 }
 
 bool Core::offer_delivery_fault(const Event& delivering, const Event& fault) {
+  materialize_flags();
   return hook_ && hook_->on_delivery_fault(*this, delivering, fault);
 }
 

@@ -33,6 +33,8 @@ enum Rflags : uint64_t {
   VIP = 1u << 20,  // virtual interrupt pending
   ID = 1u << 21,   // CPUID available
 };
+// The six status flags.
+constexpr uint64_t kStatusFlags = CF | PF | AF | ZF | SF | OF;
 constexpr unsigned kIoplShift = 12;
 
 // CR0 bits (SDM vol. 3, 2.5).

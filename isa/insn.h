@@ -97,6 +97,10 @@ struct Insn {
   uint8_t traits = 0;         // InsnTrait flags
   uint8_t sensitive = kNotSensitive;  // the SensitiveInsn (isa/system/profile.h) whose profile rule applies
   Operand op[3];
+  // The core's block link: the decoded instruction that follows this one in the same decoded page
+  // (at this one's offset + length), once the core has seen this one fall through to it; null until
+  // then, and never set on instructions that end a block (see isa/README.md, "Dispatch").
+  const Insn* next = nullptr;
 
   bool lock() const { return prefixes & kPrefixLock; }
   bool rep() const { return prefixes & kPrefixRep; }

@@ -8,7 +8,7 @@ template <class T> void add(Core& c, const Insn& i) {
   const T a = c.get<T>(i, i.op[0]), b = c.get<T>(i, i.op[1]);
   const T r = a + b;
   c.set<T>(i, i.op[0], r);
-  c.set_flags(kStatusFlags, flags_add<T>(a, b, r, r < a));
+  c.set_flags_add<T>(a, b, r);
 }
 
 template <class T> void adc(Core& c, const Insn& i) {
@@ -16,14 +16,14 @@ template <class T> void adc(Core& c, const Insn& i) {
   const bool cin = c.flag(CF);
   const T r = a + b + cin;
   c.set<T>(i, i.op[0], r);
-  c.set_flags(kStatusFlags, flags_add<T>(a, b, r, cin ? r <= a : r < a));
+  c.set_flags_add<T>(a, b, r, cin);
 }
 
 template <class T> void sub(Core& c, const Insn& i) {
   const T a = c.get<T>(i, i.op[0]), b = c.get<T>(i, i.op[1]);
   const T r = a - b;
   c.set<T>(i, i.op[0], r);
-  c.set_flags(kStatusFlags, flags_sub<T>(a, b, r, a < b));
+  c.set_flags_sub<T>(a, b, r);
 }
 
 template <class T> void sbb(Core& c, const Insn& i) {
@@ -31,35 +31,35 @@ template <class T> void sbb(Core& c, const Insn& i) {
   const bool cin = c.flag(CF);
   const T r = a - b - cin;
   c.set<T>(i, i.op[0], r);
-  c.set_flags(kStatusFlags, flags_sub<T>(a, b, r, cin ? a <= b : a < b));
+  c.set_flags_sub<T>(a, b, r, cin);
 }
 
 template <class T> void cmp(Core& c, const Insn& i) {
   const T a = c.get<T>(i, i.op[0]), b = c.get<T>(i, i.op[1]);
-  c.set_flags(kStatusFlags, flags_sub<T>(a, b, static_cast<T>(a - b), a < b));
+  c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
 }
 
 // AND, OR, XOR, TEST: OF = CF = 0; SF, ZF, PF from the result; AF undefined (cleared here).
 template <class T> void and_(Core& c, const Insn& i) {
   const T r = c.get<T>(i, i.op[0]) & c.get<T>(i, i.op[1]);
   c.set<T>(i, i.op[0], r);
-  c.set_flags(kStatusFlags, flags_szp<T>(r));
+  c.set_flags_result<T>(r);
 }
 
 template <class T> void or_(Core& c, const Insn& i) {
   const T r = c.get<T>(i, i.op[0]) | c.get<T>(i, i.op[1]);
   c.set<T>(i, i.op[0], r);
-  c.set_flags(kStatusFlags, flags_szp<T>(r));
+  c.set_flags_result<T>(r);
 }
 
 template <class T> void xor_(Core& c, const Insn& i) {
   const T r = c.get<T>(i, i.op[0]) ^ c.get<T>(i, i.op[1]);
   c.set<T>(i, i.op[0], r);
-  c.set_flags(kStatusFlags, flags_szp<T>(r));
+  c.set_flags_result<T>(r);
 }
 
 template <class T> void test(Core& c, const Insn& i) {
-  c.set_flags(kStatusFlags, flags_szp<T>(static_cast<T>(c.get<T>(i, i.op[0]) & c.get<T>(i, i.op[1]))));
+  c.set_flags_result<T>(static_cast<T>(c.get<T>(i, i.op[0]) & c.get<T>(i, i.op[1])));
 }
 
 // INC and DEC leave CF unchanged.
@@ -67,14 +67,14 @@ template <class T> void inc(Core& c, const Insn& i) {
   const T a = c.get<T>(i, i.op[0]);
   const T r = a + 1;
   c.set<T>(i, i.op[0], r);
-  c.set_flags(kStatusFlags & ~CF, flags_add<T>(a, 1, r, false));
+  c.set_flags_inc<T>(a, r);
 }
 
 template <class T> void dec(Core& c, const Insn& i) {
   const T a = c.get<T>(i, i.op[0]);
   const T r = a - 1;
   c.set<T>(i, i.op[0], r);
-  c.set_flags(kStatusFlags & ~CF, flags_sub<T>(a, 1, r, false));
+  c.set_flags_dec<T>(a, r);
 }
 
 // NEG: CF = (source != 0).
@@ -82,7 +82,7 @@ template <class T> void neg(Core& c, const Insn& i) {
   const T a = c.get<T>(i, i.op[0]);
   const T r = T(0) - a;
   c.set<T>(i, i.op[0], r);
-  c.set_flags(kStatusFlags, flags_sub<T>(0, a, r, a != 0));
+  c.set_flags_sub<T>(0, a, r);
 }
 
 template <class T> void not_(Core& c, const Insn& i) {

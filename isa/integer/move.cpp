@@ -38,7 +38,7 @@ template <class T> void xadd(Core& c, const Insn& i) {
   const T r = a + b;
   c.set<T>(i, i.op[0], r);
   c.set_reg<T>(i.op[1], a);
-  c.set_flags(kStatusFlags, flags_add<T>(a, b, r, r < a));
+  c.set_flags_add<T>(a, b, r);
 }
 
 // CMPXCHG: compare the accumulator with the destination; equal: destination = source, else
@@ -46,14 +46,13 @@ template <class T> void xadd(Core& c, const Insn& i) {
 template <class T> void cmpxchg(Core& c, const Insn& i) {
   const T acc = c.gpr<T>(RAX);
   const T d = c.get<T>(i, i.op[0]);
-  const uint64_t flags = flags_sub<T>(acc, d, static_cast<T>(acc - d), acc < d);
   if (acc == d) {
     c.set<T>(i, i.op[0], c.reg<T>(i.op[1]));
   } else {
     if (i.op[0].kind == OpKind::Mem) c.set<T>(i, i.op[0], d);
     c.set_gpr<T>(RAX, d);
   }
-  c.set_flags(kStatusFlags, flags);
+  c.set_flags_sub<T>(acc, d, static_cast<T>(acc - d));
 }
 
 // CMPXCHG8B m64 / CMPXCHG16B m128 (16-byte aligned, else #GP(0)); only ZF changes.

@@ -71,6 +71,11 @@ template <class T> void div(Core& c, const Insn& i) {
   const T divisor = c.get<T>(i, i.op[0]);
   if (divisor == 0) throw Fault{DE};
   const WideU<T> dividend = accumulator<T>(c);
+  if ((dividend >> kBits<T>) == 0) {  // the usual case (RDX = 0): one native division, no wide one
+    const T low = static_cast<T>(dividend);
+    set_accumulator<T>(c, static_cast<T>(low / divisor), static_cast<T>(low % divisor));
+    return;
+  }
   const WideU<T> q = dividend / divisor;
   if (q > static_cast<T>(~T(0))) throw Fault{DE};
   set_accumulator<T>(c, static_cast<T>(q), static_cast<T>(dividend % divisor));

@@ -12,34 +12,11 @@
 
 namespace pgsim::isa::integer {
 
-// The six status flags.
-constexpr uint64_t kStatusFlags = CF | PF | AF | ZF | SF | OF;
-
 template <class T> constexpr unsigned kBits = sizeof(T) * 8;
 template <class T> using Signed = std::make_signed_t<T>;
 
 // The most significant bit of `v` as 0 or 1.
 template <class T> constexpr bool msb(T v) { return (v >> (kBits<T> - 1)) & 1; }
-
-// SF, ZF and PF of a result (PF: even parity of the low byte).
-template <class T> inline uint64_t flags_szp(T r) {
-  uint64_t f = r == 0 ? uint64_t{ZF} : 0;
-  if (msb<T>(r)) f |= SF;
-  if (!__builtin_parity(static_cast<uint8_t>(r))) f |= PF;
-  return f;
-}
-
-// Status flags of r = a + b (+ carry in), given the carry out.
-template <class T> inline uint64_t flags_add(T a, T b, T r, bool carry_out) {
-  return flags_szp<T>(r) | (carry_out ? uint64_t{CF} : 0) | ((a ^ b ^ r) & 0x10) |
-         (msb<T>(static_cast<T>((a ^ r) & (b ^ r))) ? uint64_t{OF} : 0);
-}
-
-// Status flags of r = a - b (- borrow in), given the borrow out.
-template <class T> inline uint64_t flags_sub(T a, T b, T r, bool borrow_out) {
-  return flags_szp<T>(r) | (borrow_out ? uint64_t{CF} : 0) | ((a ^ b ^ r) & 0x10) |
-         (msb<T>(static_cast<T>((a ^ b) & (a ^ r))) ? uint64_t{OF} : 0);
-}
 
 // Registers a function template for the four operand sizes.
 #define PGSIM_SIZED(fn) &fn<uint8_t>, &fn<uint16_t>, &fn<uint32_t>, &fn<uint64_t>

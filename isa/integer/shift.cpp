@@ -24,7 +24,7 @@ template <class T> void shl(Core& c, const Insn& i) {
   const T r = n < kBits<T> ? static_cast<T>(a << n) : 0;
   const bool cf = n <= kBits<T> ? (a >> (kBits<T> - n)) & 1 : false;
   c.set<T>(i, i.op[0], r);
-  c.set_flags(CF | OF | SF | ZF | PF, flags_szp<T>(r) | (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != cf) ? uint64_t{OF} : 0));
+  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != cf) ? uint64_t{OF} : 0), true);
 }
 
 template <class T> void shr(Core& c, const Insn& i) {
@@ -34,7 +34,7 @@ template <class T> void shr(Core& c, const Insn& i) {
   const T r = n < kBits<T> ? static_cast<T>(a >> n) : 0;
   const bool cf = n <= kBits<T> ? (a >> (n - 1)) & 1 : false;
   c.set<T>(i, i.op[0], r);
-  c.set_flags(CF | OF | SF | ZF | PF, flags_szp<T>(r) | (cf ? uint64_t{CF} : 0) | (msb<T>(a) ? uint64_t{OF} : 0));
+  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | (msb<T>(a) ? uint64_t{OF} : 0), true);
 }
 
 template <class T> void sar(Core& c, const Insn& i) {
@@ -45,7 +45,7 @@ template <class T> void sar(Core& c, const Insn& i) {
   const T r = static_cast<T>(s >> (n < kBits<T> ? n : kBits<T> - 1));
   const bool cf = (s >> (n - 1 < kBits<T> ? n - 1 : kBits<T> - 1)) & 1;
   c.set<T>(i, i.op[0], r);
-  c.set_flags(CF | OF | SF | ZF | PF, flags_szp<T>(r) | (cf ? uint64_t{CF} : 0));
+  c.set_flags_result<T>(r, cf ? uint64_t{CF} : 0, true);
 }
 
 // ROL/ROR change only CF and OF.
@@ -122,7 +122,7 @@ template <class T> void shld(Core& c, const Insn& i) {
     cf = (a >> (kBits<T> - n)) & 1;
   }
   c.set<T>(i, i.op[0], r);
-  c.set_flags(CF | OF | SF | ZF | PF, flags_szp<T>(r) | (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != msb<T>(a)) ? uint64_t{OF} : 0));
+  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != msb<T>(a)) ? uint64_t{OF} : 0), true);
 }
 
 template <class T> void shrd(Core& c, const Insn& i) {
@@ -140,7 +140,7 @@ template <class T> void shrd(Core& c, const Insn& i) {
     cf = (a >> (n - 1)) & 1;
   }
   c.set<T>(i, i.op[0], r);
-  c.set_flags(CF | OF | SF | ZF | PF, flags_szp<T>(r) | (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != msb<T>(a)) ? uint64_t{OF} : 0));
+  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != msb<T>(a)) ? uint64_t{OF} : 0), true);
 }
 
 }  // namespace

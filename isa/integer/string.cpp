@@ -35,13 +35,13 @@ template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
       set_address_register(c, RSI, si + step, as);
     } else if constexpr (kOp == StringOp::Cmps) {
       const T a = c.read<T>(src, si), b = c.read<T>(ES, di);
-      c.set_flags(kStatusFlags, flags_sub<T>(a, b, static_cast<T>(a - b), a < b));
+      c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
       set_address_register(c, RSI, si + step, as);
       set_address_register(c, RDI, di + step, as);
       equal = a == b;
     } else {
       const T a = c.gpr<T>(RAX), b = c.read<T>(ES, di);
-      c.set_flags(kStatusFlags, flags_sub<T>(a, b, static_cast<T>(a - b), a < b));
+      c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
       set_address_register(c, RDI, di + step, as);
       equal = a == b;
     }

@@ -5,6 +5,9 @@
 // walk), so that the walk figures stay apart from the data figures. Disabled, every page-walk
 // reference costs the memory latency and data accesses are part of the instruction's CPI.
 #pragma once
+#include <algorithm>
+#include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -39,25 +42,29 @@ class SetAssociativeCache {
       throw std::invalid_argument("cache " + g.name +
                                   ": size must be a non-zero multiple of line x ways, line a power of two");
     sets_ = g.size / (uint64_t{g.line} * g.ways);
+    line_shift_ = static_cast<unsigned>(__builtin_ctzll(g.line));
+    sets_pow2_ = (sets_ & (sets_ - 1)) == 0;
     tags_.assign(sets_ * g.ways, kInvalid);
     stamps_.assign(sets_ * g.ways, 0);
+    hint_.assign(std::min<uint64_t>(std::bit_ceil(sets_ * g.ways), kMaxHints), 0);
+    hint_mask_ = hint_.size() - 1;
   }
   // True on a hit; on a miss the line is filled (LRU victim).
   bool access(uint64_t paddr, CacheRequester who) {
-    CacheCounts& counts = who == CacheRequester::Data ? data : walk;
-    const uint64_t line = paddr / geometry_.line;
-    const uint64_t set = line % sets_;
-    uint64_t* tags = &tags_[set * geometry_.ways];
-    uint64_t* stamps = &stamps_[set * geometry_.ways];
-    unsigned victim = 0;
-    for (unsigned w = 0; w < geometry_.ways; ++w) {
-      if (tags[w] == line) { stamps[w] = ++clock_; ++counts.hits; return true; }
-      if (stamps[w] < stamps[victim]) victim = w;
-    }
-    tags[victim] = line;
-    stamps[victim] = ++clock_;
-    ++counts.misses;
-    return false;
+    return hits_hinted(paddr, 1, who) || access_set(paddr >> line_shift_, who);
+  }
+  // The fast path of an access of `size` bytes at `paddr` within one line that this level holds
+  // where its hint says: the slot last found or filled for a line of the same hint index, checked
+  // against the slot's tag, so that a hit (a loop's stack and table lines) needs no set search.
+  // True when it hit there (counted as access() counts a hit); false, with nothing changed,
+  // otherwise.
+  bool hits_hinted(uint64_t paddr, unsigned size, CacheRequester who) {
+    const uint64_t line = paddr >> line_shift_;
+    const uint64_t slot = hint_[line & hint_mask_];
+    if (tags_[slot] != line || ((paddr + size - 1) >> line_shift_) != line) return false;
+    stamps_[slot] = ++clock_;
+    ++(who == CacheRequester::Data ? data : walk).hits;
+    return true;
   }
   const CacheGeometry& geometry() const { return geometry_; }
 
@@ -66,8 +73,37 @@ class SetAssociativeCache {
 
  private:
   static constexpr uint64_t kInvalid = ~0ull;
+  // access() beyond the most recently used line: a search of the set, and the fill on a miss.
+  [[gnu::noinline]] bool access_set(uint64_t line, CacheRequester who) {
+    CacheCounts& counts = who == CacheRequester::Data ? data : walk;
+    const uint64_t set = sets_pow2_ ? line & (sets_ - 1) : line % sets_;
+    const uint64_t first = set * geometry_.ways;
+    uint64_t* tags = &tags_[first];
+    uint64_t* stamps = &stamps_[first];
+    unsigned victim = 0;
+    for (unsigned w = 0; w < geometry_.ways; ++w) {
+      if (tags[w] == line) {
+        stamps[w] = ++clock_;
+        ++counts.hits;
+        remember_slot(line, first + w);
+        return true;
+      }
+      if (stamps[w] < stamps[victim]) victim = w;
+    }
+    tags[victim] = line;
+    stamps[victim] = ++clock_;
+    ++counts.misses;
+    remember_slot(line, first + victim);
+    return false;
+  }
+  void remember_slot(uint64_t line, uint64_t slot) { hint_[line & hint_mask_] = static_cast<uint32_t>(slot); }
   CacheGeometry geometry_;
   uint64_t sets_ = 0, clock_ = 0;
+  unsigned line_shift_ = 6;  // log2 of the line size
+  bool sets_pow2_ = true;    // sets_ is a power of two: the set is a mask of the line number
+  static constexpr uint64_t kMaxHints = 1u << 16;
+  std::vector<uint32_t> hint_;  // by line number (masked): a slot that held such a line
+  uint64_t hint_mask_ = 0;
   std::vector<uint64_t> tags_, stamps_;
 };
 
@@ -101,11 +137,9 @@ class CacheHierarchy {
   // Cycles of a data access of `size` bytes at `paddr` beyond a first-level hit (which the
   // instruction's CPI already covers): each line it touches is one access.
   uint64_t data_access_extra_cycles(uint64_t paddr, unsigned size) {
-    const uint64_t line = line_bytes();
-    uint64_t extra = 0;
-    for (uint64_t a = paddr & ~(line - 1); a < paddr + size; a += line)
-      extra += access(a, CacheRequester::Data) - first_level_latency();
-    return extra;
+    if (!levels_.empty() && levels_.front().hits_hinted(paddr, size, CacheRequester::Data)) [[likely]]
+      return 0;  // an L1 hit costs nothing beyond the CPI
+    return data_access_extra_search(paddr, size);
   }
   std::vector<SetAssociativeCache>& levels() { return levels_; }
   uint64_t memory_latency() const { return memory_latency_; }
@@ -117,6 +151,13 @@ class CacheHierarchy {
 
  private:
   static constexpr uint64_t kNoCacheLine = 64;  // with no level, an access counts once per 64 bytes
+  [[gnu::noinline]] uint64_t data_access_extra_search(uint64_t paddr, unsigned size) {
+    const uint64_t line = line_bytes();
+    uint64_t extra = 0;
+    for (uint64_t a = paddr & ~(line - 1); a < paddr + size; a += line)
+      extra += access(a, CacheRequester::Data) - first_level_latency();
+    return extra;
+  }
   std::vector<SetAssociativeCache> levels_;
   uint64_t memory_latency_;
 };

@@ -109,23 +109,29 @@ isa::Translation Mmu::translate(const isa::CpuState& state, uint64_t linear, isa
     }
   }
 
+  // Without EPT one walk; with it the two-dimensional walk, whose nested dimension is charged only
+  // when this translation is (a TLB hit still runs the functional walk, uncharged, so that the
+  // translation is always that of the current tables). The nested translators are built only with
+  // EPT: constructing them costs more than a walk that hits the host's caches.
+  if (!nested_) return walk_and_fill(state, linear, kind, user, origin, pcid, vpid, charged_walk, nullptr);
+  std::optional<CachedEptTranslator> charged_nested;
+  std::optional<isa::EptTranslator> uncharged_nested;
+  isa::EptTranslator* nested = charged_walk ? static_cast<isa::EptTranslator*>(&charged_nested.emplace(*this, linear))
+                                            : &uncharged_nested.emplace(nested_->ept, bus_, linear, nullptr);
+  return walk_and_fill(state, linear, kind, user, origin, pcid, vpid, charged_walk, nested);
+}
+
+isa::Translation Mmu::walk_and_fill(const isa::CpuState& state, uint64_t linear, isa::AccessKind kind, bool user,
+                                    isa::AccessOrigin origin, uint16_t pcid, uint16_t vpid, bool charged_walk,
+                                    isa::EptTranslator* nested) {
+  const bool fetch = kind == isa::AccessKind::Execute;
+  Tlb& l1 = fetch ? l1i_ : l1d_;
   isa::WalkRequest req;
   req.linear = linear;
   req.access = fetch ? isa::Access::Execute
                      : (kind == isa::AccessKind::Write ? isa::Access::Write : isa::Access::Read);
   req.user = user;
   req.implicit = origin == isa::AccessOrigin::ImplicitSupervisor;
-
-  // Without EPT one walk; with it the two-dimensional walk, whose nested dimension is charged only
-  // when this translation is (a TLB hit still runs the functional walk, uncharged, so that the
-  // translation is always that of the current tables).
-  std::optional<CachedEptTranslator> charged_nested;
-  std::optional<isa::EptTranslator> uncharged_nested;
-  isa::EptTranslator* nested = nullptr;
-  if (nested_) {
-    if (charged_walk) nested = &charged_nested.emplace(*this, linear);
-    else nested = &uncharged_nested.emplace(nested_->ept, bus_, linear, nullptr);
-  }
 
   isa::WalkResult walk;
   if (charged_walk) {

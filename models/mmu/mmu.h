@@ -124,6 +124,11 @@ class Mmu : public isa::Translator, public isa::NestedPagingControl, private isa
 
  private:
   class CachedEptTranslator;
+  // translate() after the TLB lookups: the walk (charged when `charged_walk`; through `nested` with
+  // EPT) and the TLB fills.
+  isa::Translation walk_and_fill(const isa::CpuState& state, uint64_t linear, isa::AccessKind kind, bool user,
+                                 isa::AccessOrigin origin, uint16_t pcid, uint16_t vpid, bool charged_walk,
+                                 isa::EptTranslator* nested);
   struct NestedContext {
     isa::EptPointer ept;
     uint16_t vpid;

@@ -71,7 +71,10 @@ class Tlb {
 
  private:
   Entry* find(uint64_t vpn, unsigned shift, uint16_t pcid, uint16_t vpid);
-  unsigned set_of(uint64_t vpn) const { return static_cast<unsigned>(vpn % sets_); }
+  // A mask when the set count is a power of two (every configured TLB): no division per lookup.
+  unsigned set_of(uint64_t vpn) const {
+    return static_cast<unsigned>((sets_ & (sets_ - 1)) == 0 ? vpn & (sets_ - 1) : vpn % sets_);
+  }
   void drop(Entry& e);
 
   unsigned sets_ = 0, ways_ = 0;

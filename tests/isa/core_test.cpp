@@ -411,5 +411,23 @@ TEST(Core, ImplicitSupervisorAccessesDoNotShareUserTranslations) {
   }
 }
 
+// The status flags are computed lazily (isa/README.md): what state() shows after run() is the
+// architectural value, and a write through state() is what the next instruction reads.
+TEST(Core, LazyFlagsAreExactAfterRunAndAWriteThroughStateIsKept) {
+  Machine m;
+  make_long64(m.state(), 0);
+  // sub rax, rbx; adc rcx, 0
+  m.load_code(0x1000, {0x48, 0x29, 0xD8, 0x48, 0x83, 0xD1, 0x00});
+  m.reg(RAX) = 1;
+  m.reg(RBX) = 2;
+  m.reg(RCX) = 5;
+  EXPECT_EQ(m.core.run(1), 1u);
+  // 1 - 2 = all ones: a borrow, negative, even parity of 0xFF, a borrow out of bit 3, no overflow.
+  EXPECT_EQ(m.state().rflags & kStatusFlags, uint64_t{CF | PF | AF | SF});
+  m.state().rflags &= ~uint64_t{CF};
+  EXPECT_EQ(m.core.run(1), 1u);
+  EXPECT_EQ(m.reg(RCX), 5u);  // ADC added the CF written through state(), not SUB's borrow
+}
+
 }  // namespace
 }  // namespace pgsim::test
