@@ -43,7 +43,9 @@ enum class OpKind : uint8_t {
   SegReg,  // segment register `reg` (SegReg order)
   CtlReg,  // control register CR`reg`
   DbgReg,  // debug register DR`reg`
-  Other,   // a register the core does not model as an operand (x87, vector, ...)
+  Xmm,     // SSE register XMM`reg`
+  X87,     // x87 stack register ST(`reg`), relative to the stack top
+  Other,   // a register the core does not model as an operand (MMX, AVX, ...)
 };
 
 constexpr uint8_t kNoReg = 0xFF;   // Mem: no base or no index
