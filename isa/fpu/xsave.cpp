@@ -222,7 +222,7 @@ void register_xsave(Dispatch& d) {
   d.add(ZYDIS_MNEMONIC_XRSTOR, L, &xrstor);
   d.add(ZYDIS_MNEMONIC_XRSTOR64, L, &xrstor);
   d.add(ZYDIS_MNEMONIC_XGETBV, InsnClass::Alu, &xgetbv);
-  d.add(ZYDIS_MNEMONIC_XSETBV, InsnClass::System, &xsetbv, traits(kTraitPrivileged));
+  d.add(ZYDIS_MNEMONIC_XSETBV, InsnClass::System, &xsetbv, traits(kTraitPrivileged | kTraitVmxExit));
 }
 
 }  // namespace pgsim::isa::fpu
