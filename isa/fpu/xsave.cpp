@@ -162,7 +162,7 @@ template <bool Optimized> void xsave(Core& c, const Insn& i) {
 
 // XRSTOR / XRSTOR64 (standard format): components with their XSTATE_BV bit set are loaded, the
 // other requested ones initialized; MXCSR is loaded whenever SSE is requested. #GP(0) for a header
-// with bits outside XCR0, the compacted format, or nonzero reserved bytes.
+// with bits outside XCR0 or nonzero bytes 23:8 (XCOMP_BV: the compacted format is not offered).
 void xrstor(Core& c, const Insn& i) {
   require_osxsave(c);
   if (c.state().cr0 & CR0_TS) throw device_not_available();
@@ -171,9 +171,7 @@ void xrstor(Core& c, const Insn& i) {
   const uint64_t xcomp_bv = c.read<uint64_t>(a.seg, a.base + kXsaveHeader + 8);
   if (xstate_bv & ~c.state().xcr0) throw Fault::gp(0);
   if (xcomp_bv) throw Fault::gp(0);  // XSAVEC/XSAVES are not offered: only the standard format
-  for (uint64_t k = 16; k < 64; k += 8) {
-    if (c.read<uint64_t>(a.seg, a.base + kXsaveHeader + k)) throw Fault::gp(0);
-  }
+  if (c.read<uint64_t>(a.seg, a.base + kXsaveHeader + 16)) throw Fault::gp(0);  // bytes 23:8 must be zero
   const uint64_t rfbm = requested(c);
   FpuState f = c.state().fpu;
   if (rfbm & XCR0_SSE) f.mxcsr = load_mxcsr(c, a);
