@@ -225,6 +225,30 @@ TEST_F(PlatformTest, LazyFpuSwitchingTrapsOncePerSwitchUnderTrapAndEmulate) {
   EXPECT_EQ(delta("vmm.traps.total") - delta("vmm.trap_emulate.emulated_io"), 5u * 20u);
 }
 
+// The same switches under binary_translation and paravirt: one #NM reflected and CLTS and MOV CR0
+// emulated per switch, as under trap_emulate (the test kernel does not use the paravirtual ABI);
+// under hw_assist none of it leaves the guest: CR0.TS is guest-owned (the CR0 guest/host mask) and
+// #NM is not in the exception bitmap, so only the extra serial output exits.
+TEST_F(PlatformTest, LazyFpuSwitchingUnderBinaryTranslationParavirtAndHwAssist) {
+  for (const std::string strategy : {"binary_translation", "paravirt"}) {
+    const std::vector<std::string> sets = {"vmm.strategy=" + strategy};
+    const PgsimRun a = pgsim(kKernels / "fpu.elf", strategy + "_10", sets);
+    const PgsimRun b = pgsim(kKernels / "fpu_switches30.elf", strategy + "_30", sets);
+    ASSERT_EQ(b.process.exit_status, kGuestSuccess) << strategy << ": " << b.process.output;
+    auto delta = [&](const std::string& stat) { return b.stat(stat) - a.stat(stat); };
+    EXPECT_EQ(delta("vmm.traps.nm"), 20u) << strategy;
+    EXPECT_EQ(delta("vmm.emulated.clts"), 20u) << strategy;
+    EXPECT_EQ(delta("vmm.emulated.mov_cr"), 40u) << strategy;
+  }
+  const std::vector<std::string> sets = {"vmm.strategy=hw_assist", "cpu.vmx=true"};
+  const PgsimRun a = pgsim(kKernels / "fpu.elf", "hw_assist_10", sets);
+  const PgsimRun b = pgsim(kKernels / "fpu_switches30.elf", "hw_assist_30", sets);
+  ASSERT_EQ(b.process.exit_status, kGuestSuccess) << b.process.output;
+  EXPECT_NE(b.serial.find("lazy switches, #NM: 30\n"), std::string::npos) << b.serial;
+  EXPECT_EQ(b.stat("vmm.exits.total") - a.stat("vmm.exits.total"),
+            b.stat("vmm.exits.io_instruction") - a.stat("vmm.exits.io_instruction"));
+}
+
 // ---- exact TLB and page-walk figures -----------------------------------------------------------
 
 TEST_F(PlatformTest, WithoutTlbEveryTranslationWalksFourLevels) {
