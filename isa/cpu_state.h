@@ -157,7 +157,7 @@ struct FpuState {
   uint16_t fcw = kFcwReset;      // control word
   uint16_t fsw = 0;              // status word (TOP in bits 13:11)
   uint8_t ftw = 0;               // abridged tag word: bit i set when R<i> is not empty
-  uint16_t fop = 0;              // last non-control instruction's opcode (11 bits)
+  uint16_t fop = 0;              // the last non-control x87 instruction's opcode (Insn::x87_opcode)
   uint64_t fip = 0, fdp = 0;     // its address and its memory operand's address (offsets)
   uint16_t fcs = 0, fds = 0;     // their selectors (outside 64-bit mode)
   std::array<Xmm, 16> xmm{};

@@ -239,6 +239,10 @@ DecodeStatus Decoder::decode(Mode mode, const uint8_t* bytes, size_t size, Insn&
     }
   }
   insn.condition = static_cast<uint8_t>(zi.opcode & 0xF);
+  if (zi.opcode_map == ZYDIS_OPCODE_MAP_DEFAULT && (zi.opcode & 0xF8) == 0xD8) {
+    const unsigned modrm = zi.raw.modrm.mod << 6 | zi.raw.modrm.reg << 3 | zi.raw.modrm.rm;
+    insn.x87_opcode = static_cast<uint16_t>((zi.opcode & 7) << 8 | modrm);
+  }
   insn.num_ops = static_cast<uint8_t>(zi.operand_count_visible < 3 ? zi.operand_count_visible : 3);
   for (unsigned k = 0; k < insn.num_ops; ++k) insn.op[k] = convert(zo[k]);
 

@@ -98,6 +98,7 @@ struct Insn {
   uint8_t condition = 0;      // Jcc/SETcc/CMOVcc: the condition code (low nibble of the opcode)
   uint8_t traits = 0;         // InsnTrait flags
   uint8_t sensitive = kNotSensitive;  // the SensitiveInsn (isa/system/profile.h) whose profile rule applies
+  uint16_t x87_opcode = 0;    // x87 (D8-DF): the 11-bit FOP, low 3 bits of the opcode byte and ModRM
   Operand op[3];
 
   bool lock() const { return prefixes & kPrefixLock; }

@@ -94,6 +94,7 @@ void begin(Core& c, const Insn& i, bool waiting = true) {
   if (!waiting) return;
   f.fip = c.state().rip;
   f.fcs = c.state().seg[CS].selector;
+  f.fop = i.x87_opcode;
   for (unsigned k = 0; k < i.num_ops; ++k) {
     if (i.op[k].kind != OpKind::Mem) continue;
     f.fdp = c.effective_address(i, i.op[k]);

@@ -112,6 +112,8 @@ TEST(Fpu, FxsaveAndFxrstorRoundTripTheState) {
   const FpuState saved = f.fpu();
   EXPECT_EQ(f.m.ram.get<uint16_t>(kData + 0), kFcwReset);
   EXPECT_EQ(f.m.ram.get<uint8_t>(kData + 4), 0xC0);  // R6 and R7 in use
+  EXPECT_EQ(f.m.ram.get<uint16_t>(kData + 6), 0x1EB);  // FOP of FLDPI (D9 EB)
+  EXPECT_EQ(f.m.ram.get<uint32_t>(kData + 8), kCode + 2);  // FIP: its address
   EXPECT_EQ(f.m.ram.get<uint32_t>(kData + 24), 0x3F80u);
   EXPECT_EQ(f.m.ram.get<uint32_t>(kData + 28), 0xFFFFu);  // MXCSR_MASK
   EXPECT_EQ(f.m.ram.get<uint64_t>(kData + 160 + 15 * 16), 0x1122334455667788ull);

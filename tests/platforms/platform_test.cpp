@@ -192,7 +192,9 @@ TEST_F(PlatformTest, FpuKernelPrintsWhatQemuPrintsNativelyAndUnderEveryStrategy)
   EXPECT_NE(expected.find("lazy switches, #NM: 10\n"), std::string::npos) << expected;
   const std::vector<std::pair<std::string, std::vector<std::string>>> runs = {
       {"native", {}},
+      {"interpret", {"vmm.strategy=interpret"}},
       {"trap_emulate", {"vmm.strategy=trap_emulate"}},
+      {"trap_emulate_umip", {"vmm.strategy=trap_emulate", "cpu.profile=x86-umip"}},
       {"binary_translation", {"vmm.strategy=binary_translation"}},
       {"paravirt", {"vmm.strategy=paravirt"}},
       {"hw_assist", {"vmm.strategy=hw_assist", "cpu.vmx=true"}},
