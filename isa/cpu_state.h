@@ -59,7 +59,7 @@ constexpr uint64_t kCr0Implemented = CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET 
                                      CR0_NW | CR0_CD | CR0_PG;
 constexpr uint64_t kCr4Implemented = CR4_VME | CR4_PVI | CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE |
                                      CR4_PGE | CR4_PCE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_UMIP | CR4_LA57 |
-                                     CR4_PCIDE | CR4_SMEP | CR4_SMAP;
+                                     CR4_PCIDE | CR4_OSXSAVE | CR4_SMEP | CR4_SMAP;
 
 // IA32_EFER bits. LMSLE (AMD's long-mode segment limit enable, APM vol. 2 4.12.2) is a feature of
 // the real CPU a VMM sets (binary translation keeps its own page above the guest's data segment
@@ -115,6 +115,58 @@ struct DescriptorTableReg {
   uint16_t limit = 0xFFFF;
 };
 
+// One 128-bit XMM register, as two little-endian quadwords.
+struct Xmm {
+  uint64_t q[2] = {0, 0};
+  bool operator==(const Xmm&) const = default;
+};
+
+// One x87 data register in the double-extended format (SDM vol. 1, 4.2.2): a 64-bit significand
+// with its explicit integer bit and 16 bits of sign and biased exponent.
+struct Float80 {
+  uint64_t significand = 0;
+  uint16_t sign_exponent = 0;
+  bool operator==(const Float80&) const = default;
+};
+
+// MXCSR bits (SDM vol. 1, 10.2.3).
+enum Mxcsr : uint32_t {
+  MXCSR_IE = 1u << 0, MXCSR_DE = 1u << 1, MXCSR_ZE = 1u << 2, MXCSR_OE = 1u << 3, MXCSR_UE = 1u << 4,
+  MXCSR_PE = 1u << 5, MXCSR_DAZ = 1u << 6, MXCSR_IM = 1u << 7, MXCSR_RC = 3u << 13, MXCSR_FZ = 1u << 15,
+};
+constexpr uint32_t kMxcsrFlags = 0x3F;       // the six exception flags
+constexpr unsigned kMxcsrMaskShift = 7;      // masks IM..PM sit above the flags
+constexpr uint32_t kMxcsrMask = 0xFFFF;      // the MXCSR bits the core implements (FXSAVE's MXCSR_MASK)
+constexpr uint32_t kMxcsrReset = 0x1F80;     // all exceptions masked, round to nearest
+
+// x87 status-word bits (SDM vol. 1, 8.1.3).
+enum FpuStatus : uint16_t {
+  FSW_IE = 1u << 0, FSW_DE = 1u << 1, FSW_ZE = 1u << 2, FSW_OE = 1u << 3, FSW_UE = 1u << 4, FSW_PE = 1u << 5,
+  FSW_SF = 1u << 6, FSW_ES = 1u << 7, FSW_C0 = 1u << 8, FSW_C1 = 1u << 9, FSW_C2 = 1u << 10,
+  FSW_TOP = 7u << 11, FSW_C3 = 1u << 14, FSW_B = 1u << 15,
+};
+constexpr unsigned kFswTopShift = 11;
+constexpr uint16_t kFcwReset = 0x037F;  // FNINIT: exceptions masked, 64-bit precision, round to nearest
+
+// XCR0 state components (SDM vol. 1, 13.1).
+enum Xcr0 : uint64_t { XCR0_X87 = 1u << 0, XCR0_SSE = 1u << 1 };
+constexpr uint64_t kXcr0Supported = XCR0_X87 | XCR0_SSE;  // the components XSAVE manages here
+
+// The x87 FPU and SSE state (what FXSAVE saves and XSAVE components 0 and 1 hold), kept in CpuState
+// so that world switches and snapshots carry it.
+struct FpuState {
+  std::array<Float80, 8> st{};   // the x87 data registers R0-R7 (physical, not stack-relative)
+  uint16_t fcw = kFcwReset;      // control word
+  uint16_t fsw = 0;              // status word (TOP in bits 13:11)
+  uint8_t ftw = 0;               // abridged tag word: bit i set when R<i> is not empty
+  uint16_t fop = 0;              // the last non-control x87 instruction's opcode (Insn::x87_opcode)
+  uint64_t fip = 0, fdp = 0;     // its address and its memory operand's address (offsets)
+  uint16_t fcs = 0, fds = 0;     // their selectors (outside 64-bit mode)
+  std::array<Xmm, 16> xmm{};
+  uint32_t mxcsr = kMxcsrReset;
+  bool operator==(const FpuState&) const = default;
+};
+
 // The execution mode, derived from CR0.PE, EFER.LMA, CS.L, CS.D and RFLAGS.VM.
 enum class Mode : uint8_t { Real, Virtual8086, Protected16, Protected32, Compat16, Compat32, Long64 };
 
@@ -139,6 +191,9 @@ struct CpuState {
   uint64_t pat = 0x0007040600070406ull;
   uint64_t tsc_aux = 0;
   uint64_t apic_base = 0xFEE00900;  // BSP, xAPIC enabled
+
+  FpuState fpu;
+  uint64_t xcr0 = XCR0_X87;  // XSETBV's extended control register 0
 
   uint64_t tsc = 0;      // time-stamp counter; the platform advances it with simulated cycles
   bool halted = false;   // HLT executed, waiting for an interrupt

@@ -88,6 +88,12 @@ Operand convert(const ZydisDecodedOperand& z) {
       } else if (r >= ZYDIS_REGISTER_DR0 && r <= ZYDIS_REGISTER_DR15) {
         o.kind = OpKind::DbgReg;
         o.reg = static_cast<uint8_t>(r - ZYDIS_REGISTER_DR0);
+      } else if (ZydisRegisterGetClass(r) == ZYDIS_REGCLASS_XMM) {
+        o.kind = OpKind::Xmm;
+        o.reg = static_cast<uint8_t>(ZydisRegisterGetId(r));
+      } else if (ZydisRegisterGetClass(r) == ZYDIS_REGCLASS_X87) {
+        o.kind = OpKind::X87;
+        o.reg = static_cast<uint8_t>(ZydisRegisterGetId(r));
       } else {
         o.kind = OpKind::Other;
       }
@@ -173,6 +179,12 @@ unsigned dispatch_key(const ZydisDecodedInstruction& zi, const Insn& insn) {
     case ZYDIS_MNEMONIC_RET:
       if (far) return kRetFar;
       break;
+    case ZYDIS_MNEMONIC_MOVSD:  // the SSE forms of the string mnemonics have XMM operands
+      if (k0 == OpKind::Xmm || k1 == OpKind::Xmm) return kSseMovsd;
+      break;
+    case ZYDIS_MNEMONIC_CMPSD:
+      if (k0 == OpKind::Xmm) return kSseCmpsd;
+      break;
     default:
       break;
   }
@@ -227,14 +239,18 @@ DecodeStatus Decoder::decode(Mode mode, const uint8_t* bytes, size_t size, Insn&
     }
   }
   insn.condition = static_cast<uint8_t>(zi.opcode & 0xF);
+  if (zi.opcode_map == ZYDIS_OPCODE_MAP_DEFAULT && (zi.opcode & 0xF8) == 0xD8) {
+    const unsigned modrm = zi.raw.modrm.mod << 6 | zi.raw.modrm.reg << 3 | zi.raw.modrm.rm;
+    insn.x87_opcode = static_cast<uint16_t>((zi.opcode & 7) << 8 | modrm);
+  }
   insn.num_ops = static_cast<uint8_t>(zi.operand_count_visible < 3 ? zi.operand_count_visible : 3);
   for (unsigned k = 0; k < insn.num_ops; ++k) insn.op[k] = convert(zo[k]);
 
   InsnClass cls = InsnClass::Unimplemented;
   InsnTraits traits;
   Handler handler = dispatch_.find(dispatch_key(zi, insn), insn.opsize, &cls, &traits);
-  // VEX/EVEX encodings, x87/SSE register operands and a fourth operand are outside the modeled
-  // integer subset (e.g. SSE MOVSD shares its mnemonic with the string MOVSD).
+  // VEX/EVEX encodings, MMX and other register operands and a fourth operand are outside the
+  // modeled subset.
   bool modeled = zi.operand_count_visible <= 3 && zi.encoding == ZYDIS_INSTRUCTION_ENCODING_LEGACY;
   for (unsigned k = 0; k < insn.num_ops; ++k) {
     if (insn.op[k].kind == OpKind::Other) modeled = false;

@@ -31,6 +31,7 @@ const Dispatch& Dispatch::instance() {
     Dispatch d;
     register_integer_instructions(d);
     register_system_instructions(d);
+    register_fpu_instructions(d);
     return d;
   }();
   return table;

@@ -25,6 +25,8 @@ enum SpecialForm : unsigned {
   kJmpFar,            // JMP ptr16:16/32 or JMP m16:16/32/64
   kCallFar,           // CALL ptr16:16/32 or CALL m16:16/32/64
   kRetFar,            // RETF / RETF imm16
+  kSseMovsd,          // MOVSD xmm, xmm/m64 (SSE2; the string MOVSD keeps the mnemonic)
+  kSseCmpsd,          // CMPSD xmm, xmm/m64, imm8 (SSE2; the string CMPSD keeps the mnemonic)
   kSpecialFormEnd,
 };
 
@@ -73,5 +75,7 @@ void register_integer_instructions(Dispatch& dispatch);
 // The system instructions (isa/system/): descriptor tables, control registers, far transfers,
 // interrupts, IRET, SYSCALL/SYSENTER, MSRs, CPUID, I/O, PUSHF/POPF, HLT, CLI/STI, ...
 void register_system_instructions(Dispatch& dispatch);
+// The x87 FPU, SSE/SSE2 and the FXSAVE/XSAVE family (isa/fpu/).
+void register_fpu_instructions(Dispatch& dispatch);
 
 }  // namespace pgsim::isa

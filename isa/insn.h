@@ -43,7 +43,9 @@ enum class OpKind : uint8_t {
   SegReg,  // segment register `reg` (SegReg order)
   CtlReg,  // control register CR`reg`
   DbgReg,  // debug register DR`reg`
-  Other,   // a register the core does not model as an operand (x87, vector, ...)
+  Xmm,     // SSE register XMM`reg`
+  X87,     // x87 stack register ST(`reg`), relative to the stack top
+  Other,   // a register the core does not model as an operand (MMX, AVX, ...)
 };
 
 constexpr uint8_t kNoReg = 0xFF;   // Mem: no base or no index
@@ -96,6 +98,7 @@ struct Insn {
   uint8_t condition = 0;      // Jcc/SETcc/CMOVcc: the condition code (low nibble of the opcode)
   uint8_t traits = 0;         // InsnTrait flags
   uint8_t sensitive = kNotSensitive;  // the SensitiveInsn (isa/system/profile.h) whose profile rule applies
+  uint16_t x87_opcode = 0;    // x87 (D8-DF): the 11-bit FOP, low 3 bits of the opcode byte and ModRM
   Operand op[3];
   // The core's block link: the decoded instruction that follows this one in the same decoded page
   // (at this one's offset + length), once the core has seen this one fall through to it; null until

@@ -439,7 +439,7 @@ void text_regs(const char* text, uint32_t* a, uint32_t* b, uint32_t* c) {
   std::memcpy(c, buf + 8, 4);
 }
 
-constexpr uint32_t kMaxBasicLeaf = 7;
+constexpr uint32_t kMaxBasicLeaf = 0xD;
 constexpr uint32_t kMaxExtendedLeaf = 0x80000008;
 
 // A plausible x86-64 processor that advertises exactly what the core implements.
@@ -458,12 +458,15 @@ CpuidLeaf cpuid_leaf(Core& core, uint32_t leaf, uint32_t subleaf) {
     case 1:
       r.eax = 0x000906EA;  // family 6, model 0x9E, stepping 10
       r.ebx = (8u << 8) | (1u << 16);  // CLFLUSH line 64 bytes, one logical processor, APIC ID 0
-      // EDX: DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, PAT, PSE-36, CLFSH.
-      r.edx = (1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) | (1u << 11) |
-              (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19);
+      // EDX: FPU, DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, PAT, PSE-36, CLFSH, FXSR, SSE, SSE2.
+      r.edx = (1u << 0) | (1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) |
+              (1u << 11) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19) | (1u << 24) |
+              (1u << 25) | (1u << 26);
       // ECX: CX16, PCID, POPCNT; VMX with guest VMX; x2APIC and TSC-deadline when the MSR device
       // provides them; bit 31 when a hypervisor presents itself.
-      r.ecx = (1u << 13) | (1u << 17) | (1u << 23);
+      // XSAVE, and OSXSAVE as CR4 says.
+      r.ecx = (1u << 13) | (1u << 17) | (1u << 23) | (1u << 26);
+      if (core.state().cr4 & CR4_OSXSAVE) r.ecx |= 1u << 27;
       if (system_config(core).vmx) r.ecx |= 1u << 5;
       if (const MsrDevice* dev = system_config(core).msr_device) r.ecx |= dev->cpuid_leaf1_ecx() & ((1u << 21) | (1u << 24));
       if (hv) r.ecx |= 1u << 31;
@@ -472,6 +475,15 @@ CpuidLeaf cpuid_leaf(Core& core, uint32_t leaf, uint32_t subleaf) {
       if (subleaf == 0) {
         r.ebx = (1u << 7) | (1u << 10) | (1u << 20);  // SMEP, INVPCID, SMAP
         r.ecx = (1u << 2) | (1u << 16);               // UMIP, LA57
+      }
+      break;
+    case 0xD:  // XSAVE: the x87 and SSE components in the legacy region, then the 64-byte header
+      if (subleaf == 0) {
+        r.eax = static_cast<uint32_t>(kXcr0Supported);
+        r.ebx = 576;  // the area for the components XCR0 enables (only legacy ones exist here)
+        r.ecx = 576;  // the area for every supported component
+      } else if (subleaf == 1) {
+        r.eax = 1u << 0;  // XSAVEOPT
       }
       break;
     case 0x80000000: r.eax = kMaxExtendedLeaf; break;

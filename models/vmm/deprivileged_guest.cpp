@@ -338,6 +338,8 @@ void DeprivilegedGuest::project(Core& real) {
   guest_cr4_ = v.cr4;
 
   r.gpr = v.gpr;
+  r.fpu = v.fpu;
+  r.xcr0 = v.xcr0;  // XSETBV traps (privileged); the guest's XCR0 is the one its XSAVEs use
   r.rip = v.rip;
   r.rflags = (v.rflags & ~kVmmOwnedFlags) | IF | RF1;  // real: interrupts on
   // The guest's IOPL (below the real CPL, see runs_directly), so that its PUSHF shows it and its
@@ -356,7 +358,7 @@ void DeprivilegedGuest::project(Core& real) {
   // write-protected leaf, in every context; a flush when shadows go), so the soft TLB may keep the
   // entries of each shadow across the switches, as the modeled TLB keeps them by PCID.
   real.set_soft_tlb_contexts(pcids);
-  r.cr4 = CR4_PAE | (pcids ? uint64_t{CR4_PCIDE} : uint64_t{0}) | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_TSD));
+  r.cr4 = CR4_PAE | (pcids ? uint64_t{CR4_PCIDE} : uint64_t{0}) | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE | CR4_TSD));
   r.efer = EFER_LME | EFER_LMA | EFER_NXE | real_efer_features_;  // no SCE: SYSCALL and SYSRET trap (#UD)
   const uint64_t root = shadow_root(vcpu_->cpl() == 3);
   r.cr3 = root | (pcids ? shadow_->pcid(root) : 0);

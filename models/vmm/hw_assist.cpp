@@ -101,6 +101,7 @@ HwAssistVmm::HwAssistVmm(const Machine& machine, const VmmCosts& costs, const Vm
   on(ExitReason::Rdmsr, &HwAssistVmm::on_msr, emulate_cycles_, costs.emulate);
   on(ExitReason::Wrmsr, &HwAssistVmm::on_msr, emulate_cycles_, costs.emulate);
   on(ExitReason::Vmcall, &HwAssistVmm::on_vmcall, emulate_cycles_, costs.emulate);
+  on(ExitReason::Xsetbv, &HwAssistVmm::on_xsetbv, emulate_cycles_, costs.emulate);
   for (ExitReason r : {ExitReason::Vmclear, ExitReason::Vmlaunch, ExitReason::Vmptrld, ExitReason::Vmptrst,
                        ExitReason::Vmread, ExitReason::Vmresume, ExitReason::Vmwrite, ExitReason::Vmxoff,
                        ExitReason::Vmxon, ExitReason::Invept, ExitReason::Invvpid})
@@ -457,6 +458,10 @@ HwAssistVmm::Completion HwAssistVmm::on_msr(Core& core, const VmExit& exit) {
   if (msr == kApicBaseMsr || msr == kTscDeadlineMsr || (msr >= kX2apicFirst && msr <= kX2apicLast)) ++device_accesses_;
   return Completion::ExecuteInGuest;
 }
+
+// XSETBV (always exits): the guest's XCR0 is the processor's while the guest runs (this VMM keeps
+// no extended state of its own), so the instruction runs on the guest's state, its checks included.
+HwAssistVmm::Completion HwAssistVmm::on_xsetbv(Core&, const VmExit&) { return Completion::ExecuteInGuest; }
 
 // VMCALL: no hypercall interface, so #UD, as on a processor without one.
 HwAssistVmm::Completion HwAssistVmm::on_vmcall(Core&, const VmExit&) {

@@ -108,6 +108,7 @@ void VirtualCpu::pull(const CpuState& real) {
 
 void VirtualCpu::merge_direct(CpuState& v, const CpuState& real) {
   v.gpr = real.gpr;
+  v.fpu = real.fpu;  // x87 and SSE state: directly executed code changes it without trapping
   v.rip = real.rip;
   v.rflags = (v.rflags & ~kGuestOwnedFlags) | (real.rflags & kGuestOwnedFlags);
   if (const uint64_t flag = flag_in_real_vif(v)) v.rflags = (v.rflags & ~flag) | ((real.rflags & VIF) ? flag : 0);

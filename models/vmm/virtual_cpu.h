@@ -53,7 +53,8 @@ class VirtualCpu : private isa::PhysicalBus,
     return (core_.state().rflags & isa::IF) && !core_.state().interrupt_shadow;
   }
 
-  // Copies what directly executed guest code may change: general registers, RIP, the flags the
+  // Copies what directly executed guest code may change: general registers, x87 and SSE state,
+  // RIP, the flags the
   // guest owns (not IOPL, VIP, VM; IF or VIF as flag_in_real_vif says) and the
   // segment registers it loaded without trapping.
   void pull(const isa::CpuState& real);

@@ -107,14 +107,14 @@ TEST(Core, UnimplementedInstructionRaisesUdAndIsRecorded) {
   make_long64(m.state(), 3);
   RecordingHook hook;
   m.core.set_trap_hook(&hook, false);
-  m.load_code(0x4000, {0x90, 0x0F, 0x58, 0xC1});  // nop; addps xmm0, xmm1
+  m.load_code(0x4000, {0x90, 0xC5, 0xF4, 0x58, 0xC2});  // nop; vaddps ymm0, ymm1, ymm2 (AVX)
   EXPECT_EQ(m.core.run(10), 1u);
   ASSERT_EQ(hook.events.size(), 1u);
   EXPECT_EQ(hook.events[0].vector, UD);
   EXPECT_EQ(m.state().rip, 0x4001u);  // the fault leaves RIP at the instruction
-  ASSERT_EQ(m.core.unimplemented().count("addps"), 1u);
-  EXPECT_EQ(m.core.unimplemented().at("addps").first_address, 0x4001u);
-  EXPECT_EQ(m.core.unimplemented().at("addps").count, 1u);
+  ASSERT_EQ(m.core.unimplemented().count("vaddps"), 1u);
+  EXPECT_EQ(m.core.unimplemented().at("vaddps").first_address, 0x4001u);
+  EXPECT_EQ(m.core.unimplemented().at("vaddps").count, 1u);
 }
 
 TEST(Core, DivideByZeroRaisesDeAtTheDivide) {

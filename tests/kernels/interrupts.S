@@ -2,6 +2,7 @@
  * APIC timer, each counted to a fixed number of ticks while the CPU waits in HLT. The output
  * does not depend on timing, so QEMU and pgsim print the same lines. */
 #include "multiboot.inc"
+#include "idt.inc"
 
         .set PIC1, 0x20
         .set PIC2, 0xA0
@@ -17,13 +18,7 @@
         kernel_start
 
         /* IDT: every vector to `unexpected`, then the two timer handlers. */
-        mov $idt, %edi
-        xor %ecx, %ecx
-1:      mov $unexpected, %eax
-        call set_gate
-        inc %ecx
-        cmp $256, %ecx
-        jb 1b
+        idt_fill
         mov $VEC_PIT, %ecx; mov $pit_handler, %eax; call set_gate
         mov $VEC_APIC_TIMER, %ecx; mov $apic_timer_handler, %eax; call set_gate
         mov $VEC_SPURIOUS, %ecx; mov $spurious_handler, %eax; call set_gate
@@ -93,14 +88,7 @@
         mov $0, %al
         jmp exit
 
-/* set_gate: IDT entry ECX -> handler EAX (32-bit interrupt gate, kernel code 0x10). */
-set_gate:
-        mov %ax, idt(,%ecx,8)
-        movw $0x08, idt+2(,%ecx,8)
-        movw $0x8E00, idt+4(,%ecx,8)
-        shr $16, %eax
-        mov %ax, idt+6(,%ecx,8)
-        ret
+        idt_functions
 
 pit_handler:
         push %eax
@@ -117,15 +105,8 @@ apic_timer_handler:
 spurious_handler:
         iret
 
-unexpected:
-        mov $msg_unexpected, %esi; call puts
-        mov $1, %al
-        jmp exit
-
         .data
-idt_descriptor:
-        .word 256 * 8 - 1
-        .long idt
+        idt_data
 msg_hello:        .asciz "== pgsim test kernel: interrupts ==\n"
 msg_pit:          .asciz "PIT ticks: "
 msg_apic_version: .asciz "local APIC version: "

@@ -147,11 +147,13 @@ class PlatformTest : public ::testing::Test {
     return path;
   }
 
-  Process qemu(const fs::path& kernel) {
-    return run({"timeout", "60", PGSIM_QEMU, "-machine", "pc", "-m", "128", "-kernel", kernel.string(),
-                "-append", "alpha beta", "-nographic", "-no-reboot", "-device",
-                "isa-debug-exit,iobase=0xf4,iosize=0x04"},
-               dir_ / "qemu.log");
+  // QEMU on `kernel`, with its default CPU model unless `cpu` names one.
+  Process qemu(const fs::path& kernel, const std::string& cpu = "") {
+    std::vector<std::string> argv = {"timeout", "60", PGSIM_QEMU, "-machine", "pc", "-m", "128", "-kernel",
+                                     kernel.string(), "-append", "alpha beta", "-nographic", "-no-reboot",
+                                     "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"};
+    if (!cpu.empty()) argv.insert(argv.end(), {"-cpu", cpu});
+    return run(argv, dir_ / "qemu.log");
   }
 
   fs::path dir_;
@@ -175,6 +177,79 @@ TEST_P(QemuComparison, SameSerialOutputAndExitStatus) {
 
 INSTANTIATE_TEST_SUITE_P(TestKernels, QemuComparison,
                          ::testing::Values("hello", "interrupts", "tlb_loop_n72_r1", "compute"));
+
+// ---- x87, SSE, XSAVE and lazy FPU switching: tests/kernels/fpu.S ----------------------------------
+//
+// QEMU's default CPU model has no XSAVE: the kernel runs on `-cpu max` there. Its output is the same
+// natively and under every strategy: the VMMs carry the guest's x87/SSE state and XCR0, reflect
+// #NM through the guest's IDT and emulate CLTS, MOV to CR0 and XSETBV.
+
+TEST_F(PlatformTest, FpuKernelPrintsWhatQemuPrintsNativelyAndUnderEveryStrategy) {
+  const fs::path kernel = kKernels / "fpu.elf";
+  const Process q = qemu(kernel, "max");
+  ASSERT_EQ(q.exit_status, 1) << "QEMU: " << q.output;
+  const std::string expected = kernel_output(q.output);
+  EXPECT_NE(expected.find("lazy switches, #NM: 10\n"), std::string::npos) << expected;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> runs = {
+      {"native", {}},
+      {"interpret", {"vmm.strategy=interpret"}},
+      {"trap_emulate", {"vmm.strategy=trap_emulate"}},
+      {"trap_emulate_umip", {"vmm.strategy=trap_emulate", "cpu.profile=x86-umip"}},
+      {"binary_translation", {"vmm.strategy=binary_translation"}},
+      {"paravirt", {"vmm.strategy=paravirt"}},
+      {"hw_assist", {"vmm.strategy=hw_assist", "cpu.vmx=true"}},
+  };
+  for (const auto& [name, sets] : runs) {
+    const PgsimRun p = pgsim(kernel, "fpu_" + name, sets);
+    EXPECT_EQ(p.process.exit_status, kGuestSuccess) << name << ": " << p.process.output;
+    EXPECT_EQ(kernel_output(p.serial), expected) << name;
+  }
+}
+
+// Lazy FPU switching under trap_emulate, 10 and 30 task switches: each of the 20 further switches
+// costs exactly one #NM (the first FPU instruction after CR0.TS was set, reflected to the guest's
+// handler), and the emulation of the switch's MOV from and to CR0 and of the handler's CLTS and
+// IRET: five traps; the FPU instructions after the first, and FXSAVE/FXRSTOR, do not trap.
+TEST_F(PlatformTest, LazyFpuSwitchingTrapsOncePerSwitchUnderTrapAndEmulate) {
+  const std::vector<std::string> sets = {"vmm.strategy=trap_emulate"};
+  const PgsimRun a = pgsim(kKernels / "fpu.elf", "lazy_10", sets);
+  const PgsimRun b = pgsim(kKernels / "fpu_switches30.elf", "lazy_30", sets);
+  ASSERT_EQ(a.process.exit_status, kGuestSuccess) << a.process.output;
+  ASSERT_EQ(b.process.exit_status, kGuestSuccess) << b.process.output;
+  EXPECT_NE(b.serial.find("lazy switches, #NM: 30\n"), std::string::npos) << b.serial;
+  auto delta = [&](const std::string& stat) { return b.stat(stat) - a.stat(stat); };
+  EXPECT_EQ(delta("vmm.traps.nm"), 20u);
+  EXPECT_EQ(delta("vmm.emulated.clts"), 20u);
+  EXPECT_EQ(delta("vmm.emulated.mov_cr"), 40u);
+  EXPECT_EQ(delta("vmm.emulated.iretd"), 20u);
+  EXPECT_EQ(delta("vmm.traps.ud") + delta("vmm.traps.mf") + delta("vmm.traps.xm"), 0u);
+  // Besides the switches, only the serial output differs (one more digit printed).
+  EXPECT_EQ(delta("vmm.traps.total") - delta("vmm.trap_emulate.emulated_io"), 5u * 20u);
+}
+
+// The same switches under binary_translation and paravirt: one #NM reflected and CLTS and MOV CR0
+// emulated per switch, as under trap_emulate (the test kernel does not use the paravirtual ABI);
+// under hw_assist none of it leaves the guest: CR0.TS is guest-owned (the CR0 guest/host mask) and
+// #NM is not in the exception bitmap, so only the extra serial output exits.
+TEST_F(PlatformTest, LazyFpuSwitchingUnderBinaryTranslationParavirtAndHwAssist) {
+  for (const std::string strategy : {"binary_translation", "paravirt"}) {
+    const std::vector<std::string> sets = {"vmm.strategy=" + strategy};
+    const PgsimRun a = pgsim(kKernels / "fpu.elf", strategy + "_10", sets);
+    const PgsimRun b = pgsim(kKernels / "fpu_switches30.elf", strategy + "_30", sets);
+    ASSERT_EQ(b.process.exit_status, kGuestSuccess) << strategy << ": " << b.process.output;
+    auto delta = [&](const std::string& stat) { return b.stat(stat) - a.stat(stat); };
+    EXPECT_EQ(delta("vmm.traps.nm"), 20u) << strategy;
+    EXPECT_EQ(delta("vmm.emulated.clts"), 20u) << strategy;
+    EXPECT_EQ(delta("vmm.emulated.mov_cr"), 40u) << strategy;
+  }
+  const std::vector<std::string> sets = {"vmm.strategy=hw_assist", "cpu.vmx=true"};
+  const PgsimRun a = pgsim(kKernels / "fpu.elf", "hw_assist_10", sets);
+  const PgsimRun b = pgsim(kKernels / "fpu_switches30.elf", "hw_assist_30", sets);
+  ASSERT_EQ(b.process.exit_status, kGuestSuccess) << b.process.output;
+  EXPECT_NE(b.serial.find("lazy switches, #NM: 30\n"), std::string::npos) << b.serial;
+  EXPECT_EQ(b.stat("vmm.exits.total") - a.stat("vmm.exits.total"),
+            b.stat("vmm.exits.io_instruction") - a.stat("vmm.exits.io_instruction"));
+}
 
 // ---- exact TLB and page-walk figures -----------------------------------------------------------
 
