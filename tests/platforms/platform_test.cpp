@@ -147,11 +147,13 @@ class PlatformTest : public ::testing::Test {
     return path;
   }
 
-  Process qemu(const fs::path& kernel) {
-    return run({"timeout", "60", PGSIM_QEMU, "-machine", "pc", "-m", "128", "-kernel", kernel.string(),
-                "-append", "alpha beta", "-nographic", "-no-reboot", "-device",
-                "isa-debug-exit,iobase=0xf4,iosize=0x04"},
-               dir_ / "qemu.log");
+  // QEMU's default CPU model, or `cpu` (-cpu max for the features qemu64 lacks).
+  Process qemu(const fs::path& kernel, const std::string& cpu = "") {
+    std::vector<std::string> argv = {"timeout", "60", PGSIM_QEMU, "-machine", "pc", "-m", "128", "-kernel",
+                                     kernel.string(), "-append", "alpha beta", "-nographic", "-no-reboot",
+                                     "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"};
+    if (!cpu.empty()) argv.insert(argv.end(), {"-cpu", cpu});
+    return run(argv, dir_ / "qemu.log");
   }
 
   fs::path dir_;
@@ -175,6 +177,35 @@ TEST_P(QemuComparison, SameSerialOutputAndExitStatus) {
 
 INSTANTIATE_TEST_SUITE_P(TestKernels, QemuComparison,
                          ::testing::Values("hello", "interrupts", "tlb_loop_n72_r1", "compute"));
+
+// The lines of `output` that begin with "sdm: " (drop = false) or all the others (drop = true).
+std::string sdm_lines(const std::string& output, bool drop) {
+  std::istringstream in(output);
+  std::string line, kept;
+  while (std::getline(in, line))
+    if ((line.rfind("sdm: ", 0) == 0) != drop) kept += line + "\n";
+  return kept;
+}
+
+// SMAP with CLAC/STAC, protection keys, the debug registers, NMIs and the boot-time MSRs
+// (tests/kernels/protection.S) print what QEMU's -cpu max prints; the "sdm:" lines are where
+// QEMU's TCG departs from the SDM (RF in fault frames, DR7.GD, reserved MTRR types), and pgsim
+// prints what the SDM says there.
+TEST_F(PlatformTest, ProtectionDebugAndNmiAsOnQemu) {
+  const fs::path kernel = kKernels / "protection.elf";
+  const Process q = qemu(kernel, "max");
+  ASSERT_EQ(q.exit_status, 1) << "QEMU: " << q.output;
+  const PgsimRun p = pgsim(kernel, "protection");
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+  EXPECT_EQ(sdm_lines(kernel_output(p.serial), true), sdm_lines(kernel_output(q.output), true));
+  EXPECT_EQ(sdm_lines(p.serial, false),
+            "sdm: reserved mtrr type, vector: d\n"          // #GP (SDM vol. 3, 12.11.2.1)
+            "sdm: smap read with ac=0, frame rf: 1\n"       // a fault saves RF = 1 (18.3.1.1)
+            "sdm: #ud frame rf: 1\n"
+            "sdm: general detect, #db: 1\n"                 // MOV DR with DR7.GD: #DB (18.2.4)
+            "sdm: general detect, dr6: 2000\n"              // DR6.BD
+            "sdm: general detect, dr7 after: 400\n");       // GD cleared on entry to the handler
+}
 
 // ---- exact TLB and page-walk figures -----------------------------------------------------------
 
