@@ -155,14 +155,7 @@ bool Core::service_boundary() {
     recompute_attention();
     return false;
   }
-  // Debug traps of the previous instruction, one #DB for all (SDM vol. 3, 18.3.1): single step
-  // after an instruction that began with TF=1, and the data and I/O breakpoints it met.
-  if (single_step_pending_ || debug_hits_) {
-    state_.dr[6] = (state_.dr[6] & ~kDr6Hits) | debug_hits_ | (single_step_pending_ ? uint64_t(DR6_BS) : 0);
-    single_step_pending_ = false;
-    debug_hits_ = 0;
-    raise_debug_trap();
-  }
+  deliver_debug_trap();
   // RF suppresses instruction breakpoints for one instruction (18.3.1.1).
   if (state_.rflags & RF) {
     if (!rf_armed_) {

@@ -174,6 +174,15 @@ class Core {
   void check_io_breakpoints(uint16_t port, unsigned size) {
     if (debug_io_) [[unlikely]] note_breakpoint_hits(port, size, kDebugIo);
   }
+  // Delivers the #DB the last instruction raised as a trap (single step, data or I/O breakpoints),
+  // as the next boundary would: for a VMM that emulated one instruction on a virtual CPU and hands
+  // the guest back to the real one, which runs the next.
+  void deliver_debug_trap();
+  // Forgets it instead: for an instruction executed in a sandbox whose effects are undone.
+  void discard_debug_trap() {
+    single_step_pending_ = false;
+    debug_hits_ = 0;
+  }
 
   // The instruction being executed, or the one that faulted while a TrapHook sees the fault;
   // nullptr when the fault came from fetching it (the VMM decodes from its RIP then).
@@ -297,7 +306,6 @@ class Core {
   bool service_boundary();       // interrupts, hooks, stop; false when run() must return
   void handle_fault(const Fault& f);
   uint8_t* host_for(uint64_t linear, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable);
-  void raise_debug_trap();                // #DB after an instruction: single step, data or I/O breakpoints
   bool check_code_breakpoints();          // #DB before the instruction at RIP; false when none fired
   // The debug-register breakpoint kinds (DR7 R/W field values) a bitmask of DR0-DR3 matches.
   enum DebugKind : unsigned { kDebugExec = 0, kDebugWrite = 1, kDebugIo = 2, kDebugReadWrite = 3 };

@@ -66,6 +66,14 @@ bool Core::check_code_breakpoints() {
   return true;
 }
 
-void Core::raise_debug_trap() { route_event(Event{DB, EventKind::Exception, false, 0, 0}); }
+// Debug traps of the previous instruction, one #DB for all (SDM vol. 3, 18.3.1): single step
+// after an instruction that began with TF=1, and the data and I/O breakpoints it met.
+void Core::deliver_debug_trap() {
+  if (!single_step_pending_ && !debug_hits_) return;
+  state_.dr[6] = (state_.dr[6] & ~kDr6Hits) | debug_hits_ | (single_step_pending_ ? uint64_t(DR6_BS) : 0);
+  single_step_pending_ = false;
+  debug_hits_ = 0;
+  route_event(Event{DB, EventKind::Exception, false, 0, 0});
+}
 
 }  // namespace pgsim::isa

@@ -60,7 +60,7 @@ class Walker {
   }
   WalkResult fail(bool present, bool reserved, bool key = false);
   WalkResult finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf_value);
-  bool key_denies(uint64_t leaf_value) const;
+  bool key_denies(uint64_t leaf_value);
 
   WalkResult walk32();
   WalkResult walk_wide(unsigned top_level, uint64_t table);
@@ -96,13 +96,15 @@ WalkResult Walker::fail(bool present, bool reserved, bool key) {
 // is checked against PKRU (with CR4.PKE), one to a supervisor-mode address against IA32_PKRS
 // (with CR4.PKS), by the key in bits 62:59 of the leaf entry. Access-disable forbids every data
 // access; write-disable forbids user-mode writes, and supervisor-mode writes with CR0.WP.
-bool Walker::key_denies(uint64_t leaf_value) const {
-  if (req_.access == Access::Execute || !s_.long_mode_active()) return false;
-  if (!(s_.cr4 & (us_all_ ? CR4_PKE : CR4_PKS))) return false;
-  const unsigned key = (leaf_value >> 59) & 0xF;
+// Records in the result what the key allows (a shadow pager maps the page accordingly).
+bool Walker::key_denies(uint64_t leaf_value) {
+  if (!s_.long_mode_active() || !(s_.cr4 & (us_all_ ? CR4_PKE : CR4_PKS))) return false;
+  const unsigned key = (leaf_value >> kProtectionKeyShift) & 0xF;
   const uint64_t rights = (us_all_ ? s_.pkru : s_.pkrs) >> (2 * key);
-  const bool write_checked = req_.access == Access::Write && (req_.user || (s_.cr0 & CR0_WP));
-  return (rights & 1) || ((rights & 2) && write_checked);
+  result_.key_read_denied = rights & 1;
+  result_.key_write_denied = (rights & 1) || ((rights & 2) && (req_.user || (s_.cr0 & CR0_WP)));
+  if (req_.access == Access::Execute) return false;
+  return req_.access == Access::Write ? result_.key_write_denied : result_.key_read_denied;
 }
 
 // Applies the access rights of SDM 4.6 to the accumulated rights, then sets accessed and dirty
@@ -151,6 +153,7 @@ WalkResult Walker::finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf
   result_.executable = !xd_any_;
   result_.global = (leaf_value & PTE_G) && (s_.cr4 & CR4_PGE);
   result_.dirty = used_[nused_ - 1].value & PTE_D;
+  if (s_.long_mode_active()) result_.key = (leaf_value >> kProtectionKeyShift) & 0xF;
   return result_;
 }
 

@@ -14,7 +14,7 @@ namespace {
 constexpr uint64_t P = 1, RW = 2, US = 4, PS = 0x80;
 constexpr uint64_t kPml4 = 0x100000, kPdpt = 0x101000, kPd = 0x102000, kPt = 0x103000;
 constexpr uint64_t kUserPage = 0x401000, kSupervisorPage = 0x402000;  // data pages
-constexpr uint64_t kKeyShift = 59;
+constexpr uint64_t kKeyShift = kProtectionKeyShift;
 
 // Long mode at CPL 0 with 4-level paging: the first 2 MiB supervisor (code, stacks, tables), a
 // user data page and a supervisor data page at 4 MiB; exception handlers loop in place.

@@ -93,14 +93,7 @@
         mov $0, %al
         jmp exit
 
-/* set_gate: IDT entry ECX -> handler EAX (32-bit interrupt gate, kernel code 0x10). */
-set_gate:
-        mov %ax, idt(,%ecx,8)
-        movw $0x08, idt+2(,%ecx,8)
-        movw $0x8E00, idt+4(,%ecx,8)
-        shr $16, %eax
-        mov %ax, idt+6(,%ecx,8)
-        ret
+        define_set_gate idt
 
 pit_handler:
         push %eax
