@@ -186,8 +186,8 @@ uint64_t Core::read_tsc() const { return time_ ? time_->current_cycle() + state_
 
 void Core::recompute_attention() {
   attention_ = stop_requested_ || irq_notified_ || hook_boundary_ || shutdown_ || state_.halted ||
-               state_.interrupt_shadow || single_step_pending_ || (state_.rflags & TF) ||
-               !retired_pages_.empty();
+               state_.interrupt_shadow || single_step_pending_ || (state_.rflags & (TF | RF)) ||
+               debug_exec_ || debug_hits_ || !retired_pages_.empty();
 }
 
 bool Core::service_boundary() {
@@ -198,16 +198,21 @@ bool Core::service_boundary() {
     recompute_attention();
     return false;
   }
-  // Single-step trap (#DB) after an instruction that began with TF=1 (SDM vol. 3, 18.3.1.4).
-  if (single_step_pending_) {
-    single_step_pending_ = false;
-    state_.dr[6] |= 1u << 14;  // DR6.BS
-    raise_single_step();
+  deliver_debug_trap();
+  // RF suppresses instruction breakpoints for one instruction (18.3.1.1).
+  if (state_.rflags & RF) {
+    if (!rf_armed_) {
+      rf_armed_ = true;
+      rf_retired_ = counters_.retired;
+    } else if (counters_.retired != rf_retired_) {
+      state_.rflags &= ~uint64_t(RF);
+      rf_armed_ = false;
+    }
   }
   const bool shadow = state_.interrupt_shadow;  // STI / MOV SS inhibit for one instruction
   state_.interrupt_shadow = false;
   if (irq_notified_ && irq_source_ && !shadow) {
-    if (irq_source_->nmi_pending()) {
+    if (!state_.nmi_blocked && irq_source_->nmi_pending()) {
       irq_source_->acknowledge_nmi();
       state_.halted = false;
       raise_external(NMI, true);
@@ -218,7 +223,9 @@ bool Core::service_boundary() {
         ++counters_.interrupts;
         raise_external(vector, false);
       } else {
-        irq_notified_ = irq_source_->interrupt_held();
+        // An NMI held back by NMI blocking keeps the core polling, so that the IRET that ends
+        // the blocking lets it in.
+        irq_notified_ = irq_source_->interrupt_held() || (state_.nmi_blocked && irq_source_->nmi_pending());
       }
     }
   } else if (irq_notified_ && !irq_source_) {
@@ -228,6 +235,7 @@ bool Core::service_boundary() {
     recompute_attention();
     return false;
   }
+  if (debug_exec_ && !(state_.rflags & RF) && check_code_breakpoints() && shutdown_) return false;
   if (hook_boundary_) {
     materialize_flags();
     hook_->on_instruction_boundary(*this);
@@ -276,6 +284,15 @@ void Core::sync_mode() {
     synced_cr3_ = state_.cr3;
     synced_cr4_ = state_.cr4;
     synced_efer_ = state_.efer;
+  }
+  if (!(state_.rflags & RF)) rf_armed_ = false;
+  sync_debug_registers();
+  // Soft-TLB entries hold the protection keys' rights at fill time: WRPKRU and WRMSR IA32_PKRS
+  // drop them.
+  if (state_.pkru != synced_pkru_ || state_.pkrs != synced_pkrs_) {
+    synced_pkru_ = state_.pkru;
+    synced_pkrs_ = state_.pkrs;
+    if (state_.cr4 & (CR4_PKE | CR4_PKS)) flush_soft_tlb();
   }
   // With SMAP, explicit supervisor accesses to user pages depend on RFLAGS.AC (STAC/CLAC/POPF).
   const bool ac = state_.rflags & AC;
@@ -559,6 +576,9 @@ uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint
   uint8_t* page = bus_.host_frame(t.paddr & ~0xFFFull);
   *paddr = t.paddr;
   *cacheable = page && t.cacheable;
+  // Accesses to a page with a data breakpoint all take the slow path, which checks them.
+  if (debug_data_ && kind != AccessKind::Execute && watched_page(lin)) [[unlikely]]
+    return page ? page + (t.paddr & 0xFFF) : nullptr;
   if (*cacheable) e = SoftTlbEntry{soft_tag(lin), page, frame};
   return page ? page + (t.paddr & 0xFFF) : nullptr;
 }
@@ -579,6 +599,7 @@ void Core::observe_page_part(uint64_t lin, unsigned k, unsigned size, uint64_t p
 }
 
 uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin) {
+  if (debug_data_) [[unlikely]] note_breakpoint_hits(lin, size, kDebugReadWrite);
   uint64_t paddr = 0;
   bool cacheable = false;
   if ((lin & 0xFFF) + size <= 0x1000) {
@@ -600,6 +621,7 @@ uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin) {
 }
 
 void Core::write_slow(uint64_t lin, unsigned size, uint64_t value, AccessOrigin origin) {
+  if (debug_data_) [[unlikely]] note_breakpoint_hits(lin, size, kDebugWrite);
   uint64_t paddr = 0;
   bool cacheable = false;
   if ((lin & 0xFFF) + size <= 0x1000) {

@@ -172,6 +172,24 @@ class Core {
   // the trap without the cost of unwinding one).
   void fault_before_execute(const Fault& fault) { pre_execute_fault_ = fault; }
 
+  // ---- Debug registers (SDM vol. 3, ch. 18) -------------------------------------------------------
+  // The breakpoints DR7 enables are re-derived by sync_mode(); the core checks instruction
+  // breakpoints at the boundary and data breakpoints on the slow path of accesses (a page holding
+  // one gets no soft-TLB entry), so that nothing is checked per instruction when none is enabled.
+  // I/O instructions report their ports here (I/O breakpoints with CR4.DE).
+  void check_io_breakpoints(uint16_t port, unsigned size) {
+    if (debug_io_) [[unlikely]] note_breakpoint_hits(port, size, kDebugIo);
+  }
+  // Delivers the #DB the last instruction raised as a trap (single step, data or I/O breakpoints),
+  // as the next boundary would: for a VMM that emulated one instruction on a virtual CPU and hands
+  // the guest back to the real one, which runs the next.
+  void deliver_debug_trap();
+  // Forgets it instead: for an instruction executed in a sandbox whose effects are undone.
+  void discard_debug_trap() {
+    single_step_pending_ = false;
+    debug_hits_ = 0;
+  }
+
   // The instruction being executed, or the one that faulted while a TrapHook sees the fault;
   // nullptr when the fault came from fetching it (the VMM decodes from its RIP then).
   const Insn* current_insn() const { return current_insn_; }
@@ -321,7 +339,12 @@ class Core {
   uint64_t leave_run(uint64_t retired_at_start);  // run()'s return: the flags materialized, the count
   void handle_fault(const Fault& f);
   uint8_t* host_for(uint64_t linear, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable);
-  void raise_single_step();               // #DB after an instruction that began with TF=1
+  bool check_code_breakpoints();          // #DB before the instruction at RIP; false when none fired
+  // The debug-register breakpoint kinds (DR7 R/W field values) a bitmask of DR0-DR3 matches.
+  enum DebugKind : unsigned { kDebugExec = 0, kDebugWrite = 1, kDebugIo = 2, kDebugReadWrite = 3 };
+  void sync_debug_registers();
+  void note_breakpoint_hits(uint64_t address, unsigned size, unsigned kind);
+  bool watched_page(uint64_t lin) const;
   void raise_external(uint8_t vector, bool nmi);  // an accepted interrupt or NMI
   uint64_t read_slow(uint64_t linear, unsigned size, AccessOrigin origin);
   void write_slow(uint64_t linear, unsigned size, uint64_t value, AccessOrigin origin);
@@ -438,6 +461,15 @@ class Core {
   bool stop_requested_ = false;
   bool irq_notified_ = false;
   bool single_step_pending_ = false;
+  // Breakpoints enabled in DR7, as bitmasks of DR0-DR3: instruction, data (write or read/write)
+  // and I/O. debug_hits_: data and I/O breakpoints the current instruction met (a trap after it).
+  uint8_t debug_exec_ = 0, debug_data_ = 0, debug_io_ = 0, debug_hits_ = 0;
+  std::array<uint64_t, 4> synced_dr_{};
+  uint64_t synced_dr7_ = 0;
+  // RFLAGS.RF (set by IRET for the instruction it returns to) is cleared once an instruction
+  // retires after the boundary that saw it: rf_retired_ is the retired count at that boundary.
+  bool rf_armed_ = false;
+  uint64_t rf_retired_ = 0;
   Fault last_fault_{0};
   Fault pre_execute_fault_{0};
   uint64_t last_fault_rip_ = 0;
@@ -465,6 +497,7 @@ class Core {
   uint64_t new_epoch();                       // a fresh epoch (clearing every entry when they run out)
   void switch_soft_tlb_context(uint64_t old_cr3, uint64_t new_cr3);
   bool synced_ac_ = false;  // RFLAGS.AC when the supervisor entries were filled (SMAP)
+  uint64_t synced_pkru_ = 0, synced_pkrs_ = 0;  // the protection keys' rights the entries were filled under
 
   // Decoded-instruction cache by (physical frame, mode).
   std::unique_ptr<Decoder> decoder_;

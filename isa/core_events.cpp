@@ -26,7 +26,9 @@ void Core::raise_event_after_instruction(const Event& event) {
 }
 
 void Core::handle_fault(const Fault& fault) {
-  single_step_pending_ = false;  // a faulting instruction did not complete: no single-step trap
+  // A faulting instruction did not complete: no single-step trap, no data-breakpoint trap.
+  single_step_pending_ = false;
+  debug_hits_ = 0;
   const bool repeated = counters_.retired == retired_at_last_fault_ && fault.vector == last_fault_.vector &&
                         state_.rip == last_fault_rip_;
   fault_repeats_ = repeated ? fault_repeats_ + 1 : 1;
@@ -39,10 +41,6 @@ void Core::handle_fault(const Fault& fault) {
     return;  // not delivered: the run ends here
   }
   route_event(Event::from_fault(fault));
-}
-
-void Core::raise_single_step() {
-  route_event(Event{DB, EventKind::Exception, false, 0, 0});
 }
 
 void Core::raise_external(uint8_t vector, bool nmi) {

@@ -50,7 +50,7 @@ enum Cr4 : uint64_t {
   CR4_PAE = 1u << 5, CR4_MCE = 1u << 6, CR4_PGE = 1u << 7, CR4_PCE = 1u << 8,
   CR4_OSFXSR = 1u << 9, CR4_OSXMMEXCPT = 1u << 10, CR4_UMIP = 1u << 11, CR4_LA57 = 1u << 12,
   CR4_VMXE = 1u << 13, CR4_FSGSBASE = 1u << 16, CR4_PCIDE = 1u << 17, CR4_OSXSAVE = 1u << 18,
-  CR4_SMEP = 1u << 20, CR4_SMAP = 1u << 21,
+  CR4_SMEP = 1u << 20, CR4_SMAP = 1u << 21, CR4_PKE = 1u << 22, CR4_PKS = 1u << 24,
 };
 
 // The CR0 and CR4 bits the core implements (what MOV to CR0 keeps and MOV to CR4 accepts; the
@@ -59,7 +59,40 @@ constexpr uint64_t kCr0Implemented = CR0_PE | CR0_MP | CR0_EM | CR0_TS | CR0_ET 
                                      CR0_NW | CR0_CD | CR0_PG;
 constexpr uint64_t kCr4Implemented = CR4_VME | CR4_PVI | CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE |
                                      CR4_PGE | CR4_PCE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_UMIP | CR4_LA57 |
-                                     CR4_PCIDE | CR4_OSXSAVE | CR4_SMEP | CR4_SMAP;
+                                     CR4_PCIDE | CR4_OSXSAVE | CR4_SMEP | CR4_SMAP | CR4_PKE | CR4_PKS;
+// The CR4 bits that change how linear addresses translate or which rights apply: a change flushes
+// the TLBs (and the soft TLB, whose entries hold rights checked at fill time).
+constexpr uint64_t kCr4PagingBits = CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP | CR4_LA57 |
+                                    CR4_PKE | CR4_PKS;
+
+// DR6 and DR7 bits (SDM vol. 3, 18.2.3-18.2.4).
+enum Dr6 : uint64_t {
+  DR6_B0 = 1u << 0,        // breakpoint condition 0 met (B0-B3: bits 0-3)
+  DR6_BLD = 1u << 11,      // bus-lock detection (active low): reads 1
+  DR6_BD = 1u << 13,       // the next instruction accesses a debug register (DR7.GD)
+  DR6_BS = 1u << 14,       // single step (RFLAGS.TF)
+  DR6_BT = 1u << 15,       // task switch with the TSS T flag
+  DR6_RTM = 1u << 16,      // not in an RTM region (active low): reads 1
+};
+// DR6 after reset and what its read-as-one bits are; #DB clears B0-B3 and sets what it reports,
+// leaving BD, BS and BT as they were (software clears them).
+constexpr uint64_t kDr6Fixed1 = 0xFFFF0FF0u;
+constexpr uint64_t kDr6Hits = 0xF;
+enum Dr7 : uint64_t {
+  DR7_ENABLES = 0xFF,      // L0 G0 L1 G1 L2 G2 L3 G3
+  DR7_GD = 1u << 13,       // general detect: MOV DR raises #DB
+  DR7_FIXED1 = 1u << 10,
+};
+// Breakpoint `n` of DR7: its enable bits, R/W field (00 execute, 01 write, 10 I/O with CR4.DE,
+// 11 read or write) and LEN field (00 one byte, 01 two, 11 four, 10 eight).
+constexpr bool dr7_enabled(uint64_t dr7, unsigned n) { return (dr7 >> (2 * n)) & 3; }
+constexpr unsigned dr7_rw(uint64_t dr7, unsigned n) { return (dr7 >> (16 + 4 * n)) & 3; }
+constexpr unsigned dr7_len(uint64_t dr7, unsigned n) {
+  constexpr unsigned kBytes[4] = {1, 2, 8, 4};
+  return kBytes[(dr7 >> (18 + 4 * n)) & 3];
+}
+// The bits of DR7 that exist (bits 11-12 and 14-15 read 0; 63:32 must be 0).
+constexpr uint64_t kDr7Writable = 0xFFFF23FFu;
 
 // IA32_EFER bits. LMSLE (AMD's long-mode segment limit enable, APM vol. 2 4.12.2) is a feature of
 // the real CPU a VMM sets (binary translation keeps its own page above the guest's data segment
@@ -73,7 +106,18 @@ constexpr uint64_t kLmsleLimitBase = 0xFFFFFFFF00000000ull;
 // Architectural MSR numbers the core implements.
 enum Msr : uint32_t {
   MSR_TSC = 0x10,
+  MSR_PLATFORM_ID = 0x17,
   MSR_APIC_BASE = 0x1B,
+  MSR_BIOS_SIGN_ID = 0x8B,  // microcode update signature
+  MSR_MTRRCAP = 0xFE,
+  MSR_MISC_ENABLE = 0x1A0,
+  MSR_MTRR_PHYS_BASE0 = 0x200,  // variable-range pairs: base 0x200 + 2n, mask 0x201 + 2n
+  MSR_MTRR_FIX64K_00000 = 0x250,
+  MSR_MTRR_FIX16K_80000 = 0x258,
+  MSR_MTRR_FIX16K_A0000 = 0x259,
+  MSR_MTRR_FIX4K_C0000 = 0x268,  // eight registers, 0x268-0x26F
+  MSR_MTRR_DEF_TYPE = 0x2FF,
+  MSR_PKRS = 0x6E1,
   MSR_SYSENTER_CS = 0x174,
   MSR_SYSENTER_ESP = 0x175,
   MSR_SYSENTER_EIP = 0x176,
@@ -190,6 +234,14 @@ struct CpuState {
   uint64_t sysenter_cs = 0, sysenter_esp = 0, sysenter_eip = 0;
   uint64_t pat = 0x0007040600070406ull;
   uint64_t tsc_aux = 0;
+  uint32_t pkru = 0;     // user-mode protection keys (RDPKRU/WRPKRU): AD = bit 2k, WD = bit 2k+1
+  uint64_t pkrs = 0;     // supervisor-mode protection keys (IA32_PKRS), same layout
+  uint64_t misc_enable = 1;  // IA32_MISC_ENABLE's writable bits, fast strings on (isa/system/machine_msrs.cpp)
+  // Memory-type range registers: the state firmware hands an OS on QEMU's PC (everything
+  // write-back by default type, no range set); types are only kept, the core has no caches.
+  uint64_t mtrr_def_type = 0;
+  std::array<uint64_t, 16> mtrr_var{};    // PHYSBASE0, PHYSMASK0, ... PHYSBASE7, PHYSMASK7
+  std::array<uint64_t, 11> mtrr_fixed{};  // FIX64K_00000, FIX16K_80000/A0000, FIX4K_C0000..F8000
   uint64_t apic_base = 0xFEE00900;  // BSP, xAPIC enabled
 
   FpuState fpu;
@@ -198,6 +250,7 @@ struct CpuState {
   uint64_t tsc = 0;      // time-stamp counter; the platform advances it with simulated cycles
   bool halted = false;   // HLT executed, waiting for an interrupt
   bool interrupt_shadow = false;  // STI / MOV SS: interrupts inhibited for one instruction
+  bool nmi_blocked = false;       // an NMI handler runs: further NMIs wait for the next IRET
 
   // CPL is the DPL of the hidden CS descriptor (SS.DPL equals it); in real mode it is 0.
   unsigned cpl() const { return (cr0 & CR0_PE) ? ((rflags & VM) ? 3 : seg[CS].dpl()) : 0; }

@@ -33,6 +33,7 @@ enum PfErr : uint32_t {
   PFERR_U = 1u << 2,     // the access was made at CPL 3
   PFERR_RSVD = 1u << 3,  // a reserved bit was set in a paging structure
   PFERR_I = 1u << 4,     // the access was an instruction fetch
+  PFERR_PK = 1u << 5,    // the access violated the protection key of the page (PKRU or IA32_PKRS)
 };
 
 // Thrown by instruction semantics; the core catches it at the instruction boundary, restores RIP

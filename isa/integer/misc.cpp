@@ -65,6 +65,7 @@ void register_integer_instructions(Dispatch& d) {
   integer::register_branch(d);
   integer::register_string(d);
   integer::register_misc(d);
+  integer::register_legacy(d);
 }
 
 }  // namespace pgsim::isa

@@ -30,6 +30,7 @@ void register_stack(Dispatch& d);        // stack.cpp: PUSH, POP, ENTER, LEAVE
 void register_branch(Dispatch& d);       // branch.cpp: JMP, Jcc, CALL, RET, LOOP*, JrCXZ
 void register_string(Dispatch& d);       // string.cpp: MOVS, STOS, LODS, CMPS, SCAS
 void register_misc(Dispatch& d);         // misc.cpp: flag instructions, NOPs, fences, CLFLUSH, UD2
+void register_legacy(Dispatch& d);       // legacy.cpp: PUSHA, POPA, DAA, DAS, AAA, AAS, AAM, AAD, SALC, BOUND
 
 }  // namespace pgsim::isa::integer
 

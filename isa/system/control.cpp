@@ -7,6 +7,7 @@
 #include <string>
 
 #include "isa/system/descriptors.h"
+#include "isa/system/machine_msrs.h"
 #include "isa/system/paging.h"
 #include "isa/system/semantics.h"
 #include "isa/vmx/guest_vmx.h"
@@ -108,8 +109,7 @@ void write_cr4(Core& core, uint64_t v) {
   }
   if ((v & CR4_PCIDE) && !(s.cr4 & CR4_PCIDE) && (!s.long_mode_active() || (s.cr3 & 0xFFF))) throw Fault::gp(0);
   if (s.paging() && !s.long_mode_active() && (v & CR4_PAE) && !(s.cr4 & CR4_PAE)) check_pae_pdptes(core, s.cr3);
-  const uint64_t paging_bits = CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP | CR4_LA57;
-  const bool flush = ((v ^ s.cr4) & paging_bits) != 0;
+  const bool flush = ((v ^ s.cr4) & kCr4PagingBits) != 0;
   s.cr4 = v;
   if (flush) core.flush_tlbs(true);
 }
@@ -148,12 +148,19 @@ void mov_from_cr(Core& core, const Insn& i) {
   mov_cr_destination(core, i.op[0], v);
 }
 
-// DR4/DR5 alias DR6/DR7 unless CR4.DE, which makes them #UD (SDM vol. 3, 18.2.2).
-unsigned debug_register(const Core& core, unsigned n) {
+// DR4/DR5 alias DR6/DR7 unless CR4.DE, which makes them #UD (SDM vol. 3, 18.2.2); with DR7.GD
+// any access is a #DB fault with DR6.BD, and the processor clears GD to let the handler in.
+unsigned debug_register(Core& core, unsigned n) {
   if (n > 7) throw Fault::ud();
+  CpuState& s = core.state();
   if (n == 4 || n == 5) {
-    if (core.state().cr4 & CR4_DE) throw Fault::ud();
+    if (s.cr4 & CR4_DE) throw Fault::ud();
     n += 2;
+  }
+  if (s.dr[7] & DR7_GD) {
+    s.dr[6] = (s.dr[6] & ~kDr6Hits) | DR6_BD;
+    s.dr[7] &= ~uint64_t(DR7_GD);
+    throw Fault{DB, false, 0, 0};
   }
   return n;
 }
@@ -163,20 +170,15 @@ void mov_to_dr(Core& core, const Insn& i) {
   unsigned n = debug_register(core, i.op[0].reg);
   uint64_t v = mov_cr_source(core, i.op[1]);
   if ((n == 6 || n == 7) && (v >> 32)) throw Fault::gp(0);
-  if (n == 6) v = (v | 0xFFFF0FF0u) & 0xFFFFFFFFu;
-  if (n == 7) v = (v | 0x400) & 0xFFFFFFFFu;
-  core.state().dr[n] = v;
-  // Breakpoints are not modeled: enabling one stops the run rather than silently never firing.
-  if (n == 7 && (v & 0xFF))
-    core.shutdown("MOV DR7 enables a hardware breakpoint (DR7=" + std::to_string(v) +
-                  "): debug breakpoints are not implemented");
+  if (n == 6) v = (v | kDr6Fixed1) & ~uint64_t(1u << 12);  // bit 12 reads 0
+  if (n == 7) v = (v & kDr7Writable) | DR7_FIXED1;
+  core.state().dr[n] = v;  // the core re-derives its breakpoints after this instruction (sync_mode)
 }
 
 void mov_from_dr(Core& core, const Insn& i) {
   require_cpl0(core);
   mov_cr_destination(core, i.op[0], core.state().dr[debug_register(core, i.op[1].reg)]);
 }
-
 void lmsw(Core& core, const Insn& i) {
   require_cpl0(core);
   const uint16_t w = core.get<uint16_t>(i, i.op[0]);
@@ -359,6 +361,7 @@ uint64_t read_msr(Core& core, uint32_t msr) {
     case MSR_KERNEL_GS_BASE: return s.kernel_gs_base;
     case MSR_TSC_AUX: return s.tsc_aux;
     default:
+      if (read_machine_msr(s, msr, v)) return v;
       if (vmx::GuestVmx* vmx = system_config(core).vmx; vmx && vmx->read_msr(msr, v)) return v;
       if (MsrDevice* dev = system_config(core).msr_device; dev && dev->read_msr(msr, v)) return v;
       throw Fault::gp(0);
@@ -408,6 +411,7 @@ void write_msr(Core& core, uint32_t msr, uint64_t v) {
       s.tsc_aux = v;
       break;
     default:
+      if (write_machine_msr(s, msr, v)) break;
       if (vmx::GuestVmx* vmx = system_config(core).vmx; vmx && vmx->write_msr(msr, v)) break;
       if (MsrDevice* dev = system_config(core).msr_device; dev && dev->write_msr(msr, v)) break;
       throw Fault::gp(0);
@@ -458,10 +462,11 @@ CpuidLeaf cpuid_leaf(Core& core, uint32_t leaf, uint32_t subleaf) {
     case 1:
       r.eax = 0x000906EA;  // family 6, model 0x9E, stepping 10
       r.ebx = (8u << 8) | (1u << 16);  // CLFLUSH line 64 bytes, one logical processor, APIC ID 0
-      // EDX: FPU, DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, PGE, CMOV, PAT, PSE-36, CLFSH, FXSR, SSE, SSE2.
+      // EDX: FPU, DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT, PSE-36, CLFSH, FXSR, SSE,
+      // SSE2.
       r.edx = (1u << 0) | (1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) |
-              (1u << 11) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19) | (1u << 24) |
-              (1u << 25) | (1u << 26);
+              (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19) |
+              (1u << 24) | (1u << 25) | (1u << 26);
       // ECX: CX16, PCID, POPCNT; VMX with guest VMX; x2APIC and TSC-deadline when the MSR device
       // provides them; bit 31 when a hypervisor presents itself.
       // XSAVE, and OSXSAVE as CR4 says.
@@ -474,7 +479,8 @@ CpuidLeaf cpuid_leaf(Core& core, uint32_t leaf, uint32_t subleaf) {
     case 7:
       if (subleaf == 0) {
         r.ebx = (1u << 7) | (1u << 10) | (1u << 20);  // SMEP, INVPCID, SMAP
-        r.ecx = (1u << 2) | (1u << 16);               // UMIP, LA57
+        r.ecx = (1u << 2) | (1u << 3) | (1u << 16) | (1u << 31);  // UMIP, PKU, LA57, PKS
+        if (core.state().cr4 & CR4_PKE) r.ecx |= 1u << 4;         // OSPKE
       }
       break;
     case 0xD:  // XSAVE: the x87 and SSE components in the legacy region, then the 64-byte header
@@ -507,7 +513,13 @@ CpuidLeaf cpuid_leaf(Core& core, uint32_t leaf, uint32_t subleaf) {
 
 void cpuid(Core& core, const Insn&) {
   CpuState& s = core.state();
-  CpuidLeaf r = cpuid_leaf(core, static_cast<uint32_t>(s.gpr[RAX]), static_cast<uint32_t>(s.gpr[RCX]));
+  uint32_t leaf = static_cast<uint32_t>(s.gpr[RAX]);
+  // IA32_MISC_ENABLE.LIMIT_CPUID: leaf 0 reports 2 as the highest basic leaf, and a higher basic
+  // leaf answers as the highest one does (SDM vol. 2, CPUID).
+  const bool limited = s.misc_enable & kMiscLimitCpuidMaxval;
+  if (limited && leaf > 2 && leaf < 0x40000000) leaf = 2;
+  CpuidLeaf r = cpuid_leaf(core, leaf, static_cast<uint32_t>(s.gpr[RCX]));
+  if (limited && leaf == 0) r.eax = 2;
   s.gpr[RAX] = r.eax;
   s.gpr[RBX] = r.ebx;
   s.gpr[RCX] = r.ecx;

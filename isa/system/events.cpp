@@ -82,7 +82,7 @@ void deliver_protected(Core& core, const Event& ev) {
   const bool inner = new_cpl < cpl;
   const uint64_t target = ia32e ? gate.gate_offset() : ((t & 8) ? gate.gate_offset() & 0xFFFFFFFF : gate.gate_offset() & 0xFFFF);
   const unsigned size = ia32e ? 8 : ((t & 8) ? 4 : 2);
-  const uint64_t flags = s.rflags;
+  const uint64_t flags = s.rflags | (ev.sets_resume_flag() ? uint64_t(RF) : 0);
   // The accessed-bit write may fault too: do it before any register changes.
   mark_accessed(core, cs_sel, cd);
 
@@ -148,6 +148,7 @@ void deliver_once(Core& core, const Event& ev) {
   if (!(s.cr0 & CR0_PE)) deliver_real_mode(core, ev);
   else deliver_protected(core, ev);
   s.halted = false;
+  if (ev.kind == EventKind::Nmi) s.nmi_blocked = true;  // until the next IRET (SDM 6.7.1)
 }
 
 // A fault during the delivery of `first` (SDM table 6-5): a double fault, a triple fault, or the

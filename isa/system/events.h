@@ -25,9 +25,24 @@ struct Event {
   bool has_error_code = false;
   uint32_t error_code = 0;
   uint64_t cr2 = 0;  // for #PF: loaded into CR2 on delivery
+  // A #DB raised as a fault by an instruction (MOV DR with DR7.GD); other #DBs are traps, or the
+  // instruction-breakpoint fault, which alone of the faults keeps RF as it is in the frame.
+  bool debug_fault = false;
 
   static Event from_fault(const Fault& f) {
-    return {f.vector, EventKind::Exception, f.has_error_code, f.error_code, f.cr2};
+    return {f.vector, EventKind::Exception, f.has_error_code, f.error_code, f.cr2, f.vector == DB};
+  }
+  // The RFLAGS image this event saves has RF set (SDM vol. 3, 18.3.1.1): every fault-class
+  // exception but an instruction breakpoint's #DB, so that IRET restarts the instruction without
+  // meeting its breakpoint again.
+  bool sets_resume_flag() const {
+    if (kind != EventKind::Exception) return false;
+    switch (vector) {
+      case DE: case BR: case UD: case NM: case TS: case NP: case SS_: case GP: case PF_: case MF: case AC_: case XM:
+        return true;
+      case DB: return debug_fault;
+      default: return false;  // traps (#BP, #OF, single step, data breakpoints) and aborts (#DF, #MC)
+    }
   }
   bool software() const { return kind == EventKind::SoftwareInt || kind == EventKind::SoftwareException; }
 };

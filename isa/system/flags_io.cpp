@@ -97,6 +97,7 @@ void in(Core& core, const Insn& i) {
   const uint16_t port = port_operand(core, i.op[1]);
   const unsigned size = i.op[0].size;
   check_io_permission(core, port, size);
+  core.check_io_breakpoints(port, size);
   const uint32_t v = core.io().in(port, size);
   switch (size) {
     case 1: core.set_reg<uint8_t>(i.op[0], static_cast<uint8_t>(v)); break;
@@ -109,6 +110,7 @@ void out(Core& core, const Insn& i) {
   const uint16_t port = port_operand(core, i.op[0]);
   const unsigned size = i.op[1].size;
   check_io_permission(core, port, size);
+  core.check_io_breakpoints(port, size);
   const uint64_t mask = Core::size_mask(size);
   core.io().out(port, size, static_cast<uint32_t>(core.state().gpr[i.op[1].reg] & mask));
 }
@@ -131,6 +133,7 @@ template <unsigned Size, bool Input>
 void string_io(Core& core, const Insn& i) {
   const uint16_t port = static_cast<uint16_t>(core.state().gpr[RDX]);
   check_io_permission(core, port, Size);
+  core.check_io_breakpoints(port, Size);
   const bool rep = i.rep() || i.repne();
   const unsigned index = Input ? RDI : RSI;
   const int64_t step = (core.state().rflags & DF) ? -int64_t(Size) : int64_t(Size);

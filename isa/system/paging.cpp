@@ -58,8 +58,9 @@ class Walker {
     if (nxe_) xd_any_ = xd_any_ || (value & PTE_XD);
     used_[nused_++] = {paddr, guest_paddr, level, value, size};
   }
-  WalkResult fail(bool present, bool reserved);
+  WalkResult fail(bool present, bool reserved, bool key = false);
   WalkResult finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf_value);
+  bool key_denies(uint64_t leaf_value);
 
   WalkResult walk32();
   WalkResult walk_wide(unsigned top_level, uint64_t table);
@@ -76,7 +77,7 @@ class Walker {
   unsigned nused_ = 0;
 };
 
-WalkResult Walker::fail(bool present, bool reserved) {
+WalkResult Walker::fail(bool present, bool reserved, bool key) {
   bool fetch = req_.access == Access::Execute;
   bool fetch_flag = fetch && ((s_.cr4 & CR4_SMEP) || ((s_.cr4 & CR4_PAE) && nxe_));
   uint32_t err = 0;
@@ -85,9 +86,25 @@ WalkResult Walker::fail(bool present, bool reserved) {
   if (req_.user) err |= PFERR_U;
   if (reserved) err |= PFERR_RSVD;
   if (fetch_flag) err |= PFERR_I;
+  if (key) err |= PFERR_PK;
   result_.ok = false;
   result_.fault = Fault::pf(req_.linear, err);
   return result_;
+}
+
+// Protection keys (SDM 4.6.2): with 4- or 5-level paging, a data access to a user-mode address
+// is checked against PKRU (with CR4.PKE), one to a supervisor-mode address against IA32_PKRS
+// (with CR4.PKS), by the key in bits 62:59 of the leaf entry. Access-disable forbids every data
+// access; write-disable forbids user-mode writes, and supervisor-mode writes with CR0.WP.
+// Records in the result what the key allows (a shadow pager maps the page accordingly).
+bool Walker::key_denies(uint64_t leaf_value) {
+  if (!s_.long_mode_active() || !(s_.cr4 & (us_all_ ? CR4_PKE : CR4_PKS))) return false;
+  const unsigned key = (leaf_value >> kProtectionKeyShift) & 0xF;
+  const uint64_t rights = (us_all_ ? s_.pkru : s_.pkrs) >> (2 * key);
+  result_.key_read_denied = rights & 1;
+  result_.key_write_denied = (rights & 1) || ((rights & 2) && (req_.user || (s_.cr0 & CR0_WP)));
+  if (req_.access == Access::Execute) return false;
+  return req_.access == Access::Write ? result_.key_write_denied : result_.key_read_denied;
 }
 
 // Applies the access rights of SDM 4.6 to the accumulated rights, then sets accessed and dirty
@@ -107,6 +124,7 @@ WalkResult Walker::finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf
     allowed = !smap_block && !wp_block;
   }
   if (!allowed) return fail(true, false);
+  if (key_denies(leaf_value)) return fail(true, false, true);
 
   // With EPT the final guest-physical address is translated before any flag is set, so that an
   // EPT violation leaves the guest's tables as they were; a flag update is a write to the guest
@@ -135,6 +153,7 @@ WalkResult Walker::finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf
   result_.executable = !xd_any_;
   result_.global = (leaf_value & PTE_G) && (s_.cr4 & CR4_PGE);
   result_.dirty = used_[nused_ - 1].value & PTE_D;
+  if (s_.long_mode_active()) result_.key = (leaf_value >> kProtectionKeyShift) & 0xF;
   return result_;
 }
 

@@ -31,6 +31,9 @@ enum EntryBit : uint64_t {
   PTE_XD = 1ull << 63,  // execute disable (with EFER.NXE; PAE and wider entries only)
 };
 
+// The protection key of a leaf entry in 4- and 5-level paging: bits 62:59 (SDM 4.6.2).
+constexpr unsigned kProtectionKeyShift = 59;
+
 // Bits hi..lo set (hi <= 63, lo <= hi).
 constexpr uint64_t bit_range(unsigned hi, unsigned lo) {
   return ((hi >= 63 ? ~0ull : ((1ull << (hi + 1)) - 1))) & ~((1ull << lo) - 1);
@@ -64,6 +67,9 @@ struct WalkResult {
   bool executable = false; // XD clear at every level (or no XD in this paging mode)
   bool global = false;     // G set in the leaf and CR4.PGE
   bool dirty = false;      // the leaf's dirty flag after this access
+  unsigned key = 0;        // the leaf's protection key (bits 62:59; 4- and 5-level paging)
+  bool key_read_denied = false;   // the leaf's protection key forbids data reads (PKRU/IA32_PKRS AD)
+  bool key_write_denied = false;  // ... or writes, for this access's privilege (WD, with CR0.WP if supervisor)
   uint16_t pcid = 0;       // CR3[11:0] with CR4.PCIDE (4- and 5-level paging), else 0
   unsigned levels = 0;     // depth of the hierarchy in this paging mode (0 without paging)
   unsigned refs = 0;       // paging-structure entries read from memory by this walk

@@ -28,6 +28,7 @@ void register_system_instructions(Dispatch& d) {
   system::register_control(d);
   system::register_flags_io(d);
   system::register_transfer(d);
+  system::register_protection(d);
   vmx::register_vmx_instructions(d);
 }
 

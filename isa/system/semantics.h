@@ -62,5 +62,6 @@ void set_stack_pointer(Core& core, const Segment& ss, uint64_t sp, bool flat64);
 void register_control(Dispatch& d);    // control.cpp: CRn, DRn, descriptor tables, MSRs, CPUID, TSC, HLT, caches
 void register_flags_io(Dispatch& d);   // flags_io.cpp: PUSHF, POPF, CLI, STI, IN, OUT, INS, OUTS
 void register_transfer(Dispatch& d);   // transfer.cpp: far transfers, INT, IRET, SYSCALL..., segment registers
+void register_protection(Dispatch& d); // protection.cpp: CLAC, STAC, RDPKRU, WRPKRU
 
 }  // namespace pgsim::isa::system

@@ -323,6 +323,7 @@ void iret(Core& core, const Insn& i) {
       return;
     }
   }
+  s.nmi_blocked = false;  // IRET ends the blocking of NMIs, even when it then faults (SDM 6.7.1)
   const uint64_t rip = stack_read(core, 0, size);
   const uint16_t sel = static_cast<uint16_t>(stack_read(core, size, size));
   const uint64_t image = stack_read(core, 2 * size, size);

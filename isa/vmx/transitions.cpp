@@ -340,6 +340,7 @@ void load_guest_state(const Vmcs& vmcs, CpuState& s) {
   s.rip = vmcs.get(F::GuestRip);
   s.rflags = vmcs.get(F::GuestRflags);
   s.interrupt_shadow = vmcs.get32(F::GuestInterruptibility) & (BLOCKING_BY_STI | BLOCKING_BY_MOV_SS);
+  s.nmi_blocked = !vmcs.pin(PIN_VIRTUAL_NMIS) && (vmcs.get32(F::GuestInterruptibility) & BLOCKING_BY_NMI);
   s.halted = vmcs.get32(F::GuestActivityState) == static_cast<uint32_t>(ActivityState::Hlt);
 }
 
@@ -373,9 +374,12 @@ void save_guest_state(Vmcs& vmcs, const CpuState& s) {
   vmcs.set(F::GuestRsp, s.gpr[RSP]);
   vmcs.set(F::GuestRip, s.rip);
   vmcs.set(F::GuestRflags, s.rflags);
-  // The core keeps one interrupt shadow for STI and MOV SS: it is saved as blocking by STI. NMI
-  // blocking is not modeled by the core; the field's bit 3 is left as the VMM wrote it.
-  const uint32_t nmi_blocking = vmcs.get32(F::GuestInterruptibility) & BLOCKING_BY_NMI;
+  // The core keeps one interrupt shadow for STI and MOV SS: it is saved as blocking by STI. Bit 3
+  // is the guest's NMI blocking; with virtual NMIs it is the virtual-NMI blocking, which the core
+  // does not track (the field keeps what the VMM wrote).
+  const uint32_t nmi_blocking = vmcs.pin(PIN_VIRTUAL_NMIS)
+                                    ? vmcs.get32(F::GuestInterruptibility) & BLOCKING_BY_NMI
+                                    : (s.nmi_blocked ? uint32_t{BLOCKING_BY_NMI} : 0u);
   vmcs.set(F::GuestInterruptibility, (s.interrupt_shadow ? uint32_t{BLOCKING_BY_STI} : 0u) | nmi_blocking);
   vmcs.set(F::GuestActivityState,
            static_cast<uint32_t>(s.halted ? ActivityState::Hlt : ActivityState::Active));
@@ -391,6 +395,7 @@ void load_host_state(const Vmcs& vmcs, CpuState& s) {
   if (host64) s.cr4 |= CR4_PAE;
   else s.cr4 &= ~uint64_t(CR4_PCIDE);
   s.dr[7] = 0x400;
+  s.nmi_blocked = false;  // the guest's NMI blocking is in its VMCS; the host runs outside NMI context
   s.sysenter_cs = vmcs.get32(F::HostSysenterCs);
   s.sysenter_esp = vmcs.get(F::HostSysenterEsp);
   s.sysenter_eip = vmcs.get(F::HostSysenterEip);

@@ -190,6 +190,8 @@ bool Cpu::read_cr8(uint64_t& value) {
 
 bool Cpu::interrupt_pending() { return lapic_ && lapic_->has_pending(); }
 uint8_t Cpu::acknowledge_interrupt() { return lapic_->acknowledge(); }
+bool Cpu::nmi_pending() { return lapic_ && lapic_->nmi_pending(); }
+void Cpu::acknowledge_nmi() { lapic_->acknowledge_nmi(); }
 
 void Cpu::wait_for_interrupt() {
   // Bring SystemC time up to the CPU's, then sleep until the interrupt controller has something.
@@ -200,7 +202,7 @@ void Cpu::wait_for_interrupt() {
   // the host-time limit and stop requests; with nothing else pending it waits for the interrupt
   // alone, so that a machine with nothing left to happen ends at once.
   const sc_time check_interval(1, sc_core::SC_MS);
-  while (!lapic_->has_pending() && end_ == End::Running) {
+  while (!lapic_->has_pending() && !lapic_->nmi_pending() && end_ == End::Running) {
     sc_time horizon = check_interval;
     if (params_.max_seconds > 0) {
       const sc_time limit(params_.max_seconds, sc_core::SC_SEC);
@@ -244,7 +246,7 @@ void Cpu::run() {
   // every instruction traps into the VMM (some 20 us of host time each) returns to the limit
   // checks below within a fraction of a second.
   const uint64_t chunk_steps = 4 * chunk;
-  if (lapic_ && lapic_->has_pending()) core_.notify_interrupt();
+  if (lapic_ && (lapic_->has_pending() || lapic_->nmi_pending())) core_.notify_interrupt();
   while (end_ == End::Running) {
     uint64_t budget = chunk;
     const uint64_t retired = core_.counters().retired;
@@ -299,7 +301,7 @@ void Cpu::run() {
       }
       wait_for_interrupt();
       if (end_ != End::Running) break;
-      if (!lapic_->has_pending()) {
+      if (!lapic_->has_pending() && !lapic_->nmi_pending()) {
         finish(End::TimeLimit, "run.max_seconds reached while halted");
         break;
       }

@@ -90,6 +90,8 @@ class Cpu : public sc_core::sc_module,
   // isa::InterruptSource
   bool interrupt_pending() override;
   uint8_t acknowledge_interrupt() override;
+  bool nmi_pending() override;
+  void acknowledge_nmi() override;
   // isa::TimeSource
   uint64_t current_cycle() override { return account_.total(); }
   // isa::MsrDevice: the local APIC's x2APIC registers, IA32_TSC_DEADLINE, IA32_APIC_BASE, CR8.

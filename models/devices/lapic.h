@@ -101,6 +101,15 @@ class Lapic : public sc_core::sc_module {
     set(isr_, v);
     return static_cast<uint8_t>(v);
   }
+  // The NMI pin of the CPU: an IPI with delivery mode NMI, or LINT1 (the PC's NMI line) in NMI
+  // mode. Edge-triggered: one NMI is latched until the CPU accepts it.
+  bool nmi_pending() const { return nmi_pending_; }
+  void acknowledge_nmi() { nmi_pending_ = false; }
+  // The NMI line on LINT1 was asserted: an NMI when LINT1 is unmasked in NMI mode (SDM 11.5.1).
+  void assert_lint1() {
+    const uint32_t lint1 = lvt_[lvt_index(LVT_LINT1)];
+    if (!(lint1 & LVT_MASKED) && (lint1 & LVT_DELIVERY_MODE) == DM_NMI) raise_nmi();
+  }
   uint8_t tpr() const { return static_cast<uint8_t>(tpr_); }
   void set_tpr(uint8_t tpr) { tpr_ = tpr; notify_interrupt(); }
 
@@ -246,8 +255,13 @@ class Lapic : public sc_core::sc_module {
     const uint32_t dest = x2apic() ? icr_high_ : icr_high_ >> 24;
     const bool to_me = shorthand == ICR_SELF || shorthand == ICR_ALL_INCLUDING_SELF ||
                        (shorthand == 0 && (dest == apic_id_ || dest == (x2apic() ? 0xFFFFFFFFu : 0xFFu)));
-    if (to_me && (icr_low_ & LVT_DELIVERY_MODE) == DM_FIXED)
-      deliver(static_cast<uint8_t>(icr_low_ & 0xFF), false);
+    if (!to_me) return;
+    if ((icr_low_ & LVT_DELIVERY_MODE) == DM_FIXED) deliver(static_cast<uint8_t>(icr_low_ & 0xFF), false);
+    else if ((icr_low_ & LVT_DELIVERY_MODE) == DM_NMI) raise_nmi();  // the vector field is ignored
+  }
+  void raise_nmi() {
+    nmi_pending_ = true;
+    notify_interrupt();
   }
 
   // --- timer ----------------------------------------------------------------------------------
@@ -304,6 +318,7 @@ class Lapic : public sc_core::sc_module {
   uint64_t apic_base_ = 0xFEE00000 | APIC_BASE_ENABLE | (1u << 8);  // BSP, enabled
   uint32_t apic_id_ = 0, tpr_ = 0, ldr_ = 0, dfr_ = 0xFFFFFFFF, svr_ = 0xFF, esr_ = 0;
   uint32_t icr_low_ = 0, icr_high_ = 0;
+  bool nmi_pending_ = false;
   std::array<uint32_t, 7> lvt_{};  // timer, thermal, perf, LINT0, LINT1, error, CMCI
   Bits isr_{}, tmr_{}, irr_{};
   uint32_t timer_initial_ = 0, timer_divide_ = 0;

@@ -128,6 +128,13 @@ bool BinaryTranslationVmm::translated_mode() const {
 }
 
 void BinaryTranslationVmm::place_real_rip(Core& real) {
+  // Translated code runs at other addresses than the guest's and one translated block at a time:
+  // the guest's debug registers and RFLAGS.TF would have to be emulated by the translator.
+  const CpuState& v = guest_.vcpu().state();
+  if (translated_mode() && ((v.dr[7] & DR7_ENABLES) || (v.rflags & TF)))
+    throw std::runtime_error("binary_translation: the guest kernel enables " +
+                             std::string(v.rflags & TF ? "single-stepping (RFLAGS.TF)" : "a hardware breakpoint (DR7)") +
+                             " in code the VMM translates: debug traps of translated code are not implemented");
   translated_real_state_ = false;
   if (!translated_mode()) return;
   const uint64_t guest_rip = guest_.vcpu().state().rip;

@@ -329,13 +329,18 @@ void DeprivilegedGuest::project(Core& real) {
   // While the guest's paging stays off, only the paging-off shadow is in use, which no guest table
   // or paging control shapes.
   const bool paging_in_use = (v.cr0 | guest_cr0_) & CR0_PG;
-  if (paging_in_use && ((v.cr0 ^ guest_cr0_) & (CR0_WP | CR0_PG) ||
-                        (v.cr4 ^ guest_cr4_) & (CR4_PSE | CR4_PAE | CR4_PGE | CR4_LA57 | CR4_PCIDE | CR4_SMEP | CR4_SMAP))) {
+  // The shadows hold the rights the guest's protection keys leave (WRPKRU and WRMSR IA32_PKRS are
+  // emulated on the virtual CPU, the real one having no CR4.PKE or PKS).
+  const bool keys_changed = (v.cr4 & (CR4_PKE | CR4_PKS)) && (v.pkru != guest_pkru_ || v.pkrs != guest_pkrs_);
+  if (paging_in_use && ((v.cr0 ^ guest_cr0_) & (CR0_WP | CR0_PG) || (v.cr4 ^ guest_cr4_) & kCr4PagingBits ||
+                        keys_changed)) {
     shadow_->flush_all();  // the guest changed how its tables are read
     tlbs_stale_ = true;
   }
   guest_cr0_ = v.cr0;
   guest_cr4_ = v.cr4;
+  guest_pkru_ = v.pkru;
+  guest_pkrs_ = v.pkrs;
 
   r.gpr = v.gpr;
   r.fpu = v.fpu;
@@ -452,6 +457,7 @@ void DeprivilegedGuest::emulate_instruction(Emulation why) {
   }
   ++emulated_;
   const Insn& insn = *v.current_insn();  // the instruction the virtual CPU just retired
+  v.deliver_debug_trap();  // a single step or breakpoint trap after it, before the guest goes on
   emulated_by_mnemonic_.record(insn);
   if (why == Emulation::TracedWrite) return;  // charged as vmm_shadow_trace
   if (why == Emulation::Mmio) {
@@ -587,7 +593,10 @@ bool DeprivilegedGuest::interrupt_pending() {
 }
 
 bool DeprivilegedGuest::interrupt_held() {
-  if (!interrupts_ || take_every_interrupt_ || !direct_ || !inline_interrupt_window) return false;
+  if (!interrupts_) return false;
+  // An NMI held back by the guest's NMI blocking, which its IRET (emulated) ends.
+  if (vcpu_ && vcpu_->core().state().nmi_blocked && interrupts_->nmi_pending()) return true;
+  if (take_every_interrupt_ || !direct_ || !inline_interrupt_window) return false;
   const std::optional<bool> window = inline_interrupt_window();
   return window && !*window && interrupts_->interrupt_pending();
 }

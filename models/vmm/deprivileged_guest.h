@@ -226,7 +226,11 @@ class DeprivilegedGuest : private isa::InterruptSource {
   // Translated code may open an inline interrupt window without entering the VMM.
   bool interrupt_held() override;
   uint8_t acknowledge_interrupt() override { return interrupts_->acknowledge_interrupt(); }
-  bool nmi_pending() override { return interrupts_ && interrupts_->nmi_pending(); }
+  // An NMI waits while the guest's own NMI handler runs (the virtual CPU's NMI blocking, which the
+  // reflected NMI set and the guest's IRET, emulated, ends).
+  bool nmi_pending() override {
+    return interrupts_ && !(vcpu_ && vcpu_->core().state().nmi_blocked) && interrupts_->nmi_pending();
+  }
   void acknowledge_nmi() override { interrupts_->acknowledge_nmi(); }
 
   const char* strategy_;
@@ -261,6 +265,8 @@ class DeprivilegedGuest : private isa::InterruptSource {
   uint64_t real_efer_features_ = 0;
   uint64_t area_linear_base() const;
   uint64_t guest_cr0_ = 0, guest_cr4_ = 0;  // as the shadows were built for
+  uint64_t guest_pkrs_ = 0;                  // the guest's protection keys the shadows were built under
+  uint32_t guest_pkru_ = 0;
   bool tlbs_stale_ = false;                 // shadow entries were dropped: the real TLBs must forget them
 
   uint64_t emulated_ = 0, emulated_io_ = 0, emulated_mmio_ = 0, reflected_ = 0, interpreted_ = 0;

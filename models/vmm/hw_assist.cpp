@@ -208,9 +208,12 @@ void HwAssistVmm::program_vmcs(const CpuState& boot) {
   vmcs_.set(F::ProcBasedControls, proc);
   vmcs_.set(F::SecondaryProcBasedControls, PROC2_ENABLE_EPT | PROC2_UNRESTRICTED_GUEST | PROC2_ENABLE_RDTSCP |
                                                PROC2_ENABLE_INVPCID | (options_.vpid ? uint32_t{PROC2_ENABLE_VPID} : 0u));
+  // The guest's DR7 is saved at every exit and loaded at every entry, as KVM does: the exit sets
+  // DR7 to 400H (SDM 28.5.1), which would otherwise disarm the guest's breakpoints.
   vmcs_.set(F::ExitControls, must_be_1(IA32_VMX_TRUE_EXIT_CTLS) | EXIT_HOST_ADDRESS_SPACE_SIZE |
-                                 EXIT_ACK_INTERRUPT_ON_EXIT | EXIT_SAVE_EFER | EXIT_LOAD_EFER);
-  vmcs_.set(F::EntryControls, must_be_1(IA32_VMX_TRUE_ENTRY_CTLS) | ENTRY_LOAD_EFER);
+                                 EXIT_ACK_INTERRUPT_ON_EXIT | EXIT_SAVE_EFER | EXIT_LOAD_EFER | EXIT_SAVE_DEBUG_CONTROLS);
+  vmcs_.set(F::EntryControls, must_be_1(IA32_VMX_TRUE_ENTRY_CTLS) | ENTRY_LOAD_EFER | ENTRY_LOAD_DEBUG_CONTROLS);
+  vmcs_.set(F::GuestDr7, boot.dr[7]);
   vmcs_.set(F::ExceptionBitmap, 0);
   vmcs_.set(F::Vpid, options_.vpid ? kGuestVpid : 0);
   if (ept_) vmcs_.set(F::EptPointer, ept_->encode());
@@ -695,6 +698,11 @@ void HwAssistVmm::emulate_on_vcpu(Core& core, const CpuState& guest) {
   cpu.star = v.star, cpu.lstar = v.lstar, cpu.cstar = v.cstar, cpu.fmask = v.fmask;
   cpu.kernel_gs_base = v.kernel_gs_base;
   cpu.tsc_aux = v.tsc_aux;
+  cpu.fpu = v.fpu;
+  cpu.xcr0 = v.xcr0;
+  cpu.pkru = v.pkru, cpu.pkrs = v.pkrs;
+  cpu.misc_enable = v.misc_enable;
+  cpu.mtrr_def_type = v.mtrr_def_type, cpu.mtrr_var = v.mtrr_var, cpu.mtrr_fixed = v.mtrr_fixed;
   if (raised_) inject_raised(core, *raised_, guest.rip);
 }
 

@@ -32,6 +32,7 @@ void LeakDetector::before(Core& real, const Insn& insn) {
   faulted_ = retired == 0;
   after_ = vcpu_.state();
   vcpu_.state() = before_;
+  vcpu_.core().discard_debug_trap();  // the real CPU raises the instruction's own traps
   vcpu_.core().sync_mode();
 }
 

@@ -82,7 +82,11 @@ bool fill_shadow(ShadowPager& shadow, uint64_t root, const CpuState& v, uint64_t
                  bool identity_2m) {
   const bool paging = v.paging();
   const WalkResult& w = f.walk;
-  const bool writable = w.writable && (w.dirty || !paging) && !shadow.is_write_protected(w.paddr >> 12);
+  // A protection key that forbids writes leaves the shadow entry read-only, so that the write
+  // faults into the VMM, whose walk with the guest's PKRU finds the guest's own #PF. (A key that
+  // forbids reads is met only by a fetch's fill: the guest's data accesses there go unchecked.)
+  const bool writable = w.writable && (w.dirty || !paging) && !w.key_write_denied &&
+                        !shadow.is_write_protected(w.paddr >> 12);
   return !paging && identity_2m ? shadow.fill_identity_2m(root, linear) : shadow.fill(root, linear, w, writable, f.sources);
 }
 

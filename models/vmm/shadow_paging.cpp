@@ -157,6 +157,9 @@ bool ShadowPager::fill(uint64_t root, uint64_t linear, const isa::WalkResult& gu
   if (guest.user || !keep_guest_user_bit_) leaf |= kUs;
   if (writable) leaf |= kRw;
   if (!guest.executable) leaf |= kXd;
+  // The guest's protection key, which the real CPU checks where its CR4.PKE/PKS are the guest's
+  // (hw_assist); the deprivileging VMMs' real CPU has neither and ignores it.
+  leaf |= uint64_t{guest.key} << isa::kProtectionKeyShift;
   const uint64_t slot = entry_slot(shadow, linear, 1);
   entry(slot) = leaf;
   ++counters_.fills;

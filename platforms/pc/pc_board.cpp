@@ -139,7 +139,7 @@ PcBoard::PcBoard(sc_core::sc_module_name name, const config::Config& c, std::ost
   // The core polls its interrupt source at every boundary after a notification, for as long as an
   // interrupt stays pending; a notification with nothing pending would only cost it time.
   lapic_->on_interrupt = [this] {
-    if (lapic_->has_pending()) cpu_->core().notify_interrupt();
+    if (lapic_->has_pending() || lapic_->nmi_pending()) cpu_->core().notify_interrupt();
   };
   pic_master_->irq.connect([this](bool) { lapic_->notify_interrupt(); });
   ioapic_->deliver = [this](uint8_t vector, bool level) { lapic_->deliver(vector, level); };

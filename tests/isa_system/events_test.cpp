@@ -26,7 +26,7 @@ TEST(EventDelivery, LongModeRing3ToRing0FrameByteForByte) {
   const uint64_t top = kKernelStack;
   EXPECT_EQ(m.stack<uint64_t>(top - 8), kUserData);
   EXPECT_EQ(m.stack<uint64_t>(top - 16), 0x7FF8u);
-  EXPECT_EQ(m.stack<uint64_t>(top - 24), RF1 | IF | CF);
+  EXPECT_EQ(m.stack<uint64_t>(top - 24), RF1 | IF | CF | RF);  // a fault saves RF set (SDM 18.3.1.1)
   EXPECT_EQ(m.stack<uint64_t>(top - 32), kUserCode);
   EXPECT_EQ(m.stack<uint64_t>(top - 40), 0x401234u);
   EXPECT_EQ(m.stack<uint64_t>(top - 48), 0x1234u);
@@ -74,7 +74,7 @@ TEST(EventDelivery, Prot32Ring3ToRing0ThroughTssFrameByteForByte) {
   const uint64_t top = kKernelStack;
   EXPECT_EQ(m.stack<uint32_t>(top - 4), kUserData);
   EXPECT_EQ(m.stack<uint32_t>(top - 8), 0xBFFFF000u);
-  EXPECT_EQ(m.stack<uint32_t>(top - 12), RF1 | IF | ZF);
+  EXPECT_EQ(m.stack<uint32_t>(top - 12), RF1 | IF | ZF | RF);  // a fault saves RF set
   EXPECT_EQ(m.stack<uint32_t>(top - 16), kUserCode);
   EXPECT_EQ(m.stack<uint32_t>(top - 20), 0x08049000u);
   EXPECT_EQ(m.stack<uint32_t>(top - 24), PFERR_U | PFERR_W);

@@ -10,24 +10,6 @@ using namespace pgsim::test;
 
 namespace {
 
-// A Translator that walks the page tables on every soft-TLB miss (no modeled TLB).
-struct WalkingTranslator : Translator {
-  PhysicalBus& bus;
-  unsigned walks = 0;
-  explicit WalkingTranslator(PhysicalBus& b) : bus(b) {}
-  Translation translate(const CpuState& s, uint64_t linear, AccessKind kind, bool user, AccessOrigin origin) override {
-    ++walks;
-    WalkResult r = page_walk(s, bus, {linear, kind, user, origin == AccessOrigin::ImplicitSupervisor});
-    Translation t;
-    t.ok = r.ok;
-    t.fault = r.fault;
-    t.paddr = r.paddr;
-    return t;
-  }
-  void invalidate_page(uint64_t) override {}
-  void flush(bool) override {}
-};
-
 constexpr uint64_t P = 1, RW = 2, US = 4, PS = 0x80;
 constexpr uint64_t kUserPage = 0x401000;  // code and a read-only data page at 0x402000
 

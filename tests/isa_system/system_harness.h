@@ -6,6 +6,7 @@
 #include "isa/core.h"
 #include "isa/system/descriptors.h"
 #include "tests/isa/harness.h"
+#include "tests/vmm/walking_translator.h"
 
 namespace pgsim::test {
 

@@ -176,7 +176,61 @@ TEST_P(QemuComparison, SameSerialOutputAndExitStatus) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TestKernels, QemuComparison,
-                         ::testing::Values("hello", "interrupts", "tlb_loop_n72_r1", "compute"));
+                         ::testing::Values("hello", "interrupts", "tlb_loop_n72_r1", "compute", "legacy"));
+
+// The lines of `output` that begin with "sdm: " (drop = false) or all the others (drop = true).
+std::string sdm_lines(const std::string& output, bool drop) {
+  std::istringstream in(output);
+  std::string line, kept;
+  while (std::getline(in, line))
+    if ((line.rfind("sdm: ", 0) == 0) != drop) kept += line + "\n";
+  return kept;
+}
+
+// SMAP with CLAC/STAC, protection keys, the debug registers, NMIs and the boot-time MSRs
+// (tests/kernels/protection.S) print what QEMU's -cpu max prints; the "sdm:" lines are where
+// QEMU's TCG departs from the SDM (RF in fault frames, DR7.GD, reserved MTRR types), and pgsim
+// prints what the SDM says there.
+TEST_F(PlatformTest, ProtectionDebugAndNmiAsOnQemu) {
+  const fs::path kernel = kKernels / "protection.elf";
+  const Process q = qemu(kernel, "max");
+  ASSERT_EQ(q.exit_status, 1) << "QEMU: " << q.output;
+  const PgsimRun p = pgsim(kernel, "protection");
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+  EXPECT_EQ(sdm_lines(kernel_output(p.serial), true), sdm_lines(kernel_output(q.output), true));
+  EXPECT_EQ(sdm_lines(p.serial, false),
+            "sdm: reserved mtrr type, vector: d\n"          // #GP (SDM vol. 3, 12.11.2.1)
+            "sdm: smap read with ac=0, frame rf: 1\n"       // a fault saves RF = 1 (18.3.1.1)
+            "sdm: #ud frame rf: 1\n"
+            "sdm: general detect, #db: 1\n"                 // MOV DR with DR7.GD: #DB (18.2.4)
+            "sdm: general detect, dr6: 2000\n"              // DR6.BD
+            "sdm: general detect, dr7 after: 400\n");       // GD cleared on entry to the handler
+}
+
+// The same kernel under the VMMs: each gives the native output (its NMIs reflected through the
+// guest's IDT and held back by the guest's NMI blocking, its protection keys in the shadow tables,
+// its single steps and breakpoints on the real CPU); binary translation, whose translated code
+// cannot raise the guest's debug traps, refuses with a message that says so.
+TEST_F(PlatformTest, ProtectionDebugAndNmiUnderEveryVmm) {
+  const fs::path kernel = kKernels / "protection.elf";
+  const PgsimRun native = pgsim(kernel, "native");
+  ASSERT_EQ(native.process.exit_status, kGuestSuccess) << native.process.output;
+  const std::vector<std::vector<std::string>> runs = {
+      {"vmm.strategy=interpret"},
+      {"vmm.strategy=trap_emulate"},
+      {"vmm.strategy=paravirt"},
+      {"cpu.vmx=true", "vmm.strategy=hw_assist", "vmm.paging=nested"},
+      {"cpu.vmx=true", "vmm.strategy=hw_assist", "vmm.paging=shadow"}};
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const PgsimRun r = pgsim(kernel, "vmm" + std::to_string(k), runs[k]);
+    EXPECT_EQ(r.process.exit_status, kGuestSuccess) << runs[k].back() << ": " << r.process.output;
+    EXPECT_EQ(r.serial, native.serial) << runs[k].back();
+  }
+  const PgsimRun bt = pgsim(kernel, "bt", {"vmm.strategy=binary_translation"});
+  EXPECT_EQ(bt.process.exit_status, kSimulatorError);
+  EXPECT_NE(bt.process.output.find("debug traps of translated code are not implemented"), std::string::npos)
+      << bt.process.output;
+}
 
 // ---- x87, SSE, XSAVE and lazy FPU switching: tests/kernels/fpu.S ----------------------------------
 //
