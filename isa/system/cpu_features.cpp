@@ -118,10 +118,11 @@ bool vendor_has(const FeatureInfo& f, CpuVendor v) {
   return f.vendors & (v == CpuVendor::Intel ? kIntelOnly : kAmdOnly);
 }
 
-// Features that are on by default: implemented, offered by the vendor, and needing nothing the
-// platform must add (VMX comes with cpu.vmx, the hypervisor bit with a VMM, UMIP with the profile).
+// Features that are on by default: implemented and offered by the vendor, except UMIP, which the
+// profile x86-umip gives. Those that need something attached (VMX: guest VMX, with cpu.vmx; the
+// hypervisor bit: a VMM; x2APIC, TSC-deadline: the local APIC) are reported only with it.
 bool on_by_default(const FeatureInfo& f, CpuVendor v) {
-  return f.implemented && vendor_has(f, v) && f.feature != F::Vmx && f.feature != F::Umip;
+  return f.implemented && vendor_has(f, v) && f.feature != F::Umip;
 }
 
 }  // namespace

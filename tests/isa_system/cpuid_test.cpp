@@ -65,7 +65,8 @@ struct FeatureMachine : SystemMachine {
   std::unique_ptr<Pmu> pmu;
   std::unique_ptr<SystemConfigBinding> binding;
 
-  FeatureMachine(const CpuModel& model, bool ia32e) : SystemMachine(ia32e) {
+  // `attach`: guest VMX and a PMU when the model has them (false: as a platform without cpu.vmx).
+  FeatureMachine(const CpuModel& model, bool ia32e, bool attach = true) : SystemMachine(ia32e) {
     for (unsigned v = 0; v < 32; ++v) {
       handler(static_cast<uint8_t>(v));
       ram.load(kHandler + v * 16, kSpin);
@@ -73,12 +74,12 @@ struct FeatureMachine : SystemMachine {
     config.cpu = model;
     config.msr_device = &apic;
     config.hypervisor = &hv;
-    if (model.has(Feature::Vmx)) {
+    if (attach && model.has(Feature::Vmx)) {
       vmx = std::make_unique<vmx::GuestVmx>(core, nullptr, nullptr);
       config.vmx = vmx.get();
     }
     core.set_time_source(&clock);
-    if (model.has(Feature::Pmu)) {
+    if (attach && model.has(Feature::Pmu)) {
       pmu = std::make_unique<Pmu>(core);
       config.pmu = pmu.get();
     }
@@ -378,10 +379,11 @@ TEST(FeatureSwitches, RefusesUnknownUnimplementedAndUnremovableFeatures) {
 }
 
 TEST(FeatureSwitches, DefaultIntelCpuHasNeitherSmapNorUmipNorVmx) {
-  FeatureMachine m(CpuModel{}, true);
+  FeatureMachine m(CpuModel{}, true, false);
   EXPECT_EQ(m.cpuid(7).ebx & (1u << 20), 0u) << "SMAP: CLAC/STAC are not implemented";
   EXPECT_EQ(m.cpuid(7).ecx & (1u << 2), 0u) << "UMIP comes with the profile x86-umip";
-  EXPECT_EQ(m.cpuid(1).ecx & (1u << 5), 0u);
+  EXPECT_EQ(m.cpuid(1).ecx & (1u << 5), 0u) << "VMX: only with guest VMX attached (cpu.vmx)";
+  EXPECT_EQ(m.cpuid(0xA).eax, 0u) << "leaf 0AH: only with a PMU attached";
   EXPECT_EQ(m.run0(set_cr4(CR4_SMAP), 3), GP) << "CR4.SMAP is reserved without SMAP";
 }
 
