@@ -62,8 +62,9 @@ const FeatureInfo& feature_info(Feature f);
 // The feature called `name` (QEMU's spelling; '_' and '-' are interchangeable), or nullopt.
 std::optional<Feature> find_feature(const std::string& name);
 
-// The CPU presented to the guest. The default is an Intel CPU with every implemented feature that
-// needs no platform device on, except UMIP (the profile decides: x86-umip has it).
+// The CPU presented to the guest. The default is an Intel CPU with every implemented feature on
+// except UMIP (the profile decides: x86-umip has it); CPUID reports those that need something
+// attached (VMX, x2APIC, TSC-deadline, the hypervisor bit, the PMU) only with it.
 struct CpuModel {
   CpuVendor vendor = CpuVendor::Intel;
   std::bitset<kNumFeatures> on;
