@@ -314,6 +314,7 @@ void Core::sync_mode() {
     code_lpage_ = ~0ull;
     code_page_ = nullptr;
   }
+  if (privilege_observer_) privilege_observer_->on_cpl_sync(state_.cpl());
   recompute_attention();
 }
 

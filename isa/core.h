@@ -145,11 +145,16 @@ class Core {
   void remark_decoded();
   // The simulated clock behind RDTSC (without one the TSC is state().tsc).
   void set_time_source(TimeSource* time) { time_ = time; }
+  TimeSource* time_source() const { return time_; }
+  // Told of the CPL at every sync_mode (null: none, the default).
+  void set_privilege_observer(PrivilegeObserver* observer) { privilege_observer_ = observer; }
+  PrivilegeObserver* privilege_observer() const { return privilege_observer_; }
   // Every data access is reported to `observer` (null: none, the default).
   void set_data_access_observer(DataAccessObserver* observer) { data_observer_ = observer; }
   // What the system instructions consult beyond CpuState (profile, hypervisor, MSR device); see
   // isa/system/system_config.h. Null: classic x86 with no hypervisor and no MSR device.
-  void set_system_config(const SystemConfig* config) { system_config_ = config; }
+  // Its CpuModel decides which instructions exist: decoded code is dropped (system_config.cpp).
+  void set_system_config(const SystemConfig* config);
   const SystemConfig* system_config() const { return system_config_; }
   // The platform says an interrupt may have become pending: the core polls the source at the next
   // boundary and keeps polling until it reports none.
@@ -432,6 +437,7 @@ class Core {
   InterruptSource* irq_source_ = nullptr;
   TrapHook* hook_ = nullptr;
   TimeSource* time_ = nullptr;
+  PrivilegeObserver* privilege_observer_ = nullptr;
   DataAccessObserver* data_observer_ = nullptr;
   const SystemConfig* system_config_ = nullptr;
   bool hook_boundary_ = false;

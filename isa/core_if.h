@@ -135,6 +135,17 @@ class TimeSource {
   virtual ~TimeSource() = default;
   // The current simulated CPU cycle.
   virtual uint64_t current_cycle() = 0;
+  // Of those, the cycles spent halted (HLT waiting for an interrupt): the unhalted cycles the
+  // performance counters count are the difference.
+  virtual uint64_t halted_cycles() { return 0; }
+};
+
+// Told of the CPL after every change of mode (Core::sync_mode), so that counts can be split by
+// privilege level where they happen (the performance-monitoring unit's USR/OS filtering).
+class PrivilegeObserver {
+ public:
+  virtual ~PrivilegeObserver() = default;
+  virtual void on_cpl_sync(unsigned cpl) = 0;
 };
 
 }  // namespace pgsim::isa

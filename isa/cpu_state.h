@@ -134,6 +134,9 @@ enum Msr : uint32_t {
   MSR_TSC_AUX = 0xC0000103,
 };
 
+// IA32_APIC_BASE.EXTD: x2APIC mode (with x2APIC only).
+constexpr uint64_t kApicBaseExtd = 1u << 10;
+
 // A segment register: the visible selector and the hidden descriptor cache (SDM vol. 3, 3.4.3).
 struct Segment {
   uint16_t selector = 0;

@@ -3,6 +3,7 @@
 
 #include "isa/core.h"
 #include "isa/dispatch.h"
+#include "isa/system/cpu_features.h"
 
 namespace pgsim::isa {
 namespace {
@@ -248,7 +249,16 @@ DecodeStatus Decoder::decode(Mode mode, const uint8_t* bytes, size_t size, Insn&
 
   InsnClass cls = InsnClass::Unimplemented;
   InsnTraits traits;
-  Handler handler = dispatch_.find(dispatch_key(zi, insn), insn.opsize, &cls, &traits);
+  unsigned key = dispatch_key(zi, insn);
+  bool absent = false;
+  static const CpuModel kDefaultCpu;
+  const CpuModel& cpu = cpu_ ? *cpu_ : kDefaultCpu;
+  for (const FeatureInstruction& g : feature_instructions()) {
+    if (g.mnemonic != key || cpu.has(g.feature) || (g.long64_only && mode != Mode::Long64)) continue;
+    if (g.fallback) key = g.fallback;
+    else absent = true;
+  }
+  Handler handler = dispatch_.find(key, insn.opsize, &cls, &traits);
   // VEX/EVEX encodings, MMX and other register operands and a fourth operand are outside the
   // modeled subset.
   bool modeled = zi.operand_count_visible <= 3 && zi.encoding == ZYDIS_INSTRUCTION_ENCODING_LEGACY;
@@ -261,6 +271,7 @@ DecodeStatus Decoder::decode(Mode mode, const uint8_t* bytes, size_t size, Insn&
     insn.traits = traits.flags;
     insn.sensitive = traits.sensitive;
     insn.handler = insn.has(kTraitSystem) ? &system_then_sync : handler;
+    if (absent) insn.semantics = insn.handler = &absent_instruction;
   } else {
     insn.semantics = insn.handler = &unimplemented_instruction;
     insn.cls = InsnClass::Unimplemented;
@@ -272,6 +283,8 @@ void unimplemented_instruction(Core& core, const Insn& insn) {
   core.record_unimplemented(Decoder::mnemonic_name(insn.mnemonic));
   throw Fault::ud();
 }
+
+void absent_instruction(Core&, const Insn&) { throw Fault::ud(); }
 
 void undecodable_instruction(Core& core, const Insn&) {
   core.record_unimplemented("(undecodable)");

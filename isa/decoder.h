@@ -12,6 +12,7 @@
 namespace pgsim::isa {
 
 class Dispatch;
+struct CpuModel;
 
 enum class DecodeStatus : uint8_t {
   Ok,        // `insn` is complete
@@ -26,14 +27,20 @@ class Decoder {
   DecodeStatus decode(Mode mode, const uint8_t* bytes, size_t size, Insn& insn) const;
   // Zydis' name for `mnemonic` (a ZydisMnemonic).
   static const char* mnemonic_name(unsigned mnemonic);
+  // The CPU whose features decide which instructions exist (isa/system/cpu_features.h
+  // feature_instructions); null: the default CpuModel.
+  void set_cpu_model(const CpuModel* model) { cpu_ = model; }
 
  private:
   const Dispatch& dispatch_;
+  const CpuModel* cpu_ = nullptr;
   ZydisDecoder decoders_[7];  // indexed by Mode
 };
 
 // The #UD handler installed for instructions without semantics; records them in the core.
 void unimplemented_instruction(Core& core, const Insn& insn);
+// The #UD handler of an instruction whose feature the CPU does not have (cpu.features).
+void absent_instruction(Core& core, const Insn& insn);
 // The #UD handler for bytes Zydis rejects.
 void undecodable_instruction(Core& core, const Insn& insn);
 

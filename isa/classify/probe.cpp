@@ -12,6 +12,7 @@
 #include "isa/system/descriptors.h"
 #include "isa/system/events.h"
 #include "isa/system/paging.h"
+#include "isa/system/pmu.h"
 #include "isa/system/system_config.h"
 
 namespace pgsim::isa::classify {
@@ -32,7 +33,11 @@ uint64_t tables_base(Placement p) { return p == Placement::TablesMoved ? kTables
 uint64_t base_cr0(bool long64) {
   return long64 ? uint64_t{CR0_PE | CR0_PG | CR0_ET | CR0_NE | CR0_WP} : uint64_t{CR0_PE | CR0_ET | CR0_NE};
 }
-uint64_t base_cr4(bool long64) { return long64 ? uint64_t{CR4_PAE} : 0; }
+// The machine's OS turns on what the profile's CPU offers against user programs: CR4.UMIP with
+// UMIP (the profile x86-umip), as an OS on such a CPU does.
+uint64_t base_cr4(bool long64, const CpuModel& cpu) {
+  return (long64 ? uint64_t{CR4_PAE} : 0) | (cpu.has(Feature::Umip) ? uint64_t{CR4_UMIP} : 0);
+}
 
 // Descriptor encodings (SDM vol. 3, figures 3-8 and 5-8).
 uint64_t segment_descriptor(uint64_t base, uint32_t limit, unsigned type, unsigned dpl, bool code_data, bool l,
@@ -185,8 +190,9 @@ std::string trap_name(const Outcome& o) {
 }
 
 ProbeMachine::ProbeMachine(ProbeMode mode, Profile profile) : mode_(mode), profile_(std::move(profile)) {
+  apply_profile_features(profile_, cpu_);
   const bool l = mode == ProbeMode::Long64;
-  const uint64_t cr0 = base_cr0(l), cr4 = base_cr4(l);
+  const uint64_t cr0 = base_cr0(l), cr4 = base_cr4(l, cpu_);
   auto sel = [](uint64_t s, const char* what) { return OperandValues{std::string("selector ") + what, s, {s}}; };
   values_ = {
       {"zero", 0, {0}},
@@ -292,7 +298,7 @@ CpuState ProbeMachine::initial_state(const ProbeSetup& setup, const OperandValue
   const uint64_t tables = tables_base(setup.placement);
   const uint64_t seg_base = l ? 0 : (setup.placement == Placement::ProgramMoved ? kProgramMovedDelta : 0);
   s.cr0 = base_cr0(l) | (setup.task_switched ? uint64_t{CR0_TS} : 0);
-  s.cr4 = base_cr4(l);
+  s.cr4 = base_cr4(l, cpu_);
   s.cr3 = l ? kPml4 : 0;
   s.efer = l ? (EFER_LME | EFER_LMA | EFER_SCE | EFER_NXE) : 0;
   // The program's own interrupt flag is IF at CPL 0; above, the monitor keeps it in VIF (at CPL 0
@@ -339,6 +345,13 @@ Outcome ProbeMachine::execute(const std::vector<uint8_t>& code, const ProbeSetup
   Core core(bus, io);
   SystemConfig config;
   config.profile = profile_;
+  config.cpu = cpu_;
+  // The performance counters hold time too: each starts from the state's TSC, so that what reads
+  // them (RDPMC) shows as timing-dependent, as RDTSC does.
+  Pmu pmu(core);
+  config.pmu = &pmu;
+  for (unsigned i = 0; i < Pmu::kGeneralCounters; ++i) pmu.write_msr(MSR_PMC0 + i, setup.tsc);
+  for (unsigned i = 0; i < Pmu::kFixedCounters; ++i) pmu.write_msr(MSR_FIXED_CTR0 + i, setup.tsc);
   SystemConfigBinding binding(core, config);
   core.set_translator(&translator);
   core.set_trap_hook(&hook, false);

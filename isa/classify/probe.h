@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "isa/cpu_state.h"
+#include "isa/system/cpu_features.h"
 #include "isa/system/profile.h"
 
 namespace pgsim::isa::classify {
@@ -129,6 +130,7 @@ class ProbeMachine {
 
   ProbeMode mode_;
   Profile profile_;
+  CpuModel cpu_;  // the profile's CPU (its feature switches over the default Intel CPU)
   std::vector<OperandValues> values_;
   std::map<std::string, std::unique_ptr<Image>> images_;
 };

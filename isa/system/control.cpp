@@ -6,9 +6,11 @@
 #include <cstring>
 #include <string>
 
+#include "isa/system/cpuid.h"
 #include "isa/system/descriptors.h"
 #include "isa/system/machine_msrs.h"
 #include "isa/system/paging.h"
+#include "isa/system/pmu.h"
 #include "isa/system/semantics.h"
 #include "isa/vmx/guest_vmx.h"
 
@@ -101,7 +103,7 @@ void write_cr4(Core& core, uint64_t v) {
   // set anew.
   vmx::GuestVmx* vmx = system_config(core).vmx;
   const uint64_t vmxe = vmx ? uint64_t{CR4_VMXE} : (s.cr4 & CR4_VMXE);
-  if (v & ~(kCr4Implemented | vmxe)) throw Fault::gp(0);
+  if (v & ~(cr4_supported(system_config(core).cpu) | vmxe)) throw Fault::gp(0);
   if (vmx) vmx->check_cr_write(4, v);
   if (s.long_mode_active()) {
     if (!(v & CR4_PAE)) throw Fault::gp(0);
@@ -339,11 +341,10 @@ void ltr(Core& core, const Insn& i) {
 
 // ---- MSRs ---------------------------------------------------------------------------------------
 
-constexpr uint64_t kEferWritable = EFER_SCE | EFER_LME | EFER_NXE;
-
 uint64_t read_msr(Core& core, uint32_t msr) {
   CpuState& s = core.state();
   uint64_t v = 0;
+  if (!msr_present(system_config(core).cpu, msr)) throw Fault::gp(0);
   switch (msr) {
     case MSR_TSC: return core.read_tsc();
     case MSR_APIC_BASE: return s.apic_base;
@@ -363,6 +364,7 @@ uint64_t read_msr(Core& core, uint32_t msr) {
     default:
       if (read_machine_msr(s, msr, v)) return v;
       if (vmx::GuestVmx* vmx = system_config(core).vmx; vmx && vmx->read_msr(msr, v)) return v;
+      if (Pmu* pmu = system_config(core).pmu; pmu && pmu->read_msr(msr, v)) return v;
       if (MsrDevice* dev = system_config(core).msr_device; dev && dev->read_msr(msr, v)) return v;
       throw Fault::gp(0);
   }
@@ -374,9 +376,12 @@ void write_msr(Core& core, uint32_t msr, uint64_t v) {
     if (!is_canonical(s, a)) throw Fault::gp(0);
     return a;
   };
+  const CpuModel& cpu = system_config(core).cpu;
+  if (!msr_present(cpu, msr)) throw Fault::gp(0);
   switch (msr) {
     case MSR_TSC: s.tsc = v - (core.read_tsc() - s.tsc); break;
     case MSR_APIC_BASE:
+      if ((v & kApicBaseExtd) && !cpu.has(Feature::X2apic)) throw Fault::gp(0);  // x2APIC mode
       if (MsrDevice* dev = system_config(core).msr_device; dev && dev->write_msr(msr, v)) {
         s.apic_base = v;
         break;
@@ -395,9 +400,9 @@ void write_msr(Core& core, uint32_t msr, uint64_t v) {
       s.pat = v;
       break;
     case MSR_EFER:
-      if (v & ~(kEferWritable | EFER_LMA)) throw Fault::gp(0);
+      if (v & ~(efer_supported(cpu) | EFER_LMA)) throw Fault::gp(0);
       if (s.paging() && ((v ^ s.efer) & EFER_LME)) throw Fault::gp(0);  // LME is fixed while paging
-      s.efer = (v & kEferWritable) | (s.efer & EFER_LMA);                // LMA is read-only
+      s.efer = v | (s.efer & EFER_LMA);                                  // LMA is read-only
       break;
     case MSR_STAR: s.star = v; break;
     case MSR_LSTAR: s.lstar = canonical(v); break;
@@ -413,6 +418,7 @@ void write_msr(Core& core, uint32_t msr, uint64_t v) {
     default:
       if (write_machine_msr(s, msr, v)) break;
       if (vmx::GuestVmx* vmx = system_config(core).vmx; vmx && vmx->write_msr(msr, v)) break;
+      if (Pmu* pmu = system_config(core).pmu; pmu && pmu->write_msr(msr, v)) break;
       if (MsrDevice* dev = system_config(core).msr_device; dev && dev->write_msr(msr, v)) break;
       throw Fault::gp(0);
   }
@@ -433,83 +439,6 @@ void wrmsr(Core& core, const Insn&) {
 }
 
 // ---- CPUID ----------------------------------------------------------------------------------------
-
-// Packs up to 12 characters into three little-endian registers.
-void text_regs(const char* text, uint32_t* a, uint32_t* b, uint32_t* c) {
-  char buf[12] = {};
-  std::memcpy(buf, text, std::min<size_t>(std::strlen(text), 12));
-  std::memcpy(a, buf, 4);
-  std::memcpy(b, buf + 4, 4);
-  std::memcpy(c, buf + 8, 4);
-}
-
-constexpr uint32_t kMaxBasicLeaf = 0xD;
-constexpr uint32_t kMaxExtendedLeaf = 0x80000008;
-
-// A plausible x86-64 processor that advertises exactly what the core implements.
-CpuidLeaf cpuid_leaf(Core& core, uint32_t leaf, uint32_t subleaf) {
-  CpuidLeaf r;
-  HypervisorInterface* hv = system_config(core).hypervisor;
-  if (leaf >= 0x40000000 && leaf <= 0x4FFFFFFF) {
-    if (hv && hv->cpuid(leaf, subleaf, r)) return r;
-    return CpuidLeaf{};  // no hypervisor leaves: EAX = 0 says leaf 0x40000000 is absent
-  }
-  switch (leaf) {
-    case 0:
-      r.eax = kMaxBasicLeaf;
-      text_regs("GenuineIntel", &r.ebx, &r.edx, &r.ecx);
-      break;
-    case 1:
-      r.eax = 0x000906EA;  // family 6, model 0x9E, stepping 10
-      r.ebx = (8u << 8) | (1u << 16);  // CLFLUSH line 64 bytes, one logical processor, APIC ID 0
-      // EDX: FPU, DE, PSE, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT, PSE-36, CLFSH, FXSR, SSE,
-      // SSE2.
-      r.edx = (1u << 0) | (1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) |
-              (1u << 11) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 19) |
-              (1u << 24) | (1u << 25) | (1u << 26);
-      // ECX: CX16, PCID, POPCNT; VMX with guest VMX; x2APIC and TSC-deadline when the MSR device
-      // provides them; bit 31 when a hypervisor presents itself.
-      // XSAVE, and OSXSAVE as CR4 says.
-      r.ecx = (1u << 13) | (1u << 17) | (1u << 23) | (1u << 26);
-      if (core.state().cr4 & CR4_OSXSAVE) r.ecx |= 1u << 27;
-      if (system_config(core).vmx) r.ecx |= 1u << 5;
-      if (const MsrDevice* dev = system_config(core).msr_device) r.ecx |= dev->cpuid_leaf1_ecx() & ((1u << 21) | (1u << 24));
-      if (hv) r.ecx |= 1u << 31;
-      break;
-    case 7:
-      if (subleaf == 0) {
-        r.ebx = (1u << 7) | (1u << 10) | (1u << 20);  // SMEP, INVPCID, SMAP
-        r.ecx = (1u << 2) | (1u << 3) | (1u << 16) | (1u << 31);  // UMIP, PKU, LA57, PKS
-        if (core.state().cr4 & CR4_PKE) r.ecx |= 1u << 4;         // OSPKE
-      }
-      break;
-    case 0xD:  // XSAVE: the x87 and SSE components in the legacy region, then the 64-byte header
-      if (subleaf == 0) {
-        r.eax = static_cast<uint32_t>(kXcr0Supported);
-        r.ebx = 576;  // the area for the components XCR0 enables (only legacy ones exist here)
-        r.ecx = 576;  // the area for every supported component
-      } else if (subleaf == 1) {
-        r.eax = 1u << 0;  // XSAVEOPT
-      }
-      break;
-    case 0x80000000: r.eax = kMaxExtendedLeaf; break;
-    case 0x80000001:
-      r.ecx = (1u << 0) | (1u << 5);                                   // LAHF/SAHF in 64-bit mode, LZCNT
-      r.edx = (1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29);  // SYSCALL, NX, 1 GiB pages, RDTSCP, LM
-      break;
-    case 0x80000002: case 0x80000003: case 0x80000004: {
-      static const char brand[48] = "pgsim x86-64 processor";
-      uint32_t regs[4];
-      std::memcpy(regs, brand + 16 * (leaf - 0x80000002), 16);
-      r = {regs[0], regs[1], regs[2], regs[3]};
-      break;
-    }
-    case 0x80000007: r.edx = 1u << 8; break;  // invariant TSC
-    case 0x80000008: r.eax = (kMaxLinearAddrBits << 8) | kMaxPhysAddrBits; break;
-    default: break;  // leaves 2-6 and unknown leaves: zero
-  }
-  return r;
-}
 
 void cpuid(Core& core, const Insn&) {
   CpuState& s = core.state();
@@ -545,12 +474,16 @@ void rdtscp(Core& core, const Insn& i) {
   core.state().gpr[RCX] = static_cast<uint32_t>(core.state().tsc_aux);
 }
 
-// No performance-monitoring counters are modeled (CPUID leaf 0AH is zero): every counter index is
-// invalid and raises #GP(0), after the CR4.PCE privilege check.
+// RDPMC: at CPL > 0 only with CR4.PCE; the counter ECX selects (isa/system/pmu.h), or #GP(0) when
+// it does not exist (every index without a PMU).
 void rdpmc(Core& core, const Insn&) {
-  const CpuState& s = core.state();
+  CpuState& s = core.state();
   if (!(s.cr4 & CR4_PCE) && (s.cr0 & CR0_PE) && s.cpl() > 0) throw Fault::gp(0);
-  throw Fault::gp(0);
+  Pmu* pmu = system_config(core).pmu;
+  if (!pmu || !cpuid_reports(core, Feature::Pmu)) throw Fault::gp(0);
+  const uint64_t v = pmu->rdpmc(static_cast<uint32_t>(s.gpr[RCX]));
+  s.gpr[RAX] = static_cast<uint32_t>(v);
+  s.gpr[RDX] = v >> 32;
 }
 
 // ---- SWAPGS, VMCALL -------------------------------------------------------------------------------

@@ -94,4 +94,8 @@ bool write_machine_msr(CpuState& s, uint32_t msr, uint64_t v) {
   }
 }
 
+bool is_mtrr_msr(uint32_t msr) {
+  return msr == MSR_MTRRCAP || msr == MSR_MTRR_DEF_TYPE || fixed_mtrr_index(msr) >= 0 || variable_mtrr(msr);
+}
+
 }  // namespace pgsim::isa::system

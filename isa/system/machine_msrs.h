@@ -14,6 +14,8 @@ constexpr uint64_t kMiscLimitCpuidMaxval = 1ull << 22;
 // RDMSR/WRMSR of one of these MSRs: false when `msr` is none of them; a write of a reserved bit,
 // an invalid memory type or a read-only MSR throws #GP(0).
 bool read_machine_msr(const CpuState& s, uint32_t msr, uint64_t& value);
+// MTRRcap, MTRRdefType, or a variable or fixed MTRR (the MSRs the MTRR feature brings).
+bool is_mtrr_msr(uint32_t msr);
 bool write_machine_msr(CpuState& s, uint32_t msr, uint64_t value);
 
 }  // namespace pgsim::isa::system

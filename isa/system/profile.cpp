@@ -1,6 +1,8 @@
 // Loading CPU profiles from YAML (format: isa/profiles/x86.yaml).
 #include "isa/system/profile.h"
 
+#include "isa/system/cpu_features.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -16,24 +18,9 @@ constexpr const char* kInsnKeys[kNumSensitiveInsns] = {
     "mov_from_sreg", "push_sreg", "load_sreg", "far_call", "far_jmp", "far_ret", "int_n", "iret",
 };
 constexpr const char* kBehaviorKeys[] = {"classic", "gp", "ud", "insensitive"};
-constexpr const char* kTopKeys[] = {"profile", "description", "base", "at_cpl_above_0"};
+constexpr const char* kTopKeys[] = {"profile", "description", "base", "features", "at_cpl_above_0"};
 constexpr const char* kRuleKeys[] = {"behavior", "reason"};
 constexpr unsigned kMaxBaseDepth = 8;
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 // " (did you mean 'x'?)" for the nearest of `valid`, when it is close.
 template <size_t N>
@@ -157,6 +144,15 @@ Profile load_file(const std::string& path, unsigned depth) {
   profile.name = scalar(path, root["profile"], "profile");
   if (root["description"]) profile.description = scalar(path, root["description"], "description");
   profile.source = path;
+  if (const YAML::Node& features = root["features"]) {
+    if (!features.IsSequence()) fail(path, features, "features", "expected a list of +feature / -feature");
+    CpuModel check;
+    for (const YAML::Node& item : features) {
+      const std::string sw = scalar(path, item, "features");
+      if (std::string why = apply_feature_switches(check, {sw}); !why.empty()) fail(path, item, "features", why);
+      profile.features.push_back(sw);
+    }
+  }
   if (!root["at_cpl_above_0"]) fail(path, root, "at_cpl_above_0", "missing (the rules)");
   Profile fresh;
   read_rules(path, root["at_cpl_above_0"], complete ? profile : fresh);
@@ -173,6 +169,21 @@ Profile load_file(const std::string& path, unsigned depth) {
 
 }  // namespace
 
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
 const char* sensitive_insn_key(SensitiveInsn insn) { return kInsnKeys[static_cast<unsigned>(insn)]; }
 const char* behavior_key(Behavior behavior) { return kBehaviorKeys[static_cast<unsigned>(behavior)]; }
 
@@ -184,6 +195,11 @@ bool has_insensitive_variant(SensitiveInsn insn) {
 std::string profile_directory() {
   if (const char* env = std::getenv("PGSIM_PROFILE_DIR")) return env;
   return PGSIM_DEFAULT_PROFILE_DIR;  // isa/profiles/ of the source tree (isa/CMakeLists.txt)
+}
+
+void apply_profile_features(const Profile& profile, CpuModel& model) {
+  if (std::string why = apply_feature_switches(model, profile.features); !why.empty())
+    throw ProfileError(profile.source + ": features: " + why);
 }
 
 Profile load_profile(const std::string& name_or_path) { return load_file(resolve(name_or_path, ""), 0); }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace pgsim::isa {
 
@@ -59,6 +60,9 @@ struct Profile {
   std::string description;  // one paragraph
   std::string source;       // the file it was loaded from ("" for the built-in default)
   std::array<ProfileRule, kNumSensitiveInsns> rules{};
+  // Features the CPU of this profile has or lacks ("+umip"), applied before cpu.features
+  // (isa/system/cpu_features.h; a base profile's first).
+  std::vector<std::string> features;
 
   // Behaviour at CPL > 0. A default-constructed profile is classic x86 throughout.
   Behavior at_cpl_above_0(SensitiveInsn insn) const { return rules[static_cast<unsigned>(insn)].behavior; }
@@ -79,6 +83,13 @@ struct ProfileError : std::runtime_error {
 // isa/profiles/ of the source tree) or by path (anything containing '/' or ending in .yaml).
 // Throws ProfileError.
 Profile load_profile(const std::string& name_or_path);
+
+// The Levenshtein distance of two keys, for "did you mean" suggestions.
+size_t edit_distance(const std::string& a, const std::string& b);
+
+struct CpuModel;
+// Applies the profile's feature switches to `model` (checked when the profile was loaded).
+void apply_profile_features(const Profile& profile, CpuModel& model);
 
 // The directory searched for profiles by name.
 std::string profile_directory();

@@ -4,8 +4,15 @@
 #include <stdexcept>
 
 #include "isa/core.h"
+#include "isa/decoder.h"
 
 namespace pgsim::isa {
+
+void Core::set_system_config(const SystemConfig* config) {
+  system_config_ = config;
+  decoder_->set_cpu_model(config ? &config->cpu : nullptr);
+  remark_decoded();
+}
 
 SystemConfigBinding::SystemConfigBinding(Core& core, SystemConfig& config) : core_(core) {
   if (core.system_config() != nullptr)

@@ -3,11 +3,13 @@
 #pragma once
 #include <cstdint>
 
+#include "isa/system/cpu_features.h"
 #include "isa/system/profile.h"
 
 namespace pgsim::isa {
 
 class Core;
+class Pmu;
 namespace vmx {
 class GuestVmx;
 }
@@ -52,6 +54,11 @@ struct SystemConfig {
   // VMX for guest code (isa/vmx/guest_vmx.h): none: the VMX instructions raise #UD, CPUID.1:ECX.VMX
   // is 0, CR4.VMXE cannot be set and the VMX MSRs do not exist, as on a processor without VMX.
   vmx::GuestVmx* vmx = nullptr;
+  // The CPU CPUID presents (vendor, features); a feature switched off is absent from the core too.
+  CpuModel cpu;
+  // Performance monitoring (isa/system/pmu.h): none: CPUID leaf 0AH is zero, the PMU MSRs and
+  // RDPMC raise #GP, as on a CPU without architectural performance monitoring.
+  Pmu* pmu = nullptr;
 };
 
 // Attaches a SystemConfig to a Core for the lifetime of the binding (the platform, the VMM or a

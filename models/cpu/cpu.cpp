@@ -35,7 +35,7 @@ Cpu::Cpu(sc_core::sc_module_name name, const Params& params, const TimingParams&
       params_(params),
       timing_(timing),
       core_(*this, *this),
-      system_config_{params.profile, nullptr, this},
+      system_config_{params.profile, nullptr, this, nullptr, params.cpu_model},
       system_binding_(core_, system_config_),
       caches_(caches),
       mmu_(mmu, *this, caches),
@@ -44,6 +44,10 @@ Cpu::Cpu(sc_core::sc_module_name name, const Params& params, const TimingParams&
   core_.set_no_progress_limit(params.no_progress_faults);
   core_.set_translator(&mmu_);
   core_.set_time_source(this);
+  if (params.cpu_model.has(isa::Feature::Pmu)) {
+    pmu_ = std::make_unique<isa::Pmu>(core_);
+    system_config_.pmu = pmu_.get();
+  }
   if (caches_) core_.set_data_access_observer(this);
   mem.register_invalidate_direct_mem_ptr(this, &Cpu::invalidate_direct_mem_ptr);
   tlm_utils::tlm_quantumkeeper::set_global_quantum(params.quantum);

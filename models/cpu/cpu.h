@@ -21,6 +21,7 @@
 #include <tlm_utils/tlm_quantumkeeper.h>
 
 #include "isa/core.h"
+#include "isa/system/pmu.h"
 #include "isa/system/system_config.h"
 #include "models/devices/lapic.h"
 #include "models/mmu/mmu.h"
@@ -44,6 +45,7 @@ class Cpu : public sc_core::sc_module,
     uint64_t max_steps = 0;         // isa::CoreCounters::steps(); 0: no limit
     uint64_t no_progress_faults = 0;  // the same fault at the same RIP this often in a row ends the run; 0: never
     isa::Profile profile;           // how sensitive instructions behave at CPL > 0
+    isa::CpuModel cpu_model;        // what CPUID presents and the core has (cpu.vendor, cpu.features)
   };
 
   // Why the thread stopped.
@@ -94,6 +96,7 @@ class Cpu : public sc_core::sc_module,
   void acknowledge_nmi() override;
   // isa::TimeSource
   uint64_t current_cycle() override { return account_.total(); }
+  uint64_t halted_cycles() override { return account_.halt_cycles; }
   // isa::MsrDevice: the local APIC's x2APIC registers, IA32_TSC_DEADLINE, IA32_APIC_BASE, CR8.
   bool read_msr(uint32_t msr, uint64_t& value) override;
   bool write_msr(uint32_t msr, uint64_t value) override;
@@ -124,6 +127,7 @@ class Cpu : public sc_core::sc_module,
   isa::Core core_;
   isa::SystemConfig system_config_;
   isa::SystemConfigBinding system_binding_;
+  std::unique_ptr<isa::Pmu> pmu_;  // with the pmu feature
   CacheHierarchy* caches_;  // null: the cache hierarchy is disabled
   Mmu mmu_;
   CycleAccount account_;

@@ -9,6 +9,7 @@
 
 #include "isa/system/descriptors.h"
 #include "isa/system/paging.h"
+#include "isa/system/system_config.h"
 #include "models/stats/stats.h"
 
 namespace pgsim::vmm {
@@ -363,7 +364,12 @@ void DeprivilegedGuest::project(Core& real) {
   // write-protected leaf, in every context; a flush when shadows go), so the soft TLB may keep the
   // entries of each shadow across the switches, as the modeled TLB keeps them by PCID.
   real.set_soft_tlb_contexts(pcids);
-  r.cr4 = CR4_PAE | (pcids ? uint64_t{CR4_PCIDE} : uint64_t{0}) | (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE | CR4_TSD));
+  // On a CPU with UMIP (the profile x86-umip) the VMM turns it on, so that the deprivileged guest's
+  // SGDT, SIDT, SLDT, SMSW and STR trap and are emulated on the virtual CPU, where the guest's own
+  // CR4.UMIP decides.
+  const uint64_t umip = system_config(real).cpu.has(Feature::Umip) ? uint64_t{CR4_UMIP} : 0;
+  r.cr4 = CR4_PAE | (pcids ? uint64_t{CR4_PCIDE} : uint64_t{0}) | umip |
+          (v.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_OSXSAVE | CR4_TSD));
   r.efer = EFER_LME | EFER_LMA | EFER_NXE | real_efer_features_;  // no SCE: SYSCALL and SYSRET trap (#UD)
   const uint64_t root = shadow_root(vcpu_->cpl() == 3);
   r.cr3 = root | (pcids ? shadow_->pcid(root) : 0);

@@ -3,6 +3,7 @@
 // Defaults describe one modern Intel core; configs/eras/ holds presets for other generations.
 #include "models/vmm/bt_translator.h"
 #include "models/vmm/vmm.h"
+#include "platforms/config/cpu_model.h"
 #include "platforms/config/schema_sections.h"
 
 namespace pgsim::config {
@@ -113,7 +114,7 @@ void declare_vmm(Schema& s) {
     if (paging == "nested" && c.str("vmm.ept.page_size") == "1G" && c.str("vmm.ept.layout") == "shuffled")
       c.fail_at_set({"vmm.ept.layout", "vmm.ept.page_size"}, "1G EPT pages cannot map guest RAM in shuffled 2 MiB chunks: use "
                                "vmm.ept.layout: identity, or vmm.ept.page_size: 4K or 2M");
-    if (strategy == "hw_assist" && !c.flag("cpu.vmx"))
+    if (strategy == "hw_assist" && !cpu_has_vmx(c))
       c.fail_at_set({"vmm.strategy", "cpu.vmx"}, "hw_assist needs the hardware extension: set cpu.vmx: true");
   });
 }

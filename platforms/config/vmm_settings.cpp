@@ -1,5 +1,7 @@
 #include "platforms/config/vmm_settings.h"
 
+#include "platforms/config/cpu_model.h"
+
 #include <stdexcept>
 
 namespace pgsim::config {
@@ -44,7 +46,7 @@ vmm::VmmOptions vmm_options(const Config& c) {
   o.bt_tc_bytes = c.u64("vmm.bt.tc_bytes");
   o.bt_adapt_after = static_cast<unsigned>(c.u64("vmm.bt.adapt_after"));
   o.paging = c.str("vmm.paging");
-  o.guest_vmx = c.flag("cpu.vmx");
+  o.guest_vmx = cpu_has_vmx(c);
   return o;
 }
 

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "isa/system/profile.h"
+#include "platforms/config/cpu_model.h"
 #include "platforms/config/vmm_settings.h"
 
 namespace pgsim::pc {
@@ -76,6 +77,7 @@ models::Cpu::Params cpu_params(const config::Config& c) {
   p.max_steps = c.u64("run.max_steps");
   p.no_progress_faults = c.u64("run.no_progress_faults");
   p.profile = isa::load_profile(c.str("cpu.profile"));
+  p.cpu_model = config::cpu_model(c, &p.profile);
   return p;
 }
 

@@ -88,6 +88,13 @@ TEST(ClassifyX86, Prot32FailsTheorem1WithTheRobinIrvineSetForTheReasonsTheEviden
   const FormClasses& rdtsc = first_form(c, "RDTSC");
   EXPECT_TRUE(rdtsc.timing);
   EXPECT_FALSE(rdtsc.sensitive());
+  // RDPMC reads the performance counters, which count time too: timing-dependent, not sensitive,
+  // and privileged while CR4.PCE is clear (#GP at CPL > 0, as the probe's OS leaves it).
+  const FormClasses& rdpmc = first_form(c, "RDPMC");
+  EXPECT_TRUE(rdpmc.timing);
+  EXPECT_FALSE(rdpmc.sensitive());
+  EXPECT_TRUE(rdpmc.privileged);
+  EXPECT_NE(evidence(rdpmc, "privileged").find("#GP"), std::string::npos);
 }
 
 TEST(ClassifyX86Umip, Prot32StoresOfSystemRegistersBecomePrivileged) {

@@ -28,6 +28,7 @@ struct Fixture : SystemMachine {
       ram.load(kHandler + v * 16, kSpin);
     }
     config.profile = load_profile(profile);
+    apply_profile_features(config.profile, config.cpu);
   }
   // Runs user code at CPL 3 until `n` instructions retired (a fault's handler spins).
   void run_user(const std::vector<uint8_t>& code, unsigned n, uint64_t rsp = 0x7000) {
@@ -108,6 +109,8 @@ TEST(Sgdt, AtCpl3UnderEachProfile) {
   for (const char* profile : {"x86", "x86-umip", "x86-pg"}) {
     SCOPED_TRACE(profile);
     Fixture m(true, profile);
+    // x86-umip's CPU has UMIP: the OS turns it on (at CPL 0), then SGDT at CPL 3 faults.
+    if (std::string(profile) == "x86-umip") m.state().cr4 |= CR4_UMIP;
     m.reg(RAX) = 0x6000;
     m.run_user({0x0F, 0x01, 0x00, 0xEB, 0xFE}, 2);  // SGDT [RAX]; JMP $
     if (std::string(profile) == "x86") {

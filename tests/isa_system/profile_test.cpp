@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <string>
 
 using namespace pgsim::isa;
@@ -31,14 +32,26 @@ TEST(Profile, ClassicX86IsClassicEverywhereWithReasons) {
   }
 }
 
-TEST(Profile, UmipTrapsTheFiveStoreInstructionsOnly) {
+// x86-umip gives the CPU the UMIP feature and nothing else: what faults then follows CR4.UMIP, as
+// on the real CPU (tests/isa_system/cpuid_test.cpp, UmipProfile).
+TEST(Profile, UmipGivesTheFeatureAndKeepsEveryRuleClassic) {
   Profile p = load_profile("x86-umip");
   EXPECT_EQ(p.name, "x86-umip");
-  for (unsigned i = 0; i < kNumSensitiveInsns; ++i) {
-    auto insn = SensitiveInsn(i);
-    bool umip = insn == SensitiveInsn::Sgdt || insn == SensitiveInsn::Sidt ||
-                insn == SensitiveInsn::Sldt || insn == SensitiveInsn::Smsw || insn == SensitiveInsn::Str;
-    EXPECT_EQ(p.at_cpl_above_0(insn), umip ? Behavior::Gp : Behavior::Classic) << sensitive_insn_key(insn);
+  EXPECT_EQ(p.features, std::vector<std::string>{"+umip"});
+  for (unsigned i = 0; i < kNumSensitiveInsns; ++i)
+    EXPECT_EQ(p.at_cpl_above_0(SensitiveInsn(i)), Behavior::Classic) << sensitive_insn_key(SensitiveInsn(i));
+}
+
+TEST(Profile, FeatureSwitchErrorsNameFileLineAndKey) {
+  const std::string path = ::testing::TempDir() + "/bad-features.yaml";
+  std::ofstream(path) << "profile: bad\nbase: x86\nfeatures:\n  - +pcid\n  - +avx\nat_cpl_above_0: {}\n";
+  try {
+    load_profile(path);
+    FAIL() << "accepted +avx";
+  } catch (const ProfileError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path + ":5: key 'features'"), std::string::npos) << what;
+    EXPECT_NE(what.find("does not implement avx"), std::string::npos) << what;
   }
 }
 

@@ -57,11 +57,7 @@ _start:
         shl $6, %eax
         and $0xFFF, %eax
         add $fuzz_code, %eax
-        mov %ax, idt(,%ecx,8)
-        movw $0x08, idt + 2(,%ecx,8)
-        movw $0xEE00, idt + 4(,%ecx,8)
-        shr $16, %eax
-        mov %ax, idt + 6(,%ecx,8)
+        put_gate32 idt, 0xEE00
         inc %ecx
         cmp $256, %ecx
         jb 3b

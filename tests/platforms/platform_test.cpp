@@ -461,6 +461,67 @@ TEST_F(PlatformTest, RdtscCountsSimulatedCycles) {
                                       p.stat("sim.cycles.page_walk") + p.stat("sim.cycles.memory"));
 }
 
+// ---- CPUID and the performance counters (tests/kernels/cpuid.S) ------------------------------------
+
+void expect_config_error(const Process& p, const fs::path& config, int line, const std::string& key,
+                         const std::string& message);
+
+TEST_F(PlatformTest, CpuidKernelFindsEveryReportedFeatureWorkingAndCountsItsLoop) {
+  const fs::path kernel = kKernels / "cpuid.elf";
+  const PgsimRun p = pgsim(kernel, "cpuid");
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.serial;
+  for (const char* line : {"vendor: GenuineIntel\n", "pcid (report): yes\n", "invpcid: yes\n", "la57: yes\n",
+                           "smap: yes\n", "umip: no\n", "vmx (report): no\n", "x2apic (report): yes\n", "pmu: version 2\n",
+                           // the first RDPMC, MOV, MOV, 1000 x (DEC, JNZ), MOV: counted exactly
+                           "pmu: fixed counter 0 over the loop: 2004\n"})
+    EXPECT_NE(p.serial.find(line), std::string::npos) << line << " in\n" << p.serial;
+  // Switched off, a feature is neither reported nor there; switched on, the probe finds it.
+  const PgsimRun off = pgsim(kernel, "cpuid_off", {"cpu.features=[-pcid, -la57, -rdtscp, -abm, -smap, +umip, -pmu]"});
+  ASSERT_EQ(off.process.exit_status, kGuestSuccess) << off.serial;
+  for (const char* line : {"pcid (report): no\n", "la57: no\n", "rdtscp: no\n", "abm: no\n", "smap: no\n", "umip: yes\n",
+                           "pmu: none\n"})
+    EXPECT_NE(off.serial.find(line), std::string::npos) << line << " in\n" << off.serial;
+}
+
+// QEMU's TCG "max" CPU and pgsim presenting the same CPU (AMD, without PCID, INVPCID, x2APIC and
+// TSC-deadline, with UMIP) print the same lines and find every reported feature working, SMAP with
+// CLAC and STAC included. TCG has no PMU, and pgsim presents none on AMD.
+TEST_F(PlatformTest, CpuidKernelAgreesWithQemuMaxCpu) {
+  const fs::path kernel = kKernels / "cpuid.elf";
+  const Process q = run({"timeout", "60", PGSIM_QEMU, "-machine", "pc", "-cpu", "max", "-m", "128", "-kernel",
+                         kernel.string(), "-nographic", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"},
+                        dir_ / "qemu.log");
+  ASSERT_EQ(q.exit_status, 1) << "a probe failed on QEMU: " << q.output;
+  const PgsimRun p = pgsim(kernel, "cpuid_amd", {"cpu.vendor=amd", "cpu.features=[-pcid, -invpcid, -x2apic, -tsc-deadline, +umip]"});
+  ASSERT_EQ(p.process.exit_status, kGuestSuccess) << p.serial;
+  EXPECT_NE(p.serial.find("smap: yes\n"), std::string::npos);
+  EXPECT_EQ(kernel_output(p.serial), kernel_output(q.output));
+}
+
+TEST_F(PlatformTest, CpuFeatureErrorsNameFileLineAndKey) {
+  struct Bad {
+    const char* cpu;  // the cpu section's keys, from line 6
+    int line;
+    const char* key;
+    const char* message;
+  };
+  for (const Bad& b : {Bad{"  vendor: amd\n  features: [+vmx]\n", 7, "cpu.features", "Intel only"},
+                       Bad{"  features: [-pcid, +avx]\n", 6, "cpu.features", "does not implement avx"},
+                       Bad{"  features: [+pcidd]\n", 6, "cpu.features", "did you mean 'pcid'"},
+                       Bad{"  vendor: amd\n  vmx: true\n", 7, "cpu.vmx", "SVM"}}) {
+    const fs::path config = dir_ / "bad_cpu.yaml";
+    std::ofstream(config) << "run:\n  name: bad_cpu\nguest:\n  kernel: " << (kKernels / "hello.elf").string()
+                          << "\ncpu:\n" << b.cpu;
+    const Process p = run({PGSIM_BINARY, "run", config.string(), "--results-dir", (dir_ / "results").string()},
+                          dir_ / "bad_cpu.log");
+    expect_config_error(p, config, b.line, b.key, b.message);
+  }
+  const PgsimRun pmu = pgsim(kKernels / "hello.elf", "pmu_under_vmm", {"vmm.strategy=trap_emulate", "cpu.features=[+pmu]"});
+  EXPECT_EQ(pmu.process.exit_status, 2) << pmu.process.output;
+  EXPECT_NE(pmu.process.output.find("does not virtualize the performance-monitoring unit"), std::string::npos)
+      << pmu.process.output;
+}
+
 // ---- how runs end ---------------------------------------------------------------------------------
 
 TEST_F(PlatformTest, InstructionLimitStopsExactly) {
