@@ -16,7 +16,9 @@ void Core::route_event(const Event& event) {
 
 bool Core::offer_delivery_fault(const Event& delivering, const Event& fault) {
   materialize_flags();
-  return hook_ && hook_->on_delivery_fault(*this, delivering, fault);
+  if (!(hook_ && hook_->on_delivery_fault(*this, delivering, fault))) return false;
+  ++counters_.events;  // an exception the hook took, as route_event counts those
+  return true;
 }
 
 void Core::raise_event_after_instruction(const Event& event) {
