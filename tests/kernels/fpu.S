@@ -17,13 +17,6 @@
         .set CR4_OSXMMEXCPT, 0x400
         .set CR4_OSXSAVE, 0x40000
 
-/* Prints the string `label`, EAX in hexadecimal, and a new line. */
-.macro print_hex label
-        mov $\label, %esi; call puts
-        call put_hex
-        mov $msg_nl, %esi; call puts
-.endm
-
 /* Runs the faulting instruction(s) that follow with `recover` as where the handler resumes. */
 .macro expect_fault resume
         movl $\resume, recover

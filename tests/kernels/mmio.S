@@ -15,13 +15,6 @@
 
         .set TPR, 0xFEE00080
 
-/* Prints the string `label`, EAX in hexadecimal, and a new line. */
-.macro print_hex label
-        mov $\label, %esi; call puts
-        call put_hex
-        mov $msg_nl, %esi; call puts
-.endm
-
         kernel_start
         mov $TPR, %ebx
         movl $0x10, (%ebx)              /* store */
