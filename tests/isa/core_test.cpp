@@ -10,16 +10,6 @@ namespace {
 
 using namespace isa;
 
-// Consumes every event (so no IDT is needed), remembers it and stops the run.
-class RecordingHook : public TrapHook {
- public:
-  bool on_event(Core& core, const Event& e) override {
-    events.push_back(e);
-    core.request_stop();
-    return true;
-  }
-  std::vector<Event> events;
-};
 
 TEST(Core, CountedLoopRetiresExactlyAndCountsClasses) {
   Machine m;

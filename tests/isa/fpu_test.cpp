@@ -11,15 +11,6 @@ namespace {
 
 using namespace isa;
 
-class RecordingHook : public TrapHook {
- public:
-  bool on_event(Core& core, const Event& e) override {
-    events.push_back(e);
-    core.request_stop();
-    return true;
-  }
-  std::vector<Event> events;
-};
 
 constexpr uint64_t kCode = 0x4000, kData = 0x8000;
 

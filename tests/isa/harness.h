@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "isa/core.h"
+#include "isa/system/events.h"
 
 namespace pgsim::test {
 
@@ -171,6 +172,17 @@ struct Machine {
   }
   isa::CpuState& state() { return core.state(); }
   uint64_t& reg(unsigned r) { return core.state().gpr[r]; }
+};
+
+// Consumes every event (so no IDT is needed), remembers it and stops the run.
+class RecordingHook : public isa::TrapHook {
+ public:
+  bool on_event(isa::Core& core, const isa::Event& e) override {
+    events.push_back(e);
+    core.request_stop();
+    return true;
+  }
+  std::vector<isa::Event> events;
 };
 
 }  // namespace pgsim::test
