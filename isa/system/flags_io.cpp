@@ -138,6 +138,11 @@ void string_io(Core& core, const Insn& i) {
   const unsigned index = Input ? RDI : RSI;
   const int64_t step = (core.state().rflags & DF) ? -int64_t(Size) : int64_t(Size);
   uint64_t count = rep ? address_register(core, i, RCX) : 1;
+  // A long REP stops between two iterations at the step limit and is resumed later, as the
+  // memory string instructions do (isa/integer/string.cpp): a guest's REP OUTSB with RCX = 2^64 - 1
+  // must not hold the host.
+  const uint64_t allowance = rep ? core.string_iteration_allowance() : 1;
+  uint64_t iterations = 0;
   while (count != 0) {
     const uint64_t at = address_register(core, i, index);
     if constexpr (Input) {
@@ -158,8 +163,14 @@ void string_io(Core& core, const Insn& i) {
     }
     set_address_register(core, i, index, at + step);
     --count;
+    ++iterations;
     if (rep) set_address_register(core, i, RCX, count);
+    if (iterations == allowance && count != 0) {
+      core.suspend_instruction();
+      break;
+    }
   }
+  core.count_string_iterations(iterations);
 }
 
 }  // namespace

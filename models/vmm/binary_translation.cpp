@@ -131,14 +131,21 @@ void BinaryTranslationVmm::place_real_rip(Core& real) {
   // Translated code runs at other addresses than the guest's and one translated block at a time:
   // the guest's debug registers and RFLAGS.TF would have to be emulated by the translator.
   const CpuState& v = guest_.vcpu().state();
-  if (translated_mode() && ((v.dr[7] & DR7_ENABLES) || (v.rflags & TF)))
-    throw std::runtime_error("binary_translation: the guest kernel enables " +
-                             std::string(v.rflags & TF ? "single-stepping (RFLAGS.TF)" : "a hardware breakpoint (DR7)") +
-                             " in code the VMM translates: debug traps of translated code are not implemented");
   translated_real_state_ = false;
+  if (translated_mode() && ((v.dr[7] & DR7_ENABLES) || (v.rflags & TF))) {
+    real.shutdown("binary_translation: the guest kernel enables " +
+                  std::string(v.rflags & TF ? "single-stepping (RFLAGS.TF)" : "a hardware breakpoint (DR7)") +
+                  " in code the VMM translates: debug traps of translated code are not implemented");
+    return;
+  }
   if (!translated_mode()) return;
   const uint64_t guest_rip = guest_.vcpu().state().rip;
-  real.state().rip = guest_rip == continue_guest_ && continue_tc_ ? continue_tc_ : tc_entry(guest_rip);
+  const uint64_t tc = guest_rip == continue_guest_ && continue_tc_ ? continue_tc_ : tc_entry(guest_rip);
+  if (!tc) {
+    send_to_untranslatable(real, guest_rip);  // RIP is the guest's already
+    return;
+  }
+  real.state().rip = tc;
   enter_translated(real);
 }
 
@@ -187,15 +194,32 @@ uint64_t BinaryTranslationVmm::tc_entry(uint64_t guest_rip) {
   return tc ? tc : translate(guest_rip);
 }
 
+// Guest kernel code that cannot be fetched (not mapped, not executable, or device memory) is not
+// translated: the real CPU is sent to the guest's address itself, where its fetch faults through
+// the shadows as the guest's would, and the VMM takes that fault as any other (the guest's own #PF
+// reflected, or the instruction emulated from device memory). Never into the VMM's own memory.
+bool BinaryTranslationVmm::send_to_untranslatable(Core& real, uint64_t guest_rip) {
+  if (!is_vmm_linear(guest_rip)) return true;
+  real.shutdown("binary_translation: the guest kernel's code branches to " + hex(guest_rip) +
+                ", which is the VMM's memory (the translation cache and the vCPU page); stopped before the fetch");
+  return false;
+}
+
 uint64_t BinaryTranslationVmm::translate(uint64_t guest_rip) {
   VirtualCpu& vcpu = guest_.vcpu();
   std::vector<uint64_t> frames;
-  const BtTranslator::CodeReader read = [&](uint64_t linear, uint8_t* out, unsigned size, uint64_t* frame) {
+  const auto fetchable = [&](uint64_t linear, WalkResult& w) {
     WalkRequest req;
     req.linear = linear;
     req.access = AccessKind::Execute;
-    const WalkResult w = page_walk(vcpu.state(), vcpu.bus(), req);
-    if (!w.ok || !guest_.shadow().is_ram(w.paddr)) return false;
+    w = page_walk(vcpu.state(), vcpu.bus(), req);
+    return w.ok && guest_.shadow().is_ram(w.paddr);
+  };
+  WalkResult first;
+  if (!fetchable(guest_rip, first)) return 0;
+  const BtTranslator::CodeReader read = [&](uint64_t linear, uint8_t* out, unsigned size, uint64_t* frame) {
+    WalkResult w;
+    if (!fetchable(linear, w)) return false;
     const uint64_t in_page = kPage - (w.paddr & (kPage - 1));
     if (size > in_page) size = static_cast<unsigned>(in_page);
     for (unsigned k = 0; k < size; ++k) out[k] = static_cast<uint8_t>(vcpu.bus().read(w.paddr + k, 1));
@@ -289,6 +313,10 @@ PreExecute BinaryTranslationVmm::branch_exit(Core& real, const TcExit& exit) {
     ++counters_.translator_entries;
     callout_cycles_ += costs_.bt_callout;
     const uint64_t target = tc_entry(exit.guest_target);
+    if (!target) {  // left unchained: the guest may map the code later
+      if (send_to_untranslatable(real, exit.guest_target)) real.set_next_rip(exit.guest_target);
+      return PreExecute::Skip;
+    }
     const TcExit* still = translator_->exit_at(exit.tc);
     if (still && still->kind == TcExit::Kind::Jump) {  // not flushed while translating
       translator_->chain(exit.tc, target);
@@ -341,7 +369,8 @@ PreExecute BinaryTranslationVmm::branch_exit(Core& real, const TcExit& exit) {
     ++counters_.lookup_misses;
     tc = translate(guest_target);
   }
-  real.set_next_rip(tc);
+  if (!tc && !send_to_untranslatable(real, guest_target)) return PreExecute::Skip;
+  real.set_next_rip(tc ? tc : guest_target);
   return PreExecute::Skip;
 }
 

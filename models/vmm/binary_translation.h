@@ -93,7 +93,8 @@ class BinaryTranslationVmm final : public DeprivilegedVmm {
   bool translated_mode() const;
   // The TC address to run guest kernel code at `guest_rip` from (translated now if need be).
   uint64_t tc_entry(uint64_t guest_rip);
-  uint64_t translate(uint64_t guest_rip);
+  uint64_t translate(uint64_t guest_rip);  // 0 where the guest's code at guest_rip cannot be fetched
+  bool send_to_untranslatable(isa::Core& real, uint64_t guest_rip);
   void place_real_rip(isa::Core& real);  // DeprivilegedGuest::after_project
   void code_written(uint64_t frame);     // DeprivilegedGuest::on_code_write
   isa::PreExecute emulate_callout(isa::Core& real, const TcExit& exit);

@@ -102,6 +102,7 @@ HwAssistVmm::HwAssistVmm(const Machine& machine, const VmmCosts& costs, const Vm
   on(ExitReason::Wrmsr, &HwAssistVmm::on_msr, emulate_cycles_, costs.emulate);
   on(ExitReason::Vmcall, &HwAssistVmm::on_vmcall, emulate_cycles_, costs.emulate);
   on(ExitReason::Xsetbv, &HwAssistVmm::on_xsetbv, emulate_cycles_, costs.emulate);
+  on(ExitReason::Invd, &HwAssistVmm::on_invd, emulate_cycles_, costs.emulate);
   for (ExitReason r : {ExitReason::Vmclear, ExitReason::Vmlaunch, ExitReason::Vmptrld, ExitReason::Vmptrst,
                        ExitReason::Vmread, ExitReason::Vmresume, ExitReason::Vmwrite, ExitReason::Vmxoff,
                        ExitReason::Vmxon, ExitReason::Invept, ExitReason::Invvpid})
@@ -288,10 +289,12 @@ void HwAssistVmm::leave_guest(Core& core, const VmExit& exit) {
 HwAssistVmm::Completion HwAssistVmm::exit_to_vmm(Core& core, const VmExit& exit) {
   const unsigned reason = static_cast<unsigned>(exit.reason);
   const ExitHandler* handler = reason < handlers_.size() ? &handlers_[reason] : nullptr;
-  if (!handler || !handler->handle)
-    throw std::runtime_error(std::string("hw_assist: no handler for the VM exit ") +
-                             (exit_reason_name(reason) ? exit_reason_name(reason) : "?") + " (reason " +
-                             std::to_string(reason) + ") at guest RIP " + hex(core.state().rip));
+  if (!handler || !handler->handle) {
+    core.shutdown(std::string("hw_assist: the VM exit ") + (exit_reason_name(reason) ? exit_reason_name(reason) : "?") +
+                  " (reason " + std::to_string(reason) + ") at guest RIP " + hex(core.state().rip) +
+                  " has no handler: not implemented");
+    return Completion::Done;
+  }
   exits_.record(exit_reason_name(reason));
   vmexit_cycles_ += costs_.vmexit;
   *handler->cycles += handler->cost;
@@ -465,6 +468,10 @@ HwAssistVmm::Completion HwAssistVmm::on_msr(Core& core, const VmExit& exit) {
 // XSETBV (always exits): the guest's XCR0 is the processor's while the guest runs (this VMM keeps
 // no extended state of its own), so the instruction runs on the guest's state, its checks included.
 HwAssistVmm::Completion HwAssistVmm::on_xsetbv(Core&, const VmExit&) { return Completion::ExecuteInGuest; }
+
+// INVD always exits (SDM vol. 3C, 26.1.2). The core models no cache contents a guest could lose,
+// so carrying it out on the virtual CPU (its privilege check, nothing else) is all there is to do.
+HwAssistVmm::Completion HwAssistVmm::on_invd(Core&, const VmExit&) { return Completion::ExecuteInGuest; }
 
 // VMCALL: no hypercall interface, so #UD, as on a processor without one.
 HwAssistVmm::Completion HwAssistVmm::on_vmcall(Core&, const VmExit&) {
@@ -779,9 +786,11 @@ HwAssistVmm::Completion HwAssistVmm::on_shadow_cr_access(Core& core, const VmExi
     const uint64_t old_cr0 = guest_cr_value(vmcs_, 0, vmcs_.get(F::GuestCr0));
     const uint64_t old_cr4 = guest_cr_value(vmcs_, 4, vmcs_.get(F::GuestCr4));
     const uint64_t cr0 = cr == 0 ? value : old_cr0, cr4 = cr == 4 ? value : old_cr4;
-    if (!(cr0 & CR0_PE))
-      throw std::runtime_error("hw_assist: the guest clears CR0.PE; real mode needs an unrestricted guest, which "
-                               "needs EPT (vmm.paging: nested)");
+    if (!(cr0 & CR0_PE)) {
+      core.shutdown("hw_assist: the guest clears CR0.PE; real mode needs an unrestricted guest, which needs EPT "
+                    "(vmm.paging: nested)");
+      return Completion::Done;
+    }
     guest_efer_ = (cr0 & CR0_PG) && (guest_efer_ & EFER_LME) ? guest_efer_ | EFER_LMA : guest_efer_ & ~uint64_t{EFER_LMA};
     vmcs_.set(F::Cr0ReadShadow, cr0 & kCr0ShadowOwned);
     vmcs_.set(F::Cr4ReadShadow, cr4 & kCr4ShadowOwned);

@@ -104,6 +104,7 @@ class HwAssistVmm final : public Vmm {
   Completion on_cr_access(isa::Core&, const isa::vmx::VmExit&);
   Completion on_msr(isa::Core&, const isa::vmx::VmExit&);
   Completion on_xsetbv(isa::Core&, const isa::vmx::VmExit&);
+  Completion on_invd(isa::Core&, const isa::vmx::VmExit&);
   Completion on_vmcall(isa::Core&, const isa::vmx::VmExit&);
   Completion on_vmx_instruction(isa::Core&, const isa::vmx::VmExit&);
   Completion on_external_interrupt(isa::Core&, const isa::vmx::VmExit&);

@@ -577,6 +577,26 @@ TEST(PortIo, RepOutsb) {
   EXPECT_EQ(m.reg(RSI), 0x6003u);
 }
 
+// A REP OUTSB of any length stops at the step limit between two iterations, restartable, as the
+// memory string instructions do: a guest's RCX = 2^64 - 1 must not hold the host.
+TEST(PortIo, RepOutsbStopsAtTheStepLimitAndResumes) {
+  Fixture m(true);
+  m.reg(RSI) = 0x6000;
+  m.reg(RCX) = 1000;
+  m.reg(RDX) = 0x3F8;
+  m.load_code(0x5000, {0xF3, 0x6E});  // REP OUTSB
+  m.core.run(1, 5);
+  EXPECT_EQ(m.io.outs.size(), 5u);
+  EXPECT_EQ(m.reg(RCX), 995u);
+  EXPECT_EQ(m.reg(RSI), 0x6005u);
+  EXPECT_EQ(m.state().rip, 0x5000u);  // the instruction has not retired
+  EXPECT_EQ(m.core.counters().string_iterations, 5u);
+  m.core.run(1);
+  EXPECT_EQ(m.io.outs.size(), 1000u);
+  EXPECT_EQ(m.reg(RCX), 0u);
+  EXPECT_EQ(m.state().rip, 0x5002u);
+}
+
 TEST(MovFromSreg, ClassicRevealsCplInsensitiveHidesIt) {
   Fixture m(true);
   m.run_user({0x8C, 0xC8, 0xEB, 0xFE}, 2);  // MOV EAX, CS
