@@ -145,8 +145,8 @@ TEST(GuestUnderVmm, TheGuestsDevicesAreSoftwareUnderAVmm) {
 // line), and the MMIO traps are exactly 4 + that count. (More ticks than natively: the VMM's
 // cycles pass in simulated time too.) Each port read of bench=in is emulated as an `in`.
 TEST(GuestUnderVmm, TrapEmulateTrapsOnEveryApicAccessAndCountsEmulationByMnemonic) {
-  const GuestRun native = run("native", "bench=forkwait iters=100", "cpu.profile=x86-pg");
-  const GuestRun te = run("trap_emulate", "bench=forkwait iters=100", "cpu.profile=x86-pg");
+  const GuestRun native = run("native", "bench=forkwait iters=250", "cpu.profile=x86-pg");
+  const GuestRun te = run("trap_emulate", "bench=forkwait iters=250", "cpu.profile=x86-pg");
   ASSERT_EQ(te.exit_code, 0) << te.figures;
   EXPECT_EQ(te.guest_lines, native.guest_lines);
   EXPECT_EQ(figure(native.figures, "mmio_traps"), 0u) << native.figures;

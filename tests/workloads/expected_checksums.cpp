@@ -65,11 +65,16 @@ uint64_t ptemod_checksum(uint64_t iters) {
     return fold(iters, 3, [&](uint64_t i) { return values[i & 1] ^ i; });
 }
 
-// The first process is pid 1 and pids are never reused, so child i is pid i + 2; it exits with
-// (7i + 3) mod 128.
-uint64_t forkwait_checksum(uint64_t iters) {
+// The first process is pid 1 and pids are never reused, so child i is pid i + 2. Before fork i
+// the parent writes i + p into its data page p; the child exits with (7i + 3 + the sum of what it
+// reads) mod 128.
+uint64_t forkwait_checksum(uint64_t iters, uint64_t pages) {
     uint64_t sum = 0;
-    for (uint64_t i = 0; i < iters; ++i) sum = sum * 31 + ((i * 7 + 3) & 0x7F) + (i + 2);
+    for (uint64_t i = 0; i < iters; ++i) {
+        uint64_t seen = 0;
+        for (uint64_t p = 0; p < pages; ++p) seen += i + p;
+        sum = sum * 31 + ((i * 7 + 3 + seen) & 0x7F) + (i + 2);
+    }
     return sum;
 }
 
@@ -118,7 +123,7 @@ uint64_t smc_checksum(uint64_t iters) {
 }  // namespace
 
 std::optional<uint64_t> expected_checksum(const std::string& bench, uint64_t iters,
-                                          uint64_t working_set_bytes) {
+                                          uint64_t working_set_bytes, uint64_t forkwait_pages) {
     if (bench == "syscall") return syscall_checksum(iters);
     if (bench == "in") return in_checksum(iters);
     if (bench == "cr8wr") return cr8wr_checksum(iters);
@@ -126,7 +131,7 @@ std::optional<uint64_t> expected_checksum(const std::string& bench, uint64_t ite
     if (bench == "pgfault") return pgfault_checksum(iters);
     if (bench == "divzero") return divzero_checksum(iters);
     if (bench == "ptemod") return ptemod_checksum(iters);
-    if (bench == "forkwait") return forkwait_checksum(iters);
+    if (bench == "forkwait") return forkwait_checksum(iters, forkwait_pages);
     if (bench == "compute") return compute_checksum(iters);
     if (bench == "memwalk") return memwalk_checksum(iters, working_set_bytes);
     if (bench == "ctxswitch") return ctxswitch_checksum(iters);

@@ -10,7 +10,8 @@
 namespace pgsim::guest_test {
 
 // std::nullopt for a name that is not a benchmark.
+// working_set_bytes is memwalk's ws=, forkwait_pages forkwait's pages=.
 std::optional<uint64_t> expected_checksum(const std::string& bench, uint64_t iters,
-                                          uint64_t working_set_bytes);
+                                          uint64_t working_set_bytes, uint64_t forkwait_pages = 0);
 
 }  // namespace pgsim::guest_test

@@ -100,9 +100,14 @@ TEST_P(GuestKernel, RejectsAWorkingSetTooSmallForTwoEntries) {
     EXPECT_TRUE(has_line(lines, "command line: ws must be between 16 and 268435456 bytes: 'ws=8'"));
 }
 
+TEST_P(GuestKernel, RejectsForkwaitDataBeyondTheHeap) {
+    auto lines = expect_verdict(GetParam().run("bench=forkwait pages=65537"), false);
+    EXPECT_TRUE(has_line(lines, "command line: pages must be between 0 and 65536: 'pages=65537'"));
+}
+
 TEST_P(GuestKernel, RejectsAnUnknownKey) {
     auto lines = expect_verdict(GetParam().run("bench=syscall speed=3"), false);
-    EXPECT_TRUE(has_line(lines, "command line: unknown key (expected bench, iters, ws, pvbatch): 'speed=3'"));
+    EXPECT_TRUE(has_line(lines, "command line: unknown key (expected bench, iters, ws, pages, pvbatch): 'speed=3'"));
 }
 
 // pvbatch=N sizes the paravirtual page-table batches; natively it changes nothing.
@@ -219,12 +224,14 @@ INSTANTIATE_TEST_SUITE_P(Runners, GuestKernel, testing::ValuesIn(guest_runners()
 struct BenchCase {
     std::string name;
     uint64_t iters;
-    uint64_t ws = 0;  // memwalk only
+    uint64_t ws = 0;     // memwalk only
+    uint64_t pages = 0;  // forkwait only
 };
 
 void PrintTo(const BenchCase& bench, std::ostream* os) {
     *os << "bench=" << bench.name << " iters=" << bench.iters;
     if (bench.ws) *os << " ws=" << bench.ws;
+    if (bench.pages) *os << " pages=" << bench.pages;
 }
 
 class GuestBenchmark : public testing::TestWithParam<std::tuple<NamedRunner, BenchCase>> {};
@@ -233,9 +240,10 @@ TEST_P(GuestBenchmark, PrintsTheChecksumComputedOnTheHost) {
     const auto& [runner, bench] = GetParam();
     std::string cmdline = "bench=" + bench.name + " iters=" + std::to_string(bench.iters);
     if (bench.ws) cmdline += " ws=" + std::to_string(bench.ws);
+    if (bench.pages) cmdline += " pages=" + std::to_string(bench.pages);
     auto lines = expect_verdict(runner.run(cmdline), true);
 
-    auto checksum = expected_checksum(bench.name, bench.iters, bench.ws);
+    auto checksum = expected_checksum(bench.name, bench.iters, bench.ws, bench.pages);
     ASSERT_TRUE(checksum.has_value()) << bench.name;
     char hex[32];
     snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(*checksum));
@@ -250,7 +258,7 @@ TEST_P(GuestBenchmark, PrintsTheChecksumComputedOnTheHost) {
 
 const std::vector<BenchCase> kBenchmarks = {
     {"syscall", 500},  {"in", 500},       {"cr8wr", 37},      {"callret", 500},
-    {"pgfault", 300},  {"divzero", 300},  {"ptemod", 300},    {"forkwait", 40},
+    {"pgfault", 300},  {"divzero", 300},  {"ptemod", 300},    {"forkwait", 40}, {"forkwait", 12, 0, 37},
     {"compute", 5000}, {"memwalk", 4000, 131072}, {"memwalk", 20000, 4 << 20},
     {"ctxswitch", 200}, {"smc", 300},      {"clisti", 300},   {"ksmc", 300},
 };
@@ -260,12 +268,13 @@ INSTANTIATE_TEST_SUITE_P(
     [](const testing::TestParamInfo<GuestBenchmark::ParamType>& info) {
         const auto& bench = std::get<1>(info.param);
         return std::get<0>(info.param).name + "_" + bench.name +
-               (bench.ws ? "_ws" + std::to_string(bench.ws) : "");
+               (bench.ws ? "_ws" + std::to_string(bench.ws) : "") +
+               (bench.pages ? "_pages" + std::to_string(bench.pages) : "");
     });
 
 // Every machine prints what the first one prints, timing lines aside.
 void expect_same_output(const std::vector<NamedRunner>& machines) {
-    for (const char* cmdline : {"bench=selftest", "bench=forkwait iters=10", "bench=smc iters=20"}) {
+    for (const char* cmdline : {"bench=selftest", "bench=forkwait iters=10 pages=6", "bench=smc iters=20"}) {
         auto reference = without_timing(expect_verdict(machines[0].run(cmdline), true));
         for (size_t r = 1; r < machines.size(); ++r)
             EXPECT_EQ(without_timing(expect_verdict(machines[r].run(cmdline), true)), reference)

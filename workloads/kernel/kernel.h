@@ -117,7 +117,7 @@ extern u64 preemptions; /* timer interrupts that took the CPU from ring 3 */
 
 /* ---- bench.c / selftest.c ---- */
 extern enum workload run_workload;
-extern u64 run_iters, run_ws;
+extern u64 run_iters, run_ws, run_pages;
 void bench_report(u64 checksum, u64 cycles);
 void bench_kernel(enum workload w, u64 iters);
 void selftest_kernel(void);

@@ -1,5 +1,5 @@
 /* kmain: boot, the checks, and the workload named on the Multiboot command line
- * (bench=NAME iters=N ws=BYTES pvbatch=N). */
+ * (bench=NAME iters=N ws=BYTES pages=N pvbatch=N). */
 #include "kernel.h"
 
 #define MULTIBOOT_LOADER_MAGIC 0x2BADB002
@@ -21,10 +21,10 @@ struct __attribute__((packed)) multiboot_mmap_entry {
 const char *const workload_names[] = {WORKLOAD_LIST(WORKLOAD_NAME)};
 
 enum workload run_workload = WORKLOAD_COUNT; /* none */
-u64 run_iters = 1000, run_ws = 1UL << 20;
+u64 run_iters = 1000, run_ws = 1UL << 20, run_pages = FORKWAIT_PAGES_DEFAULT;
 static char cmdline[256];
 
-extern void user_main(u64 workload, u64 iters, u64 ws);
+extern void user_main(u64 workload, u64 iters, u64 size);
 
 static bool parse_u64(const char *s, usize n, u64 *out) {
     u64 v = 0;
@@ -77,13 +77,17 @@ static void parse_cmdline(const char *s) {
             if (!parse_u64(val, vlen, &run_ws) || run_ws < 16 ||
                 run_ws > USER_HEAP_END - USER_HEAP_BASE)
                 bad_cmdline("ws must be between 16 and 268435456 bytes", tok, n);
+        } else if (klen == 5 && !strncmp(tok, "pages", 5)) {
+            if (!parse_u64(val, vlen, &run_pages) ||
+                run_pages > (USER_HEAP_END - USER_HEAP_BASE) / PAGE_SIZE)
+                bad_cmdline("pages must be between 0 and 65536", tok, n);
         } else if (klen == 7 && !strncmp(tok, "pvbatch", 7)) {
             u64 batch;
             if (!parse_u64(val, vlen, &batch) || batch == 0 || batch > PVBATCH_MAX)
                 bad_cmdline("pvbatch must be between 1 and 256", tok, n);
             pv_set_batch_size(batch);
         } else {
-            bad_cmdline("unknown key (expected bench, iters, ws, pvbatch)", tok, n);
+            bad_cmdline("unknown key (expected bench, iters, ws, pages, pvbatch)", tok, n);
         }
     }
 }
@@ -153,7 +157,9 @@ void kmain(u32 magic, u32 info) {
     if (runs_in_kernel(run_workload)) {
         bench_kernel(run_workload, run_iters);
     } else {
-        proc_spawn((u64)user_main, run_workload, run_iters, run_ws);
+        /* The third argument sizes the workload: memwalk's working set, forkwait's data. */
+        proc_spawn((u64)user_main, run_workload, run_iters,
+                   run_workload == WORKLOAD_forkwait ? run_pages : run_ws);
         scheduler();
     }
     if (frames_in_use() != frames_before) {

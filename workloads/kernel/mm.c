@@ -174,9 +174,14 @@ u64 aspace_clone(u64 pml4, u64 *user_root) {
     return child;
 }
 
+/* Exit unmaps every page before the tables go, as Linux's zap_pte_range does: a VMM that shadows
+ * the tables sees each of these writes. */
 static void free_page(u64 va, u64 *pte, void *unused) {
+    u64 entry = *pte;
+    if (pvops.pte_clear_full)
+        pvops.pte_clear_full(pte);
     if (!is_shared(va))
-        page_unref(*pte & PTE_ADDR);
+        page_unref(entry & PTE_ADDR);
 }
 
 void aspace_destroy(u64 pml4, u64 user_root) {

@@ -42,6 +42,10 @@ struct pvops {
     void (*table_free)(u64 frame);   /* a frame that no longer is one */
     void (*aspace_ready)(u64 kernel_root, u64 user_root);   /* a new address space is complete */
     void (*aspace_release)(u64 kernel_root, u64 user_root); /* ... is about to be freed */
+    /* Unmaps one page of an address space being freed (Linux's ptep_get_and_clear_full): natively
+     * a plain store into a table the MMU may still walk; NULL paravirtually, where the released
+     * tables go back to the frame allocator unvalidated and nothing walks them any more. */
+    void (*pte_clear_full)(u64 *pte);
     u64 (*fault_address)(void);      /* CR2 */
     bool separate_user_root;         /* ring 3 runs on a root of its own (direct paging) */
     /* ---- devices ---- */

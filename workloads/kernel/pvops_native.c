@@ -62,6 +62,7 @@ static void native_load_roots(u64 kernel_root, u64 user_root) {
 }
 static void native_invlpg(u64 va) { __asm__ volatile("invlpg (%0)" ::"r"(va) : "memory"); }
 static void native_set_pte(u64 *pte, u64 v) { *(volatile u64 *)pte = v; }
+static void native_pte_clear_full(u64 *pte) { *(volatile u64 *)pte = 0; }
 /* Natively every update takes effect when it is made: nothing is ever queued. */
 static void native_mmu_flush(void) {}
 /* The CPU needs nothing to be told about a new or dying address space. */
@@ -100,6 +101,7 @@ const struct pvops native_pvops = {
     .table_free = frame_free,
     .aspace_ready = native_aspace_change,
     .aspace_release = native_aspace_change,
+    .pte_clear_full = native_pte_clear_full,
     .fault_address = native_fault_address,
     .separate_user_root = false,
     .sensitive_instructions = true,

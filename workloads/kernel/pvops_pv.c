@@ -317,6 +317,7 @@ const struct pvops pv_pvops = {
     .table_free = pv_table_free,
     .aspace_ready = pv_aspace_ready,
     .aspace_release = pv_aspace_release,
+    .pte_clear_full = NULL, /* the unpinned tables are freed as they are */
     .fault_address = pv_fault_address,
     .separate_user_root = true,
     .sensitive_instructions = false,

@@ -28,6 +28,9 @@ enum syscall_number {
 #define USER_STACK_TOP   0x7FFFF000UL
 #define USER_CLOCK_PAGE  0x7FFFF000UL /* read-only, shared: the kernel's timer-tick count */
 
+/* forkwait's private data, in pages (pages=N on the command line). */
+#define FORKWAIT_PAGES_DEFAULT 0
+
 /* Workloads: chosen by bench=NAME on the command line. */
 #define WORKLOAD_LIST(X) \
     X(selftest) X(syscall) X(in) X(cr8wr) X(callret) X(pgfault) X(divzero) X(ptemod) \

@@ -41,7 +41,7 @@ void user_selftest(void);
 u64 bench_syscall(u64 iters);
 u64 bench_pgfault(u64 iters);
 u64 bench_divzero(u64 iters);
-u64 bench_forkwait(u64 iters);
+u64 bench_forkwait(u64 iters, u64 pages);
 u64 bench_compute(u64 iters);
 /* Builds its working set, then sets *start to the time stamp after it, so that the reported
  * cycles are the chase's alone. */

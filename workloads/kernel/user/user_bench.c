@@ -42,13 +42,24 @@ u64 bench_divzero(u64 iters) {
     return sum;
 }
 
-/* Create a child, let it exit with a code of its own, reap it; N times. */
-u64 bench_forkwait(u64 iters) {
+/* Fork and wait, N times, as a process with `pages` pages of private data does it (the heap,
+ * stack and library data a running program has dirtied): the parent writes every page before
+ * each fork, so that the fork write-protects each one again for copy on write and the exit unmaps
+ * each from the child; the child reads them all and exits with a code folded from what it read,
+ * so that a wrong copy shows in the checksum. */
+u64 bench_forkwait(u64 iters, u64 pages) {
+    volatile u64 *data = (volatile u64 *)USER_HEAP_BASE;
     u64 sum = 0;
     for (u64 i = 0; i < iters; i++) {
+        for (u64 p = 0; p < pages; p++)
+            data[p * (4096 / 8)] = i + p;
         s64 pid = sys_fork();
-        if (pid == 0)
-            sys_exit((int)((i * 7 + 3) & 0x7F));
+        if (pid == 0) {
+            u64 seen = 0;
+            for (u64 p = 0; p < pages; p++)
+                seen += data[p * (4096 / 8)];
+            sys_exit((int)((i * 7 + 3 + seen) & 0x7F));
+        }
         if (pid < 0)
             return 0;
         s64 code = sys_wait();
