@@ -481,6 +481,8 @@ class Core {
   uint64_t last_fault_rip_ = 0;
   uint64_t step_deadline_ = ~0ull;     // steps() at which run() returns
   uint64_t no_progress_limit_ = 0;
+  static constexpr uint64_t kMaxDeliveryFaultNesting = 16;
+  uint64_t delivery_fault_nesting_ = 0;  // offer_delivery_fault calls in progress
   uint64_t fault_repeats_ = 0;         // the same fault at the same RIP, nothing retired between
   uint64_t retired_at_last_fault_ = ~0ull;
   std::optional<NoProgress> no_progress_;

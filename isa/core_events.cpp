@@ -16,7 +16,19 @@ void Core::route_event(const Event& event) {
 
 bool Core::offer_delivery_fault(const Event& delivering, const Event& fault) {
   materialize_flags();
-  if (!(hook_ && hook_->on_delivery_fault(*this, delivering, fault))) return false;
+  if (!hook_) return false;
+  // A hook that takes the fault may deliver an event again before it returns (a VMM injecting at
+  // its VM entry); an event whose delivery faults every time would nest here without end, where
+  // the hardware would loop. That is no progress: the run stops.
+  if (delivery_fault_nesting_ >= kMaxDeliveryFaultNesting) {
+    no_progress_ = NoProgress{fault.vector, state_.rip, delivery_fault_nesting_};
+    request_stop();
+    return true;
+  }
+  ++delivery_fault_nesting_;
+  const bool taken = hook_->on_delivery_fault(*this, delivering, fault);
+  --delivery_fault_nesting_;
+  if (!taken) return false;
   ++counters_.events;  // an exception the hook took, as route_event counts those
   return true;
 }
