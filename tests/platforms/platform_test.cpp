@@ -735,6 +735,29 @@ TEST_F(PlatformTest, DeviceMemoryReachedByAnyInstructionGivesTheSameOutputUnderE
   }
 }
 
+// Instruction fetches that fault in 64-bit kernel code (tests/kernels/fetchfault.S): a jump and a
+// call to unmapped memory and an instruction that runs off its last mapped page. Every strategy
+// delivers the guest's #PF with QEMU's CR2, error code and RIP. Binary translation cannot
+// translate that code: the real CPU's own fetch faults there and the VMM reflects it.
+TEST_F(PlatformTest, InstructionFetchFaultsInKernelCodeReachTheGuestUnderEveryStrategy) {
+  const Process q = qemu(kKernels / "fetchfault.elf");
+  ASSERT_EQ(q.exit_status, 1) << "QEMU: " << q.output;
+  ASSERT_NE(q.output.find("cr2=6291456 error=0 rip=6291454"), std::string::npos) << q.output;
+  size_t k = 0;
+  for (const char* strategy : {"native", "interpret", "trap_emulate", "binary_translation", "paravirt",
+                               "hw_assist nested", "hw_assist shadow"}) {
+    SCOPED_TRACE(strategy);
+    std::istringstream words(strategy);
+    std::string name, paging = "default";
+    words >> name >> paging;
+    std::vector<std::string> sets = {"cpu.vmx=true", "vmm.strategy=" + name};
+    if (paging != "default") sets.push_back("vmm.paging=" + paging);
+    const PgsimRun p = pgsim(kKernels / "fetchfault.elf", "fetchfault_" + std::to_string(k++), sets);
+    EXPECT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+    EXPECT_EQ(kernel_output(p.serial), kernel_output(q.output));
+  }
+}
+
 // hw_assist does not virtualize VMX for its guest: it presents a processor without VMX, as KVM
 // without nesting does. Forced to try, the kernel's CR4.VMXE write takes #GP (refused by the VMM,
 // counted) and the run ends as on a processor without VMX.
