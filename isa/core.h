@@ -63,6 +63,9 @@ struct NoProgress {
   uint8_t vector = 0;
   uint64_t rip = 0;        // where it faulted (CS-relative)
   uint64_t repeats = 0;
+  // Faults of one event's delivery, each taken by a hook that delivered the event anew (nested),
+  // rather than faults of instructions (run.no_progress_faults).
+  bool in_delivery = false;
 };
 
 // An instruction the core decoded but has no semantics for (it raised #UD in the guest).

@@ -21,7 +21,7 @@ bool Core::offer_delivery_fault(const Event& delivering, const Event& fault) {
   // its VM entry); an event whose delivery faults every time would nest here without end, where
   // the hardware would loop. That is no progress: the run stops.
   if (delivery_fault_nesting_ >= kMaxDeliveryFaultNesting) {
-    no_progress_ = NoProgress{fault.vector, state_.rip, delivery_fault_nesting_};
+    no_progress_ = NoProgress{fault.vector, state_.rip, delivery_fault_nesting_, /*in_delivery=*/true};
     request_stop();
     return true;
   }

@@ -135,9 +135,14 @@ def iterations_of(cmdline):
     return int(m.group(2)) if m else None
 
 
-def bench_of(cmdline):
-    m = re.search(r"(^|\s)bench=(\S+)", cmdline or "")
+def cmdline_value(cmdline, key):
+    """The value of the guest command line's key=value word, None where it has none."""
+    m = re.search(rf"(^|\s){re.escape(key)}=(\S+)", cmdline or "")
     return m.group(2) if m else None
+
+
+def bench_of(cmdline):
+    return cmdline_value(cmdline, "bench")
 
 
 def without_iters(cmdline):

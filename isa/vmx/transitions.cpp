@@ -527,4 +527,19 @@ VmEntryResult vm_entry(Vmcs& vmcs, Core& core) {
   return result;
 }
 
+uint64_t exited_guest_gpr(const Vmcs& vmcs, const CpuState& state, unsigned n) {
+  return n == RSP ? vmcs.get(F::GuestRsp) : state.gpr[n];
+}
+
+void set_exited_guest_gpr(Vmcs& vmcs, CpuState& state, unsigned n, uint64_t value) {
+  if (n == RSP)
+    vmcs.set(F::GuestRsp, value);
+  else
+    state.gpr[n] = value;
+}
+
+bool exited_guest_in_64bit_mode(const Vmcs& vmcs) {
+  return vmcs.entry_control(ENTRY_IA32E_MODE_GUEST) && (vmcs.get32(F::GuestCsAccessRights) & 0x2000);
+}
+
 }  // namespace pgsim::isa::vmx

@@ -40,6 +40,13 @@ VmEntryResult vm_entry(Vmcs& vmcs, Core& core);
 void vm_exit(Vmcs& vmcs, CpuState& state, const VmExit& exit);
 void vm_exit(Vmcs& vmcs, Core& core, const VmExit& exit);
 
+// The guest's general-purpose registers as a VMM sees them between a VM exit and the next entry:
+// RSP is in the guest-state area (the exit loaded the host's), the others are still the
+// processor's. And whether the guest was in 64-bit mode (IA-32e mode guest and CS.L).
+uint64_t exited_guest_gpr(const Vmcs& vmcs, const CpuState& state, unsigned n);
+void set_exited_guest_gpr(Vmcs& vmcs, CpuState& state, unsigned n, uint64_t value);
+bool exited_guest_in_64bit_mode(const Vmcs& vmcs);
+
 // 27.2.1.3: VM entry delivers an error code with an injected event exactly for a hardware
 // exception that has one (#DF, #TS, #NP, #SS, #GP, #PF, #AC) into a guest with CR0.PE set.
 bool injection_has_error_code(const Vmcs& vmcs, InterruptionType type, uint8_t vector);

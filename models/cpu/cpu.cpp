@@ -276,7 +276,8 @@ void Cpu::run() {
     if (const auto& stuck = core_.no_progress()) {
       std::ostringstream detail;
       detail << isa::event_name(stuck->vector) << " at RIP 0x" << std::hex << stuck->rip << std::dec << " " << stuck->repeats
-             << " times in a row with no instruction retired (run.no_progress_faults)";
+             << (stuck->in_delivery ? " times in a row while delivering one event, each time delivered anew by the VMM"
+                                    : " times in a row with no instruction retired (run.no_progress_faults)");
       finish(End::NoProgress, detail.str());
       break;
     }

@@ -208,18 +208,20 @@ bool BinaryTranslationVmm::send_to_untranslatable(Core& real, uint64_t guest_rip
 uint64_t BinaryTranslationVmm::translate(uint64_t guest_rip) {
   VirtualCpu& vcpu = guest_.vcpu();
   std::vector<uint64_t> frames;
-  const auto fetchable = [&](uint64_t linear, WalkResult& w) {
+  // The guest's walk for an instruction fetch at `linear`, where it reaches RAM.
+  const auto fetch_walk = [&](uint64_t linear) -> std::optional<WalkResult> {
     WalkRequest req;
     req.linear = linear;
     req.access = AccessKind::Execute;
-    w = page_walk(vcpu.state(), vcpu.bus(), req);
-    return w.ok && guest_.shadow().is_ram(w.paddr);
+    const WalkResult w = page_walk(vcpu.state(), vcpu.bus(), req);
+    if (!w.ok || !guest_.shadow().is_ram(w.paddr)) return std::nullopt;
+    return w;
   };
-  WalkResult first;
-  if (!fetchable(guest_rip, first)) return 0;
+  if (!fetch_walk(guest_rip)) return 0;
   const BtTranslator::CodeReader read = [&](uint64_t linear, uint8_t* out, unsigned size, uint64_t* frame) {
-    WalkResult w;
-    if (!fetchable(linear, w)) return false;
+    const std::optional<WalkResult> walk = fetch_walk(linear);
+    if (!walk) return false;
+    const WalkResult& w = *walk;
     const uint64_t in_page = kPage - (w.paddr & (kPage - 1));
     if (size > in_page) size = static_cast<unsigned>(in_page);
     for (unsigned k = 0; k < size; ++k) out[k] = static_cast<uint8_t>(vcpu.bus().read(w.paddr + k, 1));

@@ -65,10 +65,22 @@ bool fits_int32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
 // (the next at `guest_next`): the guest's RIP, not the TC's, is what it is relative to.
 int32_t absolute_disp32(uint64_t guest_rip, uint64_t guest_next, int64_t disp) {
   const int64_t absolute = static_cast<int64_t>(guest_next) + disp;
-  if (!fits_int32(absolute))
-    throw std::runtime_error("binary_translation: the RIP-relative operand of the instruction at " + hex(guest_rip) +
-                             " addresses " + hex(static_cast<uint64_t>(absolute)) + ", beyond an absolute disp32");
+  if (!fits_int32(absolute))  // beyond_absolute_disp32 sends such instructions to a callout
+    throw std::logic_error("binary_translation: the RIP-relative operand of the instruction at " + hex(guest_rip) +
+                           " addresses " + hex(static_cast<uint64_t>(absolute)) + ", beyond an absolute disp32");
   return static_cast<int32_t>(absolute);
+}
+
+// Whether the translation would need an address the TC cannot encode: a RIP-relative operand
+// whose absolute address is not a sign-extended disp32, or a direct CALL whose return address is
+// not a sign-extended imm32 for PUSH. The virtual CPU carries such an instruction out (a callout).
+bool beyond_absolute_disp32(const Insn& insn, const ZydisDecodedInstruction& zi, uint64_t guest_next) {
+  for (unsigned k = 0; k < insn.num_ops; ++k)
+    if (insn.op[k].kind == OpKind::Mem && insn.op[k].base == kRipReg &&
+        !fits_int32(static_cast<int64_t>(guest_next) + zi.raw.disp.value))
+      return true;
+  return insn.mnemonic == ZYDIS_MNEMONIC_CALL && insn.op[0].kind == OpKind::Rel &&
+         !fits_int32(static_cast<int64_t>(guest_next));
 }
 
 // An instruction the VMM must carry out on the virtual CPU: what would trap deprivileged, what
@@ -351,10 +363,8 @@ std::optional<uint64_t> BtTranslator::translate(uint64_t guest_rip, const CodeRe
     // Up to the end of the page first, then the next page if the instruction needs it.
     const unsigned in_page = static_cast<unsigned>(std::min<uint64_t>(kMaxInsnBytes, 0x1000 - (g & 0xFFF)));
     if (!read(g, bytes, in_page, &frame)) {
-      if (n == 0)
-        throw std::runtime_error("binary_translation: the guest kernel's code at " + hex(g) +
-                                 " cannot be fetched through its page tables (instruction fetch faults in guest "
-                                 "kernel code are not translated)");
+      if (n == 0)  // the VMM sends the real CPU there instead (BinaryTranslationVmm::translate)
+        throw std::logic_error("binary_translation: asked to translate code at " + hex(g) + ", which cannot be fetched");
       emit_jump_exit(g, g);  // the next unit's translation meets the fault
       break;
     }
@@ -413,14 +423,15 @@ std::optional<uint64_t> BtTranslator::translate(uint64_t guest_rip, const CodeRe
       g = next;
       continue;
     }
-    if (vcpu_page_ && !uses_unchecked_segment(insn) && emit_inline(insn, zi, bytes, g, next)) {
+    const bool beyond_disp32 = beyond_absolute_disp32(insn, zi, next);
+    if (vcpu_page_ && !beyond_disp32 && !uses_unchecked_segment(insn) && emit_inline(insn, zi, bytes, g, next)) {
       ++counters_.inlined;
       counters_.inlined_by_mnemonic.record(insn);
       after_sti = insn.mnemonic == ZYDIS_MNEMONIC_STI;
       g = next;
       continue;
     }
-    if (needs_callout(insn) || (vcpu_page_ && uses_unchecked_segment(insn))) {
+    if (needs_callout(insn) || beyond_disp32 || (vcpu_page_ && uses_unchecked_segment(insn))) {
       ++counters_.callouts;
       TcExit exit;
       exit.kind = TcExit::Kind::Emulate;
@@ -450,9 +461,6 @@ std::optional<uint64_t> BtTranslator::translate(uint64_t guest_rip, const CodeRe
           break;
         case ZYDIS_MNEMONIC_CALL:
           if (relative) {
-            if (!fits_int32(static_cast<int64_t>(next)))
-              throw std::runtime_error("binary_translation: the return address " + hex(next) +
-                                       " of the CALL at " + hex(g) + " does not fit a PUSH imm32");
             uint8_t push[5] = {kPushImm32};
             const int32_t imm = static_cast<int32_t>(next);
             std::memcpy(push + 1, &imm, 4);

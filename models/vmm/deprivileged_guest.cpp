@@ -536,8 +536,12 @@ void DeprivilegedGuest::interpret_until_direct(Core& real) {
   constexpr uint64_t kChunk = 4096;  // then the CPU module's loop gets control back (time, exit)
   Core& v = vcpu_->core();
   const uint64_t before = v.counters().retired;
-  for (uint64_t steps = 0; steps < kChunk && !runs_directly() && !v.is_shutdown() && !v.state().halted; ++steps)
+  // A string instruction that stops between iterations (VirtualCpu::execute's bound) ends the
+  // chunk too: its iterations count as the real CPU's steps, whose limits are checked outside.
+  for (uint64_t steps = 0; steps < kChunk && !runs_directly() && !v.is_shutdown() && !v.state().halted; ++steps) {
     vcpu_->execute(1);
+    if (vcpu_->suspended()) break;
+  }
   const uint64_t done = v.counters().retired - before;
   interpreted_ += done;
   interpret_cycles_ += done * costs_.interpret;

@@ -95,14 +95,14 @@ HwAssistVmm::HwAssistVmm(const Machine& machine, const VmmCosts& costs, const Vm
   auto on = [this](ExitReason reason, Handler handle, uint64_t& cycles, uint64_t cost) {
     handlers_[static_cast<unsigned>(reason)] = {handle, &cycles, cost};
   };
-  on(ExitReason::Cpuid, &HwAssistVmm::on_cpuid, emulate_cycles_, costs.emulate);
+  on(ExitReason::Cpuid, &HwAssistVmm::on_run_as_is, emulate_cycles_, costs.emulate);
   on(ExitReason::IoInstruction, &HwAssistVmm::on_io, io_cycles_, costs.emulate_io);
   on(ExitReason::CrAccess, &HwAssistVmm::on_cr_access, emulate_cycles_, costs.emulate);
   on(ExitReason::Rdmsr, &HwAssistVmm::on_msr, emulate_cycles_, costs.emulate);
   on(ExitReason::Wrmsr, &HwAssistVmm::on_msr, emulate_cycles_, costs.emulate);
   on(ExitReason::Vmcall, &HwAssistVmm::on_vmcall, emulate_cycles_, costs.emulate);
-  on(ExitReason::Xsetbv, &HwAssistVmm::on_xsetbv, emulate_cycles_, costs.emulate);
-  on(ExitReason::Invd, &HwAssistVmm::on_invd, emulate_cycles_, costs.emulate);
+  on(ExitReason::Xsetbv, &HwAssistVmm::on_run_as_is, emulate_cycles_, costs.emulate);
+  on(ExitReason::Invd, &HwAssistVmm::on_run_as_is, emulate_cycles_, costs.emulate);
   for (ExitReason r : {ExitReason::Vmclear, ExitReason::Vmlaunch, ExitReason::Vmptrld, ExitReason::Vmptrst,
                        ExitReason::Vmread, ExitReason::Vmresume, ExitReason::Vmwrite, ExitReason::Vmxoff,
                        ExitReason::Vmxon, ExitReason::Invept, ExitReason::Invvpid})
@@ -311,8 +311,13 @@ bool HwAssistVmm::wants_before(const Insn& insn, uint64_t) {
 }
 
 PreExecute HwAssistVmm::before_instruction(Core& core, const Insn& insn) {
-  for (;;) {
+  // A handler that returns Decide has changed the VMCS so that the instruction no longer exits;
+  // a second exit would loop for ever.
+  for (bool decided = false;; decided = true) {
     const InsnDecision decision = decide_instruction(vmcs_, core, insn);
+    if (decided && decision.action == NonRootAction::Exit)
+      throw std::logic_error("hw_assist: the instruction at guest RIP " + hex(core.state().rip) +
+                             " exits again after its exit's handler let the processor decide anew");
     switch (decision.action) {
       case NonRootAction::Raise:
         throw decision.fault;
@@ -417,7 +422,11 @@ void HwAssistVmm::set_interrupt_window(bool open) {
 
 // ---- Handlers ---------------------------------------------------------------------------------------
 
-HwAssistVmm::Completion HwAssistVmm::on_cpuid(Core&, const VmExit&) { return Completion::ExecuteInGuest; }
+// Exits whose instruction the virtual CPU carries out on the guest's state as it is, checks
+// included: CPUID (the guest's core has the CPUID the VMM presents), XSETBV (the guest's XCR0 is
+// the processor's while it runs: the VMM keeps no extended state of its own) and INVD (always
+// exits, SDM vol. 3C 26.1.2; the core models no cache contents a guest could lose).
+HwAssistVmm::Completion HwAssistVmm::on_run_as_is(Core&, const VmExit&) { return Completion::ExecuteInGuest; }
 
 // The VMM presents a processor without VMX (it does not virtualize VMX for a guest hypervisor, as
 // KVM without nesting): CPUID shows none (the guest's core has no GuestVmx), CR4.VMXE is reserved
@@ -439,19 +448,27 @@ HwAssistVmm::Completion HwAssistVmm::on_io(Core&, const VmExit&) {
   return Completion::ExecuteInGuest;
 }
 
+// MOV to CRn's source in an exit handler: the whole register in 64-bit mode, its low 32 bits
+// elsewhere (compatibility mode included), RSP from the guest-state area.
+uint64_t HwAssistVmm::mov_to_cr_source(const Core& core, unsigned gpr) const {
+  const uint64_t reg = exited_guest_gpr(vmcs_, core.state(), gpr);
+  return exited_guest_in_64bit_mode(vmcs_) ? reg : reg & 0xFFFFFFFFu;
+}
+
 // Under nested paging only CR8 (without the TPR shadow) and writes that change a host-owned bit of
 // CR0 or CR4 exit. The guest owns the bit's value in the read shadow from now on.
 HwAssistVmm::Completion HwAssistVmm::on_cr_access(Core& core, const VmExit& exit) {
   const unsigned cr = exit.qualification & 0xF, gpr = (exit.qualification >> 8) & 0xF;
   const auto type = static_cast<CrAccessType>((exit.qualification >> 4) & 3);
   if (cr == 8) return Completion::ExecuteInGuest;
-  if (type == CrAccessType::MovToCr && cr == 4 && (core.state().gpr[gpr] & CR4_VMXE)) {
+  const uint64_t source = mov_to_cr_source(core, gpr);
+  if (type == CrAccessType::MovToCr && cr == 4 && (source & CR4_VMXE)) {
     refuse_vmx(GP);
     return Completion::Done;
   }
   if (type == CrAccessType::MovToCr && (cr == 0 || cr == 4)) {
     const uint64_t mask = vmcs_.get(cr == 0 ? F::Cr0GuestHostMask : F::Cr4GuestHostMask);
-    vmcs_.set(cr == 0 ? F::Cr0ReadShadow : F::Cr4ReadShadow, core.state().gpr[gpr] & mask);
+    vmcs_.set(cr == 0 ? F::Cr0ReadShadow : F::Cr4ReadShadow, source & mask);
     return Completion::Decide;
   }
   throw std::logic_error("hw_assist: a CR access exit (CR" + std::to_string(cr) + ", type " +
@@ -464,14 +481,6 @@ HwAssistVmm::Completion HwAssistVmm::on_msr(Core& core, const VmExit& exit) {
   if (msr == kApicBaseMsr || msr == kTscDeadlineMsr || (msr >= kX2apicFirst && msr <= kX2apicLast)) ++device_accesses_;
   return Completion::ExecuteInGuest;
 }
-
-// XSETBV (always exits): the guest's XCR0 is the processor's while the guest runs (this VMM keeps
-// no extended state of its own), so the instruction runs on the guest's state, its checks included.
-HwAssistVmm::Completion HwAssistVmm::on_xsetbv(Core&, const VmExit&) { return Completion::ExecuteInGuest; }
-
-// INVD always exits (SDM vol. 3C, 26.1.2). The core models no cache contents a guest could lose,
-// so carrying it out on the virtual CPU (its privilege check, nothing else) is all there is to do.
-HwAssistVmm::Completion HwAssistVmm::on_invd(Core&, const VmExit&) { return Completion::ExecuteInGuest; }
 
 // VMCALL: no hypercall interface, so #UD, as on a processor without one.
 HwAssistVmm::Completion HwAssistVmm::on_vmcall(Core&, const VmExit&) {
@@ -772,10 +781,9 @@ HwAssistVmm::Completion HwAssistVmm::on_shadow_cr_access(Core& core, const VmExi
   const auto type = static_cast<CrAccessType>((exit.qualification >> 4) & 3);
   if (cr == 8 || type == CrAccessType::Clts || type == CrAccessType::Lmsw || (cr != 3 && type != CrAccessType::MovToCr))
     return on_cr_access(core, exit);  // the same as under nested paging (or refused there)
-  uint64_t& reg = core.state().gpr[gpr];
-  const uint64_t value = guest_efer_ & EFER_LMA ? reg : reg & 0xFFFFFFFFu;
+  const uint64_t value = mov_to_cr_source(core, gpr);
   if (cr == 3 && type == CrAccessType::MovFromCr) {
-    reg = guest_cr3_;
+    set_exited_guest_gpr(vmcs_, core.state(), gpr, guest_cr3_);
   } else if (cr == 3) {
     guest_cr3_ = value;
     switch_shadow_root();

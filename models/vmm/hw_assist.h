@@ -98,13 +98,13 @@ class HwAssistVmm final : public Vmm {
   isa::PreExecute execute_for_guest(isa::Core& core, const isa::Insn& insn);
   isa::PreExecute execute_virtualized(isa::Core& core, const isa::Insn& insn, isa::vmx::Virtualized how);
 
+  uint64_t mov_to_cr_source(const isa::Core& core, unsigned gpr) const;
+
   // ---- Handlers, by basic exit reason ------------------------------------------------------------
-  Completion on_cpuid(isa::Core&, const isa::vmx::VmExit&);
+  Completion on_run_as_is(isa::Core&, const isa::vmx::VmExit&);
   Completion on_io(isa::Core&, const isa::vmx::VmExit&);
   Completion on_cr_access(isa::Core&, const isa::vmx::VmExit&);
   Completion on_msr(isa::Core&, const isa::vmx::VmExit&);
-  Completion on_xsetbv(isa::Core&, const isa::vmx::VmExit&);
-  Completion on_invd(isa::Core&, const isa::vmx::VmExit&);
   Completion on_vmcall(isa::Core&, const isa::vmx::VmExit&);
   Completion on_vmx_instruction(isa::Core&, const isa::vmx::VmExit&);
   Completion on_external_interrupt(isa::Core&, const isa::vmx::VmExit&);

@@ -1,5 +1,6 @@
 #include "models/vmm/virtual_cpu.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "isa/system/paging.h"
@@ -31,9 +32,10 @@ uint64_t VirtualCpu::execute(uint64_t steps) {
   const uint64_t before = c.retired, events = c.events, work = c.steps();
   // A bounded number of steps per call, so that one emulated REP string instruction on device
   // memory cannot keep the host busy: it stops between two iterations and the real CPU, which
-  // re-executes it, traps again for the rest.
+  // re-executes it, traps again for the rest. Never past the real CPU's own step limit: these
+  // steps are its steps.
   constexpr uint64_t kMaxStepsPerCall = 1 << 16;
-  core_.run(steps, kMaxStepsPerCall);
+  core_.run(steps, std::min<uint64_t>(kMaxStepsPerCall, real_.string_iteration_allowance()));
   boundaries_left_ = 0;
   real_.count_delegated_steps(c.steps() - work);
   suspended_ = c.retired == before && c.events == events && !core_.is_shutdown() && !core_.state().halted;

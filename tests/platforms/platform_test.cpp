@@ -88,6 +88,21 @@ std::string kernel_output(const std::string& serial) {
   return at == std::string::npos ? "(no banner in: " + serial + ")" : serial.substr(at);
 }
 
+// Every way pgsim runs a guest: each strategy, hw_assist under both pagings (on a CPU with VMX).
+struct StrategyVariant {
+  std::string strategy, paging, label, run_name;
+  std::vector<std::string> sets;
+};
+std::vector<StrategyVariant> every_strategy() {
+  std::vector<StrategyVariant> variants;
+  for (const char* strategy : {"native", "interpret", "trap_emulate", "binary_translation", "paravirt"})
+    variants.push_back({strategy, "", strategy, strategy, {"cpu.vmx=true", std::string("vmm.strategy=") + strategy}});
+  for (const char* paging : {"nested", "shadow"})
+    variants.push_back({"hw_assist", paging, std::string("hw_assist ") + paging, std::string("hw_assist_") + paging,
+                        {"cpu.vmx=true", "vmm.strategy=hw_assist", std::string("vmm.paging=") + paging}});
+  return variants;
+}
+
 class PlatformTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -154,6 +169,24 @@ class PlatformTest : public ::testing::Test {
                                      "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"};
     if (!cpu.empty()) argv.insert(argv.end(), {"-cpu", cpu});
     return run(argv, dir_ / "qemu.log");
+  }
+
+  // `kernel` (a test kernel's name) on QEMU, whose output must hold `expected`, and under every
+  // strategy, each ending as it does with QEMU's output; the runs, by variant.
+  std::vector<std::pair<StrategyVariant, PgsimRun>> run_everywhere_as_on_qemu(const std::string& kernel,
+                                                                               const std::string& expected) {
+    std::vector<std::pair<StrategyVariant, PgsimRun>> runs;
+    const Process q = qemu(kKernels / (kernel + ".elf"));
+    EXPECT_EQ(q.exit_status, 1) << "QEMU: " << q.output;
+    EXPECT_NE(q.output.find(expected), std::string::npos) << q.output;
+    for (const StrategyVariant& v : every_strategy()) {
+      SCOPED_TRACE(v.label);
+      runs.emplace_back(v, pgsim(kKernels / (kernel + ".elf"), kernel + "_" + v.run_name, v.sets));
+      const PgsimRun& p = runs.back().second;
+      EXPECT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
+      EXPECT_EQ(kernel_output(p.serial), kernel_output(q.output));
+    }
+    return runs;
   }
 
   fs::path dir_;
@@ -740,21 +773,19 @@ TEST_F(PlatformTest, DeviceMemoryReachedByAnyInstructionGivesTheSameOutputUnderE
 // delivers the guest's #PF with QEMU's CR2, error code and RIP. Binary translation cannot
 // translate that code: the real CPU's own fetch faults there and the VMM reflects it.
 TEST_F(PlatformTest, InstructionFetchFaultsInKernelCodeReachTheGuestUnderEveryStrategy) {
-  const Process q = qemu(kKernels / "fetchfault.elf");
-  ASSERT_EQ(q.exit_status, 1) << "QEMU: " << q.output;
-  ASSERT_NE(q.output.find("cr2=6291456 error=0 rip=6291454"), std::string::npos) << q.output;
-  size_t k = 0;
-  for (const char* strategy : {"native", "interpret", "trap_emulate", "binary_translation", "paravirt",
-                               "hw_assist nested", "hw_assist shadow"}) {
-    SCOPED_TRACE(strategy);
-    std::istringstream words(strategy);
-    std::string name, paging = "default";
-    words >> name >> paging;
-    std::vector<std::string> sets = {"cpu.vmx=true", "vmm.strategy=" + name};
-    if (paging != "default") sets.push_back("vmm.paging=" + paging);
-    const PgsimRun p = pgsim(kKernels / "fetchfault.elf", "fetchfault_" + std::to_string(k++), sets);
-    EXPECT_EQ(p.process.exit_status, kGuestSuccess) << p.process.output;
-    EXPECT_EQ(kernel_output(p.serial), kernel_output(q.output));
+  run_everywhere_as_on_qemu("fetchfault", "cr2=6291456 error=0 rip=6291454");
+}
+
+// Control-register moves whose general register is the stack pointer (tests/kernels/crstack.S):
+// a VM exit loads the host's RSP, so hw_assist's handlers take the guest's from the VMCS. The CR0
+// writes exit under both pagings (CR0.NE is the VMM's), the CR3 moves under shadow paging; 32-bit
+// code reads ESP as its 32 bits. Every strategy prints QEMU's values.
+TEST_F(PlatformTest, ControlRegisterMovesThroughTheStackPointerMatchQemuUnderEveryStrategy) {
+  for (const auto& [v, p] : run_everywhere_as_on_qemu("crstack", "32-bit CR0 from ESP: 00000011")) {
+    // Nested: the three CR0.NE toggles. Shadow: those, the CR4.PGE toggle, the CR3 read and load,
+    // and the three CR writes of the switch to long mode.
+    if (v.strategy == "hw_assist")
+      EXPECT_EQ(p.stat("vmm.exits.cr_access"), v.paging == "shadow" ? 9u : 3u) << v.label;
   }
 }
 
@@ -811,16 +842,25 @@ TEST_F(PlatformTest, FaultLoopEndsAsNoProgress) {
   }
 }
 
+// Natively the real CPU runs the REP LODSD. With IOPL 3 first (PUSHF; OR [ESP], 0x3000; POPF,
+// which traps on the virtualizable profile), trap_emulate and binary translation interpret the
+// guest on the VMM's virtual CPU (the real CPU would let it do I/O), and its iterations and
+// instructions are the real CPU's delegated steps.
 TEST_F(PlatformTest, StringIterationsAndEventsCountTowardTheStepLimit) {
-  const fs::path code = module("rep.bin", kLongRepLods);
-  const PgsimRun p = pgsim(kKernels / "fuzz_prot32.elf", "steps",
-                           {"guest.modules=[" + code.string() + "]", "run.max_steps=1000000"});
-  EXPECT_EQ(p.process.exit_status, kLimitReached) << p.process.output;
-  EXPECT_EQ(p.report["run"]["end"], "step_limit");
-  EXPECT_EQ(p.stat("cpu.insts.total") + p.stat("cpu.string_iterations") + p.stat("cpu.exceptions") +
-                p.stat("cpu.interrupts"),
-            1'000'000u);
-  EXPECT_GT(p.stat("cpu.string_iterations"), 900'000u);  // the REP LODSD, stopped between iterations
+  const fs::path code = module("rep.bin", std::string("\x9c\x81\x0c\x24\x00\x30\x00\x00\x9d", 9) + kLongRepLods);
+  for (const char* strategy : {"native", "trap_emulate", "binary_translation"}) {
+    SCOPED_TRACE(strategy);
+    const PgsimRun p = pgsim(kKernels / "fuzz_prot32.elf", std::string("steps_") + strategy,
+                             {"guest.modules=[" + code.string() + "]", "run.max_steps=1000000",
+                              "cpu.profile=x86-pg", std::string("vmm.strategy=") + strategy});
+    EXPECT_EQ(p.process.exit_status, kLimitReached) << p.process.output;
+    EXPECT_EQ(p.report["run"]["end"], "step_limit");
+    EXPECT_EQ(p.stat("cpu.insts.total") + p.stat("cpu.string_iterations") + p.stat("cpu.exceptions") +
+                  p.stat("cpu.interrupts") + p.stat("cpu.delegated_steps"),
+              1'000'000u);
+    // The REP LODSD, stopped between iterations.
+    EXPECT_GT(p.stat(std::string(strategy) == "native" ? "cpu.string_iterations" : "cpu.delegated_steps"), 900'000u);
+  }
 }
 
 TEST_F(PlatformTest, HostTimeLimitEndsALongStringInstructionWithinASecond) {

@@ -149,6 +149,27 @@ TEST(BtTranslator, EmitsTheExpectedTranslationOfAGuestRoutine) {
   ASSERT_NE(f.translator.exit_at(*second + 8), nullptr);
 }
 
+// A RIP-relative operand whose absolute address is beyond a sign-extended disp32 (above 2 GiB) has
+// no re-based form in the TC: the instruction is a callout, carried out on the virtual CPU.
+TEST(BtTranslator, MakesARipRelativeOperandBeyondADisp32ACallout) {
+  for (const bool vcpu_page : {false, true}) {
+    Fixture f(vmm::SregRead::Traps, vcpu_page);
+    f.routine = {0x48, 0x8B, 0x05, 0xF0, 0xFF, 0xFF, 0x7F,  // 200000 mov rax, [rip+0x7FFFFFF0] (0x801FFFF7)
+                 0x48, 0x8B, 0x05, 0xF0, 0xFF, 0xFF, 0x0F,  // 200007 mov rax, [rip+0x0FFFFFF0] (0x101FFFFE)
+                 0xC3};
+    const auto tc = f.translator.translate(kGuest, f.read);
+    ASSERT_TRUE(tc);
+    const vmm::TcExit* far = f.translator.exit_at(*tc);
+    ASSERT_NE(far, nullptr);
+    EXPECT_EQ(far->kind, vmm::TcExit::Kind::Emulate);
+    EXPECT_EQ(far->guest_rip, kGuest);
+    EXPECT_EQ(far->guest_next, kGuest + 7);
+    const auto& c = f.translator.counters();
+    EXPECT_EQ(c.callouts, 1u);
+    EXPECT_EQ(c.rebased, 1u);  // the second, whose address fits
+  }
+}
+
 // MOV r, Sreg inline on classic x86, where the real CPU at CPL 3 reads CS and SS with RPL 3: a
 // LEA takes the RPL off (the guest's is 0) without touching the flags; DS is the guest's as it is.
 // Where the profile hides the RPL (x86-pg) the copy alone is right; where it traps, a callout.
