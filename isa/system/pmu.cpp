@@ -79,10 +79,13 @@ uint64_t Pmu::source_now(Source s, unsigned ring) const {
   return ledger_[s][ring] + (ring == ring_ ? raw(s) - ring_start_[s] : 0);
 }
 
+// While no counter runs, nothing reads the split by ring, and a counter that starts later only
+// ever uses differences of source_now from its start on: the ring is all there is to follow, and
+// the sources (the timing model's cycle total among them) are not read at every SYSCALL and SYSRET.
 void Pmu::on_cpl_sync(unsigned cpl) {
   const unsigned ring = cpl == 0 ? 0 : 1;
   if (ring == ring_) return;
-  for (unsigned s = 0; s < kNumSources; ++s) {
+  for (unsigned s = 0; s < kNumSources && any_running_; ++s) {
     const auto src = static_cast<Source>(s);
     ledger_[s][ring_] = source_now(src, ring_);
     ring_start_[s] = raw(src);
@@ -131,6 +134,9 @@ void Pmu::reprogram() {
     c.running = (global_ctrl_ & (1ull << (32 + i))) && (c.os || c.usr);
     c.since = selected_now(c);
   }
+  any_running_ = false;
+  for (const Counter& c : general_) any_running_ |= c.running;
+  for (const Counter& c : fixed_) any_running_ |= c.running;
 }
 
 void Pmu::refuse(uint32_t msr, uint64_t value, const char* what) {

@@ -111,6 +111,7 @@ class Pmu : public PrivilegeObserver {
   std::array<std::array<uint64_t, 2>, kNumSources> ledger_{};
   std::array<uint64_t, kNumSources> ring_start_{};
   unsigned ring_ = 0;  // 0: CPL 0, 1: CPL > 0
+  bool any_running_ = false;  // whether the ledger must follow CPL changes
 };
 
 }  // namespace pgsim::isa

@@ -103,6 +103,25 @@ TEST(Pmu, UsrAndOsFilterByCpl) {
   }
 }
 
+// While no counter runs the PMU does not follow the split by ring: a counter started later counts
+// exactly what its rings do from its start.
+TEST(Pmu, ACounterStartedAfterIdleRingChangesCountsFromItsStart) {
+  PmuMachine m;
+  m.load_code(0x401000, {0x90, 0x90, 0x90, 0x90, 0x90, 0xEB, 0xFE});  // five NOPs, JMP $
+  m.enter_user(0x401000, 0x7000);
+  m.core.run(5);  // nothing counts
+  m.load_code(kCode, {0x90, 0x90, 0x90});
+  set_flat_segments(m.state(), 0, true);
+  m.core.sync_mode();
+  m.set(MSR_FIXED_CTR_CTRL, 2);  // USR
+  m.set(MSR_PERF_GLOBAL_CTRL, 1ull << 32);
+  m.core.run(3);  // at CPL 0: not counted
+  EXPECT_EQ(m.msr(MSR_FIXED_CTR0), 0u);
+  m.enter_user(0x401000, 0x7000);
+  m.core.run(5);
+  EXPECT_EQ(m.msr(MSR_FIXED_CTR0), 5u);
+}
+
 TEST(Pmu, CycleCountersCountUnhaltedCyclesOfTheTimeSource) {
   PmuMachine m;
   m.set(MSR_FIXED_CTR_CTRL, 0x330);  // counters 1 and 2, any CPL
