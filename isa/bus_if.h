@@ -3,8 +3,31 @@
 // arrays.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace pgsim::isa {
+
+// A little-endian access of up to 8 bytes at a host pointer into guest RAM. The usual sizes are
+// copies of constant length, which compile to one load or store (a copy of `size` bytes is a call).
+inline uint64_t load_host(const uint8_t* p, unsigned size) {
+  uint64_t v = 0;
+  switch (size) {
+    case 1: return *p;
+    case 2: { uint16_t h; std::memcpy(&h, p, 2); return h; }
+    case 4: { uint32_t w; std::memcpy(&w, p, 4); return w; }
+    case 8: std::memcpy(&v, p, 8); return v;
+    default: std::memcpy(&v, p, size); return v;
+  }
+}
+inline void store_host(uint8_t* p, unsigned size, uint64_t value) {
+  switch (size) {
+    case 1: *p = static_cast<uint8_t>(value); return;
+    case 2: { const auto h = static_cast<uint16_t>(value); std::memcpy(p, &h, 2); return; }
+    case 4: { const auto w = static_cast<uint32_t>(value); std::memcpy(p, &w, 4); return; }
+    case 8: std::memcpy(p, &value, 8); return;
+    default: std::memcpy(p, &value, size); return;
+  }
+}
 
 // Physical memory and memory-mapped devices.
 class PhysicalBus {

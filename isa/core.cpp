@@ -42,6 +42,10 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
   const uint64_t steps = counters_.steps();
   step_deadline_ = max_steps > ~0ull - steps ? ~0ull : steps + max_steps;
   sync_mode();
+  // Fetches a block link stands for (each a soft-ITLB hit), added to counters_.itlb_hits when the
+  // block ends rather than one by one. Nothing reads that count inside a block: the Translator
+  // reads it only when paging was switched, by a System instruction, which ends its block.
+  uint64_t linked_fetches = 0;
   while (counters_.retired < end) {
     try {
       // The last instruction, when it fell through inside the linear page `prev_lpage` of decoded
@@ -80,11 +84,14 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
           state_.rip = next_rip_;
           ++counters_.retired;
           ++counters_.by_class[static_cast<unsigned>(insn->cls)];
-          ++(user_ ? counters_.retired_user : counters_.retired_kernel);
-          // A marked or System instruction (handler != semantics) ends its block: the hook or the
-          // mode change may have moved CS or the code page.
-          if (next_rip_ != fall || insn->handler != insn->semantics || !page || code_page_ != page) break;
+          if (next_rip_ != fall || !page || code_page_ != page) break;
+          // A linked instruction is neither marked nor System: the link is made only after an
+          // instruction whose handler is its semantics (below), and marks change only with the
+          // decoded pages that hold them.
           if (!insn->next) {
+            // A marked or System instruction (handler != semantics) ends its block: the hook or
+            // the mode change may have moved CS or the code page.
+            if (insn->handler != insn->semantics) break;
             prev = insn;
             prev_page = page;
             prev_lpage = lin >> 12;
@@ -92,10 +99,14 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
           }
           if (attention_ || counters_.retired >= end || state_.rip > cs_limit_) break;
           insn = insn->next;
-          ++counters_.itlb_hits;  // the fetch the link stands for hits the soft ITLB
+          ++linked_fetches;
         }
+        counters_.itlb_hits += linked_fetches;
+        linked_fetches = 0;
       }
     } catch (const Fault& fault) {
+      counters_.itlb_hits += linked_fetches;
+      linked_fetches = 0;
       try {
         handle_fault(fault);
       } catch (const Fault& nested) {  // delivery itself must resolve nested faults (#DF)
@@ -110,6 +121,7 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
 
 uint64_t Core::leave_run(uint64_t retired_at_start) {
   materialize_flags();  // whoever holds a reference to state() reads RFLAGS after run()
+  settle_ring_counts();
   return counters_.retired - retired_at_start;
 }
 
@@ -122,7 +134,6 @@ void Core::suspend_instruction() {
   // The run loop retires the instruction when its handler returns: take that back beforehand.
   --counters_.retired;
   --counters_.by_class[static_cast<unsigned>(current_insn_->cls)];
-  --(user_ ? counters_.retired_user : counters_.retired_kernel);
   next_rip_ = state_.rip;
   request_stop();
 }
@@ -172,7 +183,6 @@ void Core::execute_marked(const Insn& insn) {
       // delivery left decides which count it adds to, and continue where delivery left RIP.
       --counters_.retired;
       --counters_.by_class[static_cast<unsigned>(insn.cls)];
-      --(user_ ? counters_.retired_user : counters_.retired_kernel);
       next_rip_ = state_.rip;
       return;
   }
@@ -258,7 +268,16 @@ void Core::record_unimplemented(const char* mnemonic) {
 
 // ---- Mode cache ---------------------------------------------------------------------------------
 
+void Core::settle_ring_counts() const {
+  // Modular: an instruction taken back (suspended, or faulted in its hook) after the last
+  // settlement makes the difference "negative" until the run loop retires the next one.
+  Core& self = const_cast<Core&>(*this);
+  (user_ ? self.counters_.retired_user : self.counters_.retired_kernel) += counters_.retired - ring_mark_;
+  self.ring_mark_ = counters_.retired;
+}
+
 void Core::sync_mode() {
+  settle_ring_counts();  // what retired so far, in the ring it retired in
   mode_ = state_.mode();
   const bool long64 = mode_ == Mode::Long64;
   const bool was_user = user_;
@@ -607,9 +626,7 @@ uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin) {
     const uint8_t* host = host_for(lin, AccessKind::Read, origin, &paddr, &cacheable);
     if (!host) return bus_.read(paddr, size);
     if (data_observer_) data_observer_->on_data_access(paddr, size, false);
-    uint64_t v = 0;
-    std::memcpy(&v, host, size);
-    return v;
+    return load_host(host, size);
   }
   uint64_t v = 0;  // split across two pages: byte by byte (little endian)
   for (unsigned k = 0; k < size; ++k) {
@@ -629,7 +646,7 @@ void Core::write_slow(uint64_t lin, unsigned size, uint64_t value, AccessOrigin 
     uint8_t* host = host_for(lin, AccessKind::Write, origin, &paddr, &cacheable);
     if (!host) return bus_.write(paddr, size, value);
     if (data_observer_) data_observer_->on_data_access(paddr, size, true);
-    std::memcpy(host, &value, size);
+    store_host(host, size, value);
     return;
   }
   // Split across two pages: translate both first so that a fault leaves memory unchanged.

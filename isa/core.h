@@ -224,8 +224,10 @@ class Core {
   template <class T> void set_gpr(unsigned r, T v);           // write the low T of a GPR (32: zero-extend)
   // The effective address (offset in the segment) of a Mem operand, wrapped to the address size.
   uint64_t effective_address(const Insn& i, const Operand& o) const;
-  template <class T> T get(const Insn& i, const Operand& o);  // read a Reg/Mem/Imm operand
-  template <class T> void set(const Insn& i, const Operand& o, T v);  // write a Reg/Mem operand
+  // Read a Reg/Mem/Imm operand, write a Reg/Mem operand; K: the operand's kind when the handler
+  // was specialized for it at decode.
+  template <class T, OpKind K = kKindAtRunTime> T get(const Insn& i, const Operand& o);
+  template <class T, OpKind K = kKindAtRunTime> void set(const Insn& i, const Operand& o, T v);
 
   // ---- Memory (for semantics) ------------------------------------------------------------------
   // Explicit data access through a segment: segmentation checks, then the soft TLB.
@@ -306,7 +308,10 @@ class Core {
   void invalidate_decoded(uint64_t paddr, uint64_t size);
 
   // ---- Statistics ------------------------------------------------------------------------------
-  const CoreCounters& counters() const { return counters_; }
+  const CoreCounters& counters() const {
+    settle_ring_counts();
+    return counters_;
+  }
   // Instructions without semantics the guest executed, by mnemonic.
   const std::map<std::string, UnimplementedInstruction>& unimplemented() const { return unimplemented_; }
   // The last exception raised by an instruction (for tests and diagnostics) and its RIP.
@@ -423,6 +428,11 @@ class Core {
   uint64_t lazy_status_flags() const;
   uint64_t carry_flag() const;   // CF alone (as the bit), lazy or not
   uint64_t adjust_flag() const;  // AF alone
+  // ZF, SF, OF and PF alone, as bools: what a condition reads, without the other flags.
+  bool zero_flag() const;
+  bool sign_flag() const;
+  bool overflow_flag() const;
+  bool parity_flag() const;
   // Writes the lazy status flags into state_.rflags (the record is then empty). Callable on a const
   // Core: the architectural value does not change, only where it is kept.
   void materialize_flags() const {
@@ -448,6 +458,11 @@ class Core {
   // Cached from state_ by sync_mode().
   Mode mode_ = Mode::Real;
   bool user_ = false;            // CPL 3
+  // counters_.retired when retired_user / retired_kernel were last brought up to date: the run
+  // loop counts retired alone, and what retired since is added to the ring's count when the ring
+  // may change (sync_mode) or someone reads the counters.
+  uint64_t ring_mark_ = 0;
+  void settle_ring_counts() const;
   unsigned stack_size_ = 2;
   uint64_t ip_mask_ = 0xFFFF;    // RIP wrap (64-bit: all ones)
   uint64_t lin_mask_ = 0xFFFFFFFF;  // linear-address wrap outside 64-bit mode
@@ -558,15 +573,26 @@ inline uint64_t Core::effective_address(const Insn& i, const Operand& o) const {
   return i.addrsize == 8 ? ea : ea & size_mask(i.addrsize);
 }
 
-template <class T> inline T Core::get(const Insn& i, const Operand& o) {
-  if (o.kind == OpKind::Reg) return reg<T>(o);
-  if (o.kind == OpKind::Mem) return read<T>(static_cast<SegReg>(o.seg), effective_address(i, o));
-  return static_cast<T>(o.value);
+template <class T, OpKind K> inline T Core::get(const Insn& i, const Operand& o) {
+  if constexpr (K == OpKind::Reg) return reg<T>(o);
+  else if constexpr (K == OpKind::Mem) return read<T>(static_cast<SegReg>(o.seg), effective_address(i, o));
+  else if constexpr (K == OpKind::Imm) return static_cast<T>(o.value);
+  else {
+    static_assert(K == kKindAtRunTime, "an operand read is of a Reg, Mem or Imm operand");
+    if (o.kind == OpKind::Reg) return reg<T>(o);
+    if (o.kind == OpKind::Mem) return read<T>(static_cast<SegReg>(o.seg), effective_address(i, o));
+    return static_cast<T>(o.value);
+  }
 }
 
-template <class T> inline void Core::set(const Insn& i, const Operand& o, T v) {
-  if (o.kind == OpKind::Reg) set_reg<T>(o, v);
-  else write<T>(static_cast<SegReg>(o.seg), effective_address(i, o), v);
+template <class T, OpKind K> inline void Core::set(const Insn& i, const Operand& o, T v) {
+  if constexpr (K == OpKind::Reg) set_reg<T>(o, v);
+  else if constexpr (K == OpKind::Mem) write<T>(static_cast<SegReg>(o.seg), effective_address(i, o), v);
+  else {
+    static_assert(K == kKindAtRunTime, "an operand write is of a Reg or Mem operand");
+    if (o.kind == OpKind::Reg) set_reg<T>(o, v);
+    else write<T>(static_cast<SegReg>(o.seg), effective_address(i, o), v);
+  }
 }
 
 template <class T> inline T Core::read(SegReg s, uint64_t offset) {
@@ -617,17 +643,32 @@ inline uint64_t Core::adjust_flag() const {
 }
 
 inline uint64_t Core::lazy_status_flags() const {
+  return carry_flag() | adjust_flag() | (zero_flag() ? uint64_t{ZF} : 0) | (sign_flag() ? uint64_t{SF} : 0) |
+         (parity_flag() ? uint64_t{PF} : 0) | (overflow_flag() ? uint64_t{OF} : 0);
+}
+
+inline bool Core::zero_flag() const {
+  return lazy_.op == LazyOp::None ? (state_.rflags & ZF) != 0 : lazy_.r == 0;
+}
+
+inline bool Core::sign_flag() const {
+  return lazy_.op == LazyOp::None ? (state_.rflags & SF) != 0 : ((lazy_.r >> lazy_.msb) & 1) != 0;
+}
+
+inline bool Core::overflow_flag() const {
   const LazyFlags& l = lazy_;
-  uint64_t f = carry_flag() | adjust_flag() | (l.r == 0 ? uint64_t{ZF} : 0);
-  f |= ((l.r >> l.msb) & 1) ? uint64_t{SF} : 0;
-  if (!__builtin_parity(static_cast<uint8_t>(l.r))) f |= PF;
   switch (l.op) {
+    case LazyOp::None: return (state_.rflags & OF) != 0;
     case LazyOp::Add:
-    case LazyOp::Inc: return f | ((((l.a ^ l.r) & (l.b ^ l.r)) >> l.msb) & 1 ? uint64_t{OF} : 0);
+    case LazyOp::Inc: return ((((l.a ^ l.r) & (l.b ^ l.r)) >> l.msb) & 1) != 0;
     case LazyOp::Sub:
-    case LazyOp::Dec: return f | ((((l.a ^ l.b) & (l.a ^ l.r)) >> l.msb) & 1 ? uint64_t{OF} : 0);
-    default: return f | (l.fixed & OF);
+    case LazyOp::Dec: return ((((l.a ^ l.b) & (l.a ^ l.r)) >> l.msb) & 1) != 0;
+    default: return (l.fixed & OF) != 0;
   }
+}
+
+inline bool Core::parity_flag() const {
+  return lazy_.op == LazyOp::None ? (state_.rflags & PF) != 0 : !__builtin_parity(static_cast<uint8_t>(lazy_.r));
 }
 
 inline bool Core::condition(unsigned cc) const {
@@ -646,16 +687,16 @@ inline bool Core::condition(unsigned cc) const {
     }
     return (cc & 1) ? !r : r;
   }
-  const uint64_t f = status_flags();
+  // Otherwise only the flags the condition reads (a TEST then JE computes ZF alone).
   switch (cc >> 1) {
-    case 0: r = f & OF; break;
-    case 1: r = f & CF; break;
-    case 2: r = f & ZF; break;
-    case 3: r = f & (CF | ZF); break;
-    case 4: r = f & SF; break;
-    case 5: r = f & PF; break;
-    case 6: r = ((f & SF) != 0) != ((f & OF) != 0); break;
-    default: r = (f & ZF) || (((f & SF) != 0) != ((f & OF) != 0)); break;
+    case 0: r = overflow_flag(); break;
+    case 1: r = carry_flag() != 0; break;
+    case 2: r = zero_flag(); break;
+    case 3: r = carry_flag() != 0 || zero_flag(); break;
+    case 4: r = sign_flag(); break;
+    case 5: r = parity_flag(); break;
+    case 6: r = sign_flag() != overflow_flag(); break;
+    default: r = zero_flag() || sign_flag() != overflow_flag(); break;
   }
   return (cc & 1) ? !r : r;
 }

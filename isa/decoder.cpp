@@ -267,6 +267,11 @@ DecodeStatus Decoder::decode(Mode mode, const uint8_t* bytes, size_t size, Insn&
   }
   if (handler && modeled) {
     insn.semantics = handler;
+    // Two visible operands of a form the registration specialized: the instantiation that knows
+    // their kinds.
+    if (insn.num_ops == 2)
+      if (Handler form = dispatch_.find_form(key, insn.opsize, insn.op[0].kind, insn.op[1].kind))
+        insn.semantics = handler = form;
     insn.cls = refine_class(cls, zi, zo);
     insn.traits = traits.flags;
     insn.sensitive = traits.sensitive;

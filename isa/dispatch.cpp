@@ -1,6 +1,8 @@
 // The Dispatch table, filled once from every register_*() function.
 #include "isa/dispatch.h"
 
+#include <stdexcept>
+
 #include <Zydis/Zydis.h>
 
 namespace pgsim::isa {
@@ -55,6 +57,25 @@ Handler Dispatch::find(unsigned mnemonic, unsigned opsize, InsnClass* cls, InsnT
   if (cls) *cls = e.cls;
   if (traits) *traits = e.traits;
   return e.by_size[index];
+}
+
+void Dispatch::add_forms(unsigned mnemonic, const FormHandlers& handlers) {
+  if (mnemonic >= entries_.size() || !has(mnemonic))
+    throw std::logic_error("operand forms registered for a mnemonic without handlers");
+  entries_[mnemonic].by_form = handlers;
+}
+
+Handler Dispatch::find_form(unsigned mnemonic, unsigned opsize, OpKind k0, OpKind k1) const {
+  if (mnemonic >= entries_.size()) return nullptr;
+  OperandForm form;
+  if (k0 == OpKind::Reg && k1 == OpKind::Reg) form = OperandForm::RegReg;
+  else if (k0 == OpKind::Reg && k1 == OpKind::Imm) form = OperandForm::RegImm;
+  else if (k0 == OpKind::Reg && k1 == OpKind::Mem) form = OperandForm::RegMem;
+  else if (k0 == OpKind::Mem && k1 == OpKind::Reg) form = OperandForm::MemReg;
+  else if (k0 == OpKind::Mem && k1 == OpKind::Imm) form = OperandForm::MemImm;
+  else return nullptr;
+  const unsigned index = opsize <= 1 ? 0 : opsize == 2 ? 1 : opsize == 4 ? 2 : 3;
+  return entries_[mnemonic].by_form[static_cast<unsigned>(form)][index];
 }
 
 bool Dispatch::has(unsigned mnemonic) const {

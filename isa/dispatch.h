@@ -42,6 +42,14 @@ constexpr InsnTraits sensitive(SensitiveInsn insn, uint8_t flags = 0) {
   return {flags, static_cast<uint8_t>(insn)};
 }
 
+// The operand forms of two-operand instructions that a handler may be specialized for at decode
+// (the kinds of op[0] and op[1]; see Form in isa/insn.h). The hot integer instructions register
+// one instantiation per form and size, so that executing them tests no operand kind.
+enum class OperandForm : uint8_t { RegReg, RegImm, RegMem, MemReg, MemImm, kCount };
+constexpr unsigned kNumOperandForms = static_cast<unsigned>(OperandForm::kCount);
+// Handlers by form (OperandForm order), then by operand size (1, 2, 4, 8 bytes).
+using FormHandlers = std::array<std::array<Handler, 4>, kNumOperandForms>;
+
 class Dispatch {
  public:
   // What is registered for one mnemonic.
@@ -49,6 +57,7 @@ class Dispatch {
     std::array<Handler, 4> by_size{};  // handlers for operand sizes 1, 2, 4, 8 bytes
     InsnClass cls = InsnClass::Unimplemented;  // the class, unless the decoder refines it
     InsnTraits traits;
+    FormHandlers by_form{};  // specialized handlers (add_forms), or none
   };
 
   // The one table every core uses: built on first use from every register_*() function.
@@ -62,6 +71,12 @@ class Dispatch {
   // The handler for `mnemonic` at `opsize` bytes, or nullptr when none is registered; `cls` and
   // `traits` (when not null) receive what the registration says.
   Handler find(unsigned mnemonic, unsigned opsize, InsnClass* cls, InsnTraits* traits = nullptr) const;
+  // Registers, beside `mnemonic`'s handlers, their instantiations for each operand form (the same
+  // semantics, with the operand kinds known at compile time).
+  void add_forms(unsigned mnemonic, const FormHandlers& handlers);
+  // The handler specialized for an instruction of `mnemonic` at `opsize` bytes whose two visible
+  // operands are of kinds k0 and k1, or nullptr when none is registered for that form.
+  Handler find_form(unsigned mnemonic, unsigned opsize, OpKind k0, OpKind k1) const;
   // True when `mnemonic` has any handler.
   bool has(unsigned mnemonic) const;
 

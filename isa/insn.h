@@ -48,6 +48,15 @@ enum class OpKind : uint8_t {
   Other,   // a register the core does not model as an operand (MMX, AVX, ...)
 };
 
+// The kinds of an instruction's first two operands, as a handler specialized at decode knows them
+// (Dispatch::add_forms): its operand reads and writes then need no test of the kind. AnyForm: the
+// kinds are tested when the handler runs.
+template <OpKind K0, OpKind K1> struct Form {
+  static constexpr OpKind op0 = K0, op1 = K1;
+};
+constexpr OpKind kKindAtRunTime = OpKind::None;
+using AnyForm = Form<kKindAtRunTime, kKindAtRunTime>;
+
 constexpr uint8_t kNoReg = 0xFF;   // Mem: no base or no index
 constexpr uint8_t kRipReg = 0xFE;  // Mem: base is RIP (the address of the next instruction)
 

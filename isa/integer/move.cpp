@@ -5,7 +5,9 @@
 namespace pgsim::isa::integer {
 namespace {
 
-template <class T> void mov(Core& c, const Insn& i) { c.set<T>(i, i.op[0], c.get<T>(i, i.op[1])); }
+template <class T, class F = AnyForm> void mov(Core& c, const Insn& i) {
+  c.set<T, F::op0>(i, i.op[0], c.get<T, F::op1>(i, i.op[1]));
+}
 
 template <class T> void movzx(Core& c, const Insn& i) {
   c.set_reg<T>(i.op[0], static_cast<T>(get_sized(c, i, i.op[1])));
@@ -119,6 +121,7 @@ void xlat(Core& c, const Insn& i) {
 
 void register_data_movement(Dispatch& d) {
   d.add_sized(ZYDIS_MNEMONIC_MOV, InsnClass::Alu, PGSIM_SIZED(mov));
+  d.add_forms(ZYDIS_MNEMONIC_MOV, PGSIM_FORMS(mov));
   d.add_sized(ZYDIS_MNEMONIC_MOVZX, InsnClass::Alu, nullptr, &movzx<uint16_t>, &movzx<uint32_t>, &movzx<uint64_t>);
   d.add_sized(ZYDIS_MNEMONIC_MOVSX, InsnClass::Alu, nullptr, &movsx<uint16_t>, &movsx<uint32_t>, &movsx<uint64_t>);
   d.add_sized(ZYDIS_MNEMONIC_MOVSXD, InsnClass::Alu, nullptr, &movsx<uint16_t>, &movsx<uint32_t>, &movsx<uint64_t>);

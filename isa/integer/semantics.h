@@ -20,6 +20,17 @@ template <class T> constexpr bool msb(T v) { return (v >> (kBits<T> - 1)) & 1; }
 
 // Registers a function template for the four operand sizes.
 #define PGSIM_SIZED(fn) &fn<uint8_t>, &fn<uint16_t>, &fn<uint32_t>, &fn<uint64_t>
+// Registers a function template fn<T, F> for every operand form (Dispatch::add_forms) and size.
+#define PGSIM_FORM(fn, k0, k1)                                                          \
+  std::array<Handler, 4> {                                                              \
+    &fn<uint8_t, Form<OpKind::k0, OpKind::k1>>, &fn<uint16_t, Form<OpKind::k0, OpKind::k1>>, \
+        &fn<uint32_t, Form<OpKind::k0, OpKind::k1>>, &fn<uint64_t, Form<OpKind::k0, OpKind::k1>> \
+  }
+#define PGSIM_FORMS(fn)                                                                     \
+  FormHandlers {                                                                            \
+    PGSIM_FORM(fn, Reg, Reg), PGSIM_FORM(fn, Reg, Imm), PGSIM_FORM(fn, Reg, Mem), PGSIM_FORM(fn, Mem, Reg), \
+        PGSIM_FORM(fn, Mem, Imm)                                                            \
+  }
 
 void register_arithmetic(Dispatch& d);   // arithmetic.cpp: ADD ... CMP, INC, DEC, NEG, NOT, TEST, logic
 void register_multiply(Dispatch& d);     // multiply.cpp: MUL, IMUL, DIV, IDIV

@@ -8,8 +8,9 @@ namespace {
 
 // The masked count. A zero count changes nothing, except that a 32-bit register destination is
 // still written, which zero-extends it in 64-bit mode (as processors do).
-template <class T> unsigned shift_count(Core& c, const Insn& i) {
-  const unsigned raw = i.num_ops > 1 ? static_cast<uint8_t>(c.get<uint8_t>(i, i.op[i.num_ops - 1])) : 1;
+// F: the form a handler was specialized for (two visible operands: the count is op[1]).
+template <class T, class F = AnyForm> unsigned shift_count(Core& c, const Insn& i) {
+  const unsigned raw = i.num_ops > 1 ? static_cast<uint8_t>(c.get<uint8_t, F::op1>(i, i.op[i.num_ops - 1])) : 1;
   const unsigned n = raw & (sizeof(T) == 8 ? 0x3F : 0x1F);
   if constexpr (sizeof(T) == 4) {
     if (n == 0 && i.op[0].kind == OpKind::Reg) c.set_reg<T>(i.op[0], c.reg<T>(i.op[0]));
@@ -17,34 +18,34 @@ template <class T> unsigned shift_count(Core& c, const Insn& i) {
   return n;
 }
 
-template <class T> void shl(Core& c, const Insn& i) {
-  const T a = c.get<T>(i, i.op[0]);
-  const unsigned n = shift_count<T>(c, i);
+template <class T, class F = AnyForm> void shl(Core& c, const Insn& i) {
+  const T a = c.get<T, F::op0>(i, i.op[0]);
+  const unsigned n = shift_count<T, F>(c, i);
   if (n == 0) return;
   const T r = n < kBits<T> ? static_cast<T>(a << n) : 0;
   const bool cf = n <= kBits<T> ? (a >> (kBits<T> - n)) & 1 : false;
-  c.set<T>(i, i.op[0], r);
+  c.set<T, F::op0>(i, i.op[0], r);
   c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != cf) ? uint64_t{OF} : 0), true);
 }
 
-template <class T> void shr(Core& c, const Insn& i) {
-  const T a = c.get<T>(i, i.op[0]);
-  const unsigned n = shift_count<T>(c, i);
+template <class T, class F = AnyForm> void shr(Core& c, const Insn& i) {
+  const T a = c.get<T, F::op0>(i, i.op[0]);
+  const unsigned n = shift_count<T, F>(c, i);
   if (n == 0) return;
   const T r = n < kBits<T> ? static_cast<T>(a >> n) : 0;
   const bool cf = n <= kBits<T> ? (a >> (n - 1)) & 1 : false;
-  c.set<T>(i, i.op[0], r);
+  c.set<T, F::op0>(i, i.op[0], r);
   c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | (msb<T>(a) ? uint64_t{OF} : 0), true);
 }
 
-template <class T> void sar(Core& c, const Insn& i) {
-  const T a = c.get<T>(i, i.op[0]);
-  const unsigned n = shift_count<T>(c, i);
+template <class T, class F = AnyForm> void sar(Core& c, const Insn& i) {
+  const T a = c.get<T, F::op0>(i, i.op[0]);
+  const unsigned n = shift_count<T, F>(c, i);
   if (n == 0) return;
   const Signed<T> s = static_cast<Signed<T>>(a);
   const T r = static_cast<T>(s >> (n < kBits<T> ? n : kBits<T> - 1));
   const bool cf = (s >> (n - 1 < kBits<T> ? n - 1 : kBits<T> - 1)) & 1;
-  c.set<T>(i, i.op[0], r);
+  c.set<T, F::op0>(i, i.op[0], r);
   c.set_flags_result<T>(r, cf ? uint64_t{CF} : 0, true);
 }
 
@@ -147,8 +148,11 @@ template <class T> void shrd(Core& c, const Insn& i) {
 
 void register_shift(Dispatch& d) {
   d.add_sized(ZYDIS_MNEMONIC_SHL, InsnClass::Alu, PGSIM_SIZED(shl));
+  d.add_forms(ZYDIS_MNEMONIC_SHL, PGSIM_FORMS(shl));
   d.add_sized(ZYDIS_MNEMONIC_SHR, InsnClass::Alu, PGSIM_SIZED(shr));
+  d.add_forms(ZYDIS_MNEMONIC_SHR, PGSIM_FORMS(shr));
   d.add_sized(ZYDIS_MNEMONIC_SAR, InsnClass::Alu, PGSIM_SIZED(sar));
+  d.add_forms(ZYDIS_MNEMONIC_SAR, PGSIM_FORMS(sar));
   d.add_sized(ZYDIS_MNEMONIC_ROL, InsnClass::Alu, PGSIM_SIZED(rol));
   d.add_sized(ZYDIS_MNEMONIC_ROR, InsnClass::Alu, PGSIM_SIZED(ror));
   d.add_sized(ZYDIS_MNEMONIC_RCL, InsnClass::Alu, PGSIM_SIZED(rcl));

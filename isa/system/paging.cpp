@@ -262,17 +262,13 @@ WalkResult Walker::walk() {
 }  // namespace
 
 uint64_t read_paging_entry(PhysicalBus& bus, uint64_t paddr, unsigned size) {
-  if (uint8_t* frame = bus.host_frame(paddr)) {
-    uint64_t v = 0;
-    std::memcpy(&v, frame + (paddr & 0xFFF), size);
-    return v;
-  }
+  if (uint8_t* frame = bus.host_frame(paddr)) return load_host(frame + (paddr & 0xFFF), size);
   return bus.read(paddr, size);
 }
 
 void write_paging_entry(PhysicalBus& bus, uint64_t paddr, unsigned size, uint64_t value) {
   if (uint8_t* frame = bus.host_frame(paddr)) {
-    std::memcpy(frame + (paddr & 0xFFF), &value, size);
+    store_host(frame + (paddr & 0xFFF), size, value);
     return;
   }
   bus.write(paddr, size, value);

@@ -132,17 +132,15 @@ bool Cpu::transport(tlm_utils::simple_initiator_socket<Cpu>& socket, tlm::tlm_co
 // itself reads RAM through host_frame(); these paths serve the page walk, the VMM and device memory.)
 uint64_t Cpu::read(uint64_t paddr, unsigned size) {
   uint64_t data = 0;
-  if (uint8_t* frame = host_frame(paddr); frame && (paddr & 0xFFF) + size <= 0x1000) {
-    std::memcpy(&data, frame + (paddr & 0xFFF), size);
-    return data;
-  }
+  if (uint8_t* frame = host_frame(paddr); frame && (paddr & 0xFFF) + size <= 0x1000)
+    return isa::load_host(frame + (paddr & 0xFFF), size);
   if (!transport(mem, tlm::TLM_READ_COMMAND, paddr, size, data)) return ~0ull >> (64 - 8 * size);
   return data;
 }
 
 void Cpu::write(uint64_t paddr, unsigned size, uint64_t value) {
   if (uint8_t* frame = host_frame(paddr); frame && (paddr & 0xFFF) + size <= 0x1000) {
-    std::memcpy(frame + (paddr & 0xFFF), &value, size);
+    isa::store_host(frame + (paddr & 0xFFF), size, value);
     core_.invalidate_decoded(paddr, size);  // a write the core did not make may hit decoded code
     return;
   }

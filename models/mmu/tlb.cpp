@@ -21,7 +21,9 @@ Tlb::Tlb(const TlbGeometry& g) {
   if (shifts_.empty()) throw std::invalid_argument("a TLB with entries must hold at least one page size");
   std::sort(shifts_.rbegin(), shifts_.rend());
   shifts_.erase(std::unique(shifts_.begin(), shifts_.end()), shifts_.end());
+  for (unsigned shift : shifts_) held_shifts_ |= 1ull << shift;
   entries_.resize(static_cast<size_t>(sets_) * ways_);
+  tags_.assign(entries_.size(), kNoTag);
 }
 
 uint64_t page_size_from_name(const std::string& name) {
@@ -33,14 +35,16 @@ uint64_t page_size_from_name(const std::string& name) {
 }
 
 bool Tlb::holds(uint64_t page_size) const {
-  return enabled() && std::has_single_bit(page_size) &&
-         std::find(shifts_.begin(), shifts_.end(), static_cast<unsigned>(std::countr_zero(page_size))) != shifts_.end();
+  return enabled() && std::has_single_bit(page_size) && ((held_shifts_ >> std::countr_zero(page_size)) & 1);
 }
 
 Tlb::Entry* Tlb::find(uint64_t vpn, unsigned shift, uint16_t pcid, uint16_t vpid) {
-  Entry* set = &entries_[static_cast<size_t>(set_of(vpn)) * ways_];
+  const size_t first = static_cast<size_t>(set_of(vpn)) * ways_;
+  const uint64_t* tags = &tags_[first];
+  const uint64_t tag = tag_of(vpn, shift, vpid);
   for (unsigned w = 0; w < ways_; ++w) {
-    Entry& e = set[w];
+    if (tags[w] != tag) continue;
+    Entry& e = entries_[first + w];
     if (e.valid && e.vpn == vpn && e.page_shift == shift && e.vpid == vpid && (e.global || e.pcid == pcid))
       return &e;
   }
@@ -50,6 +54,7 @@ Tlb::Entry* Tlb::find(uint64_t vpn, unsigned shift, uint16_t pcid, uint16_t vpid
 bool Tlb::lookup(uint64_t linear, uint16_t pcid, uint16_t vpid) {
   if (!enabled()) return false;
   for (unsigned shift : shifts_) {
+    if (valid_by_shift_[shift] == 0) continue;
     if (Entry* e = find(linear >> shift, shift, pcid, vpid)) {
       e->last_use = ++clock_;
       return true;
@@ -77,12 +82,16 @@ uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool gl
   if (victim->valid) drop(*victim);
   const bool listed = victim->listed;
   *victim = Entry{vpn, pcid, vpid, static_cast<uint8_t>(shift), global, true, true, ++clock_};
+  tags_[victim - entries_.data()] = tag_of(vpn, shift, vpid);
+  ++valid_by_shift_[shift];
   if (!listed) occupied_.push_back(static_cast<uint32_t>(victim - entries_.data()));
   return 1ull << shift;
 }
 
 void Tlb::drop(Entry& e) {
   e.valid = false;
+  tags_[&e - entries_.data()] = kNoTag;
+  --valid_by_shift_[e.page_shift];
   if (on_evict_) on_evict_(e.vpn << e.page_shift, 1ull << e.page_shift);
 }
 

@@ -6,6 +6,7 @@
 // entries included; the nested TLB uses the same structure for guest-physical pages. A timing model: it records which
 // translations the hardware would hold, not what they translate to.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -76,10 +77,20 @@ class Tlb {
     return static_cast<unsigned>((sets_ & (sets_ - 1)) == 0 ? vpn & (sets_ - 1) : vpn % sets_);
   }
   void drop(Entry& e);
+  // What a lookup compares first: the page number, page size and VPID folded into one word, kept
+  // apart from the entries so that a set's ways are scanned in a cache line or two. Equal tags are
+  // confirmed on the entry itself (the fold may collide); kNoTag marks an invalid entry.
+  static uint64_t tag_of(uint64_t vpn, unsigned shift, uint16_t vpid) {
+    return vpn ^ (uint64_t{shift} << 45) ^ (uint64_t{vpid} << 48);
+  }
+  static constexpr uint64_t kNoTag = ~0ull;
 
   unsigned sets_ = 0, ways_ = 0;
   std::vector<unsigned> shifts_;  // the page shifts held, largest first
+  uint64_t held_shifts_ = 0;      // bit s: pages of 2^s bytes are held
+  std::array<uint32_t, 64> valid_by_shift_{};  // valid entries per page shift (lookups skip a size none holds)
   std::vector<Entry> entries_;    // sets_ * ways_
+  std::vector<uint64_t> tags_;    // tag_of() of each entry, or kNoTag
   // The indices of the entries that may be valid, so that a flush visits those rather than every
   // entry (a VMM flushes at each world switch, with most of a large L2 TLB empty).
   std::vector<uint32_t> occupied_;
