@@ -75,8 +75,11 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
         if (prev && page && page == prev_page && (lin >> 12) == prev_lpage) link(prev, insn);
         prev = nullptr;
         // Execute the block: this instruction and those linked after it, while each falls through,
-        // the soft ITLB still holds the page and nothing needs the boundary's slow path.
-        for (;;) {
+        // the soft ITLB still holds the page and nothing needs the boundary's slow path. One step
+        // executes `insn` and says whether the block goes on; the loop takes two steps per turn, so
+        // that the handler is called from two places whose targets the host predicts apart (about
+        // 7% less host time on compute and forkwait than one call site).
+        auto step = [&]() __attribute__((always_inline)) {
           current_insn_ = insn;
           const uint64_t fall = state_.rip + insn->length;
           next_rip_ = fall & ip_mask_;
@@ -84,22 +87,25 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
           state_.rip = next_rip_;
           ++counters_.retired;
           ++counters_.by_class[static_cast<unsigned>(insn->cls)];
-          if (next_rip_ != fall || !page || code_page_ != page) break;
+          if (next_rip_ != fall || !page || code_page_ != page) return false;
           // A linked instruction is neither marked nor System: the link is made only after an
           // instruction whose handler is its semantics (below), and marks change only with the
           // decoded pages that hold them.
           if (!insn->next) {
             // A marked or System instruction (handler != semantics) ends its block: the hook or
             // the mode change may have moved CS or the code page.
-            if (insn->handler != insn->semantics) break;
+            if (insn->handler != insn->semantics) return false;
             prev = insn;
             prev_page = page;
             prev_lpage = lin >> 12;
-            break;
+            return false;
           }
-          if (attention_ || counters_.retired >= end || state_.rip > cs_limit_) break;
+          if (attention_ || counters_.retired >= end || state_.rip > cs_limit_) return false;
           insn = insn->next;
           ++linked_fetches;
+          return true;
+        };
+        while (step() && step()) {
         }
         counters_.itlb_hits += linked_fetches;
         linked_fetches = 0;
