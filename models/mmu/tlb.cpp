@@ -35,18 +35,26 @@ uint64_t page_size_from_name(const std::string& name) {
 }
 
 bool Tlb::holds(uint64_t page_size) const {
-  return enabled() && std::has_single_bit(page_size) && ((held_shifts_ >> std::countr_zero(page_size)) & 1);
+  // (A power of two by its bits: std::has_single_bit is a library call without POPCNT.)
+  return enabled() && page_size != 0 && (page_size & (page_size - 1)) == 0 &&
+         ((held_shifts_ >> std::countr_zero(page_size)) & 1);
 }
 
 Tlb::Entry* Tlb::find(uint64_t vpn, unsigned shift, uint16_t pcid, uint16_t vpid) {
+  LastFind& last = last_find_;
+  if (last.changes == changes_ && last.vpn == vpn && last.shift == shift && last.pcid == pcid && last.vpid == vpid)
+    return last.index == LastFind::kNone ? nullptr : &entries_[last.index];
+  last = {vpn, shift, pcid, vpid, changes_, LastFind::kNone};
   const size_t first = static_cast<size_t>(set_of(vpn)) * ways_;
   const uint64_t* tags = &tags_[first];
   const uint64_t tag = tag_of(vpn, shift, vpid);
   for (unsigned w = 0; w < ways_; ++w) {
     if (tags[w] != tag) continue;
     Entry& e = entries_[first + w];
-    if (e.valid && e.vpn == vpn && e.page_shift == shift && e.vpid == vpid && (e.global || e.pcid == pcid))
+    if (e.valid && e.vpn == vpn && e.page_shift == shift && e.vpid == vpid && (e.global || e.pcid == pcid)) {
+      last.index = static_cast<uint32_t>(first + w);
       return &e;
+    }
   }
   return nullptr;
 }
@@ -69,6 +77,7 @@ uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool gl
   const uint64_t vpn = linear >> shift;
   if (Entry* e = find(vpn, shift, pcid, vpid)) {
     e->last_use = ++clock_;
+    if (e->global != global || e->pcid != pcid) ++changes_;
     e->global = global;
     e->pcid = pcid;
     return 1ull << shift;
@@ -84,6 +93,7 @@ uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool gl
   *victim = Entry{vpn, pcid, vpid, static_cast<uint8_t>(shift), global, true, true, ++clock_};
   tags_[victim - entries_.data()] = tag_of(vpn, shift, vpid);
   ++valid_by_shift_[shift];
+  ++changes_;
   if (!listed) occupied_.push_back(static_cast<uint32_t>(victim - entries_.data()));
   return 1ull << shift;
 }
@@ -92,6 +102,7 @@ void Tlb::drop(Entry& e) {
   e.valid = false;
   tags_[&e - entries_.data()] = kNoTag;
   --valid_by_shift_[e.page_shift];
+  ++changes_;
   if (on_evict_) on_evict_(e.vpn << e.page_shift, 1ull << e.page_shift);
 }
 

@@ -84,6 +84,19 @@ class Tlb {
     return vpn ^ (uint64_t{shift} << 45) ^ (uint64_t{vpid} << 48);
   }
   static constexpr uint64_t kNoTag = ~0ull;
+  // The last find(): its question, its answer (an entry index, or kNone) and the number of changes
+  // to the entries when it was asked. The same question with no change since has the same answer:
+  // the insert after a lookup (an L2 hit, an L1 miss) asks again what the lookup asked.
+  struct LastFind {
+    uint64_t vpn = 0;
+    unsigned shift = 0;
+    uint16_t pcid = 0, vpid = 0;
+    uint64_t changes = ~0ull;
+    static constexpr uint32_t kNone = ~0u;
+    uint32_t index = kNone;
+  };
+  LastFind last_find_;
+  uint64_t changes_ = 0;  // entries added, dropped or re-tagged
 
   unsigned sets_ = 0, ways_ = 0;
   std::vector<unsigned> shifts_;  // the page shifts held, largest first
