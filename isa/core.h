@@ -389,7 +389,7 @@ class Core {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][0][(lin >> 12) % kSoftTlbSize];
     if (e.tag == soft_tag(lin) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
-      if (data_observer_) [[unlikely]]
+      if (data_observer_)
         data_observer_->on_data_access(e.frame << 12 | (lin & 0xFFF), sizeof(T), false);
       T v;
       std::memcpy(&v, e.host + (lin & 0xFFF), sizeof(T));
@@ -401,7 +401,7 @@ class Core {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][1][(lin >> 12) % kSoftTlbSize];
     if (e.tag == soft_tag(lin) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
-      if (data_observer_) [[unlikely]]
+      if (data_observer_)
         data_observer_->on_data_access(e.frame << 12 | (lin & 0xFFF), sizeof(T), true);
       std::memcpy(e.host + (lin & 0xFFF), &v, sizeof(T));
       return;

@@ -129,6 +129,7 @@ class Cpu : public sc_core::sc_module,
   isa::SystemConfigBinding system_binding_;
   std::unique_ptr<isa::Pmu> pmu_;  // with the pmu feature
   CacheHierarchy* caches_;  // null: the cache hierarchy is disabled
+  SetAssociativeCache* first_cache_ = nullptr;  // caches_'s first level (its hinted hits, directly)
   Mmu mmu_;
   CycleAccount account_;
   Lapic* lapic_ = nullptr;

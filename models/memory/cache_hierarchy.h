@@ -46,7 +46,7 @@ class SetAssociativeCache {
     sets_pow2_ = (sets_ & (sets_ - 1)) == 0;
     tags_.assign(sets_ * g.ways, kInvalid);
     stamps_.assign(sets_ * g.ways, 0);
-    hint_.assign(std::min<uint64_t>(std::bit_ceil(sets_ * g.ways), kMaxHints), 0);
+    hint_.assign(std::min<uint64_t>(std::bit_ceil(sets_ * g.ways), kMaxHints), Hint{});
     hint_mask_ = hint_.size() - 1;
   }
   // True on a hit; on a miss the line is filled (LRU victim).
@@ -54,15 +54,15 @@ class SetAssociativeCache {
     return hits_hinted(paddr, 1, who) || access_set(paddr >> line_shift_, who);
   }
   // The fast path of an access of `size` bytes at `paddr` within one line that this level holds
-  // where its hint says: the slot last found or filled for a line of the same hint index, checked
-  // against the slot's tag, so that a hit (a loop's stack and table lines) needs no set search.
-  // True when it hit there (counted as access() counts a hit); false, with nothing changed,
-  // otherwise.
+  // where its hint says: the slot last found or filled for a line of the same hint index, with the
+  // line it holds (kept true when the slot is refilled), so that a hit (a loop's stack and table
+  // lines) needs neither a set search nor a read of the tags. True when it hit there (counted as
+  // access() counts a hit); false, with nothing changed, otherwise.
   bool hits_hinted(uint64_t paddr, unsigned size, CacheRequester who) {
     const uint64_t line = paddr >> line_shift_;
-    const uint64_t slot = hint_[line & hint_mask_];
-    if (tags_[slot] != line || ((paddr + size - 1) >> line_shift_) != line) return false;
-    stamps_[slot] = ++clock_;
+    const Hint& hint = hint_[line & hint_mask_];
+    if (hint.line != line || ((paddr + size - 1) >> line_shift_) != line) return false;
+    stamps_[hint.slot] = ++clock_;
     ++(who == CacheRequester::Data ? data : walk).hits;
     return true;
   }
@@ -90,19 +90,29 @@ class SetAssociativeCache {
       }
       if (stamps[w] < stamps[victim]) victim = w;
     }
+    forget_slot(tags[victim], first + victim);
     tags[victim] = line;
     stamps[victim] = ++clock_;
     ++counts.misses;
     remember_slot(line, first + victim);
     return false;
   }
-  void remember_slot(uint64_t line, uint64_t slot) { hint_[line & hint_mask_] = static_cast<uint32_t>(slot); }
+  void remember_slot(uint64_t line, uint64_t slot) { hint_[line & hint_mask_] = {line, static_cast<uint32_t>(slot)}; }
+  // The line `slot` held is replaced: a hint that pointed there for it no longer holds.
+  void forget_slot(uint64_t old_line, uint64_t slot) {
+    Hint& hint = hint_[old_line & hint_mask_];
+    if (hint.line == old_line && hint.slot == slot) hint = Hint{};
+  }
   CacheGeometry geometry_;
   uint64_t sets_ = 0, clock_ = 0;
   unsigned line_shift_ = 6;  // log2 of the line size
   bool sets_pow2_ = true;    // sets_ is a power of two: the set is a mask of the line number
   static constexpr uint64_t kMaxHints = 1u << 16;
-  std::vector<uint32_t> hint_;  // by line number (masked): a slot that held such a line
+  struct Hint {
+    uint64_t line = kInvalid;  // the line slot `slot` holds, or kInvalid
+    uint32_t slot = 0;
+  };
+  std::vector<Hint> hint_;  // by line number (masked): a slot that holds such a line
   uint64_t hint_mask_ = 0;
   std::vector<uint64_t> tags_, stamps_;
 };
@@ -142,6 +152,9 @@ class CacheHierarchy {
     return data_access_extra_search(paddr, size);
   }
   std::vector<SetAssociativeCache>& levels() { return levels_; }
+  // The first level, or null with none: its hinted hit is the common data access, which a caller
+  // may check first (SetAssociativeCache::hits_hinted) before data_access_extra_cycles.
+  SetAssociativeCache* first_level() { return levels_.empty() ? nullptr : &levels_.front(); }
   uint64_t memory_latency() const { return memory_latency_; }
   // The latency of a hit in the first level (with no level, of memory).
   uint64_t first_level_latency() const {

@@ -3,6 +3,8 @@
 // loop over a working set smaller or larger than the L1 makes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
 #include <vector>
 
 #include "models/memory/cache_hierarchy.h"
@@ -37,6 +39,43 @@ TEST(CacheHierarchyTest, DataAccessesCountApartAndCostBeyondTheL1Hit) {
   EXPECT_EQ(caches.levels()[0].data.misses, 2u);
   EXPECT_EQ(caches.levels()[0].walk.hits, 1u);
   EXPECT_EQ(caches.levels()[0].walk.misses, 0u);
+}
+
+TEST(CacheHierarchyTest, HintedHitsAgreeWithAnLruSearchOnARandomStream) {
+  // 8 sets x 4 ways, 96 lines in play (more lines than hint slots), accesses of 1 to 8 bytes that
+  // may straddle two lines; the reference keeps each set's lines in order of use.
+  CacheHierarchy caches({{"l1d", 8 * 4 * 64, 4, 64, 4}}, 100);
+  std::vector<std::vector<uint64_t>> sets(8);
+  uint64_t hits = 0, misses = 0;
+  auto reference = [&](uint64_t line) {
+    std::vector<uint64_t>& set = sets[line % 8];
+    const auto it = std::find(set.begin(), set.end(), line);
+    const bool hit = it != set.end();
+    if (hit) set.erase(it);
+    else if (set.size() == 4) set.erase(set.begin());
+    set.push_back(line);
+    ++(hit ? hits : misses);
+    return hit;
+  };
+  std::mt19937_64 rng(5);
+  for (unsigned k = 0; k < 200000; ++k) {
+    const uint64_t paddr = (rng() % 96) * 64 + rng() % 64;
+    const unsigned size = 1 + rng() % 8;
+    if (rng() % 4 == 0) {  // a page-walk reference: one line, the full latency
+      ASSERT_EQ(caches.access(paddr), reference(paddr / 64) ? 4u : 100u) << k;
+      continue;
+    }
+    uint64_t expected = 0;
+    for (uint64_t line = paddr / 64; line <= (paddr + size - 1) / 64; ++line) expected += reference(line) ? 0 : 96;
+    SetAssociativeCache& l1 = *caches.first_level();
+    const bool hinted = l1.hits_hinted(paddr, size, CacheRequester::Data);  // as the CPU asks first
+    ASSERT_EQ(hinted ? 0 : caches.data_access_extra_cycles(paddr, size), expected) << k;
+  }
+  const SetAssociativeCache& l1 = caches.levels()[0];
+  EXPECT_EQ(l1.data.hits + l1.walk.hits, hits);
+  EXPECT_EQ(l1.data.misses + l1.walk.misses, misses);
+  EXPECT_GT(misses, 50000u);
+  EXPECT_GT(hits, 50000u);
 }
 
 TEST(CacheHierarchyTest, AbsentLevelsAndInconsistentLatencies) {

@@ -1,7 +1,10 @@
 // The TLB's geometry decides its misses: exact counts for cyclic loops over N pages.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "models/mmu/tlb.h"
@@ -110,6 +113,119 @@ TEST(TlbTest, PcidsAndGlobalEntries) {
   EXPECT_FALSE(tlb.lookup(0x3000, 1));
   tlb.flush(true);
   EXPECT_EQ(tlb.valid_entries(), 0u);
+}
+
+// The TLB as its header defines it, searched way by way: the reference the compact tag array and
+// the remembered last answer must agree with, hit for hit and eviction for eviction.
+class ReferenceTlb {
+ public:
+  ReferenceTlb(unsigned entries, unsigned ways, std::vector<unsigned> shifts)
+      : sets_(entries / ways), ways_(ways), shifts_(std::move(shifts)), entries_(entries) {}
+  std::vector<std::pair<uint64_t, uint64_t>> evicted;  // (base, size)
+
+  bool lookup(uint64_t linear, uint16_t pcid, uint16_t vpid) {
+    for (unsigned shift : shifts_)
+      if (Tlb::Entry* e = find(linear >> shift, shift, pcid, vpid)) {
+        e->last_use = ++clock_;
+        return true;
+      }
+    return false;
+  }
+  void insert(uint64_t linear, unsigned shift, uint16_t pcid, bool global, uint16_t vpid) {
+    const uint64_t vpn = linear >> shift;
+    if (Tlb::Entry* e = find(vpn, shift, pcid, vpid)) {
+      e->last_use = ++clock_;
+      e->global = global;
+      e->pcid = pcid;
+      return;
+    }
+    Tlb::Entry* set = &entries_[(vpn & (sets_ - 1)) * ways_];
+    Tlb::Entry* victim = &set[0];
+    for (unsigned w = 0; w < ways_; ++w) {
+      if (!set[w].valid) { victim = &set[w]; break; }
+      if (set[w].last_use < victim->last_use) victim = &set[w];
+    }
+    if (victim->valid) drop(*victim);
+    *victim = Tlb::Entry{vpn, pcid, vpid, static_cast<uint8_t>(shift), global, true, true, ++clock_};
+  }
+  void invalidate_page(uint64_t linear, uint16_t pcid, uint16_t vpid) {
+    for (unsigned shift : shifts_) {
+      const uint64_t vpn = linear >> shift;
+      Tlb::Entry* set = &entries_[(vpn & (sets_ - 1)) * ways_];
+      for (unsigned w = 0; w < ways_; ++w) {
+        Tlb::Entry& e = set[w];
+        if (e.valid && e.vpn == vpn && e.page_shift == shift && e.vpid == vpid && (e.global || e.pcid == pcid))
+          drop(e);
+      }
+    }
+  }
+  void flush(bool include_global, bool all_pcids, uint16_t pcid, uint16_t vpid) {
+    for (Tlb::Entry& e : entries_)
+      if (e.valid && e.vpid == vpid && (e.global ? include_global : (all_pcids || e.pcid == pcid))) drop(e);
+  }
+  unsigned valid_entries() const {
+    unsigned n = 0;
+    for (const Tlb::Entry& e : entries_) n += e.valid;
+    return n;
+  }
+
+ private:
+  Tlb::Entry* find(uint64_t vpn, unsigned shift, uint16_t pcid, uint16_t vpid) {
+    Tlb::Entry* set = &entries_[(vpn & (sets_ - 1)) * ways_];
+    for (unsigned w = 0; w < ways_; ++w) {
+      Tlb::Entry& e = set[w];
+      if (e.valid && e.vpn == vpn && e.page_shift == shift && e.vpid == vpid && (e.global || e.pcid == pcid))
+        return &e;
+    }
+    return nullptr;
+  }
+  void drop(Tlb::Entry& e) {
+    e.valid = false;
+    evicted.emplace_back(e.vpn << e.page_shift, uint64_t{1} << e.page_shift);
+  }
+  unsigned sets_, ways_;
+  std::vector<unsigned> shifts_;  // largest first
+  std::vector<Tlb::Entry> entries_;
+  uint64_t clock_ = 0;
+};
+
+TEST(TlbTest, AgreesWithAWayByWaySearchOnARandomStream) {
+  // 16 sets x 4 ways of 4 KiB and 2 MiB pages; 96 pages in two 2 MiB regions, 3 PCIDs, 2 VPIDs, so
+  // that hits, misses, evictions, global entries and every kind of invalidation mix.
+  Tlb tlb(TlbGeometry{64, 4, {kPage4K, kPage2M}});
+  ReferenceTlb reference(64, 4, {21, 12});
+  std::vector<std::pair<uint64_t, uint64_t>> evicted;
+  tlb.set_evict_callback([&](uint64_t base, uint64_t size) { evicted.emplace_back(base, size); });
+  std::mt19937_64 rng(11);
+  size_t checked = 0;  // evictions compared so far
+  for (unsigned k = 0; k < 200000; ++k) {
+    const uint64_t linear = (rng() % 2) * kPage2M + (rng() % 48) * kPage4K + (rng() % 4096);
+    const auto pcid = static_cast<uint16_t>(rng() % 3), vpid = static_cast<uint16_t>(rng() % 2);
+    const unsigned op = rng() % 100;
+    if (op < 60) {
+      ASSERT_EQ(tlb.lookup(linear, pcid, vpid), reference.lookup(linear, pcid, vpid)) << "lookup " << k;
+    } else if (op < 95) {
+      const bool large = rng() % 8 == 0, global = rng() % 6 == 0;
+      tlb.insert(linear, large ? kPage2M : kPage4K, pcid, global, vpid);
+      reference.insert(linear, large ? 21 : 12, pcid, global, vpid);
+    } else if (op < 99) {
+      tlb.invalidate_page(linear, pcid, vpid);
+      reference.invalidate_page(linear, pcid, vpid);
+    } else {
+      const bool include_global = rng() % 2, all_pcids = rng() % 2;
+      tlb.flush(include_global, all_pcids, pcid, vpid);
+      reference.flush(include_global, all_pcids, pcid, vpid);
+    }
+    // What this operation evicted (a flush visits the entries in another order than the reference).
+    std::vector<std::pair<uint64_t, uint64_t>> now(evicted.begin() + checked, evicted.end());
+    std::vector<std::pair<uint64_t, uint64_t>> expected(reference.evicted.begin() + checked, reference.evicted.end());
+    std::sort(now.begin(), now.end());
+    std::sort(expected.begin(), expected.end());
+    ASSERT_EQ(now, expected) << "operation " << k;
+    checked = evicted.size();
+  }
+  EXPECT_EQ(tlb.valid_entries(), reference.valid_entries());
+  EXPECT_GT(evicted.size(), 10000u);  // the stream did evict and invalidate, not only hit
 }
 
 TEST(TlbTest, BadGeometryIsRefused) {
