@@ -565,7 +565,9 @@ template <class T> inline void Core::set_reg(const Operand& o, T v) {
   set_gpr<T>(o.reg, v);
 }
 
-inline uint64_t Core::effective_address(const Insn& i, const Operand& o) const {
+// The operand accessors below are forced inline: GCC otherwise calls out of line for the memory
+// forms of specialized handlers, which cost 3 to 4% of host time on compute, forkwait and memwalk.
+[[gnu::always_inline]] inline uint64_t Core::effective_address(const Insn& i, const Operand& o) const {
   uint64_t ea = static_cast<uint64_t>(o.value);
   if (o.base < 16) ea += state_.gpr[o.base];
   else if (o.base == kRipReg) ea += next_rip_;
@@ -573,7 +575,7 @@ inline uint64_t Core::effective_address(const Insn& i, const Operand& o) const {
   return i.addrsize == 8 ? ea : ea & size_mask(i.addrsize);
 }
 
-template <class T, OpKind K> inline T Core::get(const Insn& i, const Operand& o) {
+template <class T, OpKind K> [[gnu::always_inline]] inline T Core::get(const Insn& i, const Operand& o) {
   if constexpr (K == OpKind::Reg) return reg<T>(o);
   else if constexpr (K == OpKind::Mem) return read<T>(static_cast<SegReg>(o.seg), effective_address(i, o));
   else if constexpr (K == OpKind::Imm) return static_cast<T>(o.value);
@@ -585,7 +587,7 @@ template <class T, OpKind K> inline T Core::get(const Insn& i, const Operand& o)
   }
 }
 
-template <class T, OpKind K> inline void Core::set(const Insn& i, const Operand& o, T v) {
+template <class T, OpKind K> [[gnu::always_inline]] inline void Core::set(const Insn& i, const Operand& o, T v) {
   if constexpr (K == OpKind::Reg) set_reg<T>(o, v);
   else if constexpr (K == OpKind::Mem) write<T>(static_cast<SegReg>(o.seg), effective_address(i, o), v);
   else {
@@ -595,11 +597,11 @@ template <class T, OpKind K> inline void Core::set(const Insn& i, const Operand&
   }
 }
 
-template <class T> inline T Core::read(SegReg s, uint64_t offset) {
+template <class T> [[gnu::always_inline]] inline T Core::read(SegReg s, uint64_t offset) {
   return read_lin<T>(data_linear(s, offset, sizeof(T), AccessKind::Read), AccessOrigin::Instruction);
 }
 
-template <class T> inline void Core::write(SegReg s, uint64_t offset, T value) {
+template <class T> [[gnu::always_inline]] inline void Core::write(SegReg s, uint64_t offset, T value) {
   write_lin<T>(data_linear(s, offset, sizeof(T), AccessKind::Write), value, AccessOrigin::Instruction);
 }
 
