@@ -24,8 +24,8 @@ struct UsedEntry {
 class Walker {
  public:
   Walker(const CpuState& s, PhysicalBus& bus, const WalkRequest& req, WalkObserver* obs,
-         GuestPhysicalTranslator* nested)
-      : s_(s), bus_(bus), req_(req), obs_(obs), nested_(nested) {}
+         GuestPhysicalTranslator* nested, WalkTrace* trace)
+      : s_(s), bus_(bus), req_(req), obs_(obs), nested_(nested), trace_(trace) {}
 
   WalkResult run();
 
@@ -70,10 +70,12 @@ class Walker {
   const WalkRequest& req_;
   WalkObserver* obs_;
   GuestPhysicalTranslator* nested_;
+  WalkTrace* trace_;
+  bool traceable_ = true;  // every entry read is in used_ (not so after a PAE PDPTE)
   WalkResult result_{};
   bool nxe_ = false;
   bool rw_all_ = true, us_all_ = true, xd_any_ = false;
-  UsedEntry used_[5]{};
+  UsedEntry used_[WalkTrace::kMaxEntries]{};
   unsigned nused_ = 0;
 };
 
@@ -143,6 +145,15 @@ WalkResult Walker::finish(uint64_t leaf_frame, uint64_t page_size, uint64_t leaf
     UsedEntry& e = used_[i];
     if (updated[i] != e.value) write_paging_entry(bus_, e.paddr, e.size, updated[i]);
     e.value = updated[i];
+  }
+  if (trace_) {
+    trace_->complete = traceable_ && !nested_;
+    trace_->count = nused_;
+    trace_->size = used_[0].size;
+    for (unsigned i = 0; i < nused_; ++i) {
+      trace_->paddr[i] = used_[i].paddr;
+      trace_->value[i] = used_[i].value;
+    }
   }
   result_.ok = true;
   result_.guest_physical = guest_physical;
@@ -240,6 +251,7 @@ WalkResult Walker::walk() {
       uint64_t pdpte_addr = (s_.cr3 & 0xFFFFFFE0u) + ((req_.linear >> 30) & 3) * 8;
       uint64_t pdpte_host = 0;
       uint64_t pdpte = fetch(pdpte_addr, 8, 3, pdpte_host, /*counted=*/false);
+      traceable_ = false;
       if (!(pdpte & PTE_P)) return fail(false, false);
       if (pdpte & (bit_range(2, 1) | bit_range(8, 5) | bit_range(63, kMaxPhysAddrBits))) return fail(true, true);
       return walk_wide(2, pdpte & kPhysFrameMask);
@@ -288,8 +300,9 @@ bool is_canonical(const CpuState& s, uint64_t linear) {
 }
 
 WalkResult page_walk(const CpuState& s, PhysicalBus& bus, const WalkRequest& req,
-                     WalkObserver* observer, GuestPhysicalTranslator* nested) {
-  return Walker(s, bus, req, observer, nested).run();
+                     WalkObserver* observer, GuestPhysicalTranslator* nested, WalkTrace* trace) {
+  if (trace) trace->complete = false;
+  return Walker(s, bus, req, observer, nested, trace).run();
 }
 
 }  // namespace pgsim::isa

@@ -127,6 +127,20 @@ class GuestPhysicalTranslator {
 enum class PagingMode : uint8_t { None, Bits32, Pae, Level4, Level5 };
 PagingMode paging_mode(const CpuState& s);
 
+// The paging-structure entries a successful walk read, with their values after its accessed and
+// dirty updates. The walk is a function of these entries, the CPU state and the request: made again
+// while every entry still holds its value, with the same state, it gives the same translation and
+// writes nothing. `complete` is false when the walk read something the list leaves out (PAE PDPTEs,
+// tables outside RAM) or went through a GuestPhysicalTranslator.
+struct WalkTrace {
+  static constexpr unsigned kMaxEntries = 5;
+  bool complete = false;
+  unsigned count = 0;
+  uint64_t paddr[kMaxEntries];  // physical (the first `count` are set)
+  uint64_t value[kMaxEntries];
+  unsigned size = 8;                 // bytes per entry: 4 (32-bit paging) or 8
+};
+
 // Translates one linear address, checking the access rights of SDM 4.6 and updating the accessed
 // and dirty flags of a successful translation. On failure, `fault` holds the #PF to raise.
 // PAE PDPTEs are read from memory at each walk (the processor caches them at MOV CR3; the two
@@ -135,8 +149,10 @@ PagingMode paging_mode(const CpuState& s);
 // With `nested`, the CPU state is a guest's in VMX non-root operation: its physical addresses are
 // guest-physical, every one is translated by `nested` before `bus` (host-physical) is accessed,
 // and the result's paddr is host-physical.
+// With `trace`, a successful walk also lists the entries it used there.
 WalkResult page_walk(const CpuState& s, PhysicalBus& bus, const WalkRequest& req,
-                     WalkObserver* observer = nullptr, GuestPhysicalTranslator* nested = nullptr);
+                     WalkObserver* observer = nullptr, GuestPhysicalTranslator* nested = nullptr,
+                     WalkTrace* trace = nullptr);
 
 // True if `linear` is canonical for the current linear-address width (48 or 57 bits).
 bool is_canonical(const CpuState& s, uint64_t linear);

@@ -67,7 +67,8 @@ unsigned top_level(isa::PagingMode mode) {
 
 Mmu::Mmu(const MmuParams& params, isa::PhysicalBus& bus, CacheHierarchy* caches)
     : params_(params), bus_(bus), caches_(caches), l1i_(params.l1i), l1d_(params.l1d), l2_(params.l2),
-      walk_cache_(params.walk_cache_entries), nested_tlb_(params.nested_tlb),
+      walk_cache_(params.walk_cache_entries),
+      walk_memo_(uint64_t{params.l1i.entries} + params.l1d.entries + params.l2.entries), nested_tlb_(params.nested_tlb),
       nested_walk_cache_(params.nested_walk_cache_entries) {
   auto evict = [this](uint64_t base, uint64_t size) { on_l1_evict(base, size); };
   l1i_.set_evict_callback(evict);
@@ -134,6 +135,10 @@ isa::Translation Mmu::walk_and_fill(const isa::CpuState& state, uint64_t linear,
   req.implicit = origin == isa::AccessOrigin::ImplicitSupervisor;
 
   isa::WalkResult walk;
+  // Without EPT, a walk the TLBs hold is not charged, and its memo saves the host the walk itself.
+  isa::WalkTrace trace;
+  isa::WalkTrace* const traced = nested ? nullptr : &trace;
+  if (traced) walk_memo_.note_state(state);
   if (charged_walk) {
     ++counters_.walks;
     const unsigned top = top_level(isa::paging_mode(state));
@@ -141,7 +146,7 @@ isa::Translation Mmu::walk_and_fill(const isa::CpuState& state, uint64_t linear,
     if (skip_level_) ++counters_.walk_cache_hits;
     deepest_read_ = top + 1;
     const uint64_t refs_before = counters_.walk_refs;
-    walk = isa::page_walk(state, bus_, req, this, nested);
+    walk = isa::page_walk(state, bus_, req, this, nested, traced);
     // A guest without paging has no leaf (its "walk" is the nested dimension's alone).
     if (walk.ok && isa::paging_mode(state) != isa::PagingMode::None)
       count_by_leaf(walk.page_size ? walk.page_size : kPage4K, counters_.walk_refs - refs_before);
@@ -150,9 +155,10 @@ isa::Translation Mmu::walk_and_fill(const isa::CpuState& state, uint64_t linear,
       for (unsigned level = top; level >= 2 && level > deepest_read_; --level)
         walk_cache_.fill(level, linear, pcid, vpid);
     skip_level_ = 0;
-  } else {
-    walk = isa::page_walk(state, bus_, req, nullptr, nested);
+  } else if (!traced || !walk_memo_.find(req, walk)) {
+    walk = isa::page_walk(state, bus_, req, nullptr, nested, traced);
   }
+  if (traced && trace.complete) walk_memo_.record(req, trace, walk, bus_);
 
   isa::Translation t;
   if (walk.translator_refused) {

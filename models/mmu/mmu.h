@@ -5,7 +5,7 @@
 // core about every L1 eviction, so a soft-TLB hit is an L1 hit.
 //
 // Translations are always those of the current page tables (the functional walk runs on every
-// call); the modeled TLBs decide what is charged: an L1 hit costs nothing beyond the instruction,
+// call, or its memo gives what it would: models/mmu/walk_memo.h); the modeled TLBs decide what is charged: an L1 hit costs nothing beyond the instruction,
 // an L2 hit costs `l2_hit_cycles`, a miss costs the walk's references not covered by the
 // paging-structure caches.
 //
@@ -30,6 +30,7 @@
 #include "models/memory/cache_hierarchy.h"
 #include "models/mmu/page_walk_cache.h"
 #include "models/mmu/tlb.h"
+#include "models/mmu/walk_memo.h"
 
 namespace pgsim::isa {
 class Core;
@@ -149,6 +150,7 @@ class Mmu : public isa::Translator, public isa::NestedPagingControl, private isa
   Tlb l1i_, l1d_, l2_;
   PageWalkCache walk_cache_;
   std::optional<NestedContext> nested_;
+  WalkMemo walk_memo_;             // the host's shortcut for uncharged walks without EPT
   Tlb nested_tlb_;                 // guest-physical pages, tagged by VPID
   PageWalkCache nested_walk_cache_;  // EPT entries by guest-physical-address bits, tagged by VPID
   MmuCounters counters_;

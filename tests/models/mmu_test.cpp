@@ -2,11 +2,15 @@
 // INVLPG and the TLB geometry seen through translate().
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <vector>
 
 #include "isa/core.h"
+#include "isa/system/paging.h"
+#include "tests/vmm/walking_translator.h"
 #include "models/mmu/mmu.h"
 
 namespace pgsim::models {
@@ -227,6 +231,97 @@ TEST_F(LargePageTest, A2MPageTheL1HoldsHitsAfterOneWalk) {
   EXPECT_EQ(mmu.l1d().valid_entries(), 1u);
   EXPECT_EQ(mmu.l2().valid_entries(), 0u);
 }
+
+// The MMU remembers walks it makes again for translations its TLBs hold (models/mmu/walk_memo.h).
+// On a random stream of accesses, page-table writes made without INVLPG and control-register
+// changes, every translation and every accessed or dirty flag in memory must be what the
+// functional walk gives on a second copy of memory that sees the same writes.
+void run_against_the_walk(bool long_mode, uint32_t seed) {
+  FlatMemory mem(1 << 22), ref(1 << 22);
+  constexpr uint64_t kPages = 24;
+  constexpr uint64_t kPd32 = 0x5000, kPt32 = 0x6000, kBase32 = 0x400000;  // PDE 1
+  constexpr uint64_t kTablesEnd = 0x7000;  // every paging structure of both modes lies below
+  std::mt19937 rng(seed);
+  auto put = [&](uint64_t paddr, uint64_t v) {
+    mem.write(paddr, long_mode ? 8 : 4, v);
+    ref.write(paddr, long_mode ? 8 : 4, v);
+  };
+  const uint64_t leaf_table = long_mode ? kPt : kPt32;
+  const uint64_t base = long_mode ? kBase : kBase32;
+  const unsigned entry = long_mode ? 8 : 4;
+  // User pages, writable, some without the dirty or accessed flag.
+  auto random_leaf = [&](uint64_t i) {
+    uint64_t v = (0x100000 + (i + rng() % 3) * 0x1000) | 0x1 | 0x4;
+    if (rng() % 4) v |= 0x2;
+    if (rng() % 2) v |= 0x20;
+    if (rng() % 2) v |= 0x40;
+    if (long_mode && rng() % 4 == 0) v |= isa::PTE_XD;
+    if (rng() % 8 == 0) v &= ~0x1ull;  // not present
+    return v;
+  };
+  isa::CpuState s = long_mode_state();
+  if (long_mode) {
+    put(kPml4, kPdpt | 0x7);
+    put(kPdpt, kPd | 0x7);
+    put(kPd + 2 * 8, kPt | 0x7);
+    s.efer |= isa::EFER_NXE;
+  } else {
+    s.cr4 = isa::CR4_PSE;
+    s.efer = 0;
+    s.cr3 = kPd32;
+    put(kPd32 + 1 * 4, kPt32 | 0x7);
+  }
+  for (uint64_t i = 0; i < kPages; ++i) put(leaf_table + i * entry, random_leaf(i));
+  MmuParams p;
+  p.l1d = {8, 2, {kPage4K, kPage2M, kPage4M, kPage1G}};
+  p.l2 = {32, 4, {kPage4K, kPage2M, kPage4M, kPage1G}};
+  Mmu mmu(p, mem);
+  test::WalkingTranslator walk(ref);
+  unsigned memo_candidates = 0;  // translations whose TLB lookup hit (no walk charged)
+  for (unsigned step = 0; step < 20000; ++step) {
+    const unsigned what = rng() % 100;
+    if (what < 8) {  // a page-table write without INVLPG: a leaf, or the table's own entry
+      if (what == 0) {
+        const uint64_t at = long_mode ? kPd + 2 * 8 : kPd32 + 1 * 4;
+        put(at, (long_mode ? kPt : kPt32) | (rng() % 2 ? 0x7 : 0x5) | (rng() % 2 ? 0x20 : 0));
+      } else {
+        const uint64_t i = rng() % kPages;
+        put(leaf_table + i * entry, random_leaf(i));
+      }
+      continue;
+    }
+    if (what < 11) {  // a control change: CR0.WP, SMEP/SMAP, RFLAGS.AC
+      const unsigned which = rng() % 4;
+      if (which == 0) s.cr0 ^= isa::CR0_WP;
+      if (which == 1) s.cr4 ^= isa::CR4_SMAP;
+      if (which == 2) s.cr4 ^= isa::CR4_SMEP;
+      if (which == 3) s.rflags ^= isa::AC;
+      continue;
+    }
+    const isa::AccessKind kind = static_cast<isa::AccessKind>(rng() % 3);
+    const bool user = rng() % 2;
+    const isa::AccessOrigin origin = (!user && rng() % 8 == 0) ? isa::AccessOrigin::ImplicitSupervisor
+                                                             : isa::AccessOrigin::Instruction;
+    const uint64_t linear = base + (rng() % kPages) * 0x1000 + rng() % 0x1000;
+    const uint64_t walks_before = mmu.counters().walks;
+    const isa::Translation t = mmu.translate(s, linear, kind, user, origin);
+    memo_candidates += mmu.counters().walks == walks_before;
+    const isa::Translation w = walk.translate(s, linear, kind, user, origin);
+    ASSERT_EQ(t.ok, w.ok) << "step " << step;
+    if (t.ok) {
+      ASSERT_EQ(t.paddr, w.paddr) << "step " << step;
+    } else {
+      ASSERT_EQ(t.fault.vector, w.fault.vector) << "step " << step;
+      ASSERT_EQ(t.fault.error_code, w.fault.error_code) << "step " << step;
+    }
+    ASSERT_TRUE(std::equal(mem.bytes.begin(), mem.bytes.begin() + kTablesEnd, ref.bytes.begin()))
+        << "accessed or dirty flags differ after step " << step;
+  }
+  EXPECT_GT(memo_candidates, 5000u);  // the stream did exercise translations the TLBs held
+}
+
+TEST(MmuTest, RememberedWalksAgreeWithTheWalkIn4LevelPaging) { run_against_the_walk(true, 1); }
+TEST(MmuTest, RememberedWalksAgreeWithTheWalkIn32BitPaging) { run_against_the_walk(false, 2); }
 
 }  // namespace
 }  // namespace pgsim::models
