@@ -608,7 +608,7 @@ uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint
   }
   const uint64_t frame = t.paddr >> 12;
   if (kind == AccessKind::Write && code_frames_.count(frame)) invalidate_frame(frame);
-  uint8_t* page = bus_.host_frame(t.paddr & ~0xFFFull);
+  uint8_t* page = t.host_frame ? t.host_frame : bus_.host_frame(t.paddr & ~0xFFFull);
   *paddr = t.paddr;
   *cacheable = page && t.cacheable;
   // Accesses to a page with a data breakpoint all take the slow path, which checks them.

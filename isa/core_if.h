@@ -33,6 +33,8 @@ struct Translation {
   Fault fault{0};            // the fault to raise when !ok
   uint64_t paddr = 0;        // physical address of the translated byte
   bool cacheable = true;     // the core may keep the page in its soft TLB (an L1 hit from now on)
+  uint8_t* host_frame = nullptr;  // the host memory of paddr's frame, when the Translator looked it
+                                  // up (else the core asks the bus)
 };
 
 // The modeled TLBs in front of the page walk. The core calls translate() only on a soft-TLB miss

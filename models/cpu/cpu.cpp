@@ -108,6 +108,7 @@ void Cpu::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end) {
                             [&](const DmiRegion& r) { return r.start <= end && start <= r.end; }),
              dmi_.end());
   core_.flush_soft_tlb();
+  mmu_.host_memory_changed();
 }
 
 void Cpu::on_data_access(uint64_t paddr, unsigned size, bool /*write: write-allocate, timed as a read*/) {

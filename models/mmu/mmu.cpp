@@ -173,6 +173,10 @@ isa::Translation Mmu::walk_and_fill(const isa::CpuState& state, uint64_t linear,
   }
   t.ok = true;
   t.paddr = walk.paddr;
+  // The core reads or writes the data next, most likely outside the host's caches when the TLBs
+  // missed: the host starts fetching it now, while the TLB fills below run.
+  t.host_frame = bus_.host_frame(walk.paddr & ~0xFFFull);
+  if (t.host_frame) __builtin_prefetch(t.host_frame + (walk.paddr & 0xFFF));
   uint64_t page_size = walk.page_size ? walk.page_size : kPage4K;
   // A TLB entry of a guest covers what both dimensions map contiguously: the smaller page.
   if (nested) page_size = std::min(page_size, nested->final_page_size());

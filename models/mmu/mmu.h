@@ -113,6 +113,9 @@ class Mmu : public isa::Translator, public isa::NestedPagingControl, private isa
   // the SDM allows).
   void invalidate_ept() override;
 
+  // The bus's host memory moved (a DMI invalidation): host addresses kept are stale.
+  void host_memory_changed() { walk_memo_.clear(); }
+
   const MmuCounters& counters() const { return counters_; }
   // L1 hits: the core's soft-TLB hits made with paging enabled (without paging the soft TLB only
   // caches host pointers, no TLB is involved) plus the L1 hits counted here.

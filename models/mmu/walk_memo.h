@@ -38,6 +38,12 @@ class WalkMemo {
     }
   }
 
+  // Forgets every walk and the host address of RAM (the bus's host mapping changed).
+  void clear() {
+    std::fill(slots_.begin(), slots_.end(), Slot{});
+    have_host_offset_ = false;
+  }
+
   // The walk's result for `req`, remembered and still what a walk gives (ok, paddr, page_size and
   // global set), or false.
   bool find(const isa::WalkRequest& req, isa::WalkResult& result) const {
