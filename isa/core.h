@@ -280,6 +280,9 @@ class Core {
   }
   // Evaluates condition code `cc` (0..15: O NO B AE E NE BE A S NS P NP L GE LE G).
   bool condition(unsigned cc) const;
+  // The same for a code known when the handler is built: each Jcc has a handler of its own, so the
+  // host branches on the code nowhere (a dispatch on it, shared by every Jcc, predicts poorly).
+  template <unsigned CC> bool condition() const { return condition(CC); }
 
   // ---- Mode, TLB and decode-cache maintenance --------------------------------------------------
   // Recomputes what the core caches from state(): mode, CPL, segment checks; flushes the soft TLB
@@ -673,7 +676,7 @@ inline bool Core::parity_flag() const {
   return lazy_.op == LazyOp::None ? (state_.rflags & PF) != 0 : !__builtin_parity(static_cast<uint8_t>(lazy_.r));
 }
 
-inline bool Core::condition(unsigned cc) const {
+[[gnu::always_inline]] inline bool Core::condition(unsigned cc) const {
   bool r;
   // CMP or SUB, then Jcc, SETcc or CMOVcc: the condition from the operands, without the flags.
   if (lazy_.op == LazyOp::Sub && lazy_.fixed == 0 && (cc >> 1) != 0 && (cc >> 1) != 5) {

@@ -13,8 +13,8 @@ template <class T> uint64_t target(Core& c, const Insn& i) {
 
 template <class T> void jmp(Core& c, const Insn& i) { c.jump(target<T>(c, i), sizeof(T)); }
 
-void jcc(Core& c, const Insn& i) {
-  if (c.condition(i.condition)) c.jump(c.next_rip() + static_cast<uint64_t>(i.op[0].value), i.opsize);
+template <unsigned CC> void jcc(Core& c, const Insn& i) {
+  if (c.condition<CC>()) c.jump(c.next_rip() + static_cast<uint64_t>(i.op[0].value), i.opsize);
 }
 
 // CALL: the target is read (and checked) before the return address is pushed.
@@ -62,11 +62,23 @@ void register_branch(Dispatch& d) {
   d.add_sized(ZYDIS_MNEMONIC_JMP, InsnClass::Branch, nullptr, &jmp<uint16_t>, &jmp<uint32_t>, &jmp<uint64_t>);
   d.add_sized(ZYDIS_MNEMONIC_CALL, InsnClass::Branch, nullptr, &call<uint16_t>, &call<uint32_t>, &call<uint64_t>);
   d.add_sized(ZYDIS_MNEMONIC_RET, InsnClass::Branch, nullptr, &ret<uint16_t>, &ret<uint32_t>, &ret<uint64_t>);
-  for (unsigned m : {ZYDIS_MNEMONIC_JO, ZYDIS_MNEMONIC_JNO, ZYDIS_MNEMONIC_JB, ZYDIS_MNEMONIC_JNB,
-                     ZYDIS_MNEMONIC_JZ, ZYDIS_MNEMONIC_JNZ, ZYDIS_MNEMONIC_JBE, ZYDIS_MNEMONIC_JNBE,
-                     ZYDIS_MNEMONIC_JS, ZYDIS_MNEMONIC_JNS, ZYDIS_MNEMONIC_JP, ZYDIS_MNEMONIC_JNP,
-                     ZYDIS_MNEMONIC_JL, ZYDIS_MNEMONIC_JNL, ZYDIS_MNEMONIC_JLE, ZYDIS_MNEMONIC_JNLE})
-    d.add(m, InsnClass::Branch, &jcc);
+  // By condition code (the low nibble of the opcode, Insn::condition).
+  d.add(ZYDIS_MNEMONIC_JO, InsnClass::Branch, &jcc<0x0>);
+  d.add(ZYDIS_MNEMONIC_JNO, InsnClass::Branch, &jcc<0x1>);
+  d.add(ZYDIS_MNEMONIC_JB, InsnClass::Branch, &jcc<0x2>);
+  d.add(ZYDIS_MNEMONIC_JNB, InsnClass::Branch, &jcc<0x3>);
+  d.add(ZYDIS_MNEMONIC_JZ, InsnClass::Branch, &jcc<0x4>);
+  d.add(ZYDIS_MNEMONIC_JNZ, InsnClass::Branch, &jcc<0x5>);
+  d.add(ZYDIS_MNEMONIC_JBE, InsnClass::Branch, &jcc<0x6>);
+  d.add(ZYDIS_MNEMONIC_JNBE, InsnClass::Branch, &jcc<0x7>);
+  d.add(ZYDIS_MNEMONIC_JS, InsnClass::Branch, &jcc<0x8>);
+  d.add(ZYDIS_MNEMONIC_JNS, InsnClass::Branch, &jcc<0x9>);
+  d.add(ZYDIS_MNEMONIC_JP, InsnClass::Branch, &jcc<0xA>);
+  d.add(ZYDIS_MNEMONIC_JNP, InsnClass::Branch, &jcc<0xB>);
+  d.add(ZYDIS_MNEMONIC_JL, InsnClass::Branch, &jcc<0xC>);
+  d.add(ZYDIS_MNEMONIC_JNL, InsnClass::Branch, &jcc<0xD>);
+  d.add(ZYDIS_MNEMONIC_JLE, InsnClass::Branch, &jcc<0xE>);
+  d.add(ZYDIS_MNEMONIC_JNLE, InsnClass::Branch, &jcc<0xF>);
   d.add(ZYDIS_MNEMONIC_LOOP, InsnClass::Branch, &loop<LoopKind::Always>);
   d.add(ZYDIS_MNEMONIC_LOOPE, InsnClass::Branch, &loop<LoopKind::WhileEqual>);
   d.add(ZYDIS_MNEMONIC_LOOPNE, InsnClass::Branch, &loop<LoopKind::WhileNotEqual>);
