@@ -1,4 +1,6 @@
 // MUL, IMUL (one, two and three operands), DIV, IDIV (SDM vol. 2). Division errors raise #DE.
+#include <type_traits>
+
 #include "isa/integer/semantics.h"
 
 namespace pgsim::isa::integer {
@@ -32,13 +34,17 @@ template <class T> void set_accumulator(Core& c, T low, T high) {
   }
 }
 
-// MUL: CF = OF = (upper half != 0); SF, ZF, AF, PF undefined (left unchanged).
+// MUL and IMUL set CF = OF = (the product does not fit its lower half) and leave SF, ZF, AF and PF
+// undefined. Here SF, ZF and PF follow the lower half and AF is cleared, as QEMU does (after the
+// Pentium 4) and Bochs too: the flags stay lazy, and the guest sees what it sees under QEMU.
+
+// MUL: CF = OF = (upper half != 0).
 template <class T> void mul(Core& c, const Insn& i) {
   const T src = c.get<T>(i, i.op[0]);
   const WideU<T> p = static_cast<WideU<T>>(c.gpr<T>(RAX)) * src;
   const T high = static_cast<T>(p >> kBits<T>);
   set_accumulator<T>(c, static_cast<T>(p), high);
-  c.set_flags(CF | OF, high ? uint64_t{CF | OF} : 0);
+  c.set_flags_result<T>(static_cast<T>(p), high ? uint64_t{CF | OF} : 0);
 }
 
 // Signed product of two T values and whether it fits in T.
@@ -49,21 +55,25 @@ template <class T> T signed_product(T a, T b, bool* overflow) {
   return r;
 }
 
-template <class T> void imul(Core& c, const Insn& i) {
+// IMUL: one operand (rDX:rAX = rAX * r/m), two (r = r * r/m) or three (r = r/m * imm). F: the
+// form of a two-operand IMUL (the decoder picks forms for two visible operands only).
+template <class T, class F = AnyForm> void imul(Core& c, const Insn& i) {
   bool overflow = false;
-  if (i.num_ops == 1) {  // rDX:rAX = rAX * r/m
+  T low;
+  if (std::is_same_v<F, AnyForm> && i.num_ops == 1) {
     const T src = c.get<T>(i, i.op[0]);
     const WideS<T> p = static_cast<WideS<T>>(static_cast<Signed<T>>(c.gpr<T>(RAX))) * static_cast<Signed<T>>(src);
-    const T low = static_cast<T>(p);
+    low = static_cast<T>(p);
     set_accumulator<T>(c, low, static_cast<T>(static_cast<WideU<T>>(p) >> kBits<T>));
     overflow = p != static_cast<WideS<T>>(static_cast<Signed<T>>(low));
-  } else {  // r = r * r/m, or r = r/m * imm
-    const Operand& a = i.num_ops == 3 ? i.op[1] : i.op[0];
-    const Operand& b = i.num_ops == 3 ? i.op[2] : i.op[1];
-    const T x = c.get<T>(i, a), y = c.get<T>(i, b);
-    c.set<T>(i, i.op[0], signed_product<T>(x, y, &overflow));
+  } else if (std::is_same_v<F, AnyForm> && i.num_ops == 3) {
+    low = signed_product<T>(c.get<T>(i, i.op[1]), c.get<T>(i, i.op[2]), &overflow);
+    c.set<T>(i, i.op[0], low);
+  } else {
+    low = signed_product<T>(c.get<T, F::op0>(i, i.op[0]), c.get<T, F::op1>(i, i.op[1]), &overflow);
+    c.set<T, F::op0>(i, i.op[0], low);
   }
-  c.set_flags(CF | OF, overflow ? uint64_t{CF | OF} : 0);
+  c.set_flags_result<T>(low, overflow ? uint64_t{CF | OF} : 0);
 }
 
 // DIV: #DE when the divisor is 0 or the quotient does not fit; flags undefined (unchanged).
@@ -97,6 +107,7 @@ template <class T> void idiv(Core& c, const Insn& i) {
 void register_multiply(Dispatch& d) {
   d.add_sized(ZYDIS_MNEMONIC_MUL, InsnClass::Mul, PGSIM_SIZED(mul));
   d.add_sized(ZYDIS_MNEMONIC_IMUL, InsnClass::Mul, PGSIM_SIZED(imul));
+  d.add_forms(ZYDIS_MNEMONIC_IMUL, PGSIM_FORMS(imul));
   d.add_sized(ZYDIS_MNEMONIC_DIV, InsnClass::Div, PGSIM_SIZED(div));
   d.add_sized(ZYDIS_MNEMONIC_IDIV, InsnClass::Div, PGSIM_SIZED(idiv));
 }

@@ -419,5 +419,27 @@ TEST(Core, LazyFlagsAreExactAfterRunAndAWriteThroughStateIsKept) {
   EXPECT_EQ(m.reg(RCX), 5u);  // ADC added the CF written through state(), not SUB's borrow
 }
 
+// MUL and IMUL leave SF, ZF, AF and PF undefined (SDM vol. 2); the core sets them as QEMU does: SF,
+// ZF and PF of the lower half of the product, AF clear.
+TEST(Core, MulAndImulSetTheUndefinedFlagsAsQemuDoes) {
+  Machine m;
+  make_long64(m.state(), 0);
+  // imul rax, rbx; mul rcx
+  m.load_code(0x1000, {0x48, 0x0F, 0xAF, 0xC3, 0x48, 0xF7, 0xE1});
+  m.reg(RAX) = 0x8000000000000001;
+  m.reg(RBX) = 3;
+  m.reg(RCX) = 2;
+  m.state().rflags |= AF | ZF;
+  EXPECT_EQ(m.core.run(1), 1u);
+  // (2^63 + 1) * 3 signed overflows; the lower half 0x8000000000000003 is negative, PF of 0x03.
+  EXPECT_EQ(m.reg(RAX), 0x8000000000000003u);
+  EXPECT_EQ(m.state().rflags & kStatusFlags, uint64_t{CF | OF | SF | PF});
+  EXPECT_EQ(m.core.run(1), 1u);
+  // 0x8000000000000003 * 2 = 1:0x6: the upper half is set, the lower half positive with PF of 0x06.
+  EXPECT_EQ(m.reg(RAX), 6u);
+  EXPECT_EQ(m.reg(RDX), 1u);
+  EXPECT_EQ(m.state().rflags & kStatusFlags, uint64_t{CF | OF | PF});
+}
+
 }  // namespace
 }  // namespace pgsim::test
