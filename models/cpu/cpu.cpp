@@ -48,10 +48,7 @@ Cpu::Cpu(sc_core::sc_module_name name, const Params& params, const TimingParams&
     pmu_ = std::make_unique<isa::Pmu>(core_);
     system_config_.pmu = pmu_.get();
   }
-  if (caches_) {
-    first_cache_ = caches_->first_level();
-    core_.set_data_access_observer(this);
-  }
+  if (caches_) core_.set_data_access_observer(&data_access_timer_.emplace(*caches_, account_.data_access_cycles));
   mem.register_invalidate_direct_mem_ptr(this, &Cpu::invalidate_direct_mem_ptr);
   tlm_utils::tlm_quantumkeeper::set_global_quantum(params.quantum);
   quantum_.reset();
@@ -109,13 +106,6 @@ void Cpu::invalidate_direct_mem_ptr(sc_dt::uint64 start, sc_dt::uint64 end) {
              dmi_.end());
   core_.flush_soft_tlb();
   mmu_.host_memory_changed();
-}
-
-void Cpu::on_data_access(uint64_t paddr, unsigned size, bool /*write: write-allocate, timed as a read*/) {
-  // An L1 hit where the level's hint says costs nothing beyond the CPI: checked here first, one
-  // pointer fewer to follow than through the hierarchy.
-  if (first_cache_ && first_cache_->hits_hinted(paddr, size, CacheRequester::Data)) [[likely]] return;
-  account_.data_access_cycles += caches_->data_access_extra_cycles(paddr, size);
 }
 
 bool Cpu::transport(tlm_utils::simple_initiator_socket<Cpu>& socket, tlm::tlm_command cmd,

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include "isa/system/pmu.h"
 #include "isa/system/system_config.h"
 #include "models/devices/lapic.h"
+#include "models/memory/data_access_timer.h"
 #include "models/mmu/mmu.h"
 #include "models/timing/timing.h"
 
@@ -34,8 +36,7 @@ class Cpu : public sc_core::sc_module,
             public isa::IoBus,
             public isa::InterruptSource,
             public isa::TimeSource,
-            public isa::MsrDevice,
-            public isa::DataAccessObserver {
+            public isa::MsrDevice {
  public:
   struct Params {
     sc_core::sc_time quantum = sc_core::sc_time(1, sc_core::SC_US);
@@ -103,8 +104,6 @@ class Cpu : public sc_core::sc_module,
   uint32_t cpuid_leaf1_ecx() const override;
   void write_cr8(uint64_t value);
   bool read_cr8(uint64_t& value);
-  // isa::DataAccessObserver (attached only when the cache hierarchy is enabled)
-  void on_data_access(uint64_t paddr, unsigned size, bool write) override;
 
   // The CPU's local time: SystemC time plus what the core ran ahead.
   sc_core::sc_time local_time() const;
@@ -129,9 +128,9 @@ class Cpu : public sc_core::sc_module,
   isa::SystemConfigBinding system_binding_;
   std::unique_ptr<isa::Pmu> pmu_;  // with the pmu feature
   CacheHierarchy* caches_;  // null: the cache hierarchy is disabled
-  SetAssociativeCache* first_cache_ = nullptr;  // caches_'s first level (its hinted hits, directly)
   Mmu mmu_;
   CycleAccount account_;
+  std::optional<DataAccessTimer> data_access_timer_;  // with the cache hierarchy
   Lapic* lapic_ = nullptr;
   tlm_utils::tlm_quantumkeeper quantum_;
 

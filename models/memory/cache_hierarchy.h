@@ -46,6 +46,7 @@ class SetAssociativeCache {
     sets_pow2_ = (sets_ & (sets_ - 1)) == 0;
     tags_.assign(sets_ * g.ways, kInvalid);
     stamps_.assign(sets_ * g.ways, 0);
+    mru_.assign(sets_, kNoSlot);
     hint_.assign(std::min<uint64_t>(std::bit_ceil(sets_ * g.ways), kMaxHints), Hint{});
     hint_mask_ = hint_.size() - 1;
   }
@@ -62,7 +63,12 @@ class SetAssociativeCache {
     const uint64_t line = paddr >> line_shift_;
     const Hint& hint = hint_[line & hint_mask_];
     if (hint.line != line || ((paddr + size - 1) >> line_shift_) != line) return false;
-    stamps_[hint.slot] = ++clock_;
+    // A hit on the line its set used last changes no order: only the set's stamps are compared, and
+    // this line's is already the highest. (Most hits are such repeats; the clock then stays put.)
+    if (mru_[hint.set] != hint.slot) {
+      stamps_[hint.slot] = ++clock_;
+      mru_[hint.set] = hint.slot;
+    }
     ++(who == CacheRequester::Data ? data : walk).hits;
     return true;
   }
@@ -84,8 +90,9 @@ class SetAssociativeCache {
     for (unsigned w = 0; w < geometry_.ways; ++w) {
       if (tags[w] == line) {
         stamps[w] = ++clock_;
+        mru_[set] = static_cast<uint32_t>(first + w);
         ++counts.hits;
-        remember_slot(line, first + w);
+        remember_slot(line, first + w, set);
         return true;
       }
       if (stamps[w] < stamps[victim]) victim = w;
@@ -93,11 +100,14 @@ class SetAssociativeCache {
     forget_slot(tags[victim], first + victim);
     tags[victim] = line;
     stamps[victim] = ++clock_;
+    mru_[set] = static_cast<uint32_t>(first + victim);
     ++counts.misses;
-    remember_slot(line, first + victim);
+    remember_slot(line, first + victim, set);
     return false;
   }
-  void remember_slot(uint64_t line, uint64_t slot) { hint_[line & hint_mask_] = {line, static_cast<uint32_t>(slot)}; }
+  void remember_slot(uint64_t line, uint64_t slot, uint64_t set) {
+    hint_[line & hint_mask_] = {line, static_cast<uint32_t>(slot), static_cast<uint32_t>(set)};
+  }
   // The line `slot` held is replaced: a hint that pointed there for it no longer holds.
   void forget_slot(uint64_t old_line, uint64_t slot) {
     Hint& hint = hint_[old_line & hint_mask_];
@@ -111,10 +121,13 @@ class SetAssociativeCache {
   struct Hint {
     uint64_t line = kInvalid;  // the line slot `slot` holds, or kInvalid
     uint32_t slot = 0;
+    uint32_t set = 0;          // the set of `slot`
   };
   std::vector<Hint> hint_;  // by line number (masked): a slot that holds such a line
   uint64_t hint_mask_ = 0;
   std::vector<uint64_t> tags_, stamps_;
+  static constexpr uint32_t kNoSlot = ~0u;
+  std::vector<uint32_t> mru_;  // by set: the slot stamped last (its stamp is the set's highest)
 };
 
 class CacheHierarchy {

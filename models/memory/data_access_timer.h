@@ -1,0 +1,31 @@
+// Times the core's data accesses through the cache hierarchy (the core's DataAccessObserver when the
+// hierarchy is enabled): an access that hits the first level where its hint says costs nothing
+// beyond the instruction's CPI; any other adds the cycles the hierarchy charges beyond a first-level
+// hit to the CPU's memory bucket. An object of its own rather than a base of the CPU, so that the
+// core's call reaches it without a this-adjusting thunk: it runs at every data access.
+#pragma once
+#include <cstdint>
+
+#include "isa/core_if.h"
+#include "models/memory/cache_hierarchy.h"
+
+namespace pgsim::models {
+
+class DataAccessTimer final : public isa::DataAccessObserver {
+ public:
+  // `cycles`: the bucket the extra cycles go to.
+  DataAccessTimer(CacheHierarchy& caches, uint64_t& cycles)
+      : caches_(caches), first_(caches.first_level()), cycles_(cycles) {}
+
+  void on_data_access(uint64_t paddr, unsigned size, bool /*write: write-allocate, timed as a read*/) override {
+    if (first_ && first_->hits_hinted(paddr, size, CacheRequester::Data)) [[likely]] return;
+    cycles_ += caches_.data_access_extra_cycles(paddr, size);
+  }
+
+ private:
+  CacheHierarchy& caches_;
+  SetAssociativeCache* first_;  // the first level, whose hinted hits are checked directly
+  uint64_t& cycles_;
+};
+
+}  // namespace pgsim::models
