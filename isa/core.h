@@ -266,7 +266,7 @@ class Core {
   }
   // The status flags of r = a + b (+ carry in), r = a - b (- borrow in; CMP, NEG as 0 - a), of INC
   // and DEC (CF unchanged), and of a result whose SF, ZF and PF are r's and whose CF, OF and AF are
-  // `fixed`'s (logic instructions: none; shifts: theirs, with AF unchanged as `keep_af` says).
+  // `fixed`'s (logic instructions: none; shifts and multiplies: their CF and OF).
   template <class T> void set_flags_add(T a, T b, T r, bool carry_in = false) {
     record_flags<T>(LazyOp::Add, a, b, r, carry_in);
   }
@@ -275,8 +275,8 @@ class Core {
   }
   template <class T> void set_flags_inc(T a, T r) { record_flags<T>(LazyOp::Inc, a, 1, r, carry_flag()); }
   template <class T> void set_flags_dec(T a, T r) { record_flags<T>(LazyOp::Dec, a, 1, r, carry_flag()); }
-  template <class T> void set_flags_result(T r, uint64_t fixed = 0, bool keep_af = false) {
-    record_flags<T>(LazyOp::Result, 0, 0, r, fixed | (keep_af ? adjust_flag() : 0));
+  template <class T> void set_flags_result(T r, uint64_t fixed = 0) {
+    record_flags<T>(LazyOp::Result, 0, 0, r, fixed);
   }
   // Evaluates condition code `cc` (0..15: O NO B AE E NE BE A S NS P NP L GE LE G).
   bool condition(unsigned cc) const;

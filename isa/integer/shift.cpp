@@ -1,6 +1,7 @@
 // SHL/SAL, SHR, SAR, ROL, ROR, RCL, RCR, SHLD, SHRD (SDM vol. 2, "SAL/SAR/SHL/SHR", "RCL/RCR/ROL/ROR",
 // "SHLD", "SHRD"). The count is masked to 5 bits (6 with a 64-bit operand); a masked count of 0
-// changes no flag. OF is defined for 1-bit shifts only; AF is undefined (left unchanged here).
+// changes no flag. OF is defined for 1-bit shifts only. AF is undefined after SHL, SHR, SAR, SHLD and
+// SHRD; it is cleared here, as QEMU does, which keeps the flags lazy (no read of the old AF).
 #include "isa/integer/semantics.h"
 
 namespace pgsim::isa::integer {
@@ -25,7 +26,7 @@ template <class T, class F = AnyForm> void shl(Core& c, const Insn& i) {
   const T r = n < kBits<T> ? static_cast<T>(a << n) : 0;
   const bool cf = n <= kBits<T> ? (a >> (kBits<T> - n)) & 1 : false;
   c.set<T, F::op0>(i, i.op[0], r);
-  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != cf) ? uint64_t{OF} : 0), true);
+  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != cf) ? uint64_t{OF} : 0));
 }
 
 template <class T, class F = AnyForm> void shr(Core& c, const Insn& i) {
@@ -35,7 +36,7 @@ template <class T, class F = AnyForm> void shr(Core& c, const Insn& i) {
   const T r = n < kBits<T> ? static_cast<T>(a >> n) : 0;
   const bool cf = n <= kBits<T> ? (a >> (n - 1)) & 1 : false;
   c.set<T, F::op0>(i, i.op[0], r);
-  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | (msb<T>(a) ? uint64_t{OF} : 0), true);
+  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | (msb<T>(a) ? uint64_t{OF} : 0));
 }
 
 template <class T, class F = AnyForm> void sar(Core& c, const Insn& i) {
@@ -46,7 +47,7 @@ template <class T, class F = AnyForm> void sar(Core& c, const Insn& i) {
   const T r = static_cast<T>(s >> (n < kBits<T> ? n : kBits<T> - 1));
   const bool cf = (s >> (n - 1 < kBits<T> ? n - 1 : kBits<T> - 1)) & 1;
   c.set<T, F::op0>(i, i.op[0], r);
-  c.set_flags_result<T>(r, cf ? uint64_t{CF} : 0, true);
+  c.set_flags_result<T>(r, cf ? uint64_t{CF} : 0);
 }
 
 // ROL/ROR change only CF and OF.
@@ -123,7 +124,7 @@ template <class T> void shld(Core& c, const Insn& i) {
     cf = (a >> (kBits<T> - n)) & 1;
   }
   c.set<T>(i, i.op[0], r);
-  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != msb<T>(a)) ? uint64_t{OF} : 0), true);
+  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != msb<T>(a)) ? uint64_t{OF} : 0));
 }
 
 template <class T> void shrd(Core& c, const Insn& i) {
@@ -141,7 +142,7 @@ template <class T> void shrd(Core& c, const Insn& i) {
     cf = (a >> (n - 1)) & 1;
   }
   c.set<T>(i, i.op[0], r);
-  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != msb<T>(a)) ? uint64_t{OF} : 0), true);
+  c.set_flags_result<T>(r, (cf ? uint64_t{CF} : 0) | ((msb<T>(r) != msb<T>(a)) ? uint64_t{OF} : 0));
 }
 
 }  // namespace

@@ -419,13 +419,13 @@ TEST(Core, LazyFlagsAreExactAfterRunAndAWriteThroughStateIsKept) {
   EXPECT_EQ(m.reg(RCX), 5u);  // ADC added the CF written through state(), not SUB's borrow
 }
 
-// MUL and IMUL leave SF, ZF, AF and PF undefined (SDM vol. 2); the core sets them as QEMU does: SF,
-// ZF and PF of the lower half of the product, AF clear.
-TEST(Core, MulAndImulSetTheUndefinedFlagsAsQemuDoes) {
+// MUL and IMUL leave SF, ZF, AF and PF undefined, and shifts AF (SDM vol. 2); the core sets them as
+// QEMU does: SF, ZF and PF of the result (a product's lower half), AF clear.
+TEST(Core, MultipliesAndShiftsSetTheUndefinedFlagsAsQemuDoes) {
   Machine m;
   make_long64(m.state(), 0);
-  // imul rax, rbx; mul rcx
-  m.load_code(0x1000, {0x48, 0x0F, 0xAF, 0xC3, 0x48, 0xF7, 0xE1});
+  // imul rax, rbx; mul rcx; shl rdx, 1
+  m.load_code(0x1000, {0x48, 0x0F, 0xAF, 0xC3, 0x48, 0xF7, 0xE1, 0x48, 0xD1, 0xE2});
   m.reg(RAX) = 0x8000000000000001;
   m.reg(RBX) = 3;
   m.reg(RCX) = 2;
@@ -439,6 +439,11 @@ TEST(Core, MulAndImulSetTheUndefinedFlagsAsQemuDoes) {
   EXPECT_EQ(m.reg(RAX), 6u);
   EXPECT_EQ(m.reg(RDX), 1u);
   EXPECT_EQ(m.state().rflags & kStatusFlags, uint64_t{CF | OF | PF});
+  m.state().rflags |= AF;
+  EXPECT_EQ(m.core.run(1), 1u);
+  // 1 << 1 = 2: no carry, no overflow, PF of 0x02 odd; AF cleared.
+  EXPECT_EQ(m.reg(RDX), 2u);
+  EXPECT_EQ(m.state().rflags & kStatusFlags, 0u);
 }
 
 }  // namespace
