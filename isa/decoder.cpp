@@ -267,11 +267,13 @@ DecodeStatus Decoder::decode(Mode mode, const uint8_t* bytes, size_t size, Insn&
   }
   if (handler && modeled) {
     insn.semantics = handler;
-    // Two visible operands of a form the registration specialized: the instantiation that knows
-    // their kinds.
-    if (insn.num_ops == 2)
-      if (Handler form = dispatch_.find_form(key, insn.opsize, insn.op[0].kind, insn.op[1].kind))
+    // One or two visible operands of a form the registration specialized: the instantiation that
+    // knows their kinds.
+    if (insn.num_ops == 1 || insn.num_ops == 2) {
+      const OpKind second = insn.num_ops == 2 ? insn.op[1].kind : OpKind::None;
+      if (Handler form = dispatch_.find_form(key, insn.opsize, insn.op[0].kind, second))
         insn.semantics = handler = form;
+    }
     insn.cls = refine_class(cls, zi, zo);
     insn.traits = traits.flags;
     insn.sensitive = traits.sensitive;

@@ -73,6 +73,9 @@ Handler Dispatch::find_form(unsigned mnemonic, unsigned opsize, OpKind k0, OpKin
   else if (k0 == OpKind::Reg && k1 == OpKind::Mem) form = OperandForm::RegMem;
   else if (k0 == OpKind::Mem && k1 == OpKind::Reg) form = OperandForm::MemReg;
   else if (k0 == OpKind::Mem && k1 == OpKind::Imm) form = OperandForm::MemImm;
+  else if (k0 == OpKind::Reg && k1 == OpKind::None) form = OperandForm::Reg;
+  else if (k0 == OpKind::Mem && k1 == OpKind::None) form = OperandForm::Mem;
+  else if (k0 == OpKind::Imm && k1 == OpKind::None) form = OperandForm::Imm;
   else return nullptr;
   const unsigned index = opsize <= 1 ? 0 : opsize == 2 ? 1 : opsize == 4 ? 2 : 3;
   return entries_[mnemonic].by_form[static_cast<unsigned>(form)][index];

@@ -42,10 +42,14 @@ constexpr InsnTraits sensitive(SensitiveInsn insn, uint8_t flags = 0) {
   return {flags, static_cast<uint8_t>(insn)};
 }
 
-// The operand forms of two-operand instructions that a handler may be specialized for at decode
-// (the kinds of op[0] and op[1]; see Form in isa/insn.h). The hot integer instructions register
-// one instantiation per form and size, so that executing them tests no operand kind.
-enum class OperandForm : uint8_t { RegReg, RegImm, RegMem, MemReg, MemImm, kCount };
+// The operand forms of one- and two-operand instructions that a handler may be specialized for at
+// decode (the kinds of op[0] and op[1]; see Form in isa/insn.h). The hot integer instructions
+// register one instantiation per form and size, so that executing them tests no operand kind.
+enum class OperandForm : uint8_t {
+  RegReg, RegImm, RegMem, MemReg, MemImm,  // two operands
+  Reg, Mem, Imm,                           // one operand
+  kCount
+};
 constexpr unsigned kNumOperandForms = static_cast<unsigned>(OperandForm::kCount);
 // Handlers by form (OperandForm order), then by operand size (1, 2, 4, 8 bytes).
 using FormHandlers = std::array<std::array<Handler, 4>, kNumOperandForms>;
@@ -74,8 +78,9 @@ class Dispatch {
   // Registers, beside `mnemonic`'s handlers, their instantiations for each operand form (the same
   // semantics, with the operand kinds known at compile time).
   void add_forms(unsigned mnemonic, const FormHandlers& handlers);
-  // The handler specialized for an instruction of `mnemonic` at `opsize` bytes whose two visible
-  // operands are of kinds k0 and k1, or nullptr when none is registered for that form.
+  // The handler specialized for an instruction of `mnemonic` at `opsize` bytes whose visible
+  // operands are of kinds k0 and k1 (OpKind::None for one operand), or nullptr when none is
+  // registered for that form.
   Handler find_form(unsigned mnemonic, unsigned opsize, OpKind k0, OpKind k1) const;
   // True when `mnemonic` has any handler.
   bool has(unsigned mnemonic) const;

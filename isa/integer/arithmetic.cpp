@@ -63,30 +63,30 @@ template <class T, class F = AnyForm> void test(Core& c, const Insn& i) {
 }
 
 // INC and DEC leave CF unchanged.
-template <class T> void inc(Core& c, const Insn& i) {
-  const T a = c.get<T>(i, i.op[0]);
+template <class T, class F = AnyForm> void inc(Core& c, const Insn& i) {
+  const T a = c.get<T, F::op0>(i, i.op[0]);
   const T r = a + 1;
-  c.set<T>(i, i.op[0], r);
+  c.set<T, F::op0>(i, i.op[0], r);
   c.set_flags_inc<T>(a, r);
 }
 
-template <class T> void dec(Core& c, const Insn& i) {
-  const T a = c.get<T>(i, i.op[0]);
+template <class T, class F = AnyForm> void dec(Core& c, const Insn& i) {
+  const T a = c.get<T, F::op0>(i, i.op[0]);
   const T r = a - 1;
-  c.set<T>(i, i.op[0], r);
+  c.set<T, F::op0>(i, i.op[0], r);
   c.set_flags_dec<T>(a, r);
 }
 
 // NEG: CF = (source != 0).
-template <class T> void neg(Core& c, const Insn& i) {
-  const T a = c.get<T>(i, i.op[0]);
+template <class T, class F = AnyForm> void neg(Core& c, const Insn& i) {
+  const T a = c.get<T, F::op0>(i, i.op[0]);
   const T r = T(0) - a;
-  c.set<T>(i, i.op[0], r);
+  c.set<T, F::op0>(i, i.op[0], r);
   c.set_flags_sub<T>(0, a, r);
 }
 
-template <class T> void not_(Core& c, const Insn& i) {
-  c.set<T>(i, i.op[0], static_cast<T>(~c.get<T>(i, i.op[0])));
+template <class T, class F = AnyForm> void not_(Core& c, const Insn& i) {
+  c.set<T, F::op0>(i, i.op[0], static_cast<T>(~c.get<T, F::op0>(i, i.op[0])));
 }
 
 }  // namespace
@@ -111,9 +111,13 @@ void register_arithmetic(Dispatch& d) {
   d.add_sized(ZYDIS_MNEMONIC_TEST, InsnClass::Alu, PGSIM_SIZED(test));
   d.add_forms(ZYDIS_MNEMONIC_TEST, PGSIM_FORMS(test));
   d.add_sized(ZYDIS_MNEMONIC_INC, InsnClass::Alu, PGSIM_SIZED(inc));
+  d.add_forms(ZYDIS_MNEMONIC_INC, PGSIM_UNARY_FORMS(inc));
   d.add_sized(ZYDIS_MNEMONIC_DEC, InsnClass::Alu, PGSIM_SIZED(dec));
+  d.add_forms(ZYDIS_MNEMONIC_DEC, PGSIM_UNARY_FORMS(dec));
   d.add_sized(ZYDIS_MNEMONIC_NEG, InsnClass::Alu, PGSIM_SIZED(neg));
+  d.add_forms(ZYDIS_MNEMONIC_NEG, PGSIM_UNARY_FORMS(neg));
   d.add_sized(ZYDIS_MNEMONIC_NOT, InsnClass::Alu, PGSIM_SIZED(not_));
+  d.add_forms(ZYDIS_MNEMONIC_NOT, PGSIM_UNARY_FORMS(not_));
 }
 
 }  // namespace pgsim::isa::integer

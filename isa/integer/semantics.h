@@ -31,6 +31,17 @@ template <class T> constexpr bool msb(T v) { return (v >> (kBits<T> - 1)) & 1; }
     PGSIM_FORM(fn, Reg, Reg), PGSIM_FORM(fn, Reg, Imm), PGSIM_FORM(fn, Reg, Mem), PGSIM_FORM(fn, Mem, Reg), \
         PGSIM_FORM(fn, Mem, Imm)                                                            \
   }
+// The one-operand forms of fn<T, F>: a register or memory operand (F::op1 is unused), and an
+// immediate for the instructions that take one (PUSH).
+inline FormHandlers unary_forms(const std::array<Handler, 4>& reg, const std::array<Handler, 4>& mem,
+                                const std::array<Handler, 4>& imm = {}) {
+  FormHandlers forms{};
+  forms[static_cast<unsigned>(OperandForm::Reg)] = reg;
+  forms[static_cast<unsigned>(OperandForm::Mem)] = mem;
+  forms[static_cast<unsigned>(OperandForm::Imm)] = imm;
+  return forms;
+}
+#define PGSIM_UNARY_FORMS(fn) unary_forms(PGSIM_FORM(fn, Reg, None), PGSIM_FORM(fn, Mem, None))
 
 void register_arithmetic(Dispatch& d);   // arithmetic.cpp: ADD ... CMP, INC, DEC, NEG, NOT, TEST, logic
 void register_multiply(Dispatch& d);     // multiply.cpp: MUL, IMUL, DIV, IDIV

@@ -5,19 +5,19 @@ namespace pgsim::isa::integer {
 namespace {
 
 // PUSH r/m/imm: the operand is read before RSP changes (PUSH RSP pushes the old value).
-template <class T> void push(Core& c, const Insn& i) { c.push<T>(c.get<T>(i, i.op[0])); }
+template <class T, class F = AnyForm> void push(Core& c, const Insn& i) { c.push<T>(c.get<T, F::op0>(i, i.op[0])); }
 
 // POP r/m: a memory destination based on RSP uses the incremented RSP (SDM vol. 2, "POP");
 // if its write faults, RSP is restored.
-template <class T> void pop(Core& c, const Insn& i) {
+template <class T, class F = AnyForm> void pop(Core& c, const Insn& i) {
   const uint64_t old_rsp = c.state().gpr[RSP];
   const T v = c.pop<T>();
-  if (i.op[0].kind == OpKind::Reg) {
+  if (F::op0 == OpKind::Reg || (F::op0 == kKindAtRunTime && i.op[0].kind == OpKind::Reg)) {
     c.set_reg<T>(i.op[0], v);
     return;
   }
   try {
-    c.set<T>(i, i.op[0], v);
+    c.set<T, F::op0>(i, i.op[0], v);
   } catch (...) {
     c.state().gpr[RSP] = old_rsp;
     throw;
@@ -66,7 +66,10 @@ template <class T> void leave(Core& c, const Insn&) {
 
 void register_stack(Dispatch& d) {
   d.add_sized(ZYDIS_MNEMONIC_PUSH, InsnClass::Store, nullptr, &push<uint16_t>, &push<uint32_t>, &push<uint64_t>);
+  d.add_forms(ZYDIS_MNEMONIC_PUSH, unary_forms(PGSIM_FORM(push, Reg, None), PGSIM_FORM(push, Mem, None),
+                                               PGSIM_FORM(push, Imm, None)));
   d.add_sized(ZYDIS_MNEMONIC_POP, InsnClass::Load, nullptr, &pop<uint16_t>, &pop<uint32_t>, &pop<uint64_t>);
+  d.add_forms(ZYDIS_MNEMONIC_POP, PGSIM_UNARY_FORMS(pop));
   d.add_sized(ZYDIS_MNEMONIC_ENTER, InsnClass::Store, nullptr, &enter<uint16_t>, &enter<uint32_t>, &enter<uint64_t>);
   d.add_sized(ZYDIS_MNEMONIC_LEAVE, InsnClass::Load, nullptr, &leave<uint16_t>, &leave<uint32_t>, &leave<uint64_t>);
 }
