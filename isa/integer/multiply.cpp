@@ -56,7 +56,7 @@ template <class T> T signed_product(T a, T b, bool* overflow) {
 }
 
 // IMUL: one operand (rDX:rAX = rAX * r/m), two (r = r * r/m) or three (r = r/m * imm). F: the
-// form of a two-operand IMUL (the decoder picks forms for two visible operands only).
+// form of a two-operand IMUL (only two-operand forms are registered for it).
 template <class T, class F = AnyForm> void imul(Core& c, const Insn& i) {
   bool overflow = false;
   T low;
