@@ -62,6 +62,15 @@ class WalkMemo {
     return true;
   }
 
+  // The host address of the data `req` accesses, if a walk for it is remembered (not checked to be
+  // current), for a prefetch: the host fetches the data while the TLBs are modeled, rather than
+  // after (a memory-bound guest's accesses mostly miss the host's caches).
+  const uint8_t* likely_host(const isa::WalkRequest& req) const {
+    const Slot& slot = slots_[index(req)];
+    if (slot.key != key(req) || (slot.leaf >> 32) != 0) return nullptr;
+    return reinterpret_cast<const uint8_t*>(host_offset_ + ((slot.leaf & ~0xFFFull) | (req.linear & 0xFFF)));
+  }
+
   // Remembers a successful walk for `req`, if its trace is complete and short enough, and every
   // entry is in the RAM below 4 GiB that the bus maps to host memory in one piece (so that find()
   // reads what the walk would).
@@ -80,7 +89,7 @@ class WalkMemo {
       slot.where[i] = static_cast<uint32_t>(paddr);
       slot.value[i] = trace.value[i];
     }
-    slot.leaf = (walk.paddr & ~0xFFFull) | uint64_t{std::countr_zero(walk.page_size)} << kShiftAt |
+    slot.leaf = (walk.paddr & ~0xFFFull) | static_cast<uint64_t>(std::countr_zero(walk.page_size)) << kShiftAt |
                 (walk.global ? kGlobal : 0) | (trace.size == 8 ? kWide : 0) | trace.count;
     slot.key = key(req);
   }
