@@ -630,7 +630,7 @@ uint64_t Core::translate(uint64_t linear, AccessKind kind, AccessOrigin origin) 
 void Core::observe_page_part(uint64_t lin, unsigned k, unsigned size, uint64_t paddr, bool write) {
   if (!data_observer_ || (k != 0 && ((lin + k) & lin_mask_ & 0xFFF) != 0)) return;
   const unsigned in_page = static_cast<unsigned>(0x1000 - (paddr & 0xFFF));
-  data_observer_->on_data_access(paddr, std::min(size - k, in_page), write);
+  observe_data(paddr, std::min(size - k, in_page), write);
 }
 
 uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin) {
@@ -640,7 +640,7 @@ uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin) {
   if ((lin & 0xFFF) + size <= 0x1000) {
     const uint8_t* host = host_for(lin, AccessKind::Read, origin, &paddr, &cacheable);
     if (!host) return bus_.read(paddr, size);
-    if (data_observer_) data_observer_->on_data_access(paddr, size, false);
+    if (data_observer_) observe_data(paddr, size, false);
     return load_host(host, size);
   }
   uint64_t v = 0;  // split across two pages: byte by byte (little endian)
@@ -660,7 +660,7 @@ void Core::write_slow(uint64_t lin, unsigned size, uint64_t value, AccessOrigin 
   if ((lin & 0xFFF) + size <= 0x1000) {
     uint8_t* host = host_for(lin, AccessKind::Write, origin, &paddr, &cacheable);
     if (!host) return bus_.write(paddr, size, value);
-    if (data_observer_) data_observer_->on_data_access(paddr, size, true);
+    if (data_observer_) observe_data(paddr, size, true);
     store_host(host, size, value);
     return;
   }

@@ -153,7 +153,10 @@ class Core {
   void set_privilege_observer(PrivilegeObserver* observer) { privilege_observer_ = observer; }
   PrivilegeObserver* privilege_observer() const { return privilege_observer_; }
   // Every data access is reported to `observer` (null: none, the default).
-  void set_data_access_observer(DataAccessObserver* observer) { data_observer_ = observer; }
+  void set_data_access_observer(DataAccessObserver* observer) {
+    data_observer_ = observer;
+    data_filter_ = observer ? observer->filter() : DataAccessFilter{};
+  }
   // What the system instructions consult beyond CpuState (profile, hypervisor, MSR device); see
   // isa/system/system_config.h. Null: classic x86 with no hypervisor and no MSR device.
   // Its CpuModel decides which instructions exist: decoded code is dropped (system_config.cpp).
@@ -388,12 +391,21 @@ class Core {
     }
     return linear_address(s, offset, size, kind);
   }
+  // Tells data_observer_ (set) of an access, unless its filter answers for it.
+  void observe_data(uint64_t paddr, unsigned size, bool write) {
+    const DataAccessFilter& f = data_filter_;
+    const uint64_t line = paddr >> f.shift;
+    if (f.lines[line & f.mask] == line && ((paddr + size - 1) >> f.shift) == line) [[likely]] {
+      ++*f.count;
+      return;
+    }
+    data_observer_->on_data_access(paddr, size, write);
+  }
   template <class T> T read_lin(uint64_t lin, AccessOrigin origin) {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][0][(lin >> 12) % kSoftTlbSize];
     if (e.tag == soft_tag(lin) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
-      if (data_observer_)
-        data_observer_->on_data_access(e.frame << 12 | (lin & 0xFFF), sizeof(T), false);
+      if (data_observer_) observe_data(e.frame << 12 | (lin & 0xFFF), sizeof(T), false);
       T v;
       std::memcpy(&v, e.host + (lin & 0xFFF), sizeof(T));
       return v;
@@ -404,8 +416,7 @@ class Core {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][1][(lin >> 12) % kSoftTlbSize];
     if (e.tag == soft_tag(lin) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
-      if (data_observer_)
-        data_observer_->on_data_access(e.frame << 12 | (lin & 0xFFF), sizeof(T), true);
+      if (data_observer_) observe_data(e.frame << 12 | (lin & 0xFFF), sizeof(T), true);
       std::memcpy(e.host + (lin & 0xFFF), &v, sizeof(T));
       return;
     }
@@ -455,6 +466,7 @@ class Core {
   TimeSource* time_ = nullptr;
   PrivilegeObserver* privilege_observer_ = nullptr;
   DataAccessObserver* data_observer_ = nullptr;
+  DataAccessFilter data_filter_;  // data_observer_'s
   const SystemConfig* system_config_ = nullptr;
   bool hook_boundary_ = false;
 

@@ -62,16 +62,32 @@ class Translator {
   virtual bool translates_unpaged() const { return false; }
 };
 
+// The accesses an observer need not be told of one by one: those within a line its table holds,
+// which the core counts itself, inline, instead of calling it. A cache hierarchy lists the lines its
+// first level used last in their sets: a hit there changes nothing but the hit count.
+struct DataAccessFilter {
+  static constexpr uint64_t kNoLine = ~0ull;         // no line number is this
+  static constexpr uint64_t kNothing[1] = {kNoLine};  // the table that answers nothing
+  const uint64_t* lines = kNothing;  // by line number & mask: a line number, or kNoLine
+  uint64_t mask = 0;
+  unsigned shift = 6;                // log2 of the line size in bytes
+  uint64_t* count = nullptr;         // incremented for each access the table answered
+};
+
 // Sees every data access of the core after its translation, with the physical address: explicit
 // reads and writes, both halves of a read-modify-write, each string iteration, stack pushes and
 // pops, and the processor's implicit reads of system structures. Instruction fetches are not data
 // accesses, and neither are accesses to device memory (no host page: uncached, timed by the device).
 // An access that crosses a page is reported as one access per page. The platform's cache hierarchy
 // (models/cpu) times them; with no observer set the core pays one predicted branch per access.
+// Accesses its filter() answers are counted by the core instead of reported.
 class DataAccessObserver {
  public:
   virtual ~DataAccessObserver() = default;
   virtual void on_data_access(uint64_t paddr, unsigned size, bool write) = 0;
+  // The core reads it once, when the observer is set; the table it points to lives as long as the
+  // observer and is kept current by it. The default answers nothing: every access is reported.
+  virtual DataAccessFilter filter() const { return {}; }
 };
 
 // The interrupt controller as the CPU sees it (the INTR and NMI pins and the INTA cycle).

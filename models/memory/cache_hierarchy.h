@@ -49,6 +49,7 @@ class SetAssociativeCache {
     mru_.assign(sets_, kNoSlot);
     hint_.assign(std::min<uint64_t>(std::bit_ceil(sets_ * g.ways), kMaxHints), Hint{});
     hint_mask_ = hint_.size() - 1;
+    mru_lines_.assign(hint_.size(), kInvalid);
   }
   // True on a hit; on a miss the line is filled (LRU victim).
   bool access(uint64_t paddr, CacheRequester who) {
@@ -67,12 +68,18 @@ class SetAssociativeCache {
     // this line's is already the highest. (Most hits are such repeats; the clock then stays put.)
     if (mru_[hint.set] != hint.slot) {
       stamps_[hint.slot] = ++clock_;
-      mru_[hint.set] = hint.slot;
+      set_mru(hint.set, hint.slot, line);
     }
     ++(who == CacheRequester::Data ? data : walk).hits;
     return true;
   }
   const CacheGeometry& geometry() const { return geometry_; }
+  // Lines that are the most recently used of their set, by line number & line_mask() (kInvalid
+  // where none): a data access within one of them is a hit that changes nothing but data.hits.
+  // The table stays at this address for the cache's lifetime.
+  const uint64_t* mru_lines() const { return mru_lines_.data(); }
+  uint64_t line_mask() const { return hint_mask_; }
+  unsigned line_shift() const { return line_shift_; }
 
   CacheCounts walk;  // page-walk references
   CacheCounts data;  // data accesses
@@ -90,7 +97,7 @@ class SetAssociativeCache {
     for (unsigned w = 0; w < geometry_.ways; ++w) {
       if (tags[w] == line) {
         stamps[w] = ++clock_;
-        mru_[set] = static_cast<uint32_t>(first + w);
+        set_mru(set, first + w, line);
         ++counts.hits;
         remember_slot(line, first + w, set);
         return true;
@@ -100,7 +107,7 @@ class SetAssociativeCache {
     forget_slot(tags[victim], first + victim);
     tags[victim] = line;
     stamps[victim] = ++clock_;
-    mru_[set] = static_cast<uint32_t>(first + victim);
+    set_mru(set, first + victim, line);
     ++counts.misses;
     remember_slot(line, first + victim, set);
     return false;
@@ -112,6 +119,16 @@ class SetAssociativeCache {
   void forget_slot(uint64_t old_line, uint64_t slot) {
     Hint& hint = hint_[old_line & hint_mask_];
     if (hint.line == old_line && hint.slot == slot) hint = Hint{};
+    forget_mru_line(old_line);
+  }
+  // `slot`, holding `line`, becomes the most recently used of `set`.
+  void set_mru(uint64_t set, uint64_t slot, uint64_t line) {
+    if (mru_[set] != kNoSlot) forget_mru_line(tags_[mru_[set]]);
+    mru_[set] = static_cast<uint32_t>(slot);
+    mru_lines_[line & hint_mask_] = line;
+  }
+  void forget_mru_line(uint64_t line) {
+    if (line != kInvalid && mru_lines_[line & hint_mask_] == line) mru_lines_[line & hint_mask_] = kInvalid;
   }
   CacheGeometry geometry_;
   uint64_t sets_ = 0, clock_ = 0;
@@ -128,6 +145,10 @@ class SetAssociativeCache {
   std::vector<uint64_t> tags_, stamps_;
   static constexpr uint32_t kNoSlot = ~0u;
   std::vector<uint32_t> mru_;  // by set: the slot stamped last (its stamp is the set's highest)
+  // By line number (masked as hints are): lines that are the most recently used of their set, or
+  // kInvalid; a line is missing where another took its index. A data hit on such a line changes
+  // nothing but data.hits: the core counts it without calling (mru_lines()).
+  std::vector<uint64_t> mru_lines_;
 };
 
 class CacheHierarchy {

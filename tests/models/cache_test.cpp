@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "models/memory/cache_hierarchy.h"
+#include "models/memory/data_access_timer.h"
 #include "tests/isa/harness.h"
 
 namespace pgsim::models {
@@ -76,6 +78,68 @@ TEST(CacheHierarchyTest, HintedHitsAgreeWithAnLruSearchOnARandomStream) {
   EXPECT_EQ(l1.data.misses + l1.walk.misses, misses);
   EXPECT_GT(misses, 50000u);
   EXPECT_GT(hits, 50000u);
+}
+
+TEST(CacheHierarchyTest, FilteredHitsAgreeWithAnLruSearchOnARandomStream) {
+  // The data accesses made as the core makes them, through the timer's filter (an access within a
+  // line of its table is counted as a hit, without a call), against a second hierarchy told of every
+  // access. Every line the table holds must be its set's most recently used (the reference keeps
+  // each L1 set's lines in order of use), and the counts and cycles must be the second's. An L1 of
+  // 8 sets of 4 ways, then a direct-mapped one of 24 sets (whose victim is its set's most recently
+  // used line, and whose lines of a set do not share an entry of the table).
+  for (const auto [sets_count, ways] : {std::pair{8u, 4u}, std::pair{24u, 1u}}) {
+    const std::vector<CacheGeometry> geometry = {{"l1d", sets_count * ways * 64, ways, 64, 4},
+                                                 {"l2", 16 * 4 * 64, 4, 64, 12}};
+    CacheHierarchy caches(geometry, 100), told(geometry, 100);
+    uint64_t cycles = 0, told_cycles = 0;
+    DataAccessTimer timer(caches, cycles);
+    const isa::DataAccessFilter filter = timer.filter();
+    std::vector<std::vector<uint64_t>> sets(sets_count);
+    auto reference = [&](uint64_t line) {
+      std::vector<uint64_t>& set = sets[line % sets_count];
+      const auto it = std::find(set.begin(), set.end(), line);
+      if (it != set.end()) set.erase(it);
+      else if (set.size() == ways) set.erase(set.begin());
+      set.push_back(line);
+    };
+    std::mt19937_64 rng(7);
+    uint64_t answered = 0;
+    for (unsigned k = 0; k < 200000; ++k) {
+      // Mostly a few lines again (a loop's stack and tables), sometimes any of 96 (more lines than
+      // table entries), with accesses of 1 to 8 bytes that may straddle two lines.
+      const uint64_t line_in_play = rng() % 4 == 0 ? rng() % 96 : 40 + rng() % 6;
+      const uint64_t paddr = line_in_play * 64 + rng() % 64;
+      const unsigned size = 1 + rng() % 8;
+      if (rng() % 8 == 0) {  // a page-walk reference: one line
+        reference(paddr / 64);
+        ASSERT_EQ(caches.access(paddr), told.access(paddr)) << k;
+      } else {
+        for (uint64_t l = paddr / 64; l <= (paddr + size - 1) / 64; ++l) reference(l);
+        told_cycles += told.data_access_extra_cycles(paddr, size);
+        const uint64_t line = paddr >> filter.shift;
+        if (filter.lines[line & filter.mask] == line && ((paddr + size - 1) >> filter.shift) == line) {
+          ++*filter.count;
+          ++answered;
+        } else {
+          timer.on_data_access(paddr, size, false);
+        }
+      }
+      ASSERT_EQ(cycles, told_cycles) << ways << " ways, access " << k;
+      for (uint64_t l = 0; l < 96; ++l)
+        if (filter.lines[l & filter.mask] == l)
+          ASSERT_EQ(sets[l % sets_count].back(), l) << ways << " ways, line " << l << ", access " << k;
+    }
+    for (size_t level = 0; level < 2; ++level) {
+      const SetAssociativeCache& a = caches.levels()[level];
+      const SetAssociativeCache& b = told.levels()[level];
+      EXPECT_EQ(a.data.hits, b.data.hits) << ways << " ways, level " << level;
+      EXPECT_EQ(a.data.misses, b.data.misses) << ways << " ways, level " << level;
+      EXPECT_EQ(a.walk.hits, b.walk.hits) << ways << " ways, level " << level;
+      EXPECT_EQ(a.walk.misses, b.walk.misses) << ways << " ways, level " << level;
+    }
+    EXPECT_GT(answered, 40000u) << ways;
+    EXPECT_GT(caches.levels()[0].data.misses, 20000u) << ways;
+  }
 }
 
 TEST(CacheHierarchyTest, AbsentLevelsAndInconsistentLatencies) {
@@ -203,6 +267,54 @@ TEST(DataAccessObserverTest, WorkingSetLargerThanL1MissesEveryTime) {
   EXPECT_EQ(caches.levels()[1].data.misses, 128u);
   EXPECT_EQ(caches.levels()[1].data.hits, 128u * 2);
   EXPECT_EQ(extra, 128u * (100 - 4) + 128u * 2 * (12 - 4));
+}
+
+// Forwards to a DataAccessTimer, with its filter, and counts the calls the core makes.
+struct CountedTimer : isa::DataAccessObserver {
+  CountedTimer(CacheHierarchy& caches, uint64_t& cycles) : timer(caches, cycles) {}
+  void on_data_access(uint64_t paddr, unsigned size, bool write) override {
+    ++calls;
+    timer.on_data_access(paddr, size, write);
+  }
+  isa::DataAccessFilter filter() const override { return timer.filter(); }
+  DataAccessTimer timer;
+  uint64_t calls = 0;
+};
+
+TEST(DataAccessObserverTest, TheCoreCountsTheHitsTheTimersFilterAnswers) {
+  // L: mov rax, [rbx+rsi]; mov [rbx+rsi+0x840], rax; add rsi, 8; and rsi, rdx; dec ecx; jnz L: eight
+  // loads and eight stores a line, the store's line in the set after the load's, over 32 lines
+  // (fits the 4 KiB L1) and then over 256 (does not), once told of every access and once through
+  // the data-access timer's filter.
+  const std::vector<uint8_t> code = {0x48, 0x8B, 0x04, 0x33, 0x48, 0x89, 0x84, 0x33, 0x40, 0x08, 0x00, 0x00,
+                                     0x48, 0x83, 0xC6, 0x08, 0x48, 0x21, 0xD6, 0xFF, 0xC9, 0x75, 0xE9};
+  for (const uint64_t bytes : {uint64_t{2048}, uint64_t{16384}}) {
+    const std::vector<CacheGeometry> geometry = {{"l1d", 4096, 4, 64, 4}, {"l2", 65536, 4, 64, 12}};
+    CacheHierarchy told(geometry, 100), filtered(geometry, 100);
+    uint64_t cycles = 0;
+    CacheTimer everything(told);
+    CountedTimer timer(filtered, cycles);
+    for (isa::DataAccessObserver* observer : {static_cast<isa::DataAccessObserver*>(&everything),
+                                              static_cast<isa::DataAccessObserver*>(&timer)}) {
+      test::Machine m;
+      test::make_long64(m.state(), 3);
+      m.load_code(0x1000, code);
+      m.reg(isa::RBX) = 0x100000;
+      m.reg(isa::RDX) = bytes - 1;
+      m.reg(isa::RCX) = 3 * bytes / 8;
+      m.core.set_data_access_observer(observer);
+      ASSERT_EQ(m.core.run(6 * 3 * bytes / 8), 6 * 3 * bytes / 8);
+    }
+    EXPECT_EQ(cycles, everything.extra_cycles) << bytes;
+    for (size_t level = 0; level < 2; ++level) {
+      EXPECT_EQ(filtered.levels()[level].data.hits, told.levels()[level].data.hits) << bytes << " " << level;
+      EXPECT_EQ(filtered.levels()[level].data.misses, told.levels()[level].data.misses) << bytes << " " << level;
+    }
+    const uint64_t accesses = 2 * 3 * bytes / 8;
+    EXPECT_EQ(told.levels()[0].data.hits + told.levels()[0].data.misses, accesses);
+    // Within a line, each access after the first is to its set's most recently used line.
+    EXPECT_LE(timer.calls, accesses / 8 + accesses / 16) << bytes;
+  }
 }
 
 }  // namespace
