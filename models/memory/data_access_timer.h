@@ -2,8 +2,8 @@
 // hierarchy is enabled): an access that hits the first level costs nothing beyond the instruction's
 // CPI; any other adds the cycles the hierarchy charges beyond a first-level hit to the CPU's memory
 // bucket. Hits on a line its set used last are counted by the core itself (filter()); hits where
-// the first level's hint says are checked here before any search. An object of its own rather than a base of the CPU, so that the
-// core's call reaches it without a this-adjusting thunk: it runs at every data access.
+// the first level's hint says are checked here before any search. An object of its own rather than
+// a base of the CPU, so that the core's call reaches it without a this-adjusting thunk.
 #pragma once
 #include <cstdint>
 
