@@ -186,8 +186,8 @@ class CacheHierarchy {
     return data_access_extra_search(paddr, size);
   }
   std::vector<SetAssociativeCache>& levels() { return levels_; }
-  // The first level, or null with none: its hinted hit is the common data access, which a caller
-  // may check first (SetAssociativeCache::hits_hinted) before data_access_extra_cycles.
+  // The first level, or null with none (the data-access timer lists its most recently used lines
+  // for the core, SetAssociativeCache::mru_lines).
   SetAssociativeCache* first_level() { return levels_.empty() ? nullptr : &levels_.front(); }
   uint64_t memory_latency() const { return memory_latency_; }
   // The latency of a hit in the first level (with no level, of memory).

@@ -1,9 +1,9 @@
 // Times the core's data accesses through the cache hierarchy (the core's DataAccessObserver when the
 // hierarchy is enabled): an access that hits the first level costs nothing beyond the instruction's
 // CPI; any other adds the cycles the hierarchy charges beyond a first-level hit to the CPU's memory
-// bucket. Hits on a line its set used last are counted by the core itself (filter()); hits where
-// the first level's hint says are checked here before any search. An object of its own rather than
-// a base of the CPU, so that the core's call reaches it without a this-adjusting thunk.
+// bucket. Hits on a line its set used last are counted by the core itself (filter()); the others
+// reach the hierarchy, whose first level checks its hint before any search. An object of its own
+// rather than a base of the CPU, so that the core's call reaches it without a this-adjusting thunk.
 #pragma once
 #include <cstdint>
 
@@ -26,13 +26,12 @@ class DataAccessTimer final : public isa::DataAccessObserver {
   }
 
   void on_data_access(uint64_t paddr, unsigned size, bool /*write: write-allocate, timed as a read*/) override {
-    if (first_ && first_->hits_hinted(paddr, size, CacheRequester::Data)) [[likely]] return;
     cycles_ += caches_.data_access_extra_cycles(paddr, size);
   }
 
  private:
   CacheHierarchy& caches_;
-  SetAssociativeCache* first_;  // the first level, whose hinted hits are checked directly
+  SetAssociativeCache* first_;  // the first level, whose most recently used lines filter() lists
   uint64_t& cycles_;
 };
 
