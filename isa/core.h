@@ -225,6 +225,13 @@ class Core {
   template <class T> void set_reg(const Operand& o, T v);     // write a Reg operand (32-bit zero-extends)
   template <class T> T gpr(unsigned r) const { return static_cast<T>(state_.gpr[r]); }
   template <class T> void set_gpr(unsigned r, T v);           // write the low T of a GPR (32: zero-extend)
+  // Writes a GPR at a width of 2, 4 or 8 bytes: the low word alone, zero-extended, or whole. How
+  // the address size writes index and count registers, and the stack size RSP.
+  void set_gpr_sized(unsigned r, uint64_t v, unsigned size) {
+    if (size == 8) state_.gpr[r] = v;
+    else if (size == 4) state_.gpr[r] = static_cast<uint32_t>(v);
+    else set_gpr<uint16_t>(r, static_cast<uint16_t>(v));
+  }
   // The effective address (offset in the segment) of a Mem operand, wrapped to the address size.
   uint64_t effective_address(const Insn& i, const Operand& o) const;
   // Read a Reg/Mem/Imm operand, write a Reg/Mem operand; K: the operand's kind when the handler
@@ -624,19 +631,14 @@ template <class T> inline void Core::push(T value) {
   uint64_t sp = state_.gpr[RSP] - sizeof(T);
   if (stack_size_ != 8) sp &= size_mask(stack_size_);
   write<T>(SS, sp, value);
-  if (stack_size_ == 8) state_.gpr[RSP] = sp;
-  else if (stack_size_ == 4) state_.gpr[RSP] = static_cast<uint32_t>(sp);
-  else set_gpr<uint16_t>(RSP, static_cast<uint16_t>(sp));
+  set_gpr_sized(RSP, sp, stack_size_);
 }
 
 template <class T> inline T Core::pop() {
   uint64_t sp = state_.gpr[RSP];
   if (stack_size_ != 8) sp &= size_mask(stack_size_);
   T v = read<T>(SS, sp);
-  sp += sizeof(T);
-  if (stack_size_ == 8) state_.gpr[RSP] = sp;
-  else if (stack_size_ == 4) state_.gpr[RSP] = static_cast<uint32_t>(sp);
-  else set_gpr<uint16_t>(RSP, static_cast<uint16_t>(sp));
+  set_gpr_sized(RSP, sp + sizeof(T), stack_size_);
   return v;
 }
 

@@ -36,7 +36,7 @@ template <class T> void ret(Core& c, const Insn& i) {
   }
   if (i.num_ops == 1) {
     const unsigned ss = c.stack_size();
-    set_address_register(c, RSP, c.state().gpr[RSP] + static_cast<uint16_t>(i.op[0].value), ss);
+    c.set_gpr_sized(RSP, c.state().gpr[RSP] + static_cast<uint16_t>(i.op[0].value), ss);
   }
 }
 
@@ -48,7 +48,7 @@ template <LoopKind kKind> void loop(Core& c, const Insn& i) {
   if constexpr (kKind == LoopKind::WhileEqual) taken = taken && c.flag(ZF);
   if constexpr (kKind == LoopKind::WhileNotEqual) taken = taken && !c.flag(ZF);
   if (taken) c.jump(c.next_rip() + static_cast<uint64_t>(i.op[0].value), i.opsize);
-  set_address_register(c, RCX, count, i.addrsize);
+  c.set_gpr_sized(RCX, count, i.addrsize);
 }
 
 // JCXZ / JECXZ / JRCXZ: jump if the count register of that width is zero.

@@ -15,7 +15,7 @@ template <class T> void pusha(Core& c, const Insn&) {
   const uint64_t mask = Core::size_mask(c.stack_size());
   const uint64_t sp = c.state().gpr[RSP];
   for (unsigned r = RAX; r <= RDI; ++r) c.write<T>(SS, (sp - (r + 1) * sizeof(T)) & mask, c.gpr<T>(r));
-  set_address_register(c, RSP, sp - 8 * sizeof(T), c.stack_size());
+  c.set_gpr_sized(RSP, sp - 8 * sizeof(T), c.stack_size());
 }
 
 // POPA: DI, SI, BP, (SP skipped), BX, DX, CX, AX; every read before a register changes.
@@ -26,7 +26,7 @@ template <class T> void popa(Core& c, const Insn&) {
   for (unsigned r = RAX; r <= RDI; ++r) values[r] = c.read<T>(SS, (sp + (RDI - r) * sizeof(T)) & mask);
   for (unsigned r = RAX; r <= RDI; ++r)
     if (r != RSP) c.set_gpr<T>(r, values[r]);
-  set_address_register(c, RSP, sp + 8 * sizeof(T), c.stack_size());
+  c.set_gpr_sized(RSP, sp + 8 * sizeof(T), c.stack_size());
 }
 
 uint8_t al(const Core& c) { return c.gpr<uint8_t>(RAX); }

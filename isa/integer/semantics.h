@@ -74,12 +74,4 @@ inline uint64_t sign_extend(uint64_t v, unsigned size) {
   return static_cast<uint64_t>(static_cast<int64_t>(v << shift) >> shift);
 }
 
-// Writes an index or count register with the width of the address size (16: low word only,
-// 32: zero-extended, 64: whole register).
-inline void set_address_register(Core& c, unsigned reg, uint64_t v, unsigned addrsize) {
-  if (addrsize == 2) c.set_gpr<uint16_t>(reg, static_cast<uint16_t>(v));
-  else if (addrsize == 4) c.set_gpr<uint32_t>(reg, static_cast<uint32_t>(v));
-  else c.set_gpr<uint64_t>(reg, v);
-}
-
 }  // namespace pgsim::isa::integer

@@ -41,8 +41,8 @@ template <class T> void enter(Core& c, const Insn& i) {
     if (level > 0) c.push<T>(static_cast<T>(frame));
     const uint64_t new_rsp = (c.state().gpr[RSP] - size) & Core::size_mask(ss);
     c.read<uint8_t>(SS, new_rsp);  // the allocated frame must be addressable (SDM: #SS / #PF)
-    set_address_register(c, RBP, frame, sizeof(T) < ss ? sizeof(T) : ss);
-    set_address_register(c, RSP, new_rsp, ss);
+    c.set_gpr_sized(RBP, frame, sizeof(T) < ss ? sizeof(T) : ss);
+    c.set_gpr_sized(RSP, new_rsp, ss);
   } catch (...) {
     c.state().gpr[RSP] = old_rsp;
     c.state().gpr[RBP] = old_rbp;
@@ -53,7 +53,7 @@ template <class T> void enter(Core& c, const Insn& i) {
 // LEAVE: rSP = rBP, then pop rBP.
 template <class T> void leave(Core& c, const Insn&) {
   const uint64_t old_rsp = c.state().gpr[RSP];
-  set_address_register(c, RSP, c.state().gpr[RBP], c.stack_size());
+  c.set_gpr_sized(RSP, c.state().gpr[RBP], c.stack_size());
   try {
     c.set_gpr<T>(RBP, c.pop<T>());
   } catch (...) {

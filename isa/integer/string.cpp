@@ -25,29 +25,29 @@ template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
     bool equal = true;
     if constexpr (kOp == StringOp::Movs) {
       c.write<T>(ES, di, c.read<T>(src, si));
-      set_address_register(c, RSI, si + step, as);
-      set_address_register(c, RDI, di + step, as);
+      c.set_gpr_sized(RSI, si + step, as);
+      c.set_gpr_sized(RDI, di + step, as);
     } else if constexpr (kOp == StringOp::Stos) {
       c.write<T>(ES, di, c.gpr<T>(RAX));
-      set_address_register(c, RDI, di + step, as);
+      c.set_gpr_sized(RDI, di + step, as);
     } else if constexpr (kOp == StringOp::Lods) {
       c.set_gpr<T>(RAX, c.read<T>(src, si));
-      set_address_register(c, RSI, si + step, as);
+      c.set_gpr_sized(RSI, si + step, as);
     } else if constexpr (kOp == StringOp::Cmps) {
       const T a = c.read<T>(src, si), b = c.read<T>(ES, di);
       c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
-      set_address_register(c, RSI, si + step, as);
-      set_address_register(c, RDI, di + step, as);
+      c.set_gpr_sized(RSI, si + step, as);
+      c.set_gpr_sized(RDI, di + step, as);
       equal = a == b;
     } else {
       const T a = c.gpr<T>(RAX), b = c.read<T>(ES, di);
       c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
-      set_address_register(c, RDI, di + step, as);
+      c.set_gpr_sized(RDI, di + step, as);
       equal = a == b;
     }
     ++iterations;
     if (!repeated) break;
-    set_address_register(c, RCX, g[RCX] - 1, as);
+    c.set_gpr_sized(RCX, g[RCX] - 1, as);
     if constexpr (kOp == StringOp::Cmps || kOp == StringOp::Scas) {
       if (i.rep() && !equal) break;    // REPE: stop on a difference
       if (i.repne() && equal) break;   // REPNE: stop on a match

@@ -115,16 +115,9 @@ void out(Core& core, const Insn& i) {
   core.io().out(port, size, static_cast<uint32_t>(core.state().gpr[i.op[1].reg] & mask));
 }
 
-// The count and index registers of a string instruction at its address size.
+// The count or index register of a string instruction at its address size.
 uint64_t address_register(const Core& core, const Insn& i, unsigned r) {
   return core.state().gpr[r] & Core::size_mask(i.addrsize);
-}
-void set_address_register(Core& core, const Insn& i, unsigned r, uint64_t v) {
-  switch (i.addrsize) {
-    case 2: core.set_gpr<uint16_t>(r, static_cast<uint16_t>(v)); break;
-    case 4: core.set_gpr<uint32_t>(r, static_cast<uint32_t>(v)); break;
-    default: core.set_gpr<uint64_t>(r, v); break;
-  }
 }
 
 // INS/OUTS with an optional REP: each iteration commits RDI/RSI and RCX, so a fault in the middle
@@ -161,10 +154,10 @@ void string_io(Core& core, const Insn& i) {
       else v = core.read<uint32_t>(seg, at);
       core.io().out(port, Size, v);
     }
-    set_address_register(core, i, index, at + step);
+    core.set_gpr_sized(index, at + step, i.addrsize);
     --count;
     ++iterations;
-    if (rep) set_address_register(core, i, RCX, count);
+    if (rep) core.set_gpr_sized(RCX, count, i.addrsize);
     if (iterations == allowance && count != 0) {
       core.suspend_instruction();
       break;
