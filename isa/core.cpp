@@ -194,17 +194,32 @@ void Core::execute_marked(const Insn& insn) {
         shutdown("fault " + std::to_string(nested.vector) + " escaped event delivery of fault " +
                  std::to_string(pre_execute_fault_.vector));
       }
-      // The run loop retires the instruction when this returns: take that back, as the mode the
-      // delivery left decides which count it adds to, and continue where delivery left RIP.
-      --counters_.retired;
-      --counters_.by_class[static_cast<unsigned>(insn.cls)];
-      next_rip_ = state_.rip;
+      take_back_retirement(insn);
+      return;
+    case PreExecute::Raised:
+      take_back_retirement(insn);
       return;
   }
   insn.semantics(*this, insn);
   if (insn.has(kTraitSystem)) sync_mode();
   materialize_flags();
   hook_->after_instruction(*this, insn);
+}
+
+void Core::take_back_retirement(const Insn& insn) {
+  // The run loop retires the instruction when its handler returns: take that back, as the mode the
+  // delivery left decides which count it adds to, and continue where delivery left RIP.
+  --counters_.retired;
+  --counters_.by_class[static_cast<unsigned>(insn.cls)];
+  next_rip_ = state_.rip;
+}
+
+void Core::retire_for_guest(InsnClass cls, bool user) {
+  settle_ring_counts();  // what retired before, in the ring the core is in
+  ++counters_.retired;
+  ++counters_.by_class[static_cast<unsigned>(cls)];
+  ++(user ? counters_.retired_user : counters_.retired_kernel);
+  ring_mark_ = counters_.retired;
 }
 
 uint64_t Core::read_tsc() const { return time_ ? time_->current_cycle() + state_.tsc : state_.tsc; }

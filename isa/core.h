@@ -118,6 +118,10 @@ class Core {
     return steps < step_deadline_ ? step_deadline_ - steps : 1;
   }
   void suspend_instruction();
+  // An instruction of this core's guest that a VMM completed on its own virtual CPU (an access to
+  // device memory or to a traced page table) retires here too, in its class and in the guest's
+  // ring (`user`: CPL 3), whatever mode the core is in while the VMM runs.
+  void retire_for_guest(InsnClass cls, bool user);
   // A VMM took `n` steps on its own virtual CPU for this core's guest: they count toward run()'s
   // step limit.
   void count_delegated_steps(uint64_t n) {
@@ -362,6 +366,9 @@ class Core {
   void mark(Insn& insn, uint64_t paddr);
   void link(const Insn* from, const Insn* to);  // `to` follows `from` in their decoded page
   bool service_boundary();       // interrupts, hooks, stop; false when run() must return
+  // A marked instruction that did not complete (PreExecute::Fault or Raised): the run loop's
+  // retirement of it is taken back.
+  void take_back_retirement(const Insn& insn);
   uint64_t leave_run(uint64_t retired_at_start);  // run()'s return: the flags materialized, the count
   void handle_fault(const Fault& f);
   uint8_t* host_for(uint64_t linear, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable);

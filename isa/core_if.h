@@ -116,6 +116,9 @@ enum class PreExecute : uint8_t {
   Fault,    // it faults before doing anything, with the fault the hook gave Core::fault_before_execute():
             // the core delivers it (through the hook's on_event first) without a C++ exception, and
             // the instruction does not retire
+  Raised,   // the hook delivered an exception in its place (a VMM injected the fault the instruction
+            // raises on the processor it presents) and set state() to the handler: the instruction
+            // does not retire
 };
 
 // Interception point for the VMM and for tracing. Besides events, the hook sees the instructions

@@ -332,7 +332,10 @@ PreExecute HwAssistVmm::before_instruction(Core& core, const Insn& insn) {
             continue;
           case Completion::Done:
             core.set_next_rip(core.state().rip);  // where the VM entry left the guest
+            ++completed_for_guest_;
             return PreExecute::Skip;
+          case Completion::Raised:
+            return PreExecute::Raised;  // the guest's handler runs, where the VM entry left RIP
         }
     }
   }
@@ -343,6 +346,7 @@ PreExecute HwAssistVmm::before_instruction(Core& core, const Insn& insn) {
 PreExecute HwAssistVmm::execute_for_guest(Core& core, const Insn& insn) {
   insn.semantics(core, insn);
   if (insn.has(kTraitSystem)) core.sync_mode();
+  ++completed_for_guest_;
   return PreExecute::Skip;
 }
 
@@ -431,9 +435,10 @@ HwAssistVmm::Completion HwAssistVmm::on_run_as_is(Core&, const VmExit&) { return
 // The VMM presents a processor without VMX (it does not virtualize VMX for a guest hypervisor, as
 // KVM without nesting): CPUID shows none (the guest's core has no GuestVmx), CR4.VMXE is reserved
 // (#GP) and every VMX instruction raises #UD, as on such a processor.
-void HwAssistVmm::refuse_vmx(uint8_t vector) {
+HwAssistVmm::Completion HwAssistVmm::refuse_vmx(uint8_t vector) {
   inject_exception(vector, 0);
   ++vmx_refused_;
+  return Completion::Raised;
 }
 
 void HwAssistVmm::inject_exception(uint8_t vector, uint32_t error_code) {
@@ -462,10 +467,7 @@ HwAssistVmm::Completion HwAssistVmm::on_cr_access(Core& core, const VmExit& exit
   const auto type = static_cast<CrAccessType>((exit.qualification >> 4) & 3);
   if (cr == 8) return Completion::ExecuteInGuest;
   const uint64_t source = mov_to_cr_source(core, gpr);
-  if (type == CrAccessType::MovToCr && cr == 4 && (source & CR4_VMXE)) {
-    refuse_vmx(GP);
-    return Completion::Done;
-  }
+  if (type == CrAccessType::MovToCr && cr == 4 && (source & CR4_VMXE)) return refuse_vmx(GP);
   if (type == CrAccessType::MovToCr && (cr == 0 || cr == 4)) {
     const uint64_t mask = vmcs_.get(cr == 0 ? F::Cr0GuestHostMask : F::Cr4GuestHostMask);
     vmcs_.set(cr == 0 ? F::Cr0ReadShadow : F::Cr4ReadShadow, source & mask);
@@ -485,15 +487,12 @@ HwAssistVmm::Completion HwAssistVmm::on_msr(Core& core, const VmExit& exit) {
 // VMCALL: no hypercall interface, so #UD, as on a processor without one.
 HwAssistVmm::Completion HwAssistVmm::on_vmcall(Core&, const VmExit&) {
   inject_exception(UD, 0);
-  return Completion::Done;
+  return Completion::Raised;
 }
 
 // A VMX instruction of the guest (a guest hypervisor): the CPU exits as the SDM says (reasons 19-27,
 // 50, 53); on the processor the VMM presents it is invalid.
-HwAssistVmm::Completion HwAssistVmm::on_vmx_instruction(Core&, const VmExit&) {
-  refuse_vmx(UD);
-  return Completion::Done;
-}
+HwAssistVmm::Completion HwAssistVmm::on_vmx_instruction(Core&, const VmExit&) { return refuse_vmx(UD); }
 
 HwAssistVmm::Completion HwAssistVmm::on_external_interrupt(Core&, const VmExit& exit) {
   if (pending_interrupt_)
@@ -681,8 +680,17 @@ void HwAssistVmm::emulate_on_vcpu(Core& core, const CpuState& guest) {
   vcpu_->core().sync_mode();
   raised_.reset();
   const uint64_t device_accesses = vcpu_->device_accesses();
-  vcpu_->execute(1);
+  const auto classes = vcpu_->core().counters().by_class;
+  const uint64_t retired = vcpu_->execute(1);
   device_accesses_ += vcpu_->device_accesses() - device_accesses;
+  // What the step retired retires on the guest's core, in the guest's ring (the core is in the
+  // VMM's now): the guest's instruction count is the same as when it runs without a VMM.
+  if (retired) {
+    for (unsigned c = 0; c < classes.size(); ++c)
+      if (vcpu_->core().counters().by_class[c] != classes[c])
+        core.retire_for_guest(static_cast<isa::InsnClass>(c), guest.cpl() == 3);
+    completed_for_guest_ += retired;
+  }
   if (vcpu_->core().is_shutdown()) {
     core.shutdown("hw_assist: " + vcpu_->core().shutdown_reason());
     return;
@@ -788,8 +796,7 @@ HwAssistVmm::Completion HwAssistVmm::on_shadow_cr_access(Core& core, const VmExi
     guest_cr3_ = value;
     switch_shadow_root();
   } else if (cr == 4 && (value & CR4_VMXE)) {
-    refuse_vmx(GP);
-    return Completion::Done;
+    return refuse_vmx(GP);
   } else {
     const uint64_t old_cr0 = guest_cr_value(vmcs_, 0, vmcs_.get(F::GuestCr0));
     const uint64_t old_cr4 = guest_cr_value(vmcs_, 4, vmcs_.get(F::GuestCr4));
@@ -837,11 +844,10 @@ bool HwAssistVmm::is_guest_ram_2m(uint64_t linear) const {
 
 double HwAssistVmm::direct_fraction() const {
   if (!core_) return 0.0;
-  // Instructions that exited retire on the core but were carried out by the VMM; MMIO accesses the
-  // VMM emulated never retired there.
+  // The instructions the VMM completed for the guest retire on the core too.
   const double retired = static_cast<double>(core_->counters().retired);
   const double emulated = static_cast<double>(instruction_exits_ + mmio_emulated_ + traced_emulated_);
-  const double direct = retired - static_cast<double>(instruction_exits_);
+  const double direct = retired - static_cast<double>(completed_for_guest_);
   return direct + emulated > 0 ? direct / (direct + emulated) : 0.0;
 }
 

@@ -83,6 +83,7 @@ class HwAssistVmm final : public Vmm {
     Done,             // the VMM completed the exit (RIP in the VMCS is where the guest goes on)
     ExecuteInGuest,   // the exiting instruction runs on the guest's state, for the guest
     Decide,           // the handler changed what the VMCS selects: decide the instruction again
+    Raised,           // the handler injected the exception the instruction raises: it does not complete
   };
   using Handler = Completion (HwAssistVmm::*)(isa::Core&, const isa::vmx::VmExit&);
   struct ExitHandler {
@@ -149,7 +150,7 @@ class HwAssistVmm final : public Vmm {
   static bool delivering_page_fault(const isa::vmx::VmExit& exit);
   void skip_instruction(const isa::vmx::VmExit& exit);
   // Injects the exception a processor without VMX raises for the guest's use of it.
-  void refuse_vmx(uint8_t vector);
+  Completion refuse_vmx(uint8_t vector);
   // A hardware exception for the guest at the next VM entry (with `error_code` where the guest's
   // mode delivers one).
   void inject_exception(uint8_t vector, uint32_t error_code);
@@ -173,6 +174,7 @@ class HwAssistVmm final : public Vmm {
   uint64_t guest_cr3_ = 0, guest_efer_ = 0;
   uint64_t traced_emulated_ = 0, vmx_refused_ = 0;
   uint64_t instruction_exits_ = 0, mmio_emulated_ = 0, device_accesses_ = 0, injected_ = 0;
+  uint64_t completed_for_guest_ = 0;  // guest instructions the VMM completed: they retire on the core
   uint64_t &vmexit_cycles_, &vmentry_cycles_, &emulate_cycles_, &io_cycles_, &mmio_cycles_, &interrupt_cycles_, &shadow_fill_cycles_,
       &shadow_trace_cycles_;
 };
