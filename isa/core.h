@@ -255,6 +255,27 @@ class Core {
   // Translates `linear` for `kind` (soft TLB, then the Translator); throws the fault.
   uint64_t translate(uint64_t linear, AccessKind kind, AccessOrigin origin);
 
+  // The host bytes an explicit access at seg:offset may reach directly, from there to the end of
+  // its page: in 64-bit mode without limit checks (no LMSLE), where the soft TLB holds the page for
+  // `kind` (Read or Write) and no data observer watches. Empty otherwise, and the caller takes the
+  // per-access path, which faults, translates or is observed as each access must be. Nothing is
+  // counted: each access the caller makes through the span is a soft-TLB hit it counts itself
+  // (count_dtlb_hits), as read() and write() would have.
+  struct DirectSpan {
+    uint8_t* host = nullptr;
+    uint64_t bytes = 0;
+  };
+  DirectSpan direct_span(SegReg s, uint64_t offset, AccessKind kind) const {
+    if (mode_ != Mode::Long64 || data_observer_ || lmsle_last_[s] != ~0ull) return {};
+    const uint64_t lin = offset + seg_base_[s];
+    if (static_cast<uint64_t>(static_cast<int64_t>(lin << 16) >> 16) != lin) return {};
+    const SoftTlbEntry& e =
+        tlb_[privilege_index(AccessOrigin::Instruction)][kind == AccessKind::Write][(lin >> 12) % kSoftTlbSize];
+    if (e.tag != soft_tag(lin)) return {};
+    return {e.host + (lin & 0xFFF), 0x1000 - (lin & 0xFFF)};
+  }
+  void count_dtlb_hits(uint64_t n) { counters_.dtlb_hits += n; }
+
   // Stack: SS-relative at RSP/ESP/SP as the mode and SS.B select.
   template <class T> void push(T value);
   template <class T> T pop();

@@ -3,12 +3,50 @@
 // address size. Each iteration commits its registers after its memory accesses, so a fault in
 // the middle leaves a restartable state (RIP still at the instruction); so does the core's step
 // limit, which stops a long REP between two iterations (Core::suspend_instruction).
+#include <algorithm>
+#include <cstring>
+
 #include "isa/integer/semantics.h"
 
 namespace pgsim::isa::integer {
 namespace {
 
 enum class StringOp { Movs, Stos, Lods, Cmps, Scas };
+
+// REP STOS and REP MOVS, forward, over whole elements within one page of each operand that the
+// soft TLB maps directly (Core::direct_span): up to `limit` iterations as one host fill or copy,
+// with the registers and counts those iterations leave. Returns how many it did; 0 leaves the
+// next iteration to the per-access path. A copy whose destination starts inside its source
+// repeats a pattern element by element, which a host copy does not: it takes the per-access path.
+template <class T, StringOp kOp> uint64_t direct_run(Core& c, SegReg src, unsigned as, uint64_t limit) {
+  if (c.flag(DF)) return 0;
+  auto& g = c.state().gpr;
+  const uint64_t mask = Core::size_mask(as);
+  // Whole elements before the index wraps at the address size (a source with an FS or GS base may
+  // wrap inside its page).
+  auto before_wrap = [&](uint64_t index) -> uint64_t { return as == 8 ? ~uint64_t{0} : (mask - index + 1) / sizeof(T); };
+  const uint64_t di = g[RDI] & mask;
+  const Core::DirectSpan dst = c.direct_span(ES, di, AccessKind::Write);
+  uint64_t n = std::min<uint64_t>({limit, dst.bytes / sizeof(T), before_wrap(di)});
+  if (n == 0) return 0;
+  if constexpr (kOp == StringOp::Stos) {
+    const T value = c.gpr<T>(RAX);
+    for (uint64_t k = 0; k < n; ++k) std::memcpy(dst.host + k * sizeof(T), &value, sizeof(T));
+    c.count_dtlb_hits(n);
+  } else {
+    const uint64_t si = g[RSI] & mask;
+    const Core::DirectSpan from = c.direct_span(src, si, AccessKind::Read);
+    n = std::min<uint64_t>({n, from.bytes / sizeof(T), before_wrap(si)});
+    const auto to = reinterpret_cast<uintptr_t>(dst.host), at = reinterpret_cast<uintptr_t>(from.host);
+    if (n == 0 || (to > at && to < at + n * sizeof(T))) return 0;
+    std::memmove(dst.host, from.host, n * sizeof(T));
+    c.count_dtlb_hits(2 * n);
+    c.set_gpr_sized(RSI, si + n * sizeof(T), as);
+  }
+  c.set_gpr_sized(RDI, di + n * sizeof(T), as);
+  c.set_gpr_sized(RCX, g[RCX] - n, as);
+  return n;
+}
 
 template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
   const unsigned as = i.addrsize;
@@ -21,6 +59,18 @@ template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
   auto& g = c.state().gpr;
   for (;;) {
     if (repeated && (g[RCX] & mask) == 0) break;
+    if constexpr (kOp == StringOp::Movs || kOp == StringOp::Stos) {
+      if (repeated) {
+        if (const uint64_t n = direct_run<T, kOp>(c, src, as, std::min(g[RCX] & mask, allowance - iterations))) {
+          iterations += n;
+          if (iterations == allowance && (g[RCX] & mask) != 0) {  // the step limit, as below
+            c.suspend_instruction();
+            break;
+          }
+          continue;
+        }
+      }
+    }
     const uint64_t si = g[RSI] & mask, di = g[RDI] & mask;
     bool equal = true;
     if constexpr (kOp == StringOp::Movs) {

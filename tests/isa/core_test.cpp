@@ -2,6 +2,8 @@
 // segmentation checks, soft TLB, unimplemented instructions and fault routing.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "isa/system/events.h"
 #include "tests/isa/harness.h"
 
@@ -361,6 +363,106 @@ TEST(Core, RepStringFaultLeavesARestartableState) {
   EXPECT_EQ(m.reg(RCX), 6u);
   EXPECT_EQ(m.reg(RDI), 0x1004u);
   EXPECT_EQ(m.ram.get<uint32_t>(0x1000), 0x5A5A5A5Au);
+}
+
+// REP MOVS and REP STOS run as host copies and fills, a page at a time, where the soft TLB maps
+// both operands directly (Core::direct_span); with a data observer the core takes the per-access
+// path. Both leave the same registers, memory and counts: every element size, unaligned operands
+// that cross pages, copies whose destination overlaps the source above and below it, 32-bit
+// addressing, no iterations, and a step limit that stops the instruction part-way.
+struct IgnoringObserver : DataAccessObserver {
+  void on_data_access(uint64_t, unsigned, bool) override {}
+};
+
+struct RepOutcome {
+  std::array<uint64_t, 16> gpr;
+  uint64_t rip, retired, dtlb_hits, string_iterations, steps;
+  std::vector<uint8_t> data;
+  bool operator==(const RepOutcome&) const = default;
+};
+
+constexpr uint64_t kRepData = 0x10000, kRepDataBytes = 0x10000;
+
+RepOutcome run_rep(const std::vector<uint8_t>& code, uint64_t rsi, uint64_t rdi, uint64_t rcx, uint64_t max_steps,
+                   uint64_t fs_base, bool observed) {
+  Machine m;
+  make_long64(m.state(), 0);
+  m.state().seg[FS].base = fs_base;
+  std::mt19937_64 random(7);
+  std::vector<uint8_t> data(kRepDataBytes);
+  for (uint8_t& b : data) b = static_cast<uint8_t>(random());
+  m.ram.load(kRepData, data);
+  IgnoringObserver observer;
+  if (observed) m.core.set_data_access_observer(&observer);
+  m.load_code(0x1000, code);
+  // Twice: the first run leaves the soft TLB holding the pages, so that the second finds every
+  // page, its first element included, mapped directly.
+  const CoreCounters& c = m.core.counters();
+  CoreCounters before;
+  for (int run = 0; run < 2; ++run) {
+    m.ram.load(kRepData, data);
+    m.state().rip = 0x1000;
+    m.reg(RAX) = 0x0123456789ABCDEFull;
+    m.reg(RSI) = rsi;
+    m.reg(RDI) = rdi;
+    m.reg(RCX) = rcx;
+    before = c;
+    m.core.run(1, max_steps ? max_steps : ~0ull);
+  }
+  RepOutcome r{m.state().gpr,
+               m.state().rip,
+               c.retired - before.retired,
+               c.dtlb_hits - before.dtlb_hits,
+               c.string_iterations - before.string_iterations,
+               c.steps() - before.steps(),
+               {}};
+  for (uint64_t a = kRepData; a < kRepData + kRepDataBytes; ++a) r.data.push_back(m.ram.get<uint8_t>(a));
+  return r;
+}
+
+TEST(Core, RepMovsAndStosAsHostCopiesMatchThePerAccessPath) {
+  struct Op {
+    const char* name;
+    std::vector<uint8_t> bytes;  // after the REP prefix
+  };
+  const Op ops[] = {{"movsb", {0xA4}}, {"movsw", {0x66, 0xA5}}, {"movsd", {0xA5}}, {"movsq", {0x48, 0xA5}},
+                    {"stosb", {0xAA}}, {"stosw", {0x66, 0xAB}}, {"stosd", {0xAB}}, {"stosq", {0x48, 0xAB}}};
+  struct Operands {
+    const char* name;
+    bool addr32;
+    uint64_t rsi, rdi, rcx, max_steps, iterations;  // max_steps 0: none; iterations: what the instruction carries out
+    uint64_t fs_base = 0;                           // not 0: the source is FS (MOVS)
+  };
+  const Operands cases[] = {
+      {"apart", false, 0x10003, 0x18801, 1500, 0, 1500},
+      {"destination just above the source", false, 0x10000, 0x10001, 3000, 0, 3000},
+      {"destination below the source", false, 0x10801, 0x10000, 3000, 0, 3000},
+      {"32-bit addressing", true, 0xFFFFFFFF00010003ull, 0xABCD000000018801ull, 0xFFFFFFFF000005DCull, 0, 1500},
+      {"no iterations", false, 0x10000, 0x18000, 0, 0, 0},
+      {"stopped part-way by the step limit", false, 0x10003, 0x18801, 1500, 700, 700},
+      // FS:ESI starts at linear 0x10100, and ESI wraps to 0 16 bytes into that page.
+      {"a 32-bit source index that wraps inside its page", true, 0xFFFFFFF0, 0x18000, 64, 0, 64,
+       0xFFFFFFFF00010110ull},
+  };
+  for (const Op& op : ops)
+    for (const Operands& o : cases) {
+      SCOPED_TRACE(std::string(op.name) + ", " + o.name);
+      std::vector<uint8_t> code;
+      if (o.fs_base) code.push_back(0x64);
+      if (o.addr32) code.push_back(0x67);
+      code.push_back(0xF3);
+      code.insert(code.end(), op.bytes.begin(), op.bytes.end());
+      const RepOutcome direct = run_rep(code, o.rsi, o.rdi, o.rcx, o.max_steps, o.fs_base, false);
+      const RepOutcome per_access = run_rep(code, o.rsi, o.rdi, o.rcx, o.max_steps, o.fs_base, true);
+      EXPECT_EQ(per_access.string_iterations, o.iterations);
+      EXPECT_EQ(direct.gpr, per_access.gpr);
+      EXPECT_EQ(direct.rip, per_access.rip);
+      EXPECT_EQ(direct.retired, per_access.retired);
+      EXPECT_EQ(direct.dtlb_hits, per_access.dtlb_hits);
+      EXPECT_EQ(direct.string_iterations, per_access.string_iterations);
+      EXPECT_EQ(direct.steps, per_access.steps);
+      EXPECT_TRUE(direct.data == per_access.data);
+    }
 }
 
 // Denies every user-mode translation: shows which soft-TLB set an access uses.
