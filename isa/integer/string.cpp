@@ -24,7 +24,9 @@ template <class T, StringOp kOp> uint64_t direct_run(Core& c, SegReg src, unsign
   const uint64_t mask = Core::size_mask(as);
   // Whole elements before the index wraps at the address size (a source with an FS or GS base may
   // wrap inside its page).
-  auto before_wrap = [&](uint64_t index) -> uint64_t { return as == 8 ? ~uint64_t{0} : (mask - index + 1) / sizeof(T); };
+  auto before_wrap = [&](uint64_t index) -> uint64_t {
+    return as == 8 ? ~uint64_t{0} : (mask - index + 1) / sizeof(T);
+  };
   const uint64_t di = g[RDI] & mask;
   const Core::DirectSpan dst = c.direct_span(ES, di, AccessKind::Write);
   uint64_t n = std::min<uint64_t>({limit, dst.bytes / sizeof(T), before_wrap(di)});

@@ -127,7 +127,8 @@ TEST(HwAssist, ShadowPagingExitsPerIteration) {
 TEST(HwAssist, TheGuestRetiresNativesInstructionsPerIteration) {
   for (const char* bench : {"ptemod", "pgfault", "syscall", "in", "cr8wr"}) {
     SCOPED_TRACE(bench);
-    const std::string small = std::string("bench=") + bench + " iters=100", large = std::string("bench=") + bench + " iters=200";
+    const std::string small = std::string("bench=") + bench + " iters=100";
+    const std::string large = std::string("bench=") + bench + " iters=200";
     const GuestRun na = run("native", small), nb = run("native", large);
     ASSERT_EQ(na.exit_code, 0) << na.figures;
     ASSERT_EQ(nb.exit_code, 0) << nb.figures;
