@@ -436,7 +436,10 @@ class Core {
     }
     data_observer_->on_data_access(paddr, size, write);
   }
-  template <class T> T read_lin(uint64_t lin, AccessOrigin origin) {
+  // The soft-TLB hit paths, forced inline: with the data observer's check in them GCC calls them out
+  // of line from handlers with a memory operand, and the cache model then cost compute 1.13x the
+  // host time of a run without it instead of 1.04x.
+  template <class T> [[gnu::always_inline]] T read_lin(uint64_t lin, AccessOrigin origin) {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][0][(lin >> 12) % kSoftTlbSize];
     if (e.tag == soft_tag(lin) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
@@ -447,7 +450,7 @@ class Core {
     }
     return static_cast<T>(read_slow(lin, sizeof(T), origin));
   }
-  template <class T> void write_lin(uint64_t lin, T v, AccessOrigin origin) {
+  template <class T> [[gnu::always_inline]] void write_lin(uint64_t lin, T v, AccessOrigin origin) {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][1][(lin >> 12) % kSoftTlbSize];
     if (e.tag == soft_tag(lin) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
