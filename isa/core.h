@@ -218,8 +218,7 @@ class Core {
       next_rip_ = target & size_mask(opsize);
       return;
     }
-    if (static_cast<uint64_t>(static_cast<int64_t>(target << 16) >> 16) != target) [[unlikely]]
-      target = canonical_or_fault(target, CS);
+    if (!canonical48(target)) [[unlikely]] target = canonical_or_fault(target, CS);
     next_rip_ = target;
   }
   // Sets the next RIP verbatim (far transfers, event delivery).
@@ -261,14 +260,16 @@ class Core {
   // per-access path, which faults, translates or is observed as each access must be. Nothing is
   // counted: each access the caller makes through the span is a soft-TLB hit it counts itself
   // (count_dtlb_hits), as read() and write() would have.
+  // Whether direct_span() can give anything in this mode, with this observer.
+  bool direct_spans() const { return mode_ == Mode::Long64 && !data_observer_; }
   struct DirectSpan {
     uint8_t* host = nullptr;
     uint64_t bytes = 0;
   };
   DirectSpan direct_span(SegReg s, uint64_t offset, AccessKind kind) const {
-    if (mode_ != Mode::Long64 || data_observer_ || lmsle_last_[s] != ~0ull) return {};
+    if (!direct_spans() || lmsle_last_[s] != ~0ull) return {};
     const uint64_t lin = offset + seg_base_[s];
-    if (static_cast<uint64_t>(static_cast<int64_t>(lin << 16) >> 16) != lin) return {};
+    if (!canonical48(lin)) return {};
     const SoftTlbEntry& e =
         tlb_[privilege_index(AccessOrigin::Instruction)][kind == AccessKind::Write][(lin >> 12) % kSoftTlbSize];
     if (e.tag != soft_tag(lin)) return {};
@@ -415,13 +416,14 @@ class Core {
     return origin == AccessOrigin::ImplicitSupervisor ? 2 : user_ ? 1 : 0;
   }
 
+  // Canonical with 48-bit linear addresses: the fast paths' check, which sends a 57-bit address
+  // (LA57) to the full check as well.
+  static bool canonical48(uint64_t v) { return static_cast<uint64_t>(static_cast<int64_t>(v << 16) >> 16) == v; }
   // Fast-path linear address of explicit data accesses.
   uint64_t data_linear(SegReg s, uint64_t offset, unsigned size, AccessKind kind) const {
     if (mode_ == Mode::Long64) {
       uint64_t lin = offset + seg_base_[s];
-      if (static_cast<uint64_t>(static_cast<int64_t>(lin << 16) >> 16) == lin && offset <= lmsle_last_[s] - size)
-          [[likely]]
-        return lin;
+      if (canonical48(lin) && offset <= lmsle_last_[s] - size) [[likely]] return lin;
       return long64_linear(s, offset, size);
     }
     return linear_address(s, offset, size, kind);

@@ -13,13 +13,13 @@ namespace {
 
 enum class StringOp { Movs, Stos, Lods, Cmps, Scas };
 
-// REP STOS and REP MOVS, forward, over whole elements within one page of each operand that the
-// soft TLB maps directly (Core::direct_span): up to `limit` iterations as one host fill or copy,
-// with the registers and counts those iterations leave. Returns how many it did; 0 leaves the
-// next iteration to the per-access path. A copy whose destination starts inside its source
-// repeats a pattern element by element, which a host copy does not: it takes the per-access path.
+// REP STOS and REP MOVS, forward (the caller checks DF and Core::direct_spans()), over whole
+// elements within one page of each operand that the soft TLB maps directly (Core::direct_span): up
+// to `limit` iterations as one host fill or copy, with the registers and counts those iterations
+// leave. Returns how many it did; 0 leaves the next iteration to the per-access path. A copy whose
+// destination starts inside its source repeats a pattern element by element, which a host copy
+// does not: it takes the per-access path.
 template <class T, StringOp kOp> uint64_t direct_run(Core& c, SegReg src, unsigned as, uint64_t limit) {
-  if (c.flag(DF)) return 0;
   auto& g = c.state().gpr;
   const uint64_t mask = Core::size_mask(as);
   // Whole elements before the index wraps at the address size (a source with an FS or GS base may
@@ -59,10 +59,13 @@ template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
   uint64_t iterations = 0;
   const uint64_t allowance = repeated ? c.string_iteration_allowance() : 1;
   auto& g = c.state().gpr;
+  // Whether runs of iterations may go as host copies: decided once, per page only the soft TLB.
+  const bool direct = (kOp == StringOp::Movs || kOp == StringOp::Stos) && repeated && step == sizeof(T) &&
+                      c.direct_spans();
   for (;;) {
     if (repeated && (g[RCX] & mask) == 0) break;
     if constexpr (kOp == StringOp::Movs || kOp == StringOp::Stos) {
-      if (repeated) {
+      if (direct) {
         if (const uint64_t n = direct_run<T, kOp>(c, src, as, std::min(g[RCX] & mask, allowance - iterations))) {
           iterations += n;
           if (iterations == allowance && (g[RCX] & mask) != 0) {  // the step limit, as below

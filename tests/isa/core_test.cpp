@@ -369,7 +369,8 @@ TEST(Core, RepStringFaultLeavesARestartableState) {
 // both operands directly (Core::direct_span); with a data observer the core takes the per-access
 // path. Both leave the same registers, memory and counts: every element size, unaligned operands
 // that cross pages, copies whose destination overlaps the source above and below it, 32-bit
-// addressing, no iterations, and a step limit that stops the instruction part-way.
+// addressing, a source index that wraps, no iterations, a step limit that stops the instruction
+// part-way, and DF set (which the host copies leave to the per-access path).
 struct IgnoringObserver : DataAccessObserver {
   void on_data_access(uint64_t, unsigned, bool) override {}
 };
@@ -384,7 +385,7 @@ struct RepOutcome {
 constexpr uint64_t kRepData = 0x10000, kRepDataBytes = 0x10000;
 
 RepOutcome run_rep(const std::vector<uint8_t>& code, uint64_t rsi, uint64_t rdi, uint64_t rcx, uint64_t max_steps,
-                   uint64_t fs_base, bool observed) {
+                   uint64_t fs_base, bool backward, bool observed) {
   Machine m;
   make_long64(m.state(), 0);
   m.state().seg[FS].base = fs_base;
@@ -406,6 +407,7 @@ RepOutcome run_rep(const std::vector<uint8_t>& code, uint64_t rsi, uint64_t rdi,
     m.reg(RSI) = rsi;
     m.reg(RDI) = rdi;
     m.reg(RCX) = rcx;
+    if (backward) m.state().rflags |= DF;
     before = c;
     m.core.run(1, max_steps ? max_steps : ~0ull);
   }
@@ -432,6 +434,7 @@ TEST(Core, RepMovsAndStosAsHostCopiesMatchThePerAccessPath) {
     bool addr32;
     uint64_t rsi, rdi, rcx, max_steps, iterations;  // max_steps 0: none; iterations: what the instruction carries out
     uint64_t fs_base = 0;                           // not 0: the source is FS (MOVS)
+    bool backward = false;                          // RFLAGS.DF set
   };
   const Operands cases[] = {
       {"apart", false, 0x10003, 0x18801, 1500, 0, 1500},
@@ -443,6 +446,7 @@ TEST(Core, RepMovsAndStosAsHostCopiesMatchThePerAccessPath) {
       // FS:ESI starts at linear 0x10100, and ESI wraps to 0 16 bytes into that page.
       {"a 32-bit source index that wraps inside its page", true, 0xFFFFFFF0, 0x18000, 64, 0, 64,
        0xFFFFFFFF00010110ull},
+      {"backward (DF set)", false, 0x14003, 0x1C801, 1500, 0, 1500, 0, true},
   };
   for (const Op& op : ops)
     for (const Operands& o : cases) {
@@ -452,8 +456,8 @@ TEST(Core, RepMovsAndStosAsHostCopiesMatchThePerAccessPath) {
       if (o.addr32) code.push_back(0x67);
       code.push_back(0xF3);
       code.insert(code.end(), op.bytes.begin(), op.bytes.end());
-      const RepOutcome direct = run_rep(code, o.rsi, o.rdi, o.rcx, o.max_steps, o.fs_base, false);
-      const RepOutcome per_access = run_rep(code, o.rsi, o.rdi, o.rcx, o.max_steps, o.fs_base, true);
+      const RepOutcome direct = run_rep(code, o.rsi, o.rdi, o.rcx, o.max_steps, o.fs_base, o.backward, false);
+      const RepOutcome per_access = run_rep(code, o.rsi, o.rdi, o.rcx, o.max_steps, o.fs_base, o.backward, true);
       EXPECT_EQ(per_access.string_iterations, o.iterations);
       EXPECT_EQ(direct.gpr, per_access.gpr);
       EXPECT_EQ(direct.rip, per_access.rip);
