@@ -41,6 +41,12 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
   const uint64_t end = max_instructions > ~0ull - start ? ~0ull : start + max_instructions;
   const uint64_t steps = counters_.steps();
   step_deadline_ = max_steps > ~0ull - steps ? ~0ull : steps + max_steps;
+  run_end_ = end;
+  // A run cut short by an exception other than a guest fault leaves no limit behind for linked_run().
+  struct RunEndReset {
+    uint64_t& run_end;
+    ~RunEndReset() { run_end = 0; }
+  } run_end_reset{run_end_};
   sync_mode();
   // Fetches a block link stands for (each a soft-ITLB hit), added to counters_.itlb_hits when the
   // block ends rather than one by one. Nothing reads that count inside a block: the Translator

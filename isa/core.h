@@ -277,6 +277,26 @@ class Core {
   }
   void count_dtlb_hits(uint64_t n) { counters_.dtlb_hits += n; }
 
+  // Runs of linked instructions that one handler completes at once (PUSH and POP of registers, as
+  // compiled prologues and epilogues and interrupt entries string them): the handler of the first
+  // goes on through the instructions the block loop linked after it that carry the same handler,
+  // up to linked_room() instructions in all. That is 1 (the first alone) outside run() and at a
+  // pending boundary (single step, breakpoints, a VMM's boundary calls, an interrupt window), else
+  // what run()'s instruction limit leaves. The instructions it completes would each have run inside
+  // the same block with nothing between them: completing them at once, as retire_linked_run()
+  // counts them, leaves what they would have left one by one.
+  uint64_t linked_room() const {
+    return attention_ || counters_.retired >= run_end_ ? 1 : run_end_ - counters_.retired;
+  }
+  // `first`'s handler completed the `n - 1` linked instructions after it, `bytes` long, as well:
+  // they retire in `first`'s class, each fetched through a block link (a soft-ITLB hit).
+  void retire_linked_run(const Insn& first, uint64_t n, uint64_t bytes) {
+    counters_.retired += n - 1;
+    counters_.by_class[static_cast<unsigned>(first.cls)] += n - 1;
+    counters_.itlb_hits += n - 1;
+    next_rip_ = (next_rip_ + bytes) & ip_mask_;
+  }
+
   // Stack: SS-relative at RSP/ESP/SP as the mode and SS.B select.
   template <class T> void push(T value);
   template <class T> T pop();
@@ -553,6 +573,7 @@ class Core {
   Fault pre_execute_fault_{0};
   uint64_t last_fault_rip_ = 0;
   uint64_t step_deadline_ = ~0ull;     // steps() at which run() returns
+  uint64_t run_end_ = 0;              // inside run(): the retired count at which it returns; else 0
   uint64_t no_progress_limit_ = 0;
   static constexpr uint64_t kMaxDeliveryFaultNesting = 16;
   uint64_t delivery_fault_nesting_ = 0;  // offer_delivery_fault calls in progress

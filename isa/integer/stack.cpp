@@ -1,4 +1,6 @@
 // PUSH, POP, ENTER, LEAVE (SDM vol. 2). The stack-pointer width comes from the mode and SS.B.
+#include <algorithm>
+
 #include "isa/integer/semantics.h"
 
 namespace pgsim::isa::integer {
@@ -22,6 +24,53 @@ template <class T, class F = AnyForm> void pop(Core& c, const Insn& i) {
     c.state().gpr[RSP] = old_rsp;
     throw;
   }
+}
+
+// PUSH r64 and POP r64 in runs (prologues, epilogues, register saves). Where the soft TLB maps
+// the stack's page directly (Core::direct_span), each push or pop within that page cannot fault,
+// and the handler completes the instruction and those the block loop linked after it with the
+// same handler (Core::linked_room), in order, as far as the page goes: with the registers, memory
+// and counts they leave one by one. Anything else goes one by one, through the per-access path.
+constexpr uint64_t kMaxStackRun = 16;
+using RegForm = Form<OpKind::Reg, OpKind::None>;
+
+void push_run(Core& c, const Insn& first) {
+  const uint64_t rsp = c.state().gpr[RSP];
+  const Core::DirectSpan span = c.direct_span(SS, rsp - 8, AccessKind::Write);
+  if (span.bytes < 8) return push<uint64_t, RegForm>(c, first);
+  // The pushes that stay in the page: the k-th (from 0) writes 8k bytes below the first.
+  const uint64_t limit = std::min({kMaxStackRun, c.linked_room(), ((rsp - 8) & 0xFFF) / 8 + 1});
+  uint64_t n = 0, bytes = 0;
+  for (const Insn* i = &first;;) {
+    const uint64_t value = c.state().gpr[i->op[0].reg];  // PUSH RSP: the value before this push
+    std::memcpy(span.host - 8 * n, &value, 8);
+    c.state().gpr[RSP] = rsp - 8 * ++n;
+    i = i->next;
+    if (n == limit || !i || i->handler != first.handler) break;
+    bytes += i->length;
+  }
+  c.count_dtlb_hits(n);
+  c.retire_linked_run(first, n, bytes);
+}
+
+void pop_run(Core& c, const Insn& first) {
+  const uint64_t rsp = c.state().gpr[RSP];
+  const Core::DirectSpan span = c.direct_span(SS, rsp, AccessKind::Read);
+  if (span.bytes < 8) return pop<uint64_t, RegForm>(c, first);
+  const uint64_t limit = std::min({kMaxStackRun, c.linked_room(), span.bytes / 8});
+  uint64_t n = 0, bytes = 0;
+  for (const Insn* i = &first;;) {
+    uint64_t value;
+    std::memcpy(&value, span.host + 8 * n, 8);
+    c.state().gpr[RSP] = rsp + 8 * ++n;
+    c.state().gpr[i->op[0].reg] = value;  // POP RSP: RSP takes the value read...
+    if (i->op[0].reg == RSP) break;        // ...and the pops after it read from there
+    i = i->next;
+    if (n == limit || !i || i->handler != first.handler) break;
+    bytes += i->length;
+  }
+  c.count_dtlb_hits(n);
+  c.retire_linked_run(first, n, bytes);
 }
 
 // ENTER imm16, imm8: push rBP, copy `level - 1` frame pointers, then allocate the frame.
@@ -66,10 +115,14 @@ template <class T> void leave(Core& c, const Insn&) {
 
 void register_stack(Dispatch& d) {
   d.add_sized(ZYDIS_MNEMONIC_PUSH, InsnClass::Store, nullptr, &push<uint16_t>, &push<uint32_t>, &push<uint64_t>);
-  d.add_forms(ZYDIS_MNEMONIC_PUSH, unary_forms(PGSIM_FORM(push, Reg, None), PGSIM_FORM(push, Mem, None),
-                                               PGSIM_FORM(push, Imm, None)));
+  FormHandlers push_forms =
+      unary_forms(PGSIM_FORM(push, Reg, None), PGSIM_FORM(push, Mem, None), PGSIM_FORM(push, Imm, None));
+  push_forms[static_cast<unsigned>(OperandForm::Reg)][3] = &push_run;
+  d.add_forms(ZYDIS_MNEMONIC_PUSH, push_forms);
   d.add_sized(ZYDIS_MNEMONIC_POP, InsnClass::Load, nullptr, &pop<uint16_t>, &pop<uint32_t>, &pop<uint64_t>);
-  d.add_forms(ZYDIS_MNEMONIC_POP, PGSIM_UNARY_FORMS(pop));
+  FormHandlers pop_forms = PGSIM_UNARY_FORMS(pop);
+  pop_forms[static_cast<unsigned>(OperandForm::Reg)][3] = &pop_run;
+  d.add_forms(ZYDIS_MNEMONIC_POP, pop_forms);
   d.add_sized(ZYDIS_MNEMONIC_ENTER, InsnClass::Store, nullptr, &enter<uint16_t>, &enter<uint32_t>, &enter<uint64_t>);
   d.add_sized(ZYDIS_MNEMONIC_LEAVE, InsnClass::Load, nullptr, &leave<uint16_t>, &leave<uint32_t>, &leave<uint64_t>);
 }

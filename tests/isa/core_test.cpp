@@ -384,14 +384,25 @@ struct RepOutcome {
 
 constexpr uint64_t kRepData = 0x10000, kRepDataBytes = 0x10000;
 
+std::vector<uint8_t> random_bytes(uint64_t n, uint64_t seed) {
+  std::mt19937_64 random(seed);
+  std::vector<uint8_t> bytes(n);
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(random());
+  return bytes;
+}
+
+std::vector<uint8_t> ram_bytes(Machine& m, uint64_t address, uint64_t n) {
+  std::vector<uint8_t> bytes;
+  for (uint64_t a = address; a < address + n; ++a) bytes.push_back(m.ram.get<uint8_t>(a));
+  return bytes;
+}
+
 RepOutcome run_rep(const std::vector<uint8_t>& code, uint64_t rsi, uint64_t rdi, uint64_t rcx, uint64_t max_steps,
                    uint64_t fs_base, bool backward, bool observed) {
   Machine m;
   make_long64(m.state(), 0);
   m.state().seg[FS].base = fs_base;
-  std::mt19937_64 random(7);
-  std::vector<uint8_t> data(kRepDataBytes);
-  for (uint8_t& b : data) b = static_cast<uint8_t>(random());
+  const std::vector<uint8_t> data = random_bytes(kRepDataBytes, 7);
   m.ram.load(kRepData, data);
   IgnoringObserver observer;
   if (observed) m.core.set_data_access_observer(&observer);
@@ -417,8 +428,7 @@ RepOutcome run_rep(const std::vector<uint8_t>& code, uint64_t rsi, uint64_t rdi,
                c.dtlb_hits - before.dtlb_hits,
                c.string_iterations - before.string_iterations,
                c.steps() - before.steps(),
-               {}};
-  for (uint64_t a = kRepData; a < kRepData + kRepDataBytes; ++a) r.data.push_back(m.ram.get<uint8_t>(a));
+               ram_bytes(m, kRepData, kRepDataBytes)};
   return r;
 }
 
@@ -467,6 +477,113 @@ TEST(Core, RepMovsAndStosAsHostCopiesMatchThePerAccessPath) {
       EXPECT_EQ(direct.steps, per_access.steps);
       EXPECT_TRUE(direct.data == per_access.data);
     }
+}
+
+// Runs of PUSH r64 and POP r64 that the block loop linked complete at once where their stack bytes
+// lie in one page the soft TLB maps directly; a data observer sends them one by one. Both leave the
+// same registers, memory and counts: runs with PUSH RSP and POP RSP (after which the pops read from
+// RSP's new value), stacks that cross a page, run()'s instruction limit inside a run, and a
+// single-step trap after the first instruction.
+struct StackRunOutcome {
+  std::array<uint64_t, 16> gpr;
+  uint64_t rip, retired, dtlb_hits, itlb_hits, steps;
+  std::array<uint64_t, kNumInsnClasses> by_class;
+  std::vector<uint8_t> data;
+  std::vector<uint8_t> vectors;  // events the hook took
+};
+
+constexpr uint64_t kStackData = 0x20000, kStackDataBytes = 0x20000;
+
+// Identity, except that the stack pages the cases cross from are elsewhere in physical memory (so
+// that a run completed at once past its page's end would land on the wrong bytes).
+class StackPagesApart : public Translator {
+ public:
+  Translation translate(const CpuState&, uint64_t linear, AccessKind, bool, AccessOrigin) override {
+    Translation t;
+    t.ok = true;
+    const uint64_t page = linear >> 12;
+    t.paddr = page == 0x27 ? linear + 0x10000 : page == 0x30 ? linear + 0xA000 : linear;
+    return t;
+  }
+  void invalidate_page(uint64_t) override {}
+  void flush(bool) override {}
+};
+
+StackRunOutcome run_stack(uint64_t rsp, uint64_t rax, uint64_t limit, bool single_step, bool observed) {
+  // push rax; push rbx; push rsp; push rcx; push r15; push r8;
+  // pop rdx; pop rsi; pop rdi; pop rbp; pop r9; pop rsp; pop r10; pop r11
+  const std::vector<uint8_t> code = {0x50, 0x53, 0x54, 0x51, 0x41, 0x57, 0x41, 0x50, 0x5A, 0x5E, 0x5F,
+                                     0x5D, 0x41, 0x59, 0x5C, 0x41, 0x5A, 0x41, 0x5B};
+  constexpr uint64_t kInstructions = 14;
+  Machine m;
+  make_long64(m.state(), 0);
+  const std::vector<uint8_t> data = random_bytes(kStackDataBytes, 11);
+  StackPagesApart translator;
+  m.core.set_translator(&translator);
+  IgnoringObserver observer;
+  if (observed) m.core.set_data_access_observer(&observer);
+  RecordingHook hook;
+  m.core.set_trap_hook(&hook, false);
+  m.load_code(0x1000, code);
+  // Twice: the first run links the instructions and leaves the soft TLB holding the pages.
+  const CoreCounters& c = m.core.counters();
+  CoreCounters before;
+  for (int run = 0; run < 2; ++run) {
+    m.ram.load(kStackData, data);
+    m.state().rip = 0x1000;
+    for (unsigned r = 0; r < 16; ++r) m.reg(r) = 0x1111111111111111ull * r;
+    m.reg(RSP) = rsp;
+    m.reg(RAX) = rax;
+    if (run == 1 && single_step) m.state().rflags |= TF;
+    hook.events.clear();
+    before = c;
+    m.core.run(run == 1 && limit ? limit : kInstructions);
+  }
+  StackRunOutcome r{m.state().gpr,
+                    m.state().rip,
+                    c.retired - before.retired,
+                    c.dtlb_hits - before.dtlb_hits,
+                    c.itlb_hits - before.itlb_hits,
+                    c.steps() - before.steps(),
+                    {},
+                    ram_bytes(m, kStackData, kStackDataBytes),
+                    {}};
+  for (unsigned k = 0; k < kNumInsnClasses; ++k) r.by_class[k] = c.by_class[k] - before.by_class[k];
+  for (const Event& e : hook.events) r.vectors.push_back(e.vector);
+  return r;
+}
+
+TEST(Core, PushAndPopRunsCompletedAtOnceMatchOneByOne) {
+  struct Case {
+    const char* name;
+    uint64_t rsp, rax, limit;  // rax: where POP RSP points the stack; limit 0: the whole code
+    bool single_step;
+    uint64_t retired;
+  };
+  const Case cases[] = {
+      {"within a page", 0x28800, 0x30800, 0, false, 14},
+      {"pushes across a page", 0x28018, 0x30800, 0, false, 14},
+      {"pops after POP RSP across a page", 0x28800, 0x30FF8, 0, false, 14},
+      {"pops after POP RSP within a page", 0x28800, 0x30FF0, 0, false, 14},
+      {"the instruction limit inside the pushes", 0x28800, 0x30800, 3, false, 3},
+      {"the instruction limit inside the pops", 0x28800, 0x30800, 9, false, 9},
+      {"single step", 0x28800, 0x30800, 0, true, 1},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    const StackRunOutcome at_once = run_stack(k.rsp, k.rax, k.limit, k.single_step, false);
+    const StackRunOutcome one_by_one = run_stack(k.rsp, k.rax, k.limit, k.single_step, true);
+    EXPECT_EQ(one_by_one.retired, k.retired);
+    EXPECT_EQ(at_once.gpr, one_by_one.gpr);
+    EXPECT_EQ(at_once.rip, one_by_one.rip);
+    EXPECT_EQ(at_once.retired, one_by_one.retired);
+    EXPECT_EQ(at_once.by_class, one_by_one.by_class);
+    EXPECT_EQ(at_once.dtlb_hits, one_by_one.dtlb_hits);
+    EXPECT_EQ(at_once.itlb_hits, one_by_one.itlb_hits);
+    EXPECT_EQ(at_once.steps, one_by_one.steps);
+    EXPECT_EQ(at_once.vectors, one_by_one.vectors);
+    EXPECT_TRUE(at_once.data == one_by_one.data);
+  }
 }
 
 // Denies every user-mode translation: shows which soft-TLB set an access uses.
