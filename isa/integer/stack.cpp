@@ -26,23 +26,30 @@ template <class T, class F = AnyForm> void pop(Core& c, const Insn& i) {
   }
 }
 
-// PUSH r64 and POP r64 in runs (prologues, epilogues, register saves). Where the soft TLB maps
+// PUSH r64 or imm and POP r64 in runs (prologues, epilogues, register saves, interrupt frames).
+// Where the soft TLB maps
 // the stack's page directly (Core::direct_span), each push or pop within that page cannot fault,
 // and the handler completes the instruction and those the block loop linked after it with the
 // same handler (Core::linked_room), in order, as far as the page goes: with the registers, memory
 // and counts they leave one by one. Anything else goes one by one, through the per-access path.
 constexpr uint64_t kMaxStackRun = 16;
 using RegForm = Form<OpKind::Reg, OpKind::None>;
+using ImmForm = Form<OpKind::Imm, OpKind::None>;
 
 void push_run(Core& c, const Insn& first) {
   const uint64_t rsp = c.state().gpr[RSP];
   const Core::DirectSpan span = c.direct_span(SS, rsp - 8, AccessKind::Write);
-  if (span.bytes < 8) return push<uint64_t, RegForm>(c, first);
+  if (span.bytes < 8) {
+    if (first.op[0].kind == OpKind::Imm) return push<uint64_t, ImmForm>(c, first);
+    return push<uint64_t, RegForm>(c, first);
+  }
   // The pushes that stay in the page: the k-th (from 0) writes 8k bytes below the first.
   const uint64_t limit = std::min({kMaxStackRun, c.linked_room(), ((rsp - 8) & 0xFFF) / 8 + 1});
   uint64_t n = 0, bytes = 0;
   for (const Insn* i = &first;;) {
-    const uint64_t value = c.state().gpr[i->op[0].reg];  // PUSH RSP: the value before this push
+    const Operand& o = i->op[0];
+    // PUSH RSP: the value before this push.
+    const uint64_t value = o.kind == OpKind::Imm ? static_cast<uint64_t>(o.value) : c.state().gpr[o.reg];
     std::memcpy(span.host - 8 * n, &value, 8);
     c.state().gpr[RSP] = rsp - 8 * ++n;
     i = i->next;
@@ -118,6 +125,7 @@ void register_stack(Dispatch& d) {
   FormHandlers push_forms =
       unary_forms(PGSIM_FORM(push, Reg, None), PGSIM_FORM(push, Mem, None), PGSIM_FORM(push, Imm, None));
   push_forms[static_cast<unsigned>(OperandForm::Reg)][3] = &push_run;
+  push_forms[static_cast<unsigned>(OperandForm::Imm)][3] = &push_run;
   d.add_forms(ZYDIS_MNEMONIC_PUSH, push_forms);
   d.add_sized(ZYDIS_MNEMONIC_POP, InsnClass::Load, nullptr, &pop<uint16_t>, &pop<uint32_t>, &pop<uint64_t>);
   FormHandlers pop_forms = PGSIM_UNARY_FORMS(pop);

@@ -479,11 +479,11 @@ TEST(Core, RepMovsAndStosAsHostCopiesMatchThePerAccessPath) {
     }
 }
 
-// Runs of PUSH r64 and POP r64 that the block loop linked complete at once where their stack bytes
-// lie in one page the soft TLB maps directly; a data observer sends them one by one. Both leave the
-// same registers, memory and counts: runs with PUSH RSP and POP RSP (after which the pops read from
-// RSP's new value), stacks that cross a page, run()'s instruction limit inside a run, and a
-// single-step trap after the first instruction.
+// Runs of PUSH r64 or imm and POP r64 that the block loop linked complete at once where their stack
+// bytes lie in one page the soft TLB maps directly; a data observer sends them one by one. Both
+// leave the same registers, memory and counts: runs with immediates, PUSH RSP and POP RSP (after
+// which the pops read from RSP's new value), stacks that cross a page, run()'s instruction limit
+// inside a run, and a single-step trap after the first instruction.
 struct StackRunOutcome {
   std::array<uint64_t, 16> gpr;
   uint64_t rip, retired, dtlb_hits, itlb_hits, steps;
@@ -509,12 +509,13 @@ class StackPagesApart : public Translator {
   void flush(bool) override {}
 };
 
-StackRunOutcome run_stack(uint64_t rsp, uint64_t rax, uint64_t limit, bool single_step, bool observed) {
-  // push rax; push rbx; push rsp; push rcx; push r15; push r8;
-  // pop rdx; pop rsi; pop rdi; pop rbp; pop r9; pop rsp; pop r10; pop r11
-  const std::vector<uint8_t> code = {0x50, 0x53, 0x54, 0x51, 0x41, 0x57, 0x41, 0x50, 0x5A, 0x5E, 0x5F,
-                                     0x5D, 0x41, 0x59, 0x5C, 0x41, 0x5A, 0x41, 0x5B};
-  constexpr uint64_t kInstructions = 14;
+StackRunOutcome run_stack(uint64_t rsp, uint64_t rbx, uint64_t limit, bool single_step, bool observed) {
+  // push rax; push 0x2b; push rbx; push rsp; push -256; push rcx; push r15; push r8;
+  // pop rdx; pop rsi; pop rdi; pop rbp; pop r9; pop rsp (RBX's value); pop r10; pop r11
+  const std::vector<uint8_t> code = {0x50, 0x6A, 0x2B, 0x53, 0x54, 0x68, 0x00, 0xFF, 0xFF, 0xFF, 0x51,
+                                     0x41, 0x57, 0x41, 0x50, 0x5A, 0x5E, 0x5F, 0x5D, 0x41, 0x59, 0x5C,
+                                     0x41, 0x5A, 0x41, 0x5B};
+  constexpr uint64_t kInstructions = 16;
   Machine m;
   make_long64(m.state(), 0);
   const std::vector<uint8_t> data = random_bytes(kStackDataBytes, 11);
@@ -533,7 +534,7 @@ StackRunOutcome run_stack(uint64_t rsp, uint64_t rax, uint64_t limit, bool singl
     m.state().rip = 0x1000;
     for (unsigned r = 0; r < 16; ++r) m.reg(r) = 0x1111111111111111ull * r;
     m.reg(RSP) = rsp;
-    m.reg(RAX) = rax;
+    m.reg(RBX) = rbx;
     if (run == 1 && single_step) m.state().rflags |= TF;
     hook.events.clear();
     before = c;
@@ -556,23 +557,23 @@ StackRunOutcome run_stack(uint64_t rsp, uint64_t rax, uint64_t limit, bool singl
 TEST(Core, PushAndPopRunsCompletedAtOnceMatchOneByOne) {
   struct Case {
     const char* name;
-    uint64_t rsp, rax, limit;  // rax: where POP RSP points the stack; limit 0: the whole code
+    uint64_t rsp, rbx, limit;  // rbx: where POP RSP points the stack; limit 0: the whole code
     bool single_step;
     uint64_t retired;
   };
   const Case cases[] = {
-      {"within a page", 0x28800, 0x30800, 0, false, 14},
-      {"pushes across a page", 0x28018, 0x30800, 0, false, 14},
-      {"pops after POP RSP across a page", 0x28800, 0x30FF8, 0, false, 14},
-      {"pops after POP RSP within a page", 0x28800, 0x30FF0, 0, false, 14},
+      {"within a page", 0x28800, 0x30800, 0, false, 16},
+      {"pushes across a page", 0x28018, 0x30800, 0, false, 16},
+      {"pops after POP RSP across a page", 0x28800, 0x30FF8, 0, false, 16},
+      {"pops after POP RSP within a page", 0x28800, 0x30FF0, 0, false, 16},
       {"the instruction limit inside the pushes", 0x28800, 0x30800, 3, false, 3},
-      {"the instruction limit inside the pops", 0x28800, 0x30800, 9, false, 9},
+      {"the instruction limit inside the pops", 0x28800, 0x30800, 11, false, 11},
       {"single step", 0x28800, 0x30800, 0, true, 1},
   };
   for (const Case& k : cases) {
     SCOPED_TRACE(k.name);
-    const StackRunOutcome at_once = run_stack(k.rsp, k.rax, k.limit, k.single_step, false);
-    const StackRunOutcome one_by_one = run_stack(k.rsp, k.rax, k.limit, k.single_step, true);
+    const StackRunOutcome at_once = run_stack(k.rsp, k.rbx, k.limit, k.single_step, false);
+    const StackRunOutcome one_by_one = run_stack(k.rsp, k.rbx, k.limit, k.single_step, true);
     EXPECT_EQ(one_by_one.retired, k.retired);
     EXPECT_EQ(at_once.gpr, one_by_one.gpr);
     EXPECT_EQ(at_once.rip, one_by_one.rip);
