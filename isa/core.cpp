@@ -42,7 +42,7 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
   const uint64_t steps = counters_.steps();
   step_deadline_ = max_steps > ~0ull - steps ? ~0ull : steps + max_steps;
   run_end_ = end;
-  // A run cut short by an exception other than a guest fault leaves no limit behind for linked_run().
+  // A run cut short by an exception other than a guest fault leaves no room behind (linked_room()).
   struct RunEndReset {
     uint64_t& run_end;
     ~RunEndReset() { run_end = 0; }

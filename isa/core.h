@@ -277,8 +277,8 @@ class Core {
   }
   void count_dtlb_hits(uint64_t n) { counters_.dtlb_hits += n; }
 
-  // Runs of linked instructions that one handler completes at once (PUSH and POP of registers, as
-  // compiled prologues and epilogues and interrupt entries string them): the handler of the first
+  // Runs of linked instructions that one handler completes at once (PUSH and POP, as compiled
+  // prologues and epilogues and interrupt entries string them): the handler of the first
   // goes on through the instructions the block loop linked after it that carry the same handler,
   // up to linked_room() instructions in all. That is 1 (the first alone) outside run() and at a
   // pending boundary (single step, breakpoints, a VMM's boundary calls, an interrupt window), else

@@ -27,11 +27,10 @@ template <class T, class F = AnyForm> void pop(Core& c, const Insn& i) {
 }
 
 // PUSH r64 or imm and POP r64 in runs (prologues, epilogues, register saves, interrupt frames).
-// Where the soft TLB maps
-// the stack's page directly (Core::direct_span), each push or pop within that page cannot fault,
-// and the handler completes the instruction and those the block loop linked after it with the
-// same handler (Core::linked_room), in order, as far as the page goes: with the registers, memory
-// and counts they leave one by one. Anything else goes one by one, through the per-access path.
+// Where the soft TLB maps the stack's page directly (Core::direct_span), a push or pop within that
+// page cannot fault, and the handler completes the instruction and those the block loop linked
+// after it with the same handler (Core::linked_room), in order, as far as the page goes: with the
+// registers, memory and counts they leave one by one. Anything else takes the per-access path.
 constexpr uint64_t kMaxStackRun = 16;
 using RegForm = Form<OpKind::Reg, OpKind::None>;
 using ImmForm = Form<OpKind::Imm, OpKind::None>;
