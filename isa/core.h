@@ -118,6 +118,13 @@ class Core {
     return steps < step_deadline_ ? step_deadline_ - steps : 1;
   }
   void suspend_instruction();
+  // A REP that has made its `allowance` of iterations with `remaining` still to make stops here
+  // (suspend_instruction) and resumes on a later call; true when it did.
+  bool suspend_at_allowance(uint64_t iterations, uint64_t allowance, uint64_t remaining) {
+    if (iterations != allowance || remaining == 0) return false;
+    suspend_instruction();
+    return true;
+  }
   // An instruction of this core's guest that a VMM completed on its own virtual CPU (an access to
   // device memory or to a traced page table) retires here too, in its class and in the guest's
   // ring (`user`: CPL 3), whatever mode the core is in while the VMM runs.
@@ -254,18 +261,18 @@ class Core {
   // Translates `linear` for `kind` (soft TLB, then the Translator); throws the fault.
   uint64_t translate(uint64_t linear, AccessKind kind, AccessOrigin origin);
 
-  // The host bytes an explicit access at seg:offset may reach directly, from there to the end of
-  // its page: in 64-bit mode without limit checks (no LMSLE), where the soft TLB holds the page for
-  // `kind` (Read or Write) and no data observer watches. Empty otherwise, and the caller takes the
-  // per-access path, which faults, translates or is observed as each access must be. Nothing is
-  // counted: each access the caller makes through the span is a soft-TLB hit it counts itself
-  // (count_dtlb_hits), as read() and write() would have.
   // Whether direct_span() can give anything in this mode, with this observer.
   bool direct_spans() const { return mode_ == Mode::Long64 && !data_observer_; }
   struct DirectSpan {
     uint8_t* host = nullptr;
     uint64_t bytes = 0;
   };
+  // The host bytes an explicit access at seg:offset may reach directly, from there to the end of
+  // its page: in 64-bit mode without limit checks (no LMSLE), where the soft TLB holds the page for
+  // `kind` (Read or Write) and no data observer watches. Empty otherwise, and the caller takes the
+  // per-access path, which faults, translates or is observed as each access must be. Nothing is
+  // counted: each access the caller makes through the span is a soft-TLB hit it counts itself
+  // (count_dtlb_hits), as read() and write() would have.
   DirectSpan direct_span(SegReg s, uint64_t offset, AccessKind kind) const {
     if (!direct_spans() || lmsle_last_[s] != ~0ull) return {};
     const uint64_t lin = offset + seg_base_[s];

@@ -68,10 +68,7 @@ template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
       if (direct) {
         if (const uint64_t n = direct_run<T, kOp>(c, src, as, std::min(g[RCX] & mask, allowance - iterations))) {
           iterations += n;
-          if (iterations == allowance && (g[RCX] & mask) != 0) {  // the step limit, as below
-            c.suspend_instruction();
-            break;
-          }
+          if (c.suspend_at_allowance(iterations, allowance, g[RCX] & mask)) break;
           continue;
         }
       }
@@ -107,10 +104,7 @@ template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
       if (i.rep() && !equal) break;    // REPE: stop on a difference
       if (i.repne() && equal) break;   // REPNE: stop on a match
     }
-    if (iterations == allowance && (g[RCX] & mask) != 0) {  // the step limit: resumed later
-      c.suspend_instruction();
-      break;
-    }
+    if (c.suspend_at_allowance(iterations, allowance, g[RCX] & mask)) break;  // the step limit
   }
   c.count_string_iterations(iterations);
 }

@@ -158,10 +158,7 @@ void string_io(Core& core, const Insn& i) {
     --count;
     ++iterations;
     if (rep) core.set_gpr_sized(RCX, count, i.addrsize);
-    if (iterations == allowance && count != 0) {
-      core.suspend_instruction();
-      break;
-    }
+    if (core.suspend_at_allowance(iterations, allowance, count)) break;
   }
   core.count_string_iterations(iterations);
 }

@@ -375,13 +375,6 @@ struct IgnoringObserver : DataAccessObserver {
   void on_data_access(uint64_t, unsigned, bool) override {}
 };
 
-struct RepOutcome {
-  std::array<uint64_t, 16> gpr;
-  uint64_t rip, retired, dtlb_hits, string_iterations, steps;
-  std::vector<uint8_t> data;
-  bool operator==(const RepOutcome&) const = default;
-};
-
 constexpr uint64_t kRepData = 0x10000, kRepDataBytes = 0x10000;
 
 std::vector<uint8_t> random_bytes(uint64_t n, uint64_t seed) {
@@ -391,13 +384,60 @@ std::vector<uint8_t> random_bytes(uint64_t n, uint64_t seed) {
   return bytes;
 }
 
-std::vector<uint8_t> ram_bytes(Machine& m, uint64_t address, uint64_t n) {
-  std::vector<uint8_t> bytes;
-  for (uint64_t a = address; a < address + n; ++a) bytes.push_back(m.ram.get<uint8_t>(a));
-  return bytes;
+// What a run of the code at 0x1000 leaves: registers, RIP, counts and the memory at
+// [data, data + data_bytes).
+struct RunOutcome {
+  std::array<uint64_t, 16> gpr;
+  uint64_t rip, retired, dtlb_hits, itlb_hits, string_iterations, steps;
+  std::array<uint64_t, kNumInsnClasses> by_class;
+  std::vector<uint8_t> data;
+  std::vector<uint8_t> vectors;  // events a hook took, where the caller records them
+};
+
+// Runs the code at 0x1000 twice, each run set up by `prepare(measured)` and bounded by
+// `instructions(measured)` and `max_steps`: the first links the instructions and leaves the soft
+// TLB holding the pages, so that the second, whose outcome is returned, finds them warm.
+template <class Prepare, class Instructions>
+RunOutcome second_run(Machine& m, Prepare prepare, Instructions instructions, uint64_t max_steps, uint64_t data,
+                      uint64_t data_bytes) {
+  const CoreCounters& c = m.core.counters();
+  CoreCounters before;
+  for (bool measured : {false, true}) {
+    m.state().rip = 0x1000;
+    prepare(measured);
+    before = c;
+    m.core.run(instructions(measured), max_steps);
+  }
+  RunOutcome r{m.state().gpr,
+               m.state().rip,
+               c.retired - before.retired,
+               c.dtlb_hits - before.dtlb_hits,
+               c.itlb_hits - before.itlb_hits,
+               c.string_iterations - before.string_iterations,
+               c.steps() - before.steps(),
+               {},
+               {},
+               {}};
+  for (unsigned k = 0; k < kNumInsnClasses; ++k) r.by_class[k] = c.by_class[k] - before.by_class[k];
+  for (uint64_t a = data; a < data + data_bytes; ++a) r.data.push_back(m.ram.get<uint8_t>(a));
+  return r;
 }
 
-RepOutcome run_rep(const std::vector<uint8_t>& code, uint64_t rsi, uint64_t rdi, uint64_t rcx, uint64_t max_steps,
+// Two outcomes of the same code, field by field (so that a failure names the field).
+void expect_same_outcome(const RunOutcome& a, const RunOutcome& b) {
+  EXPECT_EQ(a.gpr, b.gpr);
+  EXPECT_EQ(a.rip, b.rip);
+  EXPECT_EQ(a.retired, b.retired);
+  EXPECT_EQ(a.by_class, b.by_class);
+  EXPECT_EQ(a.dtlb_hits, b.dtlb_hits);
+  EXPECT_EQ(a.itlb_hits, b.itlb_hits);
+  EXPECT_EQ(a.string_iterations, b.string_iterations);
+  EXPECT_EQ(a.steps, b.steps);
+  EXPECT_EQ(a.vectors, b.vectors);
+  EXPECT_TRUE(a.data == b.data);
+}
+
+RunOutcome run_rep(const std::vector<uint8_t>& code, uint64_t rsi, uint64_t rdi, uint64_t rcx, uint64_t max_steps,
                    uint64_t fs_base, bool backward, bool observed) {
   Machine m;
   make_long64(m.state(), 0);
@@ -407,29 +447,16 @@ RepOutcome run_rep(const std::vector<uint8_t>& code, uint64_t rsi, uint64_t rdi,
   IgnoringObserver observer;
   if (observed) m.core.set_data_access_observer(&observer);
   m.load_code(0x1000, code);
-  // Twice: the first run leaves the soft TLB holding the pages, so that the second finds every
-  // page, its first element included, mapped directly.
-  const CoreCounters& c = m.core.counters();
-  CoreCounters before;
-  for (int run = 0; run < 2; ++run) {
+  // The second run finds every page, its first element included, mapped directly.
+  auto prepare = [&](bool) {
     m.ram.load(kRepData, data);
-    m.state().rip = 0x1000;
     m.reg(RAX) = 0x0123456789ABCDEFull;
     m.reg(RSI) = rsi;
     m.reg(RDI) = rdi;
     m.reg(RCX) = rcx;
     if (backward) m.state().rflags |= DF;
-    before = c;
-    m.core.run(1, max_steps ? max_steps : ~0ull);
-  }
-  RepOutcome r{m.state().gpr,
-               m.state().rip,
-               c.retired - before.retired,
-               c.dtlb_hits - before.dtlb_hits,
-               c.string_iterations - before.string_iterations,
-               c.steps() - before.steps(),
-               ram_bytes(m, kRepData, kRepDataBytes)};
-  return r;
+  };
+  return second_run(m, prepare, [](bool) { return 1; }, max_steps ? max_steps : ~0ull, kRepData, kRepDataBytes);
 }
 
 TEST(Core, RepMovsAndStosAsHostCopiesMatchThePerAccessPath) {
@@ -466,16 +493,10 @@ TEST(Core, RepMovsAndStosAsHostCopiesMatchThePerAccessPath) {
       if (o.addr32) code.push_back(0x67);
       code.push_back(0xF3);
       code.insert(code.end(), op.bytes.begin(), op.bytes.end());
-      const RepOutcome direct = run_rep(code, o.rsi, o.rdi, o.rcx, o.max_steps, o.fs_base, o.backward, false);
-      const RepOutcome per_access = run_rep(code, o.rsi, o.rdi, o.rcx, o.max_steps, o.fs_base, o.backward, true);
+      const RunOutcome direct = run_rep(code, o.rsi, o.rdi, o.rcx, o.max_steps, o.fs_base, o.backward, false);
+      const RunOutcome per_access = run_rep(code, o.rsi, o.rdi, o.rcx, o.max_steps, o.fs_base, o.backward, true);
       EXPECT_EQ(per_access.string_iterations, o.iterations);
-      EXPECT_EQ(direct.gpr, per_access.gpr);
-      EXPECT_EQ(direct.rip, per_access.rip);
-      EXPECT_EQ(direct.retired, per_access.retired);
-      EXPECT_EQ(direct.dtlb_hits, per_access.dtlb_hits);
-      EXPECT_EQ(direct.string_iterations, per_access.string_iterations);
-      EXPECT_EQ(direct.steps, per_access.steps);
-      EXPECT_TRUE(direct.data == per_access.data);
+      expect_same_outcome(direct, per_access);
     }
 }
 
@@ -484,14 +505,6 @@ TEST(Core, RepMovsAndStosAsHostCopiesMatchThePerAccessPath) {
 // leave the same registers, memory and counts: runs with immediates, PUSH RSP and POP RSP (after
 // which the pops read from RSP's new value), stacks that cross a page, run()'s instruction limit
 // inside a run, and a single-step trap after the first instruction.
-struct StackRunOutcome {
-  std::array<uint64_t, 16> gpr;
-  uint64_t rip, retired, dtlb_hits, itlb_hits, steps;
-  std::array<uint64_t, kNumInsnClasses> by_class;
-  std::vector<uint8_t> data;
-  std::vector<uint8_t> vectors;  // events the hook took
-};
-
 constexpr uint64_t kStackData = 0x20000, kStackDataBytes = 0x20000;
 
 // Identity, except that the stack pages the cases cross from are elsewhere in physical memory (so
@@ -509,7 +522,7 @@ class StackPagesApart : public Translator {
   void flush(bool) override {}
 };
 
-StackRunOutcome run_stack(uint64_t rsp, uint64_t rbx, uint64_t limit, bool single_step, bool observed) {
+RunOutcome run_stack(uint64_t rsp, uint64_t rbx, uint64_t limit, bool single_step, bool observed) {
   // push rax; push 0x2b; push rbx; push rsp; push -256; push rcx; push r15; push r8;
   // pop rdx; pop rsi; pop rdi; pop rbp; pop r9; pop rsp (RBX's value); pop r10; pop r11
   const std::vector<uint8_t> code = {0x50, 0x6A, 0x2B, 0x53, 0x54, 0x68, 0x00, 0xFF, 0xFF, 0xFF, 0x51,
@@ -526,30 +539,16 @@ StackRunOutcome run_stack(uint64_t rsp, uint64_t rbx, uint64_t limit, bool singl
   RecordingHook hook;
   m.core.set_trap_hook(&hook, false);
   m.load_code(0x1000, code);
-  // Twice: the first run links the instructions and leaves the soft TLB holding the pages.
-  const CoreCounters& c = m.core.counters();
-  CoreCounters before;
-  for (int run = 0; run < 2; ++run) {
+  auto prepare = [&](bool measured) {
     m.ram.load(kStackData, data);
-    m.state().rip = 0x1000;
     for (unsigned r = 0; r < 16; ++r) m.reg(r) = 0x1111111111111111ull * r;
     m.reg(RSP) = rsp;
     m.reg(RBX) = rbx;
-    if (run == 1 && single_step) m.state().rflags |= TF;
+    if (measured && single_step) m.state().rflags |= TF;
     hook.events.clear();
-    before = c;
-    m.core.run(run == 1 && limit ? limit : kInstructions);
-  }
-  StackRunOutcome r{m.state().gpr,
-                    m.state().rip,
-                    c.retired - before.retired,
-                    c.dtlb_hits - before.dtlb_hits,
-                    c.itlb_hits - before.itlb_hits,
-                    c.steps() - before.steps(),
-                    {},
-                    ram_bytes(m, kStackData, kStackDataBytes),
-                    {}};
-  for (unsigned k = 0; k < kNumInsnClasses; ++k) r.by_class[k] = c.by_class[k] - before.by_class[k];
+  };
+  auto instructions = [&](bool measured) { return measured && limit ? limit : kInstructions; };
+  RunOutcome r = second_run(m, prepare, instructions, ~0ull, kStackData, kStackDataBytes);
   for (const Event& e : hook.events) r.vectors.push_back(e.vector);
   return r;
 }
@@ -572,18 +571,10 @@ TEST(Core, PushAndPopRunsCompletedAtOnceMatchOneByOne) {
   };
   for (const Case& k : cases) {
     SCOPED_TRACE(k.name);
-    const StackRunOutcome at_once = run_stack(k.rsp, k.rbx, k.limit, k.single_step, false);
-    const StackRunOutcome one_by_one = run_stack(k.rsp, k.rbx, k.limit, k.single_step, true);
+    const RunOutcome at_once = run_stack(k.rsp, k.rbx, k.limit, k.single_step, false);
+    const RunOutcome one_by_one = run_stack(k.rsp, k.rbx, k.limit, k.single_step, true);
     EXPECT_EQ(one_by_one.retired, k.retired);
-    EXPECT_EQ(at_once.gpr, one_by_one.gpr);
-    EXPECT_EQ(at_once.rip, one_by_one.rip);
-    EXPECT_EQ(at_once.retired, one_by_one.retired);
-    EXPECT_EQ(at_once.by_class, one_by_one.by_class);
-    EXPECT_EQ(at_once.dtlb_hits, one_by_one.dtlb_hits);
-    EXPECT_EQ(at_once.itlb_hits, one_by_one.itlb_hits);
-    EXPECT_EQ(at_once.steps, one_by_one.steps);
-    EXPECT_EQ(at_once.vectors, one_by_one.vectors);
-    EXPECT_TRUE(at_once.data == one_by_one.data);
+    expect_same_outcome(at_once, one_by_one);
   }
 }
 
