@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -188,6 +189,38 @@ void DeprivilegedGuest::write_vmm_structures() {
   sync_shadow_gdt();
 }
 
+namespace {
+// The VMM's own memory, written only where it does not hold the value already: a re-sync rewrites
+// whole tables of which few entries change, and every write also drops the decoded code of its
+// frame. Each page's host memory is looked up once.
+class VmmMemoryWriter {
+ public:
+  explicit VmmMemoryWriter(PhysicalBus& bus) : bus_(bus) {}
+  void write(uint64_t paddr, uint64_t value) {
+    if ((paddr >> 12) != page_) {
+      page_ = paddr >> 12;
+      frame_ = bus_.host_frame(paddr & ~0xFFFull);
+    }
+    if (frame_ && (paddr & 0xFFF) <= 0x1000 - 8 && load_host(frame_ + (paddr & 0xFFF), 8) == value) return;
+    bus_.write(paddr, 8, value);
+  }
+  // `words` from `paddr` on, compared at once where they lie in one page of host memory.
+  void write(uint64_t paddr, const std::vector<uint64_t>& words) {
+    const size_t bytes = words.size() * 8;
+    if ((paddr & 0xFFF) + bytes <= 0x1000) {
+      const uint8_t* frame = bus_.host_frame(paddr & ~0xFFFull);
+      if (frame && std::memcmp(frame + (paddr & 0xFFF), words.data(), bytes) == 0) return;
+    }
+    for (size_t k = 0; k < words.size(); ++k) write(paddr + 8 * k, words[k]);
+  }
+
+ private:
+  PhysicalBus& bus_;
+  uint64_t page_ = ~0ull;
+  const uint8_t* frame_ = nullptr;
+};
+}  // namespace
+
 void DeprivilegedGuest::sync_shadow_gdt() {
   CpuState& v = vcpu_->state();
   const GdtView view{v.gdtr.base, v.cr3, v.gdtr.limit, (v.cr0 & CR0_PE) != 0, v.paging(), v.long_mode_active()};
@@ -212,36 +245,40 @@ void DeprivilegedGuest::sync_shadow_gdt() {
   if (shadow == shadow_gdt_ && shadow_gdt_limit_) return;
   shadow_gdt_ = std::move(shadow);
 
-  PhysicalBus& bus = real_->bus();
+  VmmMemoryWriter vmm_memory(real_->bus());
   const uint64_t gdt = machine_.vmm_memory_base + kGdtOffset;
-  for (unsigned k = 0; k < entries; ++k) bus.write(gdt + k * 8, 8, shadow_gdt_[k]);
+  for (unsigned k = 0; k < entries; ++k) vmm_memory.write(gdt + k * 8, shadow_gdt_[k]);
   // The reserved ring-3 segments (flat, 64-bit code), then the VMM's ring-0 64-bit code segment
   // and its TSS.
   unsigned first_free = std::max(entries, 1u);
   if (user_cs_) {
     const unsigned ds = user_ds_ >> 3, cs = user_cs_ >> 3;
-    bus.write(gdt + ds * 8, 8, 0x00CFF3000000FFFFull);
-    bus.write(gdt + cs * 8, 8, 0x00AFFB000000FFFFull);
+    vmm_memory.write(gdt + ds * 8, 0x00CFF3000000FFFFull);
+    vmm_memory.write(gdt + cs * 8, 0x00AFFB000000FFFFull);
     first_free = std::max({first_free, ds + 1u, cs + 1u});
   }
   const unsigned vmm_code = first_free;
   const unsigned tss = vmm_code + 1;
-  bus.write(gdt + vmm_code * 8, 8, 0x00AF9A000000FFFFull);
+  vmm_memory.write(gdt + vmm_code * 8, 0x00AF9A000000FFFFull);
   const uint64_t tss_base = area_linear_base() + kTssOffset;
   const uint64_t tss_lo = kTssLimit | ((tss_base & 0xFFFFFF) << 16) | (uint64_t{kTssBusy} << 40) | (1ull << 47) |
                           (((tss_base >> 24) & 0xFF) << 56);
-  bus.write(gdt + tss * 8, 8, tss_lo);
-  bus.write(gdt + tss * 8 + 8, 8, tss_base >> 32);
+  vmm_memory.write(gdt + tss * 8, tss_lo);
+  vmm_memory.write(gdt + tss * 8 + 8, tss_base >> 32);
   shadow_gdt_limit_ = static_cast<uint16_t>(tss * 8 + 15);
 
-  const uint64_t idt = machine_.vmm_memory_base + kIdtOffset;
-  for (unsigned vector = 0; vector < 256; ++vector) {
-    const uint64_t entry = area_linear_base() + kEntryOffset + vector * 16;
-    const uint64_t lo = (entry & 0xFFFF) | (uint64_t{vmm_code * 8u} << 16) | (uint64_t{kIntGate} << 40) |
-                        (1ull << 47) | (((entry >> 16) & 0xFFFF) << 48);
-    bus.write(idt + vector * 16, 8, lo);
-    bus.write(idt + vector * 16 + 8, 8, entry >> 32);
+  if (idt_image_selector_ != vmm_code * 8u || idt_image_area_ != area_linear_base()) {
+    idt_image_selector_ = vmm_code * 8u;
+    idt_image_area_ = area_linear_base();
+    idt_image_.assign(512, 0);
+    for (unsigned vector = 0; vector < 256; ++vector) {
+      const uint64_t entry = area_linear_base() + kEntryOffset + vector * 16;
+      idt_image_[2 * vector] = (entry & 0xFFFF) | (idt_image_selector_ << 16) | (uint64_t{kIntGate} << 40) |
+                               (1ull << 47) | (((entry >> 16) & 0xFFFF) << 48);
+      idt_image_[2 * vector + 1] = entry >> 32;
+    }
   }
+  vmm_memory.write(machine_.vmm_memory_base + kIdtOffset, idt_image_);
   tss_selector_ = static_cast<uint16_t>(tss * 8);
 }
 

@@ -259,6 +259,10 @@ class DeprivilegedGuest : private isa::InterruptSource {
   std::vector<ShadowPager::GuestEntry> gdt_sources_;  // the guest paging entries that map them
   uint16_t shadow_gdt_limit_ = 0;
   uint16_t tss_selector_ = 0;
+  // The VMM's IDT as last built (its 256 gates as 512 words), for the VMM code selector and VMM
+  // area base it was built for: every re-sync compares it with memory, which seldom differs.
+  std::vector<uint64_t> idt_image_;
+  uint64_t idt_image_selector_ = ~0ull, idt_image_area_ = 0;
   bool guest_tables_real_ = false, take_every_interrupt_ = false;
   unsigned area_pml4_slot_ = 0;
   uint16_t user_ds_ = 0, user_cs_ = 0;  // reserved ring-3 selectors (0: none)

@@ -89,6 +89,43 @@ TEST(TrapEmulate, TheGuestCannotReachTheVmmsMemoryThroughItsPageTables) {
   }
 }
 
+// The real CPU's IDT is the VMM's: 256 interrupt gates at DPL 0 into consecutive 16-byte entries
+// of the VMM's area, through the VMM's 64-bit ring-0 code segment, which the shadow GDT places after
+// the guest's entries. A guest LGDT that grows its GDT moves that segment, and the gates follow.
+//   lgdt [rip + 2] ; jmp $ ; dw 0xFF ; dq kGdt
+TEST(TrapEmulate, TheVmmsIdtGatesFollowItsCodeSegmentWhenTheGuestGdtGrows) {
+  for (const char* profile : {"x86-pg", "x86"}) {
+    SCOPED_TRACE(profile);
+    DeprivilegedMachine m(profile);
+    vmm::TrapEmulateVmm& vmm =
+        m.start(cat({{0x0F, 0x01, 0x15}, imm32(2), {0xEB, 0xFE, 0xFF, 0x00}, imm32(test::kGdt), imm32(0)}));
+    auto expect_gates = [&](uint16_t selector) {
+      constexpr auto kVmm = isa::AccessOrigin::ImplicitSupervisor;
+      const isa::CpuState& real = m.state();
+      ASSERT_EQ(real.idtr.limit, 0xFFF);
+      ASSERT_GT(real.gdtr.limit, selector);
+      const uint64_t code = m.core.read_linear(real.gdtr.base + (selector & ~7u), 8, kVmm);
+      EXPECT_EQ((code >> 40) & 0xF8, 0x98u);  // present, DPL 0, a code segment...
+      EXPECT_EQ((code >> 53) & 3, 1u);        // ...of 64-bit code (L, not D)
+      uint64_t first = 0;  // the trap router stands in for the code there
+      for (unsigned v = 0; v < 256; ++v) {
+        const uint64_t lo = m.core.read_linear(real.idtr.base + 16 * v, 8, kVmm);
+        const uint64_t hi = m.core.read_linear(real.idtr.base + 16 * v + 8, 8, kVmm);
+        const uint64_t offset = (lo & 0xFFFF) | ((lo >> 48) << 16) | (hi << 32);
+        if (v == 0) first = offset;
+        EXPECT_EQ((lo >> 16) & 0xFFFF, selector) << "vector " << v;
+        EXPECT_EQ((lo >> 32) & 0xFFFF, 0x8E00u) << "vector " << v;  // present, DPL 0, interrupt gate, no IST
+        EXPECT_EQ(offset, first + 16 * v) << "vector " << v;
+      }
+    };
+    expect_gates(0x80);  // after the guest's 16 entries (its GDTR limit is 0x7F)
+    EXPECT_EQ(m.core.run(1), 1u);
+    EXPECT_EQ(m.traps(TrapCause::GeneralProtection), 1u);  // LGDT, emulated: the GDT has 32 entries
+    EXPECT_EQ(vmm.virtual_cpu().state().gdtr.limit, 0xFF);
+    expect_gates(0x100);
+  }
+}
+
 TEST(TrapEmulate, EveryCycleOfATrapIsChargedToANamedBucket) {
   DeprivilegedMachine m("x86-pg");
   vmm::VmmCosts costs;
