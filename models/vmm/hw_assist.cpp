@@ -158,6 +158,56 @@ uint64_t HwAssistVmm::host_physical(uint64_t gpa) const {
   throw std::out_of_range("hw_assist: guest-physical " + hex(gpa) + " is not guest RAM");
 }
 
+void move_ram_chunks(isa::PhysicalBus& bus, uint64_t base, uint64_t chunk, const std::vector<uint64_t>& hosts) {
+  if (chunk == 0 || chunk % kPage)
+    throw std::invalid_argument("move_ram_chunks: the chunk size " + std::to_string(chunk) + " is not whole pages");
+  const uint64_t n = hosts.size();
+  // A chunk's pages, each where the bus has it (they may lie apart in host memory).
+  auto page_of = [&](uint64_t c, uint64_t off) {
+    uint8_t* page = bus.host_frame(base + c * chunk + off);
+    if (!page) throw std::invalid_argument("move_ram_chunks: " + hex(base + c * chunk + off) + " is not RAM");
+    return page;
+  };
+  static const uint8_t kZeroPage[kPage] = {};
+  std::vector<bool> zero(n, true);  // the chunk holds zeros (until it receives something else)
+  for (uint64_t c = 0; c < n; ++c)
+    for (uint64_t off = 0; off < chunk && zero[c]; off += kPage)
+      zero[c] = std::memcmp(page_of(c, off), kZeroPage, kPage) == 0;
+  std::vector<uint64_t> source(n, n);  // chunk d receives the contents of chunk source[d]
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t d = (hosts[i] - base) / chunk;
+    if (hosts[i] < base || (hosts[i] - base) % chunk || d >= n || source[d] != n)
+      throw std::invalid_argument("move_ram_chunks: the chunks' new places are not a permutation of them");
+    source[d] = i;
+  }
+  // Chunk `to`, which still holds its own contents, receives those `from` gives page by page
+  // (zeros when from_zero).
+  auto receive = [&](uint64_t to, auto&& from, bool from_zero) {
+    if (from_zero && zero[to]) return;
+    for (uint64_t off = 0; off < chunk; off += kPage) {
+      if (from_zero) std::memset(page_of(to, off), 0, kPage);
+      else std::memcpy(page_of(to, off), from(off), kPage);
+    }
+  };
+  std::vector<bool> done(n, false);
+  std::vector<uint8_t> scratch(chunk);
+  for (uint64_t start = 0; start < n; ++start) {
+    if (done[start] || source[start] == start) continue;
+    // The cycle through `start`: its contents go aside, each chunk on the cycle receives its
+    // source's, and the last one what went aside.
+    if (!zero[start])
+      for (uint64_t off = 0; off < chunk; off += kPage) std::memcpy(&scratch[off], page_of(start, off), kPage);
+    uint64_t to = start;
+    for (; source[to] != start; to = source[to]) {
+      const uint64_t from = source[to];
+      receive(to, [&](uint64_t off) { return page_of(from, off); }, zero[from]);
+      done[to] = true;
+    }
+    receive(to, [&](uint64_t off) { return &scratch[off]; }, zero[start]);
+    done[to] = true;
+  }
+}
+
 // Guest RAM in host RAM: under the shuffled layout chunk i of a range goes to chunk
 // (i * stride + n / 2) mod n of the same host range, with a stride prime to n, so that no guest
 // address above the first chunks is its own host address; the contents the loader put there move
@@ -178,13 +228,8 @@ void HwAssistVmm::place_guest_ram(Core& core) {
       uint64_t stride = 5;
       while (std::gcd(stride, n) != 1) ++stride;
       for (uint64_t i = 0; i < n; ++i) hosts.push_back(base + ((i * stride + n / 2) % n) * kChunk);
-      std::vector<uint8_t> contents(size);
-      for (uint64_t off = 0; off < size; off += kPage) std::memcpy(&contents[off], bus.host_frame(base + off), kPage);
-      for (uint64_t i = 0; i < n; ++i) {
-        for (uint64_t off = 0; off < kChunk; off += kPage)
-          std::memcpy(bus.host_frame(hosts[i] + off), &contents[i * kChunk + off], kPage);
-        ept.map(base + i * kChunk, hosts[i], kChunk, page);
-      }
+      move_ram_chunks(bus, base, kChunk, hosts);
+      for (uint64_t i = 0; i < n; ++i) ept.map(base + i * kChunk, hosts[i], kChunk, page);
       core.invalidate_decoded(base, size);
     } else {
       const uint64_t start = base / page * page, end = (base + size + page - 1) / page * page;

@@ -37,9 +37,10 @@
 // carries out for the guest are charged at vmm.cost.device_model_cycles (vmm_device_model).
 #pragma once
 #include <array>
-#include <memory>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <vector>
 
 #include "isa/system/ept.h"
 #include "isa/vmx/exit_reason.h"
@@ -50,6 +51,12 @@
 #include "models/vmm/vmm.h"
 
 namespace pgsim::vmm {
+
+// The shuffled EPT layout's placement of guest RAM: moves the contents of chunk i of the `chunk`-byte
+// chunks of RAM from `base` on to host address hosts[i], the chunks' new places being a permutation
+// of them. Each chunk is copied once; one that holds zeros and receives zeros is not written, so that
+// the RAM the loader never wrote stays untouched host memory.
+void move_ram_chunks(isa::PhysicalBus& bus, uint64_t base, uint64_t chunk, const std::vector<uint64_t>& hosts);
 
 class HwAssistVmm final : public Vmm {
  public:
