@@ -1,5 +1,6 @@
 #include "models/memory/ram.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -21,12 +22,16 @@ Ram::Ram(sc_core::sc_module_name name, const Params& params)
     throw std::runtime_error("cannot reserve " + std::to_string(size_ >> 20) +
                              " MiB of guest RAM: " + std::strerror(errno));
   data_ = static_cast<uint8_t*>(p);
+  pagemap_ = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   in.register_b_transport(this, &Ram::b_transport);
   in.register_get_direct_mem_ptr(this, &Ram::get_direct_mem_ptr);
   in.register_transport_dbg(this, &Ram::transport_dbg);
 }
 
-Ram::~Ram() { munmap(data_, size_); }
+Ram::~Ram() {
+  if (pagemap_ >= 0) close(pagemap_);
+  munmap(data_, size_);
+}
 
 uint64_t Ram::resident_bytes() const {
   const long page = sysconf(_SC_PAGESIZE);
@@ -36,6 +41,21 @@ uint64_t Ram::resident_bytes() const {
   uint64_t resident = 0;
   for (unsigned char v : vec) resident += v & 1;
   return resident * page;
+}
+
+bool Ram::untouched(uint64_t offset, uint64_t size) const {
+  if (pagemap_ < 0 || size == 0 || offset >= size_ || size > size_ - offset) return false;
+  // One 64-bit entry per host page (Documentation/admin-guide/mm/pagemap.rst): bit 63 present,
+  // bit 62 swapped. A page of this private anonymous mapping with neither was never touched.
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t first = reinterpret_cast<uintptr_t>(data_ + offset) / page;
+  const uint64_t last = (reinterpret_cast<uintptr_t>(data_ + offset + size) - 1) / page;
+  std::vector<uint64_t> entries(last - first + 1);
+  const ssize_t bytes = static_cast<ssize_t>(entries.size() * sizeof(uint64_t));
+  if (pread(pagemap_, entries.data(), bytes, static_cast<off_t>(first * sizeof(uint64_t))) != bytes) return false;
+  for (const uint64_t e : entries)
+    if (e >> 62) return false;
+  return true;
 }
 
 void Ram::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {

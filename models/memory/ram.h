@@ -30,6 +30,10 @@ class Ram : public sc_core::sc_module {
 
   // Host memory the guest has actually touched (resident pages of the mapping), in bytes.
   uint64_t resident_bytes() const;
+  // Whether [offset, offset + size) has never been touched: its host pages were neither faulted in
+  // nor swapped out, so that it reads as zeros (and reading it would make the host allocate it).
+  // False when the host cannot tell (no /proc/self/pagemap).
+  bool untouched(uint64_t offset, uint64_t size) const;
 
  private:
   void b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay);
@@ -39,6 +43,7 @@ class Ram : public sc_core::sc_module {
   uint64_t size_;
   sc_core::sc_time latency_;
   uint8_t* data_ = nullptr;
+  int pagemap_ = -1;  // /proc/self/pagemap, for untouched()
 };
 
 }  // namespace pgsim::models

@@ -158,7 +158,8 @@ uint64_t HwAssistVmm::host_physical(uint64_t gpa) const {
   throw std::out_of_range("hw_assist: guest-physical " + hex(gpa) + " is not guest RAM");
 }
 
-void move_ram_chunks(isa::PhysicalBus& bus, uint64_t base, uint64_t chunk, const std::vector<uint64_t>& hosts) {
+void move_ram_chunks(isa::PhysicalBus& bus, uint64_t base, uint64_t chunk, const std::vector<uint64_t>& hosts,
+                     const std::function<bool(uint64_t paddr, uint64_t size)>& untouched) {
   if (chunk == 0 || chunk % kPage)
     throw std::invalid_argument("move_ram_chunks: the chunk size " + std::to_string(chunk) + " is not whole pages");
   const uint64_t n = hosts.size();
@@ -170,9 +171,11 @@ void move_ram_chunks(isa::PhysicalBus& bus, uint64_t base, uint64_t chunk, const
   };
   static const uint8_t kZeroPage[kPage] = {};
   std::vector<bool> zero(n, true);  // the chunk holds zeros (until it receives something else)
-  for (uint64_t c = 0; c < n; ++c)
+  for (uint64_t c = 0; c < n; ++c) {
+    if (untouched && untouched(base + c * chunk, chunk)) continue;
     for (uint64_t off = 0; off < chunk && zero[c]; off += kPage)
       zero[c] = std::memcmp(page_of(c, off), kZeroPage, kPage) == 0;
+  }
   std::vector<uint64_t> source(n, n);  // chunk d receives the contents of chunk source[d]
   for (uint64_t i = 0; i < n; ++i) {
     const uint64_t d = (hosts[i] - base) / chunk;
@@ -228,7 +231,7 @@ void HwAssistVmm::place_guest_ram(Core& core) {
       uint64_t stride = 5;
       while (std::gcd(stride, n) != 1) ++stride;
       for (uint64_t i = 0; i < n; ++i) hosts.push_back(base + ((i * stride + n / 2) % n) * kChunk);
-      move_ram_chunks(bus, base, kChunk, hosts);
+      move_ram_chunks(bus, base, kChunk, hosts, machine_.ram_untouched);
       for (uint64_t i = 0; i < n; ++i) ept.map(base + i * kChunk, hosts[i], kChunk, page);
       core.invalidate_decoded(base, size);
     } else {

@@ -38,6 +38,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -54,9 +55,11 @@ namespace pgsim::vmm {
 
 // The shuffled EPT layout's placement of guest RAM: moves the contents of chunk i of the `chunk`-byte
 // chunks of RAM from `base` on to host address hosts[i], the chunks' new places being a permutation
-// of them. Each chunk is copied once; one that holds zeros and receives zeros is not written, so that
-// the RAM the loader never wrote stays untouched host memory.
-void move_ram_chunks(isa::PhysicalBus& bus, uint64_t base, uint64_t chunk, const std::vector<uint64_t>& hosts);
+// of them. Each chunk is copied once; one that holds zeros and receives zeros is not written, and
+// one that `untouched` (Machine::ram_untouched, when set) knows to be untouched is not even read, so
+// that the RAM the loader never wrote stays untouched host memory.
+void move_ram_chunks(isa::PhysicalBus& bus, uint64_t base, uint64_t chunk, const std::vector<uint64_t>& hosts,
+                     const std::function<bool(uint64_t paddr, uint64_t size)>& untouched = {});
 
 class HwAssistVmm final : public Vmm {
  public:

@@ -17,6 +17,7 @@
 // Plain C++ on isa/: the VMM runs inside the CPU module's thread, through the core's hooks.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,6 +59,9 @@ struct Machine {
   // The guest's RAM as [base, base + size) ranges of physical addresses (below and above the
   // 4 GiB hole); empty: [0, vmm_memory_base).
   std::vector<std::pair<uint64_t, uint64_t>> guest_ram{};
+  // Whether guest RAM [paddr, paddr + size) was never touched, so that it reads as zeros without
+  // being read (which would make the host allocate it); unset in tests without a platform.
+  std::function<bool(uint64_t paddr, uint64_t size)> ram_untouched{};
 };
 
 // How a strategy behaves, beyond what it costs.

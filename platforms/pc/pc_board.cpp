@@ -209,6 +209,13 @@ void PcBoard::start_of_simulation() {
   vmm::Machine machine{cpu_->core(), cpu_.get(), vmm_memory_base_, vmm_memory_size_, &cpu_->cycles().io_accesses,
                        &cpu_->mmu(), {{0, memory_map_.low_size()}}};
   if (memory_map_.high_size() > 0) machine.guest_ram.push_back({models::PcMemoryMap::kHighRamBase, memory_map_.high_size()});
+  // Guest RAM is one Ram: the low part at its start, the part above 4 GiB after it.
+  machine.ram_untouched = [this](uint64_t paddr, uint64_t size) {
+    const uint64_t low = memory_map_.low_size(), high = models::PcMemoryMap::kHighRamBase;
+    if (paddr < low && size <= low - paddr) return ram_->untouched(paddr, size);
+    if (paddr >= high && paddr - high < memory_map_.high_size()) return ram_->untouched(low + (paddr - high), size);
+    return false;
+  };
   vmm_ = config::attach_vmm(config_, machine);
   vmm::TrapRouter* router = vmm_.get();
   cpu_->cycles().set_external_charges({[router] { return router->vmm().cycles().total(); },

@@ -34,6 +34,20 @@ TEST(RamTest, FourGibibytesTouchedSparselyStaySmall) {
   EXPECT_EQ(ram.data()[2ull << 30], 0);  // untouched memory reads as zero
 }
 
+// Pages are untouched until written; the others far from the write stay so (a write may fault in a
+// whole 2 MiB huge page around it).
+TEST(RamTest, PagesAreUntouchedUntilWritten) {
+  Ram ram("ram_untouched", Ram::Params{8 << 20});
+  EXPECT_TRUE(ram.untouched(0, 8 << 20));
+  ram.data()[(3 << 20) + 5] = 1;
+  EXPECT_FALSE(ram.untouched(0, 8 << 20));
+  EXPECT_FALSE(ram.untouched(3 << 20, 4096));
+  EXPECT_TRUE(ram.untouched(0, 1 << 20));
+  EXPECT_TRUE(ram.untouched(6 << 20, 2 << 20));
+  EXPECT_FALSE(ram.untouched(7 << 20, 2 << 20));  // past the end: not known
+  EXPECT_FALSE(ram.untouched(0, 0));
+}
+
 TEST(RamTest, TransportAndDmi) {
   Ram ram("ram_small", Ram::Params{1 << 20});
   uint32_t value = 0xCAFEF00D;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <set>
 #include <vector>
 
 #include "models/vmm/hw_assist.h"
@@ -46,6 +47,43 @@ TEST(MoveRamChunks, EveryChunksContentsEndAtItsNewPlace) {
     for (uint64_t p : places) hosts.push_back(kBase + p * kChunk);
     vmm::move_ram_chunks(ram, kBase, kChunk, hosts);
     for (uint64_t c = 0; c < kChunks; ++c) EXPECT_EQ(chunk_at(ram, hosts[c]), before[c]) << "chunk " << c;
+  }
+}
+
+// The bus of a FlatRam that records the frames asked for.
+class RecordingBus : public isa::PhysicalBus {
+ public:
+  explicit RecordingBus(test::FlatRam& ram) : ram_(ram) {}
+  uint8_t* host_frame(uint64_t paddr) override {
+    frames.insert(paddr >> 12);
+    return ram_.host_frame(paddr);
+  }
+  uint64_t read(uint64_t paddr, unsigned size) override { return ram_.read(paddr, size); }
+  void write(uint64_t paddr, unsigned size, uint64_t value) override { ram_.write(paddr, size, value); }
+  std::set<uint64_t> frames;
+
+ private:
+  test::FlatRam& ram_;
+};
+
+// A chunk the platform knows to be untouched is not read; when it receives zeros it stays untouched.
+TEST(MoveRamChunks, AChunkKnownUntouchedThatReceivesZerosIsNeverReached) {
+  test::FlatRam ram;
+  for (uint64_t c : {0, 1, 3, 4, 6, 7})
+    for (uint64_t off = 0; off < kChunk; off += 4096) ram.host_frame(kBase + c * kChunk + off)[0] = static_cast<uint8_t>(c + 1);
+  RecordingBus bus(ram);
+  auto untouched = [](uint64_t paddr, uint64_t size) {
+    return size == kChunk && (paddr == kBase + 2 * kChunk || paddr == kBase + 5 * kChunk);
+  };
+  // 2 -> 5: chunk 5 receives chunk 2's zeros; 5 -> 0: chunk 0 receives chunk 5's zeros.
+  std::vector<uint64_t> hosts;
+  for (uint64_t p : {3, 4, 5, 6, 7, 0, 1, 2}) hosts.push_back(kBase + p * kChunk);
+  vmm::move_ram_chunks(bus, kBase, kChunk, hosts, untouched);
+  for (uint64_t off = 0; off < kChunk; off += 4096) {
+    EXPECT_FALSE(bus.frames.count((kBase + 5 * kChunk + off) >> 12)) << "chunk 5, offset " << off;
+    EXPECT_EQ(ram.host_frame(kBase + 0 * kChunk + off)[0], 0);  // chunk 5's zeros
+    EXPECT_EQ(ram.host_frame(kBase + 2 * kChunk + off)[0], 8);  // chunk 7's
+    EXPECT_EQ(ram.host_frame(kBase + 3 * kChunk + off)[0], 1);  // chunk 0's
   }
 }
 
