@@ -63,9 +63,12 @@ void VirtualCpu::write(uint64_t paddr, unsigned size, uint64_t value) {
     for (unsigned k = 0; k < size; ++k) overlay_[paddr + k] = static_cast<uint8_t>(value >> (8 * k));
     return;
   }
-  if (!real_.bus().host_frame(paddr)) ++device_accesses_;
+  // RAM through its host pointer, as the bus itself would write it; device memory through the bus.
+  uint8_t* frame = real_.bus().host_frame(paddr);
+  if (!frame) ++device_accesses_;
   if (before_write) before_write(paddr, size, value);
-  real_.bus().write(paddr, size, value);
+  if (frame && (paddr & 0xFFF) + size <= 0x1000) store_host(frame + (paddr & 0xFFF), size, value);
+  else real_.bus().write(paddr, size, value);
   real_.invalidate_decoded(paddr, size);
 }
 
@@ -175,8 +178,11 @@ uint64_t VirtualCpu::read(uint64_t paddr, unsigned size) {
   }
   paddr = host_address(paddr);
   if (refuses(paddr)) return ~0ull >> (64 - 8 * size);
-  if (!real_.bus().host_frame(paddr)) ++device_accesses_;
-  uint64_t v = real_.bus().read(paddr, size);
+  // RAM through its host pointer, as the bus itself would read it; device memory through the bus.
+  const uint8_t* frame = real_.bus().host_frame(paddr);
+  if (!frame) ++device_accesses_;
+  uint64_t v = frame && (paddr & 0xFFF) + size <= 0x1000 ? load_host(frame + (paddr & 0xFFF), size)
+                                                         : real_.bus().read(paddr, size);
   if (!sandbox_ || overlay_.empty()) return v;
   for (unsigned k = 0; k < size; ++k) {
     auto it = overlay_.find(paddr + k);

@@ -126,6 +126,23 @@ TEST(TrapEmulate, TheVmmsIdtGatesFollowItsCodeSegmentWhenTheGuestGdtGrows) {
   }
 }
 
+// An emulated instruction that stores into code the real CPU has decoded: the real CPU runs the new
+// code. INSB traps (port I/O) and the virtual CPU stores the port's byte, a RET, over the INC.
+//   call f ; mov edi, f ; mov edx, 0x60 ; insb ; call f ; jmp $
+//   f: inc ebx ; ret
+TEST(TrapEmulate, AStoreOfAnEmulatedInstructionIntoDecodedCodeIsSeenByTheRealCpu) {
+  DeprivilegedMachine m("x86-pg");
+  m.io.in_value = 0xC3;  // ret
+  const uint32_t f = static_cast<uint32_t>(kCode) + 23;
+  m.start(cat({{0xE8}, imm32(18), {0xBF}, imm32(f), {0xBA}, imm32(0x60), {0x6C, 0xE8}, imm32(2), {0xEB, 0xFE},
+               {0xFF, 0xC3, 0xC3}}));
+  m.core.run(9);  // call, inc, ret, mov, mov, insb (emulated), call, ret, jmp
+  EXPECT_EQ(m.traps(TrapCause::GeneralProtection), 1u);
+  EXPECT_EQ(m.ram.get<uint8_t>(f), 0xC3);
+  EXPECT_EQ(m.state().gpr[isa::RBX], 1u);  // the second call ran the RET alone
+  EXPECT_EQ(m.state().rip, kCode + 21);
+}
+
 TEST(TrapEmulate, EveryCycleOfATrapIsChargedToANamedBucket) {
   DeprivilegedMachine m("x86-pg");
   vmm::VmmCosts costs;
