@@ -89,7 +89,18 @@ Translation VirtualCpu::translate(const CpuState& state, uint64_t linear, Access
   req.access = kind;
   req.user = user;
   req.implicit = origin == AccessOrigin::ImplicitSupervisor;
-  const WalkResult w = page_walk(state, *this, req);
+  // The memo checks a walk's entries where the real bus has them: only while the virtual CPU reads
+  // memory as the real bus does (no shuffled layout, no hidden root entries, no sandbox).
+  const bool memo = !host_physical && !hidden_root_entries_ && !sandbox_;
+  WalkResult w;
+  WalkTrace trace;
+  if (memo) walk_memo_.note_state(state);
+  if (!memo || !walk_memo_.find(req, w)) {
+    w = page_walk(state, *this, req, nullptr, nullptr, memo ? &trace : nullptr);
+    bool in_vmm_memory = false;  // a walk that reads the VMM's memory stops the run: never remembered
+    for (unsigned i = 0; i < trace.count; ++i) in_vmm_memory |= trace.paddr[i] - vmm_base_ < vmm_size_;
+    if (memo && w.ok && !in_vmm_memory) walk_memo_.record(req, trace, w, real_.bus());
+  }
   Translation t;
   t.ok = w.ok;
   t.fault = w.fault;

@@ -17,6 +17,7 @@
 
 #include "isa/core.h"
 #include "isa/system/system_config.h"
+#include "models/mmu/walk_memo.h"
 
 namespace pgsim::vmm {
 
@@ -170,6 +171,9 @@ class VirtualCpu : private isa::PhysicalBus,
   uint64_t host_address(uint64_t paddr) const { return host_physical ? host_physical(paddr) : paddr; }
   // True, after stopping the run, when `paddr` is the VMM's memory.
   bool refuses(uint64_t paddr);
+  // The guest's page walks, remembered while every entry they read holds the value they left in it
+  // (what the walk would give again, writing nothing): host time only, as for the MMU's walks.
+  models::WalkMemo walk_memo_{64};
   isa::Core core_;
   isa::SystemConfig system_;
   std::unique_ptr<isa::SystemConfigBinding> binding_;

@@ -4,6 +4,7 @@
 // ("tests/isa/harness.h").
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -30,8 +31,18 @@ class FlatRam : public isa::PhysicalBus {
   };
   void add_device(uint64_t base, uint64_t size, Device device) { devices_[base] = Window{base, size, std::move(device)}; }
 
+  // From now on the RAM is one piece of host memory (its contents so far copied there), frames at
+  // one offset from their physical addresses as a platform's RAM is, so that the walk memos
+  // (models/mmu/walk_memo.h), which need that, remember walks. Before any host pointer is kept.
+  void make_one_piece() {
+    one_piece_.reset(static_cast<uint8_t*>(std::calloc(size_, 1)));
+    for (const auto& [frame, bytes] : frames_) std::memcpy(one_piece_.get() + (frame << 12), bytes.get(), 4096);
+    frames_.clear();
+  }
+
   uint8_t* host_frame(uint64_t paddr) override {
     if (paddr >= size_ || device_at(paddr)) return nullptr;
+    if (one_piece_) return one_piece_.get() + (paddr & ~0xFFFull);
     auto& frame = frames_[paddr >> 12];
     if (!frame) frame = std::make_unique<uint8_t[]>(4096);  // zero-initialized
     return frame.get();
@@ -82,6 +93,10 @@ class FlatRam : public isa::PhysicalBus {
   }
   uint64_t size_;
   std::unordered_map<uint64_t, std::unique_ptr<uint8_t[]>> frames_;
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, Free> one_piece_;
   std::map<uint64_t, Window> devices_;
 };
 

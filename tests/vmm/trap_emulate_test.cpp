@@ -143,6 +143,32 @@ TEST(TrapEmulate, AStoreOfAnEmulatedInstructionIntoDecodedCodeIsSeenByTheRealCpu
   EXPECT_EQ(m.state().rip, kCode + 21);
 }
 
+// The virtual CPU's accesses follow the guest's address space: after a MOV CR3 to tables that map
+// the same linear page elsewhere, an emulated store there reaches the other page. Both stores are
+// INSB's (port I/O traps); the second address space maps the 2 MiB at 8 MiB onto those at 10 MiB.
+//   mov edi, 8M ; mov edx, 0x60 ; insb ; mov eax, pml4' ; mov cr3, rax ; mov edi, 8M ; insb ; jmp $
+TEST(TrapEmulate, TheVirtualCpusAccessesFollowTheGuestsAddressSpace) {
+  DeprivilegedMachine m("x86-pg");
+  m.ram.make_one_piece();  // the virtual CPU remembers its walks, as on the platform
+  constexpr uint64_t kPml4B = 0x103000, kPdptB = 0x104000, kPdB = 0x105000, kPage = 8ull << 20;
+  m.ram.put<uint64_t>(kPml4B, kPdptB | test::kPteP | test::kPteRw);
+  m.ram.put<uint64_t>(kPdptB, kPdB | test::kPteP | test::kPteRw);
+  for (uint64_t k = 0; k < test::kGuestRam >> 21; ++k) {
+    const uint64_t frame = (k << 21) == kPage ? kPage + (2ull << 20) : k << 21;
+    m.ram.put<uint64_t>(kPdB + k * 8, frame | test::kPteP | test::kPteRw | test::kPtePs);
+  }
+  m.io.in_value = 0xAB;
+  vmm::TrapEmulateVmm& vmm =
+      m.start(cat({{0xBF}, imm32(kPage), {0xBA}, imm32(0x60), {0x6C, 0xB8}, imm32(kPml4B), {0x0F, 0x22, 0xD8, 0xBF},
+                   imm32(kPage), {0x6C, 0xEB, 0xFE}}));
+  m.core.run(7);
+  EXPECT_EQ(vmm.virtual_cpu().state().cr3, kPml4B);
+  EXPECT_EQ(m.io.ins.size(), 2u);
+  EXPECT_EQ(m.ram.get<uint8_t>(kPage), 0xAB);                 // the first address space's page
+  EXPECT_EQ(m.ram.get<uint8_t>(kPage + (2ull << 20)), 0xAB);  // the second's
+  EXPECT_EQ(m.state().rip, kCode + 25);  // at the jmp $
+}
+
 TEST(TrapEmulate, EveryCycleOfATrapIsChargedToANamedBucket) {
   DeprivilegedMachine m("x86-pg");
   vmm::VmmCosts costs;
