@@ -105,7 +105,7 @@ Translation VirtualCpu::translate(const CpuState& state, uint64_t linear, Access
   t.ok = w.ok;
   t.fault = w.fault;
   t.paddr = w.paddr;
-  t.cacheable = false;  // the guest's tables change under the virtual CPU's feet: walk every time
+  t.cacheable = false;  // the guest's tables change under the virtual CPU's feet: no soft-TLB entry
   return t;
 }
 
