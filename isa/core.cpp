@@ -443,7 +443,7 @@ void Core::flush_tlbs(bool include_global) {
 void Core::invalidate_decoded(uint64_t paddr, uint64_t size) {
   if (size == 0) return;
   for (uint64_t frame = paddr >> 12; frame <= (paddr + size - 1) >> 12; ++frame) {
-    if (code_frames_.count(frame)) invalidate_frame(frame);
+    if (holds_decoded(frame)) invalidate_frame(frame);
   }
 }
 
@@ -467,7 +467,7 @@ unsigned Core::drop_decoded_frame(uint64_t frame) {
     pages_.erase(it);
     ++dropped;
   }
-  code_frames_.erase(frame);
+  if (code_frames_.erase(frame)) --code_frame_buckets_[frame % kCodeFrameBuckets];
   attention_ = true;
   return dropped;
 }
@@ -482,6 +482,7 @@ Core::DecodedPage* Core::code_page(uint64_t frame) {
   DecodedPage* raw = page.get();
   pages_.emplace(key, std::move(page));
   if (code_frames_[frame]++ == 0) {
+    ++code_frame_buckets_[frame % kCodeFrameBuckets];
     // Writes to this frame must now take the slow path, which discards the decoded code.
     for (auto& by_user : tlb_)
       for (SoftTlbEntry& e : by_user[kWrite])
@@ -628,7 +629,7 @@ uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint
     if (!t.ok) throw t.fault;
   }
   const uint64_t frame = t.paddr >> 12;
-  if (kind == AccessKind::Write && code_frames_.count(frame)) invalidate_frame(frame);
+  if (kind == AccessKind::Write && holds_decoded(frame)) invalidate_frame(frame);
   uint8_t* page = t.host_frame ? t.host_frame : bus_.host_frame(t.paddr & ~0xFFFull);
   *paddr = t.paddr;
   *cacheable = page && t.cacheable;

@@ -612,6 +612,14 @@ class Core {
   std::unique_ptr<Decoder> decoder_;
   std::unordered_map<uint64_t, std::unique_ptr<DecodedPage>> pages_;  // key: frame << 3 | mode
   std::unordered_map<uint64_t, unsigned> code_frames_;  // frame -> decoded pages (all modes)
+  // How many frames of code_frames_ fall in each bucket (frame mod kCodeFrameBuckets): a write to a
+  // frame whose bucket holds none skips the hash lookup (most writes, of data, when the VMM's
+  // virtual CPU or a device writes memory).
+  static constexpr uint64_t kCodeFrameBuckets = 4096;
+  std::array<uint32_t, kCodeFrameBuckets> code_frame_buckets_{};
+  bool holds_decoded(uint64_t frame) const {
+    return code_frame_buckets_[frame % kCodeFrameBuckets] != 0 && code_frames_.count(frame) != 0;
+  }
   std::vector<std::unique_ptr<DecodedPage>> retired_pages_;  // freed at the next boundary
   uint64_t code_lpage_ = ~0ull;     // linear page of code_page_ (fast fetch path)
   DecodedPage* code_page_ = nullptr;
