@@ -43,7 +43,7 @@ uint64_t VirtualCpu::execute(uint64_t steps) {
 }
 
 bool VirtualCpu::refuses(uint64_t paddr) {
-  if (paddr < vmm_base_ || paddr - vmm_base_ >= vmm_size_) return false;
+  if (!is_vmm_memory(paddr)) return false;
   char buf[160];
   std::snprintf(buf, sizeof buf,
                 "the guest reaches physical address %#llx, which is the VMM's memory, not guest RAM",
@@ -98,7 +98,7 @@ Translation VirtualCpu::translate(const CpuState& state, uint64_t linear, Access
   if (!memo || !walk_memo_.find(req, w)) {
     w = page_walk(state, *this, req, nullptr, nullptr, memo ? &trace : nullptr);
     bool in_vmm_memory = false;  // a walk that reads the VMM's memory stops the run: never remembered
-    for (unsigned i = 0; i < trace.count; ++i) in_vmm_memory |= trace.paddr[i] - vmm_base_ < vmm_size_;
+    for (unsigned i = 0; i < trace.count; ++i) in_vmm_memory |= is_vmm_memory(trace.paddr[i]);
     if (memo && w.ok && !in_vmm_memory) walk_memo_.record(req, trace, w, real_.bus());
   }
   Translation t;

@@ -169,6 +169,7 @@ class VirtualCpu : private isa::PhysicalBus,
   unsigned hidden_first_ = 0, hidden_last_ = 0;
   // `paddr` in host-physical memory, for an access of `size` bytes that does not cross a page.
   uint64_t host_address(uint64_t paddr) const { return host_physical ? host_physical(paddr) : paddr; }
+  bool is_vmm_memory(uint64_t paddr) const { return paddr - vmm_base_ < vmm_size_; }
   // True, after stopping the run, when `paddr` is the VMM's memory.
   bool refuses(uint64_t paddr);
   // The guest's page walks, remembered while every entry they read holds the value they left in it
