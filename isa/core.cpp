@@ -73,7 +73,13 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
         }
         if (!insn) {
           current_insn_ = nullptr;
-          insn = fetch_slow(lin);
+          FaultSink fetch_fault;
+          insn = fetch_slow(lin, &fetch_fault);
+          if (!insn) [[unlikely]] {  // the fetch's page fault, delivered as the catch below would
+            prev = nullptr;
+            if (!deliver_raised(fetch_fault.fault)) return leave_run(start);
+            continue;
+          }
         }
         // The block's page: the one the soft ITLB gives for this linear page, if the instruction
         // lives there (not one decoded anew at every execution).
@@ -124,20 +130,37 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
         }
         counters_.itlb_hits += linked_fetches;
         linked_fetches = 0;
+        // A fault raised without unwinding (raise()) ended the block: the handler took back its
+        // retirement and left next_rip_ at the instruction, as the catch below finds them.
+        if (fault_raised_) [[unlikely]] {
+          fault_raised_ = false;
+          if (!deliver_raised(raised_fault_)) return leave_run(start);
+        }
       }
     } catch (const Fault& fault) {
       counters_.itlb_hits += linked_fetches;
       linked_fetches = 0;
-      try {
-        handle_fault(fault);
-      } catch (const Fault& nested) {  // delivery itself must resolve nested faults (#DF)
-        shutdown("fault " + std::to_string(nested.vector) + " escaped event delivery of fault " +
-                 std::to_string(fault.vector));
-      }
-      if (shutdown_ || no_progress_) return leave_run(start);
+      if (!deliver_raised(fault)) return leave_run(start);
     }
   }
   return leave_run(start);
+}
+
+bool Core::deliver_raised(const Fault& fault) {
+  try {
+    handle_fault(fault);
+  } catch (const Fault& nested) {  // delivery itself must resolve nested faults (#DF)
+    shutdown("fault " + std::to_string(nested.vector) + " escaped event delivery of fault " +
+             std::to_string(fault.vector));
+  }
+  return !shutdown_ && !no_progress_;
+}
+
+void Core::raise(const Fault& fault) {
+  if (run_end_ == 0 || hook_calls_ != 0 || !current_insn_) throw fault;
+  raised_fault_ = fault;
+  fault_raised_ = true;
+  take_back_retirement(*current_insn_);
 }
 
 uint64_t Core::leave_run(uint64_t retired_at_start) {
@@ -190,7 +213,12 @@ void Core::mark(Insn& insn, uint64_t paddr) {
 
 void Core::execute_marked(const Insn& insn) {
   materialize_flags();  // the hook sees the whole RFLAGS, in whatever reference it keeps
-  switch (hook_->before_instruction(*this, insn)) {
+  PreExecute decision;
+  {
+    HookCall call(*this);
+    decision = hook_->before_instruction(*this, insn);
+  }
+  switch (decision) {
     case PreExecute::Execute: break;
     case PreExecute::Skip: return;
     case PreExecute::Fault:
@@ -207,8 +235,10 @@ void Core::execute_marked(const Insn& insn) {
       return;
   }
   insn.semantics(*this, insn);
+  if (fault_raised_) return;  // as a thrown fault would: no mode re-sync, no after_instruction
   if (insn.has(kTraitSystem)) sync_mode();
   materialize_flags();
+  HookCall call(*this);
   hook_->after_instruction(*this, insn);
 }
 
@@ -284,6 +314,7 @@ bool Core::service_boundary() {
   if (debug_exec_ && !(state_.rflags & RF) && check_code_breakpoints() && shutdown_) return false;
   if (hook_boundary_) {
     materialize_flags();
+    HookCall call(*this);
     hook_->on_instruction_boundary(*this);
   }
   if (stop_requested_) {
@@ -493,7 +524,7 @@ Core::DecodedPage* Core::code_page(uint64_t frame) {
 
 // ---- Fetch and decode --------------------------------------------------------------------------
 
-const Insn* Core::fetch_slow(uint64_t lin) {
+const Insn* Core::fetch_slow(uint64_t lin, FaultSink* sink) {
   if (state_.rip > cs_limit_) throw Fault::gp(0);
   // A change of code page that hits the soft ITLB finds the decoded page there (no hashing).
   SoftTlbEntry& itlb = tlb_[user_][kExec][(lin >> 12) % kSoftTlbSize];
@@ -507,7 +538,8 @@ const Insn* Core::fetch_slow(uint64_t lin) {
   }
   uint64_t paddr = 0;
   bool cacheable = false;
-  uint8_t* host = host_for(lin, AccessKind::Execute, AccessOrigin::Instruction, &paddr, &cacheable);
+  uint8_t* host = host_for(lin, AccessKind::Execute, AccessOrigin::Instruction, &paddr, &cacheable, sink);
+  if (sink->faulted) return nullptr;
   const unsigned offset = lin & 0xFFF;
   const unsigned in_page = 0x1000 - offset;
   uint8_t bytes[16];
@@ -533,7 +565,8 @@ const Insn* Core::fetch_slow(uint64_t lin) {
     uint64_t paddr2 = 0;
     bool cacheable2 = false;
     uint8_t* host2 = host_for((lin + in_page) & lin_mask_, AccessKind::Execute, AccessOrigin::Instruction,
-                              &paddr2, &cacheable2);
+                              &paddr2, &cacheable2, sink);
+    if (sink->faulted) return nullptr;
     for (unsigned k = first; k < 15; ++k)
       bytes[k] = host2 ? host2[k - first] : static_cast<uint8_t>(bus_.read(paddr2 + k - first, 1));
     status = decoder_->decode(mode_, bytes, 15, decoded);
@@ -606,7 +639,8 @@ uint64_t Core::linear_address(SegReg s, uint64_t offset, unsigned size, AccessKi
 
 // ---- Translation and memory --------------------------------------------------------------------
 
-uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable) {
+uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable,
+                        FaultSink* sink) {
   const bool user = user_ && origin == AccessOrigin::Instruction;
   const unsigned k = kind_index(kind);
   SoftTlbEntry& e = tlb_[privilege_index(origin)][k][(lin >> 12) % kSoftTlbSize];
@@ -626,7 +660,12 @@ uint8_t* Core::host_for(uint64_t lin, AccessKind kind, AccessOrigin origin, uint
     ++(kind == AccessKind::Execute ? counters_.itlb_misses : counters_.dtlb_misses);
     materialize_flags();  // the page walk reads RFLAGS.AC only, but the Translator gets all of state_
     t = translator_->translate(state_, lin, kind, user, origin);
-    if (!t.ok) throw t.fault;
+    if (!t.ok) {
+      if (!sink) throw t.fault;
+      sink->faulted = true;
+      sink->fault = t.fault;
+      return nullptr;
+    }
   }
   const uint64_t frame = t.paddr >> 12;
   if (kind == AccessKind::Write && holds_decoded(frame)) invalidate_frame(frame);
@@ -655,13 +694,13 @@ void Core::observe_page_part(uint64_t lin, unsigned k, unsigned size, uint64_t p
   observe_data(paddr, std::min(size - k, in_page), write);
 }
 
-uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin) {
+uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin, FaultSink* sink) {
   if (debug_data_) [[unlikely]] note_breakpoint_hits(lin, size, kDebugReadWrite);
   uint64_t paddr = 0;
   bool cacheable = false;
   if ((lin & 0xFFF) + size <= 0x1000) {
-    const uint8_t* host = host_for(lin, AccessKind::Read, origin, &paddr, &cacheable);
-    if (!host) return bus_.read(paddr, size);
+    const uint8_t* host = host_for(lin, AccessKind::Read, origin, &paddr, &cacheable, sink);
+    if (!host) return sink && sink->faulted ? 0 : bus_.read(paddr, size);
     if (data_observer_) observe_data(paddr, size, false);
     return load_host(host, size);
   }
@@ -675,13 +714,16 @@ uint64_t Core::read_slow(uint64_t lin, unsigned size, AccessOrigin origin) {
   return v;
 }
 
-void Core::write_slow(uint64_t lin, unsigned size, uint64_t value, AccessOrigin origin) {
+void Core::write_slow(uint64_t lin, unsigned size, uint64_t value, AccessOrigin origin, FaultSink* sink) {
   if (debug_data_) [[unlikely]] note_breakpoint_hits(lin, size, kDebugWrite);
   uint64_t paddr = 0;
   bool cacheable = false;
   if ((lin & 0xFFF) + size <= 0x1000) {
-    uint8_t* host = host_for(lin, AccessKind::Write, origin, &paddr, &cacheable);
-    if (!host) return bus_.write(paddr, size, value);
+    uint8_t* host = host_for(lin, AccessKind::Write, origin, &paddr, &cacheable, sink);
+    if (!host) {
+      if (sink && sink->faulted) return;
+      return bus_.write(paddr, size, value);
+    }
     if (data_observer_) observe_data(paddr, size, true);
     store_host(host, size, value);
     return;
@@ -696,6 +738,26 @@ void Core::write_slow(uint64_t lin, unsigned size, uint64_t value, AccessOrigin 
     if (host) *host = byte;
     else bus_.write(paddr, 1, byte);
   }
+}
+
+bool Core::load_slow(uint64_t lin, unsigned size, uint64_t* value) {
+  FaultSink sink;
+  *value = read_slow(lin, size, AccessOrigin::Instruction, &sink);
+  if (sink.faulted) raise(sink.fault);
+  return !sink.faulted;
+}
+
+bool Core::store_slow(uint64_t lin, unsigned size, uint64_t value) {
+  FaultSink sink;
+  write_slow(lin, size, value, AccessOrigin::Instruction, &sink);
+  if (sink.faulted) raise(sink.fault);
+  return !sink.faulted;
+}
+
+bool Core::read_linear_if_mapped(uint64_t linear, unsigned size, AccessOrigin origin, uint64_t* value) {
+  FaultSink sink;
+  *value = read_slow(linear, size, origin, &sink);
+  return !sink.faulted;
 }
 
 uint64_t Core::read_linear(uint64_t linear, unsigned size, AccessOrigin origin) {

@@ -5,8 +5,9 @@
 // Conventions for semantics (handlers `void(Core&, const Insn&)`):
 // - during a handler, state().rip is the address of the instruction and next_rip() the address of
 //   the next one; branches call jump(). The core commits next_rip() to RIP when the handler returns.
-// - a fault is raised with `throw Fault{...}`; the core restores nothing but RIP, so handlers do
-//   every memory access that can fault before they change registers or flags.
+// - a fault is raised with `throw Fault{...}`, or with raise() where the handler returns at once;
+//   the core restores nothing but RIP, so handlers do every memory access that can fault before
+//   they change registers or flags.
 // - after a handler of class System, and after any event delivery, the core calls sync_mode();
 //   code that changes state() outside a handler (loaders, tests, the VMM) calls it too.
 #pragma once
@@ -193,6 +194,17 @@ class Core {
   // raises (a VMM that knows an instruction must trap on the state it gave the real CPU delivers
   // the trap without the cost of unwinding one).
   void fault_before_execute(const Fault& fault) { pre_execute_fault_ = fault; }
+  // Raises `fault` for the instruction whose handler is running: the instruction does not complete.
+  // The handler must return at once, leaving what a thrown fault would leave (nothing, or a REP's
+  // completed iterations). Where run()'s block loop called the
+  // handler, nothing is thrown: the loop delivers the fault when the handler returns, as it would
+  // have caught it (a C++ exception costs microseconds to unwind: one per demand-paging fault, one
+  // per system call a VMM takes as a #UD). Elsewhere (outside run(), or under a call into the trap
+  // hook, which may run semantics and catch what they throw) it throws, as `throw fault` does.
+  void raise(const Fault& fault);
+  // Whether the running handler raised a fault without throwing (for callers of semantics inside
+  // the block loop, which must then stop as an exception would have stopped them).
+  bool fault_raised() const { return fault_raised_; }
 
   // ---- Debug registers (SDM vol. 3, ch. 18) -------------------------------------------------------
   // The breakpoints DR7 enables are re-derived by sync_mode(); the core checks instruction
@@ -258,6 +270,10 @@ class Core {
   // Linear access of 1, 2, 4 or 8 bytes (system structures use ImplicitSupervisor).
   uint64_t read_linear(uint64_t linear, unsigned size, AccessOrigin origin);
   void write_linear(uint64_t linear, unsigned size, uint64_t value, AccessOrigin origin);
+  // read_linear() of what may not be mapped (a VMM's look at its guest's tables): false, with
+  // nothing thrown or delivered, where the translation faults, after the same walk and accessed
+  // flags. A read split across two pages throws its fault as read_linear() does.
+  bool read_linear_if_mapped(uint64_t linear, unsigned size, AccessOrigin origin, uint64_t* value);
   // Translates `linear` for `kind` (soft TLB, then the Translator); throws the fault.
   uint64_t translate(uint64_t linear, AccessKind kind, AccessOrigin origin);
 
@@ -303,6 +319,23 @@ class Core {
     counters_.itlb_hits += n - 1;
     next_rip_ = (next_rip_ + bytes) & ip_mask_;
   }
+
+  // Data accesses whose page fault is raised (raise()) rather than thrown, for handlers that return
+  // at once when one is: false when it was. A #GP or #SS of segmentation, or an access split
+  // across two pages, still throws. The common faulting accesses use them (MOV's memory operand,
+  // the string instructions, near branches' stack and memory operands, PUSH and POP), so that
+  // demand paging, copy-on-write and a VMM's shadow-page faults unwind nothing.
+  template <class T> bool load(SegReg s, uint64_t offset, T* v);
+  template <class T> bool store(SegReg s, uint64_t offset, T v);
+  template <class T> bool load(const Insn& i, const Operand& o, T* v) {
+    return load<T>(static_cast<SegReg>(o.seg), effective_address(i, o), v);
+  }
+  template <class T> bool store(const Insn& i, const Operand& o, T v) {
+    return store<T>(static_cast<SegReg>(o.seg), effective_address(i, o), v);
+  }
+  // push() and pop() so: RSP changes only when the access did not fault.
+  template <class T> bool push_or_raise(T value);
+  template <class T> bool pop_or_raise(T* value);
 
   // Stack: SS-relative at RSP/ESP/SP as the mode and SS.B select.
   template <class T> void push(T value);
@@ -407,7 +440,14 @@ class Core {
   uint64_t soft_tag(uint64_t lin) const { return (lin >> 12) | tlb_epoch_; }
   using SoftTlb = std::array<SoftTlbEntry, kSoftTlbSize>;
 
-  const Insn* fetch_slow(uint64_t linear);
+  // Where an access's translation fault goes: thrown (no sink), or kept here for the caller.
+  struct FaultSink {
+    bool faulted = false;
+    Fault fault{0};
+  };
+  // The instruction at `linear` past the current code page; null when its translation faulted
+  // (the fault in `sink`). Other faults (the CS limit, an instruction over 15 bytes) are thrown.
+  const Insn* fetch_slow(uint64_t linear, FaultSink* sink);
   const Insn* decode_at(uint64_t linear, uint64_t paddr, DecodedPage* page);
   DecodedPage* code_page(uint64_t frame);
   void invalidate_frame(uint64_t frame);
@@ -420,7 +460,12 @@ class Core {
   void take_back_retirement(const Insn& insn);
   uint64_t leave_run(uint64_t retired_at_start);  // run()'s return: the flags materialized, the count
   void handle_fault(const Fault& f);
-  uint8_t* host_for(uint64_t linear, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable);
+  // The host bytes of `linear` (null: device memory, or a fault kept in `sink`), its physical
+  // address and whether the soft TLB may keep it.
+  uint8_t* host_for(uint64_t linear, AccessKind kind, AccessOrigin origin, uint64_t* paddr, bool* cacheable,
+                    FaultSink* sink = nullptr);
+  // Delivers the fault the current instruction raised or threw; false when run() must return.
+  bool deliver_raised(const Fault& fault);
   bool check_code_breakpoints();          // #DB before the instruction at RIP; false when none fired
   // The debug-register breakpoint kinds (DR7 R/W field values) a bitmask of DR0-DR3 matches.
   enum DebugKind : unsigned { kDebugExec = 0, kDebugWrite = 1, kDebugIo = 2, kDebugReadWrite = 3 };
@@ -428,8 +473,13 @@ class Core {
   void note_breakpoint_hits(uint64_t address, unsigned size, unsigned kind);
   bool watched_page(uint64_t lin) const;
   void raise_external(uint8_t vector, bool nmi);  // an accepted interrupt or NMI
-  uint64_t read_slow(uint64_t linear, unsigned size, AccessOrigin origin);
-  void write_slow(uint64_t linear, unsigned size, uint64_t value, AccessOrigin origin);
+  // The accesses the soft TLB does not complete. With a sink, the translation fault of an access
+  // within one page is kept there (nothing read or written); every other fault is thrown.
+  uint64_t read_slow(uint64_t linear, unsigned size, AccessOrigin origin, FaultSink* sink = nullptr);
+  void write_slow(uint64_t linear, unsigned size, uint64_t value, AccessOrigin origin, FaultSink* sink = nullptr);
+  // load() and store() past the soft TLB: false when the access raised its fault.
+  bool load_slow(uint64_t linear, unsigned size, uint64_t* value);
+  bool store_slow(uint64_t linear, unsigned size, uint64_t value);
   void observe_page_part(uint64_t lin, unsigned k, unsigned size, uint64_t paddr, bool write);
   uint64_t canonical_or_fault(uint64_t linear, SegReg s) const;
   // 64-bit mode: the canonical check, and EFER.LMSLE's limit check of DS, ES and SS.
@@ -468,25 +518,33 @@ class Core {
   // The soft-TLB hit paths, forced inline: with the data observer's check in them GCC calls them out
   // of line from handlers with a memory operand, and the cache model then cost compute 1.13x the
   // host time of a run without it instead of 1.04x.
-  template <class T> [[gnu::always_inline]] T read_lin(uint64_t lin, AccessOrigin origin) {
+  template <class T> [[gnu::always_inline]] bool read_hit(uint64_t lin, AccessOrigin origin, T* v) {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][0][(lin >> 12) % kSoftTlbSize];
     if (e.tag == soft_tag(lin) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
       if (data_observer_) observe_data(e.frame << 12 | (lin & 0xFFF), sizeof(T), false);
-      T v;
-      std::memcpy(&v, e.host + (lin & 0xFFF), sizeof(T));
-      return v;
+      std::memcpy(v, e.host + (lin & 0xFFF), sizeof(T));
+      return true;
     }
-    return static_cast<T>(read_slow(lin, sizeof(T), origin));
+    return false;
   }
-  template <class T> [[gnu::always_inline]] void write_lin(uint64_t lin, T v, AccessOrigin origin) {
+  template <class T> [[gnu::always_inline]] bool write_hit(uint64_t lin, T v, AccessOrigin origin) {
     const SoftTlbEntry& e = tlb_[privilege_index(origin)][1][(lin >> 12) % kSoftTlbSize];
     if (e.tag == soft_tag(lin) && (lin & 0xFFF) <= 0x1000 - sizeof(T)) [[likely]] {
       ++counters_.dtlb_hits;
       if (data_observer_) observe_data(e.frame << 12 | (lin & 0xFFF), sizeof(T), true);
       std::memcpy(e.host + (lin & 0xFFF), &v, sizeof(T));
-      return;
+      return true;
     }
+    return false;
+  }
+  template <class T> [[gnu::always_inline]] T read_lin(uint64_t lin, AccessOrigin origin) {
+    T v;
+    if (read_hit<T>(lin, origin, &v)) [[likely]] return v;
+    return static_cast<T>(read_slow(lin, sizeof(T), origin));
+  }
+  template <class T> [[gnu::always_inline]] void write_lin(uint64_t lin, T v, AccessOrigin origin) {
+    if (write_hit<T>(lin, v, origin)) [[likely]] return;
     write_slow(lin, sizeof(T), static_cast<uint64_t>(v), origin);
   }
 
@@ -578,6 +636,18 @@ class Core {
   uint64_t rf_retired_ = 0;
   Fault last_fault_{0};
   Fault pre_execute_fault_{0};
+  // raise(): the fault the running handler raised, for the block loop to deliver; and the calls
+  // into the trap hook in progress (under which raise() throws).
+  bool fault_raised_ = false;
+  Fault raised_fault_{0};
+  unsigned hook_calls_ = 0;
+  struct HookCall {  // one call into the trap hook
+    explicit HookCall(Core& c) : core(c) { ++core.hook_calls_; }
+    ~HookCall() { --core.hook_calls_; }
+    HookCall(const HookCall&) = delete;
+    HookCall& operator=(const HookCall&) = delete;
+    Core& core;
+  };
   uint64_t last_fault_rip_ = 0;
   uint64_t step_deadline_ = ~0ull;     // steps() at which run() returns
   uint64_t run_end_ = 0;              // inside run(): the retired count at which it returns; else 0
@@ -694,6 +764,37 @@ template <class T> [[gnu::always_inline]] inline T Core::read(SegReg s, uint64_t
 
 template <class T> [[gnu::always_inline]] inline void Core::write(SegReg s, uint64_t offset, T value) {
   write_lin<T>(data_linear(s, offset, sizeof(T), AccessKind::Write), value, AccessOrigin::Instruction);
+}
+
+template <class T> [[gnu::always_inline]] inline bool Core::load(SegReg s, uint64_t offset, T* v) {
+  const uint64_t lin = data_linear(s, offset, sizeof(T), AccessKind::Read);
+  if (read_hit<T>(lin, AccessOrigin::Instruction, v)) [[likely]] return true;
+  uint64_t value;
+  if (!load_slow(lin, sizeof(T), &value)) return false;
+  *v = static_cast<T>(value);
+  return true;
+}
+
+template <class T> [[gnu::always_inline]] inline bool Core::store(SegReg s, uint64_t offset, T v) {
+  const uint64_t lin = data_linear(s, offset, sizeof(T), AccessKind::Write);
+  if (write_hit<T>(lin, v, AccessOrigin::Instruction)) [[likely]] return true;
+  return store_slow(lin, sizeof(T), static_cast<uint64_t>(v));
+}
+
+template <class T> inline bool Core::push_or_raise(T value) {
+  uint64_t sp = state_.gpr[RSP] - sizeof(T);
+  if (stack_size_ != 8) sp &= size_mask(stack_size_);
+  if (!store<T>(SS, sp, value)) return false;
+  set_gpr_sized(RSP, sp, stack_size_);
+  return true;
+}
+
+template <class T> inline bool Core::pop_or_raise(T* value) {
+  uint64_t sp = state_.gpr[RSP];
+  if (stack_size_ != 8) sp &= size_mask(stack_size_);
+  if (!load<T>(SS, sp, value)) return false;
+  set_gpr_sized(RSP, sp + sizeof(T), stack_size_);
+  return true;
 }
 
 template <class T> inline void Core::push(T value) {

@@ -9,7 +9,12 @@ void Core::route_event(const Event& event) {
   materialize_flags();  // the hook and the delivery (which pushes RFLAGS) see the whole of it
   ++counters_.events;
   state_.halted = false;
-  if (!(hook_ && hook_->on_event(*this, event))) deliver_event(*this, event);
+  bool taken = false;
+  if (hook_) {
+    HookCall call(*this);
+    taken = hook_->on_event(*this, event);
+  }
+  if (!taken) deliver_event(*this, event);
   sync_mode();
   if (counters_.steps() >= step_deadline_) request_stop();
 }
@@ -26,7 +31,11 @@ bool Core::offer_delivery_fault(const Event& delivering, const Event& fault) {
     return true;
   }
   ++delivery_fault_nesting_;
-  const bool taken = hook_->on_delivery_fault(*this, delivering, fault);
+  bool taken;
+  {
+    HookCall call(*this);
+    taken = hook_->on_delivery_fault(*this, delivering, fault);
+  }
   --delivery_fault_nesting_;
   if (!taken) return false;
   ++counters_.events;  // an exception the hook took, as route_event counts those

@@ -195,7 +195,7 @@ unsigned dispatch_key(const ZydisDecodedInstruction& zi, const Insn& insn) {
 // Runs a System-class handler and then lets the core re-derive its cached mode, CPL and segments.
 void system_then_sync(Core& core, const Insn& insn) {
   insn.semantics(core, insn);
-  core.sync_mode();
+  if (!core.fault_raised()) core.sync_mode();  // a raised fault changed nothing, as a thrown one
 }
 
 }  // namespace

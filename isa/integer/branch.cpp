@@ -5,29 +5,48 @@
 namespace pgsim::isa::integer {
 namespace {
 
-// The target of a relative operand or the value of an r/m operand.
-template <class T> uint64_t target(Core& c, const Insn& i) {
-  if (i.op[0].kind == OpKind::Rel) return c.next_rip() + static_cast<uint64_t>(i.op[0].value);
-  return c.get<T>(i, i.op[0]);
+// The target of a relative operand or the value of an r/m operand; false when reading a memory
+// operand raised its page fault (Core::load).
+template <class T> bool target(Core& c, const Insn& i, uint64_t* to) {
+  const Operand& o = i.op[0];
+  if (o.kind == OpKind::Rel) {
+    *to = c.next_rip() + static_cast<uint64_t>(o.value);
+    return true;
+  }
+  if (o.kind == OpKind::Reg) {
+    *to = c.reg<T>(o);
+    return true;
+  }
+  T value;
+  if (!c.load<T>(i, o, &value)) return false;
+  *to = value;
+  return true;
 }
 
-template <class T> void jmp(Core& c, const Insn& i) { c.jump(target<T>(c, i), sizeof(T)); }
+template <class T> void jmp(Core& c, const Insn& i) {
+  uint64_t to;
+  if (target<T>(c, i, &to)) c.jump(to, sizeof(T));
+}
 
 template <unsigned CC> void jcc(Core& c, const Insn& i) {
   if (c.condition<CC>()) c.jump(c.next_rip() + static_cast<uint64_t>(i.op[0].value), i.opsize);
 }
 
 // CALL: the target is read (and checked) before the return address is pushed.
+// A page fault on the push is raised (Core::push_or_raise), which takes the jump back.
 template <class T> void call(Core& c, const Insn& i) {
   const uint64_t return_address = c.next_rip();
-  c.jump(target<T>(c, i), sizeof(T));
-  c.push<T>(static_cast<T>(return_address));
+  uint64_t to;
+  if (!target<T>(c, i, &to)) return;
+  c.jump(to, sizeof(T));
+  c.push_or_raise<T>(static_cast<T>(return_address));
 }
 
 // RET / RET imm16: pop the return address, then release imm16 bytes of parameters.
 template <class T> void ret(Core& c, const Insn& i) {
   const uint64_t old_rsp = c.state().gpr[RSP];
-  const T to = c.pop<T>();
+  T to;
+  if (!c.pop_or_raise<T>(&to)) return;
   try {
     c.jump(to, sizeof(T));
   } catch (...) {

@@ -5,8 +5,17 @@
 namespace pgsim::isa::integer {
 namespace {
 
+// MOV: loads and stores raise their page faults (Core::load, Core::store), which demand paging and
+// copy-on-write take on them, without unwinding.
 template <class T, class F = AnyForm> void mov(Core& c, const Insn& i) {
-  c.set<T, F::op0>(i, i.op[0], c.get<T, F::op1>(i, i.op[1]));
+  if constexpr (F::op0 == OpKind::Reg && F::op1 == OpKind::Mem) {
+    T v;
+    if (c.load<T>(i, i.op[1], &v)) c.set_reg<T>(i.op[0], v);
+  } else if constexpr (F::op0 == OpKind::Mem) {
+    c.store<T>(i, i.op[0], c.get<T, F::op1>(i, i.op[1]));
+  } else {
+    c.set<T, F::op0>(i, i.op[0], c.get<T, F::op1>(i, i.op[1]));
+  }
 }
 
 template <class T> void movzx(Core& c, const Insn& i) {

@@ -76,10 +76,11 @@ template <class T, class F = AnyForm> void imul(Core& c, const Insn& i) {
   c.set_flags_result<T>(low, overflow ? uint64_t{CF | OF} : 0);
 }
 
-// DIV: #DE when the divisor is 0 or the quotient does not fit; flags undefined (unchanged).
+// DIV: #DE when the divisor is 0 or the quotient does not fit; flags undefined (unchanged). The
+// #DE is raised (Core::raise), without unwinding.
 template <class T> void div(Core& c, const Insn& i) {
   const T divisor = c.get<T>(i, i.op[0]);
-  if (divisor == 0) throw Fault{DE};
+  if (divisor == 0) return c.raise(Fault{DE});
   const WideU<T> dividend = accumulator<T>(c);
   if ((dividend >> kBits<T>) == 0) {  // the usual case (RDX = 0): one native division, no wide one
     const T low = static_cast<T>(dividend);
@@ -87,18 +88,19 @@ template <class T> void div(Core& c, const Insn& i) {
     return;
   }
   const WideU<T> q = dividend / divisor;
-  if (q > static_cast<T>(~T(0))) throw Fault{DE};
+  if (q > static_cast<T>(~T(0))) return c.raise(Fault{DE});
   set_accumulator<T>(c, static_cast<T>(q), static_cast<T>(dividend % divisor));
 }
 
 template <class T> void idiv(Core& c, const Insn& i) {
   const Signed<T> divisor = static_cast<Signed<T>>(c.get<T>(i, i.op[0]));
-  if (divisor == 0) throw Fault{DE};
+  if (divisor == 0) return c.raise(Fault{DE});
   const WideS<T> dividend = static_cast<WideS<T>>(accumulator<T>(c));
   constexpr WideS<T> kMin = static_cast<WideS<T>>(static_cast<WideU<T>>(1) << (2 * kBits<T> - 1));
-  if (divisor == -1 && dividend == kMin) throw Fault{DE};  // the quotient overflows even the wide type
+  if (divisor == -1 && dividend == kMin) return c.raise(Fault{DE});  // the quotient overflows even the wide type
   const WideS<T> q = dividend / divisor;
-  if (q > std::numeric_limits<Signed<T>>::max() || q < std::numeric_limits<Signed<T>>::min()) throw Fault{DE};
+  if (q > std::numeric_limits<Signed<T>>::max() || q < std::numeric_limits<Signed<T>>::min())
+    return c.raise(Fault{DE});
   set_accumulator<T>(c, static_cast<T>(q), static_cast<T>(dividend % divisor));
 }
 

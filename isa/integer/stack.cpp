@@ -6,14 +6,18 @@
 namespace pgsim::isa::integer {
 namespace {
 
-// PUSH r/m/imm: the operand is read before RSP changes (PUSH RSP pushes the old value).
-template <class T, class F = AnyForm> void push(Core& c, const Insn& i) { c.push<T>(c.get<T, F::op0>(i, i.op[0])); }
+// PUSH r/m/imm: the operand is read before RSP changes (PUSH RSP pushes the old value). The
+// push's page fault is raised (Core::push_or_raise).
+template <class T, class F = AnyForm> void push(Core& c, const Insn& i) {
+  c.push_or_raise<T>(c.get<T, F::op0>(i, i.op[0]));
+}
 
 // POP r/m: a memory destination based on RSP uses the incremented RSP (SDM vol. 2, "POP");
-// if its write faults, RSP is restored.
+// if its write faults, RSP is restored. The pop's page fault is raised (Core::pop_or_raise).
 template <class T, class F = AnyForm> void pop(Core& c, const Insn& i) {
   const uint64_t old_rsp = c.state().gpr[RSP];
-  const T v = c.pop<T>();
+  T v;
+  if (!c.pop_or_raise<T>(&v)) return;
   if (F::op0 == OpKind::Reg || (F::op0 == kKindAtRunTime && i.op[0].kind == OpKind::Reg)) {
     c.set_reg<T>(i.op[0], v);
     return;

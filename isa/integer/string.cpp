@@ -73,26 +73,34 @@ template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
         }
       }
     }
+    // A page fault is raised (Core::load, Core::store) and ends the handler here, as a thrown one
+    // does: the iterations before it keep the registers they left.
     const uint64_t si = g[RSI] & mask, di = g[RDI] & mask;
     bool equal = true;
     if constexpr (kOp == StringOp::Movs) {
-      c.write<T>(ES, di, c.read<T>(src, si));
+      T v;
+      if (!c.load<T>(src, si, &v) || !c.store<T>(ES, di, v)) return;
       c.set_gpr_sized(RSI, si + step, as);
       c.set_gpr_sized(RDI, di + step, as);
     } else if constexpr (kOp == StringOp::Stos) {
-      c.write<T>(ES, di, c.gpr<T>(RAX));
+      if (!c.store<T>(ES, di, c.gpr<T>(RAX))) return;
       c.set_gpr_sized(RDI, di + step, as);
     } else if constexpr (kOp == StringOp::Lods) {
-      c.set_gpr<T>(RAX, c.read<T>(src, si));
+      T v;
+      if (!c.load<T>(src, si, &v)) return;
+      c.set_gpr<T>(RAX, v);
       c.set_gpr_sized(RSI, si + step, as);
     } else if constexpr (kOp == StringOp::Cmps) {
-      const T a = c.read<T>(src, si), b = c.read<T>(ES, di);
+      T a, b;
+      if (!c.load<T>(src, si, &a) || !c.load<T>(ES, di, &b)) return;
       c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
       c.set_gpr_sized(RSI, si + step, as);
       c.set_gpr_sized(RDI, di + step, as);
       equal = a == b;
     } else {
-      const T a = c.gpr<T>(RAX), b = c.read<T>(ES, di);
+      const T a = c.gpr<T>(RAX);
+      T b;
+      if (!c.load<T>(ES, di, &b)) return;
       c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
       c.set_gpr_sized(RDI, di + step, as);
       equal = a == b;

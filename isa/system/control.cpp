@@ -29,10 +29,11 @@ void mov_cr_destination(Core& core, const Operand& o, uint64_t v) {
 }
 
 // UMIP (CR4.UMIP) and the profile for SGDT/SIDT/SLDT/SMSW/STR at CPL > 0.
-void check_store_system(Core& core, const Insn& insn) {
+// False when the profile raised its fault.
+bool check_store_system(Core& core, const Insn& insn) {
   const CpuState& s = core.state();
   if ((s.cr0 & CR0_PE) && s.cpl() > 0 && (s.cr4 & CR4_UMIP)) throw Fault::gp(0);
-  apply_profile(core, insn);
+  return apply_profile(core, insn) != ProfileRule::Raised;
 }
 
 // PAE paging: the four PDPTEs are loaded when CR3 is loaded (or paging is enabled) and a reserved
@@ -191,7 +192,7 @@ void lmsw(Core& core, const Insn& i) {
 }
 
 void smsw(Core& core, const Insn& i) {
-  check_store_system(core, i);
+  if (!check_store_system(core, i)) return;
   store_selector(core, i, core.state().cr0);
 }
 
@@ -283,21 +284,21 @@ void store_table_register(Core& core, const Insn& i, const DescriptorTableReg& r
   core.write<uint16_t>(seg, ea, limit);
 }
 void sgdt(Core& core, const Insn& i) {
-  check_store_system(core, i);
+  if (!check_store_system(core, i)) return;
   store_table_register(core, i, core.state().gdtr);
 }
 void sidt(Core& core, const Insn& i) {
-  check_store_system(core, i);
+  if (!check_store_system(core, i)) return;
   store_table_register(core, i, core.state().idtr);
 }
 void sldt(Core& core, const Insn& i) {
   require_protected(core);
-  check_store_system(core, i);
+  if (!check_store_system(core, i)) return;
   store_selector(core, i, core.state().ldtr.selector);
 }
 void str(Core& core, const Insn& i) {
   require_protected(core);
-  check_store_system(core, i);
+  if (!check_store_system(core, i)) return;
   store_selector(core, i, core.state().tr.selector);
 }
 

@@ -42,7 +42,9 @@ void pushf(Core& core, const Insn& i) {
   uint64_t image = s.rflags & ~uint64_t(VM | RF);
   // Insensitive variant: a program at CPL > IOPL sees its virtual interrupt flag as IF, and not
   // VIF/VIP themselves, which a CPL-0 PUSHF of the same program would not show.
-  if (apply_profile(core, i) && s.cpl() > s.iopl())
+  const ProfileRule rule = apply_profile(core, i);
+  if (rule == ProfileRule::Raised) return;
+  if (rule == ProfileRule::Insensitive && s.cpl() > s.iopl())
     image = (image & ~uint64_t(IF | VIF | VIP)) | ((s.rflags & VIF) ? uint64_t(IF) : 0);
   core.push_sized(image, i.opsize);
 }
@@ -50,7 +52,9 @@ void pushf(Core& core, const Insn& i) {
 void popf(Core& core, const Insn& i) {
   CpuState& s = core.state();
   if ((s.rflags & VM) && s.iopl() < 3) throw Fault::gp(0);  // virtual-8086 without VME
-  const bool insensitive = apply_profile(core, i);
+  const ProfileRule rule = apply_profile(core, i);
+  if (rule == ProfileRule::Raised) return;
+  const bool insensitive = rule == ProfileRule::Insensitive;
   const uint64_t image = stack_read(core, 0, i.opsize);
   const unsigned cpl = s.cpl();
   const bool real = !(s.cr0 & CR0_PE);

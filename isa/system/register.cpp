@@ -8,18 +8,18 @@
 namespace pgsim::isa {
 namespace system {
 
-bool apply_profile(Core& core, const Insn& insn) {
+ProfileRule apply_profile(Core& core, const Insn& insn) {
   const CpuState& s = core.state();
-  if (!(s.cr0 & CR0_PE) || s.cpl() == 0) return false;
+  if (!(s.cr0 & CR0_PE) || s.cpl() == 0) return ProfileRule::Classic;
   if (!insn.is_sensitive())
     throw std::logic_error("a semantics consults the CPU profile for an instruction registered as not sensitive");
   switch (system_config(core).profile.at_cpl_above_0(static_cast<SensitiveInsn>(insn.sensitive))) {
-    case Behavior::Classic: return false;
-    case Behavior::Gp: throw Fault::gp(0);
-    case Behavior::Ud: throw Fault::ud();
-    case Behavior::Insensitive: return true;
+    case Behavior::Classic: return ProfileRule::Classic;
+    case Behavior::Gp: core.raise(Fault::gp(0)); return ProfileRule::Raised;
+    case Behavior::Ud: core.raise(Fault::ud()); return ProfileRule::Raised;
+    case Behavior::Insensitive: return ProfileRule::Insensitive;
   }
-  return false;
+  return ProfileRule::Classic;
 }
 
 }  // namespace system

@@ -28,9 +28,11 @@ void check_io_permission(Core& core, uint16_t port, unsigned size);
 
 // The profile's behaviour for the sensitive instruction `insn` (registered with
 // sensitive(SensitiveInsn) in the Dispatch table, which the decoder copied into Insn::sensitive) at
-// the current CPL: Classic at CPL 0 (and in real mode); raises the fault the profile asks for.
-// Returns true when the insensitive variant applies.
-bool apply_profile(Core& core, const Insn& insn);
+// the current CPL: Classic at CPL 0 (and in real mode), or the insensitive variant; or it raises
+// the fault the profile asks for (Core::raise: a trap-and-emulate VMM takes every such one), and
+// the handler returns.
+enum class ProfileRule : uint8_t { Classic, Insensitive, Raised };
+ProfileRule apply_profile(Core& core, const Insn& insn);
 
 // Pushes onto a stack that is not (yet) the current one: every write happens before any register
 // changes, so a fault leaves the machine as it was.

@@ -126,7 +126,7 @@ void real_mode_far(Core& core, uint16_t sel, uint64_t offset, unsigned opsize) {
 // ---- JMP far ------------------------------------------------------------------------------------
 
 void jmp_far(Core& core, const Insn& i) {
-  apply_profile(core, i);
+  if (apply_profile(core, i) == ProfileRule::Raised) return;
   const FarPointer p = far_operand(core, i);
   CpuState& s = core.state();
   if (!protected_mode(s)) return real_mode_far(core, p.selector, p.offset, i.opsize);
@@ -165,7 +165,7 @@ void push_return_address(Core& core, uint16_t cs, uint64_t rip, unsigned size, u
 }
 
 void call_far(Core& core, const Insn& i) {
-  apply_profile(core, i);
+  if (apply_profile(core, i) == ProfileRule::Raised) return;
   const FarPointer p = far_operand(core, i);
   CpuState& s = core.state();
   const uint64_t return_rip = core.next_rip();
@@ -269,7 +269,7 @@ Segment check_return_stack(Core& core, uint16_t ss_sel, unsigned rpl, const Desc
 }
 
 void ret_far(Core& core, const Insn& i) {
-  apply_profile(core, i);
+  if (apply_profile(core, i) == ProfileRule::Raised) return;
   CpuState& s = core.state();
   const unsigned size = i.opsize;
   const uint64_t imm = (i.num_ops > 0 && i.op[0].kind == OpKind::Imm) ? static_cast<uint16_t>(i.op[0].value) : 0;
@@ -316,7 +316,7 @@ void iret(Core& core, const Insn& i) {
   if (s.rflags & VM) {
     if (s.iopl() < 3) throw Fault::gp(0);  // virtual-8086 without VME
   } else if (s.cr0 & CR0_PE) {
-    apply_profile(core, i);
+    if (apply_profile(core, i) == ProfileRule::Raised) return;
     if (s.rflags & NT) {
       if (s.long_mode_active()) throw Fault::gp(0);
       core.shutdown("IRET with NT=1 (return from a nested task): hardware task switching is not implemented");
@@ -405,7 +405,9 @@ void int1(Core& core, const Insn&) { software_interrupt(core, Event{DB, EventKin
 
 void syscall(Core& core, const Insn&) {
   CpuState& s = core.state();
-  if (!(s.efer & EFER_SCE) || !core.long64()) throw Fault::ud();
+  // Raised, not thrown: binary translation and paravirtualization take every system call of the
+  // guest's processes as this #UD (the real EFER.SCE is clear).
+  if (!(s.efer & EFER_SCE) || !core.long64()) return core.raise(Fault::ud());
   const uint16_t cs = static_cast<uint16_t>((s.star >> 32) & 0xFFFC);
   s.gpr[RCX] = core.next_rip();
   s.gpr[R11] = s.rflags & ~uint64_t(RF);
@@ -462,26 +464,31 @@ void sysexit(Core& core, const Insn& i) {
 // ---- Segment registers ------------------------------------------------------------------------
 
 // The selector MOV/PUSH read from a segment register; the insensitive variant hides the CPL.
-uint16_t read_selector(Core& core, unsigned reg, const Insn& insn) {
-  uint16_t sel = core.state().seg[reg].selector;
-  if (apply_profile(core, insn) && (reg == CS || reg == SS)) sel &= ~3u;
-  return sel;
+// False when the profile raised its fault.
+bool read_selector(Core& core, unsigned reg, const Insn& insn, uint16_t* sel) {
+  *sel = core.state().seg[reg].selector;
+  const ProfileRule rule = apply_profile(core, insn);
+  if (rule == ProfileRule::Insensitive && (reg == CS || reg == SS)) *sel &= ~3u;
+  return rule != ProfileRule::Raised;
 }
 
 void mov_from_sreg(Core& core, const Insn& i) {
-  const uint16_t sel = read_selector(core, i.op[1].reg, i);
-  store_selector(core, i, sel);
+  uint16_t sel;
+  if (read_selector(core, i.op[1].reg, i, &sel)) store_selector(core, i, sel);
 }
 
 void push_sreg(Core& core, const Insn& i) {
-  core.push_sized(read_selector(core, i.op[0].reg, i), i.opsize);
+  uint16_t sel;
+  if (read_selector(core, i.op[0].reg, i, &sel)) core.push_sized(sel, i.opsize);
 }
 
-void load_sreg_checked(Core& core, const Insn& i, unsigned reg, uint16_t sel) {
+// False when the profile raised its fault.
+bool load_sreg_checked(Core& core, const Insn& i, unsigned reg, uint16_t sel) {
   if (reg == CS || reg >= kNumSegRegs) throw Fault::ud();
-  apply_profile(core, i);
+  if (apply_profile(core, i) == ProfileRule::Raised) return false;
   load_segment(core, static_cast<SegReg>(reg), sel);
   if (reg == SS) core.state().interrupt_shadow = true;  // MOV/POP SS inhibit interrupts for one instruction
+  return true;
 }
 
 void mov_to_sreg(Core& core, const Insn& i) {
@@ -491,7 +498,7 @@ void mov_to_sreg(Core& core, const Insn& i) {
 void pop_sreg(Core& core, const Insn& i) {
   const auto sel = static_cast<uint16_t>(stack_read(core, 0, i.opsize));
   const Segment old_ss = core.state().seg[SS];  // the pop moves the stack it was made from (POP SS)
-  load_sreg_checked(core, i, i.op[0].reg, sel);
+  if (!load_sreg_checked(core, i, i.op[0].reg, sel)) return;
   set_stack_pointer(core, old_ss, core.state().gpr[RSP] + i.opsize, core.long64());
 }
 
@@ -499,7 +506,7 @@ void pop_sreg(Core& core, const Insn& i) {
 template <SegReg Reg>
 void load_far_pointer(Core& core, const Insn& i) {
   const FarPointer p = read_far_pointer(core, i, i.op[1]);
-  load_sreg_checked(core, i, Reg, p.selector);
+  if (!load_sreg_checked(core, i, Reg, p.selector)) return;
   switch (i.opsize) {
     case 2: core.set_reg<uint16_t>(i.op[0], static_cast<uint16_t>(p.offset)); break;
     case 4: core.set_reg<uint32_t>(i.op[0], static_cast<uint32_t>(p.offset)); break;
@@ -519,7 +526,7 @@ void write_sized(Core& core, const Insn& i, const Operand& o, uint64_t v) {
 
 void lar(Core& core, const Insn& i) {
   require_protected(core);
-  apply_profile(core, i);
+  if (apply_profile(core, i) == ProfileRule::Raised) return;
   Descriptor d;
   const bool ok = query_selector(core, core.get<uint16_t>(i, i.op[1]), SelectorQuery::AccessRights, &d);
   // The SDM masks the rights with 00FxFF00H, x (limit 19:16) undefined: it reads as 0 here, as on QEMU.
@@ -529,7 +536,7 @@ void lar(Core& core, const Insn& i) {
 
 void lsl(Core& core, const Insn& i) {
   require_protected(core);
-  apply_profile(core, i);
+  if (apply_profile(core, i) == ProfileRule::Raised) return;
   Descriptor d;
   const bool ok = query_selector(core, core.get<uint16_t>(i, i.op[1]), SelectorQuery::Limit, &d);
   if (ok) write_sized(core, i, i.op[0], d.limit());
@@ -538,14 +545,14 @@ void lsl(Core& core, const Insn& i) {
 
 void verr(Core& core, const Insn& i) {
   require_protected(core);
-  apply_profile(core, i);
+  if (apply_profile(core, i) == ProfileRule::Raised) return;
   const bool ok = query_selector(core, core.get<uint16_t>(i, i.op[0]), SelectorQuery::Readable, nullptr);
   core.set_flags(ZF, ok ? uint64_t(ZF) : 0);
 }
 
 void verw(Core& core, const Insn& i) {
   require_protected(core);
-  apply_profile(core, i);
+  if (apply_profile(core, i) == ProfileRule::Raised) return;
   const bool ok = query_selector(core, core.get<uint16_t>(i, i.op[0]), SelectorQuery::Writable, nullptr);
   core.set_flags(ZF, ok ? uint64_t(ZF) : 0);
 }

@@ -240,7 +240,7 @@ InsnDecision gdtr_idtr(const Vmcs& vmcs, Core& core, const Insn& i, GdtrIdtrInsn
     require_cpl0(core);
   } else if ((s.cr0 & CR0_PE) && s.cpl() > 0) {
     if (s.cr4 & CR4_UMIP) throw Fault::gp(0);
-    system::apply_profile(core, i);  // the instruction's registered sensitivity (SGDT or SIDT)
+    system::apply_profile(core, i);  // SGDT or SIDT (in the hook, its fault is thrown)
   }
   if (!vmcs.proc2(PROC2_DESCRIPTOR_TABLE_EXITING)) return execute();
   const Operand& o = i.op[0];
@@ -256,7 +256,7 @@ InsnDecision ldtr_tr(const Vmcs& vmcs, Core& core, const Insn& i, LdtrTrInsn whi
     require_cpl0(core);
   } else if (s.cpl() > 0) {
     if (s.cr4 & CR4_UMIP) throw Fault::gp(0);
-    system::apply_profile(core, i);  // SLDT or STR
+    system::apply_profile(core, i);  // SLDT or STR (in the hook, its fault is thrown)
   }
   if (!vmcs.proc2(PROC2_DESCRIPTOR_TABLE_EXITING)) return execute();
   const Operand& o = i.op[0];

@@ -232,11 +232,14 @@ void DeprivilegedGuest::sync_shadow_gdt() {
   locate_guest_gdt(entries);
   std::vector<uint64_t> guest(entries, 0);
   if (v.cr0 & CR0_PE) {
+    // An entry that is not mapped (a user address space without the kernel's GDT, under paravirt)
+    // is not present in the shadow either.
     for (unsigned k = 1; k < entries; ++k) {
+      const uint64_t entry = v.gdtr.base + k * 8;
       try {
-        guest[k] = vcpu_->core().read_linear(v.gdtr.base + k * 8, 8, AccessOrigin::ImplicitSupervisor);
+        if (!vcpu_->core().read_linear_if_mapped(entry, 8, AccessOrigin::ImplicitSupervisor, &guest[k])) guest[k] = 0;
       } catch (const Fault&) {
-        guest[k] = 0;  // not mapped: not present in the shadow either
+        guest[k] = 0;  // an entry across two pages, one of them not mapped
       }
     }
   }
