@@ -62,57 +62,64 @@ template <class T, StringOp kOp> void string_op(Core& c, const Insn& i) {
   // Whether runs of iterations may go as host copies: decided once, per page only the soft TLB.
   const bool direct = (kOp == StringOp::Movs || kOp == StringOp::Stos) && repeated && step == sizeof(T) &&
                       c.direct_spans();
-  for (;;) {
-    if (repeated && (g[RCX] & mask) == 0) break;
-    if constexpr (kOp == StringOp::Movs || kOp == StringOp::Stos) {
-      if (direct) {
-        if (const uint64_t n = direct_run<T, kOp>(c, src, as, std::min(g[RCX] & mask, allowance - iterations))) {
-          iterations += n;
-          if (c.suspend_at_allowance(iterations, allowance, g[RCX] & mask)) break;
-          continue;
+  // The iterations made before a fault count, as those before a suspension do: the processor made
+  // them, and their registers stay (SDM vol. 1, 7.3.9.1).
+  try {
+    for (;;) {
+      if (repeated && (g[RCX] & mask) == 0) break;
+      if constexpr (kOp == StringOp::Movs || kOp == StringOp::Stos) {
+        if (direct) {
+          if (const uint64_t n = direct_run<T, kOp>(c, src, as, std::min(g[RCX] & mask, allowance - iterations))) {
+            iterations += n;
+            if (c.suspend_at_allowance(iterations, allowance, g[RCX] & mask)) break;
+            continue;
+          }
         }
       }
+      // A page fault is raised (Core::load, Core::store) and ends the instruction here: the
+      // iterations before it keep the registers they left.
+      const uint64_t si = g[RSI] & mask, di = g[RDI] & mask;
+      bool equal = true;
+      if constexpr (kOp == StringOp::Movs) {
+        T v;
+        if (!c.load<T>(src, si, &v) || !c.store<T>(ES, di, v)) break;
+        c.set_gpr_sized(RSI, si + step, as);
+        c.set_gpr_sized(RDI, di + step, as);
+      } else if constexpr (kOp == StringOp::Stos) {
+        if (!c.store<T>(ES, di, c.gpr<T>(RAX))) break;
+        c.set_gpr_sized(RDI, di + step, as);
+      } else if constexpr (kOp == StringOp::Lods) {
+        T v;
+        if (!c.load<T>(src, si, &v)) break;
+        c.set_gpr<T>(RAX, v);
+        c.set_gpr_sized(RSI, si + step, as);
+      } else if constexpr (kOp == StringOp::Cmps) {
+        T a, b;
+        if (!c.load<T>(src, si, &a) || !c.load<T>(ES, di, &b)) break;
+        c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
+        c.set_gpr_sized(RSI, si + step, as);
+        c.set_gpr_sized(RDI, di + step, as);
+        equal = a == b;
+      } else {
+        const T a = c.gpr<T>(RAX);
+        T b;
+        if (!c.load<T>(ES, di, &b)) break;
+        c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
+        c.set_gpr_sized(RDI, di + step, as);
+        equal = a == b;
+      }
+      ++iterations;
+      if (!repeated) break;
+      c.set_gpr_sized(RCX, g[RCX] - 1, as);
+      if constexpr (kOp == StringOp::Cmps || kOp == StringOp::Scas) {
+        if (i.rep() && !equal) break;    // REPE: stop on a difference
+        if (i.repne() && equal) break;   // REPNE: stop on a match
+      }
+      if (c.suspend_at_allowance(iterations, allowance, g[RCX] & mask)) break;  // the step limit
     }
-    // A page fault is raised (Core::load, Core::store) and ends the handler here, as a thrown one
-    // does: the iterations before it keep the registers they left.
-    const uint64_t si = g[RSI] & mask, di = g[RDI] & mask;
-    bool equal = true;
-    if constexpr (kOp == StringOp::Movs) {
-      T v;
-      if (!c.load<T>(src, si, &v) || !c.store<T>(ES, di, v)) return;
-      c.set_gpr_sized(RSI, si + step, as);
-      c.set_gpr_sized(RDI, di + step, as);
-    } else if constexpr (kOp == StringOp::Stos) {
-      if (!c.store<T>(ES, di, c.gpr<T>(RAX))) return;
-      c.set_gpr_sized(RDI, di + step, as);
-    } else if constexpr (kOp == StringOp::Lods) {
-      T v;
-      if (!c.load<T>(src, si, &v)) return;
-      c.set_gpr<T>(RAX, v);
-      c.set_gpr_sized(RSI, si + step, as);
-    } else if constexpr (kOp == StringOp::Cmps) {
-      T a, b;
-      if (!c.load<T>(src, si, &a) || !c.load<T>(ES, di, &b)) return;
-      c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
-      c.set_gpr_sized(RSI, si + step, as);
-      c.set_gpr_sized(RDI, di + step, as);
-      equal = a == b;
-    } else {
-      const T a = c.gpr<T>(RAX);
-      T b;
-      if (!c.load<T>(ES, di, &b)) return;
-      c.set_flags_sub<T>(a, b, static_cast<T>(a - b));
-      c.set_gpr_sized(RDI, di + step, as);
-      equal = a == b;
-    }
-    ++iterations;
-    if (!repeated) break;
-    c.set_gpr_sized(RCX, g[RCX] - 1, as);
-    if constexpr (kOp == StringOp::Cmps || kOp == StringOp::Scas) {
-      if (i.rep() && !equal) break;    // REPE: stop on a difference
-      if (i.repne() && equal) break;   // REPNE: stop on a match
-    }
-    if (c.suspend_at_allowance(iterations, allowance, g[RCX] & mask)) break;  // the step limit
+  } catch (...) {
+    c.count_string_iterations(iterations);
+    throw;
   }
   c.count_string_iterations(iterations);
 }

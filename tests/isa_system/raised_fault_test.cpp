@@ -311,3 +311,26 @@ TEST(RaisedFault, TheProfilesTrapsAtCplAboveZeroNeedNoException) {
 }
 
 }  // namespace
+
+namespace {
+
+// A REP that faults after some iterations: they count (cpu.string_iterations, and their cycles),
+// as the iterations before a suspension do, whether the fault is raised or, for an element split
+// across two pages, thrown.
+TEST(RaisedFault, TheIterationsBeforeARepsFaultCount) {
+  // Two elements in the present page, then one in the page not present, or across the two.
+  for (const uint64_t rdi : {0x402FF0ull, 0x402FECull}) {
+    SCOPED_TRACE(rdi);
+    PagedMachine m;
+    m.user_code({0xF3, 0x48, 0xAB});  // REP STOSQ
+    m.reg(RDI) = rdi;
+    m.reg(RCX) = 4;
+    m.core.run(1);
+    EXPECT_EQ(m.state().rip, kHandler + PF_ * 16);
+    EXPECT_EQ(m.core.counters().string_iterations, 2u);
+    EXPECT_EQ(m.reg(RCX), 2u);
+    EXPECT_EQ(m.reg(RDI), rdi + 16);
+  }
+}
+
+}  // namespace
