@@ -556,6 +556,19 @@ const Insn* Core::fetch_slow(uint64_t lin, FaultSink* sink) {
     }
     return page->slot[offset];
   }
+  // Code without a host pointer (device memory, or the memory a VMM's virtual CPU sees) is read
+  // anew at every execution, and decoded again only where the bytes differ from the last decode
+  // at that address.
+  UncachedDecode* memo = nullptr;
+  if (!page) {
+    memo = &uncached_decodes_[(paddr ^ (paddr >> 12)) % kUncachedDecodes];
+    if (memo->paddr == paddr && memo->mode == mode_ && memo->size == first &&
+        std::memcmp(memo->bytes, bytes, first) == 0) {
+      scratch_insn_ = memo->insn;
+      mark(scratch_insn_, paddr);
+      return &scratch_insn_;
+    }
+  }
   ++counters_.decoded;
   Insn decoded;
   DecodeStatus status = decoder_->decode(mode_, bytes, first, decoded);
@@ -575,7 +588,12 @@ const Insn* Core::fetch_slow(uint64_t lin, FaultSink* sink) {
     scratch_insn_ = decoded;
     return &scratch_insn_;
   }
-  if (!page) {  // code in device memory: decoded at every execution
+  if (memo) {
+    memo->paddr = paddr;
+    memo->mode = mode_;
+    memo->size = static_cast<uint8_t>(first);
+    std::memcpy(memo->bytes, bytes, first);
+    memo->insn = decoded;
     mark(decoded, paddr);
     scratch_insn_ = decoded;
     return &scratch_insn_;

@@ -693,7 +693,18 @@ class Core {
   std::vector<std::unique_ptr<DecodedPage>> retired_pages_;  // freed at the next boundary
   uint64_t code_lpage_ = ~0ull;     // linear page of code_page_ (fast fetch path)
   DecodedPage* code_page_ = nullptr;
-  Insn scratch_insn_;               // an instruction that crosses a page: decoded every time
+  Insn scratch_insn_;               // an instruction no decoded page holds (fetch_slow)
+  // Decodes of code without a host pointer, by physical address, with the bytes they decoded
+  // (unmarked: marks are asked for at each execution).
+  struct UncachedDecode {
+    uint64_t paddr = ~0ull;
+    Mode mode = Mode::Real;
+    uint8_t size = 0;
+    uint8_t bytes[15] = {};
+    Insn insn;
+  };
+  static constexpr unsigned kUncachedDecodes = 64;
+  std::array<UncachedDecode, kUncachedDecodes> uncached_decodes_{};
 
   CoreCounters counters_;
   std::map<std::string, UnimplementedInstruction> unimplemented_;

@@ -11,6 +11,7 @@ namespace pgsim::isa {
 void Core::set_system_config(const SystemConfig* config) {
   system_config_ = config;
   decoder_->set_cpu_model(config ? &config->cpu : nullptr);
+  uncached_decodes_.fill(UncachedDecode{});  // decoded for the CPU model before
   remark_decoded();
 }
 

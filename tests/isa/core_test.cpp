@@ -4,6 +4,8 @@
 
 #include <random>
 
+#include <Zydis/Zydis.h>
+
 #include "isa/system/events.h"
 #include "tests/isa/harness.h"
 
@@ -92,6 +94,54 @@ TEST(Core, TheDecodeCacheKeepsOneDecodingPerMode) {
   EXPECT_EQ(m.core.run(1), 1u);
   EXPECT_EQ(m.reg(RAX), 7u);
   EXPECT_EQ(m.core.counters().decoded, 3u);  // inc rax once; dec eax and inc eax once
+}
+
+// Marks INC and counts its executions.
+class IncHook : public TrapHook {
+ public:
+  unsigned calls = 0;
+  bool on_event(Core&, const Event&) override { return false; }
+  bool wants_before(const Insn& insn, uint64_t) override { return insn.mnemonic == ZYDIS_MNEMONIC_INC; }
+  PreExecute before_instruction(Core&, const Insn&) override {
+    ++calls;
+    return PreExecute::Execute;
+  }
+};
+
+// Code without a host pointer (here a device window) is read at every execution and decoded again
+// only where its bytes or the mode differ from the last decode at that address; the trap hook
+// marks it at every execution.
+TEST(Core, CodeWithoutAHostPointerIsDecodedAgainOnlyWhenItsBytesChange) {
+  Machine m;
+  IncHook hook;
+  m.core.set_trap_hook(&hook, false);
+  std::vector<uint8_t> code = {0x48, 0xFF, 0xC0, 0xEB, 0xFB};  // inc rax; jmp -5
+  m.ram.add_device(0x100000, 0x1000, {[&](uint64_t off, unsigned size) {
+                                         uint64_t v = 0;
+                                         for (unsigned k = 0; k < size; ++k)
+                                           v |= uint64_t{off + k < code.size() ? code[off + k] : uint8_t{0x90}} << (8 * k);
+                                         return v;
+                                       },
+                                       [](uint64_t, unsigned, uint64_t) {}});
+  make_long64(m.state(), 0);
+  m.state().rip = 0x100000;
+  m.core.sync_mode();
+  m.reg(RAX) = 0;
+  EXPECT_EQ(m.core.run(10), 10u);
+  EXPECT_EQ(m.reg(RAX), 5u);
+  EXPECT_EQ(m.core.counters().decoded, 2u) << "each instruction once";
+  EXPECT_EQ(hook.calls, 5u);
+  code[2] = 0xC8;  // dec rax
+  EXPECT_EQ(m.core.run(4), 4u);
+  EXPECT_EQ(m.reg(RAX), 3u) << "the new bytes run";
+  EXPECT_EQ(m.core.counters().decoded, 3u);
+  // The same bytes in 32-bit mode are DEC EAX, then DEC EAX.
+  make_prot32(m.state(), 0);
+  m.state().rip = 0x100000;
+  m.core.sync_mode();
+  EXPECT_EQ(m.core.run(2), 2u);
+  EXPECT_EQ(m.reg(RAX), 1u);
+  EXPECT_EQ(m.core.counters().decoded, 5u);
 }
 
 TEST(Core, UnimplementedInstructionRaisesUdAndIsRecorded) {
