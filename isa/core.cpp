@@ -74,7 +74,7 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
         if (!insn) {
           current_insn_ = nullptr;
           FaultSink fetch_fault;
-          insn = fetch_slow(lin, &fetch_fault);
+          insn = fetch_slow(lin, fetch_fault);
           if (!insn) [[unlikely]] {  // the fetch's page fault, delivered as the catch below would
             prev = nullptr;
             if (!deliver_raised(fetch_fault.fault)) return leave_run(start);
@@ -147,6 +147,7 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
 }
 
 bool Core::deliver_raised(const Fault& fault) {
+  OutsideHandler delivery(*this);
   try {
     handle_fault(fault);
   } catch (const Fault& nested) {  // delivery itself must resolve nested faults (#DF)
@@ -157,7 +158,7 @@ bool Core::deliver_raised(const Fault& fault) {
 }
 
 void Core::raise(const Fault& fault) {
-  if (run_end_ == 0 || hook_calls_ != 0 || !current_insn_) throw fault;
+  if (run_end_ == 0 || outside_handler_ != 0 || !current_insn_) throw fault;
   raised_fault_ = fault;
   fault_raised_ = true;
   take_back_retirement(*current_insn_);
@@ -215,7 +216,7 @@ void Core::execute_marked(const Insn& insn) {
   materialize_flags();  // the hook sees the whole RFLAGS, in whatever reference it keeps
   PreExecute decision;
   {
-    HookCall call(*this);
+    OutsideHandler hook(*this);
     decision = hook_->before_instruction(*this, insn);
   }
   switch (decision) {
@@ -238,7 +239,7 @@ void Core::execute_marked(const Insn& insn) {
   if (fault_raised_) return;  // as a thrown fault would: no mode re-sync, no after_instruction
   if (insn.has(kTraitSystem)) sync_mode();
   materialize_flags();
-  HookCall call(*this);
+  OutsideHandler hook(*this);
   hook_->after_instruction(*this, insn);
 }
 
@@ -267,6 +268,7 @@ void Core::recompute_attention() {
 }
 
 bool Core::service_boundary() {
+  OutsideHandler boundary(*this);
   retired_pages_.clear();  // decoded pages discarded by self-modifying code are unused from here
   if (shutdown_) return false;
   if (stop_requested_) {
@@ -314,7 +316,6 @@ bool Core::service_boundary() {
   if (debug_exec_ && !(state_.rflags & RF) && check_code_breakpoints() && shutdown_) return false;
   if (hook_boundary_) {
     materialize_flags();
-    HookCall call(*this);
     hook_->on_instruction_boundary(*this);
   }
   if (stop_requested_) {
@@ -524,7 +525,7 @@ Core::DecodedPage* Core::code_page(uint64_t frame) {
 
 // ---- Fetch and decode --------------------------------------------------------------------------
 
-const Insn* Core::fetch_slow(uint64_t lin, FaultSink* sink) {
+const Insn* Core::fetch_slow(uint64_t lin, FaultSink& sink) {
   if (state_.rip > cs_limit_) throw Fault::gp(0);
   // A change of code page that hits the soft ITLB finds the decoded page there (no hashing).
   SoftTlbEntry& itlb = tlb_[user_][kExec][(lin >> 12) % kSoftTlbSize];
@@ -538,8 +539,8 @@ const Insn* Core::fetch_slow(uint64_t lin, FaultSink* sink) {
   }
   uint64_t paddr = 0;
   bool cacheable = false;
-  uint8_t* host = host_for(lin, AccessKind::Execute, AccessOrigin::Instruction, &paddr, &cacheable, sink);
-  if (sink->faulted) return nullptr;
+  uint8_t* host = host_for(lin, AccessKind::Execute, AccessOrigin::Instruction, &paddr, &cacheable, &sink);
+  if (sink.faulted) return nullptr;
   const unsigned offset = lin & 0xFFF;
   const unsigned in_page = 0x1000 - offset;
   uint8_t bytes[16];
@@ -578,8 +579,8 @@ const Insn* Core::fetch_slow(uint64_t lin, FaultSink* sink) {
     uint64_t paddr2 = 0;
     bool cacheable2 = false;
     uint8_t* host2 = host_for((lin + in_page) & lin_mask_, AccessKind::Execute, AccessOrigin::Instruction,
-                              &paddr2, &cacheable2, sink);
-    if (sink->faulted) return nullptr;
+                              &paddr2, &cacheable2, &sink);
+    if (sink.faulted) return nullptr;
     for (unsigned k = first; k < 15; ++k)
       bytes[k] = host2 ? host2[k - first] : static_cast<uint8_t>(bus_.read(paddr2 + k - first, 1));
     status = decoder_->decode(mode_, bytes, 15, decoded);

@@ -199,8 +199,9 @@ class Core {
   // completed iterations). Where run()'s block loop called the
   // handler, nothing is thrown: the loop delivers the fault when the handler returns, as it would
   // have caught it (a C++ exception costs microseconds to unwind: one per demand-paging fault, one
-  // per system call a VMM takes as a #UD). Elsewhere (outside run(), or under a call into the trap
-  // hook, which may run semantics and catch what they throw) it throws, as `throw fault` does.
+  // per system call a VMM takes as a #UD). Elsewhere (outside run(), or in run() outside such a
+  // handler: the trap hook, which may run semantics and catch what they throw, event delivery, the
+  // instruction boundary) it throws, as `throw fault` does.
   void raise(const Fault& fault);
   // Whether the running handler raised a fault without throwing (for callers of semantics inside
   // the block loop, which must then stop as an exception would have stopped them).
@@ -447,7 +448,7 @@ class Core {
   };
   // The instruction at `linear` past the current code page; null when its translation faulted
   // (the fault in `sink`). Other faults (the CS limit, an instruction over 15 bytes) are thrown.
-  const Insn* fetch_slow(uint64_t linear, FaultSink* sink);
+  const Insn* fetch_slow(uint64_t linear, FaultSink& sink);
   const Insn* decode_at(uint64_t linear, uint64_t paddr, DecodedPage* page);
   DecodedPage* code_page(uint64_t frame);
   void invalidate_frame(uint64_t frame);
@@ -636,16 +637,17 @@ class Core {
   uint64_t rf_retired_ = 0;
   Fault last_fault_{0};
   Fault pre_execute_fault_{0};
-  // raise(): the fault the running handler raised, for the block loop to deliver; and the calls
-  // into the trap hook in progress (under which raise() throws).
+  // raise(): the fault the running handler raised, for the block loop to deliver; and the code in
+  // progress that is not a handler the block loop called (the trap hook, event delivery, the
+  // instruction boundary), under which raise() throws: whoever runs semantics there catches them.
   bool fault_raised_ = false;
   Fault raised_fault_{0};
-  unsigned hook_calls_ = 0;
-  struct HookCall {  // one call into the trap hook
-    explicit HookCall(Core& c) : core(c) { ++core.hook_calls_; }
-    ~HookCall() { --core.hook_calls_; }
-    HookCall(const HookCall&) = delete;
-    HookCall& operator=(const HookCall&) = delete;
+  unsigned outside_handler_ = 0;
+  struct OutsideHandler {
+    explicit OutsideHandler(Core& c) : core(c) { ++core.outside_handler_; }
+    ~OutsideHandler() { --core.outside_handler_; }
+    OutsideHandler(const OutsideHandler&) = delete;
+    OutsideHandler& operator=(const OutsideHandler&) = delete;
     Core& core;
   };
   uint64_t last_fault_rip_ = 0;

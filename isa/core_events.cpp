@@ -6,15 +6,11 @@
 namespace pgsim::isa {
 
 void Core::route_event(const Event& event) {
+  OutsideHandler delivery(*this);  // also when a handler routes an event (INT n)
   materialize_flags();  // the hook and the delivery (which pushes RFLAGS) see the whole of it
   ++counters_.events;
   state_.halted = false;
-  bool taken = false;
-  if (hook_) {
-    HookCall call(*this);
-    taken = hook_->on_event(*this, event);
-  }
-  if (!taken) deliver_event(*this, event);
+  if (!(hook_ && hook_->on_event(*this, event))) deliver_event(*this, event);
   sync_mode();
   if (counters_.steps() >= step_deadline_) request_stop();
 }
@@ -33,7 +29,7 @@ bool Core::offer_delivery_fault(const Event& delivering, const Event& fault) {
   ++delivery_fault_nesting_;
   bool taken;
   {
-    HookCall call(*this);
+    OutsideHandler hook(*this);
     taken = hook_->on_delivery_fault(*this, delivering, fault);
   }
   --delivery_fault_nesting_;
