@@ -407,17 +407,19 @@ void Core::sync_mode() {
 
 // ---- Soft TLB and decode-cache maintenance ---------------------------------------------------
 
-void Core::drop_soft_tlb(uint64_t linear_page) {
+void Core::drop_soft_tlb(uint64_t linear_page, SoftTlbPart part) {
   // The page leaves every address space the soft TLB keeps (an entry's slot is its page's, whatever
-  // its epoch).
+  // its epoch). A data TLB's eviction leaves the execute entries alone: a memory-bound guest evicts
+  // at nearly every access, and each entry visited is a host cache line.
   constexpr uint64_t kPageBits = (1ull << kEpochShift) - 1;
   const uint64_t page = linear_page >> 12;
-  for (auto& by_user : tlb_)
-    for (auto& tlb : by_user) {
-      SoftTlbEntry& e = tlb[page % kSoftTlbSize];
+  const unsigned first = part == SoftTlbPart::Code ? kExec : 0, last = part == SoftTlbPart::Data ? kExec : kExec + 1;
+  for (auto& by_privilege : tlb_)
+    for (unsigned k = first; k < last; ++k) {
+      SoftTlbEntry& e = by_privilege[k][page % kSoftTlbSize];
       if (e.tag != ~0ull && (e.tag & kPageBits) == page) e = SoftTlbEntry{};
     }
-  if (code_lpage_ == page) {
+  if (part != SoftTlbPart::Data && code_lpage_ == page) {
     code_lpage_ = ~0ull;
     code_page_ = nullptr;
   }

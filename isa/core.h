@@ -387,8 +387,10 @@ class Core {
   void sync_mode();
   Mode mode() const { return mode_; }
   bool long64() const { return mode_ == Mode::Long64; }
-  // The Translator evicted `linear_page` from its L1 TLB: the soft TLB drops it too.
-  void drop_soft_tlb(uint64_t linear_page);
+  // The Translator evicted `linear_page` from an L1 TLB: the soft TLB drops it too, from the entries
+  // that mirror that TLB (data accesses mirror the L1 data TLB, fetches the L1 instruction TLB), or
+  // from all of them (INVLPG).
+  void drop_soft_tlb(uint64_t linear_page, SoftTlbPart part = SoftTlbPart::All);
   // Drops every soft-TLB entry, in every address space it keeps.
   void flush_soft_tlb();
   // Keep the soft TLB's entries of recent address spaces across CR3 switches with CR4.PCIDE set

@@ -42,6 +42,10 @@ struct Translation {
 // miss (isa/system/paging.h page_walk) and charges what it costs. To keep the soft TLB a subset
 // of the modeled L1 TLBs it calls Core::drop_soft_tlb(page) when it evicts an entry, so that every
 // soft-TLB hit is a modeled L1 hit (counted in Core::counters().itlb_hits / dtlb_hits).
+// The soft-TLB entries an L1 TLB eviction drops: those of data accesses (the L1 data TLB's), of
+// instruction fetches (the L1 instruction TLB's), or all (INVLPG).
+enum class SoftTlbPart { Data, Code, All };
+
 class Translator {
  public:
   virtual ~Translator() = default;

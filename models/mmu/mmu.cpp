@@ -81,9 +81,8 @@ Mmu::Mmu(const MmuParams& params, isa::PhysicalBus& bus, CacheHierarchy* caches)
       walk_cache_(params.walk_cache_entries),
       walk_memo_(uint64_t{params.l1i.entries} + params.l1d.entries + params.l2.entries), nested_tlb_(params.nested_tlb),
       nested_walk_cache_(params.nested_walk_cache_entries) {
-  auto evict = [this](uint64_t base, uint64_t size) { on_l1_evict(base, size); };
-  l1i_.set_evict_callback(evict);
-  l1d_.set_evict_callback(evict);
+  l1i_.set_evict_callback([this](uint64_t base, uint64_t size) { on_l1_evict(base, size, isa::SoftTlbPart::Code); });
+  l1d_.set_evict_callback([this](uint64_t base, uint64_t size) { on_l1_evict(base, size, isa::SoftTlbPart::Data); });
 }
 
 uint16_t Mmu::current_pcid() const {
@@ -92,9 +91,9 @@ uint16_t Mmu::current_pcid() const {
   return (s.cr4 & isa::CR4_PCIDE) ? static_cast<uint16_t>(s.cr3 & 0xFFF) : 0;
 }
 
-void Mmu::on_l1_evict(uint64_t base, uint64_t size) {
+void Mmu::on_l1_evict(uint64_t base, uint64_t size, isa::SoftTlbPart part) {
   if (flushing_ || !core_) return;
-  if (size == kPage4K) core_->drop_soft_tlb(base);
+  if (size == kPage4K) core_->drop_soft_tlb(base, part);
   else core_->flush_soft_tlb();  // a large page covers many soft-TLB entries
 }
 

@@ -143,7 +143,7 @@ class Mmu : public isa::Translator, public isa::NestedPagingControl, private isa
   void charge_reference(uint64_t paddr);
   void count_by_leaf(uint64_t page_size, uint64_t refs);
   uint16_t current_vpid() const { return nested_ ? nested_->vpid : 0; }
-  void on_l1_evict(uint64_t base, uint64_t size);
+  void on_l1_evict(uint64_t base, uint64_t size, isa::SoftTlbPart part);
   uint16_t current_pcid() const;
 
   MmuParams params_;

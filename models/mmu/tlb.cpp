@@ -21,7 +21,11 @@ Tlb::Tlb(const TlbGeometry& g) {
   if (shifts_.empty()) throw std::invalid_argument("a TLB with entries must hold at least one page size");
   std::sort(shifts_.rbegin(), shifts_.rend());
   shifts_.erase(std::unique(shifts_.begin(), shifts_.end()), shifts_.end());
-  for (unsigned shift : shifts_) held_shifts_ |= 1ull << shift;
+  for (unsigned i = 0; i < shifts_.size(); ++i) {
+    held_shifts_ |= 1ull << shifts_[i];
+    shift_index_[shifts_[i]] = static_cast<uint8_t>(i);
+  }
+  valid_by_bucket_.assign(shifts_.size() * kPageBuckets, 0);
   entries_.resize(static_cast<size_t>(sets_) * ways_);
   tags_.assign(entries_.size(), kNoTag);
 }
@@ -35,9 +39,9 @@ uint64_t page_size_from_name(const std::string& name) {
 }
 
 bool Tlb::holds(uint64_t page_size) const {
-  // (A power of two by its bits: std::has_single_bit is a library call without POPCNT.)
-  return enabled() && page_size != 0 && (page_size & (page_size - 1)) == 0 &&
-         ((held_shifts_ >> std::countr_zero(page_size)) & 1);
+  // A power of two by its bits (std::has_single_bit is a library call without POPCNT), and one of
+  // the sizes held: held_shifts_ has bit s set for pages of 2^s bytes, none when the level is off.
+  return (page_size & (page_size - 1)) == 0 && (held_shifts_ & page_size) != 0;
 }
 
 Tlb::Entry* Tlb::find(uint64_t vpn, unsigned shift, uint16_t pcid, uint16_t vpid) {
@@ -62,7 +66,7 @@ Tlb::Entry* Tlb::find(uint64_t vpn, unsigned shift, uint16_t pcid, uint16_t vpid
 bool Tlb::lookup(uint64_t linear, uint16_t pcid, uint16_t vpid) {
   if (!enabled()) return false;
   for (unsigned shift : shifts_) {
-    if (valid_by_shift_[shift] == 0) continue;
+    if (valid_by_shift_[shift] == 0 || valid_in_bucket(shift, linear >> shift) == 0) continue;
     if (Entry* e = find(linear >> shift, shift, pcid, vpid)) {
       e->last_use = ++clock_;
       return true;
@@ -93,6 +97,7 @@ uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool gl
   *victim = Entry{vpn, pcid, vpid, static_cast<uint8_t>(shift), global, true, true, ++clock_};
   tags_[victim - entries_.data()] = tag_of(vpn, shift, vpid);
   ++valid_by_shift_[shift];
+  ++valid_in_bucket(shift, vpn);
   ++changes_;
   if (!listed) occupied_.push_back(static_cast<uint32_t>(victim - entries_.data()));
   return 1ull << shift;
@@ -102,6 +107,7 @@ void Tlb::drop(Entry& e) {
   e.valid = false;
   tags_[&e - entries_.data()] = kNoTag;
   --valid_by_shift_[e.page_shift];
+  --valid_in_bucket(e.page_shift, e.vpn);
   ++changes_;
   if (on_evict_) on_evict_(e.vpn << e.page_shift, 1ull << e.page_shift);
 }

@@ -101,7 +101,18 @@ class Tlb {
   unsigned sets_ = 0, ways_ = 0;
   std::vector<unsigned> shifts_;  // the page shifts held, largest first
   uint64_t held_shifts_ = 0;      // bit s: pages of 2^s bytes are held
-  std::array<uint32_t, 64> valid_by_shift_{};  // valid entries per page shift (lookups skip a size none holds)
+  // Valid entries by page size held and by a hash of their page number: a lookup skips a size for
+  // which no entry can match. A TLB holding a few large pages beside many small ones would otherwise
+  // scan a set's ways for a large page at nearly every lookup (the set a large page number indexes
+  // holds the small pages of many addresses).
+  std::array<uint32_t, 64> valid_by_shift_{};  // valid entries per page shift
+  static constexpr unsigned kPageBuckets = 64;
+  static unsigned page_bucket(uint64_t vpn) { return static_cast<unsigned>((vpn ^ (vpn >> 6) ^ (vpn >> 12)) % kPageBuckets); }
+  std::vector<uint16_t> valid_by_bucket_;  // [shift_index_[shift] * kPageBuckets + page_bucket(vpn)]
+  std::array<uint8_t, 64> shift_index_{};  // the index in shifts_ of each page shift held
+  uint16_t& valid_in_bucket(unsigned shift, uint64_t vpn) {
+    return valid_by_bucket_[shift_index_[shift] * kPageBuckets + page_bucket(vpn)];
+  }
   std::vector<Entry> entries_;    // sets_ * ways_
   std::vector<uint64_t> tags_;    // tag_of() of each entry, or kNoTag
   // The indices of the entries that may be valid, so that a flush visits those rather than every

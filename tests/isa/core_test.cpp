@@ -276,6 +276,37 @@ TEST(Core, SoftTlbHitsAreCountedAndDropRemovesAnEntry) {
   EXPECT_EQ(m.core.counters().dtlb_misses, 2u);
 }
 
+// An L1 data TLB's eviction drops the page's data entries only, an instruction TLB's its execute
+// entries only: a page that holds both code and data keeps the other kind.
+TEST(Core, ADroppedPartOfTheSoftTlbLeavesTheOtherKind) {
+  Machine m;
+  make_long64(m.state(), 3);
+  m.reg(RBX) = 0x1800;  // data in the code's page
+  const std::vector<uint8_t> loads = {0x48, 0x8B, 0x03, 0x48, 0x8B, 0x03};  // 2x mov rax, [rbx]
+  m.load_code(0x1000, loads);
+  m.core.run(2);
+  ASSERT_EQ(m.core.counters().dtlb_misses, 1u);
+  ASSERT_EQ(m.core.counters().itlb_misses, 1u);
+
+  m.core.drop_soft_tlb(0x1000, SoftTlbPart::Data);
+  m.load_code(0x1000, loads);
+  m.core.run(2);
+  EXPECT_EQ(m.core.counters().dtlb_misses, 2u);
+  EXPECT_EQ(m.core.counters().itlb_misses, 1u);
+
+  m.core.drop_soft_tlb(0x1000, SoftTlbPart::Code);
+  m.load_code(0x1000, loads);
+  m.core.run(2);
+  EXPECT_EQ(m.core.counters().dtlb_misses, 2u);
+  EXPECT_EQ(m.core.counters().itlb_misses, 2u);
+
+  m.core.drop_soft_tlb(0x1000, SoftTlbPart::All);
+  m.load_code(0x1000, loads);
+  m.core.run(2);
+  EXPECT_EQ(m.core.counters().dtlb_misses, 3u);
+  EXPECT_EQ(m.core.counters().itlb_misses, 3u);
+}
+
 TEST(Core, RunStopsOnRequestAndReportsRetired) {
   class StopAfter : public TrapHook {
    public:
