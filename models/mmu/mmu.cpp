@@ -109,16 +109,18 @@ isa::Translation Mmu::translate(const isa::CpuState& state, uint64_t linear, isa
   // The data of a walk the memo holds is most likely where it was: the host starts fetching it
   // now, while the TLBs are modeled, rather than after (a memory-bound guest's accesses mostly
   // miss the host's caches too). A guess, never used but as a prefetch.
+  const isa::WalkRequest req = walk_request(linear, kind, user, origin);
   if (!nested_ && !fetch) {
-    const uint8_t* data = walk_memo_.likely_host(walk_request(linear, kind, user, origin));
+    const uint8_t* data = walk_memo_.likely_host(req);
     if (data) __builtin_prefetch(data);
   }
   bool charged_walk = false;
+  const Tlb::Entry* l2_hit = nullptr;
   if (l1.lookup(linear, pcid, vpid)) {
     ++(fetch ? counters_.l1i_hits : counters_.l1d_hits);
   } else {
     ++(fetch ? counters_.l1i_misses : counters_.l1d_misses);
-    if (l2_.lookup(linear, pcid, vpid)) {
+    if ((l2_hit = l2_.lookup_entry(linear, pcid, vpid))) {
       ++counters_.l2_hits;
       counters_.l2_hit_cycles += params_.l2_hit_cycles;
     } else {
@@ -131,20 +133,20 @@ isa::Translation Mmu::translate(const isa::CpuState& state, uint64_t linear, isa
   // when this translation is (a TLB hit still runs the functional walk, uncharged, so that the
   // translation is always that of the current tables). The nested translators are built only with
   // EPT: constructing them costs more than a walk that hits the host's caches.
-  if (!nested_) return walk_and_fill(state, linear, kind, user, origin, pcid, vpid, charged_walk, nullptr);
+  if (!nested_) return walk_and_fill(state, req, kind, pcid, vpid, charged_walk, l2_hit, nullptr);
   std::optional<CachedEptTranslator> charged_nested;
   std::optional<isa::EptTranslator> uncharged_nested;
   isa::EptTranslator* nested = charged_walk ? static_cast<isa::EptTranslator*>(&charged_nested.emplace(*this, linear))
                                             : &uncharged_nested.emplace(nested_->ept, bus_, linear, nullptr);
-  return walk_and_fill(state, linear, kind, user, origin, pcid, vpid, charged_walk, nested);
+  return walk_and_fill(state, req, kind, pcid, vpid, charged_walk, l2_hit, nested);
 }
 
-isa::Translation Mmu::walk_and_fill(const isa::CpuState& state, uint64_t linear, isa::AccessKind kind, bool user,
-                                    isa::AccessOrigin origin, uint16_t pcid, uint16_t vpid, bool charged_walk,
+isa::Translation Mmu::walk_and_fill(const isa::CpuState& state, const isa::WalkRequest& req, isa::AccessKind kind,
+                                    uint16_t pcid, uint16_t vpid, bool charged_walk, const Tlb::Entry* l2_hit,
                                     isa::EptTranslator* nested) {
   const bool fetch = kind == isa::AccessKind::Execute;
   Tlb& l1 = fetch ? l1i_ : l1d_;
-  const isa::WalkRequest req = walk_request(linear, kind, user, origin);
+  const uint64_t linear = req.linear;
 
   isa::WalkResult walk;
   // Without EPT, a walk the TLBs hold is not charged, and its memo saves the host the walk itself.
@@ -192,7 +194,9 @@ isa::Translation Mmu::walk_and_fill(const isa::CpuState& state, uint64_t linear,
   uint64_t page_size = walk.page_size ? walk.page_size : kPage4K;
   // A TLB entry of a guest covers what both dimensions map contiguously: the smaller page.
   if (nested) page_size = std::min(page_size, nested->final_page_size());
-  l2_.insert(linear, page_size, pcid, walk.global, vpid);
+  // An L2 hit on this very translation was made the most recently used by its lookup: filling it
+  // again would change nothing (a memory-bound guest hits the L2 at nearly every access).
+  if (!l2_hit || !Tlb::holds_as(*l2_hit, page_size, walk.global)) l2_.insert(linear, page_size, pcid, walk.global, vpid);
   // The core's soft TLB mirrors the L1 TLB: a translation the L1 does not hold (no L1, or a page
   // size it does not hold) is translated again on every access.
   t.cacheable = l1.insert(linear, page_size, pcid, walk.global, vpid) != 0;

@@ -129,9 +129,9 @@ class Mmu : public isa::Translator, public isa::NestedPagingControl, private isa
  private:
   class CachedEptTranslator;
   // translate() after the TLB lookups: the walk (charged when `charged_walk`; through `nested` with
-  // EPT) and the TLB fills.
-  isa::Translation walk_and_fill(const isa::CpuState& state, uint64_t linear, isa::AccessKind kind, bool user,
-                                 isa::AccessOrigin origin, uint16_t pcid, uint16_t vpid, bool charged_walk,
+  // EPT) and the TLB fills. `l2_hit` is the L2 TLB's entry when the L1 missed and the L2 hit.
+  isa::Translation walk_and_fill(const isa::CpuState& state, const isa::WalkRequest& req, isa::AccessKind kind,
+                                 uint16_t pcid, uint16_t vpid, bool charged_walk, const Tlb::Entry* l2_hit,
                                  isa::EptTranslator* nested);
   struct NestedContext {
     isa::EptPointer ept;

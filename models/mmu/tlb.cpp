@@ -63,16 +63,16 @@ Tlb::Entry* Tlb::find(uint64_t vpn, unsigned shift, uint16_t pcid, uint16_t vpid
   return nullptr;
 }
 
-bool Tlb::lookup(uint64_t linear, uint16_t pcid, uint16_t vpid) {
-  if (!enabled()) return false;
+const Tlb::Entry* Tlb::lookup_entry(uint64_t linear, uint16_t pcid, uint16_t vpid) {
+  if (!enabled()) return nullptr;
   for (unsigned shift : shifts_) {
     if (valid_by_shift_[shift] == 0 || valid_in_bucket(shift, linear >> shift) == 0) continue;
     if (Entry* e = find(linear >> shift, shift, pcid, vpid)) {
       e->last_use = ++clock_;
-      return true;
+      return e;
     }
   }
-  return false;
+  return nullptr;
 }
 
 uint64_t Tlb::insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool global, uint16_t vpid) {

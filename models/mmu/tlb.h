@@ -51,7 +51,15 @@ class Tlb {
 
   // True (and the entry becomes most recently used) when the page holding `linear` is present for
   // `pcid` (or as a global entry) of `vpid`.
-  bool lookup(uint64_t linear, uint16_t pcid, uint16_t vpid = 0);
+  bool lookup(uint64_t linear, uint16_t pcid, uint16_t vpid = 0) { return lookup_entry(linear, pcid, vpid) != nullptr; }
+  // The same, giving the entry (valid until the next insertion or invalidation).
+  const Entry* lookup_entry(uint64_t linear, uint16_t pcid, uint16_t vpid = 0);
+  // True when inserting a translation of `page_size` bytes with `global` would change nothing for
+  // `hit`, the entry that lookup_entry() just gave (the same page, size and global bit: its PCID was
+  // matched or does not matter, and it is already the most recently used of its set).
+  static bool holds_as(const Entry& hit, uint64_t page_size, bool global) {
+    return (1ull << hit.page_shift) == page_size && hit.global == global;
+  }
   // Inserts the translation of a page of `page_size` bytes; returns `page_size`, or 0 when the
   // level does not hold pages of that size (or is disabled) and nothing was inserted.
   uint64_t insert(uint64_t linear, uint64_t page_size, uint16_t pcid, bool global, uint16_t vpid = 0);

@@ -111,6 +111,33 @@ TEST(MmuTest, FaultsComeFromTheWalk) {
   EXPECT_EQ(t.fault.cr2, 0x800000u);
 }
 
+// An L1 miss that hits the L2 TLB still walks, and the walk's global bit goes into the L2 entry:
+// the guest set G in a PTE without INVLPG, and the entry then survives a non-global flush.
+TEST(MmuTest, AnL2HitTakesTheGlobalBitOfTheWalk) {
+  FlatMemory mem(1 << 22);
+  build_tables(mem);
+  MmuParams p;
+  p.l1d = {1, 1, {kPage4K}};  // one entry: each other page evicts it
+  p.l2 = {64, 4, {kPage4K}};
+  Mmu mmu(p, mem);
+  const isa::CpuState s = long_mode_state();
+  const uint64_t one = kBase + 0x1000, two = kBase + 0x2000;
+  ASSERT_TRUE(read(mmu, s, one).ok);
+  ASSERT_TRUE(read(mmu, s, two).ok);
+  EXPECT_EQ(mmu.counters().walks, 2u);
+  mem.put64(kPt + 8, 0x101000 | kPresentWritable | kGlobal);
+  ASSERT_TRUE(read(mmu, s, one).ok);
+  EXPECT_EQ(mmu.counters().l2_hits, 1u);
+  EXPECT_EQ(mmu.counters().walks, 2u);
+
+  mmu.flush(false);  // MOV CR3: the non-global entries go
+  ASSERT_TRUE(read(mmu, s, two).ok);
+  EXPECT_EQ(mmu.counters().walks, 3u);
+  ASSERT_TRUE(read(mmu, s, one).ok);
+  EXPECT_EQ(mmu.counters().l2_hits, 2u);
+  EXPECT_EQ(mmu.counters().walks, 3u);
+}
+
 TEST(MmuTest, GeometryDecidesL1Misses) {
   FlatMemory mem(1 << 22);
   build_tables(mem);
