@@ -326,6 +326,11 @@ void DeprivilegedGuest::locate_guest_gdt(unsigned entries) {
     }
   }
   gdt_sources_ = std::move(tables.entries);
+  gdt_sources_span_ = {~0ull, 0};
+  for (const ShadowPager::GuestEntry& e : gdt_sources_) {
+    gdt_sources_span_.first = std::min(gdt_sources_span_.first, e.paddr);
+    gdt_sources_span_.second = std::max(gdt_sources_span_.second, e.paddr + e.size);
+  }
   shadow_->set_gdt_frames(frames);
 }
 
@@ -354,8 +359,9 @@ void DeprivilegedGuest::trace_gdt_write(uint64_t paddr, unsigned size, uint64_t 
 void DeprivilegedGuest::before_guest_write(uint64_t paddr, unsigned size, uint64_t value) {
   if (on_code_write && shadow_->is_code_frame(paddr >> 12)) on_code_write(paddr >> 12);
   shadow_->guest_write(paddr, size, value);
-  for (const ShadowPager::GuestEntry& e : gdt_sources_)
-    if (shadow_->changes_entry(e.paddr, e.size, paddr, size, value)) gdt_stale_ = true;  // the GDT is remapped
+  if (paddr < gdt_sources_span_.second && paddr + size > gdt_sources_span_.first)
+    for (const ShadowPager::GuestEntry& e : gdt_sources_)
+      if (shadow_->changes_entry(e.paddr, e.size, paddr, size, value)) gdt_stale_ = true;  // the GDT is remapped
   if (shadow_->is_gdt_frame(paddr >> 12) || shadow_->is_gdt_frame((paddr + size - 1) >> 12))
     trace_gdt_write(paddr, size, value);
 }

@@ -257,6 +257,8 @@ class DeprivilegedGuest : private isa::InterruptSource {
   bool gdt_stale_ = true;             // a guest entry mapping its pages changed, or INVLPG of one
   std::vector<uint64_t> gdt_pages_;   // the frame of each page of the guest's GDT (~0: not mapped)
   std::vector<ShadowPager::GuestEntry> gdt_sources_;  // the guest paging entries that map them
+  // [lowest, highest) physical address of those entries: most guest writes are nowhere near them.
+  std::pair<uint64_t, uint64_t> gdt_sources_span_{~0ull, 0};
   uint16_t shadow_gdt_limit_ = 0;
   uint16_t tss_selector_ = 0;
   // The VMM's IDT as last built (its 256 gates as 512 words), for the VMM code selector and VMM

@@ -258,8 +258,10 @@ uint64_t ShadowPager::drop_dependents(uint64_t begin, uint64_t end) {
 bool ShadowPager::changes_entry(uint64_t entry, unsigned width, uint64_t paddr, unsigned size, uint64_t value) const {
   constexpr uint64_t kAccessedDirty = isa::PTE_A | isa::PTE_D;
   uint64_t changed = 0, set = 0;              // bits of the entry the write changes, and those it sets
+  const uint8_t* host = nullptr;
+  uint64_t host_page = ~0ull;                 // the page `host` is of
   for (uint64_t byte = std::max(entry, paddr); byte < std::min(entry + width, paddr + size); ++byte) {
-    const uint8_t* host = bus_.host_frame(byte & ~0xFFFull);
+    if ((byte & ~0xFFFull) != host_page) host = bus_.host_frame(host_page = byte & ~0xFFFull);
     const uint64_t old_byte = host ? host[byte & 0xFFF] : bus_.read(byte, 1) & 0xFF;
     const uint64_t new_byte = (value >> (8 * (byte - paddr))) & 0xFF;
     changed |= (old_byte ^ new_byte) << (8 * (byte - entry));
@@ -309,7 +311,7 @@ void ShadowPager::write_protect(uint64_t frame) {
 void ShadowPager::set_gdt_frames(const std::vector<uint64_t>& frames) {
   gdt_frames_.clear();
   for (uint64_t frame : frames)
-    if (gdt_frames_.insert(frame).second) write_protect(frame);
+    if (gdt_frames_.insert(frame)) write_protect(frame);
 }
 
 void ShadowPager::invalidate_page(uint64_t linear) {

@@ -36,6 +36,7 @@
 
 #include "isa/bus_if.h"
 #include "isa/system/paging.h"
+#include "models/vmm/frame_set.h"
 
 namespace pgsim::vmm {
 
@@ -140,21 +141,21 @@ class ShadowPager {
   // leaves that map a frame new to the set are made read-only here).
   void note_page_table_frame(uint64_t frame) {
     write_streak_.erase(frame);  // in use as a table again
-    if (page_table_frames_.insert(frame).second) write_protect(frame);
+    if (page_table_frames_.insert(frame)) write_protect(frame);
   }
-  bool is_page_table_frame(uint64_t frame) const { return page_table_frames_.count(frame) != 0; }
+  bool is_page_table_frame(uint64_t frame) const { return page_table_frames_.contains(frame); }
   // The frames holding the guest's GDT, write-protected like page tables (the VMM keeps a shadow
   // GDT made from them); `frames` replaces the previous set.
   void set_gdt_frames(const std::vector<uint64_t>& frames);
-  bool is_gdt_frame(uint64_t frame) const { return gdt_frames_.count(frame) != 0; }
+  bool is_gdt_frame(uint64_t frame) const { return gdt_frames_.contains(frame); }
   // Guest frames holding code the VMM translated (binary translation): write-protected like page
   // tables, so that a write to them faults and the VMM drops its translations first; released
   // when it has, and the write goes through.
   void note_code_frame(uint64_t frame) {
-    if (code_frames_.insert(frame).second) write_protect(frame);
+    if (code_frames_.insert(frame)) write_protect(frame);
   }
   void release_code_frame(uint64_t frame) { code_frames_.erase(frame); }
-  bool is_code_frame(uint64_t frame) const { return code_frames_.count(frame) != 0; }
+  bool is_code_frame(uint64_t frame) const { return code_frames_.contains(frame); }
   // The guest's writes to `frame` must fault: a page table, the GDT or translated code.
   bool is_write_protected(uint64_t frame) const {
     return is_page_table_frame(frame) || is_gdt_frame(frame) || is_code_frame(frame);
@@ -244,9 +245,9 @@ class ShadowPager {
   std::list<Key> lru_;  // most recently used first
   Key current_{~0ull, false};  // ~0: no guest address space yet, or paging off
   static constexpr Key kPagingOff{1, false};  // no CR3 value is 1
-  std::unordered_set<uint64_t> page_table_frames_;
-  std::unordered_set<uint64_t> gdt_frames_;
-  std::unordered_set<uint64_t> code_frames_;
+  FrameSet page_table_frames_;
+  FrameSet gdt_frames_;
+  FrameSet code_frames_;
   std::unordered_map<uint64_t, unsigned> write_streak_;  // traced writes since the last walk through it
   DependentsMap dependents_;                              // guest entry -> leaves built from it
   std::unordered_map<uint64_t, std::set<LeafRef>> mappers_;  // guest frame -> leaves that map it

@@ -284,6 +284,45 @@ TEST(ShadowTrace, LgdtMovesTheWriteProtectionToTheNewGdt) {
   EXPECT_EQ(m.ram.get<uint64_t>(test::kGdt + kSelector), descriptor);              // written directly
 }
 
+// The VMM's sets of frames (page tables, GDT, translated code) answer each change at once, though
+// they remember their last answer.
+TEST(FrameSet, ItsLastAnswerLastsUntilItChanges) {
+  vmm::FrameSet frames;
+  EXPECT_FALSE(frames.contains(7));
+  EXPECT_TRUE(frames.insert(7));
+  EXPECT_TRUE(frames.contains(7));
+  EXPECT_FALSE(frames.insert(7));
+  EXPECT_TRUE(frames.contains(7));
+  frames.erase(7);
+  EXPECT_FALSE(frames.contains(7));
+  frames.insert(7);
+  EXPECT_TRUE(frames.contains(7));
+  frames.clear();
+  EXPECT_FALSE(frames.contains(7));
+  EXPECT_FALSE(frames.contains(8));
+}
+
+// A write to a paging entry that maps the GDT's page may move the GDT: the VMM reads it again.
+// Setting PWT in the page-directory entry of the first 2 MiB (the GDT's) changes the entry and not
+// where it points; the VMM cannot tell which, and must not miss a move.
+//   mov [rdi], rax ; jmp $
+TEST(ShadowTrace, AWriteToAnEntryMappingTheGdtMakesTheVmmReadItAgain) {
+  for (const char* profile : {"x86", "x86-pg"}) {
+    SCOPED_TRACE(profile);
+    DeprivilegedMachine m(profile);
+    constexpr uint64_t kPwt = 0x8;
+    m.state().gpr[isa::RDI] = test::kPd;
+    m.state().gpr[isa::RAX] = m.ram.get<uint64_t>(test::kPd) | kPwt;
+    vmm::TrapEmulateVmm& vmm = m.start({0x48, 0x89, 0x07, 0xEB, 0xFE});
+    m.core.run(4);
+    EXPECT_EQ(m.state().rip, kCode + 3);
+    EXPECT_EQ(m.ram.get<uint64_t>(test::kPd) & kPwt, kPwt);
+    const vmm::ShadowCounters& s = vmm.shadow();
+    EXPECT_EQ(s.traced_writes, 1u);
+    EXPECT_EQ(s.gdt_resyncs, 2u);  // when the VMM took over; after the write
+  }
+}
+
 // A write the virtual CPU makes itself: on x86-pg a data-segment load traps and is emulated, and
 // the virtual CPU sets the accessed bit of the guest's descriptor, which the shadow GDT follows.
 //   mov ds, ecx ; jmp $
