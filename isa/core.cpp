@@ -2,6 +2,7 @@
 #include "isa/core.h"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #include "isa/decoder.h"
@@ -547,8 +548,9 @@ const Insn* Core::fetch_slow(uint64_t lin, FaultSink& sink) {
   const unsigned in_page = 0x1000 - offset;
   uint8_t bytes[16];
   const unsigned first = in_page < 15 ? in_page : 15;
-  for (unsigned k = 0; k < first; ++k)
-    bytes[k] = host ? host[k] : static_cast<uint8_t>(bus_.read(paddr + k, 1));
+  if (host) std::memcpy(bytes, host, first);
+  else if (!bus_.copy_from_ram(paddr, bytes, first))
+    for (unsigned k = 0; k < first; ++k) bytes[k] = static_cast<uint8_t>(bus_.read(paddr + k, 1));
 
   DecodedPage* page = host ? code_page(paddr >> 12) : nullptr;
   if (page && cacheable && itlb.tag == soft_tag(lin)) itlb.code = page;
@@ -583,8 +585,9 @@ const Insn* Core::fetch_slow(uint64_t lin, FaultSink& sink) {
     uint8_t* host2 = host_for((lin + in_page) & lin_mask_, AccessKind::Execute, AccessOrigin::Instruction,
                               &paddr2, &cacheable2, &sink);
     if (sink.faulted) return nullptr;
-    for (unsigned k = first; k < 15; ++k)
-      bytes[k] = host2 ? host2[k - first] : static_cast<uint8_t>(bus_.read(paddr2 + k - first, 1));
+    if (host2) std::memcpy(bytes + first, host2, 15 - first);
+    else if (!bus_.copy_from_ram(paddr2, bytes + first, 15 - first))
+      for (unsigned k = first; k < 15; ++k) bytes[k] = static_cast<uint8_t>(bus_.read(paddr2 + k - first, 1));
     status = decoder_->decode(mode_, bytes, 15, decoded);
     if (status == DecodeStatus::NeedMore) throw Fault::ud();  // longer than 15 bytes
     mark(decoded, paddr);

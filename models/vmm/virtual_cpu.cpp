@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 #include "isa/system/paging.h"
 
@@ -200,6 +201,21 @@ uint64_t VirtualCpu::read(uint64_t paddr, unsigned size) {
     if (it != overlay_.end()) v = (v & ~(0xFFull << (8 * k))) | (uint64_t{it->second} << (8 * k));
   }
   return v;
+}
+
+bool VirtualCpu::copy_from_ram(uint64_t paddr, uint8_t* out, unsigned n) {
+  if (n == 0 || (paddr & 0xFFF) + n > 0x1000) return false;
+  if (sandbox_ && !overlay_.empty()) return false;  // the overlay's bytes replace memory's one by one
+  if (hidden_root_entries_) {
+    const uint64_t root = core_.state().cr3 & isa::kPhysFrameMask;
+    if (paddr + n > root + 8 * hidden_first_ && paddr < root + 8 * (hidden_last_ + 1)) return false;
+  }
+  const uint64_t host = host_address(paddr);
+  if (is_vmm_memory(host) || is_vmm_memory(host + n - 1)) return false;  // read() stops the run there
+  const uint8_t* frame = real_.bus().host_frame(host);
+  if (!frame) return false;  // device memory: read() counts each access
+  std::memcpy(out, frame + (host & 0xFFF), n);
+  return true;
 }
 
 }  // namespace pgsim::vmm

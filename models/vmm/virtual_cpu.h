@@ -141,6 +141,7 @@ class VirtualCpu : private isa::PhysicalBus,
   // code there) and every fetch decodes the bytes as they are now.
   uint8_t* host_frame(uint64_t) override { return nullptr; }
   uint64_t read(uint64_t paddr, unsigned size) override;
+  bool copy_from_ram(uint64_t paddr, uint8_t* out, unsigned n) override;
   void write(uint64_t paddr, unsigned size, uint64_t value) override;
   // isa::IoBus: the real CPU's ports (the same device models), counted.
   uint32_t in(uint16_t port, unsigned size) override;

@@ -89,6 +89,26 @@ TEST(TrapEmulate, TheGuestCannotReachTheVmmsMemoryThroughItsPageTables) {
   }
 }
 
+// The virtual CPU fetches an instruction's bytes in one copy where they are guest RAM, and never
+// copies from the VMM's memory: there its byte-by-byte reads stop the run (above).
+TEST(TrapEmulate, TheVirtualCpuCopiesGuestRamOnly) {
+  DeprivilegedMachine m("x86-pg");
+  vmm::TrapEmulateVmm& vmm = m.start({0xEB, 0xFE});
+  isa::PhysicalBus& bus = vmm.virtual_cpu().bus();  // the memory the virtual CPU sees
+  uint8_t bytes[8] = {};
+  ASSERT_TRUE(bus.copy_from_ram(kCode, bytes, 2));
+  EXPECT_EQ(bytes[0], 0xEB);
+  EXPECT_EQ(bytes[1], 0xFE);
+  m.ram.put<uint64_t>(test::kGuestRam - 8, 0x0123456789ABCDEF);
+  ASSERT_TRUE(bus.copy_from_ram(test::kGuestRam - 8, bytes, 8));  // the last bytes of guest RAM
+  EXPECT_EQ(bytes[0], 0xEF);
+  EXPECT_EQ(bytes[7], 0x01);
+  EXPECT_FALSE(bus.copy_from_ram(test::kGuestRam, bytes, 8));      // the VMM's memory
+  EXPECT_FALSE(bus.copy_from_ram(test::kGuestRam - 4, bytes, 8));  // into the VMM's memory
+  EXPECT_FALSE(bus.copy_from_ram(0x1FFC, bytes, 8));               // across a frame's end
+  EXPECT_FALSE(m.core.is_shutdown());  // only a read stops the run
+}
+
 // The real CPU's IDT is the VMM's: 256 interrupt gates at DPL 0 into consecutive 16-byte entries
 // of the VMM's area, through the VMM's 64-bit ring-0 code segment, which the shadow GDT places after
 // the guest's entries. A guest LGDT that grows its GDT moves that segment, and the gates follow.
