@@ -37,15 +37,15 @@ struct Translation {
                                   // up (else the core asks the bus)
 };
 
+// The soft-TLB entries an L1 TLB eviction drops: those of data accesses (the L1 data TLB's), of
+// instruction fetches (the L1 instruction TLB's), or all (INVLPG).
+enum class SoftTlbPart { Data, Code, All };
+
 // The modeled TLBs in front of the page walk. The core calls translate() only on a soft-TLB miss
 // with paging enabled; the implementation looks up its modeled TLBs, walks the page tables on a
 // miss (isa/system/paging.h page_walk) and charges what it costs. To keep the soft TLB a subset
 // of the modeled L1 TLBs it calls Core::drop_soft_tlb(page) when it evicts an entry, so that every
 // soft-TLB hit is a modeled L1 hit (counted in Core::counters().itlb_hits / dtlb_hits).
-// The soft-TLB entries an L1 TLB eviction drops: those of data accesses (the L1 data TLB's), of
-// instruction fetches (the L1 instruction TLB's), or all (INVLPG).
-enum class SoftTlbPart { Data, Code, All };
-
 class Translator {
  public:
   virtual ~Translator() = default;

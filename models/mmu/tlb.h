@@ -116,9 +116,9 @@ class Tlb {
   std::array<uint32_t, 64> valid_by_shift_{};  // valid entries per page shift
   static constexpr unsigned kPageBuckets = 64;
   static unsigned page_bucket(uint64_t vpn) { return static_cast<unsigned>((vpn ^ (vpn >> 6) ^ (vpn >> 12)) % kPageBuckets); }
-  std::vector<uint16_t> valid_by_bucket_;  // [shift_index_[shift] * kPageBuckets + page_bucket(vpn)]
+  std::vector<uint32_t> valid_by_bucket_;  // [shift_index_[shift] * kPageBuckets + page_bucket(vpn)]
   std::array<uint8_t, 64> shift_index_{};  // the index in shifts_ of each page shift held
-  uint16_t& valid_in_bucket(unsigned shift, uint64_t vpn) {
+  uint32_t& valid_in_bucket(unsigned shift, uint64_t vpn) {
     return valid_by_bucket_[shift_index_[shift] * kPageBuckets + page_bucket(vpn)];
   }
   std::vector<Entry> entries_;    // sets_ * ways_
