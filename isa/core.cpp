@@ -2,9 +2,11 @@
 #include "isa/core.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <stdexcept>
 
+#include "isa/block_compiler.h"
 #include "isa/decoder.h"
 #include "isa/dispatch.h"
 
@@ -87,6 +89,31 @@ uint64_t Core::run(uint64_t max_instructions, uint64_t max_steps) {
         const DecodedPage* page = (lin >> 12) == code_lpage_ && insn != &scratch_insn_ ? code_page_ : nullptr;
         if (prev && page && page == prev_page && (lin >> 12) == prev_lpage) link(prev, insn);
         prev = nullptr;
+        // A compiled block runs its instructions' steps as the loop below would, up to the last
+        // one it executed (or the first that ended the block early), whose step it leaves to this
+        // loop's slow path, below. Only Insns of a decoded page are compiled, and only in 64-bit
+        // mode: RIP neither wraps nor meets a CS limit.
+        if (const CompiledBlock* block = insn->compiled;
+            block && page && state_.rip == block->rip && end - counters_.retired >= block->length) [[likely]] {
+          const Insn* last = block->entry(this, page);
+          if (!last) continue;
+          const uint64_t fall = state_.rip + last->length;
+          state_.rip = next_rip_;
+          ++counters_.retired;
+          if (next_rip_ == fall && code_page_ == page && !last->next && last->handler == last->semantics) {
+            prev = last;
+            prev_page = page;
+            prev_lpage = lin >> 12;
+          }
+          if (fault_raised_) [[unlikely]] {
+            fault_raised_ = false;
+            if (!deliver_raised(raised_fault_)) return leave_run(start);
+          }
+          continue;
+        }
+        if (page && insn->next && !insn->compiled && block_compilation_ && mode_ == Mode::Long64 &&
+            ++const_cast<Insn*>(insn)->block_starts == BlockCompiler::kHotExecutions)
+          compile_block(insn);
         // Execute the block: this instruction and those linked after it, while each falls through,
         // the soft ITLB still holds the page and nothing needs the boundary's slow path. One step
         // executes `insn` and says whether the block goes on; the loop takes two steps per turn, so
@@ -170,6 +197,41 @@ uint64_t Core::leave_run(uint64_t retired_at_start) {
   settle_ring_counts();
   return counters_.retired - retired_at_start;
 }
+
+void Core::compile_block(const Insn* head) {
+  if (!compiler_) compiler_ = std::make_unique<BlockCompiler>(*this, arena_bytes_);
+  const CompiledBlock* block = compiler_->compile(*head, state_.rip);
+  if (compiler_->full()) {  // start over: the blocks that run often are compiled again
+    forget_compiled_blocks();
+    compiler_->reset();
+    block = compiler_->compile(*head, state_.rip);
+  }
+  const_cast<Insn*>(head)->compiled = block;
+}
+
+void Core::forget_compiled_blocks() {
+  auto forget = [](DecodedPage& page) {
+    for (Insn& insn : page.store) {
+      insn.compiled = nullptr;
+      insn.block_starts = 0;
+    }
+  };
+  for (auto& [key, page] : pages_) forget(*page);
+  for (auto& page : retired_pages_) forget(*page);
+}
+
+void Core::set_block_compilation(bool on, size_t arena_bytes) {
+  block_compilation_ = on;
+  forget_compiled_blocks();
+  if (compiler_) compiled_before_ += compiler_->blocks_compiled();
+  compiler_.reset();
+  arena_bytes_ = arena_bytes;
+}
+
+size_t Core::decoded_page_slots_offset() { return offsetof(DecodedPage, slot); }
+
+uint64_t Core::blocks_compiled() const { return compiled_before_ + (compiler_ ? compiler_->blocks_compiled() : 0); }
+uint64_t Core::compiled_code_resets() const { return compiler_ ? compiler_->resets() : 0; }
 
 void Core::link(const Insn* from, const Insn* to) {
   // Every Insn a decoded page holds is the core's own; handlers see them const.

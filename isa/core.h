@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "isa/block_compiler.h"
 #include "isa/bus_if.h"
 #include "isa/core_if.h"
 #include "isa/cpu_state.h"
@@ -408,6 +409,14 @@ class Core {
   void flush_tlbs(bool include_global);
   // Physical memory was written behind the core's back (DMA, loaders): drop decoded code there.
   void invalidate_decoded(uint64_t paddr, uint64_t size);
+  // Blocks of linked 64-bit instructions that run often are compiled to host code that calls
+  // their handlers in turn (isa/block_compiler.h; on by default). Everything the guest sees and
+  // every count are the same either way: off, for comparing the two and for debugging.
+  // `arena_bytes`: the host code they may take before they are all forgotten and compiled anew.
+  void set_block_compilation(bool on, size_t arena_bytes = BlockCompiler::kDefaultArenaBytes);
+  bool block_compilation() const { return block_compilation_; }
+  uint64_t blocks_compiled() const;  // since the core was made
+  uint64_t compiled_code_resets() const;  // times the arena filled up since the last set_block_compilation
 
   // ---- Statistics ------------------------------------------------------------------------------
   const CoreCounters& counters() const {
@@ -709,6 +718,16 @@ class Core {
   };
   static constexpr unsigned kUncachedDecodes = 64;
   std::array<UncachedDecode, kUncachedDecodes> uncached_decodes_{};
+
+  // Compiled blocks (made when the first one is compiled).
+  friend class BlockCompiler;
+  bool block_compilation_ = true;
+  size_t arena_bytes_ = BlockCompiler::kDefaultArenaBytes;
+  uint64_t compiled_before_ = 0;  // blocks compiled by compilers set_block_compilation dropped
+  std::unique_ptr<BlockCompiler> compiler_;
+  void compile_block(const Insn* head);
+  static size_t decoded_page_slots_offset();  // of DecodedPage::slot
+  void forget_compiled_blocks();  // no Insn keeps its compiled block or its block-start count
 
   CoreCounters counters_;
   std::map<std::string, UnimplementedInstruction> unimplemented_;

@@ -7,6 +7,7 @@ namespace pgsim::isa {
 
 class Core;
 struct Insn;
+struct CompiledBlock;
 
 // The semantics of one instruction form (Spike style: a few lines close to the SDM).
 using Handler = void (*)(Core&, const Insn&);
@@ -113,6 +114,10 @@ struct Insn {
   // (at this one's offset + length), once the core has seen this one fall through to it; null until
   // then, and never set on instructions that end a block (see isa/README.md, "Dispatch").
   const Insn* next = nullptr;
+  // The block starting here compiled to host code (isa/block_compiler.h), and how many times the
+  // run loop started a block here before it was: the core's, like `next`.
+  const CompiledBlock* compiled = nullptr;
+  uint16_t block_starts = 0;
 
   bool lock() const { return prefixes & kPrefixLock; }
   bool rep() const { return prefixes & kPrefixRep; }

@@ -1,0 +1,82 @@
+// Blocks of linked instructions compiled to host code (x86-64, encoded with Zydis's encoder).
+//
+// A compiled block is the run loop's step (Core::run) unrolled over a block's linked instructions:
+// for each one it stores what the loop stores (the current instruction, next_rip(), RIP, the
+// retired, class and linked-fetch counts) and calls the instruction's handler directly, from its
+// own call site; after the handler it makes the loop's checks (the handler left next_rip() at
+// the fall-through, the code page is still the current one, nothing needs the boundary) and
+// returns to the loop at the first instruction that fails them, or after the last one. The
+// handlers are the interpreter's: every register, flag, count and fault is the one the loop would
+// leave. What goes away is the loop's own work between two instructions: the dispatch through
+// Insn::handler from two shared call sites, the loads of the block state and the link walk.
+//
+// Handlers may throw (Fault): the code arena carries DWARF call-frame information registered with
+// the host's unwinder, so that an exception crosses a compiled block to run()'s catch.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "isa/insn.h"
+
+namespace pgsim::isa {
+
+class Core;
+
+// A compiled block's entry: runs the block from its first instruction while `page` is the core's
+// code page and returns the last instruction it executed, whose step the run loop completes; or
+// null when that step is complete too. A block whose last instruction leaves RIP in the same page
+// goes on to the block compiled there, as the run loop would start it, without returning.
+using CompiledEntry = const Insn* (*)(Core* core, const void* page);
+
+struct CompiledBlock {
+  CompiledEntry entry = nullptr;
+  const uint8_t* body = nullptr;  // past the prologue: where a block going on to this one jumps
+  uint64_t rip = 0;     // the address it was compiled for (a frame may be mapped at several)
+  uint64_t length = 0;  // instructions in the block
+};
+
+class BlockCompiler {
+ public:
+  // Blocks shorter than this stay interpreted: the loop's block entry costs what they would save.
+  static constexpr unsigned kMinLength = 2;
+  static constexpr unsigned kMaxLength = 64;
+  // A block head is compiled at its kHotExecutions-th execution as a block head.
+  static constexpr uint16_t kHotExecutions = 16;
+
+  static constexpr size_t kDefaultArenaBytes = 8u << 20;
+  explicit BlockCompiler(Core& core, size_t arena_bytes = kDefaultArenaBytes);
+  ~BlockCompiler();
+  BlockCompiler(const BlockCompiler&) = delete;
+  BlockCompiler& operator=(const BlockCompiler&) = delete;
+
+  // Compiles the block that starts at `head` (64-bit mode; `rip` its address) and follows its
+  // links; null when the block is shorter than kMinLength or the code arena is full (the caller
+  // then forgets every compiled block and calls reset()).
+  const CompiledBlock* compile(const Insn& head, uint64_t rip);
+  // Frees every compiled block (none may be running, and no Insn may still point to one).
+  void reset();
+
+  // The last compile() found the arena full.
+  bool full() const { return full_; }
+  uint64_t blocks_compiled() const { return blocks_compiled_; }
+  uint64_t resets() const { return resets_; }
+
+ private:
+  void map_arena();
+  Core& core_;
+  size_t arena_bytes_;
+  // Offsets in Core of what the compiled code reads and writes (the compiler is Core's friend).
+  int32_t current_insn_, next_rip_, rip_, retired_, by_class_, itlb_hits_, code_page_, attention_, fault_raised_,
+      run_end_, page_slots_;
+  uint8_t* arena_ = nullptr;  // read, write and execute: the shared exits, then the blocks
+  const uint8_t* block_end_ = nullptr;  // the code that ends every block (reset())
+  size_t used_ = 0;
+  bool full_ = false;
+  std::deque<CompiledBlock> records_;  // stable addresses: Insn::compiled points here
+  std::vector<uint8_t> eh_frame_;  // the arena's call-frame information, as registered
+  uint64_t blocks_compiled_ = 0, resets_ = 0;
+};
+
+}  // namespace pgsim::isa

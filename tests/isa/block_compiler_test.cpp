@@ -1,0 +1,226 @@
+// Compiled blocks (isa/block_compiler.h) leave what the interpreter leaves: every program here runs
+// twice, with block compilation on and off, and the two runs must agree on registers, RIP, RFLAGS,
+// memory, every count and every event, while the first must have compiled blocks. The programs
+// are hot loops that meet what ends a compiled block early: faults raised and thrown (a C++
+// exception through the compiled code), run()'s instruction limit, code that writes itself, and
+// the same code frame mapped at two addresses.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <vector>
+
+#include "tests/isa/harness.h"
+
+namespace pgsim {
+namespace {
+
+using namespace isa;
+using test::Machine;
+using test::RecordingHook;
+using test::make_long64;
+
+constexpr uint64_t kCode = 0x1000, kData = 0x10000, kDataBytes = 0x4000;
+
+// Linear -> physical: the low 24 bits, except an alias of the code page at kAlias and a page
+// that is not present at kHole.
+constexpr uint64_t kAlias = 0x200000, kHole = 0x13000;
+class MaskingTranslator : public Translator {
+ public:
+  Translation translate(const CpuState&, uint64_t linear, AccessKind, bool, AccessOrigin) override {
+    Translation t;
+    if ((linear & ~0xFFFull) == kHole) {
+      t.fault = Fault::pf(linear, 0);
+      return t;
+    }
+    t.ok = true;
+    t.paddr = (linear & ~0xFFFull) == kAlias ? kCode + (linear & 0xFFF) : linear & 0xFFFFFF;
+    return t;
+  }
+  void invalidate_page(uint64_t) override {}
+  void flush(bool) override {}
+};
+
+struct Outcome {
+  std::array<uint64_t, 16> gpr;
+  uint64_t rip, rflags;
+  CoreCounters counters;
+  std::vector<uint8_t> vectors;
+  std::vector<uint64_t> fault_rips;
+  std::vector<uint8_t> data, code;
+  uint64_t blocks_compiled, resets;
+};
+
+struct Program {
+  std::vector<uint8_t> code;
+  std::array<uint64_t, 16> gpr{};
+  uint64_t chunk = 0;  // run() in chunks of this many instructions (0: one run)
+  size_t arena_bytes = BlockCompiler::kDefaultArenaBytes;
+};
+
+// Runs `p` from kCode until an event stops it (or 200000 instructions).
+Outcome run(const Program& p, bool compile) {
+  Machine m;
+  MaskingTranslator translator;
+  m.core.set_translator(&translator);
+  m.core.set_block_compilation(compile, p.arena_bytes);
+  RecordingHook hook;
+  m.core.set_trap_hook(&hook, false);
+  make_long64(m.state(), 0);
+  for (uint64_t a = kData; a < kData + kDataBytes; a += 8) m.ram.put<uint64_t>(a, a * 0x9E3779B97F4A7C15ull);
+  m.load_code(kCode, p.code);
+  m.state().gpr = p.gpr;
+  Outcome o{};
+  constexpr uint64_t kLimit = 200000;
+  for (uint64_t total = 0; hook.events.empty() && total < kLimit;) {
+    const uint64_t before = m.core.counters().retired;
+    m.core.run(p.chunk ? p.chunk : kLimit);
+    total += m.core.counters().retired - before;
+    if (!hook.events.empty()) o.fault_rips.push_back(m.state().rip);
+  }
+  o.gpr = m.state().gpr;
+  o.rip = m.state().rip;
+  o.rflags = m.state().rflags;
+  o.counters = m.core.counters();
+  for (const Event& e : hook.events) o.vectors.push_back(e.vector);
+  for (uint64_t a = kData; a < kData + kDataBytes; ++a) o.data.push_back(m.ram.get<uint8_t>(a));
+  for (uint64_t a = kCode; a < kCode + 0x100; ++a) o.code.push_back(m.ram.get<uint8_t>(a));
+  o.blocks_compiled = m.core.blocks_compiled();
+  o.resets = m.core.compiled_code_resets();
+  return o;
+}
+
+void expect_same(const Outcome& compiled, const Outcome& interpreted, bool blocks = true) {
+  if (blocks) {
+    EXPECT_GT(compiled.blocks_compiled, 0u);
+  }
+  EXPECT_EQ(interpreted.blocks_compiled, 0u);
+  EXPECT_EQ(compiled.gpr, interpreted.gpr);
+  EXPECT_EQ(compiled.rip, interpreted.rip);
+  EXPECT_EQ(compiled.rflags, interpreted.rflags);
+  const CoreCounters &a = compiled.counters, &b = interpreted.counters;
+  EXPECT_EQ(a.retired, b.retired);
+  EXPECT_EQ(a.retired_user, b.retired_user);
+  EXPECT_EQ(a.retired_kernel, b.retired_kernel);
+  EXPECT_EQ(a.by_class, b.by_class);
+  EXPECT_EQ(a.itlb_hits, b.itlb_hits);
+  EXPECT_EQ(a.dtlb_hits, b.dtlb_hits);
+  EXPECT_EQ(a.itlb_misses, b.itlb_misses);
+  EXPECT_EQ(a.dtlb_misses, b.dtlb_misses);
+  EXPECT_EQ(a.decoded, b.decoded);
+  EXPECT_EQ(a.smc_invalidations, b.smc_invalidations);
+  EXPECT_EQ(a.events, b.events);
+  EXPECT_EQ(a.steps(), b.steps());
+  EXPECT_EQ(compiled.vectors, interpreted.vectors);
+  EXPECT_EQ(compiled.fault_rips, interpreted.fault_rips);
+  EXPECT_TRUE(compiled.data == interpreted.data);
+  EXPECT_TRUE(compiled.code == interpreted.code);
+}
+
+// loop: mov rdx, [rsi]; add rax, rdx; mov [rsi + 8], rax; add rsi, STRIDE; dec rcx; jnz loop; ud2
+// with RSI and RCX as given.
+Program summing_loop(uint8_t stride, uint64_t rsi, uint64_t rcx) {
+  Program p{{0x48, 0x8B, 0x16, 0x48, 0x01, 0xD0, 0x48, 0x89, 0x46, 0x08, 0x48, 0x83, 0xC6, stride, 0x48, 0xFF,
+             0xC9, 0x75, 0xED, 0x0F, 0x0B}};
+  p.gpr[RSI] = rsi;
+  p.gpr[RCX] = rcx;
+  return p;
+}
+
+TEST(BlockCompiler, AHotLoopLeavesWhatTheInterpreterLeaves) {
+  const Program p = summing_loop(8, kData, 1000);
+  const Outcome compiled = run(p, true);
+  expect_same(compiled, run(p, false));
+  EXPECT_EQ(compiled.vectors, std::vector<uint8_t>{UD});
+  EXPECT_EQ(compiled.counters.retired, 6000u);
+}
+
+TEST(BlockCompiler, RunsEndingInsideACompiledBlockStopWhereTheInterpreterStops) {
+  for (uint64_t chunk : {1u, 2u, 5u, 7u, 13u, 64u}) {
+    SCOPED_TRACE(chunk);
+    Program p = summing_loop(8, kData, 500);
+    p.chunk = chunk;
+    // Runs of one instruction link none (a link is made inside a run); below six, no block of
+    // the loop fits in a run, and the blocks that compile do not run.
+    expect_same(run(p, true), run(p, false), chunk > 1);
+  }
+}
+
+TEST(BlockCompiler, AFaultThrownInsideACompiledBlockUnwindsToTheRunLoop) {
+  // RSI walks over the top of the lower canonical half: the load from a non-canonical address
+  // throws #GP (a C++ exception), hundreds of iterations after the loop was compiled.
+  const Program p = summing_loop(0x40, 0x0000800000000000ull - 0x40 * 300, 1000);
+  const Outcome compiled = run(p, true);
+  expect_same(compiled, run(p, false));
+  EXPECT_EQ(compiled.vectors, std::vector<uint8_t>{GP});
+  EXPECT_EQ(compiled.fault_rips, std::vector<uint64_t>{kCode});
+}
+
+TEST(BlockCompiler, AFaultRaisedInsideACompiledBlockEndsItAtTheInstruction) {
+  // The loads reach the page that is not present: a page fault raised without unwinding.
+  const Program p = summing_loop(8, kData, 10000);
+  const Outcome compiled = run(p, true);
+  expect_same(compiled, run(p, false));
+  EXPECT_EQ(compiled.vectors, std::vector<uint8_t>{PF_});
+  // The store of the iteration that loads the hole's last neighbour faults: two instructions of
+  // that iteration retired.
+  EXPECT_EQ(compiled.counters.retired, 6 * ((kHole - kData) / 8) - 4);
+  EXPECT_EQ(compiled.fault_rips, std::vector<uint64_t>{kCode + 6});
+}
+
+TEST(BlockCompiler, CodeThatWritesItselfRunsAsWritten) {
+  // The inner loop runs compiled; between two of its runs the code changes its immediate.
+  // 0x00: mov ecx, 50     0x05: add rax, IMM (at 0x08)    0x09: dec ecx    0x0b: jnz 0x05
+  // 0x0d: inc byte [rip - 11] (IMM)    0x13: dec r8    0x16: jnz 0x00    0x18: ud2
+  Program p{{0xB9, 0x32, 0x00, 0x00, 0x00, 0x48, 0x83, 0xC0, 0x01, 0xFF, 0xC9, 0x75, 0xF8, 0xFE, 0x05,
+             0xF5, 0xFF, 0xFF, 0xFF, 0x49, 0xFF, 0xC8, 0x75, 0xE8, 0x0F, 0x0B}};
+  p.gpr[R8] = 4;
+  const Outcome compiled = run(p, true);
+  expect_same(compiled, run(p, false));
+  EXPECT_EQ(compiled.gpr[RAX], 50u * (1 + 2 + 3 + 4));
+  EXPECT_EQ(compiled.counters.smc_invalidations, 4u);
+}
+
+TEST(BlockCompiler, ABlockRunsOnlyAtTheAddressItWasCompiledFor) {
+  // The code frame is mapped at kCode and kAlias. The loop adds the address LEA finds at each
+  // iteration to RBX; then the code jumps to its alias and the loop runs there too.
+  // 0x00: mov ecx, 100          0x05: lea rdx, [rip]       0x0c: add rbx, rdx
+  // 0x0f: dec ecx                0x11: jnz 0x05
+  // 0x13: test r9, r9            0x16: jnz 0x25 (ud2)
+  // 0x18: inc r9                 0x1b: mov r8, kAlias (imm32)  0x22: jmp r8
+  // 0x25: ud2
+  Program p{{0xB9, 0x64, 0x00, 0x00, 0x00, 0x48, 0x8D, 0x15, 0x00, 0x00, 0x00, 0x00, 0x48, 0x01, 0xD3,
+             0xFF, 0xC9, 0x75, 0xF2, 0x4D, 0x85, 0xC9, 0x75, 0x0D, 0x49, 0xFF, 0xC1, 0x49, 0xC7, 0xC0,
+             0x00, 0x00, 0x20, 0x00, 0x41, 0xFF, 0xE0, 0x0F, 0x0B}};
+  const Outcome compiled = run(p, true);
+  expect_same(compiled, run(p, false));
+  EXPECT_EQ(compiled.gpr[RBX], 100 * (kCode + 0x0C) + 100 * (kAlias + 0x0C));
+}
+
+TEST(BlockCompiler, AFullArenaIsEmptiedAndTheBlocksCompiledAgain) {
+  // Eight loops one after the other, each 16 ADDs and a DEC and JNZ, 40 iterations; the smallest
+  // arena holds a few of their blocks. Then the same program again from the start (R8).
+  // loop k: mov ecx, 40; (add rax, k+1) x 16; dec ecx; jnz; after the eighth: dec r8; jnz 0; ud2
+  std::vector<uint8_t> code;
+  for (uint8_t k = 0; k < 8; ++k) {
+    const size_t loop_start = code.size() + 5;
+    for (uint8_t b : {0xB9, 0x28, 0x00, 0x00, 0x00}) code.push_back(b);
+    for (unsigned n = 0; n < 16; ++n)
+      for (uint8_t b : {uint8_t{0x48}, uint8_t{0x83}, uint8_t{0xC0}, static_cast<uint8_t>(k + 1)}) code.push_back(b);
+    code.push_back(0xFF), code.push_back(0xC9);
+    code.push_back(0x75), code.push_back(static_cast<uint8_t>(loop_start - (code.size() + 1)));
+  }
+  for (uint8_t b : {0x49, 0xFF, 0xC8, 0x0F, 0x85}) code.push_back(b);  // dec r8; jnz rel32 (to 0)
+  const int32_t back = -static_cast<int32_t>(code.size() + 4);
+  for (unsigned k = 0; k < 4; ++k) code.push_back(static_cast<uint8_t>(back >> (8 * k)));
+  code.push_back(0x0F), code.push_back(0x0B);
+  Program p{code};
+  p.gpr[R8] = 2;
+  p.arena_bytes = 0;  // the smallest the compiler takes
+  const Outcome compiled = run(p, true);
+  expect_same(compiled, run(p, false));
+  EXPECT_EQ(compiled.gpr[RAX], 2u * 40 * 16 * (1 + 2 + 3 + 4 + 5 + 6 + 7 + 8));
+  EXPECT_GT(compiled.resets, 0u);
+}
+
+}  // namespace
+}  // namespace pgsim
