@@ -23,7 +23,7 @@ namespace {
 
 // The shared exits are at the arena's start; a block (about 80 bytes per instruction) is compiled
 // only with this much room left.
-constexpr size_t kMaxBlockBytes = 160 * BlockCompiler::kMaxLength + 256;
+constexpr size_t kMaxBlockBytes = 400 * BlockCompiler::kMaxLength + 256;
 
 static_assert(offsetof(Insn, handler) == 0, "compiled code calls [insn] as the handler");
 
@@ -70,6 +70,28 @@ class Emitter {
   }
   void branch(ZydisMnemonic mnemonic, const uint8_t* target) {
     op(mnemonic, {imm(reinterpret_cast<uint64_t>(target))});
+  }
+  // A branch to code not emitted yet: encoded with a 32-bit displacement that bind() sets.
+  struct Fixup {
+    uint8_t* end = nullptr;  // the end of the branch, where its displacement counts from
+  };
+  Fixup branch_forward(ZydisMnemonic mnemonic) {
+    ZydisEncoderRequest req{};
+    req.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+    req.mnemonic = mnemonic;
+    req.branch_type = ZYDIS_BRANCH_TYPE_NEAR;
+    req.branch_width = ZYDIS_BRANCH_WIDTH_32;
+    req.operand_count = 1;
+    req.operands[0] = imm(reinterpret_cast<uint64_t>(at_));
+    ZyanUSize length = ZYDIS_MAX_INSTRUCTION_LENGTH;
+    if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstructionAbsolute(&req, at_, &length, reinterpret_cast<ZyanU64>(at_))))
+      throw std::logic_error("block compiler: Zydis cannot encode a forward branch");
+    at_ += length;
+    return Fixup{at_};
+  }
+  static void bind(Fixup f, const uint8_t* target) {
+    const int32_t displacement = static_cast<int32_t>(target - f.end);
+    std::memcpy(f.end - 4, &displacement, 4);
   }
 
  private:
@@ -134,19 +156,35 @@ int32_t offset_in(const Core& core, const void* member) {
 BlockCompiler::BlockCompiler(Core& core, size_t arena_bytes)
     : core_(core),
       arena_bytes_(std::max(arena_bytes, 2 * kMaxBlockBytes)),
-      current_insn_(offset_in(core, &core.current_insn_)),
-      next_rip_(offset_in(core, &core.next_rip_)),
-      rip_(offset_in(core, &core.state_.rip)),
-      retired_(offset_in(core, &core.counters_.retired)),
-      by_class_(offset_in(core, &core.counters_.by_class[0])),
-      itlb_hits_(offset_in(core, &core.counters_.itlb_hits)),
-      code_page_(offset_in(core, &core.code_page_)),
-      attention_(offset_in(core, &core.attention_)),
-      fault_raised_(offset_in(core, &core.fault_raised_)),
-      run_end_(offset_in(core, &core.run_end_)),
-      page_slots_(static_cast<int32_t>(Core::decoded_page_slots_offset())) {
-  static_assert(sizeof(core.attention_) == 1 && sizeof(core.fault_raised_) == 1 && sizeof(core.code_page_) == 8 &&
-                sizeof(core.next_rip_) == 8 && sizeof(core.run_end_) == 8);
+      at_{offset_in(core, &core.current_insn_),
+          offset_in(core, &core.next_rip_),
+          offset_in(core, &core.state_.rip),
+          offset_in(core, &core.counters_.retired),
+          offset_in(core, &core.counters_.by_class[0]),
+          offset_in(core, &core.counters_.itlb_hits),
+          offset_in(core, &core.counters_.dtlb_hits),
+          offset_in(core, &core.code_page_),
+          offset_in(core, &core.attention_),
+          offset_in(core, &core.fault_raised_),
+          offset_in(core, &core.run_end_),
+          static_cast<int32_t>(Core::decoded_page_slots_offset()),
+          offset_in(core, &core.state_.gpr[0]),
+          offset_in(core, &core.lazy_.op),
+          offset_in(core, &core.lazy_.a),
+          offset_in(core, &core.lazy_.b),
+          offset_in(core, &core.lazy_.r),
+          offset_in(core, &core.lazy_.fixed),
+          offset_in(core, &core.tlb_[0][0][0]),
+          offset_in(core, &core.tlb_epoch_),
+          offset_in(core, &core.user_),
+          offset_in(core, &core.data_observer_),
+          offset_in(core, &core.lmsle_last_[0]),
+          offset_in(core, &core.seg_base_[0])} {
+  static_assert(sizeof(core.attention_) == 1 && sizeof(core.fault_raised_) == 1 && sizeof(core.user_) == 1 &&
+                sizeof(core.code_page_) == 8 && sizeof(core.next_rip_) == 8 && sizeof(core.run_end_) == 8);
+  static_assert(sizeof(Core::SoftTlbEntry) == 32 && offsetof(Core::SoftTlbEntry, tag) == 0 &&
+                offsetof(Core::SoftTlbEntry, host) == 8 && Core::kSoftTlbSize == 256);
+  static_assert(sizeof(Core::LazyFlags::op) == 1 && offsetof(Core::LazyFlags, msb) == 1);
 }
 
 BlockCompiler::~BlockCompiler() {
@@ -164,11 +202,409 @@ void BlockCompiler::map_arena() {
   reset();
 }
 
+namespace {
+using E = Emitter;
+constexpr ZydisRegister rax = ZYDIS_REGISTER_RAX, rcx = ZYDIS_REGISTER_RCX, rdx = ZYDIS_REGISTER_RDX,
+                        rsi = ZYDIS_REGISTER_RSI, rdi = ZYDIS_REGISTER_RDI, r8 = ZYDIS_REGISTER_R8,
+                        r9 = ZYDIS_REGISTER_R9, r10 = ZYDIS_REGISTER_R10, r11 = ZYDIS_REGISTER_R11;
+
+// The 8-, 32- or 64-bit register of a host register (RAX, RCX, RDX, RSI, RDI, R8-R11).
+ZydisRegister sized(ZydisRegister r64, unsigned bytes) {
+  static constexpr struct {
+    ZydisRegister r64, r32, r8;
+  } kNames[] = {{ZYDIS_REGISTER_RAX, ZYDIS_REGISTER_EAX, ZYDIS_REGISTER_AL},
+                {ZYDIS_REGISTER_RCX, ZYDIS_REGISTER_ECX, ZYDIS_REGISTER_CL},
+                {ZYDIS_REGISTER_RDX, ZYDIS_REGISTER_EDX, ZYDIS_REGISTER_DL},
+                {ZYDIS_REGISTER_RSI, ZYDIS_REGISTER_ESI, ZYDIS_REGISTER_SIL},
+                {ZYDIS_REGISTER_RDI, ZYDIS_REGISTER_EDI, ZYDIS_REGISTER_DIL},
+                {ZYDIS_REGISTER_R8, ZYDIS_REGISTER_R8D, ZYDIS_REGISTER_R8B},
+                {ZYDIS_REGISTER_R9, ZYDIS_REGISTER_R9D, ZYDIS_REGISTER_R9B},
+                {ZYDIS_REGISTER_R10, ZYDIS_REGISTER_R10D, ZYDIS_REGISTER_R10B},
+                {ZYDIS_REGISTER_R11, ZYDIS_REGISTER_R11D, ZYDIS_REGISTER_R11B}};
+  for (const auto& n : kNames)
+    if (n.r64 == r64) return bytes == 8 ? n.r64 : bytes == 4 ? n.r32 : n.r8;
+  throw std::logic_error("block compiler: no sized name for a host register");
+}
+
+// The instructions whose semantics a block carries out itself (their handlers stay the fallback
+// for anything but the common case: a soft-TLB miss, a data observer, flags kept in RFLAGS).
+enum class Alu : uint8_t { Add, Sub, Cmp, And, Or, Xor, Test };
+enum class Inline : uint8_t { None, Alu, Mov, Lea, Jz, Jnz };
+struct InlineForm {
+  Inline form = Inline::None;
+  Alu alu = Alu::Add;
+};
+
+bool plain_operand(const Operand& o, unsigned size) {
+  switch (o.kind) {
+    case OpKind::Reg: return o.reg < 16 && !o.high8;
+    case OpKind::Imm: return true;
+    case OpKind::Mem: return o.size == size && (o.base < 16 || o.base == kNoReg || o.base == kRipReg) &&
+                             (o.index < 16 || o.index == kNoReg);
+    default: return false;
+  }
+}
+
+InlineForm inline_form(const Insn& i, uint64_t fall) {
+  if (i.handler != i.semantics || i.addrsize != 8) return {};
+  switch (i.mnemonic) {
+    case ZYDIS_MNEMONIC_JZ:
+    case ZYDIS_MNEMONIC_JNZ: {
+      if (i.num_ops != 1 || i.op[0].kind != OpKind::Rel || i.opsize != 8) return {};
+      const uint64_t target = fall + static_cast<uint64_t>(i.op[0].value);
+      if (static_cast<uint64_t>(static_cast<int64_t>(target << 16) >> 16) != target) return {};  // #GP at the branch
+      return {i.mnemonic == ZYDIS_MNEMONIC_JZ ? Inline::Jz : Inline::Jnz};
+    }
+    case ZYDIS_MNEMONIC_LEA:
+      if (i.num_ops != 2 || (i.opsize != 4 && i.opsize != 8) || i.op[0].kind != OpKind::Reg ||
+          !plain_operand(i.op[0], i.opsize) || i.op[1].kind != OpKind::Mem)
+        return {};
+      return {Inline::Lea};
+    default: break;
+  }
+  static constexpr struct {
+    ZydisMnemonic mnemonic;
+    Alu alu;
+  } kAlu[] = {{ZYDIS_MNEMONIC_ADD, Alu::Add}, {ZYDIS_MNEMONIC_SUB, Alu::Sub}, {ZYDIS_MNEMONIC_CMP, Alu::Cmp},
+              {ZYDIS_MNEMONIC_AND, Alu::And}, {ZYDIS_MNEMONIC_OR, Alu::Or},   {ZYDIS_MNEMONIC_XOR, Alu::Xor},
+              {ZYDIS_MNEMONIC_TEST, Alu::Test}};
+  InlineForm f;
+  if (i.mnemonic == ZYDIS_MNEMONIC_MOV) f.form = Inline::Mov;
+  for (const auto& a : kAlu)
+    if (i.mnemonic == a.mnemonic) f = {Inline::Alu, a.alu};
+  if (f.form == Inline::None || i.num_ops != 2) return {};
+  const bool writes = f.form == Inline::Mov || (f.alu != Alu::Cmp && f.alu != Alu::Test);
+  // 32- and 64-bit forms; 8-bit ones that write nothing (a byte register write keeps the rest).
+  if (i.opsize != 4 && i.opsize != 8 && !(i.opsize == 1 && !writes)) return {};
+  if (!plain_operand(i.op[0], i.opsize) || !plain_operand(i.op[1], i.opsize)) return {};
+  if (i.op[0].kind == OpKind::Imm || (i.op[0].kind == OpKind::Mem && i.op[1].kind == OpKind::Mem)) return {};
+  return f;
+}
+
+}  // namespace
+
+// Emits one block: its instructions' steps in order, the inline semantics' fallbacks and exits
+// after them (cold code), and the jumps to the code that ends every block.
+class BlockBuilder {
+ public:
+  BlockBuilder(const BlockCompiler& compiler, uint8_t* at) : e(at), c_(compiler), at_(compiler.at_) {}
+
+  // The prologue: the frame the call-frame information describes, RSP 16-byte aligned at calls.
+  void prologue() {
+    e.op(ZYDIS_MNEMONIC_PUSH, {E::reg(ZYDIS_REGISTER_RBP)});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_RBP), E::reg(ZYDIS_REGISTER_RSP)});
+    e.op(ZYDIS_MNEMONIC_PUSH, {E::reg(kCore)});
+    e.op(ZYDIS_MNEMONIC_PUSH, {E::reg(kPage)});
+    e.op(ZYDIS_MNEMONIC_PUSH, {E::reg(kInsn)});
+    e.op(ZYDIS_MNEMONIC_SUB, {E::reg(ZYDIS_REGISTER_RSP), E::imm(8)});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kCore), E::reg(ZYDIS_REGISTER_RDI)});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kPage), E::reg(ZYDIS_REGISTER_RSI)});
+  }
+
+  // Instruction `insn` at `rip`; `last`: the block's last one.
+  void instruction(const Insn& insn, uint64_t rip, bool last) {
+    const uint64_t fall = rip + insn.length;
+    const InlineForm f = inline_form(insn, fall);
+    insns_.push_back(&insn);
+    Cold cold{&insn, rip, last, {}, {}, {}, 0};
+    bool emitted = false;
+    switch (f.form) {
+      case Inline::None: break;
+      case Inline::Alu: emitted = alu(insn, f.alu, fall, cold); break;
+      case Inline::Mov: emitted = mov(insn, fall, cold); break;
+      case Inline::Lea: emitted = lea(insn, fall); break;
+      case Inline::Jz:
+      case Inline::Jnz: emitted = jcc(f.form == Inline::Jz, cold); break;
+    }
+    if (!emitted) {
+      step(insn, rip, last);
+    } else {
+      // The step's end after the inline semantics (which neither branch nor fault, and leave the
+      // code page as it is): the class count, then the loop's checks.
+      count_class(insn);
+      end_step(insn, fall, last, cold);
+    }
+    if (!cold.slow.empty() || !cold.attention.empty() || !cold.taken.empty()) colds_.push_back(cold);
+    resumes_.push_back(e.here());
+  }
+
+  // The fallbacks and exits, after the block: each resumes the block after its instruction.
+  void cold_code() {
+    for (size_t k = 0; k < colds_.size(); ++k) {
+      const Cold& c = colds_[k];
+      const uint64_t fall = c.rip + c.insn->length;
+      if (!c.slow.empty()) {
+        for (E::Fixup f : c.slow) E::bind(f, e.here());
+        step(*c.insn, c.rip, c.last);
+        if (!c.last) e.branch(ZYDIS_MNEMONIC_JMP, resume_after(c.insn));
+      }
+      if (!c.attention.empty()) {  // the boundary is needed: the step ends as the loop's slow path
+        for (E::Fixup f : c.attention) E::bind(f, e.here());
+        leave(*c.insn, fall);
+      }
+      if (!c.taken.empty()) {  // a taken Jcc ends the block
+        for (E::Fixup f : c.taken) E::bind(f, e.here());
+        count_class(*c.insn);
+        leave(*c.insn, c.target);
+      }
+    }
+  }
+
+  Emitter e;
+
+ private:
+  struct Cold {
+    const Insn* insn;
+    uint64_t rip;
+    bool last;
+    std::vector<E::Fixup> slow, attention, taken;  // to the handler, the boundary, a taken branch
+    uint64_t target = 0;                           // a Jcc's
+  };
+
+  const uint8_t* resume_after(const Insn* insn) const {
+    for (size_t k = 0; k < insns_.size(); ++k)
+      if (insns_[k] == insn) return resumes_[k];
+    throw std::logic_error("block compiler: resume point of an instruction not in the block");
+  }
+
+  ZydisEncoderOperand core(int32_t offset, uint16_t size = 8) const { return E::mem(kCore, offset, size); }
+  ZydisEncoderOperand gpr(unsigned r, uint16_t size) const { return core(at_.gpr + 8 * static_cast<int32_t>(r), size); }
+
+  void count_class(const Insn& insn) {
+    e.op(ZYDIS_MNEMONIC_ADD, {core(at_.by_class + 8 * static_cast<int32_t>(insn.cls)), E::imm(1)});
+  }
+
+  // Leaves the block with `insn` to complete, RIP at it and next_rip() at `next` (block_end).
+  void leave(const Insn& insn, uint64_t next) {
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kInsn), E::imm(reinterpret_cast<uint64_t>(&insn))});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(next)});
+    e.op(ZYDIS_MNEMONIC_MOV, {core(at_.next_rip), E::reg(rax)});
+    e.branch(ZYDIS_MNEMONIC_JMP, c_.block_end_);
+  }
+
+  // After an instruction that fell through: the next one's step follows unless the boundary is
+  // needed; the last one's ends the block.
+  void end_step(const Insn& insn, uint64_t fall, bool last, Cold& cold) {
+    if (last) return leave(insn, fall);
+    e.op(ZYDIS_MNEMONIC_CMP, {core(at_.attention, 1), E::imm(0)});
+    cold.attention.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+    advance(fall);
+  }
+
+  // RIP at the next instruction, this one retired, the next one's fetch a soft-ITLB hit.
+  void advance(uint64_t fall) {
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(fall)});
+    e.op(ZYDIS_MNEMONIC_MOV, {core(at_.rip), E::reg(rax)});
+    e.op(ZYDIS_MNEMONIC_ADD, {core(at_.retired), E::imm(1)});
+    e.op(ZYDIS_MNEMONIC_ADD, {core(at_.itlb_hits), E::imm(1)});
+  }
+
+  // The run loop's step (Core::run) calling the handler, with the address and length as constants.
+  void step(const Insn& insn, uint64_t rip, bool last) {
+    const uint64_t fall = rip + insn.length;
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kInsn), E::imm(reinterpret_cast<uint64_t>(&insn))});
+    e.op(ZYDIS_MNEMONIC_MOV, {core(at_.current_insn), E::reg(kInsn)});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(fall)});
+    e.op(ZYDIS_MNEMONIC_MOV, {core(at_.next_rip), E::reg(rax)});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_RDI), E::reg(kCore)});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_RSI), E::reg(kInsn)});
+    e.op(ZYDIS_MNEMONIC_CALL, {E::mem(kInsn, 0, 8)});  // Insn::handler
+    count_class(insn);
+    if (last) return e.branch(ZYDIS_MNEMONIC_JMP, c_.block_end_);
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(fall)});
+    e.op(ZYDIS_MNEMONIC_CMP, {core(at_.next_rip), E::reg(rax)});
+    e.branch(ZYDIS_MNEMONIC_JNZ, c_.block_end_);  // a branch taken, a fault raised, a run completed
+    e.op(ZYDIS_MNEMONIC_CMP, {core(at_.code_page), E::reg(kPage)});
+    e.branch(ZYDIS_MNEMONIC_JNZ, c_.block_end_);  // the soft ITLB no longer holds the page
+    e.op(ZYDIS_MNEMONIC_CMP, {core(at_.attention, 1), E::imm(0)});
+    e.branch(ZYDIS_MNEMONIC_JNZ, c_.block_end_);  // the boundary's slow path is needed
+    advance(fall);
+  }
+
+  // ---- Inline semantics: each emits the common case and sends the rest to the handler ---------
+
+  // RSI = the linear address of Mem operand `o` (Core::effective_address, data_linear): the rest
+  // (a segment limit with EFER.LMSLE, a non-canonical address) takes the handler.
+  void address(const Operand& o, uint64_t fall, unsigned size, Cold& cold, bool linear = true) {
+    const int64_t disp = o.value;
+    if (o.base == kRipReg) {
+      e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rsi), E::imm(fall + static_cast<uint64_t>(disp))});
+    } else if (o.base < 16) {
+      e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rsi), gpr(o.base, 8)});
+      if (disp == static_cast<int32_t>(disp)) {
+        if (disp != 0) e.op(ZYDIS_MNEMONIC_ADD, {E::reg(rsi), E::imm(static_cast<uint64_t>(disp))});
+      } else {
+        e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), E::imm(static_cast<uint64_t>(disp))});
+        e.op(ZYDIS_MNEMONIC_ADD, {E::reg(rsi), E::reg(r11)});
+      }
+    } else {
+      e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rsi), E::imm(static_cast<uint64_t>(disp))});
+    }
+    if (o.index < 16) {
+      e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), gpr(o.index, 8)});
+      if (o.scale) e.op(ZYDIS_MNEMONIC_SHL, {E::reg(r11), E::imm(o.scale)});
+      e.op(ZYDIS_MNEMONIC_ADD, {E::reg(rsi), E::reg(r11)});
+    }
+    if (!linear) return;
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), core(at_.lmsle_last + 8 * o.seg)});
+    e.op(ZYDIS_MNEMONIC_SUB, {E::reg(r11), E::imm(size)});
+    e.op(ZYDIS_MNEMONIC_CMP, {E::reg(rsi), E::reg(r11)});
+    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNBE));
+    if (o.seg >= FS) e.op(ZYDIS_MNEMONIC_ADD, {E::reg(rsi), core(at_.seg_base + 8 * o.seg)});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), E::reg(rsi)});
+    e.op(ZYDIS_MNEMONIC_SHL, {E::reg(r11), E::imm(16)});
+    e.op(ZYDIS_MNEMONIC_SAR, {E::reg(r11), E::imm(16)});
+    e.op(ZYDIS_MNEMONIC_CMP, {E::reg(r11), E::reg(rsi)});
+    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+  }
+
+  // `host` = the host address of the access at RSI through the soft TLB's read (0) or write (1)
+  // entries (Core::read_hit, write_hit): a miss, or bytes past the page, take the handler.
+  void soft_tlb(unsigned kind, unsigned size, ZydisRegister host, Cold& cold) {
+    const int32_t table = at_.soft_tlb + static_cast<int32_t>(kind * 256 * 32);
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r9), E::reg(rsi)});
+    e.op(ZYDIS_MNEMONIC_SHR, {E::reg(r9), E::imm(12)});
+    e.op(ZYDIS_MNEMONIC_MOVZX, {E::reg(ZYDIS_REGISTER_R10D), E::reg(ZYDIS_REGISTER_R9B)});
+    e.op(ZYDIS_MNEMONIC_SHL, {E::reg(ZYDIS_REGISTER_R10D), E::imm(5)});
+    e.op(ZYDIS_MNEMONIC_MOVZX, {E::reg(ZYDIS_REGISTER_R11D), core(at_.user, 1)});
+    e.op(ZYDIS_MNEMONIC_IMUL, {E::reg(ZYDIS_REGISTER_R11D), E::reg(ZYDIS_REGISTER_R11D), E::imm(3 * 256 * 32)});
+    e.op(ZYDIS_MNEMONIC_ADD, {E::reg(r10), E::reg(r11)});
+    e.op(ZYDIS_MNEMONIC_OR, {E::reg(r9), core(at_.tlb_epoch)});
+    ZydisEncoderOperand entry = E::mem(kCore, table, 8);
+    entry.mem.index = r10;
+    entry.mem.scale = 1;
+    e.op(ZYDIS_MNEMONIC_CMP, {entry, E::reg(r9)});
+    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_R11D), E::reg(ZYDIS_REGISTER_ESI)});
+    e.op(ZYDIS_MNEMONIC_AND, {E::reg(ZYDIS_REGISTER_R11D), E::imm(0xFFF)});
+    e.op(ZYDIS_MNEMONIC_CMP, {E::reg(ZYDIS_REGISTER_R11D), E::imm(0x1000 - size)});
+    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNBE));
+    entry.mem.displacement = table + 8;  // SoftTlbEntry::host
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(host), entry});
+    e.op(ZYDIS_MNEMONIC_ADD, {E::reg(host), E::reg(r11)});
+  }
+
+  // A data observer (the cache model) sees every access: the handler's path tells it.
+  void no_observer(Cold& cold) {
+    e.op(ZYDIS_MNEMONIC_CMP, {core(at_.data_observer), E::imm(0)});
+    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+  }
+
+  // `dst` (a host register) = operand `o` of `size` bytes, zero-extended: a register, an immediate
+  // or the memory at host address `host`.
+  void read(const Operand& o, unsigned size, ZydisRegister dst, ZydisRegister host) {
+    const bool narrow = size == 1;
+    switch (o.kind) {
+      case OpKind::Reg:
+        e.op(narrow ? ZYDIS_MNEMONIC_MOVZX : ZYDIS_MNEMONIC_MOV,
+             {E::reg(sized(dst, narrow ? 4 : size)), gpr(o.reg, static_cast<uint16_t>(size))});
+        break;
+      case OpKind::Imm:
+        e.op(ZYDIS_MNEMONIC_MOV, {E::reg(dst), E::imm(static_cast<uint64_t>(o.value) & Core::size_mask(size))});
+        break;
+      default:
+        e.op(narrow ? ZYDIS_MNEMONIC_MOVZX : ZYDIS_MNEMONIC_MOV,
+             {E::reg(sized(dst, narrow ? 4 : size)), E::mem(host, 0, static_cast<uint16_t>(size))});
+        break;
+    }
+  }
+  // Register operand `o` = `src` (32-bit: zero-extended, as the host's 32-bit operations leave it).
+  void write_reg(const Operand& o, ZydisRegister src) { e.op(ZYDIS_MNEMONIC_MOV, {gpr(o.reg, 8), E::reg(src)}); }
+
+  // The lazy flags' record (Core::record_flags): the operation, the sign bit, operands, result.
+  void record_flags(uint8_t op, unsigned size, bool operands) {
+    const uint64_t op_and_msb = op | (size * 8 - 1) << 8;
+    e.op(ZYDIS_MNEMONIC_MOV, {core(at_.lazy_op, 2), E::imm(op_and_msb)});
+    if (operands) {
+      e.op(ZYDIS_MNEMONIC_MOV, {core(at_.lazy_a), E::reg(rax)});
+      e.op(ZYDIS_MNEMONIC_MOV, {core(at_.lazy_b), E::reg(rcx)});
+    } else {
+      e.op(ZYDIS_MNEMONIC_MOV, {core(at_.lazy_a), E::imm(0)});
+      e.op(ZYDIS_MNEMONIC_MOV, {core(at_.lazy_b), E::imm(0)});
+    }
+    e.op(ZYDIS_MNEMONIC_MOV, {core(at_.lazy_r), E::reg(rdx)});
+    e.op(ZYDIS_MNEMONIC_MOV, {core(at_.lazy_fixed), E::imm(0)});
+  }
+
+  // The memory operand's checks and host addresses: RDI to read, R8 to write; the soft-TLB hits
+  // counted once both are known to hit.
+  void memory(const Insn& i, const Operand& o, uint64_t fall, bool reads, bool writes, Cold& cold) {
+    no_observer(cold);
+    address(o, fall, i.opsize, cold);
+    if (reads) soft_tlb(0, i.opsize, rdi, cold);
+    if (writes) soft_tlb(1, i.opsize, r8, cold);
+    e.op(ZYDIS_MNEMONIC_ADD, {core(at_.dtlb_hits), E::imm(unsigned{reads} + unsigned{writes})});
+  }
+
+  // ADD, SUB, CMP, AND, OR, XOR, TEST (arithmetic.cpp): RAX = a, RCX = b, RDX = the result.
+  bool alu(const Insn& i, Alu op, uint64_t fall, Cold& cold) {
+    const unsigned size = i.opsize;
+    const bool writes = op != Alu::Cmp && op != Alu::Test;
+    const Operand& d = i.op[0];
+    const Operand& s = i.op[1];
+    if (d.kind == OpKind::Mem) memory(i, d, fall, true, writes, cold);
+    if (s.kind == OpKind::Mem) memory(i, s, fall, true, false, cold);
+    read(d, size, rax, rdi);
+    read(s, size, rcx, rdi);
+    const ZydisRegister r = sized(rdx, size == 1 ? 4 : size), b = sized(rcx, size == 1 ? 4 : size);
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rdx), E::reg(rax)});
+    static constexpr ZydisMnemonic kHost[] = {ZYDIS_MNEMONIC_ADD, ZYDIS_MNEMONIC_SUB, ZYDIS_MNEMONIC_SUB,
+                                              ZYDIS_MNEMONIC_AND, ZYDIS_MNEMONIC_OR,  ZYDIS_MNEMONIC_XOR,
+                                              ZYDIS_MNEMONIC_AND};
+    e.op(kHost[static_cast<unsigned>(op)], {E::reg(r), E::reg(b)});
+    if (size == 1) e.op(ZYDIS_MNEMONIC_MOVZX, {E::reg(ZYDIS_REGISTER_EDX), E::reg(ZYDIS_REGISTER_DL)});
+    if (writes) {
+      if (d.kind == OpKind::Reg) write_reg(d, rdx);
+      else e.op(ZYDIS_MNEMONIC_MOV, {E::mem(r8, 0, static_cast<uint16_t>(size)), E::reg(sized(rdx, size))});
+    }
+    using LazyOp = Core::LazyOp;
+    const LazyOp lazy = op == Alu::Add ? LazyOp::Add : op == Alu::Sub || op == Alu::Cmp ? LazyOp::Sub : LazyOp::Result;
+    record_flags(static_cast<uint8_t>(lazy), size, lazy != LazyOp::Result);
+    return true;
+  }
+
+  // MOV between registers, memory and immediates (move.cpp).
+  bool mov(const Insn& i, uint64_t fall, Cold& cold) {
+    const unsigned size = i.opsize;
+    const Operand& d = i.op[0];
+    const Operand& s = i.op[1];
+    if (s.kind == OpKind::Mem) memory(i, s, fall, true, false, cold);
+    if (d.kind == OpKind::Mem) memory(i, d, fall, false, true, cold);
+    read(s, size, rdx, rdi);
+    if (d.kind == OpKind::Reg) write_reg(d, rdx);
+    else e.op(ZYDIS_MNEMONIC_MOV, {E::mem(r8, 0, static_cast<uint16_t>(size)), E::reg(sized(rdx, size))});
+    return true;
+  }
+
+  // LEA: the effective address, no access (move.cpp).
+  bool lea(const Insn& i, uint64_t fall) {
+    Cold unused{};
+    address(i.op[1], fall, i.opsize, unused, false);
+    if (i.opsize == 4) e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_ESI), E::reg(ZYDIS_REGISTER_ESI)});
+    write_reg(i.op[0], rsi);
+    return true;
+  }
+
+  // JZ / JNZ (branch.cpp): ZF from the lazy record's result; flags in RFLAGS take the handler.
+  bool jcc(bool jz, Cold& cold) {
+    cold.target = cold.rip + cold.insn->length + static_cast<uint64_t>(cold.insn->op[0].value);
+    e.op(ZYDIS_MNEMONIC_CMP, {core(at_.lazy_op, 1), E::imm(static_cast<uint8_t>(Core::LazyOp::None))});
+    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JZ));
+    e.op(ZYDIS_MNEMONIC_CMP, {core(at_.lazy_r), E::imm(0)});
+    cold.taken.push_back(e.branch_forward(jz ? ZYDIS_MNEMONIC_JZ : ZYDIS_MNEMONIC_JNZ));
+    return true;
+  }
+
+  const BlockCompiler& c_;
+  const BlockCompiler::Layout& at_;
+  std::vector<Cold> colds_;
+  std::vector<const Insn*> insns_;
+  std::vector<const uint8_t*> resumes_;
+};
+
 void BlockCompiler::reset() {
   if (!arena_) return;
   if (used_ != 0) ++resets_;
-  using E = Emitter;
-  constexpr ZydisRegister rax = ZYDIS_REGISTER_RAX, rcx = ZYDIS_REGISTER_RCX, rdx = ZYDIS_REGISTER_RDX;
   E e(arena_);
   // The exits. The first returns null (every step complete), the second the instruction in R13,
   // whose step the run loop completes. Both restore what the prologue saved.
@@ -187,16 +623,17 @@ void BlockCompiler::reset() {
   // ends it, and the loop then starts a block at RIP: done here when that block is compiled and
   // nothing needs the loop, which is needed for a fault raised, the boundary, a code page left or
   // changed, and a fall-through it links to what follows.
+  auto core = [&](int32_t offset, uint16_t size = 8) { return E::mem(kCore, offset, size); };
   block_end_ = e.here();
-  e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::mem(kCore, next_rip_, 8)});
-  e.op(ZYDIS_MNEMONIC_CMP, {E::mem(kCore, fault_raised_, 1), E::imm(0)});
+  e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), core(at_.next_rip)});
+  e.op(ZYDIS_MNEMONIC_CMP, {core(at_.fault_raised, 1), E::imm(0)});
   e.branch(ZYDIS_MNEMONIC_JNZ, exit);
-  e.op(ZYDIS_MNEMONIC_CMP, {E::mem(kCore, attention_, 1), E::imm(0)});
+  e.op(ZYDIS_MNEMONIC_CMP, {core(at_.attention, 1), E::imm(0)});
   e.branch(ZYDIS_MNEMONIC_JNZ, exit);
-  e.op(ZYDIS_MNEMONIC_CMP, {E::mem(kCore, code_page_, 8), E::reg(kPage)});
+  e.op(ZYDIS_MNEMONIC_CMP, {core(at_.code_page), E::reg(kPage)});
   e.branch(ZYDIS_MNEMONIC_JNZ, exit);
   e.op(ZYDIS_MNEMONIC_MOVZX, {E::reg(ZYDIS_REGISTER_ECX), E::mem(kInsn, static_cast<int32_t>(offsetof(Insn, length)), 1)});
-  e.op(ZYDIS_MNEMONIC_ADD, {E::reg(rcx), E::mem(kCore, rip_, 8)});
+  e.op(ZYDIS_MNEMONIC_ADD, {E::reg(rcx), core(at_.rip)});
   e.op(ZYDIS_MNEMONIC_CMP, {E::reg(rax), E::reg(rcx)});
   e.op(ZYDIS_MNEMONIC_SETZ, {E::reg(ZYDIS_REGISTER_DL)});
   e.op(ZYDIS_MNEMONIC_CMP, {E::mem(kInsn, static_cast<int32_t>(offsetof(Insn, next)), 8), E::imm(0)});
@@ -204,16 +641,16 @@ void BlockCompiler::reset() {
   e.op(ZYDIS_MNEMONIC_TEST, {E::reg(ZYDIS_REGISTER_DL), E::reg(ZYDIS_REGISTER_CL)});
   e.branch(ZYDIS_MNEMONIC_JNZ, exit);  // fell through with nothing linked after it
   e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rcx), E::reg(rax)});
-  e.op(ZYDIS_MNEMONIC_XOR, {E::reg(rcx), E::mem(kCore, rip_, 8)});
+  e.op(ZYDIS_MNEMONIC_XOR, {E::reg(rcx), core(at_.rip)});
   e.op(ZYDIS_MNEMONIC_SHR, {E::reg(rcx), E::imm(12)});
   e.branch(ZYDIS_MNEMONIC_JNZ, exit);  // another page: the loop fetches there
   // The step's slow path: RIP from next_rip(), the instruction retired.
-  e.op(ZYDIS_MNEMONIC_MOV, {E::mem(kCore, rip_, 8), E::reg(rax)});
-  e.op(ZYDIS_MNEMONIC_ADD, {E::mem(kCore, retired_, 8), E::imm(1)});
+  e.op(ZYDIS_MNEMONIC_MOV, {core(at_.rip), E::reg(rax)});
+  e.op(ZYDIS_MNEMONIC_ADD, {core(at_.retired), E::imm(1)});
   // The loop's block start at RIP, in this page: the decoded page's slot, that instruction's
   // block, which must be compiled for this address and fit in the run.
   e.op(ZYDIS_MNEMONIC_AND, {E::reg(ZYDIS_REGISTER_EAX), E::imm(0xFFF)});
-  ZydisEncoderOperand slot = E::mem(kPage, page_slots_, 8);
+  ZydisEncoderOperand slot = E::mem(kPage, at_.page_slots, 8);
   slot.mem.index = rax;
   slot.mem.scale = 8;
   e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rdx), slot});
@@ -222,14 +659,14 @@ void BlockCompiler::reset() {
   e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rcx), E::mem(rdx, static_cast<int32_t>(offsetof(Insn, compiled)), 8)});
   e.op(ZYDIS_MNEMONIC_TEST, {E::reg(rcx), E::reg(rcx)});
   e.branch(ZYDIS_MNEMONIC_JZ, exit_done);
-  e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::mem(kCore, rip_, 8)});
+  e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), core(at_.rip)});
   e.op(ZYDIS_MNEMONIC_CMP, {E::reg(rax), E::mem(rcx, static_cast<int32_t>(offsetof(CompiledBlock, rip)), 8)});
   e.branch(ZYDIS_MNEMONIC_JNZ, exit_done);
-  e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::mem(kCore, run_end_, 8)});
-  e.op(ZYDIS_MNEMONIC_SUB, {E::reg(rax), E::mem(kCore, retired_, 8)});
+  e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), core(at_.run_end)});
+  e.op(ZYDIS_MNEMONIC_SUB, {E::reg(rax), core(at_.retired)});
   e.op(ZYDIS_MNEMONIC_CMP, {E::reg(rax), E::mem(rcx, static_cast<int32_t>(offsetof(CompiledBlock, length)), 8)});
   e.branch(ZYDIS_MNEMONIC_JB, exit_done);
-  e.op(ZYDIS_MNEMONIC_ADD, {E::mem(kCore, itlb_hits_, 8), E::imm(1)});  // its fetch, a soft-ITLB hit
+  e.op(ZYDIS_MNEMONIC_ADD, {core(at_.itlb_hits), E::imm(1)});  // its fetch, a soft-ITLB hit
   e.op(ZYDIS_MNEMONIC_JMP, {E::mem(rcx, static_cast<int32_t>(offsetof(CompiledBlock, body)), 8)});
   used_ = (static_cast<size_t>(e.here() - arena_) + 15) & ~size_t{15};
   records_.clear();
@@ -245,50 +682,20 @@ const CompiledBlock* BlockCompiler::compile(const Insn& head, uint64_t rip) {
     full_ = true;
     return nullptr;
   }
-  using E = Emitter;
-  constexpr ZydisRegister rax = ZYDIS_REGISTER_RAX;
   CompiledBlock& block = records_.emplace_back();
   block.rip = rip;
   block.length = length;
   uint8_t* const start = arena_ + used_;
-  E e(start);
-  // Prologue: the frame the call-frame information describes; RSP 16-byte aligned at the calls.
-  e.op(ZYDIS_MNEMONIC_PUSH, {E::reg(ZYDIS_REGISTER_RBP)});
-  e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_RBP), E::reg(ZYDIS_REGISTER_RSP)});
-  e.op(ZYDIS_MNEMONIC_PUSH, {E::reg(kCore)});
-  e.op(ZYDIS_MNEMONIC_PUSH, {E::reg(kPage)});
-  e.op(ZYDIS_MNEMONIC_PUSH, {E::reg(kInsn)});
-  e.op(ZYDIS_MNEMONIC_SUB, {E::reg(ZYDIS_REGISTER_RSP), E::imm(8)});
-  e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kCore), E::reg(ZYDIS_REGISTER_RDI)});
-  e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kPage), E::reg(ZYDIS_REGISTER_RSI)});
-  block.body = e.here();
+  BlockBuilder b(*this, start);
+  b.prologue();
+  block.body = b.e.here();
   const Insn* insn = &head;
-  for (unsigned k = 0;; ++k, insn = insn->next) {
-    // The run loop's step (Core::run), with this instruction's address and length as constants.
-    const uint64_t fall = rip + insn->length;
-    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kInsn), E::imm(reinterpret_cast<uint64_t>(insn))});
-    e.op(ZYDIS_MNEMONIC_MOV, {E::mem(kCore, current_insn_, 8), E::reg(kInsn)});
-    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(fall)});
-    e.op(ZYDIS_MNEMONIC_MOV, {E::mem(kCore, next_rip_, 8), E::reg(rax)});
-    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_RDI), E::reg(kCore)});
-    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_RSI), E::reg(kInsn)});
-    e.op(ZYDIS_MNEMONIC_CALL, {E::mem(kInsn, 0, 8)});  // Insn::handler, read at each execution
-    e.op(ZYDIS_MNEMONIC_ADD, {E::mem(kCore, by_class_ + 8 * static_cast<int32_t>(insn->cls), 8), E::imm(1)});
-    if (k + 1 == length) break;
-    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(fall)});
-    e.op(ZYDIS_MNEMONIC_CMP, {E::mem(kCore, next_rip_, 8), E::reg(rax)});
-    e.branch(ZYDIS_MNEMONIC_JNZ, block_end_);  // a branch taken, a fault raised, a run completed
-    e.op(ZYDIS_MNEMONIC_CMP, {E::mem(kCore, code_page_, 8), E::reg(kPage)});
-    e.branch(ZYDIS_MNEMONIC_JNZ, block_end_);  // the soft ITLB no longer holds the page
-    e.op(ZYDIS_MNEMONIC_CMP, {E::mem(kCore, attention_, 1), E::imm(0)});
-    e.branch(ZYDIS_MNEMONIC_JNZ, block_end_);  // the boundary's slow path is needed
-    e.op(ZYDIS_MNEMONIC_MOV, {E::mem(kCore, rip_, 8), E::reg(rax)});
-    e.op(ZYDIS_MNEMONIC_ADD, {E::mem(kCore, retired_, 8), E::imm(1)});
-    e.op(ZYDIS_MNEMONIC_ADD, {E::mem(kCore, itlb_hits_, 8), E::imm(1)});  // the next one's fetch
-    rip = fall;
+  for (unsigned k = 0; k < length; ++k, insn = insn->next) {
+    b.instruction(*insn, rip, k + 1 == length);
+    rip += insn->length;
   }
-  e.branch(ZYDIS_MNEMONIC_JMP, block_end_);
-  used_ = (static_cast<size_t>(e.here() - arena_) + 15) & ~size_t{15};
+  b.cold_code();
+  used_ = (static_cast<size_t>(b.e.here() - arena_) + 15) & ~size_t{15};
   ++blocks_compiled_;
   block.entry = reinterpret_cast<CompiledEntry>(start);
   return &block;

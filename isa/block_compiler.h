@@ -23,6 +23,7 @@
 namespace pgsim::isa {
 
 class Core;
+class BlockBuilder;
 
 // A compiled block's entry: runs the block from its first instruction while `page` is the core's
 // code page and returns the last instruction it executed, whose step the run loop completes; or
@@ -67,9 +68,15 @@ class BlockCompiler {
   void map_arena();
   Core& core_;
   size_t arena_bytes_;
-  // Offsets in Core of what the compiled code reads and writes (the compiler is Core's friend).
-  int32_t current_insn_, next_rip_, rip_, retired_, by_class_, itlb_hits_, code_page_, attention_, fault_raised_,
-      run_end_, page_slots_;
+  // Where in a Core (and its decoded pages) the compiled code reads and writes: the compiler is
+  // Core's friend.
+  struct Layout {
+    int32_t current_insn, next_rip, rip, retired, by_class, itlb_hits, dtlb_hits, code_page, attention,
+        fault_raised, run_end, page_slots, gpr, lazy_op, lazy_a, lazy_b, lazy_r, lazy_fixed, soft_tlb, tlb_epoch,
+        user, data_observer, lmsle_last, seg_base;
+  };
+  friend class BlockBuilder;
+  const Layout at_;
   uint8_t* arena_ = nullptr;  // read, write and execute: the shared exits, then the blocks
   const uint8_t* block_end_ = nullptr;  // the code that ends every block (reset())
   size_t used_ = 0;

@@ -721,6 +721,7 @@ class Core {
 
   // Compiled blocks (made when the first one is compiled).
   friend class BlockCompiler;
+  friend class BlockBuilder;  // BlockCompiler's code generator
   bool block_compilation_ = true;
   size_t arena_bytes_ = BlockCompiler::kDefaultArenaBytes;
   uint64_t compiled_before_ = 0;  // blocks compiled by compilers set_block_compilation dropped

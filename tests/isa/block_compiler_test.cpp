@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <random>
 #include <vector>
 
+#include "tests/isa/encoding.h"
 #include "tests/isa/harness.h"
 
 namespace pgsim {
@@ -48,6 +50,7 @@ struct Outcome {
   std::vector<uint64_t> fault_rips;
   std::vector<uint8_t> data, code;
   uint64_t blocks_compiled, resets;
+  uint64_t observed_reads, observed_writes;
 };
 
 struct Program {
@@ -55,6 +58,14 @@ struct Program {
   std::array<uint64_t, 16> gpr{};
   uint64_t chunk = 0;  // run() in chunks of this many instructions (0: one run)
   size_t arena_bytes = BlockCompiler::kDefaultArenaBytes;
+  bool observed = false;  // a data observer sees every access (as the cache model does)
+};
+
+// Counts the data accesses it is told of.
+class CountingObserver : public DataAccessObserver {
+ public:
+  void on_data_access(uint64_t paddr, unsigned size, bool write) override { ++(write ? writes : reads); }
+  uint64_t reads = 0, writes = 0;
 };
 
 // Runs `p` from kCode until an event stops it (or 200000 instructions).
@@ -63,6 +74,8 @@ Outcome run(const Program& p, bool compile) {
   MaskingTranslator translator;
   m.core.set_translator(&translator);
   m.core.set_block_compilation(compile, p.arena_bytes);
+  CountingObserver observer;
+  if (p.observed) m.core.set_data_access_observer(&observer);
   RecordingHook hook;
   m.core.set_trap_hook(&hook, false);
   make_long64(m.state(), 0);
@@ -86,6 +99,8 @@ Outcome run(const Program& p, bool compile) {
   for (uint64_t a = kCode; a < kCode + 0x100; ++a) o.code.push_back(m.ram.get<uint8_t>(a));
   o.blocks_compiled = m.core.blocks_compiled();
   o.resets = m.core.compiled_code_resets();
+  o.observed_reads = observer.reads;
+  o.observed_writes = observer.writes;
   return o;
 }
 
@@ -114,6 +129,8 @@ void expect_same(const Outcome& compiled, const Outcome& interpreted, bool block
   EXPECT_EQ(compiled.fault_rips, interpreted.fault_rips);
   EXPECT_TRUE(compiled.data == interpreted.data);
   EXPECT_TRUE(compiled.code == interpreted.code);
+  EXPECT_EQ(compiled.observed_reads, interpreted.observed_reads);
+  EXPECT_EQ(compiled.observed_writes, interpreted.observed_writes);
 }
 
 // loop: mov rdx, [rsi]; add rax, rdx; mov [rsi + 8], rax; add rsi, STRIDE; dec rcx; jnz loop; ud2
@@ -197,11 +214,12 @@ TEST(BlockCompiler, ABlockRunsOnlyAtTheAddressItWasCompiledFor) {
 }
 
 TEST(BlockCompiler, AFullArenaIsEmptiedAndTheBlocksCompiledAgain) {
-  // Eight loops one after the other, each 16 ADDs and a DEC and JNZ, 40 iterations; the smallest
+  // 32 loops one after the other, each 16 ADDs and a DEC and JNZ, 40 iterations; the smallest
   // arena holds a few of their blocks. Then the same program again from the start (R8).
-  // loop k: mov ecx, 40; (add rax, k+1) x 16; dec ecx; jnz; after the eighth: dec r8; jnz 0; ud2
+  // loop k: mov ecx, 40; (add rax, k+1) x 16; dec ecx; jnz; after the last: dec r8; jnz 0; ud2
+  constexpr unsigned kLoops = 32;
   std::vector<uint8_t> code;
-  for (uint8_t k = 0; k < 8; ++k) {
+  for (uint8_t k = 0; k < kLoops; ++k) {
     const size_t loop_start = code.size() + 5;
     for (uint8_t b : {0xB9, 0x28, 0x00, 0x00, 0x00}) code.push_back(b);
     for (unsigned n = 0; n < 16; ++n)
@@ -218,8 +236,122 @@ TEST(BlockCompiler, AFullArenaIsEmptiedAndTheBlocksCompiledAgain) {
   p.arena_bytes = 0;  // the smallest the compiler takes
   const Outcome compiled = run(p, true);
   expect_same(compiled, run(p, false));
-  EXPECT_EQ(compiled.gpr[RAX], 2u * 40 * 16 * (1 + 2 + 3 + 4 + 5 + 6 + 7 + 8));
+  EXPECT_EQ(compiled.gpr[RAX], 2u * 40 * 16 * (kLoops * (kLoops + 1) / 2));
   EXPECT_GT(compiled.resets, 0u);
+}
+
+// ---- Random programs of the forms blocks carry out themselves -------------------------------
+
+// Appends one instruction, encoded by Zydis, to `code`.
+void encode(std::vector<uint8_t>& code, ZydisMnemonic mnemonic, std::initializer_list<ZydisEncoderOperand> operands) {
+  const std::vector<uint8_t> bytes = test::encode(mnemonic, operands);
+  ASSERT_FALSE(bytes.empty()) << ZydisMnemonicGetString(mnemonic);
+  code.insert(code.end(), bytes.begin(), bytes.end());
+}
+using test::imm_op;
+using test::reg_op;
+
+// A loop (R13 times) of `length` random instructions: ADD, SUB, CMP, AND, OR, XOR, TEST and MOV
+// between registers, memory and immediates at 8 (CMP, TEST), 32 and 64 bits, LEA, JZ and JNZ over
+// the next instruction, and PUSHFQ; POP (all the status flags, read back) and SETcc. R15 points at
+// the data and R14 is a small index (neither written); memory is [R15 + disp], [R15 + R14 * s +
+// disp] or RIP-relative into the data (LEA's, any registers).
+Program random_loop(uint64_t seed, unsigned length, unsigned iterations) {
+  std::mt19937_64 random(seed);
+  auto pick = [&](unsigned n) { return static_cast<unsigned>(random() % n); };
+  static constexpr ZydisRegister k64[] = {ZYDIS_REGISTER_RAX, ZYDIS_REGISTER_RCX, ZYDIS_REGISTER_RDX,
+                                          ZYDIS_REGISTER_RBX, ZYDIS_REGISTER_RSI, ZYDIS_REGISTER_RDI,
+                                          ZYDIS_REGISTER_R8,  ZYDIS_REGISTER_R9,  ZYDIS_REGISTER_R10};
+  static constexpr ZydisRegister k32[] = {ZYDIS_REGISTER_EAX, ZYDIS_REGISTER_ECX, ZYDIS_REGISTER_EDX,
+                                          ZYDIS_REGISTER_EBX, ZYDIS_REGISTER_ESI, ZYDIS_REGISTER_EDI,
+                                          ZYDIS_REGISTER_R8D, ZYDIS_REGISTER_R9D, ZYDIS_REGISTER_R10D};
+  static constexpr ZydisRegister k8[] = {ZYDIS_REGISTER_AL,  ZYDIS_REGISTER_CL,  ZYDIS_REGISTER_DL,
+                                         ZYDIS_REGISTER_BL,  ZYDIS_REGISTER_SIL, ZYDIS_REGISTER_DIL,
+                                         ZYDIS_REGISTER_R8B, ZYDIS_REGISTER_R9B, ZYDIS_REGISTER_R10B};
+  auto reg = [&](unsigned bytes) {
+    const unsigned r = pick(9);
+    return reg_op(bytes == 8 ? k64[r] : bytes == 4 ? k32[r] : k8[r]);
+  };
+  std::vector<uint8_t> code;
+  auto mem = [&](unsigned bytes) {
+    ZydisEncoderOperand o{};
+    o.type = ZYDIS_OPERAND_TYPE_MEMORY;
+    o.mem.size = static_cast<ZyanU16>(bytes);
+    switch (pick(3)) {
+      case 0: o.mem.base = ZYDIS_REGISTER_R15, o.mem.displacement = pick(0x800); break;
+      case 1:
+        o.mem.base = ZYDIS_REGISTER_R15, o.mem.index = ZYDIS_REGISTER_R14;
+        o.mem.scale = static_cast<ZyanU8>(1u << pick(4)), o.mem.displacement = pick(0x400);
+        break;
+      default:  // RIP-relative: Zydis takes the displacement from the next instruction
+        o.mem.base = ZYDIS_REGISTER_RIP;
+        o.mem.displacement = static_cast<int64_t>(kData + 0x800 + pick(0x400)) - static_cast<int64_t>(kCode + code.size()) - 16;
+        break;
+    }
+    return o;
+  };
+  auto imm = [&](unsigned bytes) {
+    const int64_t v = static_cast<int64_t>(random());
+    return imm_op(bytes == 1 ? static_cast<int8_t>(v) : pick(4) == 0 ? static_cast<int8_t>(v) : static_cast<int32_t>(v));
+  };
+  static constexpr ZydisMnemonic kAlu[] = {ZYDIS_MNEMONIC_ADD, ZYDIS_MNEMONIC_SUB, ZYDIS_MNEMONIC_CMP, ZYDIS_MNEMONIC_AND,
+                                           ZYDIS_MNEMONIC_OR,  ZYDIS_MNEMONIC_XOR, ZYDIS_MNEMONIC_TEST};
+  for (unsigned n = 0; n < length; ++n) {
+    const unsigned kind = pick(10);
+    if (kind < 6) {  // ALU or MOV
+      const bool is_mov = kind == 5;
+      const ZydisMnemonic m = is_mov ? ZYDIS_MNEMONIC_MOV : kAlu[pick(7)];
+      const bool byte_ok = m == ZYDIS_MNEMONIC_CMP || m == ZYDIS_MNEMONIC_TEST;
+      const unsigned bytes = byte_ok && pick(3) == 0 ? 1 : pick(2) ? 8 : 4;
+      switch (pick(m == ZYDIS_MNEMONIC_TEST ? 3 : 5)) {
+        case 0: encode(code, m, {reg(bytes), reg(bytes)}); break;
+        case 1: encode(code, m, {reg(bytes), imm(bytes)}); break;
+        case 2: encode(code, m, {mem(bytes), reg(bytes)}); break;
+        case 3: encode(code, m, {reg(bytes), mem(bytes)}); break;
+        default: encode(code, m, {mem(bytes), imm(bytes)}); break;
+      }
+    } else if (kind == 6) {  // LEA reaches no memory: any base and index
+      ZydisEncoderOperand address = mem(8);
+      if (address.mem.base == ZYDIS_REGISTER_R15) address.mem.base = k64[pick(9)];
+      if (address.mem.index == ZYDIS_REGISTER_R14) address.mem.index = k64[pick(9)];
+      encode(code, ZYDIS_MNEMONIC_LEA, {reg(pick(2) ? 8 : 4), address});
+    } else if (kind == 7) {  // JZ / JNZ over a 3-byte instruction
+      encode(code, pick(2) ? ZYDIS_MNEMONIC_JZ : ZYDIS_MNEMONIC_JNZ, {imm_op(3)});
+      encode(code, ZYDIS_MNEMONIC_ADD, {reg_op(ZYDIS_REGISTER_RAX), reg_op(ZYDIS_REGISTER_RCX)});
+    } else if (kind == 8) {  // every status flag, read back
+      encode(code, ZYDIS_MNEMONIC_PUSHFQ, {});
+      encode(code, ZYDIS_MNEMONIC_POP, {reg_op(ZYDIS_REGISTER_R11)});
+      encode(code, ZYDIS_MNEMONIC_XOR, {reg_op(ZYDIS_REGISTER_R12), reg_op(ZYDIS_REGISTER_R11)});
+    } else {
+      static constexpr ZydisMnemonic kSet[] = {ZYDIS_MNEMONIC_SETB, ZYDIS_MNEMONIC_SETO, ZYDIS_MNEMONIC_SETS,
+                                               ZYDIS_MNEMONIC_SETP, ZYDIS_MNEMONIC_SETL, ZYDIS_MNEMONIC_SETBE};
+      encode(code, kSet[pick(6)], {reg(1)});
+    }
+  }
+  encode(code, ZYDIS_MNEMONIC_DEC, {reg_op(ZYDIS_REGISTER_R13)});
+  const int32_t back = -static_cast<int32_t>(code.size()) - 6;  // JNZ rel32 to the start
+  code.push_back(0x0F), code.push_back(0x85);
+  for (unsigned k = 0; k < 4; ++k) code.push_back(static_cast<uint8_t>(back >> (8 * k)));
+  encode(code, ZYDIS_MNEMONIC_UD2, {});
+  Program p{code};
+  for (unsigned r = 0; r < 16; ++r) p.gpr[r] = random();
+  p.gpr[R15] = kData;
+  p.gpr[R14] = pick(64);
+  p.gpr[R13] = iterations;
+  p.gpr[RSP] = kData + 0x2800;
+  return p;
+}
+
+TEST(BlockCompiler, RandomProgramsOfTheInlineFormsLeaveWhatTheInterpreterLeaves) {
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    SCOPED_TRACE(seed);
+    Program p = random_loop(seed, 12 + seed % 40, 40);
+    p.observed = seed % 3 == 0;
+    ASSERT_LT(p.code.size(), 0xF00u);  // one page
+    const Outcome compiled = run(p, true);
+    expect_same(compiled, run(p, false));
+    EXPECT_EQ(compiled.vectors, std::vector<uint8_t>{UD});
+  }
 }
 
 }  // namespace

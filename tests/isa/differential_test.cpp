@@ -25,6 +25,7 @@
 #include <Zydis/Zydis.h>
 
 #include "isa/system/events.h"
+#include "tests/isa/encoding.h"
 #include "tests/isa/harness.h"
 
 namespace pgsim::test {
@@ -85,45 +86,6 @@ struct Form {
 };
 
 // ---- Encoding ------------------------------------------------------------------------------
-
-ZydisEncoderOperand reg_op(ZydisRegister r) {
-  ZydisEncoderOperand o{};
-  o.type = ZYDIS_OPERAND_TYPE_REGISTER;
-  o.reg.value = r;
-  return o;
-}
-ZydisEncoderOperand mem_op(unsigned bytes, int64_t disp = 8, ZydisRegister index = ZYDIS_REGISTER_NONE, uint8_t scale = 0,
-                           ZydisRegister base = ZYDIS_REGISTER_RBX) {
-  ZydisEncoderOperand o{};
-  o.type = ZYDIS_OPERAND_TYPE_MEMORY;
-  o.mem.base = base;
-  o.mem.index = index;
-  o.mem.scale = scale;
-  o.mem.displacement = disp;
-  o.mem.size = static_cast<ZyanU16>(bytes);
-  return o;
-}
-ZydisEncoderOperand imm_op(int64_t v) {
-  ZydisEncoderOperand o{};
-  o.type = ZYDIS_OPERAND_TYPE_IMMEDIATE;
-  o.imm.s = v;
-  return o;
-}
-
-std::vector<uint8_t> encode(ZydisMnemonic m, std::initializer_list<ZydisEncoderOperand> ops, ZyanU64 prefixes = 0,
-                            ZydisMachineMode mode = ZYDIS_MACHINE_MODE_LONG_64) {
-  ZydisEncoderRequest req{};
-  req.machine_mode = mode;
-  req.mnemonic = m;
-  req.prefixes = prefixes;
-  req.operand_count = static_cast<ZyanU8>(ops.size());
-  unsigned k = 0;
-  for (const auto& o : ops) req.operands[k++] = o;
-  uint8_t buf[ZYDIS_MAX_INSTRUCTION_LENGTH];
-  ZyanUSize len = sizeof(buf);
-  if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstruction(&req, buf, &len))) return {};
-  return std::vector<uint8_t>(buf, buf + len);
-}
 
 std::string disassemble(const std::vector<uint8_t>& code, ZydisMachineMode mode) {
   ZydisDisassembledInstruction insn;
