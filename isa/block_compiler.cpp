@@ -328,6 +328,85 @@ class BlockBuilder {
     resumes_.push_back(e.here());
   }
 
+  // PUSH r64 or imm (POP r64 other than RSP) runs: how many of those that follow `first`, itself
+  // one, up to `room` instructions, the block carries out at once; 0 when `first` is none.
+  static unsigned stack_run_length(const Insn& first, unsigned room) {
+    auto pushes = [](const Insn& i) {
+      return i.mnemonic == ZYDIS_MNEMONIC_PUSH && i.opsize == 8 && i.handler == i.semantics &&
+             ((i.op[0].kind == OpKind::Reg && i.op[0].reg < 16 && !i.op[0].high8) || i.op[0].kind == OpKind::Imm);
+    };
+    auto pops = [](const Insn& i) {
+      return i.mnemonic == ZYDIS_MNEMONIC_POP && i.opsize == 8 && i.handler == i.semantics &&
+             i.op[0].kind == OpKind::Reg && i.op[0].reg < 16 && i.op[0].reg != RSP && !i.op[0].high8;
+    };
+    const bool push = pushes(first);
+    if (!push && !pops(first)) return 0;
+    unsigned n = 1;
+    for (const Insn* i = first.next; i && n < room && (push ? pushes(*i) : pops(*i)); i = i->next) ++n;
+    return n;
+  }
+
+  // A run of `n` pushes or pops from `first` at `rip` (integer/stack.cpp, push_run and pop_run):
+  // where the soft TLB maps the page all of them reach, the stores or loads at once, with what
+  // they leave one by one; anything else (a miss, a page crossed, a data observer, the boundary
+  // needed) takes the first one's handler, which does what it can, and the loop goes on from there.
+  void stack_run(const Insn& first, uint64_t rip, unsigned n, bool ends_block) {
+    insns_.push_back(&first);
+    Cold cold{&first, rip, true, {}, {}, {}, 0};
+    const bool push = first.mnemonic == ZYDIS_MNEMONIC_PUSH;
+    e.op(ZYDIS_MNEMONIC_CMP, {core(at_.attention, 1), E::imm(0)});
+    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+    no_observer(cold);
+    // The first access's address; the others are in its page when its offset in the page leaves
+    // room for them (below it for pushes, above for pops).
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rsi), gpr(RSP, 8)});
+    if (push) e.op(ZYDIS_MNEMONIC_SUB, {E::reg(rsi), E::imm(8)});
+    stack_checks(cold);
+    soft_tlb(push ? 1 : 0, 8, r8, cold);
+    e.op(ZYDIS_MNEMONIC_CMP, {E::reg(ZYDIS_REGISTER_R11D), E::imm(push ? 8 * (n - 1) : 0x1000 - 8 * n)});
+    cold.slow.push_back(e.branch_forward(push ? ZYDIS_MNEMONIC_JB : ZYDIS_MNEMONIC_JNBE));
+    const Insn* insn = &first;
+    const Insn* last = insn;
+    uint64_t last_rip = rip;
+    std::array<uint64_t, kNumInsnClasses> classes{};
+    for (unsigned k = 0; k < n; ++k, last = insn, insn = insn->next) {
+      const Operand& o = insn->op[0];
+      const int32_t slot = push ? -8 * static_cast<int32_t>(k) : 8 * static_cast<int32_t>(k);
+      if (push) {
+        if (o.kind == OpKind::Imm) {
+          e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(static_cast<uint64_t>(o.value))});
+        } else if (o.reg == RSP) {  // PUSH RSP: RSP before this push
+          e.op(ZYDIS_MNEMONIC_LEA, {E::reg(rax), E::mem(rsi, 8 - 8 * static_cast<int32_t>(k), 8)});
+        } else {
+          e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), gpr(o.reg, 8)});
+        }
+        e.op(ZYDIS_MNEMONIC_MOV, {E::mem(r8, slot, 8), E::reg(rax)});
+      } else {
+        e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::mem(r8, slot, 8)});
+        e.op(ZYDIS_MNEMONIC_MOV, {gpr(o.reg, 8), E::reg(rax)});
+      }
+      ++classes[static_cast<unsigned>(insn->cls)];
+      if (k > 0) last_rip += last->length;
+    }
+    e.op(ZYDIS_MNEMONIC_ADD, {gpr(RSP, 8), E::imm(push ? -8 * static_cast<int64_t>(n) : 8 * static_cast<int64_t>(n))});
+    e.op(ZYDIS_MNEMONIC_ADD, {core(at_.dtlb_hits), E::imm(n)});
+    for (unsigned c = 0; c < kNumInsnClasses; ++c)
+      if (classes[c]) e.op(ZYDIS_MNEMONIC_ADD, {core(at_.by_class + 8 * static_cast<int32_t>(c)), E::imm(classes[c])});
+    // All but the last retired, each next one fetched through its link; the last's step ends as
+    // any instruction's does.
+    if (n > 1) {
+      e.op(ZYDIS_MNEMONIC_ADD, {core(at_.retired), E::imm(n - 1)});
+      e.op(ZYDIS_MNEMONIC_ADD, {core(at_.itlb_hits), E::imm(n - 1)});
+      e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(last_rip)});
+      e.op(ZYDIS_MNEMONIC_MOV, {core(at_.rip), E::reg(rax)});
+    }
+    const uint64_t fall = last_rip + last->length;
+    if (ends_block) leave(*last, fall);
+    else advance(fall);
+    colds_.push_back(cold);
+    resumes_.push_back(e.here());
+  }
+
   // The fallbacks and exits, after the block: each resumes the block after its instruction.
   void cold_code() {
     for (size_t k = 0; k < colds_.size(); ++k) {
@@ -451,6 +530,18 @@ class BlockBuilder {
     e.op(ZYDIS_MNEMONIC_CMP, {E::reg(rsi), E::reg(r11)});
     cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNBE));
     if (o.seg >= FS) e.op(ZYDIS_MNEMONIC_ADD, {E::reg(rsi), core(at_.seg_base + 8 * o.seg)});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), E::reg(rsi)});
+    e.op(ZYDIS_MNEMONIC_SHL, {E::reg(r11), E::imm(16)});
+    e.op(ZYDIS_MNEMONIC_SAR, {E::reg(r11), E::imm(16)});
+    e.op(ZYDIS_MNEMONIC_CMP, {E::reg(r11), E::reg(rsi)});
+    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+  }
+
+  // The stack access at RSI (an offset in SS, whose base is 0 in 64-bit mode): without EFER.LMSLE
+  // limits, canonical; else the handler.
+  void stack_checks(Cold& cold) {
+    e.op(ZYDIS_MNEMONIC_CMP, {core(at_.lmsle_last + 8 * SS), E::imm(~0ull)});
+    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), E::reg(rsi)});
     e.op(ZYDIS_MNEMONIC_SHL, {E::reg(r11), E::imm(16)});
     e.op(ZYDIS_MNEMONIC_SAR, {E::reg(r11), E::imm(16)});
@@ -690,9 +781,16 @@ const CompiledBlock* BlockCompiler::compile(const Insn& head, uint64_t rip) {
   b.prologue();
   block.body = b.e.here();
   const Insn* insn = &head;
-  for (unsigned k = 0; k < length; ++k, insn = insn->next) {
-    b.instruction(*insn, rip, k + 1 == length);
-    rip += insn->length;
+  for (unsigned k = 0; k < length;) {
+    unsigned n = BlockBuilder::stack_run_length(*insn, length - k);
+    if (n >= 2) {
+      b.stack_run(*insn, rip, n, k + n == length);
+    } else {
+      n = 1;
+      b.instruction(*insn, rip, k + 1 == length);
+    }
+    for (unsigned j = 0; j < n; ++j, insn = insn->next) rip += insn->length;
+    k += n;
   }
   b.cold_code();
   used_ = (static_cast<size_t>(b.e.here() - arena_) + 15) & ~size_t{15};

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -59,6 +60,7 @@ struct Program {
   uint64_t chunk = 0;  // run() in chunks of this many instructions (0: one run)
   size_t arena_bytes = BlockCompiler::kDefaultArenaBytes;
   bool observed = false;  // a data observer sees every access (as the cache model does)
+  std::function<void(Machine&)> after_first_chunk;  // a change between the first run() and the next
 };
 
 // Counts the data accesses it is told of.
@@ -87,6 +89,7 @@ Outcome run(const Program& p, bool compile) {
   for (uint64_t total = 0; hook.events.empty() && total < kLimit;) {
     const uint64_t before = m.core.counters().retired;
     m.core.run(p.chunk ? p.chunk : kLimit);
+    if (total == 0 && p.after_first_chunk) p.after_first_chunk(m);
     total += m.core.counters().retired - before;
     if (!hook.events.empty()) o.fault_rips.push_back(m.state().rip);
   }
@@ -160,6 +163,25 @@ TEST(BlockCompiler, RunsEndingInsideACompiledBlockStopWhereTheInterpreterStops) 
     // the loop fits in a run, and the blocks that compile do not run.
     expect_same(run(p, true), run(p, false), chunk > 1);
   }
+}
+
+TEST(BlockCompiler, ABreakpointInsideACompiledStackRunStopsItThere) {
+  // loop: push rax; push rbx; push rcx; pop rcx; pop rbx; pop rax; dec r13; jnz loop; ud2. After
+  // the first run, compiled by then, DR0 breaks at the second PUSH (DR7.L0, execute): the
+  // boundary before each instruction is needed, and the run of pushes stops after the first.
+  Program p{{0x50, 0x53, 0x51, 0x59, 0x5B, 0x58, 0x49, 0xFF, 0xCD, 0x75, 0xF5, 0x0F, 0x0B}};
+  p.gpr[R13] = 1000;
+  p.gpr[RSP] = kData + 0x2800;
+  p.chunk = 800;
+  p.after_first_chunk = [](Machine& m) {
+    m.state().dr[0] = kCode + 1;
+    m.state().dr[7] = 1;
+    m.core.sync_mode();
+  };
+  const Outcome compiled = run(p, true);
+  expect_same(compiled, run(p, false));
+  EXPECT_EQ(compiled.vectors, std::vector<uint8_t>{DB});
+  EXPECT_EQ(compiled.fault_rips, std::vector<uint64_t>{kCode + 1});
 }
 
 TEST(BlockCompiler, AFaultThrownInsideACompiledBlockUnwindsToTheRunLoop) {
@@ -253,7 +275,8 @@ using test::reg_op;
 
 // A loop (R13 times) of `length` random instructions: ADD, SUB, CMP, AND, OR, XOR, TEST and MOV
 // between registers, memory and immediates at 8 (CMP, TEST), 32 and 64 bits, LEA, JZ and JNZ over
-// the next instruction, and PUSHFQ; POP (all the status flags, read back) and SETcc. R15 points at
+// the next instruction, runs of PUSH (registers, RSP, immediates) and of POP, some across a page,
+// PUSHFQ; POP (all the status flags, read back) and SETcc. R15 points at
 // the data and R14 is a small index (neither written); memory is [R15 + disp], [R15 + R14 * s +
 // disp] or RIP-relative into the data (LEA's, any registers).
 Program random_loop(uint64_t seed, unsigned length, unsigned iterations) {
@@ -318,6 +341,15 @@ Program random_loop(uint64_t seed, unsigned length, unsigned iterations) {
     } else if (kind == 7) {  // JZ / JNZ over a 3-byte instruction
       encode(code, pick(2) ? ZYDIS_MNEMONIC_JZ : ZYDIS_MNEMONIC_JNZ, {imm_op(3)});
       encode(code, ZYDIS_MNEMONIC_ADD, {reg_op(ZYDIS_REGISTER_RAX), reg_op(ZYDIS_REGISTER_RCX)});
+    } else if (kind == 8 && pick(2)) {  // a run of pushes (registers, RSP, immediates), then pops
+      const unsigned n = 1 + pick(6);
+      for (unsigned k = 0; k < n; ++k) {
+        const unsigned what = pick(5);
+        if (what == 0) encode(code, ZYDIS_MNEMONIC_PUSH, {imm_op(static_cast<int32_t>(random()))});
+        else if (what == 1) encode(code, ZYDIS_MNEMONIC_PUSH, {reg_op(ZYDIS_REGISTER_RSP)});
+        else encode(code, ZYDIS_MNEMONIC_PUSH, {reg(8)});
+      }
+      for (unsigned k = 0; k < n; ++k) encode(code, ZYDIS_MNEMONIC_POP, {reg(8)});
     } else if (kind == 8) {  // every status flag, read back
       encode(code, ZYDIS_MNEMONIC_PUSHFQ, {});
       encode(code, ZYDIS_MNEMONIC_POP, {reg_op(ZYDIS_REGISTER_R11)});
@@ -338,12 +370,12 @@ Program random_loop(uint64_t seed, unsigned length, unsigned iterations) {
   p.gpr[R15] = kData;
   p.gpr[R14] = pick(64);
   p.gpr[R13] = iterations;
-  p.gpr[RSP] = kData + 0x2800;
+  p.gpr[RSP] = pick(2) ? kData + 0x2800 : kData + 0x2000 + 8 * pick(6);  // runs within a page, or across
   return p;
 }
 
 TEST(BlockCompiler, RandomProgramsOfTheInlineFormsLeaveWhatTheInterpreterLeaves) {
-  for (uint64_t seed = 1; seed <= 60; ++seed) {
+  for (uint64_t seed = 1; seed <= 80; ++seed) {
     SCOPED_TRACE(seed);
     Program p = random_loop(seed, 12 + seed % 40, 40);
     p.observed = seed % 3 == 0;
