@@ -229,7 +229,7 @@ ZydisRegister sized(ZydisRegister r64, unsigned bytes) {
 // The instructions whose semantics a block carries out itself (their handlers stay the fallback
 // for anything but the common case: a soft-TLB miss, a data observer, flags kept in RFLAGS).
 enum class Alu : uint8_t { Add, Sub, Cmp, And, Or, Xor, Test };
-enum class Inline : uint8_t { None, Alu, Mov, Lea, Jz, Jnz };
+enum class Inline : uint8_t { None, Alu, Mov, Lea, Jz, Jnz, Jmp, Call, Ret };
 struct InlineForm {
   Inline form = Inline::None;
   Alu alu = Alu::Add;
@@ -249,12 +249,21 @@ InlineForm inline_form(const Insn& i, uint64_t fall) {
   if (i.handler != i.semantics || i.addrsize != 8) return {};
   switch (i.mnemonic) {
     case ZYDIS_MNEMONIC_JZ:
-    case ZYDIS_MNEMONIC_JNZ: {
+    case ZYDIS_MNEMONIC_JNZ:
+    case ZYDIS_MNEMONIC_JMP:
+    case ZYDIS_MNEMONIC_CALL: {
       if (i.num_ops != 1 || i.op[0].kind != OpKind::Rel || i.opsize != 8) return {};
       const uint64_t target = fall + static_cast<uint64_t>(i.op[0].value);
       if (static_cast<uint64_t>(static_cast<int64_t>(target << 16) >> 16) != target) return {};  // #GP at the branch
-      return {i.mnemonic == ZYDIS_MNEMONIC_JZ ? Inline::Jz : Inline::Jnz};
+      switch (i.mnemonic) {
+        case ZYDIS_MNEMONIC_JZ: return {Inline::Jz};
+        case ZYDIS_MNEMONIC_JNZ: return {Inline::Jnz};
+        case ZYDIS_MNEMONIC_JMP: return {Inline::Jmp};
+        default: return {Inline::Call};
+      }
     }
+    case ZYDIS_MNEMONIC_RET:
+      return i.num_ops == 0 && i.opsize == 8 ? InlineForm{Inline::Ret} : InlineForm{};
     case ZYDIS_MNEMONIC_LEA:
       if (i.num_ops != 2 || (i.opsize != 4 && i.opsize != 8) || i.op[0].kind != OpKind::Reg ||
           !plain_operand(i.op[0], i.opsize) || i.op[1].kind != OpKind::Mem)
@@ -315,6 +324,11 @@ class BlockBuilder {
       case Inline::Lea: emitted = lea(insn, fall); break;
       case Inline::Jz:
       case Inline::Jnz: emitted = jcc(f.form == Inline::Jz, cold); break;
+      case Inline::Jmp:
+      case Inline::Call:
+      case Inline::Ret:  // never fall through: the last of their blocks
+        if (last) return near_transfer(insn, f.form, rip, cold);
+        break;
     }
     if (!emitted) {
       step(insn, rip, last);
@@ -676,6 +690,42 @@ class BlockBuilder {
     return true;
   }
 
+  // JMP rel, CALL rel and RET (branch.cpp), which end their blocks: the return address pushed or
+  // popped where the soft TLB maps the stack's page (a non-canonical return address, for the #GP,
+  // takes the handler), then the block ends at the target.
+  void near_transfer(const Insn& insn, Inline form, uint64_t rip, Cold& cold) {
+    const uint64_t fall = rip + insn.length;
+    const uint64_t target = fall + static_cast<uint64_t>(insn.op[0].value);
+    if (form != Inline::Jmp) {
+      no_observer(cold);
+      e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rsi), gpr(RSP, 8)});
+      if (form == Inline::Call) e.op(ZYDIS_MNEMONIC_SUB, {E::reg(rsi), E::imm(8)});
+      stack_checks(cold);
+      soft_tlb(form == Inline::Call ? 1 : 0, 8, r8, cold);
+      if (form == Inline::Call) {
+        e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(fall)});
+        e.op(ZYDIS_MNEMONIC_MOV, {E::mem(r8, 0, 8), E::reg(rax)});
+        e.op(ZYDIS_MNEMONIC_MOV, {gpr(RSP, 8), E::reg(rsi)});
+      } else {
+        e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::mem(r8, 0, 8)});
+        e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), E::reg(rax)});
+        e.op(ZYDIS_MNEMONIC_SHL, {E::reg(r11), E::imm(16)});
+        e.op(ZYDIS_MNEMONIC_SAR, {E::reg(r11), E::imm(16)});
+        e.op(ZYDIS_MNEMONIC_CMP, {E::reg(r11), E::reg(rax)});
+        cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+        e.op(ZYDIS_MNEMONIC_ADD, {gpr(RSP, 8), E::imm(8)});
+      }
+      e.op(ZYDIS_MNEMONIC_ADD, {core(at_.dtlb_hits), E::imm(1)});
+    }
+    count_class(insn);
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kInsn), E::imm(reinterpret_cast<uint64_t>(&insn))});
+    if (form != Inline::Ret) e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(target)});
+    e.op(ZYDIS_MNEMONIC_MOV, {core(at_.next_rip), E::reg(rax)});
+    e.branch(ZYDIS_MNEMONIC_JMP, c_.block_end_);
+    colds_.push_back(cold);
+    resumes_.push_back(e.here());
+  }
+
   // JZ / JNZ (branch.cpp): ZF from the lazy record's result; flags in RFLAGS take the handler.
   bool jcc(bool jz, Cold& cold) {
     cold.target = cold.rip + cold.insn->length + static_cast<uint64_t>(cold.insn->op[0].value);
@@ -783,7 +833,7 @@ const CompiledBlock* BlockCompiler::compile(const Insn& head, uint64_t rip) {
   const Insn* insn = &head;
   for (unsigned k = 0; k < length;) {
     unsigned n = BlockBuilder::stack_run_length(*insn, length - k);
-    if (n >= 2) {
+    if (n >= 1) {
       b.stack_run(*insn, rip, n, k + n == length);
     } else {
       n = 1;

@@ -276,9 +276,12 @@ using test::reg_op;
 // A loop (R13 times) of `length` random instructions: ADD, SUB, CMP, AND, OR, XOR, TEST and MOV
 // between registers, memory and immediates at 8 (CMP, TEST), 32 and 64 bits, LEA, JZ and JNZ over
 // the next instruction, runs of PUSH (registers, RSP, immediates) and of POP, some across a page,
-// PUSHFQ; POP (all the status flags, read back) and SETcc. R15 points at
+// PUSHFQ; POP (all the status flags, read back), SETcc, JMP over the next instruction and CALL of
+// a function that returns. R15 points at
 // the data and R14 is a small index (neither written); memory is [R15 + disp], [R15 + R14 * s +
 // disp] or RIP-relative into the data (LEA's, any registers).
+constexpr size_t kFunction = 0xE00;  // in the code page, after the loop
+
 Program random_loop(uint64_t seed, unsigned length, unsigned iterations) {
   std::mt19937_64 random(seed);
   auto pick = [&](unsigned n) { return static_cast<unsigned>(random() % n); };
@@ -354,6 +357,13 @@ Program random_loop(uint64_t seed, unsigned length, unsigned iterations) {
       encode(code, ZYDIS_MNEMONIC_PUSHFQ, {});
       encode(code, ZYDIS_MNEMONIC_POP, {reg_op(ZYDIS_REGISTER_R11)});
       encode(code, ZYDIS_MNEMONIC_XOR, {reg_op(ZYDIS_REGISTER_R12), reg_op(ZYDIS_REGISTER_R11)});
+    } else if (kind == 9 && pick(3) == 0) {  // CALL the function at kFunction (rel32)
+      const int32_t rel = static_cast<int32_t>(kFunction - (code.size() + 5));
+      code.push_back(0xE8);
+      for (unsigned k = 0; k < 4; ++k) code.push_back(static_cast<uint8_t>(rel >> (8 * k)));
+    } else if (kind == 9 && pick(2) == 0) {  // JMP over a 3-byte instruction
+      encode(code, ZYDIS_MNEMONIC_JMP, {imm_op(3)});
+      encode(code, ZYDIS_MNEMONIC_ADD, {reg_op(ZYDIS_REGISTER_RAX), reg_op(ZYDIS_REGISTER_RCX)});
     } else {
       static constexpr ZydisMnemonic kSet[] = {ZYDIS_MNEMONIC_SETB, ZYDIS_MNEMONIC_SETO, ZYDIS_MNEMONIC_SETS,
                                                ZYDIS_MNEMONIC_SETP, ZYDIS_MNEMONIC_SETL, ZYDIS_MNEMONIC_SETBE};
@@ -365,6 +375,9 @@ Program random_loop(uint64_t seed, unsigned length, unsigned iterations) {
   code.push_back(0x0F), code.push_back(0x85);
   for (unsigned k = 0; k < 4; ++k) code.push_back(static_cast<uint8_t>(back >> (8 * k)));
   encode(code, ZYDIS_MNEMONIC_UD2, {});
+  // The function: add rax, rcx; xor rdx, rax; ret.
+  code.resize(kFunction, 0xCC);
+  for (uint8_t b : {0x48, 0x01, 0xC8, 0x48, 0x31, 0xC2, 0xC3}) code.push_back(b);
   Program p{code};
   for (unsigned r = 0; r < 16; ++r) p.gpr[r] = random();
   p.gpr[R15] = kData;
@@ -379,7 +392,7 @@ TEST(BlockCompiler, RandomProgramsOfTheInlineFormsLeaveWhatTheInterpreterLeaves)
     SCOPED_TRACE(seed);
     Program p = random_loop(seed, 12 + seed % 40, 40);
     p.observed = seed % 3 == 0;
-    ASSERT_LT(p.code.size(), 0xF00u);  // one page
+    ASSERT_EQ(p.code[kFunction - 1], 0xCC);  // the loop ends before the function
     const Outcome compiled = run(p, true);
     expect_same(compiled, run(p, false));
     EXPECT_EQ(compiled.vectors, std::vector<uint8_t>{UD});
