@@ -178,6 +178,10 @@ BlockCompiler::BlockCompiler(Core& core, size_t arena_bytes)
           offset_in(core, &core.tlb_epoch_),
           offset_in(core, &core.user_),
           offset_in(core, &core.data_observer_),
+          offset_in(core, &core.data_filter_.lines),
+          offset_in(core, &core.data_filter_.mask),
+          offset_in(core, &core.data_filter_.shift),
+          offset_in(core, &core.data_filter_.count),
           offset_in(core, &core.lmsle_last_[0]),
           offset_in(core, &core.seg_base_[0])} {
   static_assert(sizeof(core.attention_) == 1 && sizeof(core.fault_raised_) == 1 && sizeof(core.user_) == 1 &&
@@ -185,6 +189,7 @@ BlockCompiler::BlockCompiler(Core& core, size_t arena_bytes)
   static_assert(sizeof(Core::SoftTlbEntry) == 32 && offsetof(Core::SoftTlbEntry, tag) == 0 &&
                 offsetof(Core::SoftTlbEntry, host) == 8 && Core::kSoftTlbSize == 256);
   static_assert(sizeof(Core::LazyFlags::op) == 1 && offsetof(Core::LazyFlags, msb) == 1);
+  static_assert(offsetof(Core::SoftTlbEntry, frame) == 16 && sizeof(DataAccessFilter::shift) == 4);
 }
 
 BlockCompiler::~BlockCompiler() {
@@ -370,7 +375,6 @@ class BlockBuilder {
     const bool push = first.mnemonic == ZYDIS_MNEMONIC_PUSH;
     e.op(ZYDIS_MNEMONIC_CMP, {core(at_.attention, 1), E::imm(0)});
     cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
-    no_observer(cold);
     // The first access's address; the others are in its page when its offset in the page leaves
     // room for them (below it for pushes, above for pops).
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rsi), gpr(RSP, 8)});
@@ -379,6 +383,7 @@ class BlockBuilder {
     soft_tlb(push ? 1 : 0, 8, r8, cold);
     e.op(ZYDIS_MNEMONIC_CMP, {E::reg(ZYDIS_REGISTER_R11D), E::imm(push ? 8 * (n - 1) : 0x1000 - 8 * n)});
     cold.slow.push_back(e.branch_forward(push ? ZYDIS_MNEMONIC_JB : ZYDIS_MNEMONIC_JNBE));
+    filtered(push ? 1 : 0, push ? -8 * static_cast<int32_t>(n - 1) : 0, 8 * n, cold);
     const Insn* insn = &first;
     const Insn* last = insn;
     uint64_t last_rip = rip;
@@ -404,6 +409,7 @@ class BlockBuilder {
     }
     e.op(ZYDIS_MNEMONIC_ADD, {gpr(RSP, 8), E::imm(push ? -8 * static_cast<int64_t>(n) : 8 * static_cast<int64_t>(n))});
     e.op(ZYDIS_MNEMONIC_ADD, {core(at_.dtlb_hits), E::imm(n)});
+    observed(n);
     for (unsigned c = 0; c < kNumInsnClasses; ++c)
       if (classes[c]) e.op(ZYDIS_MNEMONIC_ADD, {core(at_.by_class + 8 * static_cast<int32_t>(c)), E::imm(classes[c])});
     // All but the last retired, each next one fetched through its link; the last's step ends as
@@ -589,10 +595,43 @@ class BlockBuilder {
     e.op(ZYDIS_MNEMONIC_ADD, {E::reg(host), E::reg(r11)});
   }
 
-  // A data observer (the cache model) sees every access: the handler's path tells it.
-  void no_observer(Cold& cold) {
+  // With a data observer (the cache model), the accesses to the bytes [start, start + span) from
+  // the one soft_tlb() just found (its entry at R10, its page offset in R11) go on only when they
+  // lie in one line its filter answers (Core::observe_data); anything else takes the handler,
+  // which tells the observer. Nothing is counted yet (observed()).
+  void filtered(unsigned kind, int32_t start, uint32_t span, Cold& cold) {
     e.op(ZYDIS_MNEMONIC_CMP, {core(at_.data_observer), E::imm(0)});
+    const E::Fixup none = e.branch_forward(ZYDIS_MNEMONIC_JZ);
+    ZydisEncoderOperand frame = E::mem(kCore, at_.soft_tlb + static_cast<int32_t>(kind * 256 * 32) + 16, 8);
+    frame.mem.index = r10;
+    frame.mem.scale = 1;
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r9), frame});
+    e.op(ZYDIS_MNEMONIC_SHL, {E::reg(r9), E::imm(12)});
+    e.op(ZYDIS_MNEMONIC_OR, {E::reg(r9), E::reg(r11)});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_ECX), core(at_.filter_shift, 4)});
+    e.op(ZYDIS_MNEMONIC_LEA, {E::reg(rax), E::mem(r9, start, 8)});
+    e.op(ZYDIS_MNEMONIC_SHR, {E::reg(rax), E::reg(ZYDIS_REGISTER_CL)});  // the first byte's line
+    e.op(ZYDIS_MNEMONIC_LEA, {E::reg(rdx), E::mem(r9, start + static_cast<int32_t>(span) - 1, 8)});
+    e.op(ZYDIS_MNEMONIC_SHR, {E::reg(rdx), E::reg(ZYDIS_REGISTER_CL)});  // the last byte's
+    e.op(ZYDIS_MNEMONIC_CMP, {E::reg(rdx), E::reg(rax)});
     cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rdx), E::reg(rax)});
+    e.op(ZYDIS_MNEMONIC_AND, {E::reg(rdx), core(at_.filter_mask)});
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r9), core(at_.filter_lines)});
+    ZydisEncoderOperand line = E::mem(r9, 0, 8);
+    line.mem.index = rdx;
+    line.mem.scale = 8;
+    e.op(ZYDIS_MNEMONIC_CMP, {line, E::reg(rax)});
+    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+    E::bind(none, e.here());
+  }
+  // The `n` accesses filtered() let through, counted where the observer's filter counts them.
+  void observed(unsigned n) {
+    e.op(ZYDIS_MNEMONIC_CMP, {core(at_.data_observer), E::imm(0)});
+    const E::Fixup none = e.branch_forward(ZYDIS_MNEMONIC_JZ);
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r9), core(at_.filter_count)});
+    e.op(ZYDIS_MNEMONIC_ADD, {E::mem(r9, 0, 8), E::imm(n)});
+    E::bind(none, e.here());
   }
 
   // `dst` (a host register) = operand `o` of `size` bytes, zero-extended: a register, an immediate
@@ -634,11 +673,18 @@ class BlockBuilder {
   // The memory operand's checks and host addresses: RDI to read, R8 to write; the soft-TLB hits
   // counted once both are known to hit.
   void memory(const Insn& i, const Operand& o, uint64_t fall, bool reads, bool writes, Cold& cold) {
-    no_observer(cold);
     address(o, fall, i.opsize, cold);
-    if (reads) soft_tlb(0, i.opsize, rdi, cold);
-    if (writes) soft_tlb(1, i.opsize, r8, cold);
-    e.op(ZYDIS_MNEMONIC_ADD, {core(at_.dtlb_hits), E::imm(unsigned{reads} + unsigned{writes})});
+    if (reads) {
+      soft_tlb(0, i.opsize, rdi, cold);
+      filtered(0, 0, i.opsize, cold);
+    }
+    if (writes) {
+      soft_tlb(1, i.opsize, r8, cold);
+      filtered(1, 0, i.opsize, cold);
+    }
+    const unsigned accesses = unsigned{reads} + unsigned{writes};
+    e.op(ZYDIS_MNEMONIC_ADD, {core(at_.dtlb_hits), E::imm(accesses)});
+    observed(accesses);
   }
 
   // ADD, SUB, CMP, AND, OR, XOR, TEST (arithmetic.cpp): RAX = a, RCX = b, RDX = the result.
@@ -697,11 +743,11 @@ class BlockBuilder {
     const uint64_t fall = rip + insn.length;
     const uint64_t target = fall + static_cast<uint64_t>(insn.op[0].value);
     if (form != Inline::Jmp) {
-      no_observer(cold);
       e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rsi), gpr(RSP, 8)});
       if (form == Inline::Call) e.op(ZYDIS_MNEMONIC_SUB, {E::reg(rsi), E::imm(8)});
       stack_checks(cold);
       soft_tlb(form == Inline::Call ? 1 : 0, 8, r8, cold);
+      filtered(form == Inline::Call ? 1 : 0, 0, 8, cold);
       if (form == Inline::Call) {
         e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(fall)});
         e.op(ZYDIS_MNEMONIC_MOV, {E::mem(r8, 0, 8), E::reg(rax)});
@@ -716,6 +762,7 @@ class BlockBuilder {
         e.op(ZYDIS_MNEMONIC_ADD, {gpr(RSP, 8), E::imm(8)});
       }
       e.op(ZYDIS_MNEMONIC_ADD, {core(at_.dtlb_hits), E::imm(1)});
+      observed(1);
     }
     count_class(insn);
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kInsn), E::imm(reinterpret_cast<uint64_t>(&insn))});

@@ -73,7 +73,7 @@ class BlockCompiler {
   struct Layout {
     int32_t current_insn, next_rip, rip, retired, by_class, itlb_hits, dtlb_hits, code_page, attention,
         fault_raised, run_end, page_slots, gpr, lazy_op, lazy_a, lazy_b, lazy_r, lazy_fixed, soft_tlb, tlb_epoch,
-        user, data_observer, lmsle_last, seg_base;
+        user, data_observer, filter_lines, filter_mask, filter_shift, filter_count, lmsle_last, seg_base;
   };
   friend class BlockBuilder;
   const Layout at_;

@@ -51,7 +51,7 @@ struct Outcome {
   std::vector<uint64_t> fault_rips;
   std::vector<uint8_t> data, code;
   uint64_t blocks_compiled, resets;
-  uint64_t observed_reads, observed_writes;
+  uint64_t observed_reads, observed_writes, answered;
 };
 
 struct Program {
@@ -63,11 +63,19 @@ struct Program {
   std::function<void(Machine&)> after_first_chunk;  // a change between the first run() and the next
 };
 
-// Counts the data accesses it is told of.
+// Counts the data accesses it is told of. Its filter answers for every other line of the data's
+// first page (as a cache's table of lines it need not be told of would), and counts those.
 class CountingObserver : public DataAccessObserver {
  public:
+  CountingObserver() {
+    for (uint64_t k = 0; k < 64; ++k) lines[k] = k % 2 == 0 ? (kData >> 6) + k : DataAccessFilter::kNoLine;
+  }
   void on_data_access(uint64_t paddr, unsigned size, bool write) override { ++(write ? writes : reads); }
-  uint64_t reads = 0, writes = 0;
+  DataAccessFilter filter() const override {
+    return DataAccessFilter{lines.data(), 63, 6, const_cast<uint64_t*>(&answered)};
+  }
+  uint64_t reads = 0, writes = 0, answered = 0;
+  std::array<uint64_t, 64> lines;
 };
 
 // Runs `p` from kCode until an event stops it (or 200000 instructions).
@@ -104,6 +112,7 @@ Outcome run(const Program& p, bool compile) {
   o.resets = m.core.compiled_code_resets();
   o.observed_reads = observer.reads;
   o.observed_writes = observer.writes;
+  o.answered = observer.answered;
   return o;
 }
 
@@ -134,6 +143,7 @@ void expect_same(const Outcome& compiled, const Outcome& interpreted, bool block
   EXPECT_TRUE(compiled.code == interpreted.code);
   EXPECT_EQ(compiled.observed_reads, interpreted.observed_reads);
   EXPECT_EQ(compiled.observed_writes, interpreted.observed_writes);
+  EXPECT_EQ(compiled.answered, interpreted.answered);
 }
 
 // loop: mov rdx, [rsi]; add rax, rdx; mov [rsi + 8], rax; add rsi, STRIDE; dec rcx; jnz loop; ud2
