@@ -42,6 +42,7 @@ Cpu::Cpu(sc_core::sc_module_name name, const Params& params, const TimingParams&
       account_(timing, core_.counters(), mmu_.counters()) {
   mmu_.attach(&core_);
   core_.set_no_progress_limit(params.no_progress_faults);
+  core_.set_block_compilation(params.compiled_blocks);
   core_.set_translator(&mmu_);
   core_.set_time_source(this);
   if (params.cpu_model.has(isa::Feature::Pmu)) {

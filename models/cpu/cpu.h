@@ -47,6 +47,7 @@ class Cpu : public sc_core::sc_module,
     uint64_t no_progress_faults = 0;  // the same fault at the same RIP this often in a row ends the run; 0: never
     isa::Profile profile;           // how sensitive instructions behave at CPL > 0
     isa::CpuModel cpu_model;        // what CPUID presents and the core has (cpu.vendor, cpu.features)
+    bool compiled_blocks = true;    // the core compiles hot blocks to host code (cpu.compiled_blocks)
   };
 
   // Why the thread stopped.

@@ -14,6 +14,9 @@ void declare_cpu(Schema& s) {
   s.add(boolean("cpu.vmx", false,
                 "offer the VT-x-like hardware virtualization extension: hw_assist needs it; with vmm.strategy native the "
                 "guest itself may use it (VMXON, VMLAUNCH, ...: guest hypervisors)"));
+  s.add(boolean("cpu.compiled_blocks", true,
+                "run the 64-bit blocks the core executes often as host code it compiles (isa/block_compiler.h); "
+                "every simulated figure is the same either way, only the host time differs"));
   s.add(choice("cpu.vendor", "intel", {"intel", "amd"},
                "the CPU CPUID presents: GenuineIntel (family 6 model 9EH) or AuthenticAMD (family 17H model 31H), "
                "with that vendor's leaf layout; AMD has no VMX (SVM is not modeled) and no modeled PMU"));

@@ -78,6 +78,7 @@ models::Cpu::Params cpu_params(const config::Config& c) {
   p.no_progress_faults = c.u64("run.no_progress_faults");
   p.profile = isa::load_profile(c.str("cpu.profile"));
   p.cpu_model = config::cpu_model(c, &p.profile);
+  p.compiled_blocks = c.flag("cpu.compiled_blocks");
   return p;
 }
 
