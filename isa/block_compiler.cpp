@@ -21,16 +21,19 @@ namespace pgsim::isa {
 
 namespace {
 
-// The shared exits are at the arena's start; a block (about 80 bytes per instruction) is compiled
-// only with this much room left.
-constexpr size_t kMaxBlockBytes = 400 * BlockCompiler::kMaxLength + 256;
+// The smallest arena: the shared exits and a block of kMaxLength instructions of the largest
+// inline forms (about 700 bytes each with their cold code) fit in it.
+constexpr size_t kMinArenaBytes = 64u << 10;
+
+// The arena cannot hold the block being emitted (compile() then reports it full).
+struct ArenaFull {};
 
 static_assert(offsetof(Insn, handler) == 0, "compiled code calls [insn] as the handler");
 
 // Emits x86-64 instructions through Zydis's encoder at their final addresses.
 class Emitter {
  public:
-  explicit Emitter(uint8_t* at) : at_(at) {}
+  Emitter(uint8_t* at, const uint8_t* end) : at_(at), end_(end) {}
   uint8_t* here() const { return at_; }
 
   static ZydisEncoderOperand reg(ZydisRegister r) {
@@ -63,6 +66,7 @@ class Emitter {
     unsigned k = 0;
     for (const ZydisEncoderOperand& o : operands) req.operands[k++] = o;
     ZyanUSize length = ZYDIS_MAX_INSTRUCTION_LENGTH;
+    if (end_ - at_ < static_cast<ptrdiff_t>(length)) throw ArenaFull{};
     // Absolute: a branch's immediate is its target, made relative to where the branch lands.
     if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstructionAbsolute(&req, at_, &length, reinterpret_cast<ZyanU64>(at_))))
       throw std::logic_error("block compiler: Zydis cannot encode " + std::string(ZydisMnemonicGetString(mnemonic)));
@@ -84,6 +88,7 @@ class Emitter {
     req.operand_count = 1;
     req.operands[0] = imm(reinterpret_cast<uint64_t>(at_));
     ZyanUSize length = ZYDIS_MAX_INSTRUCTION_LENGTH;
+    if (end_ - at_ < static_cast<ptrdiff_t>(length)) throw ArenaFull{};
     if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstructionAbsolute(&req, at_, &length, reinterpret_cast<ZyanU64>(at_))))
       throw std::logic_error("block compiler: Zydis cannot encode a forward branch");
     at_ += length;
@@ -96,6 +101,7 @@ class Emitter {
 
  private:
   uint8_t* at_;
+  const uint8_t* end_;  // the arena's end: an instruction that would pass it throws ArenaFull
 };
 
 constexpr ZydisRegister kCore = ZYDIS_REGISTER_RBX;     // the Core
@@ -155,7 +161,7 @@ int32_t offset_in(const Core& core, const void* member) {
 
 BlockCompiler::BlockCompiler(Core& core, size_t arena_bytes)
     : core_(core),
-      arena_bytes_(std::max(arena_bytes, 2 * kMaxBlockBytes)),
+      arena_bytes_(std::max(arena_bytes, kMinArenaBytes)),
       at_{offset_in(core, &core.current_insn_),
           offset_in(core, &core.next_rip_),
           offset_in(core, &core.state_.rip),
@@ -301,7 +307,8 @@ InlineForm inline_form(const Insn& i, uint64_t fall) {
 // after them (cold code), and the jumps to the code that ends every block.
 class BlockBuilder {
  public:
-  BlockBuilder(const BlockCompiler& compiler, uint8_t* at) : e(at), c_(compiler), at_(compiler.at_) {}
+  BlockBuilder(const BlockCompiler& compiler, uint8_t* at, const uint8_t* end)
+      : e(at, end), c_(compiler), at_(compiler.at_) {}
 
   // The prologue: the frame the call-frame information describes, RSP 16-byte aligned at calls.
   void prologue() {
@@ -793,7 +800,7 @@ class BlockBuilder {
 void BlockCompiler::reset() {
   if (!arena_) return;
   if (used_ != 0) ++resets_;
-  E e(arena_);
+  E e(arena_, arena_ + arena_bytes_);
   // The exits. The first returns null (every step complete), the second the instruction in R13,
   // whose step the run loop completes. Both restore what the prologue saved.
   const uint8_t* const exit_done = e.here();
@@ -866,34 +873,35 @@ const CompiledBlock* BlockCompiler::compile(const Insn& head, uint64_t rip) {
   for (const Insn* i = head.next; i && length < kMaxLength; i = i->next) ++length;
   if (length < kMinLength) return nullptr;
   if (!arena_) map_arena();
-  if (arena_bytes_ - used_ < kMaxBlockBytes) {
-    full_ = true;
-    return nullptr;
-  }
-  CompiledBlock& block = records_.emplace_back();
+  CompiledBlock block;
   block.rip = rip;
   block.length = length;
   uint8_t* const start = arena_ + used_;
-  BlockBuilder b(*this, start);
-  b.prologue();
-  block.body = b.e.here();
-  const Insn* insn = &head;
-  for (unsigned k = 0; k < length;) {
-    unsigned n = BlockBuilder::stack_run_length(*insn, length - k);
-    if (n >= 1) {
-      b.stack_run(*insn, rip, n, k + n == length);
-    } else {
-      n = 1;
-      b.instruction(*insn, rip, k + 1 == length);
+  BlockBuilder b(*this, start, arena_ + arena_bytes_);
+  try {
+    b.prologue();
+    block.body = b.e.here();
+    const Insn* insn = &head;
+    for (unsigned k = 0; k < length;) {
+      unsigned n = BlockBuilder::stack_run_length(*insn, length - k);
+      if (n >= 1) {
+        b.stack_run(*insn, rip, n, k + n == length);
+      } else {
+        n = 1;
+        b.instruction(*insn, rip, k + 1 == length);
+      }
+      for (unsigned j = 0; j < n; ++j, insn = insn->next) rip += insn->length;
+      k += n;
     }
-    for (unsigned j = 0; j < n; ++j, insn = insn->next) rip += insn->length;
-    k += n;
+    b.cold_code();
+  } catch (const ArenaFull&) {  // what was written past used_ is never entered
+    full_ = true;
+    return nullptr;
   }
-  b.cold_code();
   used_ = (static_cast<size_t>(b.e.here() - arena_) + 15) & ~size_t{15};
   ++blocks_compiled_;
   block.entry = reinterpret_cast<CompiledEntry>(start);
-  return &block;
+  return &records_.emplace_back(block);
 }
 
 }  // namespace pgsim::isa

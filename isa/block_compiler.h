@@ -1,14 +1,18 @@
 // Blocks of linked instructions compiled to host code (x86-64, encoded with Zydis's encoder).
 //
-// A compiled block is the run loop's step (Core::run) unrolled over a block's linked instructions:
-// for each one it stores what the loop stores (the current instruction, next_rip(), RIP, the
-// retired, class and linked-fetch counts) and calls the instruction's handler directly, from its
-// own call site; after the handler it makes the loop's checks (the handler left next_rip() at
-// the fall-through, the code page is still the current one, nothing needs the boundary) and
-// returns to the loop at the first instruction that fails them, or after the last one. The
-// handlers are the interpreter's: every register, flag, count and fault is the one the loop would
-// leave. What goes away is the loop's own work between two instructions: the dispatch through
-// Insn::handler from two shared call sites, the loads of the block state and the link walk.
+// A compiled block is the run loop's step (Core::run) unrolled over a block's linked instructions.
+// The common forms (ADD, SUB, CMP, AND, OR, XOR, TEST, MOV, LEA, JZ, JNZ, JMP, CALL, RET, PUSH and
+// POP runs) are carried out by the block itself: registers and the lazy-flag record in the Core,
+// memory through the soft TLB as Core::read_hit and write_hit reach it, the data observer's
+// filtered hits counted as Core::observe_data counts them. Every other instruction, and every case
+// the inline code does not take (a soft-TLB miss, a page or line crossed, flags kept in RFLAGS, a
+// non-canonical address), calls the instruction's handler from a call site of its own, with what
+// the loop stores before it (the current instruction, next_rip(), RIP, the counts). After each
+// instruction the block makes the loop's checks (no branch taken, the code page still the current
+// one, nothing needing the boundary); the instruction that ends it finishes as the loop's slow
+// path finishes it, and the block goes on to the one compiled where RIP then is, in the same
+// page, when the loop would start that one next. Every register, flag, count and fault is the one
+// the loop would leave; what goes away is the loop's dispatch and most handlers' work.
 //
 // Handlers may throw (Fault): the code arena carries DWARF call-frame information registered with
 // the host's unwinder, so that an exception crosses a compiled block to run()'s catch.
@@ -53,8 +57,8 @@ class BlockCompiler {
   BlockCompiler& operator=(const BlockCompiler&) = delete;
 
   // Compiles the block that starts at `head` (64-bit mode; `rip` its address) and follows its
-  // links; null when the block is shorter than kMinLength or the code arena is full (the caller
-  // then forgets every compiled block and calls reset()).
+  // links; null when the block is shorter than kMinLength or does not fit in what is left of the
+  // code arena (full(): the caller then forgets every compiled block and calls reset()).
   const CompiledBlock* compile(const Insn& head, uint64_t rip);
   // Frees every compiled block (none may be running, and no Insn may still point to one).
   void reset();

@@ -409,10 +409,11 @@ class Core {
   void flush_tlbs(bool include_global);
   // Physical memory was written behind the core's back (DMA, loaders): drop decoded code there.
   void invalidate_decoded(uint64_t paddr, uint64_t size);
-  // Blocks of linked 64-bit instructions that run often are compiled to host code that calls
-  // their handlers in turn (isa/block_compiler.h; on by default). Everything the guest sees and
-  // every count are the same either way: off, for comparing the two and for debugging.
-  // `arena_bytes`: the host code they may take before they are all forgotten and compiled anew.
+  // Blocks of linked 64-bit instructions that run often are compiled to host code
+  // (isa/block_compiler.h; on by default). Everything the guest sees and every count are the same
+  // either way: off, for comparing the two and for debugging.
+  // `arena_bytes`: the host code they may take (at least 64 KiB) before they are all forgotten
+  // and compiled anew.
   void set_block_compilation(bool on, size_t arena_bytes = BlockCompiler::kDefaultArenaBytes);
   bool block_compilation() const { return block_compilation_; }
   uint64_t blocks_compiled() const;  // since the core was made

@@ -272,6 +272,29 @@ TEST(BlockCompiler, AFullArenaIsEmptiedAndTheBlocksCompiledAgain) {
   EXPECT_GT(compiled.resets, 0u);
 }
 
+TEST(BlockCompiler, TheLargestBlockFitsTheSmallestArena) {
+  // A loop of 62 read-modify-writes of memory (two soft-TLB lookups and two filter checks each,
+  // the inline forms' largest code) and DEC, JNZ: a block of the longest length, compiled in the
+  // smallest arena, under a data observer.
+  std::vector<uint8_t> code;
+  for (unsigned k = 0; k < BlockCompiler::kMaxLength - 2; ++k)  // add qword [r15 + 8k], k + 1
+    for (uint8_t b : {uint8_t{0x49}, uint8_t{0x83}, uint8_t{0x47}, static_cast<uint8_t>(8 * k), static_cast<uint8_t>(k + 1)})
+      code.push_back(b);
+  const int32_t back = -static_cast<int32_t>(code.size()) - 3 - 6;
+  for (uint8_t b : {0x49, 0xFF, 0xCD, 0x0F, 0x85}) code.push_back(b);  // dec r13; jnz rel32
+  for (unsigned k = 0; k < 4; ++k) code.push_back(static_cast<uint8_t>(back >> (8 * k)));
+  code.push_back(0x0F), code.push_back(0x0B);
+  Program p{code};
+  p.gpr[R15] = kData;
+  p.gpr[R13] = 100;
+  p.arena_bytes = 0;
+  p.observed = true;
+  const Outcome compiled = run(p, true);
+  expect_same(compiled, run(p, false));
+  EXPECT_EQ(compiled.resets, 0u);
+  EXPECT_EQ(compiled.counters.retired, 100u * BlockCompiler::kMaxLength);
+}
+
 // ---- Random programs of the forms blocks carry out themselves -------------------------------
 
 // Appends one instruction, encoded by Zydis, to `code`.
