@@ -327,7 +327,7 @@ class BlockBuilder {
     const uint64_t fall = rip + insn.length;
     const InlineForm f = inline_form(insn, fall);
     insns_.push_back(&insn);
-    Cold cold{&insn, rip, last, {}, {}, {}, 0};
+    Cold cold{&insn, rip, last, {}, {}, {}, {}, 0};
     bool emitted = false;
     switch (f.form) {
       case Inline::None: break;
@@ -350,7 +350,8 @@ class BlockBuilder {
       count_class(insn);
       end_step(insn, fall, last, cold);
     }
-    if (!cold.slow.empty() || !cold.attention.empty() || !cold.taken.empty()) colds_.push_back(cold);
+    if (!cold.slow.empty() || !cold.attention.empty() || !cold.taken.empty() || !cold.load_miss.empty())
+      colds_.push_back(cold);
     resumes_.push_back(e.here());
   }
 
@@ -378,7 +379,7 @@ class BlockBuilder {
   // needed) takes the first one's handler, which does what it can, and the loop goes on from there.
   void stack_run(const Insn& first, uint64_t rip, unsigned n, bool ends_block) {
     insns_.push_back(&first);
-    Cold cold{&first, rip, true, {}, {}, {}, 0};
+    Cold cold{&first, rip, true, {}, {}, {}, {}, 0};
     const bool push = first.mnemonic == ZYDIS_MNEMONIC_PUSH;
     e.op(ZYDIS_MNEMONIC_CMP, {core(at_.attention, 1), E::imm(0)});
     cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
@@ -444,6 +445,11 @@ class BlockBuilder {
         step(*c.insn, c.rip, c.last);
         if (!c.last) e.branch(ZYDIS_MNEMONIC_JMP, resume_after(c.insn));
       }
+      if (!c.load_miss.empty()) {
+        for (E::Fixup f : c.load_miss) E::bind(f, e.here());
+        step(*c.insn, c.rip, c.last, true);
+        if (!c.last) e.branch(ZYDIS_MNEMONIC_JMP, resume_after(c.insn));
+      }
       if (!c.attention.empty()) {  // the boundary is needed: the step ends as the loop's slow path
         for (E::Fixup f : c.attention) E::bind(f, e.here());
         leave(*c.insn, fall);
@@ -464,6 +470,7 @@ class BlockBuilder {
     uint64_t rip;
     bool last;
     std::vector<E::Fixup> slow, attention, taken;  // to the handler, the boundary, a taken branch
+    std::vector<E::Fixup> load_miss;               // a MOV load's soft-TLB miss (load_after_miss)
     uint64_t target = 0;                           // a Jcc's
   };
 
@@ -506,15 +513,23 @@ class BlockBuilder {
   }
 
   // The run loop's step (Core::run) calling the handler, with the address and length as constants.
-  void step(const Insn& insn, uint64_t rip, bool last) {
+  // `load_miss`: instead of the handler, a MOV load whose soft-TLB lookup missed completes through
+  // load_after_miss(), with the linear address the block computed (in RSI).
+  void step(const Insn& insn, uint64_t rip, bool last, bool load_miss = false) {
     const uint64_t fall = rip + insn.length;
+    if (load_miss) e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rdx), E::reg(rsi)});
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kInsn), E::imm(reinterpret_cast<uint64_t>(&insn))});
     e.op(ZYDIS_MNEMONIC_MOV, {core(at_.current_insn), E::reg(kInsn)});
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(fall)});
     e.op(ZYDIS_MNEMONIC_MOV, {core(at_.next_rip), E::reg(rax)});
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_RDI), E::reg(kCore)});
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_RSI), E::reg(kInsn)});
-    e.op(ZYDIS_MNEMONIC_CALL, {E::mem(kInsn, 0, 8)});  // Insn::handler
+    if (load_miss) {
+      e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(reinterpret_cast<uint64_t>(&load_after_miss))});
+      e.op(ZYDIS_MNEMONIC_CALL, {E::reg(rax)});
+    } else {
+      e.op(ZYDIS_MNEMONIC_CALL, {E::mem(kInsn, 0, 8)});  // Insn::handler
+    }
     count_class(insn);
     if (last) return e.branch(ZYDIS_MNEMONIC_JMP, c_.block_end_);
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(fall)});
@@ -578,7 +593,15 @@ class BlockBuilder {
 
   // `host` = the host address of the access at RSI through the soft TLB's read (0) or write (1)
   // entries (Core::read_hit, write_hit): a miss, or bytes past the page, take the handler.
-  void soft_tlb(unsigned kind, unsigned size, ZydisRegister host, Cold& cold) {
+  // The MOV load handler's work (move.cpp, Core::load) past a soft-TLB miss, at `linear`.
+  static void load_after_miss(Core& c, const Insn& i, uint64_t linear) {
+    uint64_t value;
+    if (!c.load_slow(linear, i.opsize, &value)) return;  // its fault raised
+    c.state_.gpr[i.op[0].reg] = i.opsize == 8 ? value : static_cast<uint32_t>(value);
+  }
+
+  // `miss`: where a lookup that misses goes (the handler's path when null).
+  void soft_tlb(unsigned kind, unsigned size, ZydisRegister host, Cold& cold, std::vector<E::Fixup>* miss = nullptr) {
     const int32_t table = at_.soft_tlb + static_cast<int32_t>(kind * 256 * 32);
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r9), E::reg(rsi)});
     e.op(ZYDIS_MNEMONIC_SHR, {E::reg(r9), E::imm(12)});
@@ -592,7 +615,7 @@ class BlockBuilder {
     entry.mem.index = r10;
     entry.mem.scale = 1;
     e.op(ZYDIS_MNEMONIC_CMP, {entry, E::reg(r9)});
-    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+    (miss ? *miss : cold.slow).push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(ZYDIS_REGISTER_R11D), E::reg(ZYDIS_REGISTER_ESI)});
     e.op(ZYDIS_MNEMONIC_AND, {E::reg(ZYDIS_REGISTER_R11D), E::imm(0xFFF)});
     e.op(ZYDIS_MNEMONIC_CMP, {E::reg(ZYDIS_REGISTER_R11D), E::imm(0x1000 - size)});
@@ -679,10 +702,11 @@ class BlockBuilder {
 
   // The memory operand's checks and host addresses: RDI to read, R8 to write; the soft-TLB hits
   // counted once both are known to hit.
-  void memory(const Insn& i, const Operand& o, uint64_t fall, bool reads, bool writes, Cold& cold) {
+  void memory(const Insn& i, const Operand& o, uint64_t fall, bool reads, bool writes, Cold& cold,
+              std::vector<E::Fixup>* read_miss = nullptr) {
     address(o, fall, i.opsize, cold);
     if (reads) {
-      soft_tlb(0, i.opsize, rdi, cold);
+      soft_tlb(0, i.opsize, rdi, cold, read_miss);
       filtered(0, 0, i.opsize, cold);
     }
     if (writes) {
@@ -726,7 +750,7 @@ class BlockBuilder {
     const unsigned size = i.opsize;
     const Operand& d = i.op[0];
     const Operand& s = i.op[1];
-    if (s.kind == OpKind::Mem) memory(i, s, fall, true, false, cold);
+    if (s.kind == OpKind::Mem) memory(i, s, fall, true, false, cold, d.kind == OpKind::Reg ? &cold.load_miss : nullptr);
     if (d.kind == OpKind::Mem) memory(i, d, fall, false, true, cold);
     read(s, size, rdx, rdi);
     if (d.kind == OpKind::Reg) write_reg(d, rdx);

@@ -216,6 +216,20 @@ TEST(BlockCompiler, AFaultRaisedInsideACompiledBlockEndsItAtTheInstruction) {
   EXPECT_EQ(compiled.fault_rips, std::vector<uint64_t>{kCode + 6});
 }
 
+TEST(BlockCompiler, ALoadThatMissesTheSoftTlbInsideACompiledBlockTranslatesOrFaults) {
+  // loop: mov rdx, [rsi]; add rax, rdx; add rsi, 8; dec rcx; jnz loop; ud2. The loads walk into
+  // a new page (a soft-TLB miss, translated) and then into the page that is not present (a page
+  // fault raised from the compiled block's miss path).
+  Program p{{0x48, 0x8B, 0x16, 0x48, 0x01, 0xD0, 0x48, 0x83, 0xC6, 0x08, 0x48, 0xFF, 0xC9, 0x75, 0xF1, 0x0F, 0x0B}};
+  p.gpr[RSI] = kHole - 0x1000 - 8 * 100;
+  p.gpr[RCX] = 10000;
+  const Outcome compiled = run(p, true);
+  expect_same(compiled, run(p, false));
+  EXPECT_EQ(compiled.vectors, std::vector<uint8_t>{PF_});
+  EXPECT_EQ(compiled.fault_rips, std::vector<uint64_t>{kCode});
+  EXPECT_EQ(compiled.counters.retired, 5u * (100 + 512));
+}
+
 TEST(BlockCompiler, CodeThatWritesItselfRunsAsWritten) {
   // The inner loop runs compiled; between two of its runs the code changes its immediate.
   // 0x00: mov ecx, 50     0x05: add rax, IMM (at 0x08)    0x09: dec ecx    0x0b: jnz 0x05
