@@ -375,8 +375,9 @@ class BlockBuilder {
 
   // A run of `n` pushes or pops from `first` at `rip` (integer/stack.cpp, push_run and pop_run):
   // where the soft TLB maps the page all of them reach, the stores or loads at once, with what
-  // they leave one by one; anything else (a miss, a page crossed, a data observer, the boundary
-  // needed) takes the first one's handler, which does what it can, and the loop goes on from there.
+  // they leave one by one; anything else (a miss, a page crossed, bytes in more than one line or a
+  // line the data observer's filter does not hold, the boundary needed) takes the first one's
+  // handler, which does what it can, and the loop goes on from there.
   void stack_run(const Insn& first, uint64_t rip, unsigned n, bool ends_block) {
     insns_.push_back(&first);
     Cold cold{&first, rip, true, {}, {}, {}, {}, 0};
