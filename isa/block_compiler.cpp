@@ -160,8 +160,7 @@ int32_t offset_in(const Core& core, const void* member) {
 }  // namespace
 
 BlockCompiler::BlockCompiler(Core& core, size_t arena_bytes)
-    : core_(core),
-      arena_bytes_(std::max(arena_bytes, kMinArenaBytes)),
+    : arena_bytes_(std::max(arena_bytes, kMinArenaBytes)),
       at_{offset_in(core, &core.current_insn_),
           offset_in(core, &core.next_rip_),
           offset_in(core, &core.state_.rip),
@@ -490,8 +489,12 @@ class BlockBuilder {
 
   // Leaves the block with `insn` to complete, RIP at it and next_rip() at `next` (block_end).
   void leave(const Insn& insn, uint64_t next) {
-    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kInsn), E::imm(reinterpret_cast<uint64_t>(&insn))});
     e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(next)});
+    leave_to_rax(insn);
+  }
+  // The same with next_rip() in RAX.
+  void leave_to_rax(const Insn& insn) {
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kInsn), E::imm(reinterpret_cast<uint64_t>(&insn))});
     e.op(ZYDIS_MNEMONIC_MOV, {core(at_.next_rip), E::reg(rax)});
     e.branch(ZYDIS_MNEMONIC_JMP, c_.block_end_);
   }
@@ -573,10 +576,16 @@ class BlockBuilder {
     e.op(ZYDIS_MNEMONIC_CMP, {E::reg(rsi), E::reg(r11)});
     cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNBE));
     if (o.seg >= FS) e.op(ZYDIS_MNEMONIC_ADD, {E::reg(rsi), core(at_.seg_base + 8 * o.seg)});
-    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), E::reg(rsi)});
+    canonical_or_handler(rsi, cold);
+  }
+
+  // `value` (a host register) is a canonical 48-bit address (Core::canonical48), else the handler
+  // (which also takes 57-bit addresses with CR4.LA57).
+  void canonical_or_handler(ZydisRegister value, Cold& cold) {
+    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), E::reg(value)});
     e.op(ZYDIS_MNEMONIC_SHL, {E::reg(r11), E::imm(16)});
     e.op(ZYDIS_MNEMONIC_SAR, {E::reg(r11), E::imm(16)});
-    e.op(ZYDIS_MNEMONIC_CMP, {E::reg(r11), E::reg(rsi)});
+    e.op(ZYDIS_MNEMONIC_CMP, {E::reg(r11), E::reg(value)});
     cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
   }
 
@@ -585,11 +594,7 @@ class BlockBuilder {
   void stack_checks(Cold& cold) {
     e.op(ZYDIS_MNEMONIC_CMP, {core(at_.lmsle_last + 8 * SS), E::imm(~0ull)});
     cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
-    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), E::reg(rsi)});
-    e.op(ZYDIS_MNEMONIC_SHL, {E::reg(r11), E::imm(16)});
-    e.op(ZYDIS_MNEMONIC_SAR, {E::reg(r11), E::imm(16)});
-    e.op(ZYDIS_MNEMONIC_CMP, {E::reg(r11), E::reg(rsi)});
-    cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+    canonical_or_handler(rsi, cold);
   }
 
   // `host` = the host address of the access at RSI through the soft TLB's read (0) or write (1)
@@ -786,21 +791,15 @@ class BlockBuilder {
         e.op(ZYDIS_MNEMONIC_MOV, {gpr(RSP, 8), E::reg(rsi)});
       } else {
         e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::mem(r8, 0, 8)});
-        e.op(ZYDIS_MNEMONIC_MOV, {E::reg(r11), E::reg(rax)});
-        e.op(ZYDIS_MNEMONIC_SHL, {E::reg(r11), E::imm(16)});
-        e.op(ZYDIS_MNEMONIC_SAR, {E::reg(r11), E::imm(16)});
-        e.op(ZYDIS_MNEMONIC_CMP, {E::reg(r11), E::reg(rax)});
-        cold.slow.push_back(e.branch_forward(ZYDIS_MNEMONIC_JNZ));
+        canonical_or_handler(rax, cold);  // RET to a non-canonical address: #GP
         e.op(ZYDIS_MNEMONIC_ADD, {gpr(RSP, 8), E::imm(8)});
       }
       e.op(ZYDIS_MNEMONIC_ADD, {core(at_.dtlb_hits), E::imm(1)});
       observed(1);
     }
     count_class(insn);
-    e.op(ZYDIS_MNEMONIC_MOV, {E::reg(kInsn), E::imm(reinterpret_cast<uint64_t>(&insn))});
-    if (form != Inline::Ret) e.op(ZYDIS_MNEMONIC_MOV, {E::reg(rax), E::imm(target)});
-    e.op(ZYDIS_MNEMONIC_MOV, {core(at_.next_rip), E::reg(rax)});
-    e.branch(ZYDIS_MNEMONIC_JMP, c_.block_end_);
+    if (form == Inline::Ret) leave_to_rax(insn);  // the popped return address
+    else leave(insn, target);
     colds_.push_back(cold);
     resumes_.push_back(e.here());
   }

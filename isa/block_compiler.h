@@ -70,7 +70,6 @@ class BlockCompiler {
 
  private:
   void map_arena();
-  Core& core_;
   size_t arena_bytes_;
   // Where in a Core (and its decoded pages) the compiled code reads and writes: the compiler is
   // Core's friend.

@@ -9,6 +9,7 @@
 #include <array>
 #include <functional>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "tests/isa/encoding.h"
@@ -55,6 +56,7 @@ struct Outcome {
 };
 
 struct Program {
+  explicit Program(std::vector<uint8_t> bytes) : code(std::move(bytes)) {}
   std::vector<uint8_t> code;
   std::array<uint64_t, 16> gpr{};
   uint64_t chunk = 0;  // run() in chunks of this many instructions (0: one run)
